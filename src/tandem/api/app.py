@@ -1,0 +1,25 @@
+"""The FastAPI application of one device."""
+
+from fastapi import FastAPI
+
+from tandem._version import __version__
+from tandem.api import errors, jobs, routes_config, routes_device, routes_members, routes_users
+from tandem.api.limits import BodySizeLimit
+from tandem.api.responses import JSON
+from tandem.device import Device
+
+
+def create_app(device: Device) -> FastAPI:
+    """The API of `device`: every route but login and health needs credentials."""
+    app = FastAPI(title="Tandem device API", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
+                  default_response_class=JSON)
+    app.state.device = device
+    errors.install(app)
+    app.add_middleware(BodySizeLimit)
+    app.include_router(routes_device.router)
+    for router in routes_config.ROUTERS:
+        app.include_router(router)
+    app.include_router(routes_members.router)
+    app.include_router(routes_users.router)
+    app.include_router(jobs.router)
+    return app

@@ -1,0 +1,30 @@
+"""Collection answers: records, their count and the link to the next page."""
+
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+from tandem.api.responses import JSON
+from tandem.config import Query
+from tandem.errors import BadRequest
+
+
+def parse_query(request: Request, known_fields: list[str]) -> Query:
+    return Query.parse(request.query_params.multi_items(), known_fields)
+
+
+def page_response(request: Request, records: list[dict], after: tuple[str, str] | None) -> JSON:
+    """`{"records", "num_records", "next"}` where `next` continues after the last record of this page."""
+    next_link = None
+    if after is not None:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+        params.append(("after", f"{after[0]}/{after[1]}"))
+        next_link = f"{request.url.path}?{urlencode(params)}"
+    return JSON({"records": records, "num_records": len(records), "next": next_link})
+
+
+def require_filter(query: Query) -> None:
+    """Bulk changes must name what they change."""
+    if not query.filters:
+        raise BadRequest("give at least one filter (e.g. name=*) to change or delete several records",
+                         target="query")

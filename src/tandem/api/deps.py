@@ -1,0 +1,21 @@
+"""Request dependencies: the device and the authenticated caller."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tandem.auth import Principal
+from tandem.device import Device
+
+
+def device(request: Request) -> Device:
+    return request.app.state.device
+
+
+async def principal(request: Request) -> Principal:
+    """The caller, authenticated from the Authorization header; 401 otherwise."""
+    return await request.app.state.device.sessions.authenticate(request.headers.get("authorization"))
+
+
+DeviceDep = Annotated[Device, Depends(device)]
+PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -1,0 +1,53 @@
+"""Every failure becomes `{"error": {"code", "message", "target"}}` with the right status."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from tandem.api.responses import JSON, error_response
+from tandem.config.validation import invalid_from_detail
+from tandem.errors import ApiError, BadRequest, NotFound
+
+log = logging.getLogger("tandem.api")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that shape error responses."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSON:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSON:
+        detail = error.errors()[0]
+        if detail.get("type") == "json_invalid":
+            return error_response(BadRequest(f"malformed JSON: {detail.get('ctx', {}).get('error', 'invalid')}",
+                                             target="body"))
+        loc = tuple(detail.get("loc", ()))
+        where, rest = (loc[0], loc[1:]) if loc else ("body", ())
+        if where == "body" and not rest and detail.get("type") in ("model_attributes_type", "dict_type", "missing"):
+            return error_response(BadRequest("the body must be a JSON object", target="body"))
+        if where == "path" and rest:
+            return error_response(NotFound(f"no {rest[0]} {detail.get('input')!r}: not a valid {rest[0]}",
+                                           target=str(rest[0])))
+        if where == "query":
+            return error_response(BadRequest(invalid_from_detail({**detail, "loc": rest}).message,
+                                             target=".".join(map(str, rest))))
+        return error_response(invalid_from_detail({**detail, "loc": rest}))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSON:
+        code = _HTTP_CODES.get(error.status_code, "error")
+        message = "no such resource" if error.status_code == 404 else str(error.detail)
+        return JSON({"error": {"code": code, "message": message, "target": None}}, status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSON:
+        log.exception("unexpected error")
+        return JSON({"error": {"code": "internal_error", "message": "internal error; see the device log",
+                               "target": None}}, status_code=500)

@@ -1,0 +1,48 @@
+"""Login, the health probe, this device, and the OpenAPI document."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+
+from tandem._version import __version__
+from tandem.api.deps import DeviceDep, PrincipalDep
+from tandem.api.responses import JSON
+from tandem.models import DeviceInfo, Health, LoginRequest, Token
+
+router = APIRouter(prefix="/api", tags=["device"])
+
+
+@router.get("/health", response_model=Health, summary="Health probe (no credentials needed)")
+async def health(device: DeviceDep) -> JSON:
+    return JSON({"status": "ok", "name": device.name})
+
+
+@router.post("/auth/login", response_model=Token, summary="Log in: a token to send as `Authorization: Bearer`")
+async def login(body: LoginRequest, device: DeviceDep) -> JSON:
+    token, expires_at, who = await device.sessions.login(body.username, body.password)
+    return JSON({"token": token, "expires_at": datetime.fromtimestamp(expires_at, UTC), "username": who.username,
+                 "role": who.role})
+
+
+@router.post("/auth/logout", status_code=204, summary="End this session")
+async def logout(request: Request, device: DeviceDep, _: PrincipalDep) -> None:
+    scheme, _sep, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        device.sessions.logout(token.strip())
+
+
+@router.get("/auth/whoami", summary="Who the credentials name")
+async def whoami(principal: PrincipalDep) -> JSON:
+    return JSON({"username": principal.username, "role": principal.role, "partitions": list(principal.partitions)})
+
+
+@router.get("/device", response_model=DeviceInfo, summary="This device")
+async def device_info(device: DeviceDep, _: PrincipalDep) -> JSON:
+    return JSON({"name": device.name, "id": device.store.device_id, "fingerprint": device.identity.fingerprint,
+                 "management_url": device.management_url, "version": __version__,
+                 "last_commit_id": device.store.last_commit_id()})
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request, _: PrincipalDep) -> JSON:
+    return JSON(request.app.openapi())

@@ -1,0 +1,83 @@
+"""One device's services, wired together: identity, store, configuration, sessions, jobs."""
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem.auth import Sessions
+from tandem.config import ConfigService
+from tandem.errors import ApiError
+from tandem.jobs import Jobs
+from tandem.models import DEFAULT_PARTITION, Partition, User
+from tandem.store import Store
+from tandem.trust.identity import Identity, load_or_create, write_private
+
+ADMIN_PASSWORD_FILE = "admin-password"
+
+
+class DeviceError(Exception):
+    """The device cannot start: the message says why."""
+
+
+@dataclass
+class Device:
+    """The server side of one device, as the api sees it."""
+
+    name: str
+    data_dir: Path
+    management_url: str
+    identity: Identity
+    store: Store
+    config: ConfigService
+    sessions: Sessions
+    jobs: Jobs
+
+    @classmethod
+    def open(cls, name: str, data_dir: Path, host: str, port: int, *, admin_password: str | None = None,
+             token_ttl: float = 3600.0, durable: bool = False) -> "Device":
+        """Open (on first start: create) the device kept in `data_dir`."""
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = Store(data_dir / "tandem.db", durable=durable)
+        known = store.meta("device_name")
+        if known is not None and known != name:
+            raise DeviceError(f"{data_dir} holds device {known!r}, not {name!r}")
+        identity = load_or_create(data_dir / "identity", name, [host])
+        config = ConfigService(store)
+        sessions = Sessions(store, lambda user: config.stored(User, {"name": user}), token_ttl)
+        host_part = f"[{host}]" if ":" in host else host
+        device = cls(name, data_dir, f"https://{host_part}:{port}", identity, store, config, sessions, Jobs())
+        if known is None:
+            device._first_start(admin_password)
+            store.set_meta("device_name", name)
+        return device
+
+    def _first_start(self, admin_password: str | None) -> None:
+        if admin_password is None:
+            admin_password = secrets.token_urlsafe(18)
+            write_private(self.data_dir / ADMIN_PASSWORD_FILE, (admin_password + "\n").encode())
+        try:
+            if self.config.stored(Partition, {"name": DEFAULT_PARTITION}) is None:
+                self.config.create(Partition(name=DEFAULT_PARTITION, description="The default partition"))
+            if self.config.stored(User, {"name": "admin"}) is None:
+                admin = User(name="admin", role="admin", password=admin_password)
+                self.config.create(admin, {"password_hash": self.sessions.hash_password_now(admin_password)})
+        except ApiError as error:
+            raise DeviceError(f"cannot set up the device: {error.message}") from None
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def admin_password_from(file: Path | None) -> str | None:
+    """The first admin's password: from `file`, else from TANDEM_ADMIN_PASSWORD, else None (generate)."""
+    if file is not None:
+        try:
+            password = file.read_text().strip()
+        except OSError as error:
+            raise DeviceError(f"cannot read the admin password file: {error}") from None
+    else:
+        password = os.environ.get("TANDEM_ADMIN_PASSWORD", "")
+    if password and len(password) < 8:
+        raise DeviceError("the admin password needs at least 8 characters")
+    return password or None

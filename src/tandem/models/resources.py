@@ -1,0 +1,127 @@
+"""The configuration resources: one pydantic model per resource, shared by api, sdk and store.
+
+Each model is the whole resource as stored and returned. Create requests are validated
+against it; a PATCH is merged into the stored resource and the result validated against it
+again, so there is one definition of what a valid resource is.
+"""
+
+from typing import ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tandem.models.fields import Description, IPAddress, Name, Port, Reference
+
+DEFAULT_PARTITION = "Common"
+
+
+class Resource(BaseModel):
+    """Base of every resource: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    kind: ClassVar[str]
+    """The store kind and the collection name under /api."""
+    identity: ClassVar[tuple[str, ...]] = ("partition", "name")
+    """The fields that name the object; they cannot be changed by PATCH."""
+
+
+class Partition(Resource):
+    """A namespace of configuration objects: the unit of sync, RBAC and agent ownership."""
+
+    kind: ClassVar[str] = "partitions"
+    identity: ClassVar[tuple[str, ...]] = ("name",)
+
+    name: Name
+    description: Description = ""
+
+
+class Monitor(Resource):
+    """A health monitor: `tcp` (connect) or `http` (GET `path`, expect `expected_status`)."""
+
+    kind: ClassVar[str] = "monitors"
+
+    partition: Name = DEFAULT_PARTITION
+    name: Name
+    type: Literal["tcp", "http"]
+    interval: float = Field(5.0, ge=0.05, le=3600)
+    timeout: float = Field(16.0, ge=0.05, le=3600)
+    path: str | None = Field(None, max_length=1024, pattern=r"^/[\x21-\x7e]*$")
+    expected_status: int | None = Field(None, ge=100, le=599)
+    description: Description = ""
+
+    @model_validator(mode="after")
+    def _http_fields(self) -> Self:
+        if self.type == "tcp":
+            for field in ("path", "expected_status"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"{field}: only http monitors take a {field}")
+        else:
+            self.path = self.path or "/"
+            self.expected_status = self.expected_status or 200
+        return self
+
+
+class PoolMember(Resource):
+    """A pool member: a backend `address:port`, enabled or disabled."""
+
+    kind: ClassVar[str] = "members"
+    identity: ClassVar[tuple[str, ...]] = ("address", "port")
+
+    address: IPAddress
+    port: Port
+    enabled: bool = True
+    description: Description = ""
+
+
+class Pool(Resource):
+    """A pool of members with a load-balancing method and an optional health monitor."""
+
+    kind: ClassVar[str] = "pools"
+
+    partition: Name = DEFAULT_PARTITION
+    name: Name
+    lb_method: Literal["round-robin", "least-connections"] = "round-robin"
+    monitor: Reference | None = None
+    members: list[PoolMember] = Field(default_factory=list, max_length=100_000)
+    description: Description = ""
+
+
+class VirtualServer(Resource):
+    """A virtual server: a destination `address:port` served by a pool, on a traffic group."""
+
+    kind: ClassVar[str] = "virtuals"
+
+    partition: Name = DEFAULT_PARTITION
+    name: Name
+    address: IPAddress
+    port: Port
+    protocol: Literal["tcp"] = "tcp"
+    pool: Reference | None = None
+    traffic_group: Name = "traffic-group-1"
+    enabled: bool = True
+    description: Description = ""
+
+
+class User(Resource):
+    """An API user. `password` is write-only: it is hashed (argon2) and never returned."""
+
+    kind: ClassVar[str] = "users"
+    identity: ClassVar[tuple[str, ...]] = ("name",)
+
+    name: Name
+    role: Literal["admin", "manager", "auditor"]
+    partitions: list[Name] = Field(default_factory=list, max_length=256)
+    password: str | None = Field(None, min_length=8, max_length=256)
+    description: Description = ""
+
+    @model_validator(mode="after")
+    def _manager_partitions(self) -> Self:
+        if self.role == "manager" and not self.partitions:
+            raise ValueError("partitions: a manager needs at least one partition")
+        if self.role != "manager" and self.partitions:
+            raise ValueError("partitions: only a manager is limited to partitions")
+        return self
+
+
+CONFIG_RESOURCES: tuple[type[Resource], ...] = (Partition, Monitor, Pool, VirtualServer)
+"""The resources that make up a device's configuration, in dependency order."""

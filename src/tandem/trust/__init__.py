@@ -1,0 +1,1 @@
+"""Device identity and trust: key pairs, certificates, pinned TLS."""
