@@ -1,5 +1,6 @@
 """Tandem: clustering for load-balancer appliances."""
 
+from tandem._version import __version__
 from tandem.sdk import (
     Client,
     Job,
@@ -12,8 +13,6 @@ from tandem.sdk import (
     VirtualServer,
 )
 
-from tandem._version import __version__
-
 __all__ = [
     "Client",
     "Job",
@@ -24,4 +23,5 @@ __all__ = [
     "TandemError",
     "User",
     "VirtualServer",
+    "__version__",
 ]

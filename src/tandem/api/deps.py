@@ -8,7 +8,7 @@ from tandem.auth import Principal
 from tandem.device import Device
 
 
-def device(request: Request) -> Device:
+async def device(request: Request) -> Device:
     return request.app.state.device
 
 

@@ -12,7 +12,8 @@ from tandem.errors import ApiError, BadRequest, NotFound
 
 log = logging.getLogger("tandem.api")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden",
+               413: "payload_too_large"}
 
 
 def install(app: FastAPI) -> None:

@@ -16,11 +16,11 @@ from tandem.models.fields import NAME_PATTERN
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
-def _partitioned_identity(partition: NamePath, name: NamePath) -> dict[str, str]:
+async def _partitioned_identity(partition: NamePath, name: NamePath) -> dict[str, str]:
     return {"partition": partition, "name": name}
 
 
-def _global_identity(name: NamePath) -> dict[str, str]:
+async def _global_identity(name: NamePath) -> dict[str, str]:
     return {"name": name}
 
 

@@ -33,6 +33,7 @@ class Sessions:
         self._hasher = PasswordHasher()
         self._tokens: dict[str, tuple[str, float]] = {}
         self._basic: dict[str, tuple[str, float]] = {}
+        self._principals: dict[str, Principal] = {}
 
     async def hash_password(self, password: str) -> str:
         return await run_in_threadpool(self._hasher.hash, password)
@@ -70,10 +71,11 @@ class Sessions:
         self._store.remove_tokens(token_hash=token_hash)
 
     def forget_user(self, username: str) -> None:
-        """Revoke every session of a user whose password, role or existence changed."""
+        """Revoke every session of a user whose password, role or existence changed, and forget what was cached."""
         self._store.remove_tokens(username=username)
         self._tokens = {h: v for h, v in self._tokens.items() if v[0] != username}
         self._basic = {h: v for h, v in self._basic.items() if v[0] != username}
+        self._principals.pop(username, None)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind an `Authorization` header (Bearer token or Basic), or `Unauthorized`."""
@@ -87,10 +89,13 @@ class Sessions:
             username = await self._basic_user(value.strip())
         else:
             raise Unauthorized(f"unsupported authorization scheme {scheme!r}")
-        user = self._lookup_user(username)
-        if user is None:
-            raise Unauthorized("the user of this session no longer exists")
-        return _principal(user)
+        principal = self._principals.get(username)
+        if principal is None:
+            user = self._lookup_user(username)
+            if user is None:
+                raise Unauthorized("the user of this session no longer exists")
+            principal = self._principals[username] = _principal(user)
+        return principal
 
     def _token_user(self, token: str) -> str:
         token_hash = _digest(token)
