@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from tandem._version import __version__
 from tandem.api import errors, jobs, routes_config, routes_device, routes_members, routes_users
-from tandem.api.limits import MAX_BODY_BYTES, JsonBodies
+from tandem.api.limits import JsonBodies
 from tandem.api.responses import JSON
 from tandem.device import Device
 
@@ -12,7 +12,7 @@ from tandem.device import Device
 def create_app(device: Device) -> FastAPI:
     """The API of `device`: every route but login and health needs credentials."""
     app = FastAPI(title="Tandem device API", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
-                  default_response_class=JSON, max_body_size=MAX_BODY_BYTES)
+                  default_response_class=JSON)
     app.state.device = device
     errors.install(app)
     app.add_middleware(JsonBodies)

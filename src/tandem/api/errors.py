@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from tandem.api.limits import OVER_LIMIT, too_large_error
 from tandem.api.responses import JSON, error_response
 from tandem.config.validation import invalid_from_detail
 from tandem.errors import ApiError, BadRequest, NotFound
@@ -42,7 +43,9 @@ def install(app: FastAPI) -> None:
         return error_response(invalid_from_detail({**detail, "loc": rest}))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, error: HTTPException) -> JSON:
+    async def http_error(request: Request, error: HTTPException) -> JSON:
+        if request.scope.get(OVER_LIMIT):
+            return error_response(too_large_error())
         code = _HTTP_CODES.get(error.status_code, "error")
         message = "no such resource" if error.status_code == 404 else str(error.detail)
         return JSON({"error": {"code": code, "message": message, "target": None}}, status_code=error.status_code)
