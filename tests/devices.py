@@ -1,0 +1,104 @@
+"""Real devices for tests: `tandem serve` processes on loopback, each with its own data directory."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tandem import Client
+from tandem.trust.identity import fingerprint_of
+
+ADMIN_PASSWORD = "lab-admin-pass"
+START_TIMEOUT = 30.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningDevice:
+    """One device daemon started by a test; `kill()` is kill -9, `start()` (re)starts it on the same data."""
+
+    name: str
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    admin_password: str = ADMIN_PASSWORD
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.name}.log"
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of((self.data_dir / "identity" / "cert.pem").read_bytes())
+
+    def start(self) -> "RunningDevice":
+        env = dict(os.environ, TANDEM_ADMIN_PASSWORD=self.admin_password)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tandem", "serve", "--name", self.name, "--data-dir", str(self.data_dir),
+             "--listen", f"{self.host}:{self.port}", *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/api/health", verify=False, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready after {START_TIMEOUT} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def kill(self) -> None:
+        """kill -9: the process gets no chance to flush or clean up."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> "RunningDevice":
+        self.stop()
+        return self.start()
+
+    def client(self, username: str = "admin", password: str | None = None) -> Client:
+        """An SDK client that pins this device's certificate."""
+        return Client(self.url, username=username, password=password or self.admin_password,
+                      fingerprint=self.fingerprint)
