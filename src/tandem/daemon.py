@@ -41,7 +41,7 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),
                             ssl_certfile=str(device.identity.cert_path), loop=_event_loop(), http="httptools",
                             log_level="warning", access_log=False, timeout_keep_alive=75, lifespan="off",
-                            proxy_headers=False, server_header=False)
+                            proxy_headers=False, server_header=False, timeout_graceful_shutdown=1)
     log.info("device %s (%s) serving %s, certificate %s", name, device.store.device_id, device.management_url,
              device.identity.fingerprint)
     try:
