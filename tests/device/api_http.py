@@ -1,6 +1,7 @@
 """A raw HTTP view of a device for tests of the API's own conventions (status codes, error bodies)."""
 
 import httpx
+
 from devices import RunningDevice
 
 

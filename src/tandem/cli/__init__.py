@@ -1,0 +1,1 @@
+"""The `tandem` command line (Typer + Rich): serve, lab, device and configuration objects."""

@@ -1,0 +1,187 @@
+"""How a command finds its device and its credentials.
+
+Precedence, first match wins:
+
+- URL: `--url` (or `TANDEM_URL`); else the lab in `--lab-dir` (`TANDEM_LAB_DIR`, default
+  /tmp/tandem-lab): the device named by `--device`, or its first device; else an error.
+- user: `--username` (or `TANDEM_USERNAME`), default `admin`.
+- password: `--password-file FILE`; else `TANDEM_PASSWORD`; else the lab device's admin
+  password file (when the URL is a lab device's); else a hidden prompt on a terminal.
+  A password is never taken as a command-line argument.
+- certificate: `--insecure` skips verification; else `--fingerprint` (or `TANDEM_FINGERPRINT`)
+  pins the device's certificate; else the lab device's fingerprint; else the system CAs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tandem.cli.errors import CliError
+from tandem.cli.labstate import LabDevice, LabState, default_lab_dir, load_lab
+from tandem.cli.output import Output
+
+if TYPE_CHECKING:
+    from tandem.sdk import Client
+
+DEFAULT_USERNAME = "admin"
+_HEX_PAIRS = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){31}$")
+
+
+@dataclass
+class Settings:
+    """The global options of one `tandem` invocation."""
+
+    output: Output = field(default_factory=Output)
+    url: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    fingerprint: str | None = None
+    insecure: bool = False
+    device: str | None = None
+    lab_dir: Path | None = None
+    timeout: float = 30.0
+    _client: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect and as whom. `source` says where the URL came from (for messages)."""
+
+    url: str
+    username: str
+    password: str | None = field(repr=False)
+    fingerprint: str | None
+    verify: bool
+    source: str
+
+
+def normalize_fingerprint(value: str) -> str:
+    """A SHA-256 fingerprint as lowercase hex pairs joined by ':' (accepts upper case, no colons,
+    or a `sha256:` prefix); CliError if it is not one."""
+    text = value.strip().lower().removeprefix("sha256:").removeprefix("sha256/")
+    compact = text.replace(":", "")
+    if len(compact) == 64 and all(c in "0123456789abcdef" for c in compact):
+        text = ":".join(compact[i:i + 2] for i in range(0, 64, 2))
+    if not _HEX_PAIRS.match(text):
+        raise CliError(f"{value!r} is not a SHA-256 fingerprint (32 hex pairs joined by ':')",
+                       target="--fingerprint")
+    return text
+
+
+def read_password_file(path: Path, option: str = "--password-file") -> str:
+    """The password in `path`: its content without the final newline."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise CliError(f"password file {path} does not exist", target=option) from None
+    except OSError as exc:
+        raise CliError(f"cannot read password file {path}: {exc.strerror or exc}", target=option) from None
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CliError(f"password file {path} is empty", target=option)
+    return password
+
+
+def _lab(settings: Settings) -> LabState | None:
+    lab_dir = settings.lab_dir or default_lab_dir()
+    try:
+        return load_lab(lab_dir)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
+                   prompt: bool | None = None) -> Target:
+    """Work out the device and credentials of a command (see the module docstring)."""
+    env = os.environ if env is None else env
+    lab_device: LabDevice | None = None
+
+    if settings.url:
+        if settings.device:
+            raise CliError("--device picks a lab device; it cannot be combined with --url", target="--device")
+        url = settings.url.rstrip("/")
+        if "://" not in url:
+            raise CliError(f"{settings.url!r} is not a URL (like https://192.0.2.10:8443)", target="--url")
+        source = "--url"
+        lab = _lab(settings)
+        if lab is not None:
+            lab_device = next((d for d in lab.devices if _same_url(d.url, url)), None)
+    else:
+        lab = _lab(settings)
+        if lab is None:
+            if settings.device:
+                where = settings.lab_dir or default_lab_dir()
+                raise CliError(f"--device {settings.device}: no lab is up in {where} (start one with "
+                               "`tandem lab up`)", target="--device")
+            raise CliError("no device to talk to: give --url (or set TANDEM_URL), or start a lab with "
+                           "`tandem lab up`", target="--url")
+        try:
+            lab_device = lab.device(settings.device)
+        except LookupError as exc:
+            raise CliError(str(exc), target="--device") from None
+        url = lab_device.url
+        source = f"lab device {lab_device.name}"
+
+    username = settings.username or DEFAULT_USERNAME
+
+    password: str | None
+    if settings.password_file is not None:
+        password = read_password_file(settings.password_file)
+    elif env.get("TANDEM_PASSWORD"):
+        password = env["TANDEM_PASSWORD"]
+    elif lab_device is not None and username == DEFAULT_USERNAME and lab_device.password_file:
+        password = read_password_file(Path(lab_device.password_file), option="lab admin password file")
+    else:
+        password = None
+    if password is None:
+        interactive = sys.stdin.isatty() if prompt is None else prompt
+        if not interactive:
+            raise CliError(f"no password for {username} at {url}: give --password-file FILE or set "
+                           "TANDEM_PASSWORD", target="--password-file")
+        import typer
+
+        password = typer.prompt(f"Password for {username} at {url}", hide_input=True, err=True)
+
+    fingerprint: str | None = None
+    verify = True
+    if settings.insecure:
+        verify = False
+    elif settings.fingerprint:
+        fingerprint = normalize_fingerprint(settings.fingerprint)
+    elif lab_device is not None and lab_device.fingerprint:
+        fingerprint = lab_device.fingerprint
+
+    return Target(url=url, username=username, password=password, fingerprint=fingerprint,
+                  verify=verify, source=source)
+
+
+def connect(settings: Settings) -> Client:
+    """A logged-in-on-demand SDK client for the command's device (one per invocation)."""
+    if settings._client is None:
+        from tandem.sdk import Client
+
+        target = resolve_target(settings)
+        settings._client = Client(target.url, target.username, target.password,
+                                  verify=target.verify, fingerprint=target.fingerprint,
+                                  timeout=settings.timeout)
+    return settings._client
+
+
+def close(settings: Settings) -> None:
+    client, settings._client = settings._client, None
+    if client is not None:
+        closer = getattr(client, "close", None)
+        if callable(closer):
+            with contextlib.suppress(Exception):  # closing must never hide the command's outcome
+                closer()

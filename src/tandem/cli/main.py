@@ -1,0 +1,82 @@
+"""The `tandem` command: global options and the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tandem.cli import lab, objects, serve
+from tandem.cli.connection import Settings, close
+from tandem.cli.errors import TandemGroup
+from tandem.cli.labstate import default_lab_dir
+from tandem.cli.output import Output, OutputFormat
+
+CONNECTION = "Connection"
+
+app = typer.Typer(
+    name="tandem",
+    cls=TandemGroup,
+    help="Tandem: clustered load-balancer appliances. Manage devices, configuration and local labs.\n\n"
+         "Without --url, commands talk to the first device of the lab started by `tandem lab up` "
+         "(or the one named by --device).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,  # plain tracebacks for bugs: readable in daemon logs and reports
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    output: Annotated[OutputFormat, typer.Option(
+        "--output", "-o", envvar="TANDEM_OUTPUT", case_sensitive=False,
+        help="`table` for people, `json` for scripts (lists as arrays, objects as objects on stdout).",
+    )] = OutputFormat.table,
+    url: Annotated[str | None, typer.Option(
+        "--url", envvar="TANDEM_URL", rich_help_panel=CONNECTION, show_default=False,
+        help="The device's management URL, e.g. https://192.0.2.10:8443. Default: the lab's device.",
+    )] = None,
+    username: Annotated[str | None, typer.Option(
+        "--username", "-u", envvar="TANDEM_USERNAME", rich_help_panel=CONNECTION, show_default=False,
+        help="User to log in as. [default: admin]",
+    )] = None,
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", rich_help_panel=CONNECTION, show_default=False, dir_okay=False,
+        help="File holding the password (or set TANDEM_PASSWORD; never give a password as an argument). "
+             "Default for a lab device: its admin password file.",
+    )] = None,
+    fingerprint: Annotated[str | None, typer.Option(
+        "--fingerprint", envvar="TANDEM_FINGERPRINT", rich_help_panel=CONNECTION, show_default=False,
+        help="Pin the device's certificate by its SHA-256 fingerprint (hex pairs joined by ':').",
+    )] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", "-k", rich_help_panel=CONNECTION,
+        help="Do not verify the device's certificate (testing only).",
+    )] = False,
+    device: Annotated[str | None, typer.Option(
+        "--device", "-d", envvar="TANDEM_DEVICE", rich_help_panel=CONNECTION, show_default=False,
+        help="The lab device to talk to (when no --url). [default: the first]",
+    )] = None,
+    lab_dir: Annotated[Path | None, typer.Option(
+        "--lab-dir", envvar="TANDEM_LAB_DIR", rich_help_panel=CONNECTION, show_default=False, file_okay=False,
+        help="Where the lab lives. [default: /tmp/tandem-lab]",
+    )] = None,
+    timeout: Annotated[float, typer.Option(
+        "--request-timeout", rich_help_panel=CONNECTION, min=0.1, help="Seconds to wait for each API request.",
+    )] = 30.0,
+) -> None:
+    """Tandem: clustered load-balancer appliances."""
+    ctx.obj = Settings(output=Output(output), url=url, username=username, password_file=password_file,
+                       fingerprint=fingerprint, insecure=insecure, device=device,
+                       lab_dir=lab_dir or default_lab_dir(), timeout=timeout)
+    ctx.call_on_close(lambda: close(ctx.obj))
+
+
+for name, group in objects.groups():
+    app.add_typer(group, name=name, rich_help_panel="Configuration" if name not in ("device", "job") else "Device")
+app.command("serve", rich_help_panel="Device")(serve.serve)
+app.add_typer(lab.app, name="lab", rich_help_panel="Lab")

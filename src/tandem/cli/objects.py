@@ -1,0 +1,689 @@
+"""Configuration object commands: partition, monitor, pool (and members), virtual, user, device, job.
+
+Every command reaches the device through the SDK (`tandem.sdk`). Updates read the object,
+change the attributes the options name and `patch()` it, so only those fields are sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tandem.cli.connection import Settings, connect, read_password_file
+from tandem.cli.errors import CliError
+from tandem.cli.output import Column, Output, format_value
+from tandem.models.fields import member_key
+
+DEFAULT_PARTITION = "Common"
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+
+class MonitorType(enum.StrEnum):
+    tcp = "tcp"
+    http = "http"
+
+
+class LbMethod(enum.StrEnum):
+    round_robin = "round-robin"
+    least_connections = "least-connections"
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    manager = "manager"
+    auditor = "auditor"
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj if isinstance(ctx.obj, Settings) else Settings()
+
+
+def _output(ctx: typer.Context) -> Output:
+    return _settings(ctx).output
+
+
+def _sdk() -> Any:
+    import tandem.sdk
+
+    return tandem.sdk
+
+
+def parse_filters(items: Iterable[str] | None) -> dict[str, str]:
+    """`FIELD=VALUE` strings → {field: value}; CliError on a malformed or repeated filter."""
+    filters: dict[str, str] = {}
+    for item in items or ():
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not field:
+            raise CliError(f"{item!r} is not FIELD=VALUE", target="--filter")
+        if field in filters:
+            raise CliError(f"two filters on {field!r}", target="--filter")
+        filters[field] = value
+    return filters
+
+
+def parse_member(text: str) -> tuple[str, int]:
+    """`ADDRESS:PORT` (IPv6 as `[ADDRESS]:PORT`) → (address, port)."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host:
+        raise CliError(f"{text!r} is not ADDRESS:PORT", target="ADDRESS:PORT")
+    if not port_text.isdigit():
+        raise CliError(f"{port_text!r} is not a port number", target="port")
+    return host, int(port_text)
+
+
+def _changes(**options: Any) -> dict[str, Any]:
+    """The options that were given (None means not given)."""
+    return {key: value.value if isinstance(value, enum.Enum) else value
+            for key, value in options.items() if value is not None}
+
+
+def _records(objects: Iterable[Any]) -> list[dict[str, Any]]:
+    return [obj.to_dict() for obj in objects]
+
+
+def _list(ctx: typer.Context, cls_name: str, columns: list[Column], *parents: Any,
+          filters: list[str] | None = None, extra: Mapping[str, Any] | None = None, title: str | None = None,
+          empty: str = "nothing found") -> None:
+    query = parse_filters(filters)
+    for key, value in (extra or {}).items():
+        if value is None:
+            continue
+        if key in query and query[key] != value:
+            raise CliError(f"--{key} {value} contradicts --filter {key}={query[key]}", target="--filter")
+        query[key] = value
+    cls = getattr(_sdk(), cls_name)
+    records = _records(cls.get_collection(*parents, connection=connect(_settings(ctx)), **query))
+    _output(ctx).records(records, columns, title=title, empty=empty)
+
+
+def _get(ctx: typer.Context, cls_name: str, *parents: Any, **identity: Any) -> Any:
+    cls = getattr(_sdk(), cls_name)
+    return cls(*parents, connection=connect(_settings(ctx)), **identity).get()
+
+
+def _create(ctx: typer.Context, cls_name: str, *parents: Any, **fields: Any) -> Any:
+    cls = getattr(_sdk(), cls_name)
+    return cls(*parents, connection=connect(_settings(ctx)), **fields).post()
+
+
+def _update(ctx: typer.Context, cls_name: str, identity: dict[str, Any], changes: dict[str, Any],
+            *parents: Any) -> Any:
+    if not changes:
+        raise CliError("nothing to update: give at least one option to change (see --help)")
+    obj = _get(ctx, cls_name, *parents, **identity)
+    for key, value in changes.items():
+        setattr(obj, key, value)
+    return obj.patch()
+
+
+def _delete(ctx: typer.Context, cls_name: str, *parents: Any, **identity: Any) -> None:
+    cls = getattr(_sdk(), cls_name)
+    cls(*parents, connection=connect(_settings(ctx)), **identity).delete()
+
+
+def _path(partition: str | None, name: str) -> str:
+    return f"/{partition}/{name}" if partition else name
+
+
+def _show(ctx: typer.Context, record: dict[str, Any], *, title: str | None = None,
+          skip: Iterable[str] = ()) -> None:
+    _output(ctx).record(record, title=title, skip=skip)
+
+
+def _done(ctx: typer.Context, verb: str, kind: str, label: str, record: dict[str, Any] | None = None,
+          *, skip: Iterable[str] = ()) -> None:
+    """After a change: a line (and the stored object) for people, the object (or the key) as JSON."""
+    output = _output(ctx)
+    if output.json:
+        output.print_json(record if record is not None else {"deleted": kind, "name": label})
+        return
+    output.done(f"{verb} {kind} {label}")
+    if record is not None:
+        output.record(record, skip=skip)
+
+
+# -- options used by several commands ------------------------------------------------------------
+
+FilterOption = Annotated[list[str] | None, typer.Option(
+    "--filter", "-f", metavar="FIELD=VALUE", show_default=False,
+    help="Only records whose FIELD is VALUE (exact, or a glob with * and ?). Repeatable.",
+)]
+ListPartitionOption = Annotated[str | None, typer.Option(
+    "--partition", "-p", show_default=False, help="Only this partition. [default: all]",
+)]
+PartitionOption = Annotated[str, typer.Option("--partition", "-p", help="The object's partition.")]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The object's name.", show_default=False)]
+DescriptionOption = Annotated[str | None, typer.Option("--description", show_default=False, help="Free text.")]
+
+
+# -- partitions ---------------------------------------------------------------------------------
+
+partition_app = typer.Typer(help="Partitions: namespaces of configuration objects (the unit of sync and RBAC).",
+                            no_args_is_help=True)
+PARTITION_COLUMNS = [Column("name"), Column("description")]
+
+
+@partition_app.command("list")
+def partition_list(ctx: typer.Context, filters: FilterOption = None) -> None:
+    """List partitions."""
+    _list(ctx, "Partition", PARTITION_COLUMNS, filters=filters, empty="no partitions")
+
+
+@partition_app.command("show")
+def partition_show(ctx: typer.Context, name: NameArgument) -> None:
+    """Show one partition."""
+    _show(ctx, _get(ctx, "Partition", name=name).to_dict())
+
+
+@partition_app.command("create")
+def partition_create(ctx: typer.Context, name: NameArgument, description: DescriptionOption = None) -> None:
+    """Create a partition."""
+    obj = _create(ctx, "Partition", **_changes(name=name, description=description))
+    _done(ctx, "created", "partition", name, obj.to_dict())
+
+
+@partition_app.command("update")
+def partition_update(ctx: typer.Context, name: NameArgument, description: DescriptionOption = None) -> None:
+    """Change a partition's description."""
+    obj = _update(ctx, "Partition", {"name": name}, _changes(description=description))
+    _done(ctx, "updated", "partition", name, obj.to_dict())
+
+
+@partition_app.command("delete")
+def partition_delete(ctx: typer.Context, name: NameArgument) -> None:
+    """Delete a partition (it must be empty)."""
+    _delete(ctx, "Partition", name=name)
+    _done(ctx, "deleted", "partition", name)
+
+
+# -- monitors -----------------------------------------------------------------------------------
+
+monitor_app = typer.Typer(help="Health monitors: tcp (connect) or http (GET a path, expect a status).",
+                          no_args_is_help=True)
+MONITOR_COLUMNS = [Column("partition"), Column("name"), Column("type"), Column("interval"), Column("timeout"),
+                   Column("path"), Column("expected_status", "expected status"), Column("description")]
+
+PathOption = Annotated[str | None, typer.Option("--path", show_default=False,
+                                                help="http: the path to GET. [default: /]")]
+ExpectedStatusOption = Annotated[int | None, typer.Option(
+    "--expected-status", min=100, max=599, show_default=False, help="http: the status to expect. [default: 200]")]
+IntervalOption = Annotated[float | None, typer.Option(
+    "--interval", show_default=False, help="Seconds between checks. [default: 5]")]
+TimeoutOption = Annotated[float | None, typer.Option(
+    "--timeout", show_default=False, help="Seconds without a good check before a member is down. [default: 16]")]
+
+
+@monitor_app.command("list")
+def monitor_list(ctx: typer.Context, partition: ListPartitionOption = None, filters: FilterOption = None) -> None:
+    """List monitors."""
+    _list(ctx, "Monitor", MONITOR_COLUMNS, filters=filters, extra={"partition": partition}, empty="no monitors")
+
+
+@monitor_app.command("show")
+def monitor_show(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Show one monitor."""
+    _show(ctx, _get(ctx, "Monitor", partition=partition, name=name).to_dict())
+
+
+@monitor_app.command("create")
+def monitor_create(
+    ctx: typer.Context,
+    name: NameArgument,
+    type_: Annotated[MonitorType, typer.Option("--type", help="What to check.")],
+    partition: PartitionOption = DEFAULT_PARTITION,
+    path: PathOption = None,
+    expected_status: ExpectedStatusOption = None,
+    interval: IntervalOption = None,
+    timeout: TimeoutOption = None,
+    description: DescriptionOption = None,
+) -> None:
+    """Create a monitor."""
+    obj = _create(ctx, "Monitor", **_changes(partition=partition, name=name, type=type_, path=path,
+                                             expected_status=expected_status, interval=interval,
+                                             timeout=timeout, description=description))
+    _done(ctx, "created", "monitor", _path(partition, name), obj.to_dict())
+
+
+@monitor_app.command("update")
+def monitor_update(
+    ctx: typer.Context,
+    name: NameArgument,
+    partition: PartitionOption = DEFAULT_PARTITION,
+    type_: Annotated[MonitorType | None, typer.Option("--type", show_default=False, help="What to check.")] = None,
+    path: PathOption = None,
+    expected_status: ExpectedStatusOption = None,
+    interval: IntervalOption = None,
+    timeout: TimeoutOption = None,
+    description: DescriptionOption = None,
+) -> None:
+    """Change a monitor: only the options given are sent."""
+    changes = _changes(type=type_, path=path, expected_status=expected_status, interval=interval,
+                       timeout=timeout, description=description)
+    if type_ is MonitorType.tcp:
+        # a tcp monitor has no path or expected status: clear them (sent only if they were set)
+        changes.setdefault("path", None)
+        changes.setdefault("expected_status", None)
+    obj = _update(ctx, "Monitor", {"partition": partition, "name": name}, changes)
+    _done(ctx, "updated", "monitor", _path(partition, name), obj.to_dict())
+
+
+@monitor_app.command("delete")
+def monitor_delete(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Delete a monitor (no pool may use it)."""
+    _delete(ctx, "Monitor", partition=partition, name=name)
+    _done(ctx, "deleted", "monitor", _path(partition, name))
+
+
+# -- pools --------------------------------------------------------------------------------------
+
+pool_app = typer.Typer(help="Pools: members (address:port) behind a load-balancing method and a monitor.",
+                       no_args_is_help=True)
+member_app = typer.Typer(help="The members of a pool, one at a time.", no_args_is_help=True)
+pool_app.add_typer(member_app, name="member")
+
+
+def _members_summary(members: Any, _record: Mapping[str, Any]) -> str:
+    if not isinstance(members, list):
+        return format_value(members)
+    disabled = sum(1 for m in members if isinstance(m, dict) and m.get("enabled") is False)
+    return f"{len(members)}" + (f" ({disabled} disabled)" if disabled else "")
+
+
+POOL_COLUMNS = [Column("partition"), Column("name"), Column("lb_method", "lb method"), Column("monitor"),
+                Column("members", render=_members_summary), Column("description")]
+MEMBER_COLUMNS = [Column("address"), Column("port"), Column("enabled"), Column("description")]
+
+LbMethodOption = Annotated[LbMethod | None, typer.Option(
+    "--lb-method", show_default=False, help="How to pick a member. [default: round-robin]")]
+MonitorOption = Annotated[str | None, typer.Option(
+    "--monitor", show_default=False, help="A monitor: NAME (same partition) or /PARTITION/NAME.")]
+PoolArgument = Annotated[str, typer.Argument(metavar="POOL", help="The pool's name.", show_default=False)]
+MemberArgument = Annotated[str, typer.Argument(
+    metavar="ADDRESS:PORT", help="The member, e.g. 10.0.0.1:80 or [2001:db8::1]:80.", show_default=False)]
+
+
+def _show_pool(ctx: typer.Context, record: dict[str, Any], verb: str | None = None) -> None:
+    output = _output(ctx)
+    label = _path(record.get("partition"), str(record.get("name")))
+    if output.json:
+        output.print_json(record)
+        return
+    if verb:
+        output.done(f"{verb} pool {label}")
+    output.record(record, skip=("members",))
+    members = record.get("members") or []
+    output.records(members, MEMBER_COLUMNS, title="members", empty="no members")
+
+
+@pool_app.command("list")
+def pool_list(ctx: typer.Context, partition: ListPartitionOption = None, filters: FilterOption = None) -> None:
+    """List pools (with their number of members)."""
+    _list(ctx, "Pool", POOL_COLUMNS, filters=filters, extra={"partition": partition}, empty="no pools")
+
+
+@pool_app.command("show")
+def pool_show(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Show one pool and its members."""
+    _show_pool(ctx, _get(ctx, "Pool", partition=partition, name=name).to_dict())
+
+
+@pool_app.command("create")
+def pool_create(
+    ctx: typer.Context,
+    name: NameArgument,
+    partition: PartitionOption = DEFAULT_PARTITION,
+    lb_method: LbMethodOption = None,
+    monitor: MonitorOption = None,
+    members: Annotated[list[str] | None, typer.Option(
+        "--member", "-m", metavar="ADDRESS:PORT", show_default=False, help="A member to start with. Repeatable.",
+    )] = None,
+    description: DescriptionOption = None,
+) -> None:
+    """Create a pool."""
+    fields = _changes(partition=partition, name=name, lb_method=lb_method, monitor=monitor, description=description)
+    if members:
+        fields["members"] = [dict(zip(("address", "port"), parse_member(m), strict=True)) for m in members]
+    _show_pool(ctx, _create(ctx, "Pool", **fields).to_dict(), "created")
+
+
+@pool_app.command("update")
+def pool_update(
+    ctx: typer.Context,
+    name: NameArgument,
+    partition: PartitionOption = DEFAULT_PARTITION,
+    lb_method: LbMethodOption = None,
+    monitor: MonitorOption = None,
+    no_monitor: Annotated[bool, typer.Option("--no-monitor", help="Remove the pool's monitor.")] = False,
+    description: DescriptionOption = None,
+) -> None:
+    """Change a pool: only the options given are sent. Members: `tandem pool member ...`."""
+    if monitor is not None and no_monitor:
+        raise CliError("--monitor and --no-monitor contradict each other", target="--monitor")
+    changes = _changes(lb_method=lb_method, monitor=monitor, description=description)
+    if no_monitor:
+        changes["monitor"] = None
+    obj = _update(ctx, "Pool", {"partition": partition, "name": name}, changes)
+    _show_pool(ctx, obj.to_dict(), "updated")
+
+
+@pool_app.command("delete")
+def pool_delete(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Delete a pool (no virtual server may use it)."""
+    _delete(ctx, "Pool", partition=partition, name=name)
+    _done(ctx, "deleted", "pool", _path(partition, name))
+
+
+@member_app.command("list")
+def member_list(ctx: typer.Context, pool: PoolArgument, partition: PartitionOption = DEFAULT_PARTITION,
+                filters: FilterOption = None) -> None:
+    """List a pool's members."""
+    _list(ctx, "PoolMember", MEMBER_COLUMNS, partition, pool, filters=filters, empty="no members")
+
+
+@member_app.command("add")
+def member_add(
+    ctx: typer.Context,
+    pool: PoolArgument,
+    member: MemberArgument,
+    partition: PartitionOption = DEFAULT_PARTITION,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled (no new traffic).")] = False,
+    description: DescriptionOption = None,
+) -> None:
+    """Add a member to a pool."""
+    address, port = parse_member(member)
+    fields = _changes(address=address, port=port, description=description)
+    if disabled:
+        fields["enabled"] = False
+    obj = _create(ctx, "PoolMember", partition, pool, **fields)
+    record = obj.to_dict()
+    _done(ctx, "added", "member", f"{_member_label(record, member)} to pool {_path(partition, pool)}", record)
+
+
+def _member_label(record: Mapping[str, Any], fallback: str) -> str:
+    if isinstance(record.get("address"), str) and isinstance(record.get("port"), int):
+        return member_key(record["address"], record["port"])
+    return fallback
+
+
+@member_app.command("remove")
+def member_remove(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
+                  partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Remove a member from a pool."""
+    address, port = parse_member(member)
+    _delete(ctx, "PoolMember", partition, pool, address=address, port=port)
+    output = _output(ctx)
+    if output.json:
+        output.print_json({"deleted": "member", "pool": _path(partition, pool), "address": address, "port": port})
+    else:
+        output.done(f"removed member {member} from pool {_path(partition, pool)}")
+
+
+def _set_member_enabled(ctx: typer.Context, pool: str, member: str, partition: str, enabled: bool) -> None:
+    address, port = parse_member(member)
+    obj = _update(ctx, "PoolMember", {"address": address, "port": port}, {"enabled": enabled}, partition, pool)
+    verb = "enabled" if enabled else "disabled"
+    _done(ctx, verb, "member", f"{_member_label(obj.to_dict(), member)} of pool {_path(partition, pool)}",
+          obj.to_dict())
+
+
+@member_app.command("enable")
+def member_enable(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
+                  partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Enable a member: it gets new connections again."""
+    _set_member_enabled(ctx, pool, member, partition, True)
+
+
+@member_app.command("disable")
+def member_disable(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
+                   partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Disable a member: it gets no new connections."""
+    _set_member_enabled(ctx, pool, member, partition, False)
+
+
+# -- virtual servers ----------------------------------------------------------------------------
+
+virtual_app = typer.Typer(help="Virtual servers: a destination address:port served by a pool, on a traffic "
+                               "group.", no_args_is_help=True)
+
+
+def _destination(_value: Any, record: Mapping[str, Any]) -> str:
+    address, port = record.get("address"), record.get("port")
+    if isinstance(address, str) and isinstance(port, int):
+        return member_key(address, port)
+    return f"{format_value(address)}:{format_value(port)}"
+
+
+VIRTUAL_COLUMNS = [Column("partition"), Column("name"), Column("destination", render=_destination, no_wrap=True),
+                   Column("pool"), Column("traffic_group", "traffic group"), Column("enabled"),
+                   Column("description")]
+
+AddressOption = Annotated[str | None, typer.Option("--address", show_default=False,
+                                                   help="Destination IPv4 or IPv6 address.")]
+PortOption = Annotated[int | None, typer.Option("--port", show_default=False, help="Destination port (1-65535).")]
+PoolOption = Annotated[str | None, typer.Option("--pool", show_default=False,
+                                                help="The pool: NAME (same partition) or /PARTITION/NAME.")]
+TrafficGroupOption = Annotated[str | None, typer.Option(
+    "--traffic-group", show_default=False, help="The traffic group whose active device serves it. "
+                                                "[default: traffic-group-1]")]
+EnabledOption = Annotated[bool | None, typer.Option(
+    "--enable/--disable", show_default=False, help="Serve traffic or not. [default on create: --enable]")]
+
+
+@virtual_app.command("list")
+def virtual_list(ctx: typer.Context, partition: ListPartitionOption = None, filters: FilterOption = None) -> None:
+    """List virtual servers."""
+    _list(ctx, "VirtualServer", VIRTUAL_COLUMNS, filters=filters, extra={"partition": partition},
+          empty="no virtual servers")
+
+
+@virtual_app.command("show")
+def virtual_show(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Show one virtual server."""
+    _show(ctx, _get(ctx, "VirtualServer", partition=partition, name=name).to_dict())
+
+
+@virtual_app.command("create")
+def virtual_create(
+    ctx: typer.Context,
+    name: NameArgument,
+    address: Annotated[str, typer.Option("--address", help="Destination IPv4 or IPv6 address.")],
+    port: Annotated[int, typer.Option("--port", help="Destination port (1-65535).")],
+    partition: PartitionOption = DEFAULT_PARTITION,
+    pool: PoolOption = None,
+    traffic_group: TrafficGroupOption = None,
+    enabled: EnabledOption = None,
+    description: DescriptionOption = None,
+) -> None:
+    """Create a virtual server."""
+    obj = _create(ctx, "VirtualServer", **_changes(partition=partition, name=name, address=address, port=port,
+                                                   pool=pool, traffic_group=traffic_group, enabled=enabled,
+                                                   description=description))
+    _done(ctx, "created", "virtual server", _path(partition, name), obj.to_dict())
+
+
+@virtual_app.command("update")
+def virtual_update(
+    ctx: typer.Context,
+    name: NameArgument,
+    partition: PartitionOption = DEFAULT_PARTITION,
+    address: AddressOption = None,
+    port: PortOption = None,
+    pool: PoolOption = None,
+    no_pool: Annotated[bool, typer.Option("--no-pool", help="Detach the pool.")] = False,
+    traffic_group: TrafficGroupOption = None,
+    enabled: EnabledOption = None,
+    description: DescriptionOption = None,
+) -> None:
+    """Change a virtual server: only the options given are sent."""
+    if pool is not None and no_pool:
+        raise CliError("--pool and --no-pool contradict each other", target="--pool")
+    changes = _changes(address=address, port=port, pool=pool, traffic_group=traffic_group, enabled=enabled,
+                       description=description)
+    if no_pool:
+        changes["pool"] = None
+    obj = _update(ctx, "VirtualServer", {"partition": partition, "name": name}, changes)
+    _done(ctx, "updated", "virtual server", _path(partition, name), obj.to_dict())
+
+
+@virtual_app.command("delete")
+def virtual_delete(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Delete a virtual server."""
+    _delete(ctx, "VirtualServer", partition=partition, name=name)
+    _done(ctx, "deleted", "virtual server", _path(partition, name))
+
+
+# -- users --------------------------------------------------------------------------------------
+
+user_app = typer.Typer(help="API users and their roles (admins only). Passwords are read from a file or "
+                            "prompted, never given as arguments.", no_args_is_help=True)
+USER_COLUMNS = [Column("name"), Column("role"), Column("partitions"), Column("description")]
+
+UserPartitionsOption = Annotated[list[str] | None, typer.Option(
+    "--partition", "-p", show_default=False,
+    help="A partition a manager may change. Repeatable; required for managers, refused for other roles.",
+)]
+NewPasswordFileOption = Annotated[Path | None, typer.Option(
+    "--password-file", dir_okay=False, show_default=False,
+    help="File holding the user's new password (at least 8 characters). Without it you are prompted.",
+)]
+
+
+def _new_password(ctx: typer.Context, password_file: Path | None) -> str:
+    """The new password: from the file; else prompted twice (hidden) on a terminal; else stdin's first line."""
+    if password_file is not None:
+        return read_password_file(password_file)
+    if sys.stdin.isatty():
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt="Repeat the password",
+                                err=True)
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CliError("the password is empty")
+    return password
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, filters: FilterOption = None) -> None:
+    """List users."""
+    _list(ctx, "User", USER_COLUMNS, filters=filters, empty="no users")
+
+
+@user_app.command("show")
+def user_show(ctx: typer.Context, name: NameArgument) -> None:
+    """Show one user."""
+    _show(ctx, _get(ctx, "User", name=name).to_dict(), skip=("password",))
+
+
+@user_app.command("create")
+def user_create(
+    ctx: typer.Context,
+    name: NameArgument,
+    role: Annotated[Role, typer.Option("--role", help="admin: everything; manager: changes objects in its "
+                                                      "partitions; auditor: reads.")],
+    partitions: UserPartitionsOption = None,
+    password_file: NewPasswordFileOption = None,
+    description: DescriptionOption = None,
+) -> None:
+    """Create a user. The password comes from --password-file, else is prompted for twice (hidden), or read
+    from stdin when it is not a terminal."""
+    password = _new_password(ctx, password_file)
+    fields = _changes(name=name, role=role, description=description)
+    if partitions:
+        fields["partitions"] = list(partitions)
+    fields["password"] = password
+    obj = _create(ctx, "User", **fields)
+    record = {k: v for k, v in obj.to_dict().items() if k != "password"}
+    _done(ctx, "created", "user", name, record)
+
+
+@user_app.command("update")
+def user_update(
+    ctx: typer.Context,
+    name: NameArgument,
+    role: Annotated[Role | None, typer.Option("--role", show_default=False, help="The new role.")] = None,
+    partitions: UserPartitionsOption = None,
+    password_file: NewPasswordFileOption = None,
+    set_password: Annotated[bool, typer.Option(
+        "--set-password", help="Prompt (twice, hidden) for a new password.")] = False,
+    description: DescriptionOption = None,
+) -> None:
+    """Change a user: only the options given are sent. --partition replaces the list of partitions."""
+    changes = _changes(role=role, description=description)
+    if partitions:
+        changes["partitions"] = list(partitions)
+    elif role is not None and role is not Role.manager:
+        changes["partitions"] = []  # only managers are limited to partitions
+    if password_file is not None or set_password:
+        changes["password"] = _new_password(ctx, password_file)
+    obj = _update(ctx, "User", {"name": name}, changes)
+    record = {k: v for k, v in obj.to_dict().items() if k != "password"}
+    _done(ctx, "updated", "user", name, record)
+
+
+@user_app.command("delete")
+def user_delete(ctx: typer.Context, name: NameArgument) -> None:
+    """Delete a user."""
+    _delete(ctx, "User", name=name)
+    _done(ctx, "deleted", "user", name)
+
+
+# -- device and jobs ----------------------------------------------------------------------------
+
+device_app = typer.Typer(help="The device itself: name, identity, management URL, version.", no_args_is_help=True)
+
+
+@device_app.command("show")
+def device_show(ctx: typer.Context) -> None:
+    """Show the device: name, id, certificate fingerprint, management URL, version, last commit."""
+    _show(ctx, connect(_settings(ctx)).device())
+
+
+job_app = typer.Typer(help="Jobs: long operations (bulk changes, sync) and how they ended.", no_args_is_help=True)
+JOB_COLUMNS = [Column("id", no_wrap=True), Column("description"), Column("state"),
+               Column("progress", render=lambda v, _r: f"{v * 100:.0f}%" if isinstance(v, int | float) else ""),
+               Column("message"), Column("created_at", "created"), Column("finished_at", "finished")]
+
+
+@job_app.command("list")
+def job_list(ctx: typer.Context, filters: FilterOption = None) -> None:
+    """List jobs."""
+    _list(ctx, "Job", JOB_COLUMNS, filters=filters, empty="no jobs")
+
+
+@job_app.command("show")
+def job_show(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job's id.", show_default=False)],
+    wait: Annotated[float | None, typer.Option(
+        "--wait", min=0, max=60, show_default=False, help="Wait up to this many seconds for the job to end.")] = None,
+) -> None:
+    """Show one job (its state, progress, result or error)."""
+    job = _get(ctx, "Job", id=job_id)
+    if wait and not job.ended:
+        try:
+            job.poll(timeout=wait)
+        except _sdk().TandemError as exc:
+            if exc.code != "timeout":
+                raise
+    _show(ctx, job.to_dict())
+
+
+def groups() -> list[tuple[str, typer.Typer]]:
+    """The object command groups, in the order `tandem --help` lists them."""
+    return [
+        ("partition", partition_app),
+        ("monitor", monitor_app),
+        ("pool", pool_app),
+        ("virtual", virtual_app),
+        ("user", user_app),
+        ("device", device_app),
+        ("job", job_app),
+    ]

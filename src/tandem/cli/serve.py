@@ -1,0 +1,64 @@
+"""`tandem serve`: run one device's daemon in the foreground."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_LISTEN = "127.0.0.1:8443"
+DEFAULT_TOKEN_TTL = 3600.0
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`ADDR:PORT` (IPv6 as `[ADDR]:PORT`) → (address, port); ValueError when malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"{value!r} is not ADDR:PORT")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IPv4 or IPv6 address") from None
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return host, port
+
+
+def _check_listen(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def serve(
+    name: Annotated[str, typer.Option("--name", help="The device's name (also in its certificate).")],
+    data_dir: Annotated[Path, typer.Option(
+        "--data-dir", file_okay=False, help="Where the device keeps its store, identity and password file.",
+    )],
+    listen: Annotated[str, typer.Option(
+        "--listen", callback=_check_listen, help="Management address ADDR:PORT (IPv6 as [ADDR]:PORT).",
+    )] = DEFAULT_LISTEN,
+    admin_password_file: Annotated[Path | None, typer.Option(
+        "--admin-password-file", dir_okay=False, show_default=False,
+        help="File holding the admin password for the first start. Without it (and without "
+             "TANDEM_ADMIN_PASSWORD) a password is generated into DATA_DIR/admin-password (mode 0600).",
+    )] = None,
+    token_ttl: Annotated[float, typer.Option(
+        "--token-ttl", min=1.0, help="Lifetime of API tokens, in seconds.",
+    )] = DEFAULT_TOKEN_TTL,
+    durable: Annotated[bool, typer.Option(
+        "--durable", help="Flush every commit to disk (survives a power cut, slower writes).",
+    )] = False,
+) -> None:
+    """Run a device: its HTTPS management API on --listen, its data in --data-dir. Stops on Ctrl-C or SIGTERM."""
+    from tandem.daemon import serve as run_daemon  # lazily: keeps `tandem --help` fast
+
+    extra = {"durable": True} if durable else {}
+    run_daemon(name=name, data_dir=data_dir, listen=listen, admin_password_file=admin_password_file,
+               token_ttl=token_ttl, **extra)

@@ -1,0 +1,29 @@
+"""Shared fixtures of the CLI tests."""
+
+from pathlib import Path
+
+import pytest
+from cli_helpers import CONNECTION_ENV
+from typer.testing import CliRunner
+
+
+@pytest.fixture
+def lab_dir(tmp_path: Path) -> Path:
+    """An empty lab directory (no lab is up in it)."""
+    path = tmp_path / "lab"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, lab_dir: Path) -> dict[str, str | None]:
+    """No connection settings inherited from the shell running the tests; the lab dir is empty."""
+    for name in CONNECTION_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TANDEM_LAB_DIR", str(lab_dir))
+    return {"TANDEM_LAB_DIR": str(lab_dir)}
+
+
+@pytest.fixture
+def runner(clean_env: dict[str, str | None]) -> CliRunner:
+    return CliRunner(env=clean_env)
