@@ -8,16 +8,9 @@ import uvicorn
 
 from tandem.api import create_app
 from tandem.device import Device, DeviceError, admin_password_from
+from tandem.models.fields import parse_host_port
 
 log = logging.getLogger("tandem")
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`ADDR:PORT` (IPv6 as `[ADDR]:PORT`) into host and port; ValueError if malformed."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"--listen {listen!r} is not ADDR:PORT")
-    return host.removeprefix("[").removesuffix("]"), int(port_text)
 
 
 def _event_loop() -> str:
@@ -33,7 +26,7 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
     """Open the device kept in `data_dir` (creating it on first start) and serve its API on `listen`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        host, port = parse_listen(listen)
+        host, port = parse_host_port(listen)
         device = Device.open(name, data_dir, host, port, admin_password=admin_password_from(admin_password_file),
                              token_ttl=token_ttl, durable=durable)
     except (ValueError, DeviceError) as error:

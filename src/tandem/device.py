@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,11 @@ class Device:
     def open(cls, name: str, data_dir: Path, host: str, port: int, *, admin_password: str | None = None,
              token_ttl: float = 3600.0, durable: bool = False) -> "Device":
         """Open (on first start: create) the device kept in `data_dir`."""
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = Store(data_dir / "tandem.db", durable=durable)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            store = Store(data_dir / "tandem.db", durable=durable)
+        except (OSError, sqlite3.Error) as error:
+            raise DeviceError(f"cannot open the store in {data_dir}: {error}") from None
         known = store.meta("device_name")
         if known is not None and known != name:
             raise DeviceError(f"{data_dir} holds device {known!r}, not {name!r}")

@@ -14,7 +14,8 @@ from tandem.cli.errors import CliError
 from tandem.cli.labstate import LabDevice
 from tandem.cli.main import app
 from tandem.cli.objects import parse_filters, parse_member
-from tandem.cli.serve import parse_listen
+from tandem.models.fields import parse_host_port as parse_listen
+from tandem.trust.identity import fingerprint_of
 
 
 def _commands(command, path=()):
@@ -245,6 +246,6 @@ def test_cert_fingerprint_matches_the_device_format(tmp_path):
     from tandem.trust.identity import load_or_create
 
     identity = load_or_create(tmp_path / "identity", "dev-x", ["127.0.0.1"])
-    fingerprint = lab_module.cert_fingerprint(Path(identity.cert_path).read_bytes())
+    fingerprint = fingerprint_of(Path(identity.cert_path).read_bytes())
     assert fingerprint == identity.fingerprint
     assert len(fingerprint.split(":")) == 32

@@ -28,6 +28,7 @@ from tandem.cli.connection import Settings
 from tandem.cli.errors import CliError
 from tandem.cli.labstate import LabDevice, LabState, default_lab_dir, load_lab, remove_lab, save_lab
 from tandem.cli.output import Column, Output
+from tandem.trust.identity import fingerprint_of
 
 app = typer.Typer(
     help="A local lab: several devices on this host, each on its own loopback address (127.0.10.1, "
@@ -155,21 +156,6 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def cert_fingerprint(cert_pem: bytes) -> str:
-    """The SHA-256 fingerprint of a PEM certificate, as the daemon reports it."""
-    try:
-        from tandem.trust.identity import fingerprint_of
-    except ImportError:  # pragma: no cover - the trust package ships with tandem
-        import hashlib
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        der = x509.load_pem_x509_certificate(cert_pem).public_bytes(Encoding.DER)
-        return hashlib.sha256(der).hexdigest(":")
-    return fingerprint_of(cert_pem)
-
-
 def device_addresses(address_base: str, count: int) -> list[str]:
     """`count` consecutive loopback addresses from `address_base`; CliError if they are not loopback."""
     try:
@@ -265,7 +251,7 @@ def wait_ready(procs: dict[str, subprocess.Popen[bytes]], devices: list[LabDevic
             if device.fingerprint is None:
                 cert = Path(device.data_dir) / CERT_FILE
                 try:
-                    device.fingerprint = cert_fingerprint(cert.read_bytes())
+                    device.fingerprint = fingerprint_of(cert.read_bytes())
                 except (OSError, ValueError):
                     continue  # not written yet (or half written)
             health = check_health(device, timeout=1.0)

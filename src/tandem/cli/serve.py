@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tandem.models.fields import parse_host_port
+
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DEFAULT_TOKEN_TTL = 3600.0
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """`ADDR:PORT` (IPv6 as `[ADDR]:PORT`) → (address, port); ValueError when malformed."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"{value!r} is not ADDR:PORT")
-    host = host.removeprefix("[").removesuffix("]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IPv4 or IPv6 address") from None
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range 1-65535")
-    return host, port
-
-
 def _check_listen(value: str) -> str:
     try:
-        parse_listen(value)
+        parse_host_port(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     return value

@@ -58,7 +58,7 @@ class ConfigService:
         body = txn.get(model.kind, partition, name)
         if body is None:
             where = f"/{partition}/{name}" if partition else name
-            raise NotFound(f"{model.__name__} {where} does not exist", target=model.kind)
+            raise NotFound(f"{model.__name__} {where} does not exist", target=where)
         return body
 
     # -- resources --------------------------------------------------------------------------------

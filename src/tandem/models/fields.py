@@ -56,11 +56,15 @@ def member_key(address: str, port: int) -> str:
 
 def parse_member_key(key: str) -> tuple[str, int]:
     """Split `address:port` (or `[v6]:port`) into a normalized address and a port; ValueError if malformed."""
-    host, sep, port_text = key.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"{key!r} is not address:port")
-    host = host.removeprefix("[").removesuffix("]")
+    return parse_host_port(key)
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """`ADDR:PORT` (IPv6 as `[ADDR]:PORT`) into a normalized address and a port; ValueError if malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"{value!r} is not ADDR:PORT")
     port = int(port_text)
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is out of range 1-65535")
-    return _normalize_address(host), port
+    return _normalize_address(host.removeprefix("[").removesuffix("]")), port
