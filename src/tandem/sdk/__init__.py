@@ -1,0 +1,29 @@
+"""The Tandem Python SDK: `Client` (the connection) and one resource class per API object.
+
+    from tandem import Client, Pool
+    with Client("https://10.0.0.1:8443", "admin", "secret", fingerprint="sha256:..."):
+        Pool(name="web", members=[{"address": "10.0.1.1", "port": 80}]).post()
+"""
+
+from tandem.sdk import config
+from tandem.sdk.client import Client
+from tandem.sdk.config import set_default
+from tandem.sdk.errors import TandemError
+from tandem.sdk.job import Job
+from tandem.sdk.resource import Resource
+from tandem.sdk.resources import Monitor, Partition, Pool, PoolMember, User, VirtualServer
+
+__all__ = [
+    "Client",
+    "Job",
+    "Monitor",
+    "Partition",
+    "Pool",
+    "PoolMember",
+    "Resource",
+    "TandemError",
+    "User",
+    "VirtualServer",
+    "config",
+    "set_default",
+]

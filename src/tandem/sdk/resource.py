@@ -1,0 +1,348 @@
+"""Resource: the base of every SDK object, with the one method set they all share.
+
+    pool = Pool(name="web", lb_method="round-robin").post()
+    pool.lb_method = "least-connections"
+    pool.patch()                       # sends only {"lb_method": ...}
+    for member in PoolMember.get_collection("Common", "web", address="10.0.*"): ...
+"""
+
+import re
+import reprlib
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+from urllib.parse import quote
+
+import orjson
+
+from tandem.sdk.config import get_connection
+from tandem.sdk.errors import TandemError
+
+if TYPE_CHECKING:
+    from tandem.sdk.client import Client
+    from tandem.sdk.job import Job
+
+PAGE_LIMIT = 10_000
+"""Records asked for per page of a collection (the API's maximum)."""
+
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-:\[\]]+$")
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+
+
+class Resource:
+    """An object of the API: its fields are attributes, identity fields name it in URLs.
+
+    Subclasses set `_collection` (a path, with `{parent}` placeholders for parent keys),
+    `_parents` (names of the parent keys, in order), `_identity` and `_identity_defaults`.
+    """
+
+    _collection: ClassVar[str]
+    _parents: ClassVar[tuple[str, ...]] = ()
+    _identity: ClassVar[tuple[str, ...]] = ("partition", "name")
+    _identity_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *parent_keys: Any, connection: "Client | None" = None, **fields: Any) -> None:
+        self._parent_values = self._split_parents(parent_keys, fields)
+        self._connection = connection
+        self._last: dict[str, Any] = {}
+        self.__dict__.update(fields)
+
+    # --- attributes -------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for missing attributes: parent keys read like fields (member.pool).
+        if not name.startswith("_"):
+            parents = self.__dict__.get("_parent_values")
+            if parents and name in parents:
+                return parents[name]
+        raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields of the object (parent keys not included)."""
+        return {key: value for key, value in self.__dict__.items() if key[0] != "_"}
+
+    def __repr__(self) -> str:
+        parts = [repr(value) for value in self._parent_values.values()]
+        for key, value in self.to_dict().items():
+            if isinstance(value, list) and len(value) > 3:
+                parts.append(f"{key}=[... {len(value)} items]")
+            else:
+                parts.append(f"{key}={_repr.repr(value)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _load(self, data: dict[str, Any]) -> None:
+        """Set attributes from a record the device sent."""
+        parents = self._parent_values
+        for key, value in data.items():
+            if key[0] != "_" and key not in parents:
+                self.__dict__[key] = value
+
+    # --- paths ------------------------------------------------------------------------
+
+    @classmethod
+    def _split_parents(cls, parent_keys: tuple[Any, ...], fields: dict[str, Any]) -> dict[str, Any]:
+        """The parent keys, given positionally or by name (names are taken out of `fields`)."""
+        if not cls._parents:
+            if parent_keys:
+                raise TandemError(
+                    None, "invalid_argument", f"{cls.__name__} takes no parent keys, got {parent_keys!r}"
+                )
+            return {}
+        if parent_keys:
+            if len(parent_keys) != len(cls._parents):
+                raise TandemError(
+                    None,
+                    "invalid_argument",
+                    f"{cls.__name__} takes {len(cls._parents)} parent keys ({', '.join(cls._parents)}), "
+                    f"got {parent_keys!r}",
+                )
+            return dict(zip(cls._parents, parent_keys, strict=True))
+        return {name: fields.pop(name) for name in cls._parents if name in fields}
+
+    @classmethod
+    def _collection_path(cls, parents: dict[str, Any]) -> str:
+        if not cls._parents:
+            return cls._collection
+        missing = [name for name in cls._parents if parents.get(name) is None]
+        if missing:
+            raise TandemError(
+                None,
+                "missing_identity",
+                f"{cls.__name__} needs its parent keys ({', '.join(cls._parents)}); missing {', '.join(missing)}",
+                missing[0],
+            )
+        return cls._collection.format(**{name: _segment(parents[name]) for name in cls._parents})
+
+    def _key_value(self, field: str) -> Any:
+        value = self.__dict__.get(field)
+        if value is None:
+            value = self._identity_defaults.get(field)
+            if value is None:
+                raise TandemError(
+                    None,
+                    "missing_identity",
+                    f"{type(self).__name__} needs {field!r} to be identified",
+                    field,
+                )
+        return value
+
+    def _item_segments(self) -> list[str]:
+        """The path segments after the collection that name this object."""
+        return [_segment(self._key_value(field)) for field in self._identity]
+
+    def _item_path(self) -> str:
+        return self._collection_path(self._parent_values) + "/" + "/".join(self._item_segments())
+
+    def _conn(self, connection: "Client | None") -> "Client":
+        return get_connection(connection if connection is not None else self._connection)
+
+    # --- one object -------------------------------------------------------------------
+
+    def get(self, *, fields: str | Iterable[str] | None = None, connection: "Client | None" = None) -> Self:
+        """Read the object from the device (only `fields`, plus identity, when given)."""
+        params = {"fields": _join(fields)} if fields else None
+        data = self._conn(connection).request("GET", self._item_path(), params=params)
+        self._load(data)
+        self._last.update(_snapshot(data))
+        return self
+
+    def post(self, *, hydrate: bool = False, connection: "Client | None" = None) -> Self:
+        """Create the object from its attributes; `hydrate` reads it back with a separate GET."""
+        conn = self._conn(connection)
+        data = conn.request("POST", self._collection_path(self._parent_values), json=self.to_dict())
+        self._remember(data)
+        if hydrate:
+            self.get(connection=conn)
+        return self
+
+    def patch(self, *, hydrate: bool = False, connection: "Client | None" = None) -> Self:
+        """Send the fields changed since the last read or write; nothing at all when none changed."""
+        changes = self._changes()
+        if not changes:
+            return self
+        conn = self._conn(connection)
+        data = conn.request("PATCH", self._item_path(), json=changes)
+        self._remember(data)
+        if hydrate:
+            self.get(connection=conn)
+        return self
+
+    def delete(self, *, connection: "Client | None" = None) -> None:
+        """Delete the object on the device."""
+        self._conn(connection).request("DELETE", self._item_path())
+
+    def _remember(self, data: Any) -> None:
+        """After a write: take the stored object the device returned, remember the state as sent."""
+        if isinstance(data, dict):
+            self._load(data)
+        self._last = _snapshot(self.to_dict())
+
+    def _changes(self) -> dict[str, Any]:
+        """The fields that differ from the last state read or written (deep comparison)."""
+        last = self._last
+        changes = {}
+        for key, value in self.to_dict().items():
+            old = last.get(key, _MISSING)
+            if old is not _MISSING and type(old) is type(value) and old == value:
+                continue
+            if key in self._identity:
+                if old is _MISSING:
+                    continue
+                raise TandemError(
+                    None,
+                    "invalid_argument",
+                    f"{key} identifies the {type(self).__name__} and cannot change ({old!r} -> {value!r})",
+                    key,
+                )
+            changes[key] = value
+        return changes
+
+    # --- collections ------------------------------------------------------------------
+
+    @classmethod
+    def get_collection(
+        cls,
+        *parent_keys: Any,
+        connection: "Client | None" = None,
+        fields: str | Iterable[str] | None = None,
+        max_records: int | None = None,
+        **filters: Any,
+    ) -> Iterator[Self]:
+        """The objects matching `filters` (`name="web*"`), page after page, at most `max_records`.
+
+        Pages ask for `limit=10000` records unless `limit=` is given among the filters.
+        """
+        conn = get_connection(connection)
+        parents = cls._split_parents(parent_keys, filters)
+        params = _query(filters)
+        params.setdefault("limit", PAGE_LIMIT if max_records is None else max(1, min(max_records, PAGE_LIMIT)))
+        if fields:
+            params["fields"] = _join(fields)
+        return cls._pages(conn, parents, cls._collection_path(parents), params, max_records)
+
+    @classmethod
+    def _pages(
+        cls,
+        conn: "Client",
+        parents: dict[str, Any],
+        path: str,
+        params: dict[str, Any],
+        max_records: int | None,
+    ) -> Iterator[Self]:
+        count = 0
+        next_path: str | None = path
+        query: dict[str, Any] | None = params
+        while next_path and (max_records is None or count < max_records):
+            page = conn.request("GET", next_path, params=query)
+            for record in page.get("records", ()):
+                yield cls._from_record(record, parents, conn)
+                count += 1
+                if max_records is not None and count >= max_records:
+                    return
+            next_path, query = page.get("next"), None
+
+    @classmethod
+    def _from_record(cls, record: dict[str, Any], parents: dict[str, Any], conn: "Client") -> Self:
+        obj = cls.__new__(cls)
+        obj._parent_values = parents
+        obj._connection = conn
+        obj._load(record)
+        obj._last = _snapshot(record)
+        return obj
+
+    @classmethod
+    def find(
+        cls,
+        *parent_keys: Any,
+        connection: "Client | None" = None,
+        fields: str | Iterable[str] | None = None,
+        **filters: Any,
+    ) -> Self:
+        """The one object matching `filters`; TandemError `not_found` (404) or `ambiguous` otherwise."""
+        found = list(
+            cls.get_collection(*parent_keys, connection=connection, fields=fields, max_records=2, **filters)
+        )
+        if len(found) == 1:
+            return found[0]
+        what = ", ".join(f"{key}={value!r}" for key, value in filters.items()) or "no filter"
+        if not found:
+            raise TandemError(404, "not_found", f"no {cls.__name__} matches {what}", what)
+        raise TandemError(None, "ambiguous", f"more than one {cls.__name__} matches {what}", what)
+
+    @classmethod
+    def patch_collection(
+        cls,
+        body: dict[str, Any],
+        *parent_keys: Any,
+        connection: "Client | None" = None,
+        poll: bool = True,
+        poll_timeout: float = 60,
+        **filters: Any,
+    ) -> "Job":
+        """Change `body`'s fields on every object matching `filters` (one job, all or none)."""
+        return cls._collection_job("PATCH", body, parent_keys, connection, poll, poll_timeout, filters)
+
+    @classmethod
+    def delete_collection(
+        cls,
+        *parent_keys: Any,
+        connection: "Client | None" = None,
+        poll: bool = True,
+        poll_timeout: float = 60,
+        **filters: Any,
+    ) -> "Job":
+        """Delete every object matching `filters` (one job, all or none)."""
+        return cls._collection_job("DELETE", None, parent_keys, connection, poll, poll_timeout, filters)
+
+    @classmethod
+    def _collection_job(
+        cls,
+        method: str,
+        body: dict[str, Any] | None,
+        parent_keys: tuple[Any, ...],
+        connection: "Client | None",
+        poll: bool,
+        poll_timeout: float,
+        filters: dict[str, Any],
+    ) -> "Job":
+        from tandem.sdk.job import run_job
+
+        conn = get_connection(connection)
+        parents = cls._split_parents(parent_keys, filters)
+        path = cls._collection_path(parents)
+        return run_job(conn, method, path, json=body, params=_query(filters), poll=poll, timeout=poll_timeout)
+
+
+_MISSING: Any = object()
+
+
+def _snapshot(data: Any) -> Any:
+    """A deep copy of JSON-like data (fast, via orjson)."""
+    return orjson.loads(orjson.dumps(data))
+
+
+def _segment(value: Any) -> str:
+    """One URL path segment: names pass as they are; anything else is percent-encoded."""
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise TandemError(None, "invalid_argument", f"{text!r} cannot name an object", text)
+    return text if _SAFE_SEGMENT.match(text) else quote(text, safe="")
+
+
+def _join(fields: str | Iterable[str]) -> str:
+    return fields if isinstance(fields, str) else ",".join(fields)
+
+
+def _query(filters: dict[str, Any]) -> dict[str, Any]:
+    """Filters as query parameters: booleans as true/false, lists comma-joined, None dropped."""
+    params: dict[str, Any] = {}
+    for key, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, list | tuple | set):
+            value = ",".join(map(str, value))
+        params[key] = value
+    return params
