@@ -1,8 +1,11 @@
-"""`tandem serve`: run one device — its store, its API over HTTPS — until stopped."""
+"""`tandem serve`: run one device — its store, its API over HTTPS, its peer channel — until stopped."""
 
+import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -13,31 +16,46 @@ from tandem.models.fields import parse_host_port
 log = logging.getLogger("tandem")
 
 
-def _event_loop() -> str:
+async def _run(device: Device, config: uvicorn.Config) -> None:
+    await device.sync.start(*device.peer_listen)
     try:
-        import uvloop  # noqa: F401
+        await uvicorn.Server(config).serve()
+    finally:
+        await device.sync.stop()
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
     except ImportError:
-        return "asyncio"
-    return "uvloop"
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | None = None,
-          token_ttl: float = 3600.0, durable: bool = False) -> None:
-    """Open the device kept in `data_dir` (creating it on first start) and serve its API on `listen`."""
+          token_ttl: float = 3600.0, durable: bool = False, peer_listen: str | None = None,
+          peer_advertise: str | None = None, log_retention: int = 100_000) -> None:
+    """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
+    and its peer channel on `peer_listen` (default: port + 1)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         host, port = parse_host_port(listen)
         device = Device.open(name, data_dir, host, port, admin_password=admin_password_from(admin_password_file),
-                             token_ttl=token_ttl, durable=durable)
+                             token_ttl=token_ttl, durable=durable, log_retention=log_retention,
+                             peer_listen=parse_host_port(peer_listen) if peer_listen else None,
+                             peer_advertise=parse_host_port(peer_advertise) if peer_advertise else None)
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),
-                            ssl_certfile=str(device.identity.cert_path), loop=_event_loop(), http="httptools",
+                            ssl_certfile=str(device.identity.cert_path), http="httptools",
                             log_level="warning", access_log=False, timeout_keep_alive=75, lifespan="off",
                             proxy_headers=False, server_header=False, timeout_graceful_shutdown=1)
-    log.info("device %s (%s) serving %s, certificate %s", name, device.store.device_id, device.management_url,
-             device.identity.fingerprint)
+    log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s", name, device.store.device_id,
+             device.management_url, *device.peer_listen, device.identity.fingerprint)
     try:
-        uvicorn.Server(config).run()
+        _run_loop(_run(device, config))
+    except OSError as error:
+        sys.exit(f"tandem serve: cannot listen: {error}")
     finally:
         device.close()

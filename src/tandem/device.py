@@ -12,6 +12,8 @@ from tandem.errors import ApiError
 from tandem.jobs import Jobs
 from tandem.models import DEFAULT_PARTITION, Partition, User
 from tandem.store import Store
+from tandem.sync.engine import SyncEngine
+from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity, load_or_create, write_private
 
 ADMIN_PASSWORD_FILE = "admin-password"
@@ -33,11 +35,16 @@ class Device:
     config: ConfigService
     sessions: Sessions
     jobs: Jobs
+    domain: Domain
+    sync: SyncEngine
+    peer_listen: tuple[str, int]
 
     @classmethod
-    def open(cls, name: str, data_dir: Path, host: str, port: int, *, admin_password: str | None = None,
-             token_ttl: float = 3600.0, durable: bool = False) -> "Device":
-        """Open (on first start: create) the device kept in `data_dir`."""
+    def open(cls, name: str, data_dir: Path, host: str, port: int, *, peer_listen: tuple[str, int] | None = None,
+             peer_advertise: tuple[str, int] | None = None, admin_password: str | None = None,
+             token_ttl: float = 3600.0, durable: bool = False, log_retention: int = 100_000) -> "Device":
+        """Open (on first start: create) the device kept in `data_dir`. The peer channel listens on
+        `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`."""
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             store = Store(data_dir / "tandem.db", durable=durable)
@@ -49,8 +56,15 @@ class Device:
         identity = load_or_create(data_dir / "identity", name, [host])
         config = ConfigService(store)
         sessions = Sessions(store, lambda user: config.stored(User, {"name": user}), token_ttl)
-        host_part = f"[{host}]" if ":" in host else host
-        device = cls(name, data_dir, f"https://{host_part}:{port}", identity, store, config, sessions, Jobs())
+        management_url = f"https://{_host_port(host, port)}"
+        peer_listen = peer_listen or (host, port + 1)
+        me = {"id": store.device_id, "name": name, "fingerprint": identity.fingerprint,
+              "cert": identity.cert_path.read_text(), "management_url": management_url,
+              "peer_url": _host_port(*(peer_advertise or peer_listen))}
+        domain = Domain(store, me)
+        engine = SyncEngine(store, domain, identity, log_retention=log_retention)
+        device = cls(name, data_dir, management_url, identity, store, config, sessions, Jobs(), domain, engine,
+                     peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)
@@ -71,6 +85,10 @@ class Device:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def admin_password_from(file: Path | None) -> str | None:

@@ -3,12 +3,12 @@
 import pytest
 from pydantic import ValidationError
 
-from tandem.api.partial import changes, patch_model
 from tandem.config import Query
 from tandem.config.validation import validate
 from tandem.errors import BadRequest, Invalid
 from tandem.models import Monitor, Pool, User, VirtualServer
 from tandem.models.fields import member_key, parse_host_port, parse_member_key, resolve_reference
+from tandem.models.partial import changes, patch_model
 
 
 def test_addresses_are_normalized_and_keys_round_trip():

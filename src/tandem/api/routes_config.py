@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Path, Request
 from tandem.api.collections import page_response, parse_query, require_filter
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import job_response
-from tandem.api.partial import changes, patch_model
 from tandem.api.responses import JSON
 from tandem.auth import Principal
 from tandem.models import Monitor, Partition, Pool, Resource, VirtualServer
 from tandem.models.fields import NAME_PATTERN
+from tandem.models.partial import changes, patch_model
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 

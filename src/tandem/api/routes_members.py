@@ -7,10 +7,10 @@ from fastapi import APIRouter, Path, Request
 from tandem.api.collections import page_response, parse_query, require_filter
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import job_response
-from tandem.api.partial import changes, patch_model
 from tandem.api.responses import JSON
 from tandem.models import PoolMember
 from tandem.models.fields import NAME_PATTERN, member_key
+from tandem.models.partial import changes, patch_model
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 MemberPath = Annotated[str, Path(max_length=80, description="address:port, IPv6 as [address]:port")]

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Path, Request
 
 from tandem.api.collections import page_response, parse_query
 from tandem.api.deps import DeviceDep, PrincipalDep
-from tandem.api.partial import changes, patch_model
 from tandem.api.responses import JSON
 from tandem.errors import Invalid
 from tandem.models import User
 from tandem.models.fields import NAME_PATTERN
+from tandem.models.partial import changes, patch_model
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 UserPatch = patch_model(User)

@@ -37,6 +37,17 @@ def serve(
     token_ttl: Annotated[float, typer.Option(
         "--token-ttl", min=1.0, help="Lifetime of API tokens, in seconds.",
     )] = DEFAULT_TOKEN_TTL,
+    peer_listen: Annotated[str | None, typer.Option(
+        "--peer-listen", callback=lambda v: v and _check_listen(v), show_default=False,
+        help="Peer channel address ADDR:PORT (default: the management address, port + 1).",
+    )] = None,
+    peer_advertise: Annotated[str | None, typer.Option(
+        "--peer-advertise", callback=lambda v: v and _check_listen(v), show_default=False,
+        help="The ADDR:PORT other devices dial for the peer channel (default: --peer-listen).",
+    )] = None,
+    log_retention: Annotated[int, typer.Option(
+        "--log-retention", min=10, help="Commits kept in the log; a member further behind gets a full load.",
+    )] = 100_000,
     durable: Annotated[bool, typer.Option(
         "--durable", help="Flush every commit to disk (survives a power cut, slower writes).",
     )] = False,
@@ -44,6 +55,6 @@ def serve(
     """Run a device: its HTTPS management API on --listen, its data in --data-dir. Stops on Ctrl-C or SIGTERM."""
     from tandem.daemon import serve as run_daemon  # lazily: keeps `tandem --help` fast
 
-    extra = {"durable": True} if durable else {}
     run_daemon(name=name, data_dir=data_dir, listen=listen, admin_password_file=admin_password_file,
-               token_ttl=token_ttl, **extra)
+               token_ttl=token_ttl, durable=durable, peer_listen=peer_listen, peer_advertise=peer_advertise,
+               log_retention=log_retention)

@@ -1,5 +1,5 @@
 """The device's store: SQLite in WAL mode, every write a commit in a log."""
 
-from tandem.store.database import GLOBAL, Record, Store, Transaction
+from tandem.store.database import GLOBAL, LOCAL_SCOPE, Record, ScopeRule, Store, Transaction, Vector
 
-__all__ = ["GLOBAL", "Record", "Store", "Transaction"]
+__all__ = ["GLOBAL", "LOCAL_SCOPE", "Record", "ScopeRule", "Store", "Transaction", "Vector"]

@@ -1,15 +1,20 @@
-"""SQLite store: objects, the commit log and the version vector, written in transactions.
+"""SQLite store: objects, the commit log, version vectors and conflicts, written in transactions.
 
-Every change is a commit with this device's next sequence number and a hybrid-logical-clock
-timestamp, applied to the object table and appended to the log in the same SQLite transaction.
-The database runs in WAL mode with `synchronous=NORMAL`: a transaction is in the WAL when
-COMMIT returns, so an acknowledged write survives the process being killed at any moment
+Every change is a commit applied to the object table and appended to the log in the same SQLite
+transaction. A commit belongs to a replication scope (a device group, or '' for this device only,
+as the `scope_of` rule says), carries this device's next sequence number in that scope (none while
+the scope does not send changes: a pending change), a hybrid-logical-clock stamp, and the version
+vector of the scope when it was written.
+
+The database runs in WAL mode with `synchronous=NORMAL`: a transaction is in the WAL when COMMIT
+returns, so an acknowledged write survives the process being killed at any moment
 (`synchronous=FULL`, `durable=True`, also survives a power cut, at a cost per write).
 """
 
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +27,22 @@ from tandem.store.clock import HybridClock
 
 GLOBAL = ""
 """The partition value of objects that belong to no partition (partitions, users)."""
+LOCAL_SCOPE = ""
+"""The scope of changes that stay on this device."""
+
+Vector = dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRule:
+    """Where a change to an object replicates, and whether it is sent (sequenced) at once."""
+
+    scope: str = LOCAL_SCOPE
+    sequenced: bool = True
+
+
+ScopeOf = Callable[[str, str, str], ScopeRule]
+"""(kind, partition, name) -> the rule for changes to that object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +56,36 @@ class Record:
     commit_id: int
 
 
+_COMMIT_COLUMNS = ("id", "txn", "scope", "origin", "seq", "hlc", "vv", "kind", "partition", "name", "op", "body")
+_VERSION_COLUMNS = ("kind", "partition", "name", "body", "hlc", "origin", "seq", "vv", "deleted")
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _commit_dict(row: tuple) -> dict[str, Any]:
+    commit = dict(zip(_COMMIT_COLUMNS, row, strict=True))
+    commit["vv"] = orjson.loads(commit["vv"])
+    commit["body"] = orjson.loads(commit["body"]) if commit["body"] is not None else None
+    return commit
+
+
+def _version_dict(row: tuple) -> dict[str, Any]:
+    version = dict(zip(_VERSION_COLUMNS, row, strict=True))
+    version["vv"] = orjson.loads(version["vv"])
+    version["body"] = orjson.loads(version["body"]) if version["body"] is not None else None
+    version["deleted"] = bool(version["deleted"])
+    return version
+
+
 class Transaction:
     """Reads and writes inside one SQLite transaction; all of it commits or none does."""
 
     def __init__(self, store: "Store") -> None:
         self._store = store
-        self._db = store.db
         self.txn_id: int | None = None
-        self.commit_ids: list[int] = []
+        self.commits: list[dict[str, Any]] = []
 
     def get(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
         return self._store.get(kind, partition, name)
@@ -66,25 +109,21 @@ class Transaction:
 
     def _commit(self, kind: str, partition: str, name: str, op: str, body: dict[str, Any] | None) -> int:
         store = self._store
-        seq = store.next_seq()
-        hlc = store.clock.now()
-        text = orjson.dumps(body).decode() if body is not None else None
-        cursor = self._db.execute(
-            "INSERT INTO commits (txn, origin, seq, hlc, kind, partition, name, op, body)"
-            " VALUES (coalesce(?, (SELECT coalesce(max(id), 0) + 1 FROM commits)), ?, ?, ?, ?, ?, ?, ?, ?)",
-            (self.txn_id, store.device_id, seq, hlc, kind, partition, name, op, text),
-        )
-        commit_id = cursor.lastrowid
-        assert commit_id is not None
+        rule = store.scope_of(kind, partition, name)
+        vector = store.vector(rule.scope)
+        seq = vector.get(store.device_id, 0) + 1 if rule.sequenced else None
+        if seq is not None:
+            vector[store.device_id] = seq
+        commit = {"txn": self.txn_id, "scope": rule.scope, "origin": store.device_id, "seq": seq,
+                  "hlc": store.clock.now(), "vv": dict(vector), "kind": kind, "partition": partition, "name": name,
+                  "op": op, "body": body}
+        commit_id = store.append(commit)
         if self.txn_id is None:
             self.txn_id = commit_id
-        self._db.execute(
-            "INSERT OR REPLACE INTO objects (kind, partition, name, body, hlc, origin, seq, commit_id, deleted)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, partition, name, text, hlc, store.device_id, seq, commit_id, int(body is None)),
-        )
-        self._db.execute("INSERT OR REPLACE INTO versions (origin, seq) VALUES (?, ?)", (store.device_id, seq))
-        self.commit_ids.append(commit_id)
+        store.write_version(commit, commit_id)
+        if seq is not None:
+            store.set_version(rule.scope, store.device_id, seq)
+        self.commits.append(commit)
         return commit_id
 
 
@@ -95,11 +134,16 @@ class Store:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(resources.files("tandem.store").joinpath("schema.sql").read_text())
         self.device_id = self.meta("device_id") or self._set_meta_once("device_id", str(uuid.uuid4()))
         row = self.db.execute("SELECT coalesce(max(hlc), 0) FROM commits").fetchone()
         self.clock = HybridClock(row[0])
+        self.scope_of: ScopeOf = lambda kind, partition, name: ScopeRule()
+        self.on_commit: list[Callable[[list[dict[str, Any]]], None]] = []
+        """Called after each committed local transaction with its commits."""
+        self._vectors: dict[str, Vector] = {}
+        for scope, origin, seq in self.db.execute("SELECT scope, origin, seq FROM versions"):
+            self._vectors.setdefault(scope, {})[origin] = seq
         self._in_transaction = False
 
     def close(self) -> None:
@@ -111,8 +155,11 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def _set_meta_once(self, key: str, value: str) -> str:
         self.set_meta(key, value)
@@ -122,24 +169,66 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """One atomic unit of work: commits on leaving the block, rolls back on an exception."""
+        """One atomic unit of local work: commits on leaving the block, rolls back on an exception."""
+        with self.atomic():
+            txn = Transaction(self)
+            yield txn
+        sequenced = [c for c in txn.commits if c["seq"] is not None and c["scope"] != LOCAL_SCOPE]
+        if sequenced:
+            for listener in self.on_commit:
+                listener(sequenced)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """A plain SQLite transaction (no notification): for replicated changes applied here."""
         if self._in_transaction:
             raise RuntimeError("transactions do not nest")
         self._in_transaction = True
+        saved = {scope: dict(vector) for scope, vector in self._vectors.items()}
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield Transaction(self)
+            yield
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._vectors = saved
             raise
         else:
             self.db.execute("COMMIT")
         finally:
             self._in_transaction = False
 
-    def next_seq(self) -> int:
-        row = self.db.execute("SELECT seq FROM versions WHERE origin = ?", (self.device_id,)).fetchone()
-        return (row[0] if row else 0) + 1
+    def append(self, commit: dict[str, Any]) -> int:
+        """Add a commit to the log; returns its id."""
+        cursor = self.db.execute(
+            "INSERT INTO commits (txn, scope, origin, seq, hlc, vv, kind, partition, name, op, body)"
+            " VALUES (coalesce(?, (SELECT coalesce(max(id), 0) + 1 FROM commits)), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (commit.get("txn"), commit["scope"], commit["origin"], commit["seq"], commit["hlc"], _json(commit["vv"]),
+             commit["kind"], commit["partition"], commit["name"], commit["op"], _json(commit["body"])))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def write_version(self, version: dict[str, Any], commit_id: int) -> None:
+        """Make `version` (a commit or a snapshot entry) the object's current version."""
+        deleted = version.get("deleted", version.get("op") == "delete")
+        self.db.execute(
+            "INSERT OR REPLACE INTO objects (kind, partition, name, body, hlc, origin, seq, vv, commit_id, deleted)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (version["kind"], version["partition"], version["name"], None if deleted else _json(version["body"]),
+             version["hlc"], version["origin"], version["seq"], _json(version["vv"]), commit_id, int(deleted)))
+
+    # -- version vectors ------------------------------------------------------------------------
+
+    def vector(self, scope: str) -> Vector:
+        """The version vector of a scope: per origin device, the highest sequence applied here."""
+        return self._vectors.setdefault(scope, {})
+
+    def set_version(self, scope: str, origin: str, seq: int) -> None:
+        self.vector(scope)[origin] = seq
+        self.db.execute("INSERT OR REPLACE INTO versions (scope, origin, seq) VALUES (?, ?, ?)", (scope, origin, seq))
+
+    def drop_scope_versions(self, scope: str) -> None:
+        self._vectors.pop(scope, None)
+        self.db.execute("DELETE FROM versions WHERE scope = ?", (scope,))
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -190,12 +279,107 @@ class Store:
 
     def commits_after(self, commit_id: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Log entries after `commit_id`, oldest first."""
+        rows = self.db.execute(f"SELECT {', '.join(_COMMIT_COLUMNS)} FROM commits WHERE id > ? ORDER BY id LIMIT ?",
+                               (commit_id, limit)).fetchall()
+        return [_commit_dict(row) for row in rows]
+
+    # -- replication ----------------------------------------------------------------------------
+
+    def origin_commits(self, scope: str, origin: str, after: int, limit: int) -> list[dict[str, Any]] | None:
+        """The commits of `origin` in `scope` with sequence after `after`, in order; None when the log
+        no longer holds the next one (trimmed, or never received here: a full load is needed)."""
         rows = self.db.execute(
-            "SELECT id, txn, origin, seq, hlc, kind, partition, name, op, body FROM commits"
-            " WHERE id > ? ORDER BY id LIMIT ?", (commit_id, limit)).fetchall()
-        keys = ("id", "txn", "origin", "seq", "hlc", "kind", "partition", "name", "op", "body")
-        return [dict(zip(keys, row[:-1], strict=False)) | {"body": orjson.loads(row[-1]) if row[-1] else None}
-                for row in rows]
+            f"SELECT {', '.join(_COMMIT_COLUMNS)} FROM commits WHERE scope = ? AND origin = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?", (scope, origin, after, limit)).fetchall()
+        commits = [_commit_dict(row) for row in rows]
+        if commits and commits[0]["seq"] != after + 1:
+            return None
+        if not commits and self.vector(scope).get(origin, 0) > after:
+            return None
+        return commits
+
+    def version(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
+        """The current version of an object, tombstones included."""
+        row = self.db.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects"
+                              " WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name)).fetchone()
+        return _version_dict(row) if row else None
+
+    def scope_versions(self, partitions: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Every object version (tombstones included) of the given partitions, partition objects included."""
+        names = list(partitions)
+        if not names:
+            return
+        marks = ", ".join("?" * len(names))
+        yield from (_version_dict(row) for row in self.db.execute(
+            f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects WHERE partition IN ({marks})"
+            f" OR (kind = 'partitions' AND partition = '' AND name IN ({marks})) ORDER BY kind, partition, name",
+            names + names))
+
+    def remove_version(self, kind: str, partition: str, name: str) -> None:
+        """Forget an object entirely (a replacing full load)."""
+        self.db.execute("DELETE FROM objects WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name))
+
+    def pending(self, scope: str) -> list[dict[str, Any]]:
+        """Local commits of `scope` not yet sequenced (auto-sync off)."""
+        rows = self.db.execute(f"SELECT {', '.join(_COMMIT_COLUMNS)} FROM commits WHERE scope = ? AND seq IS NULL"
+                               " ORDER BY id", (scope,)).fetchall()
+        return [_commit_dict(row) for row in rows]
+
+    def pending_count(self, scope: str) -> int:
+        return self.db.execute("SELECT count(*) FROM commits WHERE scope = ? AND seq IS NULL", (scope,)).fetchone()[0]
+
+    def sequence(self, commit: dict[str, Any], seq: int) -> None:
+        """Give a pending commit its sequence number (and its object version, if still current)."""
+        commit["seq"] = seq
+        commit["vv"] = dict(commit["vv"], **{commit["origin"]: seq})
+        self.db.execute("UPDATE commits SET seq = ?, vv = ? WHERE id = ?", (seq, _json(commit["vv"]), commit["id"]))
+        self.db.execute("UPDATE objects SET seq = ?, vv = ? WHERE kind = ? AND partition = ? AND name = ?"
+                        " AND origin = ? AND hlc = ?", (seq, _json(commit["vv"]), commit["kind"], commit["partition"],
+                                                          commit["name"], commit["origin"], commit["hlc"]))
+
+    def drop_pending(self, scope: str) -> None:
+        self.db.execute("DELETE FROM commits WHERE scope = ? AND seq IS NULL", (scope,))
+
+    def trim_log(self, keep: int) -> int:
+        """Drop all but the newest `keep` commits (pending ones stay); returns how many were dropped."""
+        cursor = self.db.execute("DELETE FROM commits WHERE id <= (SELECT max(id) FROM commits) - ?"
+                                 " AND seq IS NOT NULL", (keep,))
+        return cursor.rowcount
+
+    # -- conflicts ------------------------------------------------------------------------------
+
+    def add_conflict(self, scope: str, winner: dict[str, Any], loser: dict[str, Any]) -> None:
+        def side(version: dict[str, Any]) -> str | None:
+            return _json({"origin": version["origin"], "hlc": version["hlc"],
+                          "body": None if version.get("deleted") or version.get("op") == "delete" else version["body"]})
+        self.db.execute("INSERT OR IGNORE INTO conflicts (scope, kind, partition, name, winner, loser, detected_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)", (scope, winner["kind"], winner["partition"], winner["name"],
+                                                          side(winner), side(loser), time.time()))
+
+    def conflicts(self, scope: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT kind, partition, name, winner, loser, detected_at FROM conflicts"
+                               " WHERE scope = ? ORDER BY detected_at", (scope,)).fetchall()
+        return [{"kind": k, "partition": p, "name": n, "winner": orjson.loads(w), "loser": orjson.loads(lo),
+                 "detected_at": t} for k, p, n, w, lo, t in rows]
+
+    def clear_conflicts(self, scope: str) -> int:
+        return self.db.execute("DELETE FROM conflicts WHERE scope = ?", (scope,)).rowcount
+
+    # -- the trust domain's records -------------------------------------------------------------
+
+    def domain_records(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT kind, key, body, hlc, origin, deleted FROM domain ORDER BY kind, key")
+        return [{"kind": k, "key": key, "body": orjson.loads(b), "hlc": h, "origin": o, "deleted": bool(d)}
+                for k, key, b, h, o, d in rows]
+
+    def put_domain_record(self, record: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO domain (kind, key, body, hlc, origin, deleted)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (record["kind"], record["key"], _json(record["body"]), record["hlc"], record["origin"],
+                         int(record["deleted"])))
+
+    def clear_domain(self) -> None:
+        self.db.execute("DELETE FROM domain")
 
     # -- tokens (local to this device, never replicated) -----------------------------------------
 

@@ -1,12 +1,13 @@
--- The current state of every object; a deleted object stays as a tombstone (deleted = 1).
+-- The current version of every object; a deleted object stays as a tombstone (deleted = 1).
 CREATE TABLE IF NOT EXISTS objects (
     kind      TEXT NOT NULL,
     partition TEXT NOT NULL,   -- '' for objects outside partitions (partitions, users)
     name      TEXT NOT NULL,
     body      TEXT,            -- JSON, NULL for a tombstone
     hlc       INTEGER NOT NULL,
-    origin    TEXT NOT NULL,   -- the device that made the winning commit
-    seq       INTEGER NOT NULL,
+    origin    TEXT NOT NULL,   -- the device that wrote this version
+    seq       INTEGER,         -- its sequence number in the scope (NULL while not yet sent)
+    vv        TEXT NOT NULL,   -- the writer's version vector of the scope when it wrote (JSON)
     commit_id INTEGER NOT NULL,
     deleted   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, partition, name)
@@ -16,21 +17,37 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS commits (
     id        INTEGER PRIMARY KEY,  -- this device's commit id, monotonically increasing
     txn       INTEGER NOT NULL,     -- id of the first commit of the same transaction
+    scope     TEXT NOT NULL,        -- the replication scope ('' = this device only)
     origin    TEXT NOT NULL,
-    seq       INTEGER NOT NULL,     -- the origin's own sequence number
+    seq       INTEGER,              -- the origin's sequence number in the scope; NULL = pending
     hlc       INTEGER NOT NULL,
+    vv        TEXT NOT NULL,
     kind      TEXT NOT NULL,
     partition TEXT NOT NULL,
     name      TEXT NOT NULL,
     op        TEXT NOT NULL CHECK (op IN ('put', 'delete')),
-    body      TEXT,
-    UNIQUE (origin, seq)
+    body      TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS commits_by_origin ON commits (scope, origin, seq);
 
--- The version vector: per origin device, the highest sequence applied here.
+-- The version vectors: per scope and origin device, the highest sequence applied here.
 CREATE TABLE IF NOT EXISTS versions (
-    origin TEXT PRIMARY KEY,
-    seq    INTEGER NOT NULL
+    scope  TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (scope, origin)
+) WITHOUT ROWID;
+
+-- Concurrent versions of one object: the loser, kept until an operator clears it.
+CREATE TABLE IF NOT EXISTS conflicts (
+    scope        TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    partition    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    winner       TEXT NOT NULL,   -- JSON: origin, hlc, body
+    loser        TEXT NOT NULL,
+    detected_at  REAL NOT NULL,
+    PRIMARY KEY (kind, partition, name, winner, loser)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS meta (
@@ -43,4 +60,15 @@ CREATE TABLE IF NOT EXISTS tokens (
     hash       TEXT PRIMARY KEY,
     username   TEXT NOT NULL,
     expires_at REAL NOT NULL
+) WITHOUT ROWID;
+
+-- The trust domain's records (devices, device groups), merged by (hlc, origin).
+CREATE TABLE IF NOT EXISTS domain (
+    kind    TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    body    TEXT NOT NULL,
+    hlc     INTEGER NOT NULL,
+    origin  TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;

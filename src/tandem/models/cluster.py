@@ -1,0 +1,54 @@
+"""Models of clustering: trusted devices, device groups, and adding a device to trust."""
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tandem.models.fields import Description, Name
+
+GROUP_LIMITS = {"sync-failover": 8, "sync-only": 32}
+"""The most members a device group of each type may have."""
+
+
+class DeviceGroup(BaseModel):
+    """Devices of one trust domain that share the configuration of some partitions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    type: Literal["sync-failover", "sync-only"]
+    members: list[Name] = Field(default_factory=list)
+    partitions: list[Name] = Field(default_factory=lambda: ["Common"])
+    auto_sync: bool = True
+    full_load_on_sync: bool = False
+    description: Description = ""
+
+    @model_validator(mode="after")
+    def _limits(self) -> Self:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members: a device is listed twice")
+        if len(self.members) > GROUP_LIMITS[self.type]:
+            raise ValueError(f"members: a {self.type} group has at most {GROUP_LIMITS[self.type]} devices")
+        if len(set(self.partitions)) != len(self.partitions):
+            raise ValueError("partitions: a partition is listed twice")
+        return self
+
+
+class TrustRequest(BaseModel):
+    """Add the device at `url` to this device's trust domain, with that device's admin credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https://[^/\s]+(:\d+)?/?$", max_length=300)
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+    fingerprint: str | None = Field(None, max_length=200)
+
+
+class JoinRequest(BaseModel):
+    """What a member sends to a device it adds: the domain's id and records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain_id: str = Field(max_length=64)
+    records: list[dict] = Field(max_length=10_000)

@@ -1,0 +1,1 @@
+"""Replication of device groups' configuration: commit streams, full loads, digests, sync status."""

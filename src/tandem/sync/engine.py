@@ -1,0 +1,416 @@
+"""The sync engine: conversations with the other members over the peer channel.
+
+Every device dials every trusted device (its outbound link) and sends there what that device
+lacks: its own new commits at once, commits of any origin it has and the other lacks, snapshots
+when its log cannot serve them, repairs when digests differ, the initial sync of a new member.
+On the connections other devices dialed (inbound), it applies what they send and answers with its
+status. Every second each device sends its status (version vectors, digests, pending changes) on
+its outbound links; the answers drive catch-up, anti-entropy and the sync status.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from tandem.errors import ApiError, Conflict, NotFound
+from tandem.store import Store
+from tandem.sync.replica import SNAPSHOT_PART, Replica
+from tandem.sync.scopes import Scopes
+from tandem.trust.channel import Connection, PeerLink, PeerServer
+from tandem.trust.domain import Domain
+from tandem.trust.identity import Identity
+
+log = logging.getLogger("tandem.sync")
+
+STATUS_INTERVAL = 1.0
+STALE_AFTER = 3.5
+"""A peer whose status is older than this is Disconnected."""
+RESEND_AFTER = 3.0
+"""Seconds before a snapshot (initial sync, full load, repair) to one peer is sent again."""
+SYNC_TIMEOUT = 60.0
+
+
+@dataclass
+class PeerView:
+    """What this device knows of one peer, and its outbound link to it."""
+
+    link: PeerLink
+    outbox: asyncio.Queue | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    status_at: float = 0.0
+    sent: dict[str, dict[str, int]] = field(default_factory=dict)
+    snapshot_at: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def connected(self) -> bool:
+        return self.outbox is not None and time.monotonic() - self.status_at < STALE_AFTER
+
+    def send(self, message: dict[str, Any]) -> bool:
+        if self.outbox is None:
+            return False
+        self.outbox.put_nowait(message)
+        return True
+
+
+class SyncEngine:
+    """Replicates the device groups' configuration among their members."""
+
+    def __init__(self, store: Store, domain: Domain, identity: Identity, *, log_retention: int) -> None:
+        self.store = store
+        self.domain = domain
+        self.replica = Replica(store)
+        self.scopes = Scopes(store, domain)
+        self._identity = identity
+        self._log_retention = log_retention
+        self.peers: dict[str, PeerView] = {}
+        self.server = PeerServer(identity, domain, self._inbound)
+        self._ids = itertools.count(1)
+        self._waiters: dict[str, asyncio.Future] = {}
+        self._snapshots: dict[str, list[dict[str, Any]]] = {}
+        self._changes = 0
+        self._digests: dict[str, tuple[tuple[int, int], list[int]]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        store.scope_of = self.scopes.rule
+        store.on_commit.append(self._push)
+        domain.listeners.append(self._domain_changed)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> None:
+        await self.server.start(host, port)
+        self._follow_domain()
+        self._spawn(self._tick())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for view in self.peers.values():
+            await view.link.stop()
+        await self.server.close()
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _tick(self) -> None:
+        while True:
+            status = self.status_message()
+            for view in self.peers.values():
+                view.send(status)
+            self.store.trim_log(self._log_retention)
+            await asyncio.sleep(STATUS_INTERVAL)
+
+    # -- the domain -----------------------------------------------------------------------------
+
+    def _domain_changed(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no loop yet: start() follows the domain
+            asyncio.get_running_loop()
+            self._follow_domain()
+            message = {"type": "domain", "domain": self.domain.state()}
+            for view in self.peers.values():
+                view.send(message)
+
+    def _follow_domain(self) -> None:
+        """Links to every trusted device (new ones dialed, removed ones told and dropped)."""
+        self.scopes.refresh()
+        self.server.refresh()
+        trusted = {d["id"]: d for d in self.domain.peers()}
+        for device_id, view in list(self.peers.items()):
+            device = trusted.get(device_id)
+            if device is None or device != view.link.device:
+                del self.peers[device_id]
+                self._spawn(self._drop(view, farewell=device is None))
+        for device_id, device in trusted.items():
+            if device_id not in self.peers:
+                link = PeerLink(self._identity, device, self._outbound)
+                self.peers[device_id] = PeerView(link)
+                link.start()
+
+    async def _drop(self, view: PeerView, farewell: bool) -> None:
+        if farewell and view.send({"type": "domain", "domain": self.domain.state()}):
+            await asyncio.sleep(0.3)  # let the removed device hear that it was removed
+        await view.link.stop()
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def digest(self, scope: str) -> list[int]:
+        group = self.scopes.group(scope)
+        partitions = group["partitions"] if group else []
+        stamp = (self.store.last_commit_id(), self._changes)
+        cached = self._digests.get(scope)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self.replica.digest(partitions))
+            self._digests[scope] = cached
+        return cached[1]
+
+    def scope_status(self, scope: str) -> dict[str, Any]:
+        return {"vv": dict(self.store.vector(scope)), "buckets": self.digest(scope),
+                "pending": self.store.pending_count(scope), "synced": self.scopes.synced(scope)}
+
+    def status_message(self) -> dict[str, Any]:
+        return {"type": "status", "domain_digest": self.domain.digest(),
+                "scopes": {g["name"]: self.scope_status(g["name"]) for g in self.scopes.mine()}}
+
+    # -- outbound: what this device sends to one peer ---------------------------------------------
+
+    async def _outbound(self, connection: Connection) -> None:
+        view = self.peers.get(connection.device["id"])
+        if view is None:
+            return
+        view.outbox, view.sent, view.snapshot_at = asyncio.Queue(), {}, {}
+        view.send({**self.status_message(), "domain": self.domain.state()})
+        writer = self._spawn(self._write(connection, view.outbox))
+        try:
+            while True:
+                message = await connection.receive()
+                self._on_reply(view, message)
+        finally:
+            view.outbox = None
+            writer.cancel()
+
+    async def _write(self, connection: Connection, outbox: asyncio.Queue) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await connection.send(await outbox.get())
+
+    def _on_reply(self, view: PeerView, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "status":
+            if "domain" in message:
+                self.domain.merge(message["domain"])
+            view.status, view.status_at = message.get("scopes", {}), time.monotonic()
+            self._serve(view)
+        elif kind == "need":
+            sent = view.sent.setdefault(message["scope"], {})
+            for origin, after in message.get("after", {}).items():
+                sent[origin] = min(sent.get(origin, after), after)
+            self._serve(view)
+        elif kind in ("ack", "sync-done"):
+            waiter = self._waiters.pop(message.get("id", ""), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+
+    def _serve(self, view: PeerView) -> None:
+        """Send the peer what it lacks in every scope we share, as its last status says."""
+        peer_name = view.link.device["name"]
+        for group in self.scopes.mine():
+            scope = group["name"]
+            theirs = view.status.get(scope)
+            if theirs is None or peer_name not in group["members"] or not self.scopes.synced(scope):
+                continue
+            if not theirs["synced"]:
+                if self._seeds(group, view):
+                    self._send_snapshot(view, scope, group["partitions"], replace=True)
+                continue
+            sent = view.sent.setdefault(scope, {})
+            have = {o: max(s, sent.get(o, 0)) for o, s in theirs["vv"].items()} | {
+                o: s for o, s in sent.items() if o not in theirs["vv"]}
+            commits = self.replica.commits_for(scope, have)
+            if commits is None:
+                self._send_snapshot(view, scope, group["partitions"], replace=False)
+            elif commits:
+                self._send_commits(view, scope, commits)
+            elif theirs["buckets"] != self.digest(scope) and self._covers(theirs["vv"], scope):
+                differing = {i for i, (a, b) in enumerate(zip(theirs["buckets"], self.digest(scope), strict=True))
+                             if a != b}
+                self._send_snapshot(view, scope, group["partitions"], replace=False, buckets=differing)
+
+    def _covers(self, vector: dict[str, int], scope: str) -> bool:
+        return all(vector.get(o, 0) >= s for o, s in self.store.vector(scope).items())
+
+    def _seeds(self, group: dict[str, Any], new_member: PeerView) -> bool:
+        """Whether this device sends the initial sync: the first by name among the synced members it hears."""
+        synced = [self.domain.me["name"]] + [
+            v.link.device["name"] for v in self.peers.values()
+            if v is not new_member and v.connected and v.status.get(group["name"], {}).get("synced")]
+        return min(synced) == self.domain.me["name"]
+
+    def _send_commits(self, view: PeerView, scope: str, commits: list[dict[str, Any]]) -> None:
+        if view.send({"type": "commits", "scope": scope, "commits": commits}):
+            sent = view.sent.setdefault(scope, {})
+            for commit in commits:
+                sent[commit["origin"]] = max(sent.get(commit["origin"], 0), commit["seq"])
+
+    def _send_snapshot(self, view: PeerView, scope: str, partitions: list[str], *, replace: bool,
+                       buckets: set[int] | None = None, force: bool = False) -> str | None:
+        """Send the scope (or some buckets of it) in parts; returns the snapshot's id."""
+        now = time.monotonic()
+        if not force and now - view.snapshot_at.get(scope, -RESEND_AFTER) < RESEND_AFTER:
+            return None
+        view.snapshot_at[scope] = now
+        versions = self.replica.versions(partitions, buckets)
+        vector = dict(self.store.vector(scope)) if buckets is None else None
+        snapshot_id = f"{self.domain.device_id}-{next(self._ids)}"
+        parts = [versions[i:i + SNAPSHOT_PART] for i in range(0, len(versions), SNAPSHOT_PART)] or [[]]
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            view.send({"type": "snapshot", "id": snapshot_id, "scope": scope, "replace": replace, "last": last,
+                       "vv": vector if last else None, "versions": part})
+        if vector is not None:
+            view.sent[scope] = dict(vector)
+        log.info("sent %s snapshot of %s (%d versions) to %s", "replacing" if replace else "merging", scope,
+                 len(versions), view.link.device["name"])
+        return snapshot_id
+
+    def _push(self, commits: list[dict[str, Any]]) -> None:
+        """Send new local commits to the members of their scopes at once."""
+        by_scope: dict[str, list[dict[str, Any]]] = {}
+        for commit in commits:
+            by_scope.setdefault(commit["scope"], []).append(commit)
+        for scope, scope_commits in by_scope.items():
+            group = self.scopes.group(scope)
+            if group is None:
+                continue
+            for view in self.peers.values():
+                if view.link.device["name"] in group["members"] and view.outbox is not None:
+                    self._send_commits(view, scope, scope_commits)
+
+    # -- inbound: what one peer sends this device -----------------------------------------------
+
+    async def _inbound(self, connection: Connection) -> None:
+        device = connection.device
+        while True:
+            message = await connection.receive()
+            kind = message["type"]
+            view = self.peers.get(device["id"])
+            if kind == "status":
+                if "domain" in message:
+                    self.domain.merge(message["domain"])
+                if view is not None:
+                    view.status, view.status_at = message.get("scopes", {}), time.monotonic()
+                reply = self.status_message()
+                if message.get("domain_digest") != self.domain.digest():
+                    reply["domain"] = self.domain.state()
+                await connection.send(reply)
+            elif kind == "domain":
+                self.domain.merge(message["domain"])
+            elif kind == "commits":
+                await self._receive_commits(connection, message)
+            elif kind == "snapshot":
+                await self._receive_snapshot(connection, message)
+            elif kind == "sync-to-group":
+                self._spawn(self._sync_requested(connection, message))
+            elif kind == "clear-conflicts":
+                self.store.clear_conflicts(str(message.get("scope")))
+
+    def _member_scope(self, connection: Connection, scope: Any) -> dict[str, Any] | None:
+        group = self.scopes.group(scope) if isinstance(scope, str) else None
+        if group is None or connection.device["name"] not in group["members"]:
+            return None
+        return group
+
+    async def _receive_commits(self, connection: Connection, message: dict[str, Any]) -> None:
+        scope = message.get("scope")
+        if self._member_scope(connection, scope) is None or not self.scopes.synced(scope):
+            return
+        _, gaps = self.replica.apply_commits(scope, message["commits"])
+        self._changes += 1
+        if gaps:
+            await connection.send({"type": "need", "scope": scope, "after": gaps})
+
+    async def _receive_snapshot(self, connection: Connection, message: dict[str, Any]) -> None:
+        scope = message.get("scope")
+        group = self._member_scope(connection, scope)
+        if group is None:
+            return
+        key = f"{connection.device['id']}/{message['id']}"
+        self._snapshots.setdefault(key, []).extend(message["versions"])
+        if not message["last"]:
+            return
+        versions = self._snapshots.pop(key)
+        if not message["replace"] and not self.scopes.synced(scope):
+            return  # awaiting the initial sync: only a replacing snapshot makes this device synced
+        self.replica.apply_snapshot(scope, group["partitions"], versions, message["vv"], message["replace"])
+        self._changes += 1
+        if message["replace"]:
+            self.scopes.mark_synced(scope)
+        log.info("applied %s snapshot of %s from %s (%d versions)", "replacing" if message["replace"] else "merging",
+                 scope, connection.device["name"], len(versions))
+        await connection.send({"type": "ack", "id": message["id"]})
+
+    # -- sync to group --------------------------------------------------------------------------
+
+    async def sync_to_group(self, group_name: str, source: str) -> dict[str, Any]:
+        """Make `source`'s configuration the group's (run there, asked over the channel if need be)."""
+        group = self.domain.group(group_name)
+        if group is None:
+            raise NotFound(f"device group {group_name!r} does not exist", target=group_name)
+        if source not in group["members"]:
+            raise Conflict(f"{source} is not a member of device group {group_name}", target="from")
+        if source == self.domain.me["name"]:
+            return await self._sync_from_here(group)
+        device = self.domain.device_named(source)
+        view = self.peers.get(device["id"]) if device else None
+        request_id = f"{self.domain.device_id}-{next(self._ids)}"
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = waiter
+        if view is None or not view.send({"type": "sync-to-group", "id": request_id, "group": group_name}):
+            self._waiters.pop(request_id, None)
+            raise Conflict(f"{source} is not connected", target="from")
+        try:
+            answer = await asyncio.wait_for(waiter, SYNC_TIMEOUT)
+        finally:
+            self._waiters.pop(request_id, None)
+        if answer.get("error"):
+            raise Conflict(answer["error"], target="from")
+        return answer["result"]
+
+    async def _sync_requested(self, connection: Connection, message: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"type": "sync-done", "id": message.get("id")}
+        try:
+            group = self._member_scope(connection, message.get("group"))
+            if group is None:
+                raise Conflict("not a member of that device group")
+            reply["result"] = await self._sync_from_here(group)
+        except ApiError as error:
+            reply["error"] = error.message
+        except TimeoutError:
+            reply["error"] = "members did not confirm in time"
+        with contextlib.suppress(ConnectionClosed):
+            await connection.send(reply)
+
+    async def _sync_from_here(self, group: dict[str, Any]) -> dict[str, Any]:
+        scope = group["name"]
+        self.replica.sequence_pending(scope)
+        members = [d for d in self.domain.peers() if d["name"] in group["members"]]
+        views = [self.peers.get(d["id"]) for d in members]
+        missing = [d["name"] for d, v in zip(members, views, strict=True) if v is None or not v.connected]
+        if missing:
+            raise Conflict(f"not connected to {', '.join(missing)}: cannot sync the group", target="from")
+        mine = self.digest(scope)
+        full = group["full_load_on_sync"] or any(
+            v.status.get(scope, {}).get("pending") or v.status.get(scope, {}).get("buckets") != mine for v in views)
+        if full:
+            waiters = []
+            for view in views:
+                snapshot_id = self._send_snapshot(view, scope, group["partitions"], replace=True, force=True)
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters[snapshot_id] = waiter
+                waiters.append(waiter)
+            await asyncio.wait_for(asyncio.gather(*waiters), SYNC_TIMEOUT)
+        else:
+            vector = dict(self.store.vector(scope))
+            for view in views:
+                self._serve(view)
+            deadline = time.monotonic() + SYNC_TIMEOUT
+            while not all(all(v.status.get(scope, {}).get("vv", {}).get(o, 0) >= s for o, s in vector.items())
+                          for v in views):
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                await asyncio.sleep(0.05)
+        return {"mode": "full" if full else "incremental", "from": self.domain.me["name"],
+                "devices": [d["name"] for d in members]}
+
+    def clear_conflicts(self, scope: str) -> int:
+        """Clear the conflict records of a group here and on every connected member."""
+        for view in self.peers.values():
+            view.send({"type": "clear-conflicts", "scope": scope})
+        return self.store.clear_conflicts(scope)

@@ -1,0 +1,57 @@
+"""Which changes replicate where: the device groups this device belongs to, seen as scopes."""
+
+from typing import Any
+
+from tandem.models import Partition
+from tandem.store import GLOBAL, ScopeRule, Store
+from tandem.trust.domain import Domain
+
+LOCAL = ScopeRule()
+
+
+class Scopes:
+    """The replication scopes of this device: one per device group it is a member of, named after it."""
+
+    def __init__(self, store: Store, domain: Domain) -> None:
+        self._store = store
+        self._domain = domain
+        self._by_partition: dict[str, dict[str, Any]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Follow the domain's groups; mark groups this device newly belongs to as awaiting initial sync."""
+        me = self._domain.me["name"]
+        self._by_partition = {}
+        for group in self._domain.groups():
+            synced_key = f"synced:{group['name']}"
+            if me in group["members"]:
+                for partition in group["partitions"]:
+                    self._by_partition[partition] = group
+                if self._store.meta(synced_key) is None:
+                    self._store.set_meta(synced_key, "1" if group.get("seed") == self._domain.device_id else "0")
+            elif self._store.meta(synced_key) is not None:
+                self._store.set_meta(synced_key, None)
+                self._store.drop_scope_versions(group["name"])
+
+    def rule(self, kind: str, partition: str, name: str) -> ScopeRule:
+        """The store's rule: objects of a group's partitions replicate in the group's scope."""
+        if partition == GLOBAL and kind != Partition.kind:
+            return LOCAL
+        group = self._by_partition.get(name if kind == Partition.kind else partition)
+        if group is None:
+            return LOCAL
+        return ScopeRule(group["name"], sequenced=group["auto_sync"])
+
+    def mine(self) -> list[dict[str, Any]]:
+        """The groups this device is a member of."""
+        return [g for g in self._domain.groups() if self._domain.me["name"] in g["members"]]
+
+    def group(self, scope: str) -> dict[str, Any] | None:
+        group = self._domain.group(scope)
+        return group if group is not None and self._domain.me["name"] in group["members"] else None
+
+    def synced(self, scope: str) -> bool:
+        return self._store.meta(f"synced:{scope}") == "1"
+
+    def mark_synced(self, scope: str) -> None:
+        self._store.set_meta(f"synced:{scope}", "1")

@@ -1,0 +1,167 @@
+"""The peer channel: WebSocket over mutual TLS between trusted devices.
+
+Each device listens on its peer address and dials every other trusted device. The listener
+refuses a client whose certificate is not one of the trusted devices' (checked by fingerprint
+against the current trust list, so a device removed from trust is refused at once), and the
+dialer accepts only the certificate pinned for the device it dials. Messages are JSON objects.
+"""
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from tandem.trust import tls
+from tandem.trust.domain import Domain
+from tandem.trust.identity import Identity
+
+log = logging.getLogger("tandem.channel")
+
+PATH = "/peer"
+MAX_MESSAGE = 64 << 20
+PING_INTERVAL, PING_TIMEOUT = 1.0, 3.0
+RETRY_MIN, RETRY_MAX = 0.1, 2.0
+REFUSED = 4403
+
+
+class Connection:
+    """One peer connection: JSON messages in and out."""
+
+    def __init__(self, websocket: Any, device: dict[str, Any]) -> None:
+        self._ws = websocket
+        self.device = device
+        self._sending = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._sending:
+            await self._ws.send(orjson.dumps(message).decode())
+
+    async def receive(self) -> dict[str, Any]:
+        """The next message; ConnectionClosed when the connection ends. A message that is not a
+        JSON object closes the connection (a peer that sends garbage is not to be trusted)."""
+        data = await self._ws.recv()
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self._ws.close(1003, "malformed message")
+            raise ConnectionClosed(None, None)
+        return message
+
+    async def close(self, reason: str = "") -> None:
+        await self._ws.close(1000, reason)
+
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+class PeerServer:
+    """Accepts connections from trusted devices and hands each to `on_connection`."""
+
+    def __init__(self, identity: Identity, domain: Domain, on_connection: Handler) -> None:
+        self._domain = domain
+        self._on_connection = on_connection
+        self._trusted: set[str] = set()
+        self._context = tls.server_context(identity, [])
+        self._server: Server | None = None
+        self._connections: dict[ServerConnection, str] = {}
+        self.refresh()
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await serve(self._handle, host, port, ssl=self._context, ping_interval=PING_INTERVAL,
+                                   ping_timeout=PING_TIMEOUT, max_size=MAX_MESSAGE, compression=None)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def refresh(self) -> None:
+        """Follow the trust list: trust new devices' certificates, drop connections of removed ones."""
+        for device in self._domain.peers():
+            if device["fingerprint"] not in self._trusted:
+                tls.trust(self._context, device["cert"])
+                self._trusted.add(device["fingerprint"])
+        for websocket, fingerprint in list(self._connections.items()):
+            if self._trusted_device(fingerprint) is None:
+                asyncio.get_running_loop().create_task(websocket.close(REFUSED, "no longer trusted"))
+
+    def _trusted_device(self, fingerprint: str | None) -> dict[str, Any] | None:
+        device = self._domain.device_with_fingerprint(fingerprint) if fingerprint else None
+        return None if device is None or device["id"] == self._domain.device_id else device
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        fingerprint = tls.peer_fingerprint(websocket.transport.get_extra_info("ssl_object"))
+        device = self._trusted_device(fingerprint)
+        if device is None or websocket.request is None or websocket.request.path != PATH:
+            log.warning("refused a peer connection from %s (certificate %s)", websocket.remote_address, fingerprint)
+            await websocket.close(REFUSED, "not trusted")
+            return
+        assert fingerprint is not None
+        self._connections[websocket] = fingerprint
+        try:
+            await self._on_connection(Connection(websocket, device))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections.pop(websocket, None)
+
+
+class PeerLink:
+    """Keeps a connection to one trusted device, dialing again whenever it drops."""
+
+    def __init__(self, identity: Identity, device: dict[str, Any], on_connection: Handler) -> None:
+        self.device = device
+        self._identity = identity
+        self._on_connection = on_connection
+        self.connected = False
+        self.message = "connecting"
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN
+        while True:
+            try:
+                context = tls.client_context(self._identity, self.device["cert"])
+                async with connect(f"wss://{self.device['peer_url']}{PATH}", ssl=context, open_timeout=3,
+                                   ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, max_size=MAX_MESSAGE,
+                                   compression=None) as websocket:
+                    fingerprint = tls.peer_fingerprint(websocket.transport.get_extra_info("ssl_object"))
+                    if fingerprint != self.device["fingerprint"]:
+                        raise ssl.SSLError(f"certificate {fingerprint} is not the one pinned")
+                    self.connected, self.message, delay = True, "", RETRY_MIN
+                    await self._on_connection(Connection(websocket, self.device))
+                    self.message = "connection closed"
+            except asyncio.CancelledError:
+                raise
+            except ssl.SSLCertVerificationError:
+                self.message = "certificate does not match the one pinned (changed since it was pinned?)"
+            except ConnectionClosed as closed:
+                refused = closed.rcvd is not None and closed.rcvd.code == REFUSED
+                self.message = "this device is not trusted by it" if refused else "connection closed"
+            except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as error:
+                self.message = f"unreachable: {error}"
+            except Exception as error:  # the link must outlive any bug in a conversation
+                log.exception("peer link to %s failed", self.device["name"])
+                self.message = f"error: {error}"
+            finally:
+                self.connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)

@@ -1,0 +1,135 @@
+"""Adding devices to the trust domain and removing them.
+
+Adding asks the new device itself, over its management API and with its admin credentials, to
+join: this device fetches its certificate (checking the expected fingerprint when given), logs
+in, reads who it is, checks that nothing clashes, and only then posts the domain's records to
+`/api/trust/join`. Every check happens before anything is written, on either side.
+"""
+
+import asyncio
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from tandem.errors import BadGateway, Conflict, Invalid, NotFound
+from tandem.models.cluster import JoinRequest, TrustRequest
+from tandem.trust.domain import Domain
+from tandem.trust.identity import fingerprint_of
+
+TIMEOUT = 10.0
+
+
+def _normalize_fingerprint(value: str) -> str:
+    hex_digits = value.lower().removeprefix("sha256:").replace(":", "").strip()
+    return ":".join(hex_digits[i:i + 2] for i in range(0, len(hex_digits), 2))
+
+
+async def _fetch_certificate(host: str, port: int) -> str:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only to read the certificate, which is then pinned
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context), TIMEOUT)
+    except (OSError, TimeoutError) as error:
+        raise BadGateway(f"cannot reach {host}:{port}: {error}", target="url") from None
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return ssl.DER_cert_to_PEM_cert(der)
+
+
+def _pinned_client(url: str, cert: str) -> httpx.AsyncClient:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.load_verify_locations(cadata=cert)
+    return httpx.AsyncClient(base_url=url, verify=context, timeout=TIMEOUT)
+
+
+def _remote_error(response: httpx.Response, name: str) -> str:
+    try:
+        return f"{name}: {response.json()['error']['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{name} answered {response.status_code}"
+
+
+async def add_device(domain: Domain, request: TrustRequest) -> dict[str, Any]:
+    """Bring the device at `request.url` into this domain; returns its record."""
+    url = request.url.rstrip("/")
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        raise Invalid("url: no host", target="url")
+    cert = await _fetch_certificate(parts.hostname, parts.port or 443)
+    fingerprint = fingerprint_of(cert.encode())
+    if request.fingerprint and _normalize_fingerprint(request.fingerprint) != fingerprint:
+        raise Conflict(f"the certificate at {url} has fingerprint {fingerprint}, not the one expected",
+                       target="fingerprint")
+    async with _pinned_client(url, cert) as client:
+        try:
+            login = await client.post("/api/auth/login", json={"username": request.username,
+                                                               "password": request.password})
+            if login.status_code == 401:
+                raise Invalid(f"{url} refused the credentials", target="password")
+            if login.status_code != 200:
+                raise BadGateway(_remote_error(login, url), target="url")
+            client.headers["Authorization"] = f"Bearer {login.json()['token']}"
+            who = (await client.get("/api/device")).json()
+            _check_clashes(domain, who, fingerprint)
+            join = JoinRequest(domain_id=domain.domain_id, records=domain.state()["records"])
+            answer = await client.post("/api/trust/join", json=join.model_dump())
+        except httpx.HTTPError as error:
+            raise BadGateway(f"cannot talk to {url}: {error}", target="url") from None
+    if answer.status_code == 409:
+        raise Conflict(_remote_error(answer, who["name"]), target="url")
+    if answer.status_code != 200:
+        raise BadGateway(_remote_error(answer, who["name"]), target="url")
+    record = answer.json()
+    if record.get("fingerprint") != fingerprint or record.get("id") != who["id"]:
+        raise BadGateway(f"{who['name']} answered with another identity", target="url")
+    domain.put_device(record)
+    return record
+
+
+def _check_clashes(domain: Domain, who: dict[str, Any], fingerprint: str) -> None:
+    known = domain.device(who["id"])
+    if known is not None and known["fingerprint"] != fingerprint:
+        raise Conflict(f"the certificate of {known['name']} changed since it was pinned "
+                       f"({known['fingerprint']} then, {fingerprint} now); remove it from trust first",
+                       target="fingerprint")
+    if known is not None:
+        raise Conflict(f"{known['name']} is already in the trust domain", target="url")
+    named = domain.device_named(who["name"])
+    if named is not None:
+        raise Conflict(f"another device named {who['name']} is in the trust domain", target="url")
+
+
+def join(domain: Domain, request: JoinRequest) -> dict[str, Any]:
+    """Adopt the domain a member invites this device into; returns this device's record."""
+    others = domain.peers()
+    if others and request.domain_id != domain.domain_id:
+        raise Conflict(f"{domain.me['name']} already belongs to a trust domain with "
+                       f"{', '.join(d['name'] for d in others)}; remove it from there first")
+    for record in request.records:
+        body = record.get("body", {})
+        if record.get("kind") == "device" and not record.get("deleted") and body.get("name") == domain.me["name"] \
+                and body.get("id") != domain.device_id:
+            raise Conflict(f"the trust domain already has a device named {domain.me['name']}")
+    try:
+        domain.adopt({"domain_id": request.domain_id, "records": request.records})
+    except (KeyError, TypeError) as error:
+        raise Invalid(f"malformed domain records: {error}", target="records") from None
+    return domain.me
+
+
+def remove_device(domain: Domain, name: str) -> None:
+    """Remove a device from the domain (and from its device groups), everywhere."""
+    device = domain.device_named(name)
+    if device is None:
+        raise NotFound(f"no trusted device {name!r}", target=name)
+    if device["id"] == domain.device_id:
+        raise Invalid("a device cannot remove itself: remove it from another member", target="name")
+    for group in domain.groups():
+        if name in group["members"]:
+            domain.put_group(dict(group, members=[m for m in group["members"] if m != name]))
+    domain.remove_device(device["id"])
