@@ -71,6 +71,8 @@ class Device:
         return device
 
     def _first_start(self, admin_password: str | None) -> None:
+        if admin_password is not None and len(admin_password) < 8:
+            raise DeviceError("the admin password needs at least 8 characters")
         if admin_password is None:
             admin_password = secrets.token_urlsafe(18)
             write_private(self.data_dir / ADMIN_PASSWORD_FILE, (admin_password + "\n").encode())
@@ -100,6 +102,4 @@ def admin_password_from(file: Path | None) -> str | None:
             raise DeviceError(f"cannot read the admin password file: {error}") from None
     else:
         password = os.environ.get("TANDEM_ADMIN_PASSWORD", "")
-    if password and len(password) < 8:
-        raise DeviceError("the admin password needs at least 8 characters")
     return password or None

@@ -218,7 +218,8 @@ class SyncEngine:
                 self._send_snapshot(view, scope, group["partitions"], replace=False)
             elif commits:
                 self._send_commits(view, scope, commits)
-            elif theirs["buckets"] != self.digest(scope) and self._covers(theirs["vv"], scope):
+            elif (theirs["buckets"] != self.digest(scope) and self._covers(theirs["vv"], scope)
+                  and not self.store.pending_count(scope)):  # pending changes are not to be sent
                 differing = {i for i, (a, b) in enumerate(zip(theirs["buckets"], self.digest(scope), strict=True))
                              if a != b}
                 self._send_snapshot(view, scope, group["partitions"], replace=False, buckets=differing)
@@ -247,6 +248,8 @@ class SyncEngine:
             return None
         view.snapshot_at[scope] = now
         versions = self.replica.versions(partitions, buckets)
+        if buckets is not None and not versions:
+            return None  # nothing of ours in those buckets: the peer's own link repairs them here
         vector = dict(self.store.vector(scope)) if buckets is None else None
         snapshot_id = f"{self.domain.device_id}-{next(self._ids)}"
         parts = [versions[i:i + SNAPSHOT_PART] for i in range(0, len(versions), SNAPSHOT_PART)] or [[]]
