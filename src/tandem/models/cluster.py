@@ -45,10 +45,46 @@ class TrustRequest(BaseModel):
     fingerprint: str | None = Field(None, max_length=200)
 
 
-class JoinRequest(BaseModel):
+class TrustedDevice(BaseModel):
+    """A device of the trust domain as its record holds it (its certificate is the one pinned)."""
+
+    id: str = Field(min_length=1, max_length=64)
+    name: Name
+    fingerprint: str = Field(pattern=r"^([0-9a-f]{2}:){31}[0-9a-f]{2}$")
+    cert: str = Field(max_length=20_000)
+    management_url: str = Field(max_length=300)
+    peer_url: str = Field(max_length=300)
+
+
+class GroupRecord(DeviceGroup):
+    seed: str = Field(max_length=64)
+
+
+class DomainRecord(BaseModel):
+    """One record of the trust domain's state, as devices exchange them."""
+
+    kind: Literal["device", "group"]
+    key: str = Field(min_length=1, max_length=64)
+    body: dict
+    hlc: int = Field(ge=0)
+    origin: str = Field(min_length=1, max_length=64)
+    deleted: bool
+
+    @model_validator(mode="after")
+    def _body(self) -> Self:
+        model = TrustedDevice if self.kind == "device" else GroupRecord
+        model.model_validate(self.body)
+        return self
+
+
+class DomainState(BaseModel):
+    """The trust domain's id and records."""
+
+    domain_id: str = Field(min_length=1, max_length=64)
+    records: list[DomainRecord] = Field(max_length=10_000)
+
+
+class JoinRequest(DomainState):
     """What a member sends to a device it adds: the domain's id and records."""
 
     model_config = ConfigDict(extra="forbid")
-
-    domain_id: str = Field(max_length=64)
-    records: list[dict] = Field(max_length=10_000)

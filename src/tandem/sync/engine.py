@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
 
 from tandem.errors import ApiError, Conflict, NotFound
 from tandem.store import Store
+from tandem.sync.messages import COMMITS, SNAPSHOT, STATUS
 from tandem.sync.replica import SNAPSHOT_PART, Replica
 from tandem.sync.scopes import Scopes
 from tandem.trust.channel import Connection, PeerLink, PeerServer
@@ -76,6 +78,8 @@ class SyncEngine:
         self._changes = 0
         self._digests: dict[str, tuple[tuple[int, int], list[int]]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.dropped_messages = 0
+        """Peer messages refused as malformed."""
         store.scope_of = self.scopes.rule
         store.on_commit.append(self._push)
         domain.listeners.append(self._domain_changed)
@@ -159,6 +163,21 @@ class SyncEngine:
         return {"type": "status", "domain_digest": self.domain.digest(),
                 "scopes": {g["name"]: self.scope_status(g["name"]) for g in self.scopes.mine()}}
 
+    def _peer_status(self, view: PeerView | None, message: dict[str, Any]) -> bool:
+        """Record a peer's status; False (and the message dropped) if it is malformed."""
+        try:
+            status = STATUS.validate_python(message)
+        except ValidationError as error:
+            self.dropped_messages += 1
+            log.warning("dropped a malformed status message: %s", error.errors()[0]["msg"])
+            return False
+        if "domain" in message:
+            self.domain.merge(message["domain"])
+        if view is not None:
+            view.status = {scope: s.model_dump() for scope, s in status.scopes.items()}
+            view.status_at = time.monotonic()
+        return True
+
     # -- outbound: what this device sends to one peer ---------------------------------------------
 
     async def _outbound(self, connection: Connection) -> None:
@@ -184,10 +203,8 @@ class SyncEngine:
     def _on_reply(self, view: PeerView, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "status":
-            if "domain" in message:
-                self.domain.merge(message["domain"])
-            view.status, view.status_at = message.get("scopes", {}), time.monotonic()
-            self._serve(view)
+            if self._peer_status(view, message):
+                self._serve(view)
         elif kind == "need":
             sent = view.sent.setdefault(message["scope"], {})
             for origin, after in message.get("after", {}).items():
@@ -285,20 +302,26 @@ class SyncEngine:
             kind = message["type"]
             view = self.peers.get(device["id"])
             if kind == "status":
-                if "domain" in message:
-                    self.domain.merge(message["domain"])
-                if view is not None:
-                    view.status, view.status_at = message.get("scopes", {}), time.monotonic()
+                if not self._peer_status(view, message):
+                    continue
                 reply = self.status_message()
                 if message.get("domain_digest") != self.domain.digest():
                     reply["domain"] = self.domain.state()
                 await connection.send(reply)
             elif kind == "domain":
                 self.domain.merge(message["domain"])
-            elif kind == "commits":
-                await self._receive_commits(connection, message)
-            elif kind == "snapshot":
-                await self._receive_snapshot(connection, message)
+            elif kind in ("commits", "snapshot"):
+                try:
+                    checked = (COMMITS if kind == "commits" else SNAPSHOT).validate_python(message)
+                except ValidationError as error:
+                    self.dropped_messages += 1
+                    log.warning("dropped a malformed %s message from %s: %s", kind, device["name"],
+                                error.errors()[0]["msg"])
+                    continue
+                if kind == "commits":
+                    await self._receive_commits(connection, checked.model_dump())
+                else:
+                    await self._receive_snapshot(connection, checked.model_dump())
             elif kind == "sync-to-group":
                 self._spawn(self._sync_requested(connection, message))
             elif kind == "clear-conflicts":

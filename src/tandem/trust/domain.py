@@ -7,11 +7,17 @@ Devices exchange their whole state (it is small) when they connect and whenever 
 """
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
+from tandem.models.cluster import DomainState
 from tandem.store import Store
+
+log = logging.getLogger("tandem.domain")
 
 DEVICE, GROUP = "device", "group"
 
@@ -110,8 +116,13 @@ class Domain:
 
     def merge(self, state: dict[str, Any]) -> bool:
         """Take every record of `state` that is newer than ours; True if anything changed.
-        A state from another domain is ignored. If it removes this device, this device leaves."""
-        if state.get("domain_id") != self.domain_id:
+        A state from another domain, or malformed, is ignored. If it removes this device, it leaves."""
+        try:
+            state = DomainState.model_validate(state).model_dump()
+        except ValidationError:
+            log.warning("ignored a malformed trust domain state")
+            return False
+        if state["domain_id"] != self.domain_id:
             return False
         changed = False
         for record in state.get("records", []):

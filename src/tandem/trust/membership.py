@@ -111,14 +111,10 @@ def join(domain: Domain, request: JoinRequest) -> dict[str, Any]:
         raise Conflict(f"{domain.me['name']} already belongs to a trust domain with "
                        f"{', '.join(d['name'] for d in others)}; remove it from there first")
     for record in request.records:
-        body = record.get("body", {})
-        if record.get("kind") == "device" and not record.get("deleted") and body.get("name") == domain.me["name"] \
-                and body.get("id") != domain.device_id:
+        if record.kind == "device" and not record.deleted and record.body["name"] == domain.me["name"] \
+                and record.body["id"] != domain.device_id:
             raise Conflict(f"the trust domain already has a device named {domain.me['name']}")
-    try:
-        domain.adopt({"domain_id": request.domain_id, "records": request.records})
-    except (KeyError, TypeError) as error:
-        raise Invalid(f"malformed domain records: {error}", target="records") from None
+    domain.adopt(request.model_dump())
     return domain.me
 
 
