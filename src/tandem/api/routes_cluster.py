@@ -9,6 +9,7 @@ from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import job_response
 from tandem.api.responses import JSON
 from tandem.device import Device
+from tandem.errors import NotFound
 from tandem.models.cluster import DeviceGroup, JoinRequest, TrustRequest
 from tandem.models.fields import NAME_PATTERN
 from tandem.models.partial import changes, patch_model
@@ -56,8 +57,7 @@ async def trusted_devices(request: Request, device: DeviceDep, _: PrincipalDep) 
 async def trusted_device(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
     record = device.domain.device_named(name)
     if record is None:
-        return JSON({"error": {"code": "not_found", "message": f"no trusted device {name!r}", "target": name}},
-                    status_code=404)
+        raise NotFound(f"no trusted device {name!r}", target=name)
     return JSON(_device_view(device, record))
 
 
