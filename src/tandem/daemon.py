@@ -18,9 +18,11 @@ log = logging.getLogger("tandem")
 
 async def _run(device: Device, config: uvicorn.Config) -> None:
     await device.sync.start(*device.peer_listen)
+    await device.failover.start(*device.peer_listen)
     try:
         await uvicorn.Server(config).serve()
     finally:
+        await device.failover.stop()
         await device.sync.stop()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from tandem.auth import Sessions
 from tandem.config import ConfigService
 from tandem.errors import ApiError
+from tandem.failover.service import FailoverService
 from tandem.jobs import Jobs
 from tandem.models import DEFAULT_PARTITION, Partition, User
 from tandem.store import Store
@@ -37,6 +38,7 @@ class Device:
     jobs: Jobs
     domain: Domain
     sync: SyncEngine
+    failover: FailoverService
     peer_listen: tuple[str, int]
 
     @classmethod
@@ -63,8 +65,9 @@ class Device:
               "peer_url": _host_port(*(peer_advertise or peer_listen))}
         domain = Domain(store, me)
         engine = SyncEngine(store, domain, identity, log_retention=log_retention)
+        failover = FailoverService(store, domain, on_change=lambda: None)
         device = cls(name, data_dir, management_url, identity, store, config, sessions, Jobs(), domain, engine,
-                     peer_listen)
+                     failover, peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)

@@ -3,7 +3,16 @@
 from fastapi import FastAPI
 
 from tandem._version import __version__
-from tandem.api import errors, jobs, routes_cluster, routes_config, routes_device, routes_members, routes_users
+from tandem.api import (
+    errors,
+    jobs,
+    routes_cluster,
+    routes_config,
+    routes_device,
+    routes_failover,
+    routes_members,
+    routes_users,
+)
 from tandem.api.limits import JsonBodies
 from tandem.api.responses import JSON
 from tandem.device import Device
@@ -23,4 +32,5 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_users.router)
     app.include_router(jobs.router)
     app.include_router(routes_cluster.router)
+    app.include_router(routes_failover.router)
     return app

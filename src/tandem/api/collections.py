@@ -1,5 +1,6 @@
 """Collection answers: records, their count and the link to the next page."""
 
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -28,3 +29,12 @@ def require_filter(query: Query) -> None:
     if not query.filters:
         raise BadRequest("give at least one filter (e.g. name=*) to change or delete several records",
                          target="query")
+
+
+def paged(request: Request, records: list[dict[str, Any]], known: list[str]) -> JSON:
+    """A collection answer (fields, filters, paging) over records named by `name`."""
+    query = parse_query(request, known)
+    keyed = iter((("", r["name"]), r) for r in sorted(records, key=lambda r: r["name"])
+                  if query.after is None or ("", r["name"]) > query.after)
+    page, after = query.page(keyed, ("name",))
+    return page_response(request, page, after)

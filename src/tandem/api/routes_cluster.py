@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from tandem.api.collections import page_response, parse_query
+from tandem.api.collections import paged
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import job_response
 from tandem.api.responses import JSON
@@ -34,14 +34,6 @@ def _device_view(device: Device, record: dict[str, Any]) -> dict[str, Any]:
     return {k: record[k] for k in DEVICE_FIELDS[:5]} | {"self": itself, "connected": connected, "message": message}
 
 
-def _pages(request: Request, records: list[dict[str, Any]], known: list[str]) -> JSON:
-    query = parse_query(request, known)
-    keyed = iter((("", r["name"]), r) for r in sorted(records, key=lambda r: r["name"])
-                  if query.after is None or ("", r["name"]) > query.after)
-    page, after = query.page(keyed, ("name",))
-    return page_response(request, page, after)
-
-
 @router.get("/trust", summary="The trust domain: its id and devices")
 async def trust(device: DeviceDep, _: PrincipalDep) -> JSON:
     return JSON({"domain_id": device.domain.domain_id,
@@ -50,7 +42,7 @@ async def trust(device: DeviceDep, _: PrincipalDep) -> JSON:
 
 @router.get("/trust/devices", summary="The trusted devices")
 async def trusted_devices(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return _pages(request, [_device_view(device, d) for d in device.domain.devices()], DEVICE_FIELDS)
+    return paged(request, [_device_view(device, d) for d in device.domain.devices()], DEVICE_FIELDS)
 
 
 @router.get("/trust/devices/{name}", summary="One trusted device")
@@ -83,7 +75,7 @@ async def join(body: JoinRequest, device: DeviceDep, principal: PrincipalDep) ->
 
 @router.get("/device-groups", summary="List device groups")
 async def list_groups(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return _pages(request, [groups.present(g) for g in device.domain.groups()], GROUP_FIELDS)
+    return paged(request, [groups.present(g) for g in device.domain.groups()], GROUP_FIELDS)
 
 
 @router.post("/device-groups", status_code=201, response_model=DeviceGroup, summary="Create a device group")

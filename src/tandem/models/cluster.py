@@ -4,7 +4,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tandem.models.fields import Description, Name
+from tandem.models.fields import Description, IPAddress, Name
 
 GROUP_LIMITS = {"sync-failover": 8, "sync-only": 32}
 """The most members a device group of each type may have."""
@@ -21,6 +21,8 @@ class DeviceGroup(BaseModel):
     partitions: list[Name] = Field(default_factory=lambda: ["Common"])
     auto_sync: bool = True
     full_load_on_sync: bool = False
+    heartbeat_interval: float = Field(0.2, ge=0.02, le=10)
+    heartbeat_timeout: float = Field(1.0, ge=0.05, le=60)
     description: Description = ""
 
     @model_validator(mode="after")
@@ -31,6 +33,27 @@ class DeviceGroup(BaseModel):
             raise ValueError(f"members: a {self.type} group has at most {GROUP_LIMITS[self.type]} devices")
         if len(set(self.partitions)) != len(self.partitions):
             raise ValueError("partitions: a partition is listed twice")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout: must be longer than heartbeat_interval")
+        return self
+
+
+class TrafficGroup(BaseModel):
+    """Floating addresses and the virtual servers on them, active on exactly one device of a sync-failover group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    device_group: Name
+    ha_order: list[Name] = Field(default_factory=list, max_length=8)
+    addresses: list[IPAddress] = Field(default_factory=list, max_length=256)
+    auto_failback: bool = False
+    description: Description = ""
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if len(set(self.ha_order)) != len(self.ha_order):
+            raise ValueError("ha_order: a device is listed twice")
         return self
 
 
@@ -54,6 +77,7 @@ class TrustedDevice(BaseModel):
     cert: str = Field(max_length=20_000)
     management_url: str = Field(max_length=300)
     peer_url: str = Field(max_length=300)
+    """The peer channel (TCP, TLS) and the heartbeats (UDP) use this address and port."""
 
 
 class GroupRecord(DeviceGroup):
@@ -63,7 +87,7 @@ class GroupRecord(DeviceGroup):
 class DomainRecord(BaseModel):
     """One record of the trust domain's state, as devices exchange them."""
 
-    kind: Literal["device", "group"]
+    kind: Literal["device", "group", "traffic-group"]
     key: str = Field(min_length=1, max_length=64)
     body: dict
     hlc: int = Field(ge=0)
@@ -72,8 +96,8 @@ class DomainRecord(BaseModel):
 
     @model_validator(mode="after")
     def _body(self) -> Self:
-        model = TrustedDevice if self.kind == "device" else GroupRecord
-        model.model_validate(self.body)
+        {"device": TrustedDevice, "group": GroupRecord, "traffic-group": TrafficGroup}[self.kind].model_validate(
+            self.body)
         return self
 
 
@@ -85,6 +109,8 @@ class DomainState(BaseModel):
 
 
 class JoinRequest(DomainState):
-    """What a member sends to a device it adds: the domain's id and records."""
+    """What a member sends to a device it adds: the domain's id, secret and records."""
 
     model_config = ConfigDict(extra="forbid")
+
+    secret: str = Field(min_length=32, max_length=128)

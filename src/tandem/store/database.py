@@ -381,6 +381,24 @@ class Store:
     def clear_domain(self) -> None:
         self.db.execute("DELETE FROM domain")
 
+    # -- failover events (local to this device) -------------------------------------------------
+
+    def add_event(self, traffic_group: str, from_state: str, to_state: str, reason: str) -> dict[str, Any]:
+        at = time.time()
+        cursor = self.db.execute("INSERT INTO events (at, traffic_group, from_state, to_state, reason)"
+                                 " VALUES (?, ?, ?, ?, ?)", (at, traffic_group, from_state, to_state, reason))
+        return {"id": cursor.lastrowid, "at": at, "traffic_group": traffic_group, "from_state": from_state,
+                "to_state": to_state, "reason": reason}
+
+    def events(self, limit: int, traffic_group: str | None = None) -> list[dict[str, Any]]:
+        """The latest events, oldest first."""
+        sql, args = "SELECT id, at, traffic_group, from_state, to_state, reason FROM events", []
+        if traffic_group is not None:
+            sql, args = sql + " WHERE traffic_group = ?", [traffic_group]
+        rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        keys = ("id", "at", "traffic_group", "from_state", "to_state", "reason")
+        return [dict(zip(keys, row, strict=True)) for row in reversed(rows)]
+
     # -- tokens (local to this device, never replicated) -----------------------------------------
 
     def add_token(self, token_hash: str, username: str, expires_at: float) -> None:

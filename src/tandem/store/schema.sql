@@ -72,3 +72,13 @@ CREATE TABLE IF NOT EXISTS domain (
     deleted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
+
+-- Failover transitions of this device, newest last.
+CREATE TABLE IF NOT EXISTS events (
+    id            INTEGER PRIMARY KEY,
+    at            REAL NOT NULL,
+    traffic_group TEXT NOT NULL,
+    from_state    TEXT NOT NULL,
+    to_state      TEXT NOT NULL,
+    reason        TEXT NOT NULL
+);

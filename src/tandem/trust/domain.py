@@ -8,6 +8,7 @@ Devices exchange their whole state (it is small) when they connect and whenever 
 
 import hashlib
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from tandem.store import Store
 
 log = logging.getLogger("tandem.domain")
 
-DEVICE, GROUP = "device", "group"
+DEVICE, GROUP, TRAFFIC_GROUP = "device", "group", "traffic-group"
 
 
 class Domain:
@@ -32,12 +33,23 @@ class Domain:
         """Called after every change of the state."""
         self._records: dict[tuple[str, str], dict[str, Any]] = {
             (r["kind"], r["key"]): r for r in store.domain_records()}
-        if store.meta("domain_id") is None:
-            store.set_meta("domain_id", str(uuid.uuid4()))
+        if store.meta("domain_id") is None or store.meta("domain_secret") is None:
+            self._new_domain()
         if self.device(self.device_id) != self_record:
             self._write(DEVICE, self.device_id, self_record)
 
     # -- reads ----------------------------------------------------------------------------------
+
+    def _new_domain(self) -> None:
+        self._store.set_meta("domain_id", str(uuid.uuid4()))
+        self._store.set_meta("domain_secret", secrets.token_hex(32))
+
+    @property
+    def secret(self) -> str:
+        """The domain's shared secret (heartbeat keys derive from it); it never leaves the members."""
+        secret = self._store.meta("domain_secret")
+        assert secret is not None
+        return secret
 
     @property
     def domain_id(self) -> str:
@@ -78,6 +90,19 @@ class Domain:
     def group(self, name: str) -> dict[str, Any] | None:
         record = self._records.get((GROUP, name))
         return None if record is None or record["deleted"] else record["body"]
+
+    def traffic_groups(self) -> list[dict[str, Any]]:
+        return sorted(self._live(TRAFFIC_GROUP), key=lambda g: g["name"])
+
+    def traffic_group(self, name: str) -> dict[str, Any] | None:
+        record = self._records.get((TRAFFIC_GROUP, name))
+        return None if record is None or record["deleted"] else record["body"]
+
+    def put_traffic_group(self, body: dict[str, Any]) -> None:
+        self._write(TRAFFIC_GROUP, body["name"], body)
+
+    def delete_traffic_group(self, name: str) -> None:
+        self._write(TRAFFIC_GROUP, name, self._records[(TRAFFIC_GROUP, name)]["body"], deleted=True)
 
     def state(self) -> dict[str, Any]:
         """Everything a peer needs to merge this state: the domain id and every record."""
@@ -145,6 +170,7 @@ class Domain:
         me = self.me
         self._store.clear_domain()
         self._store.set_meta("domain_id", state["domain_id"])
+        self._store.set_meta("domain_secret", state["secret"])
         self._records = {}
         for record in state["records"]:
             self._store.clock.observe(record["hlc"])
@@ -156,6 +182,6 @@ class Domain:
         """Start a domain of this device alone (it was removed from its domain)."""
         me = self.me if self.device(self.device_id) else self._records[(DEVICE, self.device_id)]["body"]
         self._store.clear_domain()
-        self._store.set_meta("domain_id", str(uuid.uuid4()))
+        self._new_domain()
         self._records = {}
         self._write(DEVICE, self.device_id, me)

@@ -76,7 +76,7 @@ async def add_device(domain: Domain, request: TrustRequest) -> dict[str, Any]:
             client.headers["Authorization"] = f"Bearer {login.json()['token']}"
             who = (await client.get("/api/device")).json()
             _check_clashes(domain, who, fingerprint)
-            join = JoinRequest(domain_id=domain.domain_id, records=domain.state()["records"])
+            join = JoinRequest(domain_id=domain.domain_id, secret=domain.secret, records=domain.state()["records"])
             answer = await client.post("/api/trust/join", json=join.model_dump())
         except httpx.HTTPError as error:
             raise BadGateway(f"cannot talk to {url}: {error}", target="url") from None

@@ -1,0 +1,82 @@
+"""Routes of traffic groups and failover: status, events, force standby, offline and online."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from tandem.api.collections import paged
+from tandem.api.deps import DeviceDep, PrincipalDep
+from tandem.api.responses import JSON
+from tandem.failover import traffic_groups
+from tandem.models.cluster import TrafficGroup
+from tandem.models.fields import NAME_PATTERN
+from tandem.models.partial import changes, patch_model
+
+NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
+TrafficGroupPatch = patch_model(TrafficGroup)
+
+router = APIRouter(prefix="/api", tags=["failover"])
+
+
+@router.get("/traffic-groups", summary="List traffic groups")
+async def list_traffic_groups(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
+    return paged(request, device.domain.traffic_groups(), list(TrafficGroup.model_fields))
+
+
+@router.post("/traffic-groups", status_code=201, response_model=TrafficGroup, summary="Create a traffic group")
+async def create_traffic_group(body: TrafficGroup, device: DeviceDep, principal: PrincipalDep) -> JSON:
+    principal.require_admin()
+    group = traffic_groups.create(device.domain, body)
+    return JSON(group, status_code=201, headers={"Location": f"/api/traffic-groups/{group['name']}"})
+
+
+@router.get("/traffic-groups/{name}", response_model=TrafficGroup, summary="Read a traffic group")
+async def read_traffic_group(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
+    return JSON(traffic_groups.get(device.domain, name))
+
+
+@router.patch("/traffic-groups/{name}", response_model=TrafficGroup, summary="Change a traffic group")
+async def update_traffic_group(name: NamePath, body: TrafficGroupPatch, device: DeviceDep,  # type: ignore[valid-type]
+                               principal: PrincipalDep) -> JSON:
+    principal.require_admin()
+    return JSON(traffic_groups.update(device.domain, name, changes(body)))
+
+
+@router.delete("/traffic-groups/{name}", status_code=204, summary="Delete a traffic group")
+async def delete_traffic_group(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> None:
+    principal.require_admin()
+    traffic_groups.delete(device.domain, name)
+
+
+@router.get("/failover/status", summary="This device's failover state: traffic groups, members, heartbeats")
+async def failover_status(device: DeviceDep, _: PrincipalDep) -> JSON:
+    return JSON(device.failover.status())
+
+
+@router.get("/failover/events", summary="Failover transitions of this device, oldest first")
+async def failover_events(device: DeviceDep, _: PrincipalDep, traffic_group: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSON:
+    records = device.store.events(limit, traffic_group)
+    return JSON({"records": records, "num_records": len(records), "next": None})
+
+
+@router.post("/failover/traffic-groups/{name}/force-standby",
+             summary="Hand a traffic group this device is active for to the next device")
+async def force_standby(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
+    principal.require_admin()
+    device.failover.force_standby(name)
+    return JSON(device.failover.status())
+
+
+@router.post("/failover/offline", summary="Take this device out: it takes no traffic group")
+async def offline(device: DeviceDep, principal: PrincipalDep) -> JSON:
+    principal.require_admin()
+    device.failover.set_offline(True)
+    return JSON(device.failover.status())
+
+
+@router.post("/failover/online", summary="Bring this device back (and clear its forced standbys)")
+async def online(device: DeviceDep, principal: PrincipalDep) -> JSON:
+    principal.require_admin()
+    device.failover.set_offline(False)
+    return JSON(device.failover.status())

@@ -1,0 +1,1 @@
+"""Failover: authenticated heartbeats between members and the traffic-group state machine."""

@@ -1,0 +1,67 @@
+"""The failover rule and heartbeat authentication, without a network."""
+
+import secrets
+
+from tandem.failover.heartbeat import Receiver, Sender, heartbeat_key, seal
+from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide
+
+ORDER = ["a", "b", "c"]
+
+
+def member(name, state=STANDBY, alive=True, offline=False, declined=False):
+    return Member(name, f"id-{name}", alive, offline, state, declined)
+
+
+def test_the_first_alive_candidate_takes_over_when_no_one_is_active():
+    members = [member("a", alive=False), member("b"), member("c")]
+    assert decide(members[1], members, ORDER, False)[0] == ACTIVE
+    assert decide(members[2], members, ORDER, False)[0] == STANDBY
+
+
+def test_the_active_keeps_it_while_alive_without_failback_and_yields_with_it():
+    members = [member("a"), member("b", ACTIVE)]
+    assert decide(members[0], members, ORDER, auto_failback=False)[0] == STANDBY
+    assert decide(members[1], members, ORDER, auto_failback=False)[0] == ACTIVE
+    state, reason = decide(members[0], members, ORDER, auto_failback=True)
+    assert state == ACTIVE and "auto-failback" in reason
+
+
+def test_two_actives_after_a_partition_leave_exactly_one():
+    members = [member("a", ACTIVE), member("b", ACTIVE), member("c")]
+    outcomes = {m.name: decide(m, members, ORDER, False)[0] for m in members}
+    assert outcomes == {"a": ACTIVE, "b": STANDBY, "c": STANDBY}
+    reversed_order = ["c", "b", "a"]
+    outcomes = {m.name: decide(m, members, reversed_order, False)[0] for m in members}
+    assert outcomes == {"a": STANDBY, "b": ACTIVE, "c": STANDBY}
+
+
+def test_offline_and_forced_standby():
+    members = [member("a", ACTIVE, declined=True), member("b")]
+    assert decide(members[0], members, ORDER, False)[0] == STANDBY
+    after = [member("a", STANDBY, declined=True), member("b")]
+    assert decide(after[1], after, ORDER, auto_failback=True)[0] == ACTIVE
+    assert decide(after[0], after, ORDER, auto_failback=True)[0] == STANDBY
+    alone = [member("a", STANDBY, declined=True), member("b", alive=False)]
+    assert decide(alone[0], alone, ORDER, False)[0] == ACTIVE  # a decline holds only while another can serve
+    offline = [member("a", offline=True), member("b")]
+    assert decide(offline[0], offline, ORDER, False)[0] == OFFLINE
+    assert decide(offline[1], offline, ORDER, False)[0] == ACTIVE
+
+
+def test_heartbeats_are_authenticated_and_replays_dropped():
+    secret = secrets.token_hex(32)
+    key = heartbeat_key(secret)
+    sender = Sender("dev-a")
+    receiver = Receiver(key)
+    first = seal(key, sender.next(False, {}))
+    assert receiver.open(first).device == "dev-a"
+    assert receiver.open(first) is None and receiver.counters.replayed == 1
+    forged = seal(heartbeat_key(secrets.token_hex(32)), sender.next(False, {}))
+    assert receiver.open(forged) is None and receiver.counters.forged == 1
+    tampered = bytearray(seal(key, sender.next(False, {})))
+    tampered[-5] ^= 1
+    assert receiver.open(bytes(tampered)) is None and receiver.counters.forged == 2
+    assert receiver.open(b"short") is None and receiver.counters.forged == 3
+    restarted = Sender("dev-a")  # a new boot epoch: numbers start again but are newer
+    assert receiver.open(seal(key, restarted.next(False, {}))) is not None
+    assert receiver.counters.received == 2
