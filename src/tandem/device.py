@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tandem.auth import Sessions
 from tandem.config import ConfigService
+from tandem.dataplane.addresses import provider
+from tandem.dataplane.service import DataPlane
 from tandem.errors import ApiError
 from tandem.failover.service import FailoverService
 from tandem.jobs import Jobs
@@ -39,12 +41,14 @@ class Device:
     domain: Domain
     sync: SyncEngine
     failover: FailoverService
+    dataplane: DataPlane
     peer_listen: tuple[str, int]
 
     @classmethod
     def open(cls, name: str, data_dir: Path, host: str, port: int, *, peer_listen: tuple[str, int] | None = None,
              peer_advertise: tuple[str, int] | None = None, admin_password: str | None = None,
-             token_ttl: float = 3600.0, durable: bool = False, log_retention: int = 100_000) -> "Device":
+             token_ttl: float = 3600.0, durable: bool = False, log_retention: int = 100_000,
+             addresses: str = "loopback", interface: str | None = None) -> "Device":
         """Open (on first start: create) the device kept in `data_dir`. The peer channel listens on
         `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`."""
         try:
@@ -65,9 +69,15 @@ class Device:
               "peer_url": _host_port(*(peer_advertise or peer_listen))}
         domain = Domain(store, me)
         engine = SyncEngine(store, domain, identity, log_retention=log_retention)
-        failover = FailoverService(store, domain, on_change=lambda: None)
+        try:
+            address_provider = provider(addresses, interface)
+        except (OSError, ValueError) as error:
+            raise DeviceError(str(error)) from None
+        failover = FailoverService(store, domain, on_change=lambda: dataplane.changed(urgent=True))
+        dataplane = DataPlane(store, domain, failover, address_provider)
+        store.on_change.append(dataplane.changed)
         device = cls(name, data_dir, management_url, identity, store, config, sessions, Jobs(), domain, engine,
-                     failover, peer_listen)
+                     failover, dataplane, peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)

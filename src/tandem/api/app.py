@@ -8,6 +8,7 @@ from tandem.api import (
     jobs,
     routes_cluster,
     routes_config,
+    routes_dataplane,
     routes_device,
     routes_failover,
     routes_members,
@@ -33,4 +34,5 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(routes_cluster.router)
     app.include_router(routes_failover.router)
+    app.include_router(routes_dataplane.router)
     return app

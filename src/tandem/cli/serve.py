@@ -48,6 +48,12 @@ def serve(
     log_retention: Annotated[int, typer.Option(
         "--log-retention", min=10, help="Commits kept in the log; a member further behind gets a full load.",
     )] = 100_000,
+    addresses: Annotated[str, typer.Option(
+        "--addresses", help="Address provider for floating addresses: loopback (127.0.0.0/8, the lab) or linux.",
+    )] = "loopback",
+    interface: Annotated[str | None, typer.Option(
+        "--interface", show_default=False, help="The interface floating addresses go on (provider linux).",
+    )] = None,
     durable: Annotated[bool, typer.Option(
         "--durable", help="Flush every commit to disk (survives a power cut, slower writes).",
     )] = False,
@@ -57,4 +63,4 @@ def serve(
 
     run_daemon(name=name, data_dir=data_dir, listen=listen, admin_password_file=admin_password_file,
                token_ttl=token_ttl, durable=durable, peer_listen=peer_listen, peer_advertise=peer_advertise,
-               log_retention=log_retention)
+               log_retention=log_retention, addresses=addresses, interface=interface)

@@ -42,6 +42,8 @@ class FailoverService:
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task | None = None
         self._started = time.monotonic()
+        self._seen: dict[str, float] = {}
+        """When this device first saw each traffic group: it listens one timeout before taking it."""
         domain.listeners.append(self._domain_changed)
 
     # -- the group and its traffic groups -----------------------------------------------------------
@@ -140,12 +142,14 @@ class FailoverService:
     def evaluate(self) -> None:
         """Apply the rule to every traffic group; record and announce every transition."""
         _, timeout = self._timers()
-        listening = time.monotonic() - self._started < timeout
+        now = time.monotonic()
         changed = False
         names = set()
         for traffic_group in self.traffic_groups():
             name = traffic_group["name"]
             names.add(name)
+            seen = self._seen.setdefault(name, now)
+            listening = now - max(seen, self._started) < timeout
             members = self.members(traffic_group)
             me = next((m for m in members if m.device_id == self._domain.device_id), None)
             if me is None:
@@ -156,6 +160,8 @@ class FailoverService:
             changed |= self._transition(name, state, reason)
         for name in set(self.states) - names:
             changed |= self._transition(name, None, "traffic group removed or this device left its group")
+        for name in set(self._seen) - names:
+            del self._seen[name]
         if changed:
             self._on_change()
 

@@ -141,6 +141,8 @@ class Store:
         self.scope_of: ScopeOf = lambda kind, partition, name: ScopeRule()
         self.on_commit: list[Callable[[list[dict[str, Any]]], None]] = []
         """Called after each committed local transaction with its commits."""
+        self.on_change: list[Callable[[], None]] = []
+        """Called after every committed transaction, local or replicated."""
         self._vectors: dict[str, Vector] = {}
         for scope, origin, seq in self.db.execute("SELECT scope, origin, seq FROM versions"):
             self._vectors.setdefault(scope, {})[origin] = seq
@@ -194,6 +196,8 @@ class Store:
             raise
         else:
             self.db.execute("COMMIT")
+            for listener in self.on_change:
+                listener()
         finally:
             self._in_transaction = False
 

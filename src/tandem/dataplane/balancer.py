@@ -1,0 +1,102 @@
+"""Choosing the pool member for a new connection: `round-robin` and `least-connections`.
+
+Only members that are enabled and not marked down by the pool's monitor are eligible
+("unchecked", before a monitor's first answer, counts as eligible). The balancer gives the order
+in which to try members for one connection, each member at most once, so that the proxy can fall
+back to the next one when a member refuses or times out. It is deterministic: the same state gives
+the same order.
+"""
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, NamedTuple
+
+from tandem.models.fields import member_key
+
+LbMethod = Literal["round-robin", "least-connections"]
+LB_METHODS: tuple[str, ...] = ("round-robin", "least-connections")
+
+
+class Target(NamedTuple):
+    """A pool member as the balancer sees it."""
+
+    address: str
+    port: int
+    enabled: bool
+    key: str
+    """`address:port` (IPv6 in brackets), as in the API."""
+
+
+def always_up(key: str) -> str:
+    """The health of members of a pool without a monitor."""
+    return "up"
+
+
+def no_connections(key: str) -> int:
+    return 0
+
+
+class Balancer:
+    """Member order for new connections of one pool.
+
+    `health(key)` gives "up", "down" or "unchecked"; `connections(key)` the member's open
+    connections (what least-connections compares).
+    """
+
+    def __init__(self, method: str, members: Iterable[tuple[str, int, bool]],
+                 health: Callable[[str], str] = always_up,
+                 connections: Callable[[str], int] = no_connections) -> None:
+        if method not in LB_METHODS:
+            raise ValueError(f"unknown lb method {method!r}, expected one of {', '.join(LB_METHODS)}")
+        self.method = method
+        self.members: tuple[Target, ...] = tuple(
+            Target(address, port, enabled, member_key(address, port)) for address, port, enabled in members)
+        self.health = health
+        self.connections = connections
+        self._next = 0
+
+    def eligible(self) -> list[Target]:
+        """The members that may take new connections, in configuration order."""
+        health = self.health
+        return [m for m in self.members if m.enabled and health(m.key) != "down"]
+
+    def candidates(self) -> Iterator[Target]:
+        """The eligible members in the order to try them for one new connection, lazily; taking the
+        first one advances the rotation.
+
+        round-robin: in configuration order, starting after the member chosen last time.
+        least-connections: fewest open connections first, ties in round-robin order.
+        """
+        members = self.members
+        count = len(members)
+        start = self._next % count if count else 0
+        health = self.health
+        if self.method == "round-robin":
+            first = True
+            for offset in range(count):
+                index = (start + offset) % count
+                member = members[index]
+                if member.enabled and health(member.key) != "down":
+                    if first:
+                        self._next, first = index + 1, False
+                    yield member
+            return
+        connections = self.connections
+        ranked = []
+        for offset in range(count):
+            index = (start + offset) % count
+            member = members[index]
+            if member.enabled and health(member.key) != "down":
+                ranked.append((connections(member.key), offset, index))
+        if not ranked:
+            return
+        best = min(ranked)
+        self._next = best[2] + 1
+        yield members[best[2]]
+        ranked.remove(best)
+        ranked.sort()
+        for _, _, index in ranked:
+            yield members[index]
+
+    def pick(self) -> Target | None:
+        """The member for one new connection, or None when no member is eligible."""
+        return next(self.candidates(), None)

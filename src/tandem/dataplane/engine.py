@@ -1,0 +1,281 @@
+"""The builtin proxy engine: serves a desired set of virtual servers, with their pools' monitors.
+
+The caller (failover/config side) describes what this device must serve now as `ServedVirtual`
+values — built from API dicts with `served_from_config` or `served_from_objects` — and calls
+`apply()` whenever that changes; the engine starts, updates and stops proxies and monitors to
+match. A virtual server that stops being served (or moves to another address:port) stops
+accepting at once and drains its open connections in the background for up to `drain_timeout`.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tandem.dataplane.balancer import LB_METHODS, Balancer
+from tandem.dataplane.monitor import MonitorConfig, PoolMonitor
+from tandem.dataplane.proxy import VirtualServerProxy
+from tandem.dataplane.stats import Counters, PoolStats, Stats
+from tandem.models.fields import member_key, resolve_reference
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedMember:
+    """A pool member to send to (when enabled and not down)."""
+
+    address: str
+    port: int
+    enabled: bool = True
+
+    @property
+    def key(self) -> str:
+        return member_key(self.address, self.port)
+
+
+@dataclass(frozen=True)
+class ServedPool:
+    """A pool as served: balancing method, members, health monitor (None: members always up)."""
+
+    partition: str
+    name: str
+    lb_method: str = "round-robin"
+    members: tuple[ServedMember, ...] = ()
+    monitor: MonitorConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.lb_method not in LB_METHODS:
+            raise ValueError(f"pool /{self.partition}/{self.name}: unknown lb method {self.lb_method!r}")
+
+    @property
+    def key(self) -> str:
+        return f"/{self.partition}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ServedVirtual:
+    """One virtual server as the engine serves it. `pool` None: connections are accepted and closed."""
+
+    partition: str
+    name: str
+    address: str
+    port: int
+    pool: ServedPool | None = None
+    enabled: bool = True
+    traffic_group: str = "traffic-group-1"
+
+    @property
+    def key(self) -> str:
+        return f"/{self.partition}/{self.name}"
+
+
+def monitor_from_config(monitor: Mapping[str, Any]) -> MonitorConfig:
+    """A `Monitor` resource (dict as the API returns it) as the engine uses it."""
+    return MonitorConfig(type=monitor["type"], interval=float(monitor.get("interval") or 5.0),
+                         timeout=float(monitor.get("timeout") or 16.0), path=monitor.get("path") or "/",
+                         expected_status=int(monitor.get("expected_status") or 200))
+
+
+def served_from_config(virtual: Mapping[str, Any], pool: Mapping[str, Any] | None,
+                       monitor: Mapping[str, Any] | None) -> ServedVirtual:
+    """A `VirtualServer` dict with its `Pool` dict (members included) and that pool's `Monitor` dict."""
+    served_pool = None
+    if pool is not None:
+        served_pool = ServedPool(
+            partition=pool.get("partition", "Common"), name=pool["name"],
+            lb_method=pool.get("lb_method", "round-robin"),
+            members=tuple(ServedMember(m["address"], int(m["port"]), bool(m.get("enabled", True)))
+                          for m in pool.get("members") or ()),
+            monitor=monitor_from_config(monitor) if monitor is not None else None)
+    return ServedVirtual(partition=virtual.get("partition", "Common"), name=virtual["name"],
+                         address=virtual["address"], port=int(virtual["port"]), pool=served_pool,
+                         enabled=bool(virtual.get("enabled", True)),
+                         traffic_group=virtual.get("traffic_group", "traffic-group-1"))
+
+
+def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]],
+                        monitors: Iterable[Mapping[str, Any]],
+                        traffic_groups: Iterable[str] | None = None) -> list[ServedVirtual]:
+    """The enabled virtual servers of `traffic_groups` (all when None), references resolved: the
+    lists of virtuals, pools (members included) and monitors as the API returns them. A reference
+    to a missing pool gives a virtual without pool; to a missing monitor, a pool without monitor.
+    A virtual whose configuration cannot be served (malformed) is left out, with a warning."""
+    groups = set(traffic_groups) if traffic_groups is not None else None
+    pools_by_key = {(p.get("partition", "Common"), p["name"]): p for p in pools}
+    monitors_by_key = {(m.get("partition", "Common"), m["name"]): m for m in monitors}
+    served = []
+    for virtual in virtuals:
+        if not virtual.get("enabled", True):
+            continue
+        if groups is not None and virtual.get("traffic_group", "traffic-group-1") not in groups:
+            continue
+        partition = virtual.get("partition", "Common")
+        pool = pools_by_key.get(resolve_reference(partition, virtual["pool"])) if virtual.get("pool") else None
+        monitor = None
+        if pool is not None and pool.get("monitor"):
+            monitor = monitors_by_key.get(resolve_reference(pool.get("partition", "Common"), pool["monitor"]))
+        try:
+            served.append(served_from_config(virtual, pool, monitor))
+        except (KeyError, TypeError, ValueError) as error:  # one bad object must not stop the others
+            log.warning("virtual server /%s/%s not served: bad configuration: %r", partition,
+                        virtual.get("name"), error)
+    return served
+
+
+@dataclass
+class _PoolEntry:
+    served: ServedPool
+    monitor: PoolMonitor
+    stats: PoolStats
+    balancer: Balancer
+
+
+@dataclass
+class _VirtualEntry:
+    served: ServedVirtual
+    stats: Stats
+    proxy: VirtualServerProxy
+
+
+def _members(pool: ServedPool) -> list[tuple[str, int]]:
+    return [(m.address, m.port) for m in pool.members]
+
+
+def _balancer(pool: ServedPool, monitor: PoolMonitor, stats: PoolStats) -> Balancer:
+    return Balancer(pool.lb_method, [(m.address, m.port, m.enabled) for m in pool.members],
+                    health=monitor.state, connections=stats.current)
+
+
+@dataclass
+class BuiltinEngine:
+    """Serves virtual servers with asyncio TCP proxies; works on any asyncio loop."""
+
+    connect_timeout: float = 3.0
+    """Seconds to wait for a member to accept a connection before trying the next one."""
+    drain_timeout: float = 10.0
+    """Seconds a virtual server that stops being served lets its open connections finish."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Virtual servers (key `/partition/name`) that could not listen, with the reason; retried by apply()."""
+
+    def __post_init__(self) -> None:
+        self._virtuals: dict[str, _VirtualEntry] = {}
+        self._pools: dict[str, _PoolEntry] = {}
+        self._draining: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    async def apply(self, desired: Iterable[ServedVirtual]) -> None:
+        """Serve exactly the enabled virtual servers of `desired` (idempotent)."""
+        async with self._lock:
+            wanted = {v.key: v for v in desired if v.enabled}
+            pools: dict[str, ServedPool] = {}
+            for virtual in wanted.values():
+                if virtual.pool is not None:
+                    pools.setdefault(virtual.pool.key, virtual.pool)
+
+            retired = False
+            for key, entry in list(self._virtuals.items()):
+                virtual = wanted.get(key)
+                if virtual is None or (virtual.address, virtual.port) != (entry.served.address, entry.served.port):
+                    self._retire(entry.proxy)
+                    retired = True
+                    del self._virtuals[key]
+                    if virtual is None:
+                        self.errors.pop(key, None)
+                    else:  # moved: a new proxy, the same counters
+                        entry.proxy = self._proxy(virtual, entry.stats)
+                        self._virtuals[key] = entry
+            if retired:
+                await asyncio.sleep(0)  # some loops release the listening socket on the next iteration
+
+            for key, pool in pools.items():
+                pool_entry = self._pools.get(key)
+                if pool_entry is None:
+                    monitor = PoolMonitor(key, pool.monitor, _members(pool))
+                    stats = PoolStats()
+                    self._pools[key] = _PoolEntry(pool, monitor, stats, _balancer(pool, monitor, stats))
+                    monitor.start()
+                elif pool_entry.served != pool:
+                    await pool_entry.monitor.update(pool.monitor, _members(pool))
+                    pool_entry.stats.retain({m.key for m in pool.members})
+                    pool_entry.balancer = _balancer(pool, pool_entry.monitor, pool_entry.stats)
+                    pool_entry.served = pool
+            for key in self._pools.keys() - pools.keys():
+                await self._pools.pop(key).monitor.stop()
+
+            for key, virtual in wanted.items():
+                pool_entry = self._pools.get(virtual.pool.key) if virtual.pool is not None else None
+                balancer = pool_entry.balancer if pool_entry is not None else Balancer("round-robin", [])
+                pool_stats = pool_entry.stats if pool_entry is not None else PoolStats()
+                entry = self._virtuals.get(key)
+                if entry is None:
+                    stats = Stats(Counters(), pool_stats)
+                    entry = self._virtuals[key] = _VirtualEntry(virtual, stats, self._proxy(virtual, stats))
+                entry.served = virtual
+                entry.proxy.update(balancer, pool_stats)
+                if not entry.proxy.listening:
+                    try:
+                        await entry.proxy.start()
+                    except OSError as error:
+                        where = member_key(virtual.address, virtual.port)
+                        message = f"cannot listen on {where}: {error.strerror or error}"
+                        if self.errors.get(key) != message:
+                            log.warning("virtual server %s: %s", key, message)
+                        self.errors[key] = message
+                    else:
+                        self.errors.pop(key, None)
+
+    def _proxy(self, virtual: ServedVirtual, stats: Stats) -> VirtualServerProxy:
+        return VirtualServerProxy(virtual.key, virtual.address, virtual.port, Balancer("round-robin", []), stats,
+                                  connect_timeout=self.connect_timeout)
+
+    def _retire(self, proxy: VirtualServerProxy) -> None:
+        """Stop accepting now; drain in the background."""
+        proxy.stop_accepting()
+        task = asyncio.get_running_loop().create_task(proxy.stop(self.drain_timeout))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def stop_all(self, drain_timeout: float) -> None:
+        """Stop serving everything: stop accepting at once, drain for up to `drain_timeout`, stop monitors."""
+        async with self._lock:
+            proxies = [entry.proxy for entry in self._virtuals.values()]
+            self._virtuals.clear()
+            self.errors.clear()
+            for proxy in proxies:
+                proxy.stop_accepting()
+            await asyncio.gather(*(proxy.stop(drain_timeout) for proxy in proxies), *list(self._draining),
+                                 return_exceptions=True)
+            pools = list(self._pools.values())
+            self._pools.clear()
+            await asyncio.gather(*(pool.monitor.stop() for pool in pools), return_exceptions=True)
+
+    @property
+    def virtuals(self) -> dict[str, ServedVirtual]:
+        """What is being served, by virtual key."""
+        return {key: entry.served for key, entry in self._virtuals.items()}
+
+    def listening(self, key: str) -> bool:
+        entry = self._virtuals.get(key)
+        return entry is not None and entry.proxy.listening
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and health: {"virtuals": {key: {...}}, "pools": {key: {member: {"health", ...}}}}."""
+        virtuals = {}
+        for key, entry in self._virtuals.items():
+            served = entry.served
+            virtuals[key] = {
+                "address": served.address, "port": served.port,
+                "pool": served.pool.key if served.pool is not None else None,
+                "listening": entry.proxy.listening, "error": self.errors.get(key),
+            } | entry.stats.virtual.snapshot()
+        pools: dict[str, dict[str, Any]] = {}
+        for key, pool_entry in self._pools.items():
+            members = {}
+            for member in pool_entry.served.members:
+                counters = pool_entry.stats.members.get(member.key) or Counters()
+                members[member.key] = {"health": pool_entry.monitor.state(member.key),
+                                       "enabled": member.enabled} | counters.snapshot()
+            pools[key] = members
+        return {"virtuals": virtuals, "pools": pools}

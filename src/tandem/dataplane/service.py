@@ -1,0 +1,116 @@
+"""The data plane of one device: it serves what failover says this device must serve now.
+
+That is every enabled virtual server whose traffic group this device is active for (or whose
+traffic group does not exist), on its destination, plus those traffic groups' floating addresses.
+It follows failover at once and configuration changes within `SETTLE` seconds (changes coming in
+bursts are served together).
+"""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from tandem.dataplane.addresses import AddressProvider
+from tandem.dataplane.engine import BuiltinEngine, served_from_objects
+from tandem.failover.service import FailoverService
+from tandem.models import Monitor, Pool, PoolMember, VirtualServer
+from tandem.store import Store
+from tandem.trust.domain import Domain
+
+log = logging.getLogger("tandem.dataplane")
+
+SETTLE = 0.1
+RESYNC = 2.0
+"""Seconds between reconciliations when nothing signals a change (retries of failed binds)."""
+STOP_DRAIN = 2.0
+
+
+class DataPlane:
+    """Keeps the proxy engine and the floating addresses in step with failover and configuration."""
+
+    def __init__(self, store: Store, domain: Domain, failover: FailoverService, addresses: AddressProvider,
+                 engine: BuiltinEngine | None = None) -> None:
+        self._store = store
+        self._domain = domain
+        self._failover = failover
+        self._addresses = addresses
+        self.engine = engine or BuiltinEngine()
+        self.added: set[str] = set()
+        self.address_errors: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._urgent = False
+        self._task: asyncio.Task | None = None
+
+    def changed(self, urgent: bool = False) -> None:
+        """Something this device serves may have changed; `urgent` (failover) skips the settling delay."""
+        self._urgent |= urgent
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.engine.stop_all(STOP_DRAIN)
+        for address in list(self.added):
+            self._remove(address)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RESYNC)
+            if not self._urgent:
+                await asyncio.sleep(SETTLE)
+            self._wake.clear()
+            self._urgent = False
+            try:
+                await self.reconcile()
+            except Exception:  # the data plane must outlive any one failure; the next round retries
+                log.exception("data plane reconciliation failed")
+
+    def desired(self) -> tuple[list[Any], set[str]]:
+        """The virtual servers to serve and the addresses to hold, now."""
+        pools = []
+        for record in self._store.records(Pool.kind):
+            members = [m.body for m in self._store.records(PoolMember.kind, partition=record.partition,
+                                                           prefix=f"{record.name}/")]
+            pools.append(record.body | {"members": members})
+        virtuals = [r.body for r in self._store.records(VirtualServer.kind)]
+        monitors = [r.body for r in self._store.records(Monitor.kind)]
+        served = [v for v in served_from_objects(virtuals, pools, monitors) if self._failover.serves(v.traffic_group)]
+        addresses = {v.address for v in served}
+        for traffic_group in self._domain.traffic_groups():
+            if self._failover.serves(traffic_group["name"]):
+                addresses.update(traffic_group["addresses"])
+        return served, addresses
+
+    async def reconcile(self) -> None:
+        served, addresses = self.desired()
+        for address in sorted(addresses - self.added):
+            try:
+                self._addresses.add(address)
+            except (OSError, ValueError) as error:
+                self.address_errors[address] = str(error)
+                log.warning("cannot add address %s: %s", address, error)
+            else:
+                self.address_errors.pop(address, None)
+                self.added.add(address)
+        await self.engine.apply([v for v in served if v.address in self.added])
+        for address in sorted(self.added - addresses):
+            self._remove(address)
+
+    def _remove(self, address: str) -> None:
+        try:
+            self._addresses.remove(address)
+        except OSError as error:
+            log.warning("cannot remove address %s: %s", address, error)
+        self.added.discard(address)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.engine.stats()
+        return {"addresses": sorted(self.added), "address_errors": self.address_errors,
+                "errors": dict(self.engine.errors)} | stats
