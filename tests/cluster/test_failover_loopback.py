@@ -1,0 +1,156 @@
+"""Failover on loopback: real devices, real heartbeats, a client through the virtual server."""
+
+import random
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from cluster_helpers import Cluster, check, wait_until
+
+TIMEOUT = 1.0
+TG = "traffic-group-1"
+
+
+class Backend(socketserver.ThreadingTCPServer):
+    """A backend that answers every connection with its name."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, name: str) -> None:
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.sendall(name.encode())
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def ask(address: str, port: int, timeout: float = 0.2) -> str | None:
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(64).decode() or None
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def setup(module_cluster_factory) -> Iterator[tuple[Cluster, tuple[str, int]]]:
+    cluster = module_cluster_factory()
+    cluster.start("dev-1", "dev-2")
+    cluster.form(heartbeat_interval=0.2, heartbeat_timeout=TIMEOUT)
+    backend = Backend("backend")
+    vip = (f"127.{random.randint(100, 200)}.{random.randint(0, 255)}.1", 18000 + random.randint(0, 999))
+    api = cluster["dev-1"].api
+    check(api.post("/api/traffic-groups", json={"name": TG, "device_group": "dg", "ha_order": ["dev-1", "dev-2"]}),
+          201)
+    check(api.post("/api/pools", json={"name": "web", "members": [{"address": "127.0.0.1", "port": backend.port}]}),
+          201)
+    check(api.post("/api/virtuals", json={"name": "www", "address": vip[0], "port": vip[1], "pool": "web",
+                                          "traffic_group": TG}), 201)
+    wait_until(lambda: active_of(cluster) == "dev-1" and ask(*vip) == "backend", 15, "dev-1 active and serving",
+               detail=lambda: failover(cluster))
+    yield cluster, vip
+    backend.shutdown()
+
+
+def failover(cluster: Cluster) -> dict:
+    out = {}
+    for node in cluster:
+        try:
+            out[node.name] = node.api.get("/api/failover/status").json()
+        except Exception as error:  # a killed device answers nothing: that is part of the picture
+            out[node.name] = repr(error)
+    return out
+
+
+def state(node, tg: str = TG) -> str:
+    status = node.api.get("/api/failover/status").json()
+    return next(g["state"] for g in status["traffic_groups"] if g["name"] == tg)
+
+
+def active_of(cluster: Cluster) -> str | None:
+    actives = [n.name for n in cluster if n.device.process is not None and state(n) == "active"]
+    return actives[0] if len(actives) == 1 else None
+
+
+def listening(node) -> bool:
+    virtuals = node.api.get("/api/dataplane").json()["virtuals"]
+    return any(v["listening"] for v in virtuals.values())
+
+
+def test_exactly_one_device_serves_and_the_standby_does_not_listen(setup):
+    cluster, _ = setup
+    assert listening(cluster["dev-1"]) and not listening(cluster["dev-2"])
+
+    def seen_from_dev_2() -> dict:
+        return cluster["dev-2"].api.get("/api/failover/status").json()
+
+    wait_until(lambda: seen_from_dev_2()["traffic_groups"][0]["active_device"] == "dev-1", 3,
+               "dev-2 to hear that dev-1 is active")
+    status = seen_from_dev_2()
+    assert status["traffic_groups"][0]["state"] == "standby"
+    assert status["heartbeat"]["received"] > 0 and status["heartbeat"]["forged"] == 0
+    stats = cluster["dev-1"].api.get("/api/virtuals/Common/www/stats").json()
+    assert stats["connections_total"] >= 1
+
+
+def test_forged_and_malformed_heartbeats_are_dropped_and_counted(setup):
+    cluster, _ = setup
+    node = cluster["dev-2"]
+    before = node.api.get("/api/failover/status").json()["heartbeat"]["forged"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for payload in (b"x" * 40, b"\0" * 32 + b'{"device": "dev-1"}', random.randbytes(300)):
+            s.sendto(payload, ("127.0.0.1", node.peer_port))
+    wait_until(lambda: node.api.get("/api/failover/status").json()["heartbeat"]["forged"] >= before + 3, 5,
+               "forged heartbeats counted")
+    assert state(node) == "standby" and state(cluster["dev-1"]) == "active"
+
+
+def test_force_standby_offline_online_and_failback(setup):
+    cluster, vip = setup
+    one, two = cluster["dev-1"], cluster["dev-2"]
+    refused = two.api.post(f"/api/failover/traffic-groups/{TG}/force-standby")
+    assert refused.status_code == 409  # dev-2 is not active
+    check(one.api.post(f"/api/failover/traffic-groups/{TG}/force-standby"), 200)
+    wait_until(lambda: active_of(cluster) == "dev-2" and listening(two) and not listening(one), 5,
+               "dev-2 to take over after force standby", detail=lambda: failover(cluster))
+    assert ask(*vip) == "backend"
+    time.sleep(2 * TIMEOUT)
+    assert active_of(cluster) == "dev-2", "without auto-failback the traffic group stays where it went"
+    check(one.api.patch(f"/api/traffic-groups/{TG}", json={"auto_failback": True}), 200)
+    check(one.api.post("/api/failover/online"), 200)  # clears the forced standby
+    wait_until(lambda: active_of(cluster) == "dev-1", 5, "auto-failback to dev-1", detail=lambda: failover(cluster))
+    check(one.api.post("/api/failover/offline"), 200)
+    wait_until(lambda: active_of(cluster) == "dev-2", 5, "dev-2 active while dev-1 is offline")
+    assert state(one) == "offline"
+    check(one.api.post("/api/failover/online"), 200)
+    wait_until(lambda: active_of(cluster) == "dev-1", 5, "dev-1 back (auto-failback) once online")
+    check(one.api.patch(f"/api/traffic-groups/{TG}", json={"auto_failback": False}), 200)
+    events = one.api.get("/api/failover/events", params={"traffic_group": TG}).json()["records"]
+    reasons = [e["reason"] for e in events]
+    assert "forced to standby" in reasons and "device is offline" in reasons
+    assert any(r.startswith("auto-failback") for r in reasons)
+
+
+def test_kill_9_of_the_active_device_moves_the_virtual_server_within_the_timeout(setup):
+    cluster, vip = setup
+    assert active_of(cluster) == "dev-1"
+    cluster["dev-1"].kill()
+    failed_at = time.monotonic()
+    while ask(*vip) != "backend":
+        assert time.monotonic() - failed_at < TIMEOUT + 2.0, f"no takeover: {failover(cluster)}"
+        time.sleep(0.01)
+    takeover = time.monotonic() - failed_at
+    assert takeover < TIMEOUT + 1.0, f"takeover took {takeover:.2f} s"
+    assert state(cluster["dev-2"]) == "active"
+    events = cluster["dev-2"].api.get("/api/failover/events", params={"traffic_group": TG}).json()["records"]
+    assert events[-1]["to_state"] == "active" and "no active device" in events[-1]["reason"]
+    cluster["dev-1"].start()  # it comes back as standby: no auto-failback, dev-2 keeps the traffic group
+    wait_until(lambda: state(cluster["dev-1"]) == "standby" and active_of(cluster) == "dev-2", 10,
+               "dev-1 back as standby", detail=lambda: failover(cluster))
