@@ -32,6 +32,7 @@ class RunningDevice:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
     admin_password: str = ADMIN_PASSWORD
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
@@ -53,10 +54,14 @@ class RunningDevice:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tandem", "serve", "--name", self.name, "--data-dir", str(self.data_dir),
-             "--listen", f"{self.host}:{self.port}", *self.extra_args],
+             "--listen", f"{self.host}:{self.port}", *self._peer_args(), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.wait_ready()
         return self
+
+    def _peer_args(self) -> list[str]:
+        """An explicit peer address (the default, port + 1, may be taken), unless the test gives one."""
+        return [] if "--peer-listen" in self.extra_args else ["--peer-listen", f"{self.host}:{self.peer_port}"]
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT

@@ -3,24 +3,32 @@
 from tandem._version import __version__
 from tandem.sdk import (
     Client,
+    Cluster,
+    ClusterManager,
+    DeviceGroup,
     Job,
     Monitor,
     Partition,
     Pool,
     PoolMember,
     TandemError,
+    TrustedDevice,
     User,
     VirtualServer,
 )
 
 __all__ = [
     "Client",
+    "Cluster",
+    "ClusterManager",
+    "DeviceGroup",
     "Job",
     "Monitor",
     "Partition",
     "Pool",
     "PoolMember",
     "TandemError",
+    "TrustedDevice",
     "User",
     "VirtualServer",
     "__version__",

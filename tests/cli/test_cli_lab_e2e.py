@@ -53,7 +53,9 @@ class Lab:
 
 
 def _free(address: str, port: int) -> bool:
+    """Nothing listens on address:port (connections in TIME_WAIT do not count: devices bind with SO_REUSEADDR)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:

@@ -9,7 +9,7 @@ from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import job_response
 from tandem.api.responses import JSON
 from tandem.device import Device
-from tandem.errors import NotFound
+from tandem.errors import Conflict, NotFound
 from tandem.models.cluster import DeviceGroup, JoinRequest, TrustRequest
 from tandem.models.fields import NAME_PATTERN
 from tandem.models.partial import changes, patch_model
@@ -30,7 +30,7 @@ def _device_view(device: Device, record: dict[str, Any]) -> dict[str, Any]:
     itself = record["id"] == device.store.device_id
     view = device.sync.peers.get(record["id"])
     connected = None if itself else bool(view and view.connected)
-    message = "" if itself or connected else (view.link.message if view else "no link")
+    message = "" if itself else (view.message if view else "no link")
     return {k: record[k] for k in DEVICE_FIELDS[:5]} | {"self": itself, "connected": connected, "message": message}
 
 
@@ -111,7 +111,8 @@ async def status(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
 @router.post("/device-groups/{name}/sync", status_code=202, summary="Sync from one device to the group (a job)")
 async def sync(name: NamePath, body: groups.SyncRequest, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    groups.get(device.domain, name)
+    if body.from_ not in groups.get(device.domain, name)["members"]:
+        raise Conflict(f"{body.from_} is not a member of device group {name}", target="from")
     job = device.jobs.start(f"sync device group {name} from {body.from_}",
                             lambda: device.sync.sync_to_group(name, body.from_))
     return job_response(job)

@@ -3,6 +3,10 @@
 Device `dev-i` listens on the i-th loopback address from `--address-base` (all of 127/8 is
 local on Linux, so no privileges are needed), on the same port, with its own data directory
 `DIR/dev-i` and log `DIR/dev-i/daemon.log`. The lab's state is `DIR/lab.json`.
+
+With two devices or more, `lab up` also forms a cluster of them (unless --no-cluster): dev-1
+trusts the others and creates device group `lab` (sync-failover up to 8 devices, sync-only
+beyond), partition Common, and the command waits until every device sees it In Sync.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from tandem.cli.connection import Settings
+from tandem.cli.connection import Settings, read_password_file
 from tandem.cli.errors import CliError
 from tandem.cli.labstate import LabDevice, LabState, default_lab_dir, load_lab, remove_lab, save_lab
 from tandem.cli.output import Column, Output
@@ -39,6 +43,13 @@ app = typer.Typer(
 DEFAULT_DEVICES = 2
 DEFAULT_ADDRESS_BASE = "127.0.10.1"
 DEFAULT_PORT = 8443
+PEER_PORT_OFFSET = 1
+"""A device's peer channel listens on its management port + 1 unless told otherwise (docs/clustering.md)."""
+LAB_GROUP = "lab"
+LAB_PARTITION = "Common"
+MAX_SYNC_FAILOVER = 8
+MAX_SYNC_ONLY = 32
+CLUSTER_TIMEOUT = 60.0
 START_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 PASSWORD_FILE = "admin-password"
@@ -362,12 +373,24 @@ def up(
     = DEFAULT_PORT,
     timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds to wait for the devices to answer.")]
     = START_TIMEOUT,
+    no_cluster: Annotated[bool, typer.Option(
+        "--no-cluster", help="Do not form a cluster: leave each device alone in its own trust domain.",
+    )] = False,
+    cluster_timeout: Annotated[float, typer.Option(
+        "--cluster-timeout", min=1.0, help="Seconds to wait for the cluster to be In Sync.",
+    )] = CLUSTER_TIMEOUT,
 ) -> None:
     """Start a lab of --devices devices dev-1..dev-N and wait until each one answers.
 
-    Prints each device's management URL, certificate fingerprint and admin password file.
+    With 2 devices or more, also forms a cluster of them: device group `lab` (sync-failover up to 8
+    devices, sync-only beyond, partition Common), waited for until In Sync; --no-cluster skips it.
+    Prints each device's management URL, certificate fingerprint and admin password file, and the group.
     """
     output = _settings(ctx).output
+    cluster = devices >= 2 and not no_cluster
+    if cluster and devices > MAX_SYNC_ONLY:
+        raise CliError(f"a device group holds at most {MAX_SYNC_ONLY} devices: start at most {MAX_SYNC_ONLY} "
+                       "or use --no-cluster", target="--devices")
     lab_dir = _lab_dir(ctx, directory)
     try:
         existing = load_lab(lab_dir)
@@ -385,6 +408,11 @@ def up(
     busy = [a for a in addresses if port_in_use(a, port)]
     if busy:
         raise CliError(f"port {port} is already in use on {', '.join(busy)}", target="--port")
+    peer_port = port + PEER_PORT_OFFSET
+    busy = [a for a in addresses if peer_port <= 65535 and port_in_use(a, peer_port)]
+    if busy:
+        raise CliError(f"port {peer_port} (the peer channel's, --port + {PEER_PORT_OFFSET}) is already in use on "
+                       f"{', '.join(busy)}", target="--port")
 
     lab_dir.mkdir(parents=True, exist_ok=True)
     state = LabState(dir=str(lab_dir), address_base=address_base, port=port,
@@ -403,13 +431,60 @@ def up(
         remove_lab(lab_dir)
         raise
     save_lab(state)
+    group_status = None
+    if cluster:
+        group_status = form_cluster(output, state, cluster_timeout)
+        state.device_group = LAB_GROUP
+        save_lab(state)
     if output.json:
-        output.print_json(state.to_dict())
+        output.print_json({**state.to_dict(), "cluster": group_status})
         return
     output.records(_lab_rows(state), LAB_COLUMNS, title=f"lab in {lab_dir}")
     missing = [d.password_file for d in state.devices if not Path(d.password_file).exists()]
     if missing:
         output.note(f"note: no generated admin password file at {', '.join(missing)}")
+    if group_status is not None:
+        from tandem.cli.cluster import show_status
+
+        output.out.print()
+        output.out.print(f"device group {LAB_GROUP} ({group_status.get('type')}, partition {LAB_PARTITION}): "
+                         f"{group_status.get('status')}", style="bold", highlight=False)
+        show_status(output, group_status, group=False)
+
+
+def lab_group_type(count: int) -> str:
+    """The type of the lab's device group for `count` devices: sync-failover while it may be, else sync-only."""
+    return "sync-failover" if count <= MAX_SYNC_FAILOVER else "sync-only"
+
+
+def form_cluster(output: Output, state: LabState, timeout: float) -> dict[str, Any]:
+    """Form device group `lab` of every lab device (dev-1 the root) and wait until In Sync; its status.
+
+    On failure the devices stay up (`tandem lab down` stops them) and CliError says what went wrong.
+    """
+    from tandem.sdk import Client, ClusterManager, DeviceGroup, TandemError
+
+    group_type = lab_group_type(len(state.devices))
+    clients: list[Client] = []
+    try:
+        for device in state.devices:
+            password = read_password_file(Path(device.password_file), option="lab admin password file")
+            clients.append(Client(device.url, "admin", password, fingerprint=device.fingerprint))
+        if not output.json:
+            output.note(f"forming cluster {LAB_GROUP} ({group_type}) of {len(clients)} devices")
+        ClusterManager().create(devices=clients, device_group_name=LAB_GROUP, device_group_type=group_type,
+                                device_group_partition=LAB_PARTITION, timeout=timeout,
+                                progress=None if output.json else output.note)
+        return DeviceGroup(name=LAB_GROUP).status(connection=clients[0])
+    except (TandemError, CliError) as exc:
+        message = getattr(exc, "message", str(exc))
+        raise CliError(f"the devices are up, but forming cluster {LAB_GROUP} failed: {message} "
+                       "(`tandem lab down` stops them)", target=getattr(exc, "target", None),
+                       code=getattr(exc, "code", "cluster_failed")) from None
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
 
 
 @app.command()

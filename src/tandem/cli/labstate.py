@@ -47,6 +47,8 @@ class LabState:
     port: int
     devices: list[LabDevice] = field(default_factory=list)
     created_at: str = ""
+    device_group: str | None = None
+    """The device group `lab up` formed of the devices (None: no cluster)."""
 
     def device(self, name: str | None) -> LabDevice:
         """The device called `name`, or the first one; LookupError when there is no such device."""
@@ -71,6 +73,7 @@ class LabState:
             port=int(data.get("port", 0)),
             devices=[LabDevice.from_dict(d) for d in data.get("devices", [])],
             created_at=str(data.get("created_at", "")),
+            device_group=data.get("device_group") or None,
         )
 
 

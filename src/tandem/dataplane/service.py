@@ -15,6 +15,7 @@ from tandem.dataplane.addresses import AddressProvider
 from tandem.dataplane.engine import BuiltinEngine, served_from_objects
 from tandem.failover.service import FailoverService
 from tandem.models import Monitor, Pool, PoolMember, VirtualServer
+from tandem.models.fields import resolve_reference
 from tandem.store import Store
 from tandem.trust.domain import Domain
 
@@ -73,15 +74,23 @@ class DataPlane:
                 log.exception("data plane reconciliation failed")
 
     def desired(self) -> tuple[list[Any], set[str]]:
-        """The virtual servers to serve and the addresses to hold, now."""
-        pools = []
-        for record in self._store.records(Pool.kind):
-            members = [m.body for m in self._store.records(PoolMember.kind, partition=record.partition,
-                                                           prefix=f"{record.name}/")]
-            pools.append(record.body | {"members": members})
-        virtuals = [r.body for r in self._store.records(VirtualServer.kind)]
-        monitors = [r.body for r in self._store.records(Monitor.kind)]
-        served = [v for v in served_from_objects(virtuals, pools, monitors) if self._failover.serves(v.traffic_group)]
+        """The virtual servers to serve and the addresses to hold, now (only what they use is read)."""
+        virtuals = [r.body for r in self._store.records(VirtualServer.kind)
+                    if self._failover.serves(r.body.get("traffic_group", ""))]
+        pools, monitors = [], []
+        for virtual in virtuals:
+            if not virtual.get("pool"):
+                continue
+            partition, name = resolve_reference(virtual["partition"], virtual["pool"])
+            pool = self._store.get(Pool.kind, partition, name)
+            if pool is None:
+                continue
+            members = [m.body for m in self._store.records(PoolMember.kind, partition=partition, prefix=f"{name}/")]
+            pools.append(pool | {"members": members})
+            if pool.get("monitor"):
+                monitor = self._store.get(Monitor.kind, *resolve_reference(partition, pool["monitor"]))
+                monitors += [monitor] if monitor else []
+        served = served_from_objects(virtuals, pools, monitors)
         addresses = {v.address for v in served}
         for traffic_group in self._domain.traffic_groups():
             if self._failover.serves(traffic_group["name"]):

@@ -7,6 +7,8 @@
 
 from tandem.sdk import config
 from tandem.sdk.client import Client
+from tandem.sdk.cluster import Cluster, ClusterManager
+from tandem.sdk.clustering import DeviceGroup, TrustedDevice
 from tandem.sdk.config import set_default
 from tandem.sdk.errors import TandemError
 from tandem.sdk.job import Job
@@ -15,6 +17,9 @@ from tandem.sdk.resources import Monitor, Partition, Pool, PoolMember, User, Vir
 
 __all__ = [
     "Client",
+    "Cluster",
+    "ClusterManager",
+    "DeviceGroup",
     "Job",
     "Monitor",
     "Partition",
@@ -22,6 +27,7 @@ __all__ = [
     "PoolMember",
     "Resource",
     "TandemError",
+    "TrustedDevice",
     "User",
     "VirtualServer",
     "config",

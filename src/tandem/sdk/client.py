@@ -82,6 +82,11 @@ class Client:
         """The current API token (None before the first login)."""
         return self._token
 
+    @property
+    def password(self) -> str | None:
+        """The password the client logs in with (read-only: adding a device to a trust domain needs it)."""
+        return self._password
+
     def _connect(self) -> ConnectionPool:
         """Open the connection pool, checking the pinned certificate first."""
         with self._lock:
@@ -251,6 +256,10 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         """`GET /api/auth/whoami`: username, role, partitions."""
         return self.request("GET", "/api/auth/whoami")
+
+    def trust(self) -> dict[str, Any]:
+        """`GET /api/trust`: the device's trust domain, `{"domain_id", "devices": [...]}`."""
+        return self.request("GET", "/api/trust")
 
 
 def _relogin_deadline(expires_at: Any, server_date: str | None) -> float:

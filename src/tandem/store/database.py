@@ -143,6 +143,9 @@ class Store:
         """Called after each committed local transaction with its commits."""
         self.on_change: list[Callable[[], None]] = []
         """Called after every committed transaction, local or replicated."""
+        self.on_versions: list[Callable[[list[tuple[dict | None, dict | None]]], None]] = []
+        """Called after every committed transaction with the (old, new) object versions it replaced."""
+        self._version_changes: list[tuple[dict | None, dict | None]] = []
         self._vectors: dict[str, Vector] = {}
         for scope, origin, seq in self.db.execute("SELECT scope, origin, seq FROM versions"):
             self._vectors.setdefault(scope, {})[origin] = seq
@@ -187,6 +190,7 @@ class Store:
             raise RuntimeError("transactions do not nest")
         self._in_transaction = True
         saved = {scope: dict(vector) for scope, vector in self._vectors.items()}
+        self._version_changes = []
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -196,6 +200,9 @@ class Store:
             raise
         else:
             self.db.execute("COMMIT")
+            changes, self._version_changes = self._version_changes, []
+            for versions_listener in self.on_versions:
+                versions_listener(changes)
             for listener in self.on_change:
                 listener()
         finally:
@@ -214,6 +221,9 @@ class Store:
     def write_version(self, version: dict[str, Any], commit_id: int) -> None:
         """Make `version` (a commit or a snapshot entry) the object's current version."""
         deleted = version.get("deleted", version.get("op") == "delete")
+        if self.on_versions:
+            self._version_changes.append((self.version(version["kind"], version["partition"], version["name"]),
+                                          dict(version, deleted=deleted)))
         self.db.execute(
             "INSERT OR REPLACE INTO objects (kind, partition, name, body, hlc, origin, seq, vv, commit_id, deleted)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -321,6 +331,8 @@ class Store:
 
     def remove_version(self, kind: str, partition: str, name: str) -> None:
         """Forget an object entirely (a replacing full load)."""
+        if self.on_versions:
+            self._version_changes.append((self.version(kind, partition, name), None))
         self.db.execute("DELETE FROM objects WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name))
 
     def pending(self, scope: str) -> list[dict[str, Any]]:

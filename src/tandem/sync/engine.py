@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from tandem.errors import ApiError, Conflict, NotFound
 from tandem.store import Store
 from tandem.sync.messages import COMMITS, SNAPSHOT, STATUS
-from tandem.sync.replica import SNAPSHOT_PART, Replica
+from tandem.sync.replica import SNAPSHOT_PART, Replica, bucket_of, version_hash
 from tandem.sync.scopes import Scopes
 from tandem.trust.channel import Connection, PeerLink, PeerServer
 from tandem.trust.domain import Domain
@@ -53,6 +53,15 @@ class PeerView:
     def connected(self) -> bool:
         return self.outbox is not None and time.monotonic() - self.status_at < STALE_AFTER
 
+    @property
+    def message(self) -> str:
+        """Why the peer is not connected ('' when it is)."""
+        if self.connected:
+            return ""
+        if self.outbox is None:
+            return self.link.message or "not connected"
+        return f"no status from it for {time.monotonic() - self.status_at:.1f} s"
+
     def send(self, message: dict[str, Any]) -> bool:
         if self.outbox is None:
             return False
@@ -75,13 +84,14 @@ class SyncEngine:
         self._ids = itertools.count(1)
         self._waiters: dict[str, asyncio.Future] = {}
         self._snapshots: dict[str, list[dict[str, Any]]] = {}
-        self._changes = 0
-        self._digests: dict[str, tuple[tuple[int, int], list[int]]] = {}
+        self._digests: dict[str, tuple[tuple[str, ...], list[int]]] = {}
+        """Per scope: the partitions it was computed for, and its buckets (kept up to date write by write)."""
         self._tasks: set[asyncio.Task] = set()
         self.dropped_messages = 0
         """Peer messages refused as malformed."""
         store.scope_of = self.scopes.rule
         store.on_commit.append(self._push)
+        store.on_versions.append(self._versions_changed)
         domain.listeners.append(self._domain_changed)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -134,9 +144,15 @@ class SyncEngine:
                 self._spawn(self._drop(view, farewell=device is None))
         for device_id, device in trusted.items():
             if device_id not in self.peers:
-                link = PeerLink(self._identity, device, self._outbound)
-                self.peers[device_id] = PeerView(link)
-                link.start()
+                view = self.peers[device_id] = self._new_view(device)
+                view.link.start()
+
+    def _new_view(self, device: dict[str, Any]) -> PeerView:
+        """A view of a peer with its own link; the link's conversations update that view only."""
+        view: PeerView
+        link = PeerLink(self._identity, device, lambda connection: self._outbound(view, connection))
+        view = PeerView(link)
+        return view
 
     async def _drop(self, view: PeerView, farewell: bool) -> None:
         if farewell and view.send({"type": "domain", "domain": self.domain.state()}):
@@ -147,13 +163,22 @@ class SyncEngine:
 
     def digest(self, scope: str) -> list[int]:
         group = self.scopes.group(scope)
-        partitions = group["partitions"] if group else []
-        stamp = (self.store.last_commit_id(), self._changes)
+        partitions = tuple(group["partitions"]) if group else ()
         cached = self._digests.get(scope)
-        if cached is None or cached[0] != stamp:
-            cached = (stamp, self.replica.digest(partitions))
+        if cached is None or cached[0] != partitions:
+            cached = (partitions, self.replica.digest(partitions))
             self._digests[scope] = cached
         return cached[1]
+
+    def _versions_changed(self, changes: list[tuple[dict | None, dict | None]]) -> None:
+        """Keep the digests current: XOR out each replaced version's hash, XOR in the new one's."""
+        for old, new in changes:
+            version = new or old
+            assert version is not None
+            rule = self.scopes.rule(version["kind"], version["partition"], version["name"])
+            cached = self._digests.get(rule.scope)
+            if cached is not None:
+                cached[1][bucket_of(version)] ^= version_hash(old) ^ version_hash(new)
 
     def scope_status(self, scope: str) -> dict[str, Any]:
         return {"vv": dict(self.store.vector(scope)), "buckets": self.digest(scope),
@@ -180,19 +205,19 @@ class SyncEngine:
 
     # -- outbound: what this device sends to one peer ---------------------------------------------
 
-    async def _outbound(self, connection: Connection) -> None:
-        view = self.peers.get(connection.device["id"])
-        if view is None:
-            return
-        view.outbox, view.sent, view.snapshot_at = asyncio.Queue(), {}, {}
+    async def _outbound(self, view: PeerView, connection: Connection) -> None:
+        """The conversation on this device's link to one peer (`view` is that peer's, for this link only)."""
+        outbox: asyncio.Queue = asyncio.Queue()
+        view.outbox, view.sent, view.snapshot_at = outbox, {}, {}
         view.send({**self.status_message(), "domain": self.domain.state()})
-        writer = self._spawn(self._write(connection, view.outbox))
+        writer = self._spawn(self._write(connection, outbox))
         try:
             while True:
                 message = await connection.receive()
                 self._on_reply(view, message)
         finally:
-            view.outbox = None
+            if view.outbox is outbox:
+                view.outbox = None
             writer.cancel()
 
     async def _write(self, connection: Connection, outbox: asyncio.Queue) -> None:
@@ -235,14 +260,11 @@ class SyncEngine:
                 self._send_snapshot(view, scope, group["partitions"], replace=False)
             elif commits:
                 self._send_commits(view, scope, commits)
-            elif (theirs["buckets"] != self.digest(scope) and self._covers(theirs["vv"], scope)
+            elif (theirs["buckets"] != self.digest(scope) and theirs["vv"] == self.store.vector(scope)
                   and not self.store.pending_count(scope)):  # pending changes are not to be sent
                 differing = {i for i, (a, b) in enumerate(zip(theirs["buckets"], self.digest(scope), strict=True))
                              if a != b}
                 self._send_snapshot(view, scope, group["partitions"], replace=False, buckets=differing)
-
-    def _covers(self, vector: dict[str, int], scope: str) -> bool:
-        return all(vector.get(o, 0) >= s for o, s in self.store.vector(scope).items())
 
     def _seeds(self, group: dict[str, Any], new_member: PeerView) -> bool:
         """Whether this device sends the initial sync: the first by name among the synced members it hears."""
@@ -338,7 +360,6 @@ class SyncEngine:
         if self._member_scope(connection, scope) is None or not self.scopes.synced(scope):
             return
         _, gaps = self.replica.apply_commits(scope, message["commits"])
-        self._changes += 1
         if gaps:
             await connection.send({"type": "need", "scope": scope, "after": gaps})
 
@@ -355,7 +376,6 @@ class SyncEngine:
         if not message["replace"] and not self.scopes.synced(scope):
             return  # awaiting the initial sync: only a replacing snapshot makes this device synced
         self.replica.apply_snapshot(scope, group["partitions"], versions, message["vv"], message["replace"])
-        self._changes += 1
         if message["replace"]:
             self.scopes.mark_synced(scope)
         log.info("applied %s snapshot of %s from %s (%d versions)", "replacing" if message["replace"] else "merging",
@@ -412,7 +432,7 @@ class SyncEngine:
         if missing:
             raise Conflict(f"not connected to {', '.join(missing)}: cannot sync the group", target="from")
         mine = self.digest(scope)
-        full = group["full_load_on_sync"] or any(
+        full = not group["auto_sync"] or group["full_load_on_sync"] or any(
             v.status.get(scope, {}).get("pending") or v.status.get(scope, {}).get("buckets") != mine for v in views)
         if full:
             waiters = []

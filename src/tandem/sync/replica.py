@@ -143,6 +143,13 @@ def bucket_of(version: dict[str, Any]) -> int:
     return hashlib.blake2b(key, digest_size=2).digest()[0] % BUCKETS
 
 
+def version_hash(version: dict[str, Any] | None) -> int:
+    """The hash of a version in a digest bucket (0 for no version)."""
+    if version is None:
+        return 0
+    return _version_hash(version)
+
+
 def _version_hash(version: dict[str, Any]) -> int:
     text = "\0".join((*_key(version), str(version["hlc"]), version["origin"], str(int(version["deleted"]))))
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

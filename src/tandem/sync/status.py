@@ -43,7 +43,7 @@ def group_status(engine: SyncEngine, group: dict[str, Any]) -> dict[str, Any]:
             view = engine.peers.get(device["id"])
             connected = view is not None and view.connected
             status = view.status.get(scope) if view is not None else None
-            message = "" if connected else (view.link.message if view is not None else "no link")
+            message = view.message if view is not None else "no link"
         state = DISCONNECTED if mine is None else _member_status(status, mine, connected)
         vector = status["vv"] if status else {}
         members.append({"name": name, "status": state, "connected": connected,

@@ -7,6 +7,7 @@ in, reads who it is, checks that nothing clashes, and only then posts the domain
 """
 
 import asyncio
+import contextlib
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +37,8 @@ async def _fetch_certificate(host: str, port: int) -> str:
         raise BadGateway(f"cannot reach {host}:{port}: {error}", target="url") from None
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
     return ssl.DER_cert_to_PEM_cert(der)
 
 

@@ -1,0 +1,56 @@
+"""Fixtures of the cluster tests: several real devices on loopback, formed into clusters through the API."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cluster_helpers import Cluster
+
+ClusterFactory = Callable[[], Cluster]
+_live: list[Cluster] = []
+
+
+def _factory(base: Path) -> tuple[ClusterFactory, list[Cluster]]:
+    made: list[Cluster] = []
+
+    def make() -> Cluster:
+        cluster = Cluster(base / f"c{len(made)}")
+        cluster.base_dir.mkdir(parents=True)
+        made.append(cluster)
+        _live.append(cluster)
+        return cluster
+
+    return make, made
+
+
+def _close(made: list[Cluster]) -> None:
+    for cluster in made:
+        cluster.close()
+        _live.remove(cluster)
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
+    """`cluster_factory()` gives an empty `Cluster` whose devices stop when the test ends."""
+    make, made = _factory(tmp_path)
+    yield make
+    _close(made)
+
+
+@pytest.fixture(scope="module")
+def module_cluster_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterFactory]:
+    """Like `cluster_factory`, for clusters shared by the tests of one module."""
+    make, made = _factory(tmp_path_factory.mktemp("cluster"))
+    yield make
+    _close(made)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test's report carries the end of every live device's log."""
+    report = yield
+    if report.failed and call.when == "call":
+        for cluster in _live:
+            for node in cluster.nodes:
+                report.sections.append((f"log of {node.name} ({cluster.base_dir.name})", node.device.log_tail(25)))
+    return report

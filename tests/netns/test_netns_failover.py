@@ -1,0 +1,111 @@
+"""Failover on a real network: two `tandem serve` devices (address provider `linux`) and a client in
+network namespaces on one bridge (see `netlab.py`), the floating address 198.18.0.100 moved by the
+devices themselves (address on eth0, gratuitous ARP) and reached by the client through the kernel.
+
+Needs root and iproute2 (skipped otherwise; CI runs as root).
+"""
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from netlab import VIP, Lab, available, check, wait_until
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
+
+INTERVAL, TIMEOUT = 0.2, 1.0
+"""The default heartbeat timers."""
+MARGIN = 2.0
+"""Slack over the heartbeat timeout for a loaded machine: scheduling, the data plane's reconciliation,
+gratuitous ARP, the client's 50 ms connect timeout."""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """The lab formed: a active, b standby, the virtual server answering from a. Always torn down;
+    the devices' logs are printed (shown when the test fails)."""
+    lab = Lab(tmp_path, interval=INTERVAL, timeout=TIMEOUT)
+    try:
+        lab.build()
+        lab.start()
+        lab.form()
+        yield lab
+    finally:
+        for host in lab.hosts.values():
+            print(f"--- {host.name}.log\n{host.log_tail(60)}", file=sys.stderr)
+        lab.close()
+
+
+def dataplane_addresses(lab: Lab, name: str) -> list[str]:
+    return check(lab.hosts[name].api.get("/api/dataplane"), 200).json()["addresses"]
+
+
+def test_takeover_when_the_active_host_dies(lab: Lab) -> None:
+    # Formed: only a holds the floating address, and the client is served by a.
+    assert VIP in lab.a.addresses() and VIP not in lab.b.addresses()
+    assert dataplane_addresses(lab, "a") == [VIP] and dataplane_addresses(lab, "b") == []
+    assert [lab.ask(0.5) for _ in range(5)] == ["a"] * 5
+
+    # The anchor's failure, while the client polls: a's link down, then its daemon killed with -9.
+    polling = lab.poll_until("b", deadline_s=TIMEOUT + MARGIN + 5)
+    time.sleep(0.3)
+    failed_at = time.monotonic()
+    lab.fail("a")
+    answered_at = polling.result()
+    assert answered_at is not None, f"the virtual server never answered from b\n{lab.describe()}"
+    takeover = answered_at - failed_at
+    assert takeover < TIMEOUT + MARGIN, f"takeover took {takeover:.2f} s\n{lab.describe()}"
+    assert takeover > TIMEOUT * 0.5, f"b took over in {takeover:.2f} s, before it could know a was dead"
+
+    # b says so: active, a dead; it holds the address; the transition is an event.
+    group = lab.b.traffic_group()
+    assert group["state"] == "active" and group["active_device"] == "b", group
+    assert {m["name"]: m["alive"] for m in group["members"]} == {"a": False, "b": True}, group
+    assert VIP in lab.b.addresses() and dataplane_addresses(lab, "b") == [VIP]
+    last = lab.b.events()[-1]
+    assert (last["traffic_group"], last["from_state"], last["to_state"]) == ("traffic-group-1", "standby", "active")
+    assert "no active device" in last["reason"], last
+    assert [lab.ask(0.5) for _ in range(5)] == ["b"] * 5
+
+
+def test_partition_then_heal(lab: Lab) -> None:
+    # Cut a off the bridge: each device hears nothing from the other, and both take the traffic group.
+    cut_at = time.monotonic()
+    lab.bridge_port("a", up=False)
+
+    def both_active() -> bool:
+        groups = {name: lab.hosts[name].traffic_group() for name in ("a", "b")}
+        return all(g["state"] == "active" and sum(m["alive"] for m in g["members"]) == 1 for g in groups.values())
+
+    wait_until(both_active, TIMEOUT + MARGIN, "a and b both active, each alone", lab.describe)
+    assert time.monotonic() - cut_at > TIMEOUT * 0.5
+    assert VIP in lab.a.addresses() and VIP in lab.b.addresses()
+    wait_until(lambda: lab.ask() == "b", MARGIN, "the client (on b's side) served by b", lab.describe)
+
+    # Heal: within one heartbeat timeout (+ margin) exactly one stays active, the first in HA order,
+    # and both devices say so.
+    healed_at = time.monotonic()
+    lab.bridge_port("a", up=True)
+
+    def one_active() -> bool:
+        groups = {name: lab.hosts[name].traffic_group() for name in ("a", "b")}
+        return (groups["a"]["state"] == "active" and groups["b"]["state"] == "standby"
+                and all(g["active_device"] == "a" for g in groups.values())
+                and all(m["alive"] for g in groups.values() for m in g["members"]))
+
+    wait_until(one_active, TIMEOUT + MARGIN, "a alone active after the heal, on both devices", lab.describe)
+    settled = time.monotonic() - healed_at
+    assert settled < TIMEOUT + MARGIN
+    last = lab.b.events()[-1]
+    assert (last["from_state"], last["to_state"]) == ("active", "standby"), last
+    assert "a is also active" in last["reason"], last
+    assert VIP not in lab.b.addresses()
+
+    # The client is served by a again: b gave the address up, and a must win the client's
+    # neighbour entry back from b (which announced the address during the partition).
+    answered = lab.poll_until("a", deadline_s=TIMEOUT + MARGIN).result()
+    assert answered is not None, (
+        f"the virtual server did not answer from a within {TIMEOUT + MARGIN} s of the heal\n{lab.describe()}")
+    assert [lab.ask(0.5) for _ in range(5)] == ["a"] * 5
