@@ -23,7 +23,9 @@ log = logging.getLogger("tandem.dataplane")
 
 SETTLE = 0.1
 RESYNC = 2.0
-"""Seconds between reconciliations when nothing signals a change (retries of failed binds)."""
+"""Seconds between reconciliations when nothing signals a change."""
+RETRY = 0.05
+"""Seconds before trying again an address or listener that failed (e.g. still held by a draining device)."""
 STOP_DRAIN = 2.0
 
 
@@ -61,10 +63,11 @@ class DataPlane:
             self._remove(address)
 
     async def _run(self) -> None:
+        wait = RESYNC
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RESYNC)
-            if not self._urgent:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            if not self._urgent and self._wake.is_set():
                 await asyncio.sleep(SETTLE)
             self._wake.clear()
             self._urgent = False
@@ -72,6 +75,7 @@ class DataPlane:
                 await self.reconcile()
             except Exception:  # the data plane must outlive any one failure; the next round retries
                 log.exception("data plane reconciliation failed")
+            wait = RETRY if self.engine.errors or self.address_errors else RESYNC
 
     def desired(self) -> tuple[list[Any], set[str]]:
         """The virtual servers to serve and the addresses to hold, now (only what they use is read)."""
