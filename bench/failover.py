@@ -15,8 +15,10 @@ Runs at the default heartbeat timers (0.2 s interval / 1.0 s timeout) and at fas
 and keepalived at advert 0.2 s and 0.05 s. Needs root, iproute2 and keepalived
 (apt-get install keepalived; without it the keepalived figures are null). Progress on stderr; last,
 one JSON line: takeover_median_s, takeover_p99_s, fast_takeover_median_s, fast_takeover_p99_s,
-keepalived_median_s, keepalived_fast_median_s, ratio_vs_keepalived (ours at 0.2 s / keepalived at
-advert 0.2 s), fast_ratio_vs_keepalived, runs, machine.
+detect_median_s and fast_detect_median_s (failure to b's transition to active, the rest being the
+data plane, the gratuitous ARP and the client's polling), keepalived_median_s,
+keepalived_fast_median_s, ratio_vs_keepalived (ours at 0.2 s / keepalived at advert 0.2 s),
+fast_ratio_vs_keepalived, runs, machine.
 
     .venv/bin/python bench/failover.py [--runs 20] [--keepalived-runs N] [--no-keepalived]
 """
@@ -59,15 +61,16 @@ def hand_back(lab: netlab.Lab) -> None:
     netlab.check(lab.b.api.post("/api/failover/online"), 200)
 
 
-def one_run(lab: netlab.Lab) -> float | None:
-    """One failure of a, as the anchor fails its master; the takeover time, or None (no takeover)."""
+def one_run(lab: netlab.Lab) -> tuple[float, float] | None:
+    """One failure of a, as the anchor fails its master: the takeover time and, of it, the time b took to
+    become active (its event's wall-clock stamp); None when b did not take over."""
     time.sleep(3 * lab.interval + 0.5)  # settled: b has heard a's heartbeats
     client = subprocess.Popen(["ip", "netns", "exec", lab.ns["c"].name, sys.executable, netlab.__file__,
                                "--client", "b", "--deadline", str(CLIENT_DEADLINE)],
                               stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.3 + random.uniform(0, lab.interval))  # the client is polling; fail at any phase
-        failed_at = time.monotonic()
+        failed_at, failed_wall = time.monotonic(), time.time()
         lab.fail("a")
         out, _ = client.communicate(timeout=CLIENT_DEADLINE + 10)
     finally:
@@ -77,14 +80,19 @@ def one_run(lab: netlab.Lab) -> float | None:
     if out.strip() == "timeout":
         log(f"run without takeover within {CLIENT_DEADLINE} s: {lab.describe()}")
         return None
-    return float(out) - failed_at  # one monotonic clock for every namespace
+    takeover = float(out) - failed_at  # one monotonic clock for every namespace
+    became_active = next(e for e in reversed(lab.b.events()) if e["to_state"] == "active")
+    return takeover, became_active["at"] - failed_wall
 
 
-def measure(work: Path, interval: float, timeout: float, runs: int) -> tuple[list[float], int]:
-    """`runs` failures at the given timers: the samples and the number of runs without takeover."""
+def measure(work: Path, interval: float, timeout: float, runs: int) -> tuple[list[float], list[float], int]:
+    """`runs` failures at the given timers: the takeover samples, the detection samples (failure to b
+    active) and the number of runs without takeover."""
     samples: list[float] = []
+    detections: list[float] = []
     failed = 0
     rebuilds = 0
+    formed = False
     label = f"{interval}/{timeout} s"
     while len(samples) + failed < runs:
         lab = netlab.Lab(work / f"{interval}-{rebuilds}", interval=interval, timeout=timeout)
@@ -92,15 +100,18 @@ def measure(work: Path, interval: float, timeout: float, runs: int) -> tuple[lis
             lab.build()
             lab.start()
             lab.form()
+            formed = True
             log(f"[{label}] lab formed ({lab.prefix})")
             while len(samples) + failed < runs:
                 sample = one_run(lab)
                 if sample is None:
                     failed += 1
                 else:
-                    samples.append(round(sample, 4))
+                    samples.append(round(sample[0], 4))
+                    detections.append(round(sample[1], 4))
                 n = len(samples) + failed
-                log(f"[{label}] run {n}/{runs}: " + ("no takeover" if sample is None else f"{sample:.3f} s"))
+                log(f"[{label}] run {n}/{runs}: " + ("no takeover" if sample is None else
+                                                    f"{sample[0]:.3f} s (b active after {sample[1]:.3f} s)"))
                 lab.recover("a")
                 hand_back(lab)
         except (AssertionError, RuntimeError, OSError) as error:
@@ -108,11 +119,13 @@ def measure(work: Path, interval: float, timeout: float, runs: int) -> tuple[lis
             log(f"[{label}] lab failed: {error}")
             for host in lab.hosts.values():
                 log(f"--- {host.name}.log (last lines)\n{host.log_tail(15)}")
+            if not formed:
+                raise SystemExit(f"the lab never formed at {label}: {error}") from None
             if rebuilds > REBUILDS:
                 raise SystemExit(f"the lab failed {rebuilds} times at {label}; giving up") from None
         finally:
             lab.close()
-    return samples, failed
+    return samples, detections, failed
 
 
 def keepalived(advert: float, runs: int) -> dict | None:
@@ -152,8 +165,8 @@ def main() -> None:
     ka_runs = args.keepalived_runs or args.runs
 
     with tempfile.TemporaryDirectory(prefix="tandem-bench-failover-") as work:
-        default, default_failed = measure(Path(work), 0.2, 1.0, args.runs)
-        fast, fast_failed = measure(Path(work), 0.05, 0.25, args.runs)
+        default, detect, default_failed = measure(Path(work), 0.2, 1.0, args.runs)
+        fast, fast_detect, fast_failed = measure(Path(work), 0.05, 0.25, args.runs)
     ours, ours_fast = summary(default), summary(fast)
     log(f"tandem 0.2/1.0 s: median {ours['median']} s, p99 {ours['p99']} s ({ours['min']}-{ours['max']})")
     log(f"tandem 0.05/0.25 s: median {ours_fast['median']} s, p99 {ours_fast['p99']} s "
@@ -174,6 +187,8 @@ def main() -> None:
         "takeover_max_s": ours["max"],
         "fast_takeover_median_s": ours_fast["median"],
         "fast_takeover_p99_s": ours_fast["p99"],
+        "detect_median_s": summary(detect)["median"],
+        "fast_detect_median_s": summary(fast_detect)["median"],
         "keepalived_median_s": ka["median_s"] if ka else None,
         "keepalived_fast_median_s": ka_fast["median_s"] if ka_fast else None,
         "ratio_vs_keepalived": ratio(ours["median"], ka),

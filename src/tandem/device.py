@@ -73,7 +73,8 @@ class Device:
             address_provider = provider(addresses, interface)
         except (OSError, ValueError) as error:
             raise DeviceError(str(error)) from None
-        failover = FailoverService(store, domain, on_change=lambda: dataplane.changed(urgent=True))
+        failover = FailoverService(store, domain, on_change=lambda: dataplane.changed(urgent=True),
+                                   on_peer_returned=lambda: dataplane.announce_soon())
         dataplane = DataPlane(store, domain, failover, address_provider)
         store.on_change.append(dataplane.changed)
         device = cls(name, data_dir, management_url, identity, store, config, sessions, Jobs(), domain, engine,

@@ -23,9 +23,13 @@ GARP_COUNT = 3
 
 
 class AddressProvider(Protocol):
+    """Blocking calls: the data plane runs them in a worker thread."""
+
     def add(self, address: str) -> None: ...
 
     def remove(self, address: str) -> None: ...
+
+    def announce(self, address: str) -> None: ...
 
 
 class LoopbackAddresses:
@@ -36,6 +40,9 @@ class LoopbackAddresses:
             raise ValueError(f"{address} is not a loopback address: the loopback provider serves 127.0.0.0/8 only")
 
     def remove(self, address: str) -> None:
+        pass
+
+    def announce(self, address: str) -> None:
         pass
 
 
@@ -58,8 +65,7 @@ class LinuxAddresses:
             except NetlinkError as error:
                 if error.code != errno.EEXIST:
                     raise
-        if ip.version == 4:
-            self._announce(address)
+        self.announce(address)
         log.info("added %s to %s", address, self.interface)
 
     def remove(self, address: str) -> None:
@@ -72,8 +78,10 @@ class LinuxAddresses:
                     raise
         log.info("removed %s from %s", address, self.interface)
 
-    def _announce(self, address: str) -> None:
+    def announce(self, address: str) -> None:
         """Gratuitous ARP, request and reply forms, a few times: neighbours update their caches."""
+        if ipaddress.ip_address(address).version != 4:
+            return
         mac = bytes.fromhex(Path(f"/sys/class/net/{self.interface}/address").read_text().strip().replace(":", ""))
         ip = socket.inet_aton(address)
         broadcast = b"\xff" * 6

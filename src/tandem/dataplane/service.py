@@ -44,6 +44,7 @@ class DataPlane:
         self._wake = asyncio.Event()
         self._urgent = False
         self._task: asyncio.Task | None = None
+        self._announcing: set[asyncio.Task] = set()
 
     def changed(self, urgent: bool = False) -> None:
         """Something this device serves may have changed; `urgent` (failover) skips the settling delay."""
@@ -51,6 +52,10 @@ class DataPlane:
         self._wake.set()
 
     async def start(self) -> None:
+        """Start following; first take off any floating address a crashed run of this device left behind."""
+        _, held = self.desired(everything=True)
+        for address in sorted(held):
+            await self._remove(address)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -60,7 +65,7 @@ class DataPlane:
                 await self._task
         await self.engine.stop_all(STOP_DRAIN)
         for address in list(self.added):
-            self._remove(address)
+            await self._remove(address)
 
     async def _run(self) -> None:
         wait = RESYNC
@@ -77,10 +82,16 @@ class DataPlane:
                 log.exception("data plane reconciliation failed")
             wait = RETRY if self.engine.errors or self.address_errors else RESYNC
 
-    def desired(self) -> tuple[list[Any], set[str]]:
-        """The virtual servers to serve and the addresses to hold, now (only what they use is read)."""
+    def _serves(self, traffic_group: str, everything: bool) -> bool:
+        if everything:
+            return self._domain.traffic_group(traffic_group) is not None
+        return self._failover.serves(traffic_group)
+
+    def desired(self, everything: bool = False) -> tuple[list[Any], set[str]]:
+        """The virtual servers to serve and the addresses to hold, now (only what they use is read);
+        with `everything`, those of every traffic group instead (the addresses that float)."""
         virtuals = [r.body for r in self._store.records(VirtualServer.kind)
-                    if self._failover.serves(r.body.get("traffic_group", ""))]
+                    if self._serves(r.body.get("traffic_group", ""), everything)]
         pools, monitors = [], []
         for virtual in virtuals:
             if not virtual.get("pool"):
@@ -97,7 +108,7 @@ class DataPlane:
         served = served_from_objects(virtuals, pools, monitors)
         addresses = {v.address for v in served}
         for traffic_group in self._domain.traffic_groups():
-            if self._failover.serves(traffic_group["name"]):
+            if self._serves(traffic_group["name"], everything):
                 addresses.update(traffic_group["addresses"])
         return served, addresses
 
@@ -105,8 +116,8 @@ class DataPlane:
         served, addresses = self.desired()
         for address in sorted(addresses - self.added):
             try:
-                self._addresses.add(address)
-            except (OSError, ValueError) as error:
+                await asyncio.to_thread(self._addresses.add, address)
+            except Exception as error:  # netlink, permissions, a bad address: report it, keep serving the rest
                 self.address_errors[address] = str(error)
                 log.warning("cannot add address %s: %s", address, error)
             else:
@@ -114,14 +125,29 @@ class DataPlane:
                 self.added.add(address)
         await self.engine.apply([v for v in served if v.address in self.added])
         for address in sorted(self.added - addresses):
-            self._remove(address)
+            await self._remove(address)
 
-    def _remove(self, address: str) -> None:
+    async def _remove(self, address: str) -> None:
         try:
-            self._addresses.remove(address)
-        except OSError as error:
+            await asyncio.to_thread(self._addresses.remove, address)
+        except Exception as error:  # reported; the next reconciliation tries again
             log.warning("cannot remove address %s: %s", address, error)
         self.added.discard(address)
+
+    def announce_soon(self) -> None:
+        """Announce again every address held (gratuitous ARP), in the background."""
+        task = asyncio.get_running_loop().create_task(self.announce())
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def announce(self) -> None:
+        """Announce again every address held (gratuitous ARP): when a member comes back (a partition
+        heals), the device that stays active must win back the neighbours the other one took."""
+        for address in sorted(self.added):
+            try:
+                await asyncio.to_thread(self._addresses.announce, address)
+            except Exception as error:  # best effort: the address is held either way
+                log.warning("cannot announce address %s: %s", address, error)
 
     def status(self) -> dict[str, Any]:
         stats = self.engine.stats()

@@ -28,10 +28,14 @@ class _Endpoint(asyncio.DatagramProtocol):
 class FailoverService:
     """Heartbeats and traffic-group states of this device. `on_change` is called when an active set changes."""
 
-    def __init__(self, store: Store, domain: Domain, on_change: Callable[[], None]) -> None:
+    def __init__(self, store: Store, domain: Domain, on_change: Callable[[], None],
+                 on_peer_returned: Callable[[], None] = lambda: None) -> None:
         self._store = store
         self._domain = domain
         self._on_change = on_change
+        self._on_peer_returned = on_peer_returned
+        self._alive: set[str] = set()
+        """The other members heard at the last evaluation."""
         self.states: dict[str, str] = {}
         self.declined: set[str] = set()
         self.offline = store.meta("failover_offline") == "1"
@@ -162,6 +166,10 @@ class FailoverService:
             changed |= self._transition(name, None, "traffic group removed or this device left its group")
         for name in set(self._seen) - names:
             del self._seen[name]
+        alive = {d for d, (at, _) in self._heard.items() if now - at < timeout}
+        if alive - self._alive and ACTIVE in self.states.values():
+            self._on_peer_returned()  # it may have served our addresses while apart: win the neighbours back
+        self._alive = alive
         if changed:
             self._on_change()
 
