@@ -168,10 +168,10 @@ def test_cluster_status_in_json_and_as_tables(lab):
 
 
 def test_a_write_reaches_every_member(lab):
-    lab.json("pool", "create", "web", "--member", "10.0.0.1:80")
+    lab.json("pool", "create", "app", "--member", "10.0.0.1:80")
     for name in ("dev-2", "dev-3"):
-        eventually(lambda name=name: lab.run("--device", name, "pool", "show", "web").returncode == 0,
-                   what=f"pool web on {name}")
+        eventually(lambda name=name: lab.run("--device", name, "pool", "show", "app").returncode == 0,
+                   what=f"pool app on {name}")
     eventually(lambda: in_sync(lab.json("cluster", "status"), ALL), what="lab In Sync again")
     status = lab.json("--device", "dev-3", "cluster", "status")
     dev1 = next(m for m in status["members"] if m["name"] == "dev-1")
@@ -199,7 +199,7 @@ def test_remove_a_device(lab):
     assert {d["name"] for d in lab.trust("dev-1")["devices"]} == {"dev-1", "dev-2"}
     assert lab.json("--device", "dev-3", "cluster", "list") == []
     # dev-3 keeps its configuration
-    assert lab.json("--device", "dev-3", "pool", "show", "web")["name"] == "web"
+    assert lab.json("--device", "dev-3", "pool", "show", "app")["name"] == "app"
 
 
 def test_teardown(lab):

@@ -87,8 +87,9 @@ def lab(tmp_path_factory):
     lab_dir = tmp_path_factory.mktemp("tandem-lab")
     base, port = _pick_block()
     env = subprocess_env(TANDEM_LAB_DIR=str(lab_dir))
+    # --no-demo: this module is about devices and objects; tests/cli/test_cli_failover_e2e.py covers the demo
     result = run_tandem("lab", "up", "--devices", "2", "--dir", str(lab_dir), "--address-base", base,
-                        "--port", str(port), env=env, timeout=120)
+                        "--port", str(port), "--no-demo", env=env, timeout=120)
     assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
     try:
         yield Lab(dir=lab_dir, env=env, base=base, port=port, up_stdout=result.stdout)

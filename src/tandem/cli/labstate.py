@@ -33,10 +33,37 @@ class LabDevice:
     pid: int | None
     data_dir: str
     log: str
+    killed: bool | None = None
+    """True after `tandem lab kill` (until `tandem lab start`): `lab status` says killed, not stopped."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabDevice:
         known = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class LabBackend:
+    """A demo HTTP backend of the lab (`python -m tandem.cli.labbackend`), a member of pool `web`."""
+
+    name: str
+    address: str
+    port: int
+    pid: int | None
+    dir: str
+    log: str
+    port_file: str
+    killed: bool | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}/"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabBackend:
+        known = {k: data.get(k) for k in cls.__dataclass_fields__}
+        known["port"] = int(known["port"] or 0)
         return cls(**known)
 
 
@@ -49,6 +76,15 @@ class LabState:
     created_at: str = ""
     device_group: str | None = None
     """The device group `lab up` formed of the devices (None: no cluster)."""
+    backends: list[LabBackend] = field(default_factory=list)
+    """The demo backends `lab up` started with a cluster (none without)."""
+    traffic_group: str | None = None
+    """The traffic group of the demo virtual server (None: no demo)."""
+    vip: str | None = None
+    """The demo virtual server's ADDRESS:PORT (IPv6 as [ADDRESS]:PORT), None: no demo."""
+
+    def backend(self, name: str) -> LabBackend | None:
+        return next((b for b in self.backends if b.name == name), None)
 
     def device(self, name: str | None) -> LabDevice:
         """The device called `name`, or the first one; LookupError when there is no such device."""
@@ -74,6 +110,9 @@ class LabState:
             devices=[LabDevice.from_dict(d) for d in data.get("devices", [])],
             created_at=str(data.get("created_at", "")),
             device_group=data.get("device_group") or None,
+            backends=[LabBackend.from_dict(b) for b in data.get("backends") or []],
+            traffic_group=data.get("traffic_group") or None,
+            vip=data.get("vip") or None,
         )
 
 

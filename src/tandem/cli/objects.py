@@ -381,6 +381,32 @@ def pool_delete(ctx: typer.Context, name: NameArgument, partition: PartitionOpti
     _done(ctx, "deleted", "pool", _path(partition, name))
 
 
+POOL_STATS_COLUMNS = [Column("member", no_wrap=True), Column("health"), Column("enabled"),
+                      Column("connections_current", "connections"), Column("connections_total", "total"),
+                      Column("bytes_in", "bytes in"), Column("bytes_out", "bytes out")]
+
+
+@pool_app.command("stats")
+def pool_stats(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION,
+               device: StatsDeviceOption = None) -> None:
+    """Health and counters of a pool's members, as this device serves the pool now.
+
+    The active device of a traffic group serves the pools of its virtual servers.
+    """
+    _pick_device(ctx, device)
+    sdk = _sdk()
+    try:
+        stats = sdk.Pool(partition=partition, name=name, connection=connect(_settings(ctx))).stats()
+    except sdk.TandemError as exc:
+        _not_served_here(ctx, exc, name)
+    output = _output(ctx)
+    if output.json:
+        output.print_json(stats)
+        return
+    rows = [{"member": key, **value} for key, value in stats.items()]
+    output.records(rows, POOL_STATS_COLUMNS, title=f"pool {_path(partition, name)}", empty="no members")
+
+
 @member_app.command("list")
 def member_list(ctx: typer.Context, pool: PoolArgument, partition: PartitionOption = DEFAULT_PARTITION,
                 filters: FilterOption = None) -> None:
@@ -531,6 +557,57 @@ def virtual_update(
         changes["pool"] = None
     obj = _update(ctx, "VirtualServer", {"partition": partition, "name": name}, changes)
     _done(ctx, "updated", "virtual server", _path(partition, name), obj.to_dict())
+
+
+VIRTUAL_STATS_FIELDS = ("address", "port", "pool", "listening", "error", "connections_current", "connections_total",
+                        "bytes_in", "bytes_out")
+
+
+StatsDeviceOption = Annotated[str | None, typer.Option(
+    "--device", "-d", show_default=False,
+    help="The lab device to ask, here or before the command (`tandem --device dev-2 ...`).")]
+
+
+def _pick_device(ctx: typer.Context, device: str | None) -> None:
+    if device is not None:
+        _settings(ctx).device = device
+
+
+def _not_served_here(ctx: typer.Context, exc: Any, what: str) -> None:
+    """Re-raise a 404 "not served by this device" with which device to ask instead, when it is known."""
+    if exc.status_code != 404 or "not served" not in str(exc.message):
+        raise exc
+    from tandem.sdk import Failover
+
+    try:
+        groups = Failover(connect(_settings(ctx))).status().get("traffic_groups") or []
+    except _sdk().TandemError:
+        raise exc from None
+    actives = sorted({str(g["active_device"]) for g in groups if g.get("active_device")})
+    hint = f"; ask the active device (--device {actives[0]})" if len(actives) == 1 else ""
+    raise CliError(f"{exc.message}{hint}", target=what, code="not_found") from None
+
+
+@virtual_app.command("stats")
+def virtual_stats(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION,
+                  device: StatsDeviceOption = None) -> None:
+    """Counters of a virtual server as this device serves it now: listening, connections, bytes.
+
+    Only the active device of the virtual server's traffic group serves it.
+    """
+    _pick_device(ctx, device)
+    sdk = _sdk()
+    try:
+        stats = sdk.VirtualServer(partition=partition, name=name, connection=connect(_settings(ctx))).stats()
+    except sdk.TandemError as exc:
+        _not_served_here(ctx, exc, name)
+    output = _output(ctx)
+    if output.json:
+        output.print_json(stats)
+        return
+    fields = [key for key in VIRTUAL_STATS_FIELDS if key in stats] + [k for k in stats if k not in
+                                                                       VIRTUAL_STATS_FIELDS]
+    output.record(stats, fields=fields, title=f"virtual server {_path(partition, name)}")
 
 
 @virtual_app.command("delete")

@@ -62,10 +62,12 @@ class FailoverService:
         return [t for t in self._domain.traffic_groups() if group and t["device_group"] == group["name"]]
 
     def serves(self, traffic_group: str) -> bool:
-        """Whether this device serves the virtual servers of `traffic_group` now: it is active for it,
-        or no such traffic group exists (then every device holding the virtual server serves it)."""
+        """Whether this device serves the virtual servers of `traffic_group` now: it is active for it;
+        or no such traffic group exists and this device is in no sync-failover group (a device on its
+        own serves what it holds). A member of a sync-failover group never serves a virtual server of
+        a traffic group it does not know: it may be the one replicated ahead of its traffic group."""
         if self._domain.traffic_group(traffic_group) is None:
-            return True
+            return self.device_group() is None
         return self.states.get(traffic_group) == ACTIVE
 
     def _domain_changed(self) -> None:

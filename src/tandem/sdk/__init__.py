@@ -11,6 +11,7 @@ from tandem.sdk.cluster import Cluster, ClusterManager
 from tandem.sdk.clustering import DeviceGroup, TrustedDevice
 from tandem.sdk.config import set_default
 from tandem.sdk.errors import TandemError
+from tandem.sdk.failover import Failover, TrafficGroup
 from tandem.sdk.job import Job
 from tandem.sdk.resource import Resource
 from tandem.sdk.resources import Monitor, Partition, Pool, PoolMember, User, VirtualServer
@@ -20,6 +21,7 @@ __all__ = [
     "Cluster",
     "ClusterManager",
     "DeviceGroup",
+    "Failover",
     "Job",
     "Monitor",
     "Partition",
@@ -27,6 +29,7 @@ __all__ = [
     "PoolMember",
     "Resource",
     "TandemError",
+    "TrafficGroup",
     "TrustedDevice",
     "User",
     "VirtualServer",

@@ -135,7 +135,10 @@ class Resource:
         return self._collection_path(self._parent_values) + "/" + "/".join(self._item_segments())
 
     def _conn(self, connection: "Client | None") -> "Client":
-        return get_connection(connection if connection is not None else self._connection)
+        """The connection to use; one given explicitly is remembered for the object's later calls."""
+        if connection is not None:
+            self._connection = connection
+        return get_connection(self._connection)
 
     # --- one object -------------------------------------------------------------------
 

@@ -1,10 +1,13 @@
 """The configuration and user resources of a device's API."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tandem.models import DEFAULT_PARTITION
 from tandem.models.fields import member_key
 from tandem.sdk.resource import Resource, _segment
+
+if TYPE_CHECKING:
+    from tandem.sdk.client import Client
 
 
 class Partition(Resource):
@@ -27,12 +30,24 @@ class Pool(Resource):
     _collection = "/api/pools"
     _identity_defaults = {"partition": DEFAULT_PARTITION}
 
+    def stats(self, connection: "Client | None" = None) -> dict[str, Any]:
+        """Member health and counters, as the connected device serves the pool now: `{"ADDRESS:PORT":
+        {"health", "enabled", "connections_total", "connections_current", "bytes_in", "bytes_out"}}`;
+        TandemError `not_found` when the device does not serve it (a standby, or no virtual server uses it)."""
+        return self._conn(connection).request("GET", f"{self._item_path()}/stats")
+
 
 class VirtualServer(Resource):
     """A virtual server: `/api/virtuals/{partition}/{name}`."""
 
     _collection = "/api/virtuals"
     _identity_defaults = {"partition": DEFAULT_PARTITION}
+
+    def stats(self, connection: "Client | None" = None) -> dict[str, Any]:
+        """Counters of the virtual server as the connected device serves it now: `{"address", "port",
+        "pool", "listening", "error", "connections_total", "connections_current", "bytes_in",
+        "bytes_out"}`; TandemError `not_found` when the device does not serve it (e.g. a standby)."""
+        return self._conn(connection).request("GET", f"{self._item_path()}/stats")
 
 
 class PoolMember(Resource):

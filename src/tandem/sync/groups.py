@@ -71,6 +71,10 @@ def update(domain: Domain, store: Store, name: str, patch: dict[str, Any]) -> di
     _check(domain, store, group)
     record = group.model_dump() | {k: stored[k] for k in INTERNAL_FIELDS if k in stored}
     domain.put_group(record)
+    for traffic_group in domain.traffic_groups():  # a device that leaves the group leaves its HA orders
+        if traffic_group["device_group"] == name and set(traffic_group["ha_order"]) - set(group.members):
+            domain.put_traffic_group(dict(traffic_group, ha_order=[d for d in traffic_group["ha_order"]
+                                                                   if d in group.members]))
     return present(record)
 
 
@@ -82,5 +86,9 @@ def get(domain: Domain, name: str) -> dict[str, Any]:
 
 
 def delete(domain: Domain, name: str) -> None:
+    """Delete a group and the traffic groups that fail over within it."""
     get(domain, name)
+    for traffic_group in domain.traffic_groups():
+        if traffic_group["device_group"] == name:
+            domain.delete_traffic_group(traffic_group["name"])
     domain.delete_group(name)

@@ -131,4 +131,7 @@ def remove_device(domain: Domain, name: str) -> None:
     for group in domain.groups():
         if name in group["members"]:
             domain.put_group(dict(group, members=[m for m in group["members"] if m != name]))
+    for traffic_group in domain.traffic_groups():
+        if name in traffic_group["ha_order"]:
+            domain.put_traffic_group(dict(traffic_group, ha_order=[m for m in traffic_group["ha_order"] if m != name]))
     domain.remove_device(device["id"])

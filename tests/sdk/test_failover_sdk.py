@@ -1,0 +1,257 @@
+"""The failover SDK against real devices: two `tandem serve` processes on loopback formed into a
+sync-failover group with ClusterManager, real heartbeats between them. No mocks.
+
+The devices are shared by the tests of this module (each test uses traffic groups of its own).
+"""
+
+import contextlib
+import random
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devices import RunningDevice
+from tandem import Client, ClusterManager, Failover, Pool, TandemError, TrafficGroup, VirtualServer
+from tandem.sdk import config
+
+TIMEOUT = 10.0
+"""Failover moves within the heartbeat timeout (1 s) plus a heartbeat; replication well under a second."""
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Client]]:
+    """dev-1 and dev-2 in sync-failover group `dg`; a pinned admin Client for each."""
+    base: Path = tmp_path_factory.mktemp("failover-sdk")
+    devices = [RunningDevice(name=name, data_dir=base / name) for name in ("dev-1", "dev-2")]
+    clients: list[Client] = []
+    try:
+        for device in devices:
+            device.start()
+        clients = [device.client() for device in devices]
+        ClusterManager().create(devices=clients, device_group_name="dg", timeout=30)
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+        for device in devices:
+            device.stop()
+
+
+def eventually(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:
+    """Call `check` until it returns a true value (a TandemError 404 counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except TandemError as exc:
+            if exc.status_code != 404:
+                raise
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+        time.sleep(0.05)
+
+
+def test_traffic_group_crud_replicates_and_validates(pair: list[Client]) -> None:
+    one, two = pair
+    group = TrafficGroup(name="tg-crud", device_group="dg", ha_order=["dev-2", "dev-1"],
+                         addresses=["127.77.0.9"], connection=one).post()
+    assert (group.name, group.device_group, group.ha_order, group.addresses, group.auto_failback,
+            group.description) == ("tg-crud", "dg", ["dev-2", "dev-1"], ["127.77.0.9"], False, "")
+    assert "tg-crud" in {g.name for g in TrafficGroup.get_collection(connection=one)}
+    assert TrafficGroup.find(connection=one, name="tg-c*").ha_order == ["dev-2", "dev-1"]
+
+    # a record of the trust domain: it reaches the other member
+    replica = eventually(lambda: TrafficGroup(name="tg-crud").get(connection=two), what="tg-crud on dev-2")
+    assert replica.to_dict() == group.to_dict()
+
+    replica.auto_failback = True
+    replica.description = "changed on dev-2"
+    assert replica.patch(connection=two).auto_failback is True
+    eventually(lambda: TrafficGroup(name="tg-crud").get(connection=one).auto_failback, what="the change on dev-1")
+
+    with pytest.raises(TandemError) as caught:
+        TrafficGroup(name="tg-crud", device_group="dg").post(connection=one)
+    assert (caught.value.status_code, caught.value.code) == (409, "conflict")
+    with pytest.raises(TandemError) as caught:
+        TrafficGroup(name="tg-bad", device_group="nope").post(connection=one)
+    assert (caught.value.status_code, caught.value.target) == (422, "device_group")
+    with pytest.raises(TandemError) as caught:
+        TrafficGroup(name="tg-bad", device_group="dg", ha_order=["dev-9"]).post(connection=one)
+    assert (caught.value.status_code, caught.value.target) == (422, "ha_order")
+    with pytest.raises(TandemError) as caught:
+        TrafficGroup(name="tg-bad", device_group="dg", addresses=["127.77.0.9"]).post(connection=one)
+    assert (caught.value.status_code, caught.value.target) == (409, "addresses")  # floats with tg-crud already
+
+    TrafficGroup(name="tg-crud").delete(connection=two)
+    eventually(lambda: "tg-crud" not in {g.name for g in TrafficGroup.get_collection(connection=one)},
+               what="tg-crud gone from dev-1")
+    with pytest.raises(TandemError) as caught:
+        TrafficGroup(name="tg-crud").get(connection=one)
+    assert caught.value.code == "not_found"
+
+
+def test_status_events_force_standby_offline_online(pair: list[Client]) -> None:
+    one, two = pair
+    tg = "tg-ops"
+    TrafficGroup(name=tg, device_group="dg", ha_order=["dev-1", "dev-2"], connection=one).post()
+    failover_one, failover_two = Failover(one), Failover(two)
+    assert failover_one.wait_active(tg, "dev-1", timeout=TIMEOUT)["state"] == "active"
+    assert failover_two.wait_active(tg, "dev-1", timeout=TIMEOUT)["state"] == "standby"
+
+    status = failover_two.status()
+    assert (status["device"], status["device_group"], status["offline"], status["state"]) == (
+        "dev-2", "dg", False, "online")
+    assert status["heartbeat"]["received"] > 0 and status["heartbeat"]["forged"] == 0
+    entry = next(g for g in status["traffic_groups"] if g["name"] == tg)
+    assert entry["ha_order"] == ["dev-1", "dev-2"]
+    assert {m["name"]: (m["alive"], m["state"]) for m in entry["members"]} == {
+        "dev-1": (True, "active"), "dev-2": (True, "standby")}
+    seen = TrafficGroup(name=tg).status(connection=two)
+    assert (seen["name"], seen["state"], seen["active_device"], seen["declined"]) == (tg, "standby", "dev-1", False)
+    assert failover_one.active_device(tg) == "dev-1"
+    with pytest.raises(TandemError) as caught:
+        failover_one.traffic_group("no-such-group")
+    assert caught.value.code == "not_found"
+
+    # only the active device can be forced to standby
+    with pytest.raises(TandemError) as caught:
+        failover_two.force_standby(tg)
+    assert (caught.value.status_code, caught.value.code) == (409, "conflict")
+    with pytest.raises(TandemError) as caught:
+        failover_one.force_standby("no-such-group")
+    assert caught.value.status_code == 404
+
+    after = TrafficGroup(name=tg).force_standby(connection=one)
+    assert after["device"] == "dev-1"
+    forced = next(g for g in after["traffic_groups"] if g["name"] == tg)
+    assert forced["state"] == "standby" and forced["declined"] is True
+    failover_two.wait_active(tg, "dev-2", timeout=TIMEOUT)
+    failover_one.wait_active(tg, "dev-2", timeout=TIMEOUT)
+
+    # online clears the forced standby; without auto-failback dev-2 keeps the traffic group
+    assert failover_one.online()["offline"] is False
+    assert failover_one.traffic_group(tg)["declined"] is False
+    time.sleep(1.5)
+    assert failover_one.active_device(tg) == "dev-2"
+
+    # offline: dev-2 takes no traffic group, dev-1 takes over
+    offline = failover_two.offline()
+    assert (offline["offline"], offline["state"]) == (True, "offline")
+    failover_one.wait_active(tg, "dev-1", timeout=TIMEOUT)
+    eventually(lambda: failover_two.traffic_group(tg)["state"] == "offline", what="dev-2 offline for the group")
+    eventually(lambda: next(m for m in failover_one.traffic_group(tg)["members"] if m["name"] == "dev-2")["offline"],
+               what="dev-1 to hear that dev-2 is offline")
+    assert failover_two.online()["state"] == "online"
+    eventually(lambda: failover_two.traffic_group(tg)["state"] == "standby", what="dev-2 standby again")
+    assert failover_one.active_device(tg) == "dev-1"
+
+    # events: oldest first, filtered, limited
+    events = failover_one.events(traffic_group=tg)
+    assert {e["traffic_group"] for e in events} == {tg}
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    assert set(events[0]) == {"id", "at", "traffic_group", "from_state", "to_state", "reason"}
+    transitions = [(e["from_state"], e["to_state"]) for e in events]
+    assert ("active", "standby") in transitions and ("standby", "active") in transitions
+    assert "forced to standby" in [e["reason"] for e in events]
+    assert "device is offline" in [e["reason"] for e in failover_two.events(traffic_group=tg)]
+    assert len(failover_one.events(limit=1)) == 1
+    assert failover_one.events(traffic_group="no-such-group") == []
+    with pytest.raises(TandemError) as caught:
+        failover_one.events(limit=0)
+    assert caught.value.status_code in (400, 422)
+
+    TrafficGroup(name=tg).delete(connection=one)
+
+
+def test_default_connection(pair: list[Client]) -> None:
+    one, two = pair
+    failover = Failover()
+    with pytest.raises(TandemError) as caught:
+        failover.status()
+    assert caught.value.code == "no_connection"
+    with one:
+        assert failover.status()["device"] == "dev-1"
+        assert failover.status(connection=two)["device"] == "dev-2"
+    config.set_default(two)
+    try:
+        assert Failover().status()["device"] == "dev-2"
+    finally:
+        config.set_default(None)
+    assert repr(Failover(one)) == f"Failover({one!r})"
+
+
+class Backend(socketserver.ThreadingTCPServer):
+    """A backend that answers every connection with its name."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, name: str) -> None:
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.sendall(name.encode())
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def ask(address: str, port: int, timeout: float = 0.5) -> str | None:
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(64).decode() or None
+    except OSError:
+        return None
+
+
+def test_virtual_server_and_pool_stats_on_the_active_device(pair: list[Client]) -> None:
+    one, two = pair
+    tg = "tg-stats"
+    backend = Backend("stats-backend")
+    vip = (f"127.{random.randint(100, 200)}.{random.randint(0, 255)}.7", random.randint(20000, 60000))
+    try:
+        TrafficGroup(name=tg, device_group="dg", ha_order=["dev-2", "dev-1"], connection=one).post()
+        Failover(one).wait_active(tg, "dev-2", timeout=TIMEOUT)
+        Failover(two).wait_active(tg, "dev-2", timeout=TIMEOUT)
+        Pool(name="stats-pool", members=[{"address": "127.0.0.1", "port": backend.port}], connection=one).post()
+        virtual = VirtualServer(name="stats-vs", address=vip[0], port=vip[1], pool="stats-pool", traffic_group=tg,
+                                connection=one).post()
+        eventually(lambda: ask(*vip) == "stats-backend", what="the virtual server to answer")
+        stats = eventually(lambda: (s := virtual.stats(connection=two))["connections_total"] >= 1 and s,
+                           what="a connection counted on dev-2")
+        assert (stats["address"], stats["port"], stats["pool"], stats["listening"]) == (
+            vip[0], vip[1], "/Common/stats-pool", True)
+        assert {"connections_current", "bytes_in", "bytes_out", "error"} <= set(stats)
+        members = Pool(name="stats-pool").stats(connection=two)
+        member = members[f"127.0.0.1:{backend.port}"]
+        assert member["health"] == "up" and member["enabled"] is True and member["connections_total"] >= 1
+
+        # the standby does not serve it
+        with pytest.raises(TandemError) as caught:
+            virtual.stats(connection=one)
+        assert (caught.value.status_code, caught.value.code) == (404, "not_found")
+        with pytest.raises(TandemError) as caught:
+            Pool(name="stats-pool").stats(connection=one)
+        assert caught.value.status_code == 404
+        served = Failover(two).dataplane()
+        assert served["virtuals"]["/Common/stats-vs"]["listening"] is True
+        assert "/Common/stats-vs" not in Failover(one).dataplane()["virtuals"]
+    finally:
+        backend.shutdown()
+        for cleanup in (lambda: VirtualServer(name="stats-vs").delete(connection=one),
+                        lambda: Pool(name="stats-pool").delete(connection=one),
+                        lambda: TrafficGroup(name=tg).delete(connection=one)):
+            with contextlib.suppress(TandemError):
+                cleanup()
