@@ -18,7 +18,8 @@ one JSON line: takeover_median_s, takeover_p99_s, fast_takeover_median_s, fast_t
 detect_median_s and fast_detect_median_s (failure to b's transition to active, the rest being the
 data plane, the gratuitous ARP and the client's polling), keepalived_median_s,
 keepalived_fast_median_s, ratio_vs_keepalived (ours at 0.2 s / keepalived at advert 0.2 s),
-fast_ratio_vs_keepalived, runs, machine.
+fast_ratio_vs_keepalived, equal_takeover_median_s / equal_ratio_vs_keepalived (heartbeats at 0.2 s with
+VRRP's own master-down interval as timeout: the same detection rule as keepalived), runs, machine.
 
     .venv/bin/python bench/failover.py [--runs 20] [--keepalived-runs N] [--no-keepalived]
 """
@@ -153,6 +154,11 @@ def summary(samples: list[float]) -> dict:
             "min": min(samples), "max": max(samples)}
 
 
+VRRP_MASTER_DOWN_S = round(3 * 0.2 + (256 - 100) / 256 * 0.2, 3)
+"""VRRP's master-down interval for the anchor's backup (priority 100) at advert 0.2 s: 3 adverts plus
+the skew (RFC 5798). Heartbeats at 0.2 s with this timeout detect a failure as keepalived does."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="failures per timer setting")
@@ -167,7 +173,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tandem-bench-failover-") as work:
         default, detect, default_failed = measure(Path(work), 0.2, 1.0, args.runs)
         fast, fast_detect, fast_failed = measure(Path(work), 0.05, 0.25, args.runs)
-    ours, ours_fast = summary(default), summary(fast)
+        equal, _, equal_failed = measure(Path(work), 0.2, VRRP_MASTER_DOWN_S, args.runs)
+    ours, ours_fast, ours_equal = summary(default), summary(fast), summary(equal)
+    log(f"tandem 0.2/{VRRP_MASTER_DOWN_S} s: median {ours_equal['median']} s, p99 {ours_equal['p99']} s")
     log(f"tandem 0.2/1.0 s: median {ours['median']} s, p99 {ours['p99']} s ({ours['min']}-{ours['max']})")
     log(f"tandem 0.05/0.25 s: median {ours_fast['median']} s, p99 {ours_fast['p99']} s "
         f"({ours_fast['min']}-{ours_fast['max']})")
@@ -193,9 +201,13 @@ def main() -> None:
         "keepalived_fast_median_s": ka_fast["median_s"] if ka_fast else None,
         "ratio_vs_keepalived": ratio(ours["median"], ka),
         "fast_ratio_vs_keepalived": ratio(ours_fast["median"], ka_fast),
-        "timers_s": {"default": [0.2, 1.0], "fast": [0.05, 0.25], "keepalived_advert": [0.2, 0.05]},
+        "equal_takeover_median_s": ours_equal["median"],
+        "equal_takeover_p99_s": ours_equal["p99"],
+        "equal_ratio_vs_keepalived": ratio(ours_equal["median"], ka),
+        "timers_s": {"default": [0.2, 1.0], "fast": [0.05, 0.25], "equal": [0.2, VRRP_MASTER_DOWN_S],
+                     "keepalived_advert": [0.2, 0.05]},
         "runs": args.runs,
-        "failed_runs": default_failed + fast_failed,
+        "failed_runs": default_failed + fast_failed + equal_failed,
         "keepalived_runs": ka_runs if ka or ka_fast else 0,
         "machine": machine(),
     }))

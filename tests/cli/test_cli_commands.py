@@ -10,6 +10,7 @@ import typer
 from cli_helpers import run_tandem, subprocess_env
 
 from tandem.cli import lab as lab_module
+from tandem.cli import labprocess
 from tandem.cli.errors import CliError
 from tandem.cli.labstate import LabDevice
 from tandem.cli.main import app
@@ -237,9 +238,9 @@ def test_stop_devices_of_dead_processes(tmp_path):
 def test_log_tail(tmp_path):
     log = tmp_path / "daemon.log"
     log.write_text("".join(f"line {i}\n" for i in range(100)))
-    tail = lab_module.log_tail(log, lines=3)
+    tail = labprocess.log_tail(log, lines=3)
     assert tail == "line 97\nline 98\nline 99"
-    assert lab_module.log_tail(tmp_path / "missing") == "(no log)"
+    assert labprocess.log_tail(tmp_path / "missing") == "(no log)"
 
 
 def test_cert_fingerprint_matches_the_device_format(tmp_path):

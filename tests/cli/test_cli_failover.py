@@ -13,6 +13,7 @@ import pytest
 import typer
 
 from tandem.cli import lab as lab_module
+from tandem.cli import labdemo
 from tandem.cli.errors import CliError
 from tandem.cli.failover import heartbeat_line, parse_names, show_status, status_rows
 from tandem.cli.labstate import LabBackend, LabDevice, LabState, load_lab, save_lab
@@ -127,7 +128,7 @@ def test_default_vip_and_host_port():
         lab_module.default_vip("127.255.255.200")
     assert caught.value.target == "--vip"
     assert lab_module.split_host_port("[::1]:8080", "--vip") == ("::1", 8080)
-    assert lab_module.host_port("::1", 8080) == "[::1]:8080"
+    assert labdemo.host_port("::1", 8080) == "[::1]:8080"
     for bad in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:x", ":80", "127.0.0.1:70000"):
         with pytest.raises(CliError):
             lab_module.split_host_port(bad, "--vip")

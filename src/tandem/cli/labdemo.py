@@ -1,0 +1,325 @@
+"""The lab's demo: backends, and a virtual server on a floating address to curl and watch fail over."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tandem.cli.connection import read_password_file
+from tandem.cli.errors import CliError
+from tandem.cli.labprocess import child_env, log_tail, port_in_use, process_alive, send_signal
+from tandem.cli.labstate import LabBackend, LabState, default_lab_dir, save_lab
+from tandem.cli.output import Output
+
+PEER_PORT_OFFSET = 1
+LAB_GROUP = "lab"
+STOP_GRACE = 5.0
+DEMO_TRAFFIC_GROUP = "traffic-group-1"
+DEMO_MONITOR = "web-http"
+DEMO_POOL = "web"
+DEMO_VIRTUAL = "www"
+DEMO_BACKENDS = ("backend-1", "backend-2")
+BACKEND_ADDRESS = "127.0.0.1"
+BACKEND_MODULE = "tandem.cli.labbackend"
+BACKEND_LOG = "backend.log"
+BACKEND_PORT_FILE = "port"
+VIP_OFFSET = 99
+VIP_PORT = 8080
+
+
+
+def backend_alive(backend: LabBackend) -> bool:
+    """Whether the backend's recorded pid is a live `tandem.cli.labbackend` process of this lab."""
+    return process_alive(backend.pid, backend.port_file, marker=BACKEND_MODULE)
+
+
+def fetch(address: str, port: int, timeout: float = 1.0) -> str | None:
+    """The body of `GET /` on address:port when it answers 200 within `timeout`, else None."""
+    import http.client
+
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", "/", headers={"User-Agent": "tandem-lab"})
+        response = connection.getresponse()
+        body = response.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+    return body if response.status == 200 else None
+
+
+def backend_answers(backend: LabBackend, timeout: float = 1.0) -> bool:
+    body = fetch(backend.address, backend.port, timeout) if backend.port else None
+    return body is not None and body.split("\n", 1)[0] == backend.name
+
+
+def spawn_backend(backend: LabBackend) -> subprocess.Popen[bytes]:
+    """Start a demo backend as a detached process, on its recorded port (0: a free one)."""
+    directory = Path(backend.dir)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    Path(backend.port_file).unlink(missing_ok=True)
+    host = f"[{backend.address}]" if ":" in backend.address else backend.address
+    with open(backend.log, "ab") as log:
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        log.write(f"--- tandem lab: starting {backend.name} at {stamp}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            [sys.executable, "-m", BACKEND_MODULE, "--name", backend.name, "--listen", f"{host}:{backend.port}",
+             "--port-file", backend.port_file],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True, env=child_env(), cwd=directory,
+        )
+
+
+def start_backends(state: LabState, backends: list[LabBackend], timeout: float = 10.0) -> None:
+    """Start `backends`, record their pids and ports, wait until each answers; CliError (after stopping
+    them) when one does not."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    failed: tuple[LabBackend, str] | None = None
+    for backend in backends:
+        backend.killed = None
+        try:
+            procs[backend.name] = spawn_backend(backend)
+        except OSError as exc:
+            failed = (backend, f"cannot start {backend.name}: {exc}")
+            break
+        backend.pid = procs[backend.name].pid
+    save_lab(state)
+    deadline = time.monotonic() + timeout
+    pending = [] if failed else list(backends)
+    while pending and failed is None:
+        for backend in list(pending):
+            code = procs[backend.name].poll()
+            if code is not None:
+                failed = (backend, f"{backend.name} exited with status {code}")
+                break
+            try:
+                backend.port = int(Path(backend.port_file).read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if backend_answers(backend):
+                pending.remove(backend)
+        if pending and failed is None:
+            if time.monotonic() >= deadline:
+                failed = (pending[0], f"{pending[0].name} did not answer within {timeout:g} s")
+                break
+            time.sleep(0.05)
+    if failed is None:
+        save_lab(state)
+        return
+    stop_backends(backends)
+    for proc in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
+    for backend in backends:
+        backend.pid = None
+    save_lab(state)
+    backend, reason = failed
+    tail = log_tail(Path(backend.log))
+    sys.stderr.write(f"--- last lines of {backend.log}:\n{tail}\n---\n")
+    raise CliError(f"{reason} (log: {backend.log})", target=backend.name, code="lab_start_failed")
+
+
+def stop_backends(backends: Iterable[LabBackend], grace: float = STOP_GRACE) -> dict[str, str]:
+    """SIGTERM the live backends, SIGKILL those still alive after `grace` seconds; how each ended."""
+    backends = list(backends)
+    outcome = {b.name: "not running" for b in backends}
+    alive = [b for b in backends if backend_alive(b)]
+    for backend in alive:
+        assert backend.pid is not None
+        send_signal(backend.pid, signal.SIGTERM)
+        outcome[backend.name] = "stopped"
+
+    def wait(group: list[LabBackend]) -> list[LabBackend]:
+        deadline = time.monotonic() + grace
+        while True:
+            left = [b for b in group if backend_alive(b)]
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.05)
+
+    for backend in wait(alive):
+        assert backend.pid is not None
+        send_signal(backend.pid, signal.SIGKILL)
+        outcome[backend.name] = "killed"
+    for backend in backends:
+        if backend_alive(backend):
+            outcome[backend.name] = "still running"
+    return outcome
+
+
+# -- the demo: a virtual server to curl and watch fail over ---------------------------------------
+
+def split_host_port(text: str, option: str) -> tuple[str, int]:
+    """`ADDRESS:PORT` (IPv6 as `[ADDRESS]:PORT`) → (address, port); CliError naming `option` otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise CliError(f"{text!r} is not ADDRESS:PORT", target=option)
+    return host, int(port)
+
+
+def host_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def default_vip(address_base: str) -> str:
+    """The demo virtual server's default destination: the address base + 99, port 8080."""
+    try:
+        address = ipaddress.ip_address(address_base) + VIP_OFFSET
+    except (ValueError, ipaddress.AddressValueError):
+        raise CliError(f"no default virtual server address from {address_base}: give --vip",
+                       target="--vip") from None
+    if not address.is_loopback:
+        raise CliError(f"{address_base} + {VIP_OFFSET} leaves the loopback range: give --vip ADDRESS:PORT",
+                       target="--vip")
+    return host_port(str(address), VIP_PORT)
+
+
+def check_vip(vip: str, devices: list[str], port: int) -> tuple[str, int]:
+    """The demo destination, checked: a loopback address (the lab's address provider floats those only),
+    not a device's management or peer port, nothing listening on it yet."""
+    address, vip_port = split_host_port(vip, "--vip")
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        raise CliError(f"{address!r} is not an IP address", target="--vip") from None
+    if not parsed.is_loopback:
+        raise CliError(f"{address} is not a loopback address: lab devices float loopback addresses only",
+                       target="--vip")
+    if str(parsed) in devices and vip_port in (port, port + PEER_PORT_OFFSET):
+        raise CliError(f"{vip} is a device's management or peer address", target="--vip")
+    if port_in_use(str(parsed), vip_port):
+        raise CliError(f"{vip} is already in use (another lab?): give another --vip ADDRESS:PORT", target="--vip")
+    return str(parsed), vip_port
+
+
+def _ensure(resource: Any, fields: dict[str, Any], connection: Any) -> Any:
+    """Create `resource`; when it exists already (a lab started again on the same data), change it to `fields`."""
+    from tandem.sdk import TandemError
+
+    try:
+        return resource.post(connection=connection)
+    except TandemError as exc:
+        if exc.status_code != 409:
+            raise
+    resource.get(connection=connection)
+    for key, value in fields.items():
+        setattr(resource, key, value)
+    return resource.patch(connection=connection)
+
+
+def setup_demo(output: Output, state: LabState, vip: tuple[str, int], timeout: float) -> dict[str, Any]:
+    """Start the backends, create the traffic group, monitor, pool and virtual server on dev-1, wait until
+    the virtual server answers; what was set up. CliError (devices and backends left up) on failure."""
+    from tandem.sdk import Client, Failover, Monitor, Pool, TandemError, TrafficGroup, VirtualServer
+
+    lab_dir = Path(state.dir)
+    say = (lambda _line: None) if output.json else output.note
+    state.backends = [
+        LabBackend(name=name, address=BACKEND_ADDRESS, port=0, pid=None, dir=str(lab_dir / name),
+                   log=str(lab_dir / name / BACKEND_LOG), port_file=str(lab_dir / name / BACKEND_PORT_FILE))
+        for name in DEMO_BACKENDS
+    ]
+    address, port = vip
+    names = [d.name for d in state.devices]
+    clients: list[Client] = []
+    deadline = time.monotonic() + timeout
+    try:
+        start_backends(state, state.backends)
+        for backend in state.backends:
+            say(f"{backend.name} is up at {backend.url}")
+        for device in state.devices:
+            password = read_password_file(Path(device.password_file), option="lab admin password file")
+            clients.append(Client(device.url, "admin", password, fingerprint=device.fingerprint))
+        root = clients[0]
+        say(f"creating traffic group {DEMO_TRAFFIC_GROUP} (HA order {', '.join(names)})")
+        group_fields = {"device_group": LAB_GROUP, "ha_order": names}
+        _ensure(TrafficGroup(name=DEMO_TRAFFIC_GROUP, **group_fields), group_fields, root)
+        # every device must know the traffic group before the virtual server reaches it (a device
+        # serves a virtual server whose traffic group it does not know)
+        active_device = None
+        for client, name in zip(clients, names, strict=True):
+            heard = Failover(client).wait_active(DEMO_TRAFFIC_GROUP, timeout=max(1.0, deadline - time.monotonic()))
+            active_device = active_device or heard["active_device"]
+            say(f"{name} hears {heard['active_device']} active for {DEMO_TRAFFIC_GROUP}")
+        monitor = {"type": "http", "interval": 1.0, "timeout": 1.0, "path": "/", "expected_status": 200}
+        _ensure(Monitor(name=DEMO_MONITOR, **monitor), monitor, root)
+        members = [{"address": b.address, "port": b.port} for b in state.backends]
+        pool = {"lb_method": "round-robin", "monitor": DEMO_MONITOR, "members": members}
+        say(f"creating pool {DEMO_POOL} ({', '.join(host_port(b.address, b.port) for b in state.backends)}) "
+            f"and virtual server {DEMO_VIRTUAL} on {host_port(address, port)}")
+        _ensure(Pool(name=DEMO_POOL, **pool), pool, root)
+        virtual = {"address": address, "port": port, "pool": DEMO_POOL, "traffic_group": DEMO_TRAFFIC_GROUP,
+                   "enabled": True}
+        _ensure(VirtualServer(name=DEMO_VIRTUAL, **virtual), virtual, root)
+    except (TandemError, CliError) as exc:
+        message = getattr(exc, "message", str(exc))
+        raise CliError(f"the devices are up, but setting up the virtual server failed: {message} "
+                       "(`tandem lab down` stops the lab)", target=getattr(exc, "target", None),
+                       code=getattr(exc, "code", "lab_demo_failed")) from None
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
+    state.traffic_group = DEMO_TRAFFIC_GROUP
+    state.vip = host_port(address, port)
+    save_lab(state)
+    answer = None
+    while answer is None:
+        body = fetch(address, port, timeout=1.0)
+        if body is not None and body.split("\n", 1)[0] in DEMO_BACKENDS:
+            answer = body.split("\n", 1)[0]
+        elif time.monotonic() >= deadline:
+            raise CliError(f"the lab is up, but virtual server {DEMO_VIRTUAL} does not answer on "
+                           f"http://{state.vip}/ after {timeout:g} s (see `tandem failover status` and "
+                           "`tandem lab down`)", code="lab_demo_failed")
+        else:
+            time.sleep(0.1)
+    say(f"http://{state.vip}/ answers ({answer})")
+    return {"vip": state.vip, "url": f"http://{state.vip}/", "traffic_group": DEMO_TRAFFIC_GROUP,
+            "active_device": active_device, "virtual_server": DEMO_VIRTUAL, "pool": DEMO_POOL, "monitor": DEMO_MONITOR,
+            "backends": [{"name": b.name, "url": b.url, "pid": b.pid} for b in state.backends]}
+
+
+def program() -> str:
+    """How a person runs this CLI: `tandem` when that is on PATH, else the path of the venv's script."""
+    script = Path(sys.executable).parent / "tandem"
+    found = shutil.which("tandem")
+    if found and script.exists() and Path(found).resolve() == script.resolve():
+        return "tandem"
+    if script.exists():
+        with contextlib.suppress(ValueError):
+            return str(script.absolute().relative_to(Path.cwd()))
+        return str(script)
+    return "tandem"
+
+
+def demo_hints(state: LabState, lab_dir: Path) -> list[str]:
+    """The commands that show a failover in this lab, for people."""
+    tandem = program()
+    if lab_dir.absolute() != default_lab_dir().absolute():
+        tandem += f" --lab-dir {lab_dir}"
+    first, second = state.devices[0].name, state.devices[1].name
+    lines = [
+        (f"curl http://{state.vip}/", f"{' or '.join(DEMO_BACKENDS)}, through the active device"),
+        (f"{tandem} failover status", f"{first} is active for {state.traffic_group}"),
+        (f"{tandem} lab kill {first}", "crash the active device"),
+        (f"curl http://{state.vip}/", f"answers again within a second or two: {second} took over"),
+        (f"{tandem} failover status --device {second}", f"{second} is active"),
+        (f"{tandem} lab start {first}", "back, as standby"),
+    ]
+    width = max(len(command) for command, _ in lines)
+    return [f"{command:<{width}}  # {comment}" for command, comment in lines]
+
+
