@@ -96,7 +96,7 @@ def measure(work: Path, interval: float, timeout: float, runs: int) -> tuple[lis
     formed = False
     label = f"{interval}/{timeout} s"
     while len(samples) + failed < runs:
-        lab = netlab.Lab(work / f"{interval}-{rebuilds}", interval=interval, timeout=timeout)
+        lab = netlab.Lab(work / f"{interval}-{timeout}-{rebuilds}", interval=interval, timeout=timeout)
         try:
             lab.build()
             lab.start()
