@@ -69,9 +69,10 @@ def failover(cluster: Cluster) -> dict:
     return out
 
 
-def state(node, tg: str = TG) -> str:
+def state(node, tg: str = TG) -> str | None:
+    """The device's state for a traffic group (None until it knows the group)."""
     status = node.api.get("/api/failover/status").json()
-    return next(g["state"] for g in status["traffic_groups"] if g["name"] == tg)
+    return next((g["state"] for g in status["traffic_groups"] if g["name"] == tg), None)
 
 
 def active_of(cluster: Cluster) -> str | None:
@@ -100,6 +101,23 @@ def test_exactly_one_device_serves_and_the_standby_does_not_listen(setup):
     assert stats["connections_total"] >= 1
 
 
+def test_two_traffic_groups_can_be_active_on_different_devices(setup):
+    cluster, vip = setup
+    one, two = cluster["dev-1"], cluster["dev-2"]
+    other_vip = (vip[0], vip[1] + 1)
+    check(one.api.post("/api/traffic-groups", json={"name": "tg-2", "device_group": "dg",
+                                                    "ha_order": ["dev-2", "dev-1"]}), 201)
+    wait_until(lambda: state(two, "tg-2") == "active", 5, "dev-2 active for tg-2", detail=lambda: failover(cluster))
+    check(one.api.post("/api/virtuals", json={"name": "www-2", "address": other_vip[0], "port": other_vip[1],
+                                              "pool": "web", "traffic_group": "tg-2"}), 201)
+    wait_until(lambda: ask(*other_vip) == "backend", 5, "the tg-2 virtual server to answer")
+    assert state(one, TG) == "active" and state(one, "tg-2") == "standby"
+    assert "/Common/www-2" in two.api.get("/api/dataplane").json()["virtuals"]
+    assert "/Common/www-2" not in one.api.get("/api/dataplane").json()["virtuals"]
+    check(one.api.delete("/api/virtuals/Common/www-2"), 204)
+    check(one.api.delete("/api/traffic-groups/tg-2"), 204)
+
+
 def test_forged_and_malformed_heartbeats_are_dropped_and_counted(setup):
     cluster, _ = setup
     node = cluster["dev-2"]
@@ -120,7 +138,7 @@ def test_force_standby_offline_online_and_failback(setup):
     check(one.api.post(f"/api/failover/traffic-groups/{TG}/force-standby"), 200)
     wait_until(lambda: active_of(cluster) == "dev-2" and listening(two) and not listening(one), 5,
                "dev-2 to take over after force standby", detail=lambda: failover(cluster))
-    assert ask(*vip) == "backend"
+    wait_until(lambda: ask(*vip) == "backend", 3, "the virtual server to answer from dev-2")
     time.sleep(2 * TIMEOUT)
     assert active_of(cluster) == "dev-2", "without auto-failback the traffic group stays where it went"
     check(one.api.patch(f"/api/traffic-groups/{TG}", json={"auto_failback": True}), 200)

@@ -16,6 +16,9 @@ from tandem.trust.domain import Domain
 
 log = logging.getLogger("tandem.failover")
 
+EXPIRY_SLACK = 0.001
+"""Seconds after a member's timeout at which its silence is judged (so that it counts as expired)."""
+
 
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: Callable[[bytes], None]) -> None:
@@ -46,6 +49,7 @@ class FailoverService:
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task | None = None
         self._started = time.monotonic()
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._seen: dict[str, float] = {}
         """When this device first saw each traffic group: it listens one timeout before taking it."""
         domain.listeners.append(self._domain_changed)
@@ -84,6 +88,8 @@ class FailoverService:
         self._task = loop.create_task(self._beat())
 
     async def stop(self) -> None:
+        for expiry in self._expiries.values():
+            expiry.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -120,6 +126,12 @@ class FailoverService:
             return
         self._heard[heartbeat.device] = (time.monotonic(), heartbeat)
         self.evaluate()
+        # decide the moment this sender's silence passes the timeout, not at the next beat
+        expiry = self._expiries.pop(heartbeat.device, None)
+        if expiry is not None:
+            expiry.cancel()
+        self._expiries[heartbeat.device] = asyncio.get_running_loop().call_later(
+            self._timers()[1] + EXPIRY_SLACK, self.evaluate)
 
     # -- the rule ---------------------------------------------------------------------------------
 
