@@ -1,8 +1,11 @@
 """Helpers shared by the CLI tests (importable: pytest puts this directory on sys.path)."""
 
 import os
+import random
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 CONNECTION_ENV = ("TANDEM_URL", "TANDEM_USERNAME", "TANDEM_PASSWORD", "TANDEM_FINGERPRINT", "TANDEM_DEVICE",
                   "TANDEM_LAB_DIR", "TANDEM_OUTPUT", "TANDEM_ADMIN_PASSWORD")
@@ -20,3 +23,36 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in (*CONNECTION_ENV, "COLUMNS")}
     env.update(extra)
     return env
+
+
+def free(address: str, port: int) -> bool:
+    """Nothing listens on address:port (connections in TIME_WAIT do not count: devices bind with SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_block(also: tuple[tuple[int, int], ...] = ()) -> tuple[str, int]:
+    """A lab address base 127.x.y.1 and a port with the management and peer ports free on .1 and .2,
+    and each (last octet, port) of `also` free too (e.g. the demo's virtual server)."""
+    rng = random.SystemRandom()
+    for _ in range(50):
+        prefix = f"127.{rng.randint(100, 254)}.{rng.randint(0, 255)}"
+        port = rng.randint(20000, 60000)
+        if (all(free(f"{prefix}.{i}", p) for i in (1, 2) for p in (port, port + 1))
+                and all(free(f"{prefix}.{octet}", p) for octet, p in also)):
+            return f"{prefix}.1", port
+    raise RuntimeError("no free loopback block")
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (or is a zombie)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return text.rpartition(")")[2].split()[0] in ("Z", "X")

@@ -9,9 +9,7 @@ default) and a random management port. The tests of this module run in order aga
 import http.client
 import json
 import os
-import random
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import run_tandem, subprocess_env
+from cli_helpers import free, gone, pick_block, run_tandem, subprocess_env
 
 TG = "traffic-group-1"
 TAKEOVER = 3.0
@@ -53,34 +51,10 @@ class Lab:
         return next(g for g in status["traffic_groups"] if g["name"] == TG)
 
 
-def _free(address: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
-def _pick_block() -> tuple[str, int]:
-    """A base address and port with the management and peer ports free on .1 and .2, and 8080 on .100."""
-    rng = random.SystemRandom()
-    for _ in range(50):
-        prefix = f"127.{rng.randint(100, 254)}.{rng.randint(0, 255)}"
-        port = rng.randint(20000, 60000)
-        if (all(_free(f"{prefix}.{i}", p) for i in (1, 2) for p in (port, port + 1))
-                and _free(f"{prefix}.100", 8080)):
-            return f"{prefix}.1", port
-    raise RuntimeError("no free loopback block")
 
 
-def _gone(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return text.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def get(address: str, port: int, timeout: float = 0.5) -> str | None:
@@ -100,7 +74,7 @@ def get(address: str, port: int, timeout: float = 0.5) -> str | None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab_dir = tmp_path_factory.mktemp("tandem-failover-lab")
-    base, port = _pick_block()
+    base, port = pick_block(((100, 8080),))
     env = subprocess_env(TANDEM_LAB_DIR=str(lab_dir))
 
     def pids() -> list[int]:
@@ -115,7 +89,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         if left:
             run_tandem("lab", "down", "--purge", env=env, timeout=60)
         for pid in left:  # never leave a process behind
-            if not _gone(pid) and str(lab_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if not gone(pid) and str(lab_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
 
     result = run_tandem("lab", "up", "--devices", "2", "--address-base", base, "--port", str(port), env=env,
@@ -137,7 +111,7 @@ def test_lab_up_sets_up_a_virtual_server_and_says_how_to_watch_it_fail_over(lab:
     assert (state["vip"], state["traffic_group"]) == (vip, TG)
     assert [b["name"] for b in state["backends"]] == ["backend-1", "backend-2"]
     for backend in state["backends"]:
-        assert backend["address"] == "127.0.0.1" and backend["port"] > 0 and not _gone(backend["pid"])
+        assert backend["address"] == "127.0.0.1" and backend["port"] > 0 and not gone(backend["pid"])
         assert Path(backend["log"]).is_file()
     out = lab.up_stdout
     assert f"curl http://{vip}/" in out
@@ -224,7 +198,7 @@ def test_killing_the_active_device_moves_the_virtual_server(lab: Lab) -> None:
     killed = lab.run("lab", "kill", "dev-1")
     assert killed.returncode == 0, killed.stderr
     killed_at = time.monotonic()
-    assert _gone(pid)
+    assert gone(pid)
     answer = None
     while answer is None:
         assert time.monotonic() - killed_at < TAKEOVER, "the virtual server did not answer after dev-1 died"
@@ -246,7 +220,7 @@ def test_killing_the_active_device_moves_the_virtual_server(lab: Lab) -> None:
 
 def test_a_device_started_again_comes_back_as_standby(lab: Lab) -> None:
     started = lab.json("lab", "start", "dev-1")
-    assert started["name"] == "dev-1" and not _gone(started["pid"])
+    assert started["name"] == "dev-1" and not gone(started["pid"])
     assert (started["failover"]["state"], started["failover"]["active_device"]) == ("standby", "dev-2")
     time.sleep(1.5)  # longer than the heartbeat timeout: dev-1 stays standby (no auto-failback)
     group = lab.group()
@@ -261,9 +235,9 @@ def test_lab_down_stops_devices_and_backends(lab: Lab) -> None:
     assert result["devices"] == {"dev-1": "stopped", "dev-2": "stopped"}
     assert result["backends"] == {"backend-1": "stopped", "backend-2": "stopped"}
     deadline = time.monotonic() + 5
-    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert all(_gone(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert get(*lab.vip) is None
-    assert _free(*lab.vip)
+    assert free(*lab.vip)
     assert not (lab.dir / "lab.json").exists()

@@ -7,16 +7,14 @@ The tests of this module run in order against one lab.
 
 import json
 import os
-import random
 import signal
-import socket
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_tandem, subprocess_env
+from cli_helpers import free, gone, pick_block, run_tandem, subprocess_env
 
 try:
     from tandem.daemon import serve as _serve  # noqa: F401
@@ -52,40 +50,16 @@ class Lab:
         return next(d for d in self.state()["devices"] if d["name"] == name)
 
 
-def _free(address: str, port: int) -> bool:
-    """Nothing listens on address:port (connections in TIME_WAIT do not count: devices bind with SO_REUSEADDR)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
-def _pick_block() -> tuple[str, int]:
-    rng = random.SystemRandom()
-    for _ in range(50):
-        base = f"127.{rng.randint(100, 254)}.{rng.randint(0, 255)}.1"
-        port = rng.randint(20000, 60000)
-        second = base.rsplit(".", 1)[0] + ".2"
-        if _free(base, port) and _free(second, port):
-            return base, port
-    raise RuntimeError("no free loopback block")
 
 
-def _gone(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return text.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     lab_dir = tmp_path_factory.mktemp("tandem-lab")
-    base, port = _pick_block()
+    base, port = pick_block()
     env = subprocess_env(TANDEM_LAB_DIR=str(lab_dir))
     # --no-demo: this module is about devices and objects; tests/cli/test_cli_failover_e2e.py covers the demo
     result = run_tandem("lab", "up", "--devices", "2", "--dir", str(lab_dir), "--address-base", base,
@@ -99,7 +73,7 @@ def lab(tmp_path_factory):
             pids = [d.get("pid") for d in json.loads(state_file.read_text())["devices"]]
             run_tandem("lab", "down", "--purge", env=env, timeout=60)
             for pid in pids:  # belt and braces: never leave a daemon behind
-                if pid and not _gone(pid):
+                if pid and not gone(pid):
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                     if str(lab_dir).encode() in cmdline:
                         os.kill(pid, signal.SIGKILL)
@@ -119,7 +93,7 @@ def test_lab_up_prints_urls_fingerprints_and_password_files(lab):
         password_file = Path(device["password_file"])
         assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
         assert Path(device["log"]).exists()
-        assert not _gone(device["pid"])
+        assert not gone(device["pid"])
 
 
 def test_lab_up_again_is_refused(lab):
@@ -300,7 +274,7 @@ def test_lab_kill_and_start(lab):
 
     killed = lab.run("lab", "kill", "dev-2")
     assert killed.returncode == 0, killed.stderr
-    assert _gone(pid)
+    assert gone(pid)
     status = {d["name"]: d for d in lab.json("lab", "status")}
     assert status["dev-1"]["alive"] is True
     assert status["dev-2"]["alive"] is False
@@ -322,13 +296,13 @@ def test_lab_down_stops_everything(lab):
     result = lab.run("lab", "down")
     assert result.returncode == 0, result.stderr
     deadline = time.monotonic() + 5
-    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert all(_gone(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert not (lab.dir / "lab.json").exists()
     assert (lab.dir / "dev-1").is_dir()  # data kept without --purge
     status = lab.run("lab", "status")
     assert status.returncode == 1
     assert "no lab is up" in status.stderr
     for port_owner in (lab.base, lab.base.rsplit(".", 1)[0] + ".2"):
-        assert _free(port_owner, lab.port)
+        assert free(port_owner, lab.port)

@@ -2,41 +2,20 @@
 
 import random
 import socket
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from cluster_helpers import Cluster, check, wait_until
 
+from backends import Backend, ask
+
 TIMEOUT = 1.0
 TG = "traffic-group-1"
 
 
-class Backend(socketserver.ThreadingTCPServer):
-    """A backend that answers every connection with its name."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, name: str) -> None:
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                self.request.sendall(name.encode())
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.port = self.server_address[1]
-        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
-def ask(address: str, port: int, timeout: float = 0.2) -> str | None:
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            return s.recv(64).decode() or None
-    except OSError:
-        return None
 
 
 @pytest.fixture(scope="module")

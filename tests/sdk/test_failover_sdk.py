@@ -6,9 +6,6 @@ The devices are shared by the tests of this module (each test uses traffic group
 
 import contextlib
 import random
-import socket
-import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from backends import Backend, ask
 from devices import RunningDevice
 from tandem import Client, ClusterManager, Failover, Pool, TandemError, TrafficGroup, VirtualServer
 from tandem.sdk import config
@@ -191,29 +189,8 @@ def test_default_connection(pair: list[Client]) -> None:
     assert repr(Failover(one)) == f"Failover({one!r})"
 
 
-class Backend(socketserver.ThreadingTCPServer):
-    """A backend that answers every connection with its name."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, name: str) -> None:
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                self.request.sendall(name.encode())
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.port = self.server_address[1]
-        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
-def ask(address: str, port: int, timeout: float = 0.5) -> str | None:
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            return s.recv(64).decode() or None
-    except OSError:
-        return None
 
 
 def test_virtual_server_and_pool_stats_on_the_active_device(pair: list[Client]) -> None:
