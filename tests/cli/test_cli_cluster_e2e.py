@@ -7,9 +7,7 @@ runs do not collide. The tests of a module-scoped lab run in order.
 
 import json
 import os
-import random
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import run_tandem, subprocess_env
+from cli_helpers import LabRun, gone, pick_block, run_tandem, subprocess_env
 
 from tandem import Client
 
@@ -25,26 +23,9 @@ TIMEOUT = 10.0
 
 
 @dataclass
-class Lab:
-    dir: Path
-    env: dict[str, str]
-    base: str
-    port: int
+class Lab(LabRun):
     up: Any
 
-    def run(self, *args: str, **extra_env: str):
-        return run_tandem(*args, env=dict(self.env, **extra_env), timeout=120)
-
-    def json(self, *args: str) -> Any:
-        result = self.run("--output", "json", *args)
-        assert result.returncode == 0, f"tandem {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return json.loads(result.stdout)
-
-    def state(self) -> dict:
-        return json.loads((self.dir / "lab.json").read_text())
-
-    def device(self, name: str) -> dict:
-        return next(d for d in self.state()["devices"] if d["name"] == name)
 
     def client(self, name: str) -> Client:
         device = self.device(name)
@@ -59,38 +40,9 @@ class Lab:
             client.close()
 
 
-def _free(address: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
-def _pick_block(count: int) -> tuple[str, int]:
-    """A base address and a port such that the management port and the peer port (+1) are free on
-    `count` consecutive loopback addresses."""
-    rng = random.SystemRandom()
-    for _ in range(50):
-        prefix = f"127.{rng.randint(100, 254)}.{rng.randint(0, 255)}"
-        port = rng.randint(20000, 60000)
-        if all(_free(f"{prefix}.{i}", p) for i in range(1, count + 1) for p in (port, port + 1)):
-            return f"{prefix}.1", port
-    raise RuntimeError("no free loopback block")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return text.rpartition(")")[2].split()[0] in ("Z", "X")
-
-
 def _start_lab(tmp_path_factory: pytest.TempPathFactory, count: int, *extra: str) -> tuple[Lab, Callable[[], None]]:
     lab_dir = tmp_path_factory.mktemp("tandem-cluster-lab")
-    base, port = _pick_block(count)
+    base, port = pick_block(devices=count)
     env = subprocess_env(TANDEM_LAB_DIR=str(lab_dir))
 
     def down() -> None:
@@ -100,7 +52,7 @@ def _start_lab(tmp_path_factory: pytest.TempPathFactory, count: int, *extra: str
         pids = [d.get("pid") for d in json.loads(state_file.read_text())["devices"]]
         run_tandem("lab", "down", "--purge", env=env, timeout=60)
         for pid in pids:  # never leave a daemon behind
-            if pid and not _gone(pid) and str(lab_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if pid and not gone(pid) and str(lab_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
 
     result = run_tandem("lab", "up", "--devices", str(count), "--address-base", base, "--port", str(port), *extra,

@@ -14,10 +14,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cli_helpers import free, gone, pick_block, run_tandem, subprocess_env
+from cli_helpers import LabRun, free, gone, pick_block, run_tandem, subprocess_env
 
 TG = "traffic-group-1"
 TAKEOVER = 3.0
@@ -25,36 +24,16 @@ TAKEOVER = 3.0
 
 
 @dataclass
-class Lab:
-    dir: Path
-    env: dict[str, str]
-    base: str
-    port: int
+class Lab(LabRun):
     vip: tuple[str, int]
     up_stdout: str
     up_stderr: str
 
-    def run(self, *args: str):
-        return run_tandem(*args, env=self.env, timeout=120)
-
-    def json(self, *args: str) -> Any:
-        result = self.run("--output", "json", *args)
-        assert result.returncode == 0, f"tandem {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return json.loads(result.stdout)
-
-    def state(self) -> dict:
-        return json.loads((self.dir / "lab.json").read_text())
 
     def group(self, *device: str) -> dict:
         """The lab's traffic group as a device (`--device dev-2`, or the first) sees it."""
         status = self.json("failover", "status", *(("--device", *device) if device else ()))
         return next(g for g in status["traffic_groups"] if g["name"] == TG)
-
-
-
-
-
-
 
 
 def get(address: str, port: int, timeout: float = 0.5) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_helpers import free, gone, pick_block, run_tandem, subprocess_env
+from cli_helpers import LabRun, free, gone, pick_block, run_tandem, subprocess_env
 
 try:
     from tandem.daemon import serve as _serve  # noqa: F401
@@ -27,33 +27,8 @@ pytestmark = pytest.mark.skipif(not DAEMON, reason="tandem.daemon.serve is not a
 
 
 @dataclass
-class Lab:
-    dir: Path
-    env: dict[str, str]
-    base: str
-    port: int
+class Lab(LabRun):
     up_stdout: str
-
-    def run(self, *args: str, input: str | None = None, **extra_env: str):
-        env = dict(self.env, **extra_env)
-        return run_tandem(*args, env=env, input=input)
-
-    def json(self, *args: str, **extra_env: str):
-        result = self.run("--output", "json", *args, **extra_env)
-        assert result.returncode == 0, f"tandem {' '.join(args)}: {result.stderr}"
-        return json.loads(result.stdout)
-
-    def state(self) -> dict:
-        return json.loads((self.dir / "lab.json").read_text())
-
-    def device(self, name: str) -> dict:
-        return next(d for d in self.state()["devices"] if d["name"] == name)
-
-
-
-
-
-
 
 
 @pytest.fixture(scope="module")

@@ -378,12 +378,8 @@ class ClusterManager:
             name = self._device_name(client)
 
             def gone(client: Client = client, name: str = name) -> tuple[bool, str]:
-                try:
-                    DeviceGroup(name=group_name).get(connection=client)
-                except TandemError as exc:
-                    if exc.status_code == 404:
-                        return True, ""
-                    raise
+                if _group_or_none(client, group_name) is None:
+                    return True, ""
                 return False, f"{name} still has device group {group_name!r}"
 
             _wait(gone, deadline, timeout, f"device group {group_name} to be deleted everywhere")
@@ -396,12 +392,9 @@ class ClusterManager:
             name = self._device_name(client)
 
             def left(client: Client = client, name: str = name) -> tuple[bool, str]:
-                try:
-                    group = DeviceGroup(name=group_name).get(connection=client)
-                except TandemError as exc:
-                    if exc.status_code == 404:
-                        return True, ""
-                    raise
+                group = _group_or_none(client, group_name)
+                if group is None:
+                    return True, ""
                 members = getattr(group, "members", None) or []
                 return name not in members, f"{name} still sees itself a member of {group_name!r}"
 
@@ -410,6 +403,16 @@ class ClusterManager:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _group_or_none(client: Client, group_name: str) -> DeviceGroup | None:
+    """The device group as `client`'s device holds it, or None when it has no such group."""
+    try:
+        return DeviceGroup(name=group_name).get(connection=client)
+    except TandemError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
 
 
 def _invalid(message: str, target: str | None = None) -> TandemError:
