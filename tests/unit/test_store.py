@@ -31,7 +31,7 @@ def test_commits_carry_origin_sequence_clock_and_transaction(store):
         txn.put("members", "Common", "a/10.0.0.1:80", {"address": "10.0.0.1"})
     with store.transaction() as txn:
         txn.delete("pools", "Common", "a")
-    log = store.commits_after(0)
+    log = store.origin_commits("", store.device_id, 0, 100)
     assert [c["id"] for c in log] == [1, 2, 3]
     assert [c["txn"] for c in log] == [1, 1, 3]
     assert {c["origin"] for c in log} == {store.device_id}

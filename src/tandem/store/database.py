@@ -291,12 +291,6 @@ class Store:
     def last_commit_id(self) -> int:
         return self.db.execute("SELECT coalesce(max(id), 0) FROM commits").fetchone()[0]
 
-    def commits_after(self, commit_id: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """Log entries after `commit_id`, oldest first."""
-        rows = self.db.execute(f"SELECT {', '.join(_COMMIT_COLUMNS)} FROM commits WHERE id > ? ORDER BY id LIMIT ?",
-                               (commit_id, limit)).fetchall()
-        return [_commit_dict(row) for row in rows]
-
     # -- replication ----------------------------------------------------------------------------
 
     def origin_commits(self, scope: str, origin: str, after: int, limit: int) -> list[dict[str, Any]] | None:
