@@ -196,3 +196,22 @@ def test_a_joining_device_gets_exactly_the_group_configuration(cluster_factory):
     check(three.api.get("/api/pools/Mine/mine"), 200)  # outside the group's partitions: untouched
     check(three.api.post("/api/pools", json={"name": "from-dev-3"}), 201)
     assert "Common/from-dev-3" in cluster.wait_converged(partitions=["Common"])["pools"]
+
+
+def test_objects_made_before_their_partition_joined_the_group_sync_every_later_change(cluster_factory):
+    """Versions written while a partition was local carry no sequence of the group: a later change or
+    delete on any member wins over them everywhere, and no conflict is reported."""
+    cluster = cluster_factory()
+    one, two = cluster.start("dev-1", "dev-2")
+    check(one.api.post("/api/partitions", json={"name": "late"}), 201)
+    for name in ("p", "q", "r"):
+        check(one.api.post("/api/pools", json={"partition": "late", "name": name}), 201)
+    cluster.form()
+    check(one.api.patch(f"/api/device-groups/{GROUP}", json={"partitions": ["Common", "late"]}), 200)
+    cluster.wait_converged()
+    check(one.api.delete("/api/pools/late/p"), 204)
+    check(two.api.delete("/api/pools/late/q"), 204)
+    check(two.api.patch("/api/pools/late/r", json={"lb_method": "least-connections"}), 200)
+    config = cluster.wait_converged(timeout=10)
+    assert list(config["pools"]) == ["late/r"] and config["pools"]["late/r"]["lb_method"] == "least-connections"
+    assert all(node.status()["conflicts"] == [] for node in cluster), cluster.statuses()

@@ -351,9 +351,9 @@ class Store:
         self.db.execute("DELETE FROM commits WHERE scope = ? AND seq IS NULL", (scope,))
 
     def trim_log(self, keep: int) -> int:
-        """Drop all but the newest `keep` commits (pending ones stay); returns how many were dropped."""
+        """Drop all but the newest `keep` commits (a group's pending ones stay); returns how many were dropped."""
         cursor = self.db.execute("DELETE FROM commits WHERE id <= (SELECT max(id) FROM commits) - ?"
-                                 " AND seq IS NOT NULL", (keep,))
+                                 " AND (seq IS NOT NULL OR scope = ?)", (keep, LOCAL_SCOPE))
         return cursor.rowcount
 
     # -- conflicts ------------------------------------------------------------------------------

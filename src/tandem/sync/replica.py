@@ -25,8 +25,11 @@ def _stamp(version: dict[str, Any]) -> tuple[int, str]:
 
 
 def _has_seen(writer: dict[str, Any], other: dict[str, Any]) -> bool:
-    """Whether the writer of `writer` had applied `other` when it wrote."""
-    return other["seq"] is not None and writer["vv"].get(other["origin"], 0) >= other["seq"]
+    """Whether the writer of `writer` had applied `other` when it wrote. A version without a sequence
+    number (written before its partition joined the group) is judged by its stamp alone."""
+    if other["seq"] is None:
+        return _stamp(writer) > _stamp(other)
+    return writer["vv"].get(other["origin"], 0) >= other["seq"]
 
 
 class Replica:

@@ -6,7 +6,9 @@ from tandem.models import Partition
 from tandem.store import GLOBAL, ScopeRule, Store
 from tandem.trust.domain import Domain
 
-LOCAL = ScopeRule()
+LOCAL = ScopeRule(sequenced=False)
+"""Changes that stay on this device carry no sequence number nor version vector: those of a scope
+mean something only within it, and the object may later join a group's scope."""
 
 
 class Scopes:
