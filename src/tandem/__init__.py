@@ -4,7 +4,10 @@ from tandem._version import __version__
 from tandem.sdk import (
     Client,
     Cluster,
+    ClusterInfo,
     ClusterManager,
+    ClusterMember,
+    ClusterPeer,
     DeviceGroup,
     Failover,
     Job,
@@ -22,7 +25,10 @@ from tandem.sdk import (
 __all__ = [
     "Client",
     "Cluster",
+    "ClusterInfo",
     "ClusterManager",
+    "ClusterMember",
+    "ClusterPeer",
     "DeviceGroup",
     "Failover",
     "Job",

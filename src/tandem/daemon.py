@@ -20,9 +20,11 @@ async def _run(device: Device, config: uvicorn.Config) -> None:
     await device.sync.start(*device.peer_listen)
     await device.failover.start(*device.peer_listen)
     await device.dataplane.start()
+    await device.peering.start()
     try:
         await uvicorn.Server(config).serve()
     finally:
+        await device.peering.stop()
         await device.dataplane.stop()
         await device.failover.stop()
         await device.sync.stop()
@@ -40,7 +42,7 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
 def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | None = None,
           token_ttl: float = 3600.0, durable: bool = False, peer_listen: str | None = None,
           peer_advertise: str | None = None, log_retention: int = 100_000, addresses: str = "loopback",
-          interface: str | None = None) -> None:
+          interface: str | None = None, intercluster_listen: str | None = None) -> None:
     """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
     and its peer channel on `peer_listen` (default: port + 1)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -50,7 +52,8 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
                              token_ttl=token_ttl, durable=durable, log_retention=log_retention,
                              peer_listen=parse_host_port(peer_listen) if peer_listen else None,
                              peer_advertise=parse_host_port(peer_advertise) if peer_advertise else None,
-                             addresses=addresses, interface=interface)
+                             addresses=addresses, interface=interface,
+                             intercluster_listen=parse_host_port(intercluster_listen) if intercluster_listen else None)
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),

@@ -14,10 +14,13 @@ from tandem.errors import ApiError
 from tandem.failover.service import FailoverService
 from tandem.jobs import Jobs
 from tandem.models import DEFAULT_PARTITION, Partition, User
+from tandem.peering.service import PeeringService
 from tandem.store import Store
+from tandem.sync import groups
 from tandem.sync.engine import SyncEngine
 from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity, load_or_create, write_private
+from tandem.trust.members import member_views
 
 ADMIN_PASSWORD_FILE = "admin-password"
 
@@ -42,15 +45,18 @@ class Device:
     sync: SyncEngine
     failover: FailoverService
     dataplane: DataPlane
+    peering: PeeringService
     peer_listen: tuple[str, int]
 
     @classmethod
     def open(cls, name: str, data_dir: Path, host: str, port: int, *, peer_listen: tuple[str, int] | None = None,
              peer_advertise: tuple[str, int] | None = None, admin_password: str | None = None,
              token_ttl: float = 3600.0, durable: bool = False, log_retention: int = 100_000,
-             addresses: str = "loopback", interface: str | None = None) -> "Device":
+             addresses: str = "loopback", interface: str | None = None,
+             intercluster_listen: tuple[str, int] | None = None) -> "Device":
         """Open (on first start: create) the device kept in `data_dir`. The peer channel listens on
-        `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`."""
+        `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`;
+        peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering)."""
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             store = Store(data_dir / "tandem.db", durable=durable)
@@ -66,7 +72,8 @@ class Device:
         peer_listen = peer_listen or (host, port + 1)
         me = {"id": store.device_id, "name": name, "fingerprint": identity.fingerprint,
               "cert": identity.cert_path.read_text(), "management_url": management_url,
-              "peer_url": _host_port(*(peer_advertise or peer_listen))}
+              "peer_url": _host_port(*(peer_advertise or peer_listen)),
+              "intercluster_url": _host_port(*intercluster_listen) if intercluster_listen else ""}
         domain = Domain(store, me)
         engine = SyncEngine(store, domain, identity, log_retention=log_retention)
         try:
@@ -77,8 +84,12 @@ class Device:
                                    on_peer_returned=lambda: dataplane.announce_soon())
         dataplane = DataPlane(store, domain, failover, address_provider)
         store.on_change.append(dataplane.changed)
+        peering = PeeringService(store, domain, intercluster_listen, members=lambda: member_views(device),
+                                 is_leader=lambda: _leads(domain, engine),
+                                 adopt_partition=lambda partition: _sync_partition(domain, store, partition))
+        config.read_only = peering.read_only
         device = cls(name, data_dir, management_url, identity, store, config, sessions, Jobs(), domain, engine,
-                     failover, dataplane, peer_listen)
+                     failover, dataplane, peering, peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)
@@ -101,6 +112,20 @@ class Device:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _leads(domain: Domain, engine: SyncEngine) -> bool:
+    """Whether this device leads its cluster's chores (the first by name of the devices it can reach)."""
+    reachable = [d["name"] for d in domain.peers() if (view := engine.peers.get(d["id"])) and view.connected]
+    return domain.me["name"] <= min(reachable, default=domain.me["name"])
+
+
+def _sync_partition(domain: Domain, store: Store, partition: str) -> None:
+    """Add `partition` to the device group through which this device syncs, if it has one."""
+    me = domain.me["name"]
+    mine = sorted((g for g in domain.groups() if me in g["members"]), key=lambda g: g["type"] != "sync-failover")
+    if mine and partition not in mine[0]["partitions"]:
+        groups.update(domain, store, mine[0]["name"], {"partitions": [*mine[0]["partitions"], partition]})
 
 
 def _host_port(host: str, port: int) -> str:

@@ -4,7 +4,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import Cluster
+from cluster_helpers import Cluster, wait_until
+from peering_helpers import Site, start_site
 
 ClusterFactory = Callable[[], Cluster]
 _live: list[Cluster] = []
@@ -43,6 +44,29 @@ def module_cluster_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     make, made = _factory(tmp_path_factory.mktemp("cluster"))
     yield make
     _close(made)
+
+
+@pytest.fixture(scope="module")
+def pair_of_sites(module_cluster_factory: ClusterFactory) -> Iterator[tuple[Site, Site]]:
+    """Two lab clusters of two devices each (`east` and `west`), for the peering tests of one module."""
+    a, b = start_site(module_cluster_factory(), "east"), start_site(module_cluster_factory(), "west")
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def sites(pair_of_sites: tuple[Site, Site]) -> Iterator[tuple[Site, Site]]:
+    """The two sites, their link healed and no relationship left behind when the test ends."""
+    yield pair_of_sites
+    for site in pair_of_sites:
+        site.heal()
+        for peer in site.peers():
+            site.api.delete(f"/api/cluster/peers/{peer['uuid']}")
+    for site in pair_of_sites:
+        wait_until(lambda site=site: all(site.peers(n) == [] for n in site.nodes), 10, f"no peers left on {site.name}")
+        for proxy in site.proxies:
+            proxy.captured.clear()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,6 +21,9 @@ def _close(sock: socket.socket, reset: bool = False) -> None:
     sock.close()
 
 
+CAPTURE_LIMIT = 4 << 20
+
+
 class CutProxy:
     """Listens on 127.0.0.1:`port`, forwards every connection to `target`."""
 
@@ -34,6 +37,8 @@ class CutProxy:
         self._closed = False
         self.accepted = 0
         """Connections forwarded so far (not counting those refused while cut)."""
+        self.captured = bytearray()
+        """The first bytes that crossed the proxy, both ways (what an eavesdropper on the link sees)."""
         threading.Thread(target=self._accept_loop, name=f"cutproxy:{self.port}", daemon=True).start()
 
     @property
@@ -91,6 +96,8 @@ class CutProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if len(self.captured) < CAPTURE_LIMIT:
+                    self.captured += data
                 sink.sendall(data)
         except OSError:
             pass

@@ -12,6 +12,8 @@ from tandem.api import (
     routes_device,
     routes_failover,
     routes_members,
+    routes_membership,
+    routes_peering,
     routes_users,
 )
 from tandem.api.limits import JsonBodies
@@ -33,6 +35,8 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_users.router)
     app.include_router(jobs.router)
     app.include_router(routes_cluster.router)
+    app.include_router(routes_membership.router)
+    app.include_router(routes_peering.router)
     app.include_router(routes_failover.router)
     app.include_router(routes_dataplane.router)
     return app

@@ -31,10 +31,10 @@ def require_filter(query: Query) -> None:
                          target="query")
 
 
-def paged(request: Request, records: list[dict[str, Any]], known: list[str]) -> JSON:
-    """A collection answer (fields, filters, paging) over records named by `name`."""
+def paged(request: Request, records: list[dict[str, Any]], known: list[str], key: str = "name") -> JSON:
+    """A collection answer (fields, filters, paging) over records named by their field `key`."""
     query = parse_query(request, known)
-    keyed = iter((("", r["name"]), r) for r in sorted(records, key=lambda r: r["name"])
-                  if query.after is None or ("", r["name"]) > query.after)
-    page, after = query.page(keyed, ("name",))
+    keyed = iter((("", r[key]), r) for r in sorted(records, key=lambda r: r[key])
+                  if query.after is None or ("", r[key]) > query.after)
+    page, after = query.page(keyed, (key,))
     return page_response(request, page, after)

@@ -1,4 +1,5 @@
-"""`tandem cluster`: device groups and their devices (create, status, grow, shrink, sync, teardown).
+"""`tandem cluster`: device groups and their devices (create, status, grow, shrink, sync, teardown), and
+the membership view of the cluster (show, members, evacuate, restore).
 
 The commands drive the SDK's `ClusterManager` and `DeviceGroup`. The device the command talks to
 (the lab's first device, or --url / the global --device) is the cluster's root: it adds devices
@@ -33,7 +34,8 @@ from tandem.cli.labstate import LabState, default_lab_dir, load_lab
 from tandem.cli.output import Column, Output, format_value
 
 if TYPE_CHECKING:
-    from tandem.sdk import Client, ClusterManager
+    from tandem.sdk import Client, ClusterManager, ClusterMember
+    from tandem.sdk.membership import ClusterMembers
 
 DEFAULT_PARTITION = "Common"
 DEFAULT_TIMEOUT = 60.0
@@ -60,6 +62,8 @@ MEMBER_COLUMNS = [
     Column("last_commit", "last commits"),
     Column("message"),
 ]
+CLUSTER_MEMBER_COLUMNS = [Column("server_name", "name"), Column("url"), Column("database"), Column("status"),
+                          Column("message"), Column("roles")]
 CONFLICT_COLUMNS = [
     Column("kind"),
     Column("partition"),
@@ -73,6 +77,9 @@ CONFLICT_COLUMNS = [
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The device group's name.", show_default=False)]
 DeviceArgument = Annotated[str, typer.Argument(
     metavar="DEVICE", show_default=False, help="A lab device's name (dev-2) or a device's URL.",
+)]
+MemberArgument = Annotated[str, typer.Argument(
+    metavar="NAME", show_default=False, help="The member's name (see `tandem cluster members`).",
 )]
 TimeoutOption = Annotated[float, typer.Option(
     "--timeout", min=0.1, help="Seconds to wait for every device to see the result.",
@@ -381,3 +388,52 @@ def cluster_teardown(ctx: typer.Context, name: NameArgument, timeout: TimeoutOpt
     manager, clients = _manager(ctx, name, devices)
     manager.teardown(timeout=timeout, progress=_progress(output))
     output.done(f"tore down cluster {name}", {"name": name, "devices": list(clients), "torn_down": True})
+
+
+@app.command("show")
+def cluster_show(ctx: typer.Context) -> None:
+    """Show the cluster (the trust domain) as the device sees it: its name and id, the device, whether it is
+    clustered, and what a new member supplies (to `POST /api/trust/devices` on any member)."""
+    info = connect(_settings(ctx)).cluster.get().to_dict()
+    output = _output(ctx)
+    if output.json:
+        output.print_json(info)
+        return
+    output.record(dict(info, member_config=[item.get("key") for item in info.get("member_config") or ()]),
+                  fields=["cluster_name", "uuid", "server_name", "enabled", "member_config"])
+
+
+def _cluster_members(ctx: typer.Context) -> ClusterMembers:
+    from tandem.sdk.membership import ClusterMembers
+
+    return ClusterMembers(connect(_settings(ctx)))
+
+
+@app.command("members")
+def cluster_members(ctx: typer.Context) -> None:
+    """List the cluster's members (every trusted device) and their status, as the device sees them now."""
+    records = [member.to_dict() for member in _cluster_members(ctx).all()]
+    _output(ctx).records(records, CLUSTER_MEMBER_COLUMNS, empty="no members")
+
+
+def _member_action(ctx: typer.Context, name: str, action: Callable[[ClusterMember], ClusterMember],
+                   done: str) -> None:
+    member = action(_cluster_members(ctx).get(name)).to_dict()
+    output = _output(ctx)
+    if output.json:
+        output.print_json(member)
+        return
+    output.done(f"{done} {name}")
+    output.record(member)
+
+
+@app.command("evacuate")
+def cluster_evacuate(ctx: typer.Context, name: MemberArgument) -> None:
+    """Evacuate a member: the other members take its traffic groups and it takes none until restored."""
+    _member_action(ctx, name, lambda member: member.evacuate(), "evacuated")
+
+
+@app.command("restore")
+def cluster_restore(ctx: typer.Context, name: MemberArgument) -> None:
+    """Restore an evacuated member: it may take traffic groups again (it stays standby without auto-failback)."""
+    _member_action(ctx, name, lambda member: member.restore(), "restored")

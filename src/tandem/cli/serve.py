@@ -45,6 +45,10 @@ def serve(
         "--peer-advertise", callback=lambda v: v and _check_listen(v), show_default=False,
         help="The ADDR:PORT other devices dial for the peer channel (default: --peer-listen).",
     )] = None,
+    intercluster_listen: Annotated[str | None, typer.Option(
+        "--intercluster-listen", callback=lambda v: v and _check_listen(v), show_default=False,
+        help="Where peer clusters reach this device, ADDR:PORT (default: no peering on this device).",
+    )] = None,
     log_retention: Annotated[int, typer.Option(
         "--log-retention", min=10, help="Commits kept in the log; a member further behind gets a full load.",
     )] = 100_000,
@@ -63,4 +67,5 @@ def serve(
 
     run_daemon(name=name, data_dir=data_dir, listen=listen, admin_password_file=admin_password_file,
                token_ttl=token_ttl, durable=durable, peer_listen=peer_listen, peer_advertise=peer_advertise,
-               log_retention=log_retention, addresses=addresses, interface=interface)
+               log_retention=log_retention, addresses=addresses, interface=interface,
+               intercluster_listen=intercluster_listen)

@@ -6,14 +6,14 @@ nothing. Pool members are stored as objects of their own (`members`, named `pool
 so that changes to different members never collide; a pool is presented with them embedded.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tandem.config import integrity
 from tandem.config.query import Query
 from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
-from tandem.models import Pool, PoolMember, Resource, User
+from tandem.models import Partition, Pool, PoolMember, Resource, User
 from tandem.models.fields import member_key, parse_member_key
 from tandem.store import GLOBAL, Store, Transaction
 
@@ -43,6 +43,13 @@ class ConfigService:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.read_only: Callable[[str], str | None] = lambda partition: None
+        """Why a partition may not be changed here (it is a peer cluster's mirror), or None."""
+
+    def _writable(self, model: type[Resource], partition: str, name: str) -> None:
+        locked = self.read_only(name if model is Partition else partition)
+        if locked:
+            raise Conflict(locked, target="partition")
 
     # -- presentation ---------------------------------------------------------------------------
 
@@ -75,6 +82,7 @@ class ConfigService:
         """Store a new object; `Conflict` if the name is taken. `extra` holds server-side fields."""
         model = type(obj)
         partition, name = _store_key(model, obj.model_dump(include=set(model.identity)))
+        self._writable(model, partition, name)
         with self.store.transaction() as txn:
             if txn.exists(model.kind, partition, name):
                 raise Conflict(f"{model.__name__} {name!r} already exists", target="name")
@@ -94,6 +102,7 @@ class ConfigService:
     def _update(self, txn: Transaction, model: type[Resource], identity: dict[str, Any], patch: dict[str, Any],
                 extra: dict[str, Any] | None) -> None:
         partition, name = _store_key(model, identity)
+        self._writable(model, partition, name)
         stored = self._stored(txn, model, partition, name)
         for field in model.identity:
             if field in patch and patch[field] != stored.get(field):
@@ -118,6 +127,7 @@ class ConfigService:
 
     def _delete(self, txn: Transaction, model: type[Resource], identity: dict[str, Any]) -> None:
         partition, name = _store_key(model, identity)
+        self._writable(model, partition, name)
         self._stored(txn, model, partition, name)
         integrity.check_unreferenced(txn, model.kind, partition, name)
         if model is User:
@@ -188,6 +198,7 @@ class ConfigService:
         return body
 
     def create_member(self, partition: str, pool: str, member: PoolMember) -> dict[str, Any]:
+        self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
             self._stored(txn, Pool, partition, pool)
             name = _member_name(pool, member.address, member.port)
@@ -199,6 +210,7 @@ class ConfigService:
         return body
 
     def update_member(self, partition: str, pool: str, key: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
             name = self._member_parts(txn, partition, pool, key)
             stored = txn.get(PoolMember.kind, partition, name)
@@ -210,6 +222,7 @@ class ConfigService:
         return body
 
     def delete_member(self, partition: str, pool: str, key: str) -> None:
+        self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
             name = self._member_parts(txn, partition, pool, key)
             if not txn.exists(PoolMember.kind, partition, name):
@@ -217,6 +230,7 @@ class ConfigService:
             txn.delete(PoolMember.kind, partition, name)
 
     def _matching_members(self, txn: Transaction, partition: str, pool: str, query: Query) -> list[str]:
+        self._writable(Pool, partition, pool)
         self._stored(txn, Pool, partition, pool)
         return [r.name for r in txn.records(PoolMember.kind, partition=partition, prefix=f"{pool}/")
                 if query.matches(r.body)]

@@ -42,6 +42,7 @@ class FailoverService:
         self.states: dict[str, str] = {}
         self.declined: set[str] = set()
         self.offline = store.meta("failover_offline") == "1"
+        """Taken offline by the operator on this device (`tandem failover offline`); kept across restarts."""
         self._heard: dict[str, tuple[float, Any]] = {}
         self._sender = Sender(domain.device_id)
         self.counters = Counters()
@@ -74,9 +75,20 @@ class FailoverService:
             return self.device_group() is None
         return self.states.get(traffic_group) == ACTIVE
 
+    @property
+    def evacuated(self) -> bool:
+        """Whether the cluster evacuated this device (a record of the trust domain, set from any member)."""
+        return self._domain.evacuated(self._domain.device_id)
+
+    @property
+    def out_of_service(self) -> bool:
+        """This device takes no traffic group: it is offline or evacuated (its heartbeats say offline)."""
+        return self.offline or self.evacuated
+
     def _domain_changed(self) -> None:
         self._receiver.key = heartbeat_key(self._domain.secret)
         self.evaluate()
+        self._send()  # e.g. an evacuation: the others hear it now, not at the next beat
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -111,7 +123,7 @@ class FailoverService:
         group = self.device_group()
         if group is None or self._transport is None:
             return
-        heartbeat = self._sender.next(self.offline, {
+        heartbeat = self._sender.next(self.out_of_service, {
             name: GroupState(state=state, declined=name in self.declined) for name, state in self.states.items()})
         datagram = seal(self._receiver.key, heartbeat)
         for device in self._domain.peers():
@@ -147,7 +159,7 @@ class FailoverService:
                 continue
             if device["id"] == self._domain.device_id:
                 name_tg = traffic_group["name"]
-                out.append(Member(name, device["id"], True, self.offline, self.states.get(name_tg, STANDBY),
+                out.append(Member(name, device["id"], True, self.out_of_service, self.states.get(name_tg, STANDBY),
                                   name_tg in self.declined))
                 continue
             heard_at, heartbeat = self._heard.get(device["id"], (0.0, None))
@@ -175,6 +187,8 @@ class FailoverService:
             state, reason = decide(me, members, traffic_group["ha_order"], traffic_group["auto_failback"])
             if state == ACTIVE and listening and me.state != ACTIVE:
                 state, reason = STANDBY, ""  # just started: first hear who is active
+            elif state == OFFLINE and not self.offline:
+                reason = "device is evacuated"
             changed |= self._transition(name, state, reason)
         for name in set(self.states) - names:
             changed |= self._transition(name, None, "traffic group removed or this device left its group")
@@ -198,6 +212,16 @@ class FailoverService:
         event = self._store.add_event(name, before or "none", state or "none", reason or "initial state")
         log.info("traffic group %s: %s -> %s (%s)", name, event["from_state"], event["to_state"], event["reason"])
         return True
+
+    def last_heard(self, device_id: str) -> float | None:
+        """Seconds since the last heartbeat of `device_id` (None: none heard since this device started)."""
+        heard = self._heard.get(device_id)
+        return None if heard is None else time.monotonic() - heard[0]
+
+    def heard_offline(self, device_id: str) -> bool:
+        """Whether the last heartbeat of `device_id` said it takes no traffic group (offline or evacuated)."""
+        heard = self._heard.get(device_id)
+        return heard is not None and heard[1].offline
 
     # -- operator actions -------------------------------------------------------------------------
 
@@ -235,6 +259,7 @@ class FailoverService:
                              self._heard else round(now - self._heard[m.device_id][0], 3)} for m in members]})
         group = self.device_group()
         return {"device": self._domain.me["name"], "device_group": group["name"] if group else None,
-                "offline": self.offline, "state": OFFLINE if self.offline else "online",
+                "offline": self.out_of_service, "evacuated": self.evacuated,
+                "state": OFFLINE if self.out_of_service else "online",
                 "heartbeat": {"interval": interval, "timeout": timeout, **vars(self.counters)},
                 "traffic_groups": groups}

@@ -5,6 +5,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tandem.models.fields import Description, IPAddress, Name
+from tandem.models.peering import PeerRecord
 
 GROUP_LIMITS = {"sync-failover": 8, "sync-only": 32}
 """The most members a device group of each type may have."""
@@ -78,16 +79,33 @@ class TrustedDevice(BaseModel):
     management_url: str = Field(max_length=300)
     peer_url: str = Field(max_length=300)
     """The peer channel (TCP, TLS) and the heartbeats (UDP) use this address and port."""
+    intercluster_url: str = Field("", max_length=300)
+    """Where this device listens for peer clusters (host:port), empty if it does not."""
 
 
 class GroupRecord(DeviceGroup):
     seed: str = Field(max_length=64)
 
 
+class MemberState(BaseModel):
+    """A member's cluster-wide state, kept in the domain so that every member sees the same."""
+
+    id: str = Field(min_length=1, max_length=64)
+    evacuated: bool = False
+
+
+class ClusterSettings(BaseModel):
+    """Settings of the whole cluster (the trust domain)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+
+
 class DomainRecord(BaseModel):
     """One record of the trust domain's state, as devices exchange them."""
 
-    kind: Literal["device", "group", "traffic-group"]
+    kind: Literal["device", "group", "traffic-group", "member", "cluster", "peer"]
     key: str = Field(min_length=1, max_length=64)
     body: dict
     hlc: int = Field(ge=0)
@@ -96,9 +114,13 @@ class DomainRecord(BaseModel):
 
     @model_validator(mode="after")
     def _body(self) -> Self:
-        {"device": TrustedDevice, "group": GroupRecord, "traffic-group": TrafficGroup}[self.kind].model_validate(
-            self.body)
+        RECORD_MODELS[self.kind].model_validate(self.body)
         return self
+
+
+RECORD_MODELS: dict[str, type[BaseModel]] = {
+    "device": TrustedDevice, "group": GroupRecord, "traffic-group": TrafficGroup, "member": MemberState,
+    "cluster": ClusterSettings, "peer": PeerRecord}
 
 
 class DomainState(BaseModel):

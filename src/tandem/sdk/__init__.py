@@ -13,13 +13,18 @@ from tandem.sdk.config import set_default
 from tandem.sdk.errors import TandemError
 from tandem.sdk.failover import Failover, TrafficGroup
 from tandem.sdk.job import Job
+from tandem.sdk.membership import ClusterInfo, ClusterMember
+from tandem.sdk.peering import ClusterPeer
 from tandem.sdk.resource import Resource
 from tandem.sdk.resources import Monitor, Partition, Pool, PoolMember, User, VirtualServer
 
 __all__ = [
     "Client",
     "Cluster",
+    "ClusterInfo",
     "ClusterManager",
+    "ClusterMember",
+    "ClusterPeer",
     "DeviceGroup",
     "Failover",
     "Job",

@@ -14,6 +14,7 @@ import orjson
 
 from tandem.sdk import config
 from tandem.sdk.errors import TandemError
+from tandem.sdk.membership import Membership
 from tandem.sdk.tls import fetch_certificate, fingerprint_of, format_fingerprint, normalize_fingerprint, pinned_context
 from tandem.sdk.transport import ConnectionPool, Response
 
@@ -260,6 +261,11 @@ class Client:
     def trust(self) -> dict[str, Any]:
         """`GET /api/trust`: the device's trust domain, `{"domain_id", "devices": [...]}`."""
         return self.request("GET", "/api/trust")
+
+    @property
+    def cluster(self) -> Membership:
+        """The cluster of the device, as its members see it: `client.cluster.get().members.all()`."""
+        return Membership(self)
 
 
 def _relogin_deadline(expires_at: Any, server_date: str | None) -> float:

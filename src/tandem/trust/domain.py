@@ -21,6 +21,9 @@ from tandem.store import Store
 log = logging.getLogger("tandem.domain")
 
 DEVICE, GROUP, TRAFFIC_GROUP = "device", "group", "traffic-group"
+MEMBER, CLUSTER, PEER = "member", "cluster", "peer"
+"""Kinds of record: a member's cluster-wide state (evacuated), the cluster's settings (its name),
+and the relationships with peer clusters."""
 
 
 class Domain:
@@ -57,20 +60,31 @@ class Domain:
         assert domain_id is not None
         return domain_id
 
-    def _live(self, kind: str) -> list[dict[str, Any]]:
+    @property
+    def cluster_name(self) -> str:
+        """The cluster's name (its settings record), by default `cluster-` and the start of the domain id."""
+        settings = self.record(CLUSTER, CLUSTER)
+        return settings["name"] if settings else f"cluster-{self.domain_id[:8]}"
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """The bodies of the live records of one kind, by key."""
         return [r["body"] for (k, _), r in sorted(self._records.items()) if k == kind and not r["deleted"]]
+
+    def record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The body of one live record, or None."""
+        record = self._records.get((kind, key))
+        return None if record is None or record["deleted"] else record["body"]
 
     def devices(self) -> list[dict[str, Any]]:
         """The trusted devices, this one included."""
-        return sorted(self._live(DEVICE), key=lambda d: d["name"])
+        return sorted(self.records(DEVICE), key=lambda d: d["name"])
 
     def peers(self) -> list[dict[str, Any]]:
         """The trusted devices but this one."""
         return [d for d in self.devices() if d["id"] != self.device_id]
 
     def device(self, device_id: str) -> dict[str, Any] | None:
-        record = self._records.get((DEVICE, device_id))
-        return None if record is None or record["deleted"] else record["body"]
+        return self.record(DEVICE, device_id)
 
     def device_named(self, name: str) -> dict[str, Any] | None:
         return next((d for d in self.devices() if d["name"] == name), None)
@@ -84,25 +98,28 @@ class Domain:
         assert me is not None
         return me
 
+    def evacuated(self, device_id: str) -> bool:
+        """Whether the cluster evacuated the device (it takes no traffic group)."""
+        state = self.record(MEMBER, device_id)
+        return bool(state and state["evacuated"])
+
     def groups(self) -> list[dict[str, Any]]:
-        return sorted(self._live(GROUP), key=lambda g: g["name"])
+        return sorted(self.records(GROUP), key=lambda g: g["name"])
 
     def group(self, name: str) -> dict[str, Any] | None:
-        record = self._records.get((GROUP, name))
-        return None if record is None or record["deleted"] else record["body"]
+        return self.record(GROUP, name)
 
     def traffic_groups(self) -> list[dict[str, Any]]:
-        return sorted(self._live(TRAFFIC_GROUP), key=lambda g: g["name"])
+        return sorted(self.records(TRAFFIC_GROUP), key=lambda g: g["name"])
 
     def traffic_group(self, name: str) -> dict[str, Any] | None:
-        record = self._records.get((TRAFFIC_GROUP, name))
-        return None if record is None or record["deleted"] else record["body"]
+        return self.record(TRAFFIC_GROUP, name)
 
     def put_traffic_group(self, body: dict[str, Any]) -> None:
-        self._write(TRAFFIC_GROUP, body["name"], body)
+        self.put(TRAFFIC_GROUP, body["name"], body)
 
     def delete_traffic_group(self, name: str) -> None:
-        self._write(TRAFFIC_GROUP, name, self._records[(TRAFFIC_GROUP, name)]["body"], deleted=True)
+        self.delete(TRAFFIC_GROUP, name)
 
     def state(self) -> dict[str, Any]:
         """Everything a peer needs to merge this state: the domain id and every record."""
@@ -126,18 +143,25 @@ class Domain:
         for listener in self.listeners:
             listener()
 
+    def put(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        """Write one record (every member takes it on merge)."""
+        self._write(kind, key, body)
+
+    def delete(self, kind: str, key: str) -> None:
+        """Delete one record: a tombstone that wins over every older write."""
+        self._write(kind, key, self._records[(kind, key)]["body"], deleted=True)
+
     def put_device(self, body: dict[str, Any]) -> None:
-        self._write(DEVICE, body["id"], body)
+        self.put(DEVICE, body["id"], body)
 
     def remove_device(self, device_id: str) -> None:
-        record = self._records[(DEVICE, device_id)]
-        self._write(DEVICE, device_id, record["body"], deleted=True)
+        self.delete(DEVICE, device_id)
 
     def put_group(self, body: dict[str, Any]) -> None:
-        self._write(GROUP, body["name"], body)
+        self.put(GROUP, body["name"], body)
 
     def delete_group(self, name: str) -> None:
-        self._write(GROUP, name, self._records[(GROUP, name)]["body"], deleted=True)
+        self.delete(GROUP, name)
 
     def merge(self, state: dict[str, Any]) -> bool:
         """Take every record of `state` that is newer than ours; True if anything changed.

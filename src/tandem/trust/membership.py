@@ -16,7 +16,7 @@ import httpx
 
 from tandem.errors import BadGateway, Conflict, Invalid, NotFound
 from tandem.models.cluster import JoinRequest, TrustRequest
-from tandem.trust.domain import Domain
+from tandem.trust.domain import MEMBER, Domain
 from tandem.trust.identity import fingerprint_of
 
 TIMEOUT = 10.0
@@ -134,4 +134,6 @@ def remove_device(domain: Domain, name: str) -> None:
     for traffic_group in domain.traffic_groups():
         if name in traffic_group["ha_order"]:
             domain.put_traffic_group(dict(traffic_group, ha_order=[m for m in traffic_group["ha_order"] if m != name]))
+    if domain.record(MEMBER, device["id"]) is not None:
+        domain.delete(MEMBER, device["id"])  # a device added again later starts not evacuated
     domain.remove_device(device["id"])

@@ -1,0 +1,1 @@
+"""Cluster peering: relationships between independent clusters (ONTAP style), their protocol and mirroring."""

@@ -1,0 +1,266 @@
+"""Mirroring a partition one way to a peer cluster (disaster recovery).
+
+The source cluster's peering leader pushes: after a (re)connection it compares digests of the
+partition and, if they differ, sends the partition whole; then it sends each change as it commits,
+with the digest the destination must reach, and sends the whole again whenever the destination
+says it did not reach it. The destination writes only the difference, in one transaction, so its
+own device group replicates the result; the partition is read-only there while it is a mirror.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from tandem.errors import ApiError
+from tandem.models import Monitor, Partition, Pool, PoolMember, VirtualServer
+from tandem.peering.links import LinkSet
+from tandem.peering.records import Relationships, iso
+from tandem.peering.wire import WireError
+from tandem.store import GLOBAL, Store
+
+log = logging.getLogger("tandem.peering")
+
+MODELS = {model.kind: model for model in (Partition, Monitor, Pool, PoolMember, VirtualServer)}
+RETRY = 0.5
+
+
+def _where(kind: str, partition: str, name: str) -> tuple[str, str, str]:
+    return (kind, GLOBAL, partition) if kind == Partition.kind else (kind, partition, name)
+
+
+def snapshot(store: Store, partition: str) -> list[list[Any]]:
+    """The partition's objects as [kind, name, body], the partition itself first."""
+    objects: list[list[Any]] = []
+    body = store.get(Partition.kind, GLOBAL, partition)
+    if body is not None:
+        objects.append([Partition.kind, partition, body])
+    for kind in (Monitor.kind, Pool.kind, PoolMember.kind, VirtualServer.kind):
+        objects.extend([kind, r.name, r.body] for r in store.records(kind, partition=partition))
+    return objects
+
+
+def digest(objects: list[list[Any]]) -> str:
+    lines = sorted(orjson.dumps(o, option=orjson.OPT_SORT_KEYS) for o in objects)
+    return hashlib.sha256(b"\n".join(lines)).hexdigest()
+
+
+def _checked(partition: str, objects: Any) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Objects (or changes: a None body deletes) from a peer, each valid for `partition`; ValueError if not."""
+    if not isinstance(objects, list) or len(objects) > 1_000_000:
+        raise ValueError("objects must be a list")
+    out = []
+    for item in objects:
+        if not (isinstance(item, list) and len(item) == 3 and item[0] in MODELS and isinstance(item[1], str)):
+            raise ValueError(f"malformed object {str(item)[:80]}")
+        kind, name, body = item
+        if body is not None:
+            if not isinstance(body, dict):
+                raise ValueError(f"malformed body of {kind} {name}")
+            try:
+                MODELS[kind].model_validate(body)
+            except ValidationError as error:
+                raise ValueError(f"invalid {kind} {name}: {error.errors()[0]['msg']}") from None
+            if body.get("partition", partition) != partition or (kind == Partition.kind and name != partition):
+                raise ValueError(f"{kind} {name} is not in partition {partition}")
+        out.append((kind, name, body))
+    return out
+
+
+def apply_state(store: Store, partition: str, objects: Any) -> int:
+    """Make the partition equal to `objects`; the number of objects written or deleted."""
+    wanted = {(kind, name): body for kind, name, body in _checked(partition, objects)}
+    current = {(kind, name): body for kind, name, body in snapshot(store, partition)}
+    changes = [(kind, name, body) for (kind, name), body in wanted.items() if current.get((kind, name)) != body]
+    changes += [(kind, name, None) for (kind, name) in current.keys() - wanted.keys()]
+    return _write(store, partition, changes)
+
+
+def apply_changes(store: Store, partition: str, changes: Any) -> int:
+    return _write(store, partition, _checked(partition, changes))
+
+
+def _write(store: Store, partition: str, changes: list[tuple[str, str, dict[str, Any] | None]]) -> int:
+    if not changes:
+        return 0
+    with store.transaction() as txn:
+        for kind, name, body in changes:
+            where = _where(kind, partition, name)
+            if body is not None:
+                txn.put(*where, body)
+            elif txn.exists(*where):
+                txn.delete(*where)
+    return len(changes)
+
+
+@dataclass
+class MirrorState:
+    """How one mirrored partition stands, as the device pushing it sees it."""
+
+    in_sync: bool = False
+    state: str = "waiting"
+    message: str = "not pushed yet"
+    last_sync: float | None = None
+    objects: int = 0
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+
+
+class MirrorSource:
+    """Pushes this cluster's mirrored partitions to their peers (on the peering leader only)."""
+
+    def __init__(self, store: Store, relationships: Relationships, links: LinkSet,
+                 is_leader: Callable[[], bool]) -> None:
+        self._store = store
+        self._relationships = relationships
+        self._links = links
+        self._is_leader = is_leader
+        self.states: dict[tuple[str, str], MirrorState] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        store.on_versions.append(self._changed)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def state(self, uuid: str, partition: str) -> MirrorState:
+        return self.states.setdefault((uuid, partition), MirrorState())
+
+    def view(self, uuid: str, partition: str, pusher: str | None) -> dict[str, Any]:
+        state = self.state(uuid, partition)
+        if not self._is_leader():
+            return {"partition": partition, "state": "remote", "pusher": pusher, "last_sync": None, "objects": None,
+                    "message": f"pushed by {pusher}" if pusher else "no device of this cluster pushes it now"}
+        return {"partition": partition, "state": state.state, "pusher": pusher, "last_sync": iso(state.last_sync),
+                "objects": state.objects, "message": state.message}
+
+    def _changed(self, changes: list[tuple[dict | None, dict | None]]) -> None:
+        """Note the objects of mirrored partitions that changed (here or replicated from a member)."""
+        mirrored = {(r.uuid, p) for r in self._relationships.all() for p in r.mirrors}
+        if not mirrored:
+            return
+        for before, after in changes:
+            version = after or before
+            if version is None or version["kind"] not in MODELS:
+                continue
+            kind, name = version["kind"], version["name"]
+            partition = name if kind == Partition.kind else version["partition"]
+            for uuid, mirrored_partition in mirrored:
+                if mirrored_partition == partition:
+                    self.state(uuid, partition).dirty.add((kind, name))
+                    self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RETRY)
+            self._wake.clear()
+            if not self._is_leader():
+                for state in self.states.values():
+                    state.in_sync = False
+                continue
+            wanted = {(r.uuid, p) for r in self._relationships.all() if r.key for p in r.mirrors}
+            for key in set(self.states) - wanted:
+                del self.states[key]
+            for uuid, partition in sorted(wanted):
+                await self._push(uuid, partition)
+
+    async def _push(self, uuid: str, partition: str) -> None:
+        state = self.state(uuid, partition)
+        link = self._links.up(uuid)
+        if link is None:
+            state.in_sync, state.state, state.message = False, "broken", "no session with the peer cluster"
+            return
+        if state.in_sync and not state.dirty:
+            return
+        try:
+            objects = snapshot(self._store, partition)
+            mine = digest(objects)
+            if state.in_sync:
+                changes, state.dirty = state.dirty, set()
+                body = [[k, n, self._store.get(*_where(k, partition, n))] for k, n in sorted(changes)]
+                reply = await link.call({"type": "mirror-changes", "partition": partition, "changes": body,
+                                         "digest": mine})
+                state.in_sync = reply["type"] == "mirrored"
+                if not state.in_sync:
+                    self._wake.set()  # the destination missed something: send the whole next round
+                    return
+            else:
+                state.dirty = set()
+                theirs = await link.call({"type": "mirror-digest", "partition": partition})
+                if theirs.get("digest") != mine:
+                    await link.call({"type": "mirror-state", "partition": partition, "objects": objects}, 120.0)
+                state.in_sync = True
+            state.state, state.message, state.last_sync, state.objects = "in-sync", "", time.time(), len(objects)
+        except WireError as error:
+            state.in_sync, state.state, state.message = False, "broken", str(error)
+
+
+class MirrorTarget:
+    """Receives the partitions a peer mirrors into this cluster."""
+
+    def __init__(self, store: Store, relationships: Relationships, adopt: Callable[[str], None],
+                 synced: Callable[[str], bool]) -> None:
+        self._store = store
+        self._relationships = relationships
+        self._adopt = adopt
+        """Called with a partition received for the first time (to sync it within this cluster)."""
+        self._synced = synced
+        """Whether a device group of this cluster syncs the partition (it exists on its members)."""
+
+    def _check(self, uuid: str, partition: Any) -> str:
+        if not isinstance(partition, str) or not partition:
+            raise ValueError("malformed partition")
+        owner = self._relationships.mirrored_in(partition)
+        if owner is not None and owner.uuid != uuid:
+            raise ValueError(f"partition {partition} here is a mirror of peer {owner.name}")
+        if owner is None and (self._synced(partition) or self._store.get(Partition.kind, GLOBAL, partition)):
+            raise ValueError(f"partition {partition} exists here and is not a mirror: it is not overwritten")
+        return partition
+
+    def digest(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
+        partition = self._check(uuid, message.get("partition"))
+        return {"type": "digest", "digest": digest(snapshot(self._store, partition))}
+
+    def state(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
+        partition = self._check(uuid, message.get("partition"))
+        written = apply_state(self._store, partition, message.get("objects"))
+        record = self._relationships.get(uuid)
+        if partition not in record.mirrored_in:
+            self._relationships.put(record.model_copy(update={"mirrored_in": [*record.mirrored_in, partition]}))
+            try:
+                self._adopt(partition)
+            except ApiError as error:
+                log.warning("mirrored partition %s stays on this device only: %s", partition, error.message)
+        return {"type": "mirrored", "written": written}
+
+    def changes(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
+        partition = self._check(uuid, message.get("partition"))
+        if partition not in self._relationships.get(uuid).mirrored_in:
+            return {"type": "resync"}
+        apply_changes(self._store, partition, message.get("changes"))
+        same = digest(snapshot(self._store, partition)) == message.get("digest")
+        return {"type": "mirrored" if same else "resync"}
+
+    def stop(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
+        partition = message.get("partition")
+        record = self._relationships.get(uuid)
+        if partition in record.mirrored_in:
+            self._relationships.put(record.model_copy(
+                update={"mirrored_in": [p for p in record.mirrored_in if p != partition]}))
+        return {"type": "stopped"}

@@ -1,0 +1,90 @@
+"""The peer relationships this cluster keeps in its trust domain, and how the API shows them."""
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tandem.errors import NotFound
+from tandem.models.peering import PeerRecord
+from tandem.trust.domain import PEER, Domain
+
+
+def iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+class Relationships:
+    """Reads and writes of the relationship records (every member of this cluster holds them all)."""
+
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+
+    def all(self) -> list[PeerRecord]:
+        return [PeerRecord.model_validate(body) for body in self.domain.records(PEER)]
+
+    def find(self, uuid: str) -> PeerRecord | None:
+        body = self.domain.record(PEER, uuid)
+        return PeerRecord.model_validate(body) if body else None
+
+    def get(self, uuid: str) -> PeerRecord:
+        record = self.find(uuid)
+        if record is None:
+            raise NotFound(f"no cluster peer {uuid!r}", target=uuid)
+        return record
+
+    def named(self, name_or_uuid: str) -> PeerRecord:
+        """A relationship by its uuid or its name."""
+        record = self.find(name_or_uuid) or next((r for r in self.all() if r.name == name_or_uuid), None)
+        if record is None:
+            raise NotFound(f"no cluster peer named {name_or_uuid!r}", target=name_or_uuid)
+        return record
+
+    def with_cluster(self, cluster_uuid: str) -> PeerRecord | None:
+        """The relationship with the remote cluster `cluster_uuid`, if paired."""
+        return next((r for r in self.all() if r.remote_uuid == cluster_uuid and r.key), None)
+
+    def put(self, record: PeerRecord) -> None:
+        self.domain.put(PEER, record.uuid, record.model_dump())
+
+    def delete(self, uuid: str) -> None:
+        self.domain.delete(PEER, uuid)
+
+    def free_name(self, wanted: str, uuid: str) -> str:
+        """`wanted`, or with a suffix if another relationship has that name."""
+        taken = {r.name for r in self.all() if r.uuid != uuid}
+        name, n = wanted, 2
+        while name in taken:
+            name, n = f"{wanted[:58]}-{n}", n + 1
+        return name
+
+    def mirrored_in(self, partition: str) -> PeerRecord | None:
+        """The relationship whose peer mirrors `partition` into this cluster, if any."""
+        return next((r for r in self.all() if partition in r.mirrored_in), None)
+
+
+def authentication_state(record: PeerRecord, now: float | None = None) -> str:
+    """`ok` (a key is agreed), `absent` (waiting for the other side), `expired` (the passphrase ran out)."""
+    if record.key and not record.passphrase:
+        return "ok"
+    if record.expires_at is not None and (now or time.time()) >= record.expires_at:
+        return "ok" if record.key else "expired"
+    return "ok" if record.key else "absent"
+
+
+def view(record: PeerRecord, status: dict[str, Any], local_network: list[str]) -> dict[str, Any]:
+    """The API's shape of a relationship (ONTAP's field names; the passphrase is never shown here)."""
+    return {
+        "uuid": record.uuid,
+        "name": record.name,
+        "remote": {"name": record.remote_name, "uuid": record.remote_uuid,
+                   "ip_addresses": record.remote_addresses, "members": status.get("remote_members", [])},
+        "authentication": {"in_use": authentication_state(record), "expiry_time": iso(record.expires_at),
+                           "rekey_pending": bool(record.key and record.passphrase)},
+        "encryption": {"proposed": record.encryption_proposed, "state": record.encryption_state},
+        "status": {"state": status["state"], "update_time": status["update_time"], "message": status["message"]},
+        "ipspace": "Default",
+        "local_network": {"ip_addresses": local_network},
+        "initial_allowed_partitions": record.initial_allowed_partitions,
+        "mirrors": record.mirrors,
+        "mirrored_in": record.mirrored_in,
+    }

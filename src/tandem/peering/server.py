@@ -1,0 +1,90 @@
+"""The intercluster listener: pairing requests and the sessions of paired clusters."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tandem.peering import pairing, secure
+from tandem.peering.records import Relationships
+from tandem.peering.wire import Channel, WireError
+
+log = logging.getLogger("tandem.peering")
+
+IDLE_TIMEOUT = 30.0
+"""A session that sends nothing for this long is closed (links probe every second)."""
+
+UNKNOWN = "this cluster has no relationship with yours (deleted here?)"
+
+Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""Answers one request of the paired cluster: (relationship uuid, request) -> reply."""
+
+
+class InterclusterServer:
+    """Accepts connections of peer clusters on this device's intercluster address."""
+
+    def __init__(self, relationships: Relationships, local: Callable[[], dict[str, Any]],
+                 handlers: dict[str, Handler]) -> None:
+        self._relationships = relationships
+        self._local = local
+        self._handlers = handlers
+        self._limiter = pairing.Limiter()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._accept, host, port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        channel = Channel(reader, writer)
+        try:
+            hello = await channel.receive()
+            if hello["type"] == "pair":
+                await pairing.respond(channel, hello, self._relationships, self._local(), self._limiter)
+            elif hello["type"] == "session":
+                await self._session(channel, hello)
+            else:
+                await channel.fail("malformed", f"unknown request {hello['type']!r}")
+        except WireError as error:
+            log.debug("intercluster connection from %s ended: %s", channel.peer_host, error)
+        except Exception:  # a bug in one conversation must not take the listener down
+            log.exception("intercluster connection from %s failed", channel.peer_host)
+        finally:
+            await channel.close()
+
+    async def _session(self, channel: Channel, hello: dict[str, Any]) -> None:
+        cluster = str(hello.get("cluster", ""))
+        record = self._relationships.with_cluster(cluster)
+        if record is None or record.key is None:
+            return await channel.fail("unknown", UNKNOWN)
+        encryption = record.encryption_state or "none"
+        if hello.get("encryption") != encryption:
+            return await channel.fail("encryption", f"this relationship uses encryption {encryption}")
+        key = record.key
+        await secure.server_session(channel, str(hello.get("nonce", "")), key, encryption,
+                                    lambda identity: key if identity == cluster else None)
+        while True:
+            request = await channel.receive(IDLE_TIMEOUT)
+            current = self._relationships.with_cluster(cluster)
+            if current is None:
+                return await channel.fail("unknown", UNKNOWN)
+            if current.key != key:
+                return await channel.fail("rekeyed", "the relationship's key changed: open a new session")
+            handler = self._handlers.get(request["type"])
+            if handler is None:
+                await channel.fail("malformed", f"unknown request {request['type']!r}")
+                continue
+            try:
+                reply = handler(current.uuid, request)
+            except ValueError as error:
+                await channel.fail("invalid", str(error))
+                continue
+            await channel.send(reply)
+            if reply["type"] == "deleted":
+                return
