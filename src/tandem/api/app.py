@@ -6,11 +6,13 @@ from tandem._version import __version__
 from tandem.api import (
     errors,
     jobs,
+    routes_batch,
     routes_cluster,
     routes_config,
     routes_dataplane,
     routes_device,
     routes_failover,
+    routes_leases,
     routes_members,
     routes_membership,
     routes_peering,
@@ -33,6 +35,8 @@ def create_app(device: Device) -> FastAPI:
         app.include_router(router)
     app.include_router(routes_members.router)
     app.include_router(routes_users.router)
+    app.include_router(routes_batch.router)
+    app.include_router(routes_leases.router)
     app.include_router(jobs.router)
     app.include_router(routes_cluster.router)
     app.include_router(routes_membership.router)

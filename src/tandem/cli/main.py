@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tandem.cli import cluster, failover, lab, objects, peer, serve
+from tandem.cli import agent, cluster, failover, lab, objects, peer, serve
 from tandem.cli.connection import Settings, close
 from tandem.cli.errors import TandemGroup
 from tandem.cli.labstate import default_lab_dir
@@ -80,6 +80,7 @@ for name, group in objects.groups():
     app.add_typer(group, name=name, rich_help_panel="Configuration" if name not in ("device", "job") else "Device")
 app.add_typer(cluster.app, name="cluster", rich_help_panel="Clustering")
 app.add_typer(peer.app, name="peer", rich_help_panel="Clustering")
+app.add_typer(agent.app, name="agent", rich_help_panel="Automation")
 app.add_typer(failover.app, name="failover", rich_help_panel="Failover")
 app.add_typer(failover.traffic_group_app, name="traffic-group", rich_help_panel="Failover")
 app.command("serve", rich_help_panel="Device")(serve.serve)

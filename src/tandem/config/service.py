@@ -1,26 +1,34 @@
 """The configuration service: every create, read, update and delete of a resource goes through here.
 
-Each operation runs in one store transaction: it validates the new state against the model
-and the references around it, then writes. A failed check raises an `ApiError` and writes
-nothing. Pool members are stored as objects of their own (`members`, named `pool/address:port`)
-so that changes to different members never collide; a pool is presented with them embedded.
+Each operation runs in one store transaction (a batch: all its operations in one): it validates
+the new state against the model and the references around it, then writes. A failed check raises
+an `ApiError` and writes nothing. Pool members are stored as objects of their own (`members`, named
+`pool/address:port`) so that changes to different members never collide; a pool is presented with
+them embedded.
 """
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from tandem.config import integrity
 from tandem.config.query import Query
-from tandem.config.validation import validate
-from tandem.errors import Conflict, Invalid, NotFound
+from tandem.config.validation import invalid_from, validate
+from tandem.errors import ApiError, Conflict, Invalid, NotFound
 from tandem.models import Partition, Pool, PoolMember, Resource, User
+from tandem.models.batch import Operation
 from tandem.models.fields import member_key, parse_member_key
+from tandem.models.lease import LEASES
+from tandem.models.partial import changes, patch_model
 from tandem.store import GLOBAL, Store, Transaction
 
 HIDDEN_FIELDS = {"password_hash"}
 """Stored but never presented."""
 WRITE_ONLY_FIELDS = {"password"}
 """Accepted but never stored as given."""
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _store_key(model: type[Resource], identity: dict[str, Any]) -> tuple[str, str]:
@@ -36,6 +44,29 @@ def _member_name(pool: str, address: str, port: int) -> str:
 def _stored_body(obj: Resource, extra: dict[str, Any] | None) -> dict[str, Any]:
     exclude = WRITE_ONLY_FIELDS | ({"members"} if isinstance(obj, Pool) else set())
     return obj.model_dump(exclude=exclude) | (extra or {})
+
+
+def _body(model: type[M], data: dict[str, Any]) -> M:
+    """`data` as a `model`, or `Invalid` naming the field of the operation's body at fault."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise invalid_from(error, ("body",)) from None
+
+
+def _located(error: ApiError, index: int, operation: Operation) -> ApiError:
+    """`error` of the operation at `index`, its target made relative to the batch request: the
+    operation's own `partition` and `name`, else a field of its body."""
+    target = error.target
+    if isinstance(error, NotFound) or not target:
+        where = f"operations.{index}"
+    elif target.startswith("body.") or target in ("partition", "name"):
+        where = f"operations.{index}.{target}"
+    else:
+        where = f"operations.{index}.body.{target}"
+    path = "/".join(operation.object_identity().values())
+    message = f"operation {index} ({operation.action} {operation.resource} {path}): {error.message}"
+    return type(error)(message, target=where)
 
 
 class ConfigService:
@@ -80,17 +111,38 @@ class ConfigService:
 
     def create(self, obj: Resource, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Store a new object; `Conflict` if the name is taken. `extra` holds server-side fields."""
+        with self.store.transaction() as txn:
+            partition, name = self._create(txn, obj, extra)
+        return self.read(type(obj), {"partition": partition, "name": name})
+
+    def _create(self, txn: Transaction, obj: Resource, extra: dict[str, Any] | None) -> tuple[str, str]:
         model = type(obj)
         partition, name = _store_key(model, obj.model_dump(include=set(model.identity)))
         self._writable(model, partition, name)
-        with self.store.transaction() as txn:
-            if txn.exists(model.kind, partition, name):
-                raise Conflict(f"{model.__name__} {name!r} already exists", target="name")
-            integrity.check_references(txn, obj)
-            txn.put(model.kind, partition, name, _stored_body(obj, extra))
-            if isinstance(obj, Pool):
-                self._put_members(txn, obj, [])
-        return self.read(model, {"partition": partition, "name": name})
+        if txn.exists(model.kind, partition, name):
+            raise Conflict(f"{model.__name__} {name!r} already exists", target="name")
+        integrity.check_references(txn, obj)
+        txn.put(model.kind, partition, name, _stored_body(obj, extra))
+        if isinstance(obj, Pool):
+            self._put_members(txn, obj, [])
+        return partition, name
+
+    def _replace(self, txn: Transaction, obj: Resource) -> None:
+        """Create the object, or make the stored one equal to it (writing nothing if it already is)."""
+        model = type(obj)
+        partition, name = _store_key(model, obj.model_dump(include=set(model.identity)))
+        stored = txn.get(model.kind, partition, name)
+        if stored is None:
+            self._create(txn, obj, None)
+            return
+        self._writable(model, partition, name)
+        integrity.check_references(txn, obj)
+        body = _stored_body(obj, {k: v for k, v in stored.items() if k in HIDDEN_FIELDS})
+        if body != stored:
+            txn.put(model.kind, partition, name, body)
+        if isinstance(obj, Pool):
+            before = [r.body for r in txn.records(PoolMember.kind, partition=partition, prefix=f"{name}/")]
+            self._put_members(txn, obj, before)
 
     def update(self, model: type[Resource], identity: dict[str, Any], patch: dict[str, Any],
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -135,6 +187,9 @@ class ConfigService:
         if model is Pool:
             for member in list(txn.records(PoolMember.kind, partition=partition, prefix=f"{name}/")):
                 txn.delete(PoolMember.kind, partition, member.name)
+        if model is Partition:
+            for lease in list(txn.records(LEASES, partition=name)):
+                txn.delete(LEASES, name, lease.name)
         txn.delete(model.kind, partition, name)
 
     def page(self, model: type[Resource], query: Query) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
@@ -163,6 +218,35 @@ class ConfigService:
             for body in matched:
                 self._delete(txn, model, body)
         return len(matched)
+
+    # -- batches --------------------------------------------------------------------------------
+
+    def apply_batch(self, operations: list[Operation]) -> int | None:
+        """Apply `operations` in order in one transaction (all or none); the id of the last commit written,
+        None if nothing changed. A failure names its operation: `operations.3.body.port`."""
+        with self.store.transaction() as txn:
+            for index, operation in enumerate(operations):
+                try:
+                    self._apply(txn, operation)
+                except ApiError as error:
+                    raise _located(error, index, operation) from None
+            return self.store.last_commit_id() if txn.commits else None
+
+    def _apply(self, txn: Transaction, operation: Operation) -> None:
+        model, identity = operation.model, operation.object_identity()
+        for field, value in identity.items():
+            if operation.body.get(field, value) != value:
+                raise Invalid(f"{field} must be the operation's {field}, {value!r}", target=f"body.{field}")
+        if operation.action == "delete":
+            self._delete(txn, model, identity)
+        elif operation.action == "update":
+            self._update(txn, model, identity, changes(_body(patch_model(model), operation.body)), None)
+        else:
+            obj = _body(model, operation.body | identity)
+            if operation.action == "create":
+                self._create(txn, obj, None)
+            else:
+                self._replace(txn, obj)
 
     # -- pool members ---------------------------------------------------------------------------
 

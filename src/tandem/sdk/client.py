@@ -14,6 +14,7 @@ import orjson
 
 from tandem.sdk import config
 from tandem.sdk.errors import TandemError
+from tandem.sdk.leases import Leases
 from tandem.sdk.membership import Membership
 from tandem.sdk.tls import fetch_certificate, fingerprint_of, format_fingerprint, normalize_fingerprint, pinned_context
 from tandem.sdk.transport import ConnectionPool, Response
@@ -261,6 +262,16 @@ class Client:
     def trust(self) -> dict[str, Any]:
         """`GET /api/trust`: the device's trust domain, `{"domain_id", "devices": [...]}`."""
         return self.request("GET", "/api/trust")
+
+    def batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """`POST /api/batch`: apply the operations (`{"action", "resource", "partition", "name", "body"}`) in
+        one transaction, all or none; `{"applied", "commit"}`. A failure names its operation in `target`."""
+        return self.request("POST", "/api/batch", json={"operations": operations})
+
+    @property
+    def leases(self) -> Leases:
+        """The leases kept by the device group: `client.leases.acquire(partition, name, holder, ttl)`."""
+        return Leases(self)
 
     @property
     def cluster(self) -> Membership:

@@ -9,11 +9,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tandem.models import CONFIG_RESOURCES, PoolMember
+from tandem.models.lease import LEASES
 from tandem.sync.replica import BUCKETS
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Seq = Annotated[int, Field(ge=1)]
-Kind = Literal[tuple(m.kind for m in (*CONFIG_RESOURCES, PoolMember))]  # type: ignore[valid-type]
+Kind = Literal[(*(m.kind for m in (*CONFIG_RESOURCES, PoolMember)), LEASES)]  # type: ignore[valid-type]
+"""The kinds of objects that replicate: configuration, and the leases kept in its partitions."""
 Vector = dict[Id, Annotated[int, Field(ge=0)]]
 
 

@@ -1,0 +1,64 @@
+"""A service as Tandem objects: a monitor, and per port a pool and a virtual server, marked as the agent's.
+
+Names derive from the service's key (`namespace/name` becomes `namespace_name`, with a hash suffix when
+too long), so that every agent of an environment names a service's objects the same way. The mark, in
+each object's description, names the environment and the key: an agent touches no object without it.
+"""
+
+import hashlib
+import re
+from typing import Any
+
+from tandem.agents.service import Service
+from tandem.models import Monitor, Pool, VirtualServer
+
+ObjectKey = tuple[str, str]
+"""(resource, name): monitors, pools, virtuals."""
+ORDER = (Monitor.kind, Pool.kind, VirtualServer.kind)
+"""The order to create in (references point backwards); deletes go the other way."""
+MARK = "managed by tandem agent {environment}: {key}"
+_MARK = re.compile(r"^managed by tandem agent (?P<environment>\S+): (?P<key>\S+)$")
+
+
+def base_name(key: str) -> str:
+    """A name for the service's objects, valid as a Tandem name and the same on every agent."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", key.replace("/", "_")).lstrip("_.-") or "service"
+    if len(name) > 48:
+        name = f"{name[:39]}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    return name
+
+
+def owner_of(body: dict[str, Any], environment: str) -> str | None:
+    """The service key an object belongs to, if this environment's agents made it."""
+    match = _MARK.match(body.get("description") or "")
+    return match["key"] if match and match["environment"] == environment else None
+
+
+def objects(service: Service, address: str, partition: str, environment: str) -> dict[ObjectKey, dict[str, Any]]:
+    """The objects that serve `service` at `address`, as the device stores them (full bodies)."""
+    mark = MARK.format(environment=environment, key=service.key)
+    base = base_name(service.key)
+    out: dict[ObjectKey, dict[str, Any]] = {}
+    monitor = None
+    if service.monitor is not None:
+        monitor = base
+        out[(Monitor.kind, base)] = Monitor(partition=partition, name=base, description=mark,
+                                            **service.monitor.model_dump()).model_dump()
+    for port in service.ports:
+        name = f"{base}-{port.port}"
+        members = sorted(({"address": m.address, "port": m.port} for m in port.members),
+                         key=lambda m: (m["address"], m["port"]))
+        out[(Pool.kind, name)] = Pool(partition=partition, name=name, lb_method=service.lb_method, monitor=monitor,
+                                      members=members, description=mark).model_dump()
+        out[(VirtualServer.kind, name)] = VirtualServer(
+            partition=partition, name=name, address=address, port=port.port, protocol=port.protocol, pool=name,
+            traffic_group=service.traffic_group, description=mark).model_dump()
+    return out
+
+
+def comparable(resource: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A stored body in the form `objects` makes (pool members sorted, as full member bodies)."""
+    if resource == Pool.kind:
+        members = sorted(body.get("members") or [], key=lambda m: (m["address"], m["port"]))
+        return dict(body, members=members)
+    return body

@@ -1,0 +1,351 @@
+"""The agent: keeps its share of the source's services written to the partition, one batch per reconcile.
+
+Sharing. Every agent holds a lease `tandem-ENV-agent-HOST` and publishes in it the view it works
+with: the host ids of the live agents. A service belongs to the agent that wins the rendezvous hash
+of its key over a view. An agent writes a service only when it wins it under its own published view
+AND under every other live agent's published view. Views are unique per agent, so at most one agent
+wins a service in all of them; and an agent publishes a new view only after it adopted it (stopped
+writing what it lost), so when membership changes a service is written by its old owner until that
+owner publishes a view without it, then by the new one — never by both. An agent that could not renew
+its lease within its lifetime stops writing. A second agent with a host id whose lease is held is
+refused (`DuplicateHost`). The holder of `tandem-ENV-leader` does the environment's chores: it removes
+the objects of services gone from the source (their addresses are free again).
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tandem.agents.addresses import Addresses
+from tandem.agents.devices import Devices, Unreachable
+from tandem.agents.leases import LeaseStore, agent_lease, leader_lease
+from tandem.agents.metrics import Metrics
+from tandem.agents.objects import ObjectKey, objects
+from tandem.agents.partition import Operation, PartitionState, ordered, read_partition
+from tandem.agents.service import Service
+from tandem.sdk import TandemError
+
+log = logging.getLogger("tandem.agent")
+
+RESYNC = 10.0
+"""Seconds between reconciles when nothing changes (services with a problem are tried again)."""
+REPORTERS = 4
+"""Reports (Service status, Events) sent at once."""
+MAX_BATCH = 1000
+"""Operations per batch: a device applies a batch in one go, and a very large one would delay its heartbeats."""
+
+
+class DuplicateHost(Exception):
+    """Another live agent holds this host id."""
+
+
+class Source(Protocol):
+    kind: str
+    errors: dict[str, str]
+
+    @property
+    def services(self) -> dict[str, Service]: ...
+
+    @property
+    def present(self) -> set[str]: ...
+
+    async def run(self, changed: asyncio.Event) -> None: ...
+
+    async def report(self, key: str, address: str | None, problem: str | None) -> None: ...
+
+
+@dataclass
+class Options:
+    environment: str
+    host_id: str
+    partition: str
+    lease_ttl: float = 15.0
+
+
+def owner(key: str, view: list[str]) -> str | None:
+    """The agent of `view` that the service `key` belongs to (rendezvous hashing)."""
+    return max(view, key=lambda host: hashlib.blake2b(f"{host}\0{key}".encode(), digest_size=8).digest(),
+               default=None)
+
+
+@dataclass
+class _Built:
+    service: Service
+    address: str
+    objects: dict[ObjectKey, dict[str, Any]]
+
+
+@dataclass
+class Agent:
+    options: Options
+    source: Source
+    leases: LeaseStore
+    devices: Devices
+    addresses: Addresses
+    metrics: Metrics
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    view: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    others: dict[str, list[str]] = field(default_factory=dict)
+    leader: bool = False
+    problems: dict[str, str] = field(default_factory=dict)
+    last_reconcile: float | None = None
+    last_error: str | None = None
+    lease_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.state = PartitionState(self.options.partition, self.options.environment)
+        self.changed = asyncio.Event()
+        self._built: dict[str, _Built] = {}
+        self._reported: dict[str, tuple[str | None, str | None]] = {}
+        self._moves_seen = -1
+        self._owned = 0
+        self._writing = asyncio.Lock()
+        self._views: tuple[list[str], dict[str, list[str]]] = ([], {})
+        self._report_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._to_report: dict[str, tuple[str | None, str | None]] = {}
+        self.metrics.healthy = self.holds_lease
+
+    # -- leases ------------------------------------------------------------------------------------
+
+    @property
+    def _interval(self) -> float:
+        return min(0.25, self.options.lease_ttl / 8)
+
+    def holds_lease(self) -> bool:
+        return time.monotonic() < self.lease_until
+
+    def status(self) -> dict[str, Any]:
+        """What the agent publishes in its lease, for the others and for `tandem agent status`."""
+        return {"view": self.published, "instance": self.instance, "source": self.source.kind,
+                "owned": self._owned, "leader": self.leader, "device": self.devices.url,
+                "last_reconcile": self.last_reconcile, "error": self.last_error,
+                "problems": dict(list(self.problems.items())[:20]), "problem_count": len(self.problems),
+                "source_errors": dict(list(self.source.errors.items())[:20])}
+
+    async def _renew(self) -> bool:
+        """Renew the lease; a new view is published only between reconciles (so that a reconcile under
+        the old view never writes after the new one is out)."""
+        if self.view == self.published:
+            return await self._acquire()
+        async with self._writing:
+            self.published = list(self.view)
+            return await self._acquire()
+
+    async def _acquire(self) -> bool:
+        started = time.monotonic()
+        held = await self.leases.acquire(agent_lease(self.options.environment, self.options.host_id), self.instance,
+                                         self.options.lease_ttl, self.status())
+        if held:
+            self.lease_until = started + self.options.lease_ttl
+        return held
+
+    async def join(self) -> None:
+        """Take this host id's lease; DuplicateHost if another live agent has it."""
+        self.view = [self.options.host_id]
+        if not await self._renew():
+            raise DuplicateHost(f"host id {self.options.host_id} is held by another live agent of environment "
+                                f"{self.options.environment}: give each agent its own --host-id")
+
+    async def _membership(self) -> None:
+        """Renew the lease (publishing the view), read the others' leases, adopt the new view."""
+        environment = self.options.environment
+        while True:
+            adopted = False
+            try:
+                before = self.published
+                if not await self._renew():
+                    raise DuplicateHost(f"host id {self.options.host_id} was taken by another agent while this one "
+                                        "could not renew its lease")
+                live = {lease.name.removeprefix(f"tandem-{environment}-agent-"): lease
+                        for lease in await self.leases.list(f"tandem-{environment}-agent-") if not lease.expired}
+                me = self.options.host_id
+                others = {host: list(lease.data.get("view") or []) for host, lease in live.items() if host != me}
+                view = sorted(set(live) | {me})
+                leader = await self.leases.acquire(leader_lease(environment), self.instance, self.options.lease_ttl)
+                adopted = view != self.view
+                if adopted:
+                    log.info("live agents: %s", " ".join(view))
+                if adopted or leader != self.leader or self.published != before or others != self.others:
+                    self.view, self.leader, self.others = view, leader, others
+                    self.changed.set()
+            except DuplicateHost:
+                raise
+            except Exception as error:  # unreachable devices, the Kubernetes client's errors: keep trying
+                self.last_error = f"leases: {error}"
+                log.warning("cannot renew or read the leases: %s", error)
+            if not adopted:  # a view just adopted is published at once
+                await asyncio.sleep(self._interval)
+
+    def mine(self, keys: set[str]) -> set[str]:
+        """The services this agent writes now (see the module's doc)."""
+        me = self.options.host_id
+        views = [v for v in self.others.values() if v]
+        return {k for k in keys if owner(k, self.published) == me and all(owner(k, v) == me for v in views)}
+
+    # -- reconciling --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.join()
+        tasks = [asyncio.create_task(self.source.run(self.changed), name="source"),
+                 asyncio.create_task(self._membership(), name="membership"),
+                 asyncio.create_task(self._reconciling(), name="reconcile"),
+                 *(asyncio.create_task(self._reporting(), name="report") for _ in range(REPORTERS))]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self.leases.release(agent_lease(self.options.environment, self.options.host_id), self.instance)
+                if self.leader:
+                    await self.leases.release(leader_lease(self.options.environment), self.instance)
+
+    async def _reconciling(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), RESYNC)
+            self.changed.clear()
+            if not self.holds_lease():
+                continue  # without a live lease another agent may own this agent's share: write nothing
+            started = time.perf_counter()
+            try:
+                async with self._writing:
+                    await self.reconcile()
+                self.last_error = None
+            except Exception as error:  # unreachable devices, or a bug: log it, read the partition again, retry
+                self.state.stale = True
+                self.last_error = str(error)
+                self.metrics.errors.inc()
+                if isinstance(error, Unreachable | TandemError | OSError):
+                    log.warning("reconcile failed: %s", error)
+                else:
+                    log.exception("reconcile failed")
+                await asyncio.sleep(self._interval)
+                self.changed.set()
+            self.metrics.reconciles.inc()
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+
+    async def reconcile(self) -> None:
+        """Write the difference between what the source wants of this agent's share and what the
+        partition holds, in one batch (split per service only when the batch is refused)."""
+        services = self.source.services
+        keys = self.mine(set(services))
+        views = (self.published, self.others)
+        if self.state.stale or self._moves_seen != self.devices.moves or views != self._views:
+            # after a move, a failed write, or a change of views (services and addresses taken over from
+            # another agent): read what is there
+            moves = self.devices.moves
+            self.state.load(await self.devices.call(lambda c: read_partition(c, self.options.partition)))
+            self._moves_seen = moves
+        self._views = views
+        self.addresses.begin()
+        self._owned = len(keys)
+        self.metrics.services_owned.set(len(keys))
+        plans: dict[str, list[Operation]] = {}
+        for key in sorted(keys):
+            problem = self._plan(services[key], plans)
+            self._note(key, problem)
+        for key in set(self.problems) - keys:
+            del self.problems[key]
+        if self.leader:
+            present = self.source.present
+            for key in self.state.owned() - present:
+                plans[key] = self.state.plan(key, {})[0]
+        plans = {k: ops for k, ops in plans.items() if ops}
+        if plans:
+            await self._write(plans)
+        self.metrics.problems.set(len(self.problems))
+        self.last_reconcile = time.time()
+        for key in keys:
+            built = self._built.get(key)
+            self._report(key, built.address if built else None, self.problems.get(key))
+        for key, error in self.source.errors.items():
+            if key in self.mine({key}):
+                self._report(key, None, error)
+
+    def _plan(self, service: Service, plans: dict[str, list[Operation]]) -> str | None:
+        address, problem = self.addresses.resolve(service, self.state, lambda a: bool(self.mine({f"address/{a}"})))
+        if address is None:
+            return problem
+        built = self._built.get(service.key)
+        if built is None or built.service is not service or built.address != address:
+            built = self._built[service.key] = _Built(service, address, objects(
+                service, address, self.options.partition, self.options.environment))
+        operations, problem = self.state.plan(service.key, built.objects)
+        if problem is None:
+            plans[service.key] = operations
+        return problem
+
+    def _note(self, key: str, problem: str | None) -> None:
+        if problem is None:
+            self.problems.pop(key, None)
+        else:
+            self.problems[key] = problem
+
+    async def _write(self, plans: dict[str, list[Operation]]) -> None:
+        """Write the plans in batches of at most MAX_BATCH operations (one, unless the change is large),
+        each atomic and holding whole services: a large batch would hold the device up too long."""
+        chunk: dict[str, list[Operation]] = {}
+        for key, operations in plans.items():
+            if chunk and sum(map(len, chunk.values())) + len(operations) > MAX_BATCH:
+                await self._write_batch(chunk)
+                chunk = {}
+            chunk[key] = operations
+        if chunk:
+            await self._write_batch(chunk)
+
+    async def _write_batch(self, plans: dict[str, list[Operation]]) -> None:
+        if not self.holds_lease():
+            return  # the lease ran out while planning
+        batch = ordered([op for ops in plans.values() for op in ops])
+        try:
+            await self.devices.call(lambda c: c.batch(batch))
+        except TandemError as error:
+            if error.status_code is None or error.status_code >= 500:
+                raise
+            log.warning("batch of %d operations refused (%s): writing service by service", len(batch), error)
+            for key, operations in plans.items():
+                try:
+                    await self.devices.call(lambda c, ops=operations: c.batch(ops))
+                except TandemError as refused:
+                    if refused.status_code is None or refused.status_code >= 500:
+                        raise
+                    self._note(key, f"the device refused it: {refused}")
+                    self.metrics.errors.inc()
+                    self.state.stale = True
+                    continue
+                self._applied(operations, [key])
+            return
+        self._applied(batch, list(plans))
+
+    def _applied(self, operations: list[Operation], keys: list[str]) -> None:
+        self.state.applied(operations)
+        self.metrics.objects_written.inc(len(operations))
+        log.info("instance %s wrote %d objects of services %s", self.instance, len(operations), " ".join(sorted(keys)))
+
+    def _report(self, key: str, address: str | None, problem: str | None) -> None:
+        """Have the source told (once per change, by the reporters, off the reconcile's path) the address a
+        service got, or why it has none."""
+        if self._reported.get(key) == (address, problem):
+            return
+        self._reported[key] = (address, problem)
+        if key not in self._to_report:
+            self._report_queue.put_nowait(key)
+        self._to_report[key] = (address, problem)
+
+    async def _reporting(self) -> None:
+        while True:
+            key = await self._report_queue.get()
+            address, problem = self._to_report.pop(key)
+            try:
+                await self.source.report(key, address, problem)
+            except Exception as error:  # reporting is best effort: the service is served either way
+                log.warning("cannot report on %s: %s", key, error)

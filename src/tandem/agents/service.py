@@ -1,0 +1,58 @@
+"""What a source wants served, the same for every source: one service, its ports, members and monitor."""
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tandem.models.fields import IPAddress, Name, Port
+
+
+class Member(BaseModel):
+    """A backend of a port: address and port."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: IPAddress
+    port: Port
+
+
+class ServicePort(BaseModel):
+    """One port of a service: a virtual server `address:port` over a pool of `members`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    port: Port
+    protocol: Literal["tcp"] = "tcp"
+    members: list[Member] = Field(default_factory=list, max_length=100_000)
+
+
+class MonitorSpec(BaseModel):
+    """The health monitor of a service's pools."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["tcp", "http"]
+    interval: float = Field(5.0, ge=0.05, le=3600)
+    timeout: float = Field(16.0, ge=0.05, le=3600)
+    path: str | None = Field(None, max_length=1024, pattern=r"^/[\x21-\x7e]*$")
+    expected_status: int | None = Field(None, ge=100, le=599)
+
+
+class Service(BaseModel):
+    """A service as the agent serves it. `key` names it in the source (`namespace/name`, `file/name`);
+    its address is given, or taken from the address pool of its traffic group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=200)
+    address: IPAddress | None = None
+    traffic_group: Name = "traffic-group-1"
+    ports: list[ServicePort] = Field(min_length=1, max_length=64)
+    monitor: MonitorSpec | None = None
+    lb_method: Literal["round-robin", "least-connections"] = "round-robin"
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Self:
+        if len({p.port for p in self.ports}) != len(self.ports):
+            raise ValueError("ports: a port is listed twice")
+        return self

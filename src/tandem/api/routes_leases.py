@@ -1,0 +1,47 @@
+"""Lease routes: /api/leases[/{partition}/{name}[/acquire|/release]]."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from tandem.api.collections import page_response, parse_query
+from tandem.api.deps import DeviceDep, PrincipalDep
+from tandem.api.responses import JSON
+from tandem.leases import KNOWN_FIELDS, Leases
+from tandem.models.fields import NAME_PATTERN
+from tandem.models.lease import AcquireRequest, Lease, ReleaseRequest
+
+NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
+
+router = APIRouter(prefix="/api/leases", tags=["leases"])
+
+
+@router.get("", summary="List leases (filter with partition=P, holder=H, expired=true...)")
+async def list_leases(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
+    records, after = Leases(device.store).page(parse_query(request, KNOWN_FIELDS))
+    return page_response(request, records, after)
+
+
+@router.get("/{partition}/{name}", response_model=Lease, summary="Read a lease")
+async def read_lease(partition: NamePath, name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
+    return JSON(Leases(device.store).read(partition, name))
+
+
+@router.post("/{partition}/{name}/acquire", response_model=Lease, summary="Acquire or renew a lease")
+async def acquire_lease(partition: NamePath, name: NamePath, body: AcquireRequest, device: DeviceDep,
+                        principal: PrincipalDep) -> JSON:
+    principal.require_write(partition)
+    return JSON(Leases(device.store).acquire(partition, name, body))
+
+
+@router.post("/{partition}/{name}/release", response_model=Lease, summary="Release a lease (its holder only)")
+async def release_lease(partition: NamePath, name: NamePath, body: ReleaseRequest, device: DeviceDep,
+                        principal: PrincipalDep) -> JSON:
+    principal.require_write(partition)
+    return JSON(Leases(device.store).release(partition, name, body.holder))
+
+
+@router.delete("/{partition}/{name}", status_code=204, summary="Remove a lease whoever holds it (admins only)")
+async def delete_lease(partition: NamePath, name: NamePath, device: DeviceDep, principal: PrincipalDep) -> None:
+    principal.require_admin()
+    Leases(device.store).delete(partition, name)

@@ -1,0 +1,59 @@
+"""`POST /api/batch`: several changes to configuration objects, applied in one transaction."""
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tandem.models.fields import Name
+from tandem.models.resources import CONFIG_RESOURCES, DEFAULT_PARTITION, Resource
+
+MAX_OPERATIONS = 10_000
+MODELS: dict[str, type[Resource]] = {model.kind: model for model in CONFIG_RESOURCES}
+"""The resources a batch may change, by collection name."""
+
+Action = Literal["create", "replace", "update", "delete"]
+"""POST, PUT (create or make equal to the body), PATCH and DELETE semantics."""
+
+
+class Operation(BaseModel):
+    """One change: `body` is the resource (create, replace), the fields to change (update) or nothing (delete)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    resource: Literal["partitions", "monitors", "pools", "virtuals"]
+    partition: Name | None = None
+    """The partition of a monitor, pool or virtual server (default Common); partitions have none."""
+    name: Name
+    body: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.resource == "partitions" and self.partition is not None:
+            raise ValueError("partition: a partition is not in a partition")
+        if self.action == "delete" and self.body:
+            raise ValueError("body: a delete takes no body")
+        return self
+
+    @property
+    def model(self) -> type[Resource]:
+        return MODELS[self.resource]
+
+    def object_identity(self) -> dict[str, str]:
+        """The identity fields of the object this operation changes."""
+        if "partition" in self.model.identity:
+            return {"partition": self.partition or DEFAULT_PARTITION, "name": self.name}
+        return {"name": self.name}
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operations: list[Operation] = Field(min_length=1, max_length=MAX_OPERATIONS)
+
+
+class BatchResult(BaseModel):
+    """How many operations were applied (all of them) and the last commit written (None: nothing changed)."""
+
+    applied: int
+    commit: int | None
