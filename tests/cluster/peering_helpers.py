@@ -4,12 +4,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from cluster_helpers import Cluster, Node, check, wait_until
 from cutproxy import CutProxy
 
 from devices import free_port
+from tandem.peering.secure import PSK_SUPPORTED
 
 PASSPHRASE = "correct horse battery"
+DEFAULT_ENCRYPTION = "tls-psk" if PSK_SUPPORTED else "none"
+needs_psk = pytest.mark.skipif(not PSK_SUPPORTED, reason="tls-psk needs Python 3.13 (ssl's PSK callbacks)")
 
 
 @dataclass

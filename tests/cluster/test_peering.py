@@ -11,7 +11,7 @@ import time
 
 import httpx
 from cluster_helpers import check, config_diff, error_of, wait_until
-from peering_helpers import Site, create_peer, pair
+from peering_helpers import DEFAULT_ENCRYPTION, Site, create_peer, needs_psk, pair
 
 
 def offer(site: Site, **authentication) -> dict:
@@ -29,7 +29,7 @@ def test_peer_with_a_passphrase_on_both_sides(sites: tuple[Site, Site]) -> None:
     seen_by_a = a.peer()
     assert seen_by_a["uuid"] == first["uuid"] and seen_by_a["name"] == "west"
     assert seen_by_a["authentication"]["in_use"] == "ok" and "passphrase" not in seen_by_a["authentication"]
-    assert seen_by_a["encryption"] == {"proposed": "tls-psk", "state": "tls-psk"}
+    assert seen_by_a["encryption"] == {"proposed": DEFAULT_ENCRYPTION, "state": DEFAULT_ENCRYPTION}
     members = wait_until(lambda: a.peer()["remote"]["members"], 5, "west's members")
     assert sorted((m["server_name"], m["status"]) for m in members) == [("west-1", "Online"), ("west-2", "Online")]
     assert sorted(seen_by_a["local_network"]["ip_addresses"]) == sorted(
@@ -76,6 +76,7 @@ def test_expired_offer_fails_and_leaves_nothing(sites: tuple[Site, Site]) -> Non
     assert a.peer()["authentication"]["in_use"] == "expired" and a.peer()["status"]["state"] == "pending"
 
 
+@needs_psk
 def test_tls_psk_encrypts_the_link_and_none_does_not(sites: tuple[Site, Site]) -> None:
     a, b = sites
     pair(a, b)

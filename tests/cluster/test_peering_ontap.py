@@ -10,7 +10,7 @@ the module's tests.
 
 import pytest
 from cluster_helpers import check, error_of, wait_until
-from peering_helpers import PASSPHRASE, Site, create_peer
+from peering_helpers import PASSPHRASE, Site, create_peer, needs_psk
 
 from tandem import Client, ClusterPeer, TandemError
 
@@ -117,7 +117,7 @@ def test_create_with_a_name_a_peer_address_and_a_passphrase(sites: tuple[Site, S
     a.wait_state("available")
 
 
-@pytest.mark.parametrize("encryption", ["none", "tls-psk"])
+@pytest.mark.parametrize("encryption", ["none", pytest.param("tls-psk", marks=needs_psk)])
 def test_create_with_a_passphrase_a_peer_address_and_any_proposed_encryption(sites: tuple[Site, Site],
                                                                               encryption: str) -> None:
     a, b = sites
