@@ -4,8 +4,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from agent_helpers import setup_cluster
 from cluster_helpers import Cluster, wait_until
 from peering_helpers import Site, start_site
+
+from k8s.fakeapi import FakeKubernetes
 
 ClusterFactory = Callable[[], Cluster]
 _live: list[Cluster] = []
@@ -44,6 +47,21 @@ def module_cluster_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     make, made = _factory(tmp_path_factory.mktemp("cluster"))
     yield make
     _close(made)
+
+
+@pytest.fixture(scope="module")
+def lab(module_cluster_factory: ClusterFactory) -> Cluster:
+    """A 2-device cluster ready for agents (agent_helpers.setup_cluster), for the tests of one module."""
+    cluster = module_cluster_factory()
+    setup_cluster(cluster)
+    return cluster
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKubernetes]:
+    """The test Kubernetes API server, bookmarks every half second."""
+    with FakeKubernetes(bookmark_interval=0.5) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from agent_helpers import AgentProcess, address_pool, agent_objects, setup_cluster, wait_virtuals
+from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
 from cli_helpers import run_tandem, subprocess_env
 from cluster_helpers import Cluster, check, wait_until
 
 from backends import Backend, ask
 from devices import ADMIN_PASSWORD
-
-
-@pytest.fixture(scope="module")
-def lab(module_cluster_factory) -> Cluster:
-    cluster = module_cluster_factory()
-    setup_cluster(cluster)
-    return cluster
 
 
 @pytest.fixture

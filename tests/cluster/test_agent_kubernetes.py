@@ -2,28 +2,13 @@
 client), with real devices: services reach both devices, traffic follows endpoints, status and Events
 are written back, bad Services are skipped, the agent watches instead of polling."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from agent_helpers import AgentProcess, address_pool, agent_objects, setup_cluster, wait_virtuals
+from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
 from cluster_helpers import Cluster, wait_until
 
 from backends import Backend, ask
 from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
-
-
-@pytest.fixture(scope="module")
-def lab(module_cluster_factory) -> Cluster:
-    cluster = module_cluster_factory()
-    setup_cluster(cluster)
-    return cluster
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetes]:
-    with FakeKubernetes(bookmark_interval=0.5) as server:
-        yield server
 
 
 def kubernetes_args(kube: FakeKubernetes, where: Path) -> list[str]:

@@ -4,12 +4,10 @@ host id is refused; no service ever has two writers; the agent moves to the othe
 
 import re
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-from agent_helpers import AgentProcess, address_pool, agent_objects, setup_cluster, wait_virtuals
+from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
 from cluster_helpers import Cluster, check, wait_until
 
 from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
@@ -17,19 +15,6 @@ from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
 SERVICES = 30
 LEASE_TTL = 2.0
 WRITE = re.compile(r"^(\S+ \S+) tandem\.agent INFO instance (\S+) wrote \d+ objects of services (.*)$")
-
-
-@pytest.fixture(scope="module")
-def lab(module_cluster_factory) -> Cluster:
-    cluster = module_cluster_factory()
-    setup_cluster(cluster)
-    return cluster
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKubernetes]:
-    with FakeKubernetes(bookmark_interval=0.5) as server:
-        yield server
 
 
 def publish(kube: FakeKubernetes, count: int, members: int = 1) -> None:

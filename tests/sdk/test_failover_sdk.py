@@ -7,38 +7,17 @@ The devices are shared by the tests of this module (each test uses traffic group
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from backends import Backend, ask
-from devices import RunningDevice
-from tandem import Client, ClusterManager, Failover, Pool, TandemError, TrafficGroup, VirtualServer
+from tandem import Client, Failover, Pool, TandemError, TrafficGroup, VirtualServer
 from tandem.sdk import config
 
 TIMEOUT = 10.0
 """Failover moves within the heartbeat timeout (1 s) plus a heartbeat; replication well under a second."""
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Client]]:
-    """dev-1 and dev-2 in sync-failover group `dg`; a pinned admin Client for each."""
-    base: Path = tmp_path_factory.mktemp("failover-sdk")
-    devices = [RunningDevice(name=name, data_dir=base / name) for name in ("dev-1", "dev-2")]
-    clients: list[Client] = []
-    try:
-        for device in devices:
-            device.start()
-        clients = [device.client() for device in devices]
-        ClusterManager().create(devices=clients, device_group_name="dg", timeout=30)
-        yield clients
-    finally:
-        for client in clients:
-            client.close()
-        for device in devices:
-            device.stop()
 
 
 def eventually(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:

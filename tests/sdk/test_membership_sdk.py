@@ -2,38 +2,23 @@
 formed into a sync-failover group with ClusterManager, a traffic group, real heartbeats. No mocks."""
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from devices import RunningDevice
-from tandem import Client, ClusterInfo, ClusterManager, ClusterMember, Failover, TandemError, TrafficGroup, User
+from tandem import Client, ClusterInfo, ClusterMember, Failover, TandemError, TrafficGroup, User
 
 TG = "tg-sdk"
 TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Client]]:
-    """dev-1 and dev-2 in sync-failover group `dg` with traffic group `tg-sdk`; a pinned admin Client for each."""
-    base: Path = tmp_path_factory.mktemp("membership-sdk")
-    devices = [RunningDevice(name=name, data_dir=base / name) for name in ("dev-1", "dev-2")]
-    clients: list[Client] = []
-    try:
-        for device in devices:
-            device.start()
-        clients = [device.client() for device in devices]
-        ClusterManager().create(devices=clients, device_group_name="dg", timeout=30)
-        TrafficGroup(name=TG, device_group="dg", ha_order=["dev-1", "dev-2"]).post(connection=clients[0])
-        Failover(clients[0]).wait_active(TG, "dev-1", timeout=TIMEOUT)
-        yield clients
-    finally:
-        for client in clients:
-            client.close()
-        for device in devices:
-            device.stop()
+def tg_pair(pair: list[Client]) -> list[Client]:
+    """The pair (conftest) with traffic group `tg-sdk`, active on dev-1."""
+    TrafficGroup(name=TG, device_group="dg", ha_order=["dev-1", "dev-2"]).post(connection=pair[0])
+    Failover(pair[0]).wait_active(TG, "dev-1", timeout=TIMEOUT)
+    return pair
 
 
 def eventually(check: Callable[[], Any], what: str) -> Any:
@@ -49,8 +34,8 @@ def statuses(client: Client) -> dict[str, str]:
     return {m.server_name: m.status for m in client.cluster.get().members.all()}
 
 
-def test_the_cluster_object_has_the_lxd_attributes(pair):
-    one, two = pair
+def test_the_cluster_object_has_the_lxd_attributes(tg_pair):
+    one, two = tg_pair
     info = one.cluster.get()
     assert isinstance(info, ClusterInfo)
     assert info.server_name == "dev-1" and info.enabled is True
@@ -60,27 +45,27 @@ def test_the_cluster_object_has_the_lxd_attributes(pair):
     assert two.cluster.get().server_name == "dev-2"
 
 
-def test_members_all_and_get(pair):
-    one, _ = pair
+def test_members_all_and_get(tg_pair):
+    one, _ = tg_pair
     eventually(lambda: statuses(one) == {"dev-1": "Online", "dev-2": "Online"}, "both members Online")
     members = one.cluster.get().members.all()
     assert all(isinstance(m, ClusterMember) for m in members)
     assert [(m.server_name, m.url, m.database, m.message) for m in members] == [
-        ("dev-1", one.url, True, "Fully operational"), ("dev-2", pair[1].url, True, "Fully operational")]
+        ("dev-1", one.url, True, "Fully operational"), ("dev-2", tg_pair[1].url, True, "Fully operational")]
     assert members[0].roles == ["database", "failover", "active"] and members[1].roles == ["database", "failover"]
     two = one.cluster.get().members.get("dev-2")
     assert two.to_dict() == members[1].to_dict()
     assert "server_name='dev-2'" in repr(two)
 
 
-def test_a_missing_member_is_not_found(pair):
+def test_a_missing_member_is_not_found(tg_pair):
     with pytest.raises(TandemError) as error:
-        pair[0].cluster.get().members.get("dev-9")
+        tg_pair[0].cluster.get().members.get("dev-9")
     assert error.value.status_code == 404 and error.value.code == "not_found" and "dev-9" in error.value.message
 
 
-def test_evacuate_and_restore(pair):
-    one, two = pair
+def test_evacuate_and_restore(tg_pair):
+    one, two = tg_pair
     Failover(one).wait_active(TG, "dev-1", timeout=TIMEOUT)
     member = two.cluster.get().members.get("dev-1")  # any member may evacuate any member
     assert member.evacuate() is member
@@ -94,8 +79,8 @@ def test_evacuate_and_restore(pair):
     assert Failover(one).active_device(TG) == "dev-2"
 
 
-def test_rename_and_a_read_only_user(pair):
-    one, two = pair
+def test_rename_and_a_read_only_user(tg_pair):
+    one, two = tg_pair
     assert one.cluster.rename("site-b").cluster_name == "site-b"
     eventually(lambda: two.cluster.get().cluster_name == "site-b", "dev-2 to take the name")
     User(name="watcher", role="auditor", password="watcher-pass").post(connection=one)

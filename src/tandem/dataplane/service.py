@@ -17,6 +17,7 @@ from tandem.failover.service import FailoverService
 from tandem.models import Monitor, Pool, PoolMember, VirtualServer
 from tandem.models.fields import resolve_reference
 from tandem.store import Store
+from tandem.tasks import cancel
 from tandem.trust.domain import Domain
 
 log = logging.getLogger("tandem.dataplane")
@@ -59,10 +60,7 @@ class DataPlane:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         await self.engine.stop_all(STOP_DRAIN)
         for address in list(self.added):
             await self._remove(address)

@@ -12,6 +12,7 @@ from tandem.errors import Conflict, NotFound
 from tandem.failover.heartbeat import Counters, GroupState, Receiver, Sender, heartbeat_key, seal
 from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
 from tandem.store import Store
+from tandem.tasks import cancel
 from tandem.trust.domain import Domain
 
 log = logging.getLogger("tandem.failover")
@@ -102,10 +103,7 @@ class FailoverService:
     async def stop(self) -> None:
         for expiry in self._expiries.values():
             expiry.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         if self._transport is not None:
             self._transport.close()
 

@@ -6,7 +6,6 @@ also carry the requests of mirroring and of deleting a relationship.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from typing import Any
 from tandem.models.peering import PeerRecord
 from tandem.peering import secure
 from tandem.peering.wire import Channel, RemoteError, WireError
+from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.peering")
 
@@ -52,10 +52,7 @@ class Link:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def call(self, message: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """A request over this link's session; WireError if it is down."""

@@ -25,6 +25,7 @@ from tandem.peering.links import LinkSet
 from tandem.peering.records import Relationships, iso
 from tandem.peering.wire import WireError
 from tandem.store import GLOBAL, Store
+from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.peering")
 
@@ -130,10 +131,7 @@ class MirrorSource:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def wake(self) -> None:
         self._wake.set()

@@ -7,7 +7,6 @@ dialer accepts only the certificate pinned for the device it dials. Messages are
 """
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from tandem.tasks import cancel
 from tandem.trust import tls
 from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity
@@ -130,10 +130,7 @@ class PeerLink:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         delay = RETRY_MIN
