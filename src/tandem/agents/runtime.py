@@ -58,6 +58,9 @@ class Source(Protocol):
 
     async def report(self, key: str, address: str | None, problem: str | None) -> None: ...
 
+    def take_changed(self) -> set[str] | None:
+        """The keys of the services changed since the last call (None: any may have)."""
+
 
 @dataclass
 class Options:
@@ -107,6 +110,9 @@ class Agent:
         self._owned = 0
         self._writing = asyncio.Lock()
         self._views: tuple[list[str], dict[str, list[str]]] = ([], {})
+        self._mine: dict[str, bool] = {}
+        self._mine_views: tuple[list[str], dict[str, list[str]]] = ([], {})
+        self._full = True
         self._report_queue: asyncio.Queue[str] = asyncio.Queue()
         self._to_report: dict[str, tuple[str | None, str | None]] = {}
         self.metrics.healthy = self.holds_lease
@@ -162,12 +168,17 @@ class Agent:
                 if not await self._renew():
                     raise DuplicateHost(f"host id {self.options.host_id} was taken by another agent while this one "
                                         "could not renew its lease")
-                live = {lease.name.removeprefix(f"tandem-{environment}-agent-"): lease
-                        for lease in await self.leases.list(f"tandem-{environment}-agent-") if not lease.expired}
+                leases = await self.leases.list(f"tandem-{environment}-")
+                live = {lease.name.removeprefix(f"tandem-{environment}-agent-"): lease for lease in leases
+                        if lease.name.startswith(f"tandem-{environment}-agent-") and not lease.expired}
                 me = self.options.host_id
                 others = {host: list(lease.data.get("view") or []) for host, lease in live.items() if host != me}
                 view = sorted(set(live) | {me})
-                leader = await self.leases.acquire(leader_lease(environment), self.instance, self.options.lease_ttl)
+                held = next((lease for lease in leases if lease.name == leader_lease(environment)), None)
+                leader = False  # taken or renewed by its holder, tried by the others only when it is free
+                if held is None or held.expired or held.holder == self.instance:
+                    leader = await self.leases.acquire(leader_lease(environment), self.instance,
+                                                       self.options.lease_ttl)
                 adopted = view != self.view
                 if adopted:
                     log.info("live agents: %s", " ".join(view))
@@ -183,10 +194,14 @@ class Agent:
                 await asyncio.sleep(self._interval)
 
     def mine(self, keys: set[str]) -> set[str]:
-        """The services this agent writes now (see the module's doc)."""
-        me = self.options.host_id
-        views = [v for v in self.others.values() if v]
-        return {k for k in keys if owner(k, self.published) == me and all(owner(k, v) == me for v in views)}
+        """The services this agent writes now (see the module's doc); remembered until the views change."""
+        views = (self.published, self.others)
+        if views != self._mine_views:
+            self._mine_views, self._mine = (list(self.published), dict(self.others)), {}
+        me, others = self.options.host_id, [v for v in self.others.values() if v]
+        for key in keys - self._mine.keys():
+            self._mine[key] = owner(key, self.published) == me and all(owner(key, v) == me for v in others)
+        return {key for key in keys if self._mine[key]}
 
     # -- reconciling --------------------------------------------------------------------------------
 
@@ -210,15 +225,18 @@ class Agent:
 
     async def _reconciling(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.changed.wait(), RESYNC)
+            except TimeoutError:
+                self._full = True  # now and then, everything is compared again
             self.changed.clear()
             if not self.holds_lease():
                 continue  # without a live lease another agent may own this agent's share: write nothing
             started = time.perf_counter()
             try:
                 async with self._writing:
-                    await self.reconcile()
+                    full, self._full = self._full, False
+                    await self.reconcile(full)
                 self.last_error = None
             except Exception as error:  # unreachable devices, or a bug: log it, read the partition again, retry
                 self.state.stale = True
@@ -229,46 +247,51 @@ class Agent:
                 else:
                     log.exception("reconcile failed")
                 await asyncio.sleep(self._interval)
+                self._full = True
                 self.changed.set()
             self.metrics.reconciles.inc()
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
 
-    async def reconcile(self) -> None:
+    async def reconcile(self, full: bool = True) -> None:
         """Write the difference between what the source wants of this agent's share and what the
-        partition holds, in one batch (split per service only when the batch is refused)."""
+        partition holds, in one batch (split per service only when the batch is refused). Only the
+        services the source changed are compared, unless `full` (or anything else changed)."""
+        changed = self.source.take_changed()
         services = self.source.services
-        keys = self.mine(set(services))
         views = (self.published, self.others)
         if self.state.stale or self._moves_seen != self.devices.moves or views != self._views:
             # after a move, a failed write, or a change of views (services and addresses taken over from
             # another agent): read what is there
             moves = self.devices.moves
             self.state.load(await self.devices.call(lambda c: read_partition(c, self.options.partition)))
-            self._moves_seen = moves
+            self._moves_seen, full = moves, True
         self._views = views
+        full = full or changed is None
+        keys = self.mine(set(services))
+        considered = keys if full or changed is None else keys & changed
         self.addresses.begin()
         self._owned = len(keys)
         self.metrics.services_owned.set(len(keys))
         plans: dict[str, list[Operation]] = {}
-        for key in sorted(keys):
-            problem = self._plan(services[key], plans)
-            self._note(key, problem)
+        for key in sorted(considered):
+            self._note(key, self._plan(services[key], plans))
         for key in set(self.problems) - keys:
             del self.problems[key]
         if self.leader:
             present = self.source.present
-            for key in self.state.owned() - present:
+            owned = self.state.owned()
+            for key in (owned if full or changed is None else owned & changed) - present:
                 plans[key] = self.state.plan(key, {})[0]
         plans = {k: ops for k, ops in plans.items() if ops}
         if plans:
             await self._write(plans)
         self.metrics.problems.set(len(self.problems))
         self.last_reconcile = time.time()
-        for key in keys:
+        for key in considered:
             built = self._built.get(key)
             self._report(key, built.address if built else None, self.problems.get(key))
         for key, error in self.source.errors.items():
-            if key in self.mine({key}):
+            if (full or changed is None or key in changed) and key in self.mine({key}):
                 self._report(key, None, error)
 
     def _plan(self, service: Service, plans: dict[str, list[Operation]]) -> str | None:

@@ -118,6 +118,10 @@ class FileSource:
         """Every service key the source holds (those of files with a problem keep their last good form)."""
         return set(self.services)
 
+    def take_changed(self) -> None:
+        """Files are few: every reconcile compares every service."""
+        return None
+
     def _read(self, file: Path) -> None:
         if not file.exists():
             self._by_file.pop(file, None)

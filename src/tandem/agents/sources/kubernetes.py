@@ -94,6 +94,8 @@ class KubernetesSource:
         self._raw: dict[str, dict[tuple[str, str], dict[str, Any]]] = {"services": {}, "endpointslices": {}}
         self._built: dict[str, Service] = {}
         self._errors: dict[str, str] = {}
+        self._changed: set[str] | None = None
+        """Keys rebuilt since the agent last asked (None: all of them)."""
         self._stopping = threading.Event()
         self._failure: BaseException | None = None
 
@@ -101,6 +103,12 @@ class KubernetesSource:
     def services(self) -> dict[str, Service]:
         with self._lock:
             return dict(self._built)
+
+    def take_changed(self) -> set[str] | None:
+        """The keys of the Services changed since the last call (None: any may have, after a list)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return changed
 
     @property
     def errors(self) -> dict[str, str]:
@@ -187,7 +195,9 @@ class KubernetesSource:
                 slices.setdefault((namespace, name), []).append(item)
         names = [only] if only is not None else list(self._raw["services"])
         if only is None:
-            self._built, self._errors = {}, {}
+            self._built, self._errors, self._changed = {}, {}, None
+        elif self._changed is not None:
+            self._changed.add(f"{only[0]}/{only[1]}")
         for where in names:
             key = f"{where[0]}/{where[1]}"
             raw = self._raw["services"].get(where)
