@@ -34,9 +34,10 @@ def setup_cluster(cluster: Cluster) -> None:
 
 
 def address_pool() -> tuple[str, str]:
-    """A pool of loopback addresses for one test (random, so that tests do not collide)."""
+    """A pool of loopback addresses for one test (random, so that tests do not collide); each agent hands
+    out its own share of a pool, so the pool has room for every service on any one agent."""
     prefix = f"127.{random.randint(100, 250)}.{random.randint(0, 255)}"
-    return f"{TG}={prefix}.10-{prefix}.60", prefix
+    return f"{TG}={prefix}.10-{prefix}.250", prefix
 
 
 @dataclass

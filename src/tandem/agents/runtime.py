@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from tandem.agents.addresses import Addresses
 from tandem.agents.devices import Devices, Unreachable
 from tandem.agents.leases import LeaseStore, agent_lease, leader_lease
@@ -36,6 +38,8 @@ RESYNC = 10.0
 """Seconds between reconciles when nothing changes (services with a problem are tried again)."""
 REPORTERS = 4
 """Reports (Service status, Events) sent at once."""
+STATUS_BYTES = 3000
+"""At most this much status in a lease (device leases hold 4 KB of data)."""
 MAX_BATCH = 1000
 """Operations per batch: a device applies a batch in one go, and a very large one would delay its heartbeats."""
 
@@ -64,10 +68,16 @@ class Source(Protocol):
 
 @dataclass
 class Options:
+    """Who an agent is: its environment, its host id, the partition it owns, its lease time."""
+
     environment: str
     host_id: str
     partition: str
     lease_ttl: float = 15.0
+
+
+def _sample(problems: dict[str, str], count: int = 5, length: int = 120) -> dict[str, str]:
+    return {key[:length]: text[:length] for key, text in list(problems.items())[:count]}
 
 
 def owner(key: str, view: list[str]) -> str | None:
@@ -85,6 +95,8 @@ class _Built:
 
 @dataclass
 class Agent:
+    """One agent: `run()` joins (DuplicateHost if its host id is taken) and keeps its share written."""
+
     options: Options
     source: Source
     leases: LeaseStore
@@ -127,12 +139,16 @@ class Agent:
         return time.monotonic() < self.lease_until
 
     def status(self) -> dict[str, Any]:
-        """What the agent publishes in its lease, for the others and for `tandem agent status`."""
-        return {"view": self.published, "instance": self.instance, "source": self.source.kind,
-                "owned": self._owned, "leader": self.leader, "device": self.devices.url,
-                "last_reconcile": self.last_reconcile, "error": self.last_error,
-                "problems": dict(list(self.problems.items())[:20]), "problem_count": len(self.problems),
-                "source_errors": dict(list(self.source.errors.items())[:20])}
+        """What the agent publishes in its lease, for the others and for `tandem agent status` (a few
+        problems, shortened: a lease's data is small)."""
+        status = {"view": self.published, "instance": self.instance, "source": self.source.kind,
+                  "owned": self._owned, "leader": self.leader, "device": self.devices.url,
+                  "last_reconcile": self.last_reconcile, "error": (self.last_error or "")[:200] or None,
+                  "problem_count": len(self.problems), "problems": _sample(self.problems),
+                  "source_errors": _sample(self.source.errors)}
+        if len(orjson.dumps(status)) > STATUS_BYTES:
+            status["problems"], status["source_errors"] = {}, {}
+        return status
 
     async def _renew(self) -> bool:
         """Renew the lease; a new view is published only between reconciles (so that a reconcile under

@@ -112,7 +112,6 @@ class PeerRecord(BaseModel):
     remote_uuid: str | None = Field(None, max_length=64)
     passphrase: str | None = Field(None, max_length=256)
     """The passphrase awaiting authentication; dropped once a key is agreed."""
-    passphrase_generated: bool = False
     expires_at: float | None = None
     encryption_proposed: Encryption = "none"
     encryption_state: Encryption | None = None
@@ -123,7 +122,6 @@ class PeerRecord(BaseModel):
     """Partitions of this cluster mirrored to the peer."""
     mirrored_in: list[Name] = Field(default_factory=list, max_length=1000)
     """Partitions of this cluster that are mirrors of the peer's (read-only here)."""
-    created_at: float = 0.0
 
 
 class MirrorRequest(BaseModel):

@@ -84,7 +84,7 @@ def paired_record(record: PeerRecord, pairing: Pairing, relationships: Relations
     return record.model_copy(update={
         "key": pairing.key, "remote_uuid": pairing.remote.uuid, "remote_name": pairing.remote.name,
         "remote_addresses": record.remote_addresses or pairing.remote.addresses, "passphrase": None,
-        "passphrase_generated": False, "expires_at": None, "encryption_state": pairing.encryption, "name": name})
+        "expires_at": None, "encryption_state": pairing.encryption, "name": name})
 
 
 class Limiter:

@@ -196,9 +196,8 @@ class PeeringService:
         passphrase, expires_at, generated = self._secret(auth)
         uuid = str(uuids.uuid4())
         record = PeerRecord(uuid=uuid, name=body.name or f"pending-{uuid[:8]}", name_given=bool(body.name),
-                            remote_addresses=remote, passphrase=passphrase, passphrase_generated=generated,
-                            expires_at=expires_at, encryption_proposed=proposed,
-                            initial_allowed_partitions=body.initial_allowed_partitions, created_at=time.time())
+                            remote_addresses=remote, passphrase=passphrase, expires_at=expires_at,
+                            encryption_proposed=proposed, initial_allowed_partitions=body.initial_allowed_partitions)
         if remote and not generated:
             pairing = await pair_with(remote, passphrase, proposed, self.local())
             if pairing is not None:
@@ -245,8 +244,7 @@ class PeeringService:
             self._check_encryption(proposed)
             passphrase, expires_at, generated = self._secret(auth)
             shown = passphrase if generated else None
-            changes |= {"passphrase": passphrase, "expires_at": expires_at, "passphrase_generated": generated,
-                        "encryption_proposed": proposed}
+            changes |= {"passphrase": passphrase, "expires_at": expires_at, "encryption_proposed": proposed}
         updated = record.model_copy(update=changes)
         addresses = updated.remote_addresses
         if rekey and addresses and not shown:
