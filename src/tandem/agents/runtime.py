@@ -44,7 +44,11 @@ MAX_BATCH = 1000
 """Operations per batch: a device applies a batch in one go, and a very large one would delay its heartbeats."""
 
 
-class DuplicateHost(Exception):
+class AgentError(Exception):
+    """The agent cannot go on: the message says why."""
+
+
+class DuplicateHost(AgentError):
     """Another live agent holds this host id."""
 
 
@@ -168,9 +172,14 @@ class Agent:
         return held
 
     async def join(self) -> None:
-        """Take this host id's lease; DuplicateHost if another live agent has it."""
+        """Take this host id's lease; DuplicateHost if another live agent has it, AgentError if the
+        leases cannot be reached."""
         self.view = [self.options.host_id]
-        if not await self._renew():
+        try:
+            held = await self._renew()
+        except Exception as error:  # the device or the Kubernetes API refuses or does not answer
+            raise AgentError(f"cannot take this agent's lease: {error}") from None
+        if not held:
             raise DuplicateHost(f"host id {self.options.host_id} is held by another live agent of environment "
                                 f"{self.options.environment}: give each agent its own --host-id")
 

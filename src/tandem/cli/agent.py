@@ -107,7 +107,7 @@ def agent_run(
     from tandem.agents.devices import Devices
     from tandem.agents.leases import DeviceLeases, KubernetesLeases
     from tandem.agents.metrics import Metrics
-    from tandem.agents.runtime import Agent, DuplicateHost, Options
+    from tandem.agents.runtime import Agent, AgentError, DuplicateHost, Options
     from tandem.models.fields import parse_host_port
 
     settings = _settings(ctx)
@@ -148,6 +148,8 @@ def agent_run(
     except DuplicateHost as error:
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(EXIT_DUPLICATE) from None
+    except AgentError as error:
+        raise CliError(str(error)) from None
     finally:
         metrics.close()
         devices.close()
