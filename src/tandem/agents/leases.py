@@ -25,6 +25,8 @@ class Lease:
     holder: str
     expired: bool
     data: dict[str, Any]
+    remaining: float = 0.0
+    """Seconds until it expires (if not renewed), as the store judged when listed."""
 
 
 def agent_lease(environment: str, host_id: str) -> str:
@@ -69,7 +71,7 @@ class DeviceLeases:
 
     async def list(self, prefix: str) -> list[Lease]:
         leases = await self._devices.call(lambda c: c.leases.all(self._partition))
-        return [Lease(lease["name"], lease["holder"], lease["expired"], lease.get("data") or {})
+        return [Lease(lease["name"], lease["holder"], lease["expired"], lease.get("data") or {}, lease["remaining"])
                 for lease in leases if lease["name"].startswith(prefix)]
 
 
@@ -83,11 +85,16 @@ class KubernetesLeases:
         self._namespace = namespace
 
     @staticmethod
-    def _expired(lease: Any, now: datetime) -> bool:
+    def _remaining(lease: Any, now: datetime) -> float:
+        """Seconds until the lease expires (negative: expired)."""
         spec = lease.spec
         if not spec or not spec.holder_identity or spec.renew_time is None:
-            return True
-        return spec.renew_time + timedelta(seconds=spec.lease_duration_seconds or 0) < now
+            return -1.0
+        return (spec.renew_time + timedelta(seconds=spec.lease_duration_seconds or 0) - now).total_seconds()
+
+    @classmethod
+    def _expired(cls, lease: Any, now: datetime) -> bool:
+        return cls._remaining(lease, now) < 0
 
     def _acquire(self, name: str, holder: str, ttl: float, data: dict[str, Any] | None) -> bool:
         from kubernetes.client import ApiException, V1Lease, V1LeaseSpec, V1ObjectMeta
@@ -150,8 +157,9 @@ class KubernetesLeases:
                 data = orjson.loads((lease.metadata.annotations or {}).get(DATA_ANNOTATION, "{}"))
             except orjson.JSONDecodeError:
                 data = {}
-            out.append(Lease(lease.metadata.name, lease.spec.holder_identity or "", self._expired(lease, now),
-                             data if isinstance(data, dict) else {}))
+            remaining = self._remaining(lease, now)
+            out.append(Lease(lease.metadata.name, lease.spec.holder_identity or "", remaining < 0,
+                             data if isinstance(data, dict) else {}, max(0.0, remaining)))
         return out
 
     async def list(self, prefix: str) -> list[Lease]:

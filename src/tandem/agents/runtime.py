@@ -187,7 +187,7 @@ class Agent:
         """Renew the lease (publishing the view), read the others' leases, adopt the new view."""
         environment = self.options.environment
         while True:
-            adopted = False
+            adopted, wait = False, self._interval
             try:
                 before = self.published
                 if not await self._renew():
@@ -198,6 +198,8 @@ class Agent:
                         if lease.name.startswith(f"tandem-{environment}-agent-") and not lease.expired}
                 me = self.options.host_id
                 others = {host: list(lease.data.get("view") or []) for host, lease in live.items() if host != me}
+                # look again the moment another agent's lease would run out, not up to a cycle later
+                wait = min([wait, *(lease.remaining + 0.01 for host, lease in live.items() if host != me)])
                 view = sorted(set(live) | {me})
                 held = next((lease for lease in leases if lease.name == leader_lease(environment)), None)
                 leader = False  # taken or renewed by its holder, tried by the others only when it is free
@@ -216,7 +218,7 @@ class Agent:
                 self.last_error = f"leases: {error}"
                 log.warning("cannot renew or read the leases: %s", error)
             if not adopted:  # a view just adopted is published at once
-                await asyncio.sleep(self._interval)
+                await asyncio.sleep(wait)
 
     def mine(self, keys: set[str]) -> set[str]:
         """The services this agent writes now (see the module's doc); remembered until the views change."""
