@@ -24,7 +24,7 @@ import typer
 
 from tandem.cli.connection import Settings, connect, read_password_file
 from tandem.cli.errors import CliError
-from tandem.cli.output import Column, format_value
+from tandem.cli.output import Column, format_epoch
 
 app = typer.Typer(help="Automation agents: keep a partition equal to Kubernetes Services or a folder of files.",
                   no_args_is_help=True)
@@ -186,7 +186,7 @@ def agent_status(
         data = lease.get("data") or {}
         rows.append({"environment": match["env"], "host_id": match["host"], "alive": not lease["expired"],
                      "leader": bool(data.get("leader")), "source": data.get("source"), "owned": data.get("owned"),
-                     "device": data.get("device"), "last_reconcile": _when(data.get("last_reconcile")),
+                     "device": data.get("device"), "last_reconcile": format_epoch(data.get("last_reconcile")),
                      "problem_count": data.get("problem_count", 0), "error": data.get("error") or "",
                      "problems": data.get("problems") or {}, "instance": data.get("instance")})
     _settings(ctx).output.records(rows, STATUS_COLUMNS, empty="no agents")
@@ -202,9 +202,3 @@ async def _until_stopped(work: Any) -> None:
         await task
 
 
-def _when(timestamp: Any) -> str | None:
-    import datetime
-
-    if not isinstance(timestamp, int | float):
-        return format_value(timestamp) if timestamp else None
-    return datetime.datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")

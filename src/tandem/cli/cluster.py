@@ -418,13 +418,7 @@ def cluster_members(ctx: typer.Context) -> None:
 
 def _member_action(ctx: typer.Context, name: str, action: Callable[[ClusterMember], ClusterMember],
                    done: str) -> None:
-    member = action(_cluster_members(ctx).get(name)).to_dict()
-    output = _output(ctx)
-    if output.json:
-        output.print_json(member)
-        return
-    output.done(f"{done} {name}")
-    output.record(member)
+    _output(ctx).changed(f"{done} {name}", action(_cluster_members(ctx).get(name)).to_dict())
 
 
 @app.command("evacuate")

@@ -7,7 +7,6 @@ dev-2`, or `--url`): failover status, events and actions are that device's own.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ import typer
 
 from tandem.cli.connection import Settings, connect
 from tandem.cli.errors import CliError
-from tandem.cli.output import Column, Output, format_value
+from tandem.cli.output import Column, Output, format_epoch, format_value
 
 ACTIVE = "active"
 WAIT_DEFAULT = 5.0
@@ -153,18 +152,13 @@ def failover_status(ctx: typer.Context, device: DeviceOption = None) -> None:
 
 
 EVENT_COLUMNS = [
-    Column("at", "time", render=lambda v, _r: _time(v), no_wrap=True),
+    Column("at", "time", render=lambda v, _r: format_epoch(v), no_wrap=True),
     Column("traffic_group", "traffic group", no_wrap=True),
     Column("from_state", "from"),
     Column("to_state", "to"),
     Column("reason"),
 ]
 
-
-def _time(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return format_value(value)
-    return datetime.datetime.fromtimestamp(value).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 @app.command("events")
@@ -286,12 +280,7 @@ def _client(ctx: typer.Context) -> Any:
 
 
 def _done(ctx: typer.Context, verb: str, record: dict[str, Any]) -> None:
-    output = _output(ctx)
-    if output.json:
-        output.print_json(record)
-        return
-    output.done(f"{verb} traffic group {record.get('name')}")
-    output.record(record)
+    _output(ctx).changed(f"{verb} traffic group {record.get('name')}", record)
 
 
 @traffic_group_app.command("list")

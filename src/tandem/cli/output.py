@@ -64,6 +64,13 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def format_epoch(value: Any) -> str:
+    """A time in seconds since the epoch, in local time to the millisecond (anything else as it is)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return format_value(value)
+    return datetime.datetime.fromtimestamp(value).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat()
@@ -152,6 +159,14 @@ class Output:
         for key in keys:
             table.add_row(Text(key.replace("_", " ")), Text(format_value(record.get(key))))
         self.out.print(table)
+
+    def changed(self, message: str, record: Mapping[str, Any]) -> None:
+        """A change and the object it left: the object as JSON for scripts; a line and its fields for people."""
+        if self.json:
+            self.print_json(dict(record))
+            return
+        self.done(message)
+        self.record(record)
 
     def done(self, message: str, data: Any = None) -> None:
         """The outcome of a change: a line for people, `data` (when given) as JSON for scripts."""

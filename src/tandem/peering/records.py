@@ -64,11 +64,11 @@ class Relationships:
 
 def authentication_state(record: PeerRecord, now: float | None = None) -> str:
     """`ok` (a key is agreed), `absent` (waiting for the other side), `expired` (the passphrase ran out)."""
-    if record.key and not record.passphrase:
+    if record.key:
         return "ok"
     if record.expires_at is not None and (now or time.time()) >= record.expires_at:
-        return "ok" if record.key else "expired"
-    return "ok" if record.key else "absent"
+        return "expired"
+    return "absent"
 
 
 def view(record: PeerRecord, status: dict[str, Any], local_network: list[str]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from tandem.models.peering import DEFAULT_EXPIRY, Authentication, PeerCreate, Pe
 from tandem.peering.links import Link, LinkKey, LinkSet
 from tandem.peering.mirror import MirrorSource, MirrorTarget
 from tandem.peering.pairing import pair_with, paired_record
-from tandem.peering.records import Relationships, iso, view
+from tandem.peering.records import Relationships, authentication_state, iso, view
 from tandem.peering.secure import PSK_SUPPORTED
 from tandem.peering.server import InterclusterServer
 from tandem.peering.wire import WireError
@@ -112,9 +112,8 @@ class PeeringService:
         """The relationship's state as this device sees it, and since when."""
         remote_members: list[dict[str, Any]] = []
         if not record.key:
-            expired = record.expires_at is not None and time.time() >= record.expires_at
             state = "pending"
-            message = ("the passphrase expired: patch a new one" if expired else
+            message = ("the passphrase expired: patch a new one" if authentication_state(record) == "expired" else
                        "waiting for the remote cluster to pair with this passphrase")
         else:
             links = self.links.of(record.uuid)
