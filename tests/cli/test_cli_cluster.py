@@ -27,9 +27,13 @@ STATUS = {
          "last_commit": {"dev-1": 12, "dev-2": 7}, "message": "3 changes not sent"},
     ],
     "conflicts": [
-        {"kind": "pools", "partition": "Common", "name": "web", "devices": ["dev-1", "dev-2"],
+        {"type": "write", "kind": "pools", "partition": "Common", "name": "web", "devices": ["dev-1", "dev-2"],
          "winner": {"device": "dev-2", "value": {}}, "loser": {"device": "dev-1", "value": {}},
-         "detected_at": "2026-11-24T03:40:00Z"},
+         "message": "pool /Common/web changed on dev-1 and changed on dev-2 at the same time: dev-2's, the later, "
+                    "is kept", "detected_at": "2026-11-24T03:40:00Z"},
+        {"type": "integrity", "kind": "virtuals", "partition": "Common", "name": "www", "rule": "reference",
+         "objects": ["/Common/www", "/Common/web"], "message": "virtual /Common/www uses pool /Common/web, which "
+         "does not exist", "resolution": "not served"},
     ],
 }
 

@@ -37,8 +37,8 @@ import httpx
 T = TypeVar("T")
 
 ADMIN_PASSWORD = "netns-admin-pass"
-ADDR = {"a": "198.18.0.1", "b": "198.18.0.2", "c": "198.18.0.3"}
-BRIDGE_PORT = {"a": "p0", "b": "p1", "c": "p2"}
+ADDR = {"a": "198.18.0.1", "b": "198.18.0.2", "c": "198.18.0.3", "d": "198.18.0.4"}
+BRIDGE_PORT = {"a": "p0", "b": "p1", "c": "p2", "d": "p3"}
 MGMT_PORT = 8443
 VIP, VIP_PORT = "198.18.0.100", 8080
 BACKEND_PORT = 9000
@@ -180,6 +180,9 @@ class Api:
     def patch(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("PATCH", path, **kwargs)
 
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
     def reset(self) -> None:
         """Forget the connection and the token (after the device restarted)."""
         client, self._client, self._token = self._client, None, None
@@ -201,6 +204,8 @@ class Host:
     name: str
     ns: Namespace
     work: Path
+    provider: str = "linux"
+    """The address provider: `linux` (floating addresses on eth0) or `loopback` (none to move)."""
     daemon: subprocess.Popen | None = None
     backend: subprocess.Popen | None = None
     api: Api = field(init=False)
@@ -241,7 +246,7 @@ class Host:
             self.daemon = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns.name, sys.executable, "-m", "tandem", "serve", "--name", self.name,
                  "--data-dir", str(self.data_dir), "--listen", f"{self.address}:{MGMT_PORT}",
-                 "--addresses", "linux", "--interface", "eth0"],
+                 "--addresses", self.provider, "--interface", "eth0"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.api.reset()
 
@@ -306,14 +311,18 @@ class Host:
 
 
 class Lab:
-    """The topology, the two devices (a first in HA order), the client; `close()` removes everything."""
+    """The topology, the devices (by default a and b, a first in HA order), the client host (by default
+    c, or none); `close()` removes everything."""
 
-    def __init__(self, work: Path, interval: float = 0.2, timeout: float = 1.0, auto_failback: bool = False) -> None:
+    def __init__(self, work: Path, interval: float = 0.2, timeout: float = 1.0, auto_failback: bool = False,
+                 devices: tuple[str, ...] = ("a", "b"), client: str | None = "c", provider: str = "linux") -> None:
         self.work = work
         self.interval, self.timeout, self.auto_failback = interval, timeout, auto_failback
         self.prefix = f"tn{os.getpid()}x{next(_labs)}"
-        self.ns = {role: Namespace(f"{self.prefix}{role}") for role in ("sw", "a", "b", "c")}
-        self.hosts = {name: Host(name, self.ns[name], work) for name in ("a", "b")}
+        self.attached = (*devices, *([client] if client else []))
+        """The hosts on the bridge."""
+        self.ns = {role: Namespace(f"{self.prefix}{role}") for role in ("sw", *self.attached)}
+        self.hosts = {name: Host(name, self.ns[name], work, provider) for name in devices}
         self._created: list[str] = []
 
     @property
@@ -342,14 +351,14 @@ class Lab:
     def build(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         sw = self.ns["sw"].name
-        for role in ("sw", "a", "b", "c"):
+        for role in ("sw", *self.attached):
             name = self.ns[role].name
             sh("ip", "netns", "add", name)
             self._created.append(name)
             sh("ip", "-n", name, "link", "set", "lo", "up")
         sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", sw, "link", "set", "br0", "up")
-        for host in ("a", "b", "c"):
+        for host in self.attached:
             name, port = self.ns[host].name, BRIDGE_PORT[host]
             sh("ip", "link", "add", "eth0", "netns", name, "type", "veth", "peer", "name", port, "netns", sw)
             sh("ip", "-n", sw, "link", "set", port, "master", "br0")

@@ -34,4 +34,4 @@ def test_a_batch_touching_a_read_only_partition_changes_nothing(config, operatio
         config.apply_batch([first, operation])
     assert refused.value.target == target and "mirror" in refused.value.message
     assert config.store.last_commit_id() == before
-    assert config.stored(Partition, {"name": "mirror"}) == {"name": "mirror", "description": ""}
+    assert config.read(Partition, {"name": "mirror"}) == {"name": "mirror", "description": ""}

@@ -3,6 +3,7 @@
 import pytest
 
 from tandem.store import ScopeRule, Store
+from tandem.sync.conflicts import CONFLICTS
 from tandem.sync.replica import Replica
 
 SCOPE = "dg"
@@ -23,7 +24,16 @@ def pair(tmp_path):
 
 def write(store, name, body):
     with store.transaction() as txn:
-        txn.put("pools", "Common", name, body)
+        txn.put("pools", "Common", name, {"partition": "Common", "name": name} | body)
+
+
+def body_of(store, name):
+    body = store.get("pools", "Common", name)
+    return body and {k: v for k, v in body.items() if k not in ("partition", "name")}
+
+
+def conflict_records(store):
+    return [r.body for r in store.records(CONFLICTS, partition="Common")]
 
 
 def test_commits_apply_in_order_and_gaps_are_reported(pair):
@@ -47,10 +57,10 @@ def test_concurrent_writes_resolve_the_same_way_and_are_reported_on_both(pair):
     ra.apply_commits(SCOPE, sent_b)
     assert a.get("pools", "Common", "web") == b.get("pools", "Common", "web")
     for store in (a, b):
-        (conflict,) = store.conflicts(SCOPE)
+        (conflict,) = conflict_records(store)
         assert {conflict["winner"]["origin"], conflict["loser"]["origin"]} == {a.device_id, b.device_id}
-        assert {conflict["winner"]["body"]["from"], conflict["loser"]["body"]["from"]} == {"a", "b"}
-    assert a.clear_conflicts(SCOPE) == 1 and a.conflicts(SCOPE) == []
+        assert {conflict["winner"]["value"]["from"], conflict["loser"]["value"]["from"]} == {"a", "b"}
+    assert conflict_records(a)[0]["winner"] == conflict_records(b)[0]["winner"]
 
 
 def test_a_write_that_saw_the_other_is_no_conflict(pair):
@@ -59,11 +69,11 @@ def test_a_write_that_saw_the_other_is_no_conflict(pair):
     rb.apply_commits(SCOPE, sent_a)
     write(b, "web", {"v": 2})  # b saw a's version
     ra.apply_commits(SCOPE, sent_b)
-    assert a.get("pools", "Common", "web") == {"v": 2}
-    assert a.conflicts(SCOPE) == [] and b.conflicts(SCOPE) == []
+    assert body_of(a, "web") == {"v": 2}
+    assert conflict_records(a) == [] and conflict_records(b) == []
     stale = dict(sent_a[0], seq=1)
     assert rb.apply_commits(SCOPE, [stale]) == (0, {})
-    assert b.get("pools", "Common", "web") == {"v": 2}
+    assert body_of(b, "web") == {"v": 2}
 
 
 def test_deletes_are_tombstones_that_replicate(pair):
@@ -98,7 +108,7 @@ def test_a_replacing_snapshot_makes_the_scope_exactly_the_senders(tmp_path):
     assert b.pending_count(SCOPE) == 2
     rb.apply_snapshot(SCOPE, ["Common"], ra.versions(["Common"]), dict(a.vector(SCOPE)), replace=True)
     assert [r.name for r in b.records("pools")] == ["shared"]
-    assert b.get("pools", "Common", "shared") == {"from": "a"}
+    assert body_of(b, "shared") == {"from": "a"}
     assert b.pending_count(SCOPE) == 0
     assert ra.digest(["Common"]) == rb.digest(["Common"])
 

@@ -31,7 +31,7 @@ import typer
 from tandem.cli.connection import Settings, connect, resolve_target
 from tandem.cli.errors import CliError
 from tandem.cli.labstate import LabState, default_lab_dir, load_lab
-from tandem.cli.output import Column, Output, format_value
+from tandem.cli.output import Column, Output
 
 if TYPE_CHECKING:
     from tandem.sdk import Client, ClusterManager, ClusterMember
@@ -65,12 +65,13 @@ MEMBER_COLUMNS = [
 CLUSTER_MEMBER_COLUMNS = [Column("server_name", "name"), Column("url"), Column("database"), Column("status"),
                           Column("message"), Column("roles")]
 CONFLICT_COLUMNS = [
+    Column("type"),
     Column("kind"),
     Column("partition"),
     Column("name"),
+    Column("member"),
     Column("devices"),
-    Column("winner", render=lambda v, _r: format_value((v or {}).get("device"))),
-    Column("loser", render=lambda v, _r: format_value((v or {}).get("device"))),
+    Column("message"),
     Column("detected_at", "detected"),
 ]
 

@@ -1,9 +1,20 @@
-"""Referential integrity: what an object refers to must exist, and what is referred to stays."""
+"""Referential integrity: what an object refers to must exist, and what is referred to stays.
+
+A write is checked on the device that makes it (`check_references`, `check_unreferenced`). Writes
+made on two sides of a network partition may each pass there and break a rule once merged (a
+virtual server created on one side uses a pool deleted on the other); `violations` finds such
+breaks in the stored configuration, and says how every device resolves each, the same way.
+"""
+
+from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from tandem.errors import Conflict, Invalid
 from tandem.models import DEFAULT_PARTITION, Monitor, Partition, Pool, Resource, User, VirtualServer
 from tandem.models.fields import resolve_reference
-from tandem.store import GLOBAL, Transaction
+from tandem.store import GLOBAL, Store, Transaction
 
 PARTITIONED_KINDS = (Monitor.kind, Pool.kind, VirtualServer.kind)
 
@@ -67,3 +78,76 @@ def check_admin_remains(txn: Transaction, changed_user: str, new_role: str | Non
     admins = [u.name for u in txn.records(User.kind, partition=GLOBAL) if u.body["role"] == "admin"]
     if admins == [changed_user] and new_role != "admin":
         raise Conflict("the last admin cannot be removed or demoted", target="role")
+
+
+# -- after a merge --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A rule of the API that the stored configuration breaks, and how every device resolves it."""
+
+    kind: str
+    partition: str
+    name: str
+    rule: Literal["partition", "reference", "destination"]
+    other: str
+    """The object it lacks or clashes with, as `/partition/name` (a partition: its name)."""
+    message: str
+    served: bool
+    """False: the object is not served; True: served without what it lacks."""
+
+    def present(self) -> dict[str, Any]:
+        resolution = "not served" if not self.served else "served without health monitoring"
+        return {"type": "integrity", "kind": self.kind, "partition": self.partition, "name": self.name,
+                "rule": self.rule, "objects": [f"/{self.partition}/{self.name}", self.other],
+                "message": f"{self.message}: {resolution}", "resolution": resolution}
+
+
+def violations(store: Store, partitions: Collection[str] | None = None) -> list[Violation]:
+    """The API's rules that the stored configuration breaks (in `partitions`, or anywhere). Every device
+    resolves them the same way: an object in a partition that does not exist counts as absent; a
+    virtual server whose pool is absent is not served; a pool whose monitor is absent is served
+    without health monitoring; of virtual servers sharing a destination (address, port, protocol),
+    the one created first among those otherwise served is served, the others are not."""
+    existing = {r.name for r in store.records(Partition.kind, partition=GLOBAL)}
+    found: list[Violation] = []
+
+    def present(kind: str, partition: str, name: str) -> bool:
+        return partition in existing and store.exists(kind, partition, name)
+
+    def wanted(partition: str) -> bool:
+        return partitions is None or partition in partitions
+
+    destinations: dict[tuple[Any, ...], list[tuple[str, str, str]]] = defaultdict(list)
+    for kind in PARTITIONED_KINDS:
+        for record in store.records(kind):
+            partition, name, body = record.partition, record.name, record.body
+            if partition not in existing:
+                if wanted(partition):
+                    found.append(Violation(kind, partition, name, "partition", partition,
+                                           f"{kind[:-1]} /{partition}/{name} is in partition {partition}, "
+                                           "which does not exist", served=False))
+                continue
+            reference = body.get("pool") if kind == VirtualServer.kind else body.get("monitor")
+            target_kind = Pool.kind if kind == VirtualServer.kind else Monitor.kind
+            target = resolve_reference(partition, reference) if reference and kind != Monitor.kind else None
+            if target is not None and not present(target_kind, *target):
+                if wanted(partition):
+                    found.append(Violation(kind, partition, name, "reference", f"/{target[0]}/{target[1]}",
+                                           f"{kind[:-1]} /{partition}/{name} uses {target_kind[:-1]} "
+                                           f"/{target[0]}/{target[1]}, which does not exist",
+                                           served=kind == Pool.kind))
+                if kind == VirtualServer.kind:
+                    continue
+            if kind == VirtualServer.kind:
+                destination = (body["address"], body["port"], body.get("protocol", "tcp"))
+                destinations[destination].append((body.get("incarnation", ""), partition, name))
+    for (address, port, protocol), users in destinations.items():
+        first, *later = sorted(users)
+        for _, partition, name in later:
+            if wanted(partition):
+                found.append(Violation(VirtualServer.kind, partition, name, "destination",
+                                       f"/{first[1]}/{first[2]}",
+                                       f"virtual /{partition}/{name} uses destination {address}:{port} ({protocol}), "
+                                       f"as virtual /{first[1]}/{first[2]} (created first) does", served=False))
+    return found

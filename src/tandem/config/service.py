@@ -2,9 +2,9 @@
 
 Each operation runs in one store transaction (a batch: all its operations in one): it validates
 the new state against the model and the references around it, then writes. A failed check raises
-an `ApiError` and writes nothing. Pool members are stored as objects of their own (`members`, named
-`pool/address:port`) so that changes to different members never collide; a pool is presented with
-them embedded.
+an `ApiError` and writes nothing. Every object records the stamp of its creation (`incarnation`);
+a pool and its members are one unit (see `units`): the pool's record holds its member list, and a
+change of one member alone is an overlay of its own.
 """
 
 from collections.abc import Callable, Iterator
@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from tandem.config import integrity
+from tandem.config import integrity, units
+from tandem.config.presentation import HIDDEN_FIELDS, pool_members, present
 from tandem.config.query import Query
 from tandem.config.validation import invalid_from, validate
 from tandem.errors import ApiError, Conflict, Invalid, NotFound
@@ -23,8 +24,6 @@ from tandem.models.lease import LEASES
 from tandem.models.partial import changes, patch_model
 from tandem.store import GLOBAL, Store, Transaction
 
-HIDDEN_FIELDS = {"password_hash"}
-"""Stored but never presented."""
 WRITE_ONLY_FIELDS = {"password"}
 """Accepted but never stored as given."""
 
@@ -37,13 +36,40 @@ def _store_key(model: type[Resource], identity: dict[str, Any]) -> tuple[str, st
     return (identity["partition"], identity["name"]) if "partition" in model.identity else (GLOBAL, identity["name"])
 
 
-def _member_name(pool: str, address: str, port: int) -> str:
-    return f"{pool}/{member_key(address, port)}"
-
-
 def _stored_body(obj: Resource, extra: dict[str, Any] | None) -> dict[str, Any]:
     exclude = WRITE_ONLY_FIELDS | ({"members"} if isinstance(obj, Pool) else set())
     return obj.model_dump(exclude=exclude) | (extra or {})
+
+
+def write_object(txn: Transaction, obj: Resource, stored: dict[str, Any] | None, current: dict[str, Any] | None,
+                 extra: dict[str, Any] | None = None) -> None:
+    """Store `obj`, new (`stored` None: it gets its incarnation) or over its `stored` record (presented as
+    `current`, whose hidden fields it keeps), without the API's checks; `extra`: server-side fields."""
+    model = type(obj)
+    partition, name = _store_key(model, obj.model_dump(include=set(model.identity)))
+    stamp = txn.stamp()
+    kept = {k: v for k, v in (stored or {}).items() if k in HIDDEN_FIELDS}
+    body = _stored_body(obj, kept | (extra or {}))
+    body.setdefault("incarnation", str(stamp))
+    if isinstance(obj, Pool):
+        body = units.stored_pool(obj, body, stamp, stored, current["members"] if current else [])
+    txn.put(model.kind, partition, name, body, stamp)
+
+
+def comparable(obj: Resource) -> dict[str, Any]:
+    """`obj` as it would be presented once stored (members in their stored order)."""
+    shown = obj.model_dump(exclude=WRITE_ONLY_FIELDS)
+    if isinstance(obj, Pool):
+        shown["members"] = units.member_list(obj)
+    return shown
+
+
+def _normalized_key(key: str) -> str:
+    """A member key from a URL as stored (`address:port`, the address normalized); NotFound if malformed."""
+    try:
+        return member_key(*parse_member_key(key))
+    except ValueError as error:
+        raise NotFound(f"no member {key!r}: {error}", target="member") from None
 
 
 def _body(model: type[M], data: dict[str, Any]) -> M:
@@ -84,13 +110,9 @@ class ConfigService:
 
     # -- presentation ---------------------------------------------------------------------------
 
-    def _present(self, model: type[Resource], body: dict[str, Any]) -> dict[str, Any]:
-        shown = {k: v for k, v in body.items() if k not in HIDDEN_FIELDS}
-        if model is Pool:
-            prefix = f"{body['name']}/"
-            shown["members"] = [r.body for r in self.store.records(PoolMember.kind, partition=body["partition"],
-                                                                    prefix=prefix)]
-        return shown
+    def _present(self, model: type[Resource], body: dict[str, Any],
+                 reader: Transaction | Store | None = None) -> dict[str, Any]:
+        return present(reader or self.store, model.kind, body)
 
     def _stored(self, txn: Transaction | Store, model: type[Resource], partition: str, name: str) -> dict[str, Any]:
         body = txn.get(model.kind, partition, name)
@@ -122,9 +144,7 @@ class ConfigService:
         if txn.exists(model.kind, partition, name):
             raise Conflict(f"{model.__name__} {name!r} already exists", target="name")
         integrity.check_references(txn, obj)
-        txn.put(model.kind, partition, name, _stored_body(obj, extra))
-        if isinstance(obj, Pool):
-            self._put_members(txn, obj, [])
+        write_object(txn, obj, None, None, extra)
         return partition, name
 
     def _replace(self, txn: Transaction, obj: Resource) -> None:
@@ -137,12 +157,9 @@ class ConfigService:
             return
         self._writable(model, partition, name)
         integrity.check_references(txn, obj)
-        body = _stored_body(obj, {k: v for k, v in stored.items() if k in HIDDEN_FIELDS})
-        if body != stored:
-            txn.put(model.kind, partition, name, body)
-        if isinstance(obj, Pool):
-            before = [r.body for r in txn.records(PoolMember.kind, partition=partition, prefix=f"{name}/")]
-            self._put_members(txn, obj, before)
+        current = self._present(model, stored, txn)
+        if comparable(obj) != current:
+            write_object(txn, obj, stored, current)
 
     def update(self, model: type[Resource], identity: dict[str, Any], patch: dict[str, Any],
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -159,18 +176,12 @@ class ConfigService:
         for field in model.identity:
             if field in patch and patch[field] != stored.get(field):
                 raise Invalid(f"{field} cannot be changed", target=field)
-        current = {k: v for k, v in stored.items() if k not in HIDDEN_FIELDS}
-        if model is Pool:
-            current["members"] = [r.body for r in txn.records(PoolMember.kind, partition=partition,
-                                                              prefix=f"{name}/")]
+        current = self._present(model, stored, txn)
         obj = validate(model, current | patch)
         integrity.check_references(txn, obj)
         if isinstance(obj, User):
             integrity.check_admin_remains(txn, obj.name, obj.role)
-        kept = {k: v for k, v in stored.items() if k in HIDDEN_FIELDS}
-        txn.put(model.kind, partition, name, _stored_body(obj, kept | (extra or {})))
-        if isinstance(obj, Pool) and "members" in patch:
-            self._put_members(txn, obj, current["members"])
+        write_object(txn, obj, stored, current, extra)
 
     def delete(self, model: type[Resource], identity: dict[str, Any]) -> None:
         """Delete an object; `Conflict` if something still refers to it."""
@@ -184,9 +195,6 @@ class ConfigService:
         integrity.check_unreferenced(txn, model.kind, partition, name)
         if model is User:
             integrity.check_admin_remains(txn, name, None)
-        if model is Pool:
-            for member in list(txn.records(PoolMember.kind, partition=partition, prefix=f"{name}/")):
-                txn.delete(PoolMember.kind, partition, member.name)
         if model is Partition:
             for lease in list(txn.records(LEASES, partition=name)):
                 txn.delete(LEASES, name, lease.name)
@@ -250,93 +258,80 @@ class ConfigService:
 
     # -- pool members ---------------------------------------------------------------------------
 
-    def _put_members(self, txn: Transaction, pool: Pool, before: list[dict[str, Any]]) -> None:
-        """Make the stored members of `pool` equal to `pool.members` (previously `before`)."""
-        wanted: dict[str, dict[str, Any]] = {}
-        for index, member in enumerate(pool.members):
-            key = _member_name(pool.name, member.address, member.port)
-            if key in wanted:
-                raise Invalid(f"member {member_key(member.address, member.port)} is listed twice",
-                              target=f"members.{index}")
-            wanted[key] = member.model_dump()
-        old = {_member_name(pool.name, m["address"], m["port"]): m for m in before}
-        for key in old.keys() - wanted.keys():
-            txn.delete(PoolMember.kind, pool.partition, key)
-        for key, body in wanted.items():
-            if old.get(key) != body:
-                txn.put(PoolMember.kind, pool.partition, key, body)
+    def _pool_members(self, reader: Transaction | Store, partition: str,
+                      pool: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """A stored pool and its members by `address:port`; NotFound if there is no such pool."""
+        stored = self._stored(reader, Pool, partition, pool)
+        return stored, units.keyed(pool_members(reader, stored))
 
-    def _member_parts(self, txn: Transaction | Store, partition: str, pool: str, key: str) -> str:
-        self._stored(txn, Pool, partition, pool)
-        try:
-            address, port = parse_member_key(key)
-        except ValueError as error:
-            raise NotFound(f"no member {key!r}: {error}", target="member") from None
-        return _member_name(pool, address, port)
+    @staticmethod
+    def _put_overlay(txn: Transaction, pool: dict[str, Any], key: str, member: dict[str, Any] | None) -> None:
+        """Change one member of a stored pool (None: remove it)."""
+        name = units.overlay_name(pool["name"], pool.get("incarnation", ""), key)
+        txn.put(units.OVERLAYS, pool["partition"], name, {"member": member})
+
+    @staticmethod
+    def _member(members: dict[str, dict[str, Any]], partition: str, pool: str, key: str) -> dict[str, Any]:
+        if key not in members:
+            raise NotFound(f"pool /{partition}/{pool} has no member {key}", target="member")
+        return members[key]
 
     def read_member(self, partition: str, pool: str, key: str) -> dict[str, Any]:
-        name = self._member_parts(self.store, partition, pool, key)
-        body = self.store.get(PoolMember.kind, partition, name)
-        if body is None:
-            raise NotFound(f"pool /{partition}/{pool} has no member {key}", target="member")
-        return body
+        _, members = self._pool_members(self.store, partition, pool)
+        return self._member(members, partition, pool, _normalized_key(key))
 
     def create_member(self, partition: str, pool: str, member: PoolMember) -> dict[str, Any]:
         self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
-            self._stored(txn, Pool, partition, pool)
-            name = _member_name(pool, member.address, member.port)
-            if txn.exists(PoolMember.kind, partition, name):
-                raise Conflict(f"pool /{partition}/{pool} already has member "
-                               f"{member_key(member.address, member.port)}", target="address")
+            stored, members = self._pool_members(txn, partition, pool)
+            key = member_key(member.address, member.port)
+            if key in members:
+                raise Conflict(f"pool /{partition}/{pool} already has member {key}", target="address")
             body = member.model_dump()
-            txn.put(PoolMember.kind, partition, name, body)
+            self._put_overlay(txn, stored, key, body)
         return body
 
     def update_member(self, partition: str, pool: str, key: str, patch: dict[str, Any]) -> dict[str, Any]:
         self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
-            name = self._member_parts(txn, partition, pool, key)
-            stored = txn.get(PoolMember.kind, partition, name)
-            if stored is None:
-                raise NotFound(f"pool /{partition}/{pool} has no member {key}", target="member")
-            self._check_member_identity(stored, patch)
-            body = validate(PoolMember, stored | patch).model_dump()
-            txn.put(PoolMember.kind, partition, name, body)
+            stored, members = self._pool_members(txn, partition, pool)
+            key = _normalized_key(key)
+            current = self._member(members, partition, pool, key)
+            self._check_member_identity(current, patch)
+            body = validate(PoolMember, current | patch).model_dump()
+            self._put_overlay(txn, stored, key, body)
         return body
 
     def delete_member(self, partition: str, pool: str, key: str) -> None:
         self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
-            name = self._member_parts(txn, partition, pool, key)
-            if not txn.exists(PoolMember.kind, partition, name):
-                raise NotFound(f"pool /{partition}/{pool} has no member {key}", target="member")
-            txn.delete(PoolMember.kind, partition, name)
+            stored, members = self._pool_members(txn, partition, pool)
+            key = _normalized_key(key)
+            self._member(members, partition, pool, key)
+            self._put_overlay(txn, stored, key, None)
 
-    def _matching_members(self, txn: Transaction, partition: str, pool: str, query: Query) -> list[str]:
+    def _matching_members(self, txn: Transaction, partition: str, pool: str,
+                          query: Query) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         self._writable(Pool, partition, pool)
-        self._stored(txn, Pool, partition, pool)
-        return [r.name for r in txn.records(PoolMember.kind, partition=partition, prefix=f"{pool}/")
-                if query.matches(r.body)]
+        stored, members = self._pool_members(txn, partition, pool)
+        return stored, {key: body for key, body in members.items() if query.matches(body)}
 
     def update_matching_members(self, partition: str, pool: str, query: Query, patch: dict[str, Any]) -> int:
         """Apply `patch` to every member of the pool matching `query`, in one transaction."""
         with self.store.transaction() as txn:
-            names = self._matching_members(txn, partition, pool, query)
-            for name in names:
-                stored = txn.get(PoolMember.kind, partition, name)
-                assert stored is not None
-                self._check_member_identity(stored, patch)
-                txn.put(PoolMember.kind, partition, name, validate(PoolMember, stored | patch).model_dump())
-        return len(names)
+            stored, matched = self._matching_members(txn, partition, pool, query)
+            for key, current in matched.items():
+                self._check_member_identity(current, patch)
+                self._put_overlay(txn, stored, key, validate(PoolMember, current | patch).model_dump())
+        return len(matched)
 
     def delete_matching_members(self, partition: str, pool: str, query: Query) -> int:
         """Remove every member of the pool matching `query`, in one transaction."""
         with self.store.transaction() as txn:
-            names = self._matching_members(txn, partition, pool, query)
-            for name in names:
-                txn.delete(PoolMember.kind, partition, name)
-        return len(names)
+            stored, matched = self._matching_members(txn, partition, pool, query)
+            for key in matched:
+                self._put_overlay(txn, stored, key, None)
+        return len(matched)
 
     @staticmethod
     def _check_member_identity(stored: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -346,9 +341,8 @@ class ConfigService:
 
     def page_members(self, partition: str, pool: str,
                      query: Query) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
-        self._stored(self.store, Pool, partition, pool)
+        _, members = self._pool_members(self.store, partition, pool)
         records: Iterator[tuple[tuple[str, str], dict[str, Any]]] = (
-            ((r.partition, r.name), r.body)
-            for r in self.store.records(PoolMember.kind, partition=partition, prefix=f"{pool}/",
-                                        after=query.after))
+            ((partition, f"{pool}/{key}"), body) for key, body in members.items()
+            if query.after is None or (partition, f"{pool}/{key}") > query.after)
         return query.page(records, PoolMember.identity)

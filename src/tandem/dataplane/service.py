@@ -11,10 +11,12 @@ import contextlib
 import logging
 from typing import Any
 
+from tandem.config.integrity import Violation, violations
+from tandem.config.presentation import present
 from tandem.dataplane.addresses import AddressProvider
 from tandem.dataplane.engine import BuiltinEngine, served_from_objects
 from tandem.failover.service import FailoverService
-from tandem.models import Monitor, Pool, PoolMember, VirtualServer
+from tandem.models import Monitor, Pool, VirtualServer
 from tandem.models.fields import resolve_reference
 from tandem.store import Store
 from tandem.tasks import cancel
@@ -46,6 +48,7 @@ class DataPlane:
         self._urgent = False
         self._task: asyncio.Task | None = None
         self._announcing: set[asyncio.Task] = set()
+        self._violations: set[Violation] = set()
 
     def changed(self, urgent: bool = False) -> None:
         """Something this device serves may have changed; `urgent` (failover) skips the settling delay."""
@@ -87,9 +90,12 @@ class DataPlane:
 
     def desired(self, everything: bool = False) -> tuple[list[Any], set[str]]:
         """The virtual servers to serve and the addresses to hold, now (only what they use is read);
-        with `everything`, those of every traffic group instead (the addresses that float)."""
+        with `everything`, those of every traffic group instead (the addresses that float). Where the
+        configuration breaks a rule (merged replicas can), the resolution `violations` gives is served."""
+        unserved = {(v.partition, v.name) for v in self._check_integrity() if v.kind == VirtualServer.kind}
         virtuals = [r.body for r in self._store.records(VirtualServer.kind)
-                    if self._serves(r.body.get("traffic_group", ""), everything)]
+                    if self._serves(r.body.get("traffic_group", ""), everything)
+                    and (r.partition, r.name) not in unserved]
         pools, monitors = [], []
         for virtual in virtuals:
             if not virtual.get("pool"):
@@ -98,8 +104,7 @@ class DataPlane:
             pool = self._store.get(Pool.kind, partition, name)
             if pool is None:
                 continue
-            members = [m.body for m in self._store.records(PoolMember.kind, partition=partition, prefix=f"{name}/")]
-            pools.append(pool | {"members": members})
+            pools.append(present(self._store, Pool.kind, pool))
             if pool.get("monitor"):
                 monitor = self._store.get(Monitor.kind, *resolve_reference(partition, pool["monitor"]))
                 monitors += [monitor] if monitor else []
@@ -109,6 +114,14 @@ class DataPlane:
             if self._serves(traffic_group["name"], everything):
                 addresses.update(traffic_group["addresses"])
         return served, addresses
+
+    def _check_integrity(self) -> set[Violation]:
+        """The rules the configuration breaks, each logged once when it appears."""
+        found = set(violations(self._store))
+        for violation in sorted(found - self._violations, key=lambda v: v.message):
+            log.warning("the merged configuration breaks a rule: %s", violation.present()["message"])
+        self._violations = found
+        return found
 
     async def reconcile(self) -> None:
         served, addresses = self.desired()

@@ -19,8 +19,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from tandem.config import units
+from tandem.config.presentation import present
+from tandem.config.service import write_object
 from tandem.errors import ApiError
-from tandem.models import Monitor, Partition, Pool, PoolMember, VirtualServer
+from tandem.models import Monitor, Partition, Pool, VirtualServer
 from tandem.peering.links import LinkSet
 from tandem.peering.records import Relationships, iso
 from tandem.peering.wire import WireError
@@ -29,7 +32,7 @@ from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.peering")
 
-MODELS = {model.kind: model for model in (Partition, Monitor, Pool, PoolMember, VirtualServer)}
+MODELS = {model.kind: model for model in (Partition, Monitor, Pool, VirtualServer)}
 RETRY = 0.5
 
 
@@ -37,14 +40,20 @@ def _where(kind: str, partition: str, name: str) -> tuple[str, str, str]:
     return (kind, GLOBAL, partition) if kind == Partition.kind else (kind, partition, name)
 
 
+def presented(store: Store, kind: str, partition: str, name: str) -> dict[str, Any] | None:
+    """One object of the partition as the API presents it (a pool with its members), or None."""
+    body = store.get(*_where(kind, partition, name))
+    return None if body is None else present(store, kind, body)
+
+
 def snapshot(store: Store, partition: str) -> list[list[Any]]:
-    """The partition's objects as [kind, name, body], the partition itself first."""
+    """The partition's objects as [kind, name, body] (bodies as presented), the partition itself first."""
     objects: list[list[Any]] = []
-    body = store.get(Partition.kind, GLOBAL, partition)
+    body = presented(store, Partition.kind, partition, partition)
     if body is not None:
         objects.append([Partition.kind, partition, body])
-    for kind in (Monitor.kind, Pool.kind, PoolMember.kind, VirtualServer.kind):
-        objects.extend([kind, r.name, r.body] for r in store.records(kind, partition=partition))
+    for kind in (Monitor.kind, Pool.kind, VirtualServer.kind):
+        objects.extend([kind, r.name, present(store, kind, r.body)] for r in store.records(kind, partition=partition))
     return objects
 
 
@@ -94,9 +103,11 @@ def _write(store: Store, partition: str, changes: list[tuple[str, str, dict[str,
     with store.transaction() as txn:
         for kind, name, body in changes:
             where = _where(kind, partition, name)
+            stored = txn.get(*where)
             if body is not None:
-                txn.put(*where, body)
-            elif txn.exists(*where):
+                current = present(txn, kind, stored) if stored is not None else None
+                write_object(txn, MODELS[kind].model_validate(body), stored, current)
+            elif stored is not None:
                 txn.delete(*where)
     return len(changes)
 
@@ -154,10 +165,15 @@ class MirrorSource:
             return
         for before, after in changes:
             version = after or before
-            if version is None or version["kind"] not in MODELS:
+            if version is None:
                 continue
-            kind, name = version["kind"], version["name"]
-            partition = name if kind == Partition.kind else version["partition"]
+            if units.is_overlay(version["kind"]):
+                kind, partition, name = units.pool_key(version)
+            elif version["kind"] in MODELS:
+                kind, name = version["kind"], version["name"]
+                partition = name if kind == Partition.kind else version["partition"]
+            else:
+                continue
             for uuid, mirrored_partition in mirrored:
                 if mirrored_partition == partition:
                     self.state(uuid, partition).dirty.add((kind, name))
@@ -191,7 +207,7 @@ class MirrorSource:
             mine = digest(objects)
             if state.in_sync:
                 changes, state.dirty = state.dirty, set()
-                body = [[k, n, self._store.get(*_where(k, partition, n))] for k, n in sorted(changes)]
+                body = [[k, n, presented(self._store, k, partition, n)] for k, n in sorted(changes)]
                 reply = await link.call({"type": "mirror-changes", "partition": partition, "changes": body,
                                          "digest": mine})
                 state.in_sync = reply["type"] == "mirrored"

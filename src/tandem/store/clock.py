@@ -1,8 +1,30 @@
 """A hybrid logical clock: wall-clock milliseconds in the high bits, a counter in the low 16 bits."""
 
 import time
+from dataclasses import dataclass
+from typing import Self
 
 COUNTER_BITS = 16
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Stamp:
+    """A version's place in the order every device agrees on: (hybrid-clock stamp, origin device id).
+    As text (`str(stamp)`), fixed-width hexadecimal then the origin: text order is stamp order."""
+
+    hlc: int
+    origin: str
+
+    def __str__(self) -> str:
+        return f"{self.hlc:016x}.{self.origin}"
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """The stamp written as `str(stamp)`; ValueError if malformed."""
+        hlc, sep, origin = text.partition(".")
+        if not sep or len(hlc) != 16 or not origin:
+            raise ValueError(f"{text!r} is not a stamp")
+        return cls(int(hlc, 16), origin)
 
 
 class HybridClock:

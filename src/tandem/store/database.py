@@ -1,4 +1,4 @@
-"""SQLite store: objects, the commit log, version vectors and conflicts, written in transactions.
+"""SQLite store: objects, the commit log and version vectors, written in transactions.
 
 Every change is a commit applied to the object table and appended to the log in the same SQLite
 transaction. A commit belongs to a replication scope (a device group, or '' for this device only,
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from tandem.store.clock import HybridClock
+from tandem.store.clock import HybridClock, Stamp
 
 GLOBAL = ""
 """The partition value of objects that belong to no partition (partitions, users)."""
@@ -54,6 +54,7 @@ class Record:
     name: str
     body: dict[str, Any]
     commit_id: int
+    stamp: Stamp
 
 
 _COMMIT_COLUMNS = ("id", "txn", "scope", "origin", "seq", "hlc", "vv", "kind", "partition", "name", "op", "body")
@@ -99,15 +100,20 @@ class Transaction:
     def referencing(self, kind: str, field: str, value: Any, partition: str | None = None) -> list[tuple[str, str]]:
         return self._store.referencing(kind, field, value, partition)
 
-    def put(self, kind: str, partition: str, name: str, body: dict[str, Any]) -> int:
-        """Create or replace an object; returns its commit id."""
-        return self._commit(kind, partition, name, "put", body)
+    def stamp(self) -> Stamp:
+        """A fresh stamp of this device, for a `put` that must know its own stamp in advance."""
+        return Stamp(self._store.clock.now(), self._store.device_id)
+
+    def put(self, kind: str, partition: str, name: str, body: dict[str, Any], stamp: Stamp | None = None) -> int:
+        """Create or replace an object (at `stamp`, from `stamp()`, if given); returns its commit id."""
+        return self._commit(kind, partition, name, "put", body, stamp)
 
     def delete(self, kind: str, partition: str, name: str) -> int:
         """Delete an object (leaving a tombstone); returns the commit id."""
         return self._commit(kind, partition, name, "delete", None)
 
-    def _commit(self, kind: str, partition: str, name: str, op: str, body: dict[str, Any] | None) -> int:
+    def _commit(self, kind: str, partition: str, name: str, op: str, body: dict[str, Any] | None,
+                stamp: Stamp | None = None) -> int:
         store = self._store
         rule = store.scope_of(kind, partition, name)
         vector = store.vector(rule.scope)
@@ -115,8 +121,8 @@ class Transaction:
         if seq is not None:
             vector[store.device_id] = seq
         commit = {"txn": self.txn_id, "scope": rule.scope, "origin": store.device_id, "seq": seq,
-                  "hlc": store.clock.now(), "vv": dict(vector), "kind": kind, "partition": partition, "name": name,
-                  "op": op, "body": body}
+                  "hlc": stamp.hlc if stamp else store.clock.now(), "vv": dict(vector), "kind": kind,
+                  "partition": partition, "name": name, "op": op, "body": body}
         commit_id = store.append(commit)
         if self.txn_id is None:
             self.txn_id = commit_id
@@ -263,7 +269,7 @@ class Store:
                 after: tuple[str, str] | None = None) -> Iterator[Record]:
         """Live objects of a kind in (partition, name) order, optionally within one partition,
         with names starting with `prefix`, and strictly after the key `after`."""
-        sql = "SELECT partition, name, body, commit_id FROM objects WHERE kind = ? AND deleted = 0"
+        sql = "SELECT partition, name, body, commit_id, hlc, origin FROM objects WHERE kind = ? AND deleted = 0"
         args: list[Any] = [kind]
         if partition is not None:
             sql += " AND partition = ?"
@@ -275,8 +281,8 @@ class Store:
             sql += " AND (partition, name) > (?, ?)"
             args += list(after)
         sql += " ORDER BY partition, name"
-        for part, name, body, commit_id in self.db.execute(sql, args):
-            yield Record(kind, part, name, orjson.loads(body), commit_id)
+        for part, name, body, commit_id, hlc, origin in self.db.execute(sql, args):
+            yield Record(kind, part, name, orjson.loads(body), commit_id, Stamp(hlc, origin))
 
     def referencing(self, kind: str, field: str, value: Any, partition: str | None = None) -> list[tuple[str, str]]:
         """Keys (partition, name) of live objects of `kind` whose top-level `field` equals `value`."""
@@ -311,6 +317,13 @@ class Store:
         row = self.db.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects"
                               " WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name)).fetchone()
         return _version_dict(row) if row else None
+
+    def versions(self, kind: str, partition: str, prefix: str) -> list[dict[str, Any]]:
+        """The live versions of one kind in a partition whose names start with `prefix`."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self.db.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects WHERE kind = ? AND partition = ?"
+                               " AND name >= ? AND name < ? AND deleted = 0", (kind, partition, prefix, end))
+        return [_version_dict(row) for row in rows]
 
     def scope_versions(self, partitions: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Every object version (tombstones included) of the given partitions, partition objects included."""
@@ -355,25 +368,6 @@ class Store:
         cursor = self.db.execute("DELETE FROM commits WHERE id <= (SELECT max(id) FROM commits) - ?"
                                  " AND (seq IS NOT NULL OR scope = ?)", (keep, LOCAL_SCOPE))
         return cursor.rowcount
-
-    # -- conflicts ------------------------------------------------------------------------------
-
-    def add_conflict(self, scope: str, winner: dict[str, Any], loser: dict[str, Any]) -> None:
-        def side(version: dict[str, Any]) -> str | None:
-            return _json({"origin": version["origin"], "hlc": version["hlc"],
-                          "body": None if version.get("deleted") or version.get("op") == "delete" else version["body"]})
-        self.db.execute("INSERT OR IGNORE INTO conflicts (scope, kind, partition, name, winner, loser, detected_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)", (scope, winner["kind"], winner["partition"], winner["name"],
-                                                          side(winner), side(loser), time.time()))
-
-    def conflicts(self, scope: str) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT kind, partition, name, winner, loser, detected_at FROM conflicts"
-                               " WHERE scope = ? ORDER BY detected_at", (scope,)).fetchall()
-        return [{"kind": k, "partition": p, "name": n, "winner": orjson.loads(w), "loser": orjson.loads(lo),
-                 "detected_at": t} for k, p, n, w, lo, t in rows]
-
-    def clear_conflicts(self, scope: str) -> int:
-        return self.db.execute("DELETE FROM conflicts WHERE scope = ?", (scope,)).rowcount
 
     # -- the trust domain's records -------------------------------------------------------------
 

@@ -38,17 +38,8 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (scope, origin)
 ) WITHOUT ROWID;
 
--- Concurrent versions of one object: the loser, kept until an operator clears it.
-CREATE TABLE IF NOT EXISTS conflicts (
-    scope        TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    partition    TEXT NOT NULL,
-    name         TEXT NOT NULL,
-    winner       TEXT NOT NULL,   -- JSON: origin, hlc, body
-    loser        TEXT NOT NULL,
-    detected_at  REAL NOT NULL,
-    PRIMARY KEY (kind, partition, name, winner, loser)
-) WITHOUT ROWID;
+-- Conflict records are replicated objects now (kind 'conflicts'); stores of earlier versions had a table.
+DROP TABLE IF EXISTS conflicts;
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tandem.errors import ApiError, Conflict, NotFound
 from tandem.store import Store
+from tandem.sync.conflicts import CONFLICTS
 from tandem.sync.messages import COMMITS, SNAPSHOT, STATUS
 from tandem.sync.replica import SNAPSHOT_PART, Replica, bucket_of, version_hash
 from tandem.sync.scopes import Scopes
@@ -30,9 +31,10 @@ from tandem.trust.identity import Identity
 
 log = logging.getLogger("tandem.sync")
 
-STATUS_INTERVAL = 1.0
-STALE_AFTER = 3.5
-"""A peer whose status is older than this is Disconnected."""
+STATUS_INTERVAL = 0.25
+STALE_AFTER = 1.0
+"""A peer whose status is older than this is Disconnected: a silent cut shows within about one
+heartbeat timeout (1 s by default), and "In Sync" is never older than that."""
 RESEND_AFTER = 3.0
 """Seconds before a snapshot (initial sync, full load, repair) to one peer is sent again."""
 SYNC_TIMEOUT = 60.0
@@ -52,6 +54,11 @@ class PeerView:
     @property
     def connected(self) -> bool:
         return self.outbox is not None and time.monotonic() - self.status_at < STALE_AFTER
+
+    @property
+    def status_age(self) -> float | None:
+        """Seconds since the peer's last status (None: never heard)."""
+        return time.monotonic() - self.status_at if self.status_at else None
 
     @property
     def message(self) -> str:
@@ -346,8 +353,6 @@ class SyncEngine:
                     await self._receive_snapshot(connection, checked.model_dump())
             elif kind == "sync-to-group":
                 self._spawn(self._sync_requested(connection, message))
-            elif kind == "clear-conflicts":
-                self.store.clear_conflicts(str(message.get("scope")))
 
     def _member_scope(self, connection: Connection, scope: Any) -> dict[str, Any] | None:
         group = self.scopes.group(scope) if isinstance(scope, str) else None
@@ -456,7 +461,11 @@ class SyncEngine:
                 "devices": [d["name"] for d in members]}
 
     def clear_conflicts(self, scope: str) -> int:
-        """Clear the conflict records of a group here and on every connected member."""
-        for view in self.peers.values():
-            view.send({"type": "clear-conflicts", "scope": scope})
-        return self.store.clear_conflicts(scope)
+        """Clear the conflict records of a group: their deletes replicate, so on every member."""
+        group = self.domain.group(scope)
+        with self.store.transaction() as txn:
+            records = [(r.partition, r.name) for partition in (group["partitions"] if group else [])
+                       for r in txn.records(CONFLICTS, partition=partition)]
+            for partition, name in records:
+                txn.delete(CONFLICTS, partition, name)
+        return len(records)

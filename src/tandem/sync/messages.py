@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tandem.models import CONFIG_RESOURCES, PoolMember
 from tandem.models.lease import LEASES
+from tandem.sync.conflicts import CONFLICTS
 from tandem.sync.replica import BUCKETS
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Seq = Annotated[int, Field(ge=1)]
-Kind = Literal[(*(m.kind for m in (*CONFIG_RESOURCES, PoolMember)), LEASES)]  # type: ignore[valid-type]
-"""The kinds of objects that replicate: configuration, and the leases kept in its partitions."""
+Kind = Literal[(*(m.kind for m in (*CONFIG_RESOURCES, PoolMember)), LEASES, CONFLICTS)]  # type: ignore[valid-type]
+"""The kinds of objects that replicate: configuration, and the leases and conflict records kept in its
+partitions."""
 Vector = dict[Id, Annotated[int, Field(ge=0)]]
 
 

@@ -2,14 +2,19 @@
 
 The resolution rule: an object's state is the version with the greatest (stamp, origin). A version
 that was written without having seen the current one, while the current one had not seen it
-either (their writers' version vectors are concurrent), is a conflict: the loser is recorded.
+either (their writers' version vectors are concurrent), is a conflict: the loser is recorded. So is
+a pool member's change that a concurrent delete, member-list replacement or new pool hides (a pool
+and its members are one unit: `tandem.config.units`). Records are written as this device's own
+commits in the same transaction, so they replicate like any change (`conflicts`).
 """
 
 import hashlib
 from collections.abc import Iterable
 from typing import Any
 
-from tandem.store import Store, Vector
+from tandem.config import units
+from tandem.store import Store, Transaction, Vector
+from tandem.sync import conflicts
 
 BUCKETS = 64
 SNAPSHOT_PART = 2000
@@ -38,20 +43,51 @@ class Replica:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _merge(self, scope: str, incoming: dict[str, Any]) -> bool:
-        """Resolve `incoming` against the current version; True if it became the current one."""
+    def _resolve(self, txn: Transaction, incoming: dict[str, Any], commit_id: int) -> None:
+        """Make `incoming` the object's current version if it wins; record what concurrent writes lose."""
         store = self.store
         store.clock.observe(incoming["hlc"])
+        incoming.setdefault("deleted", incoming.get("op") == "delete")
         current = store.version(*_key(incoming))
-        if current is None:
-            return True
-        if _stamp(current) == _stamp(incoming) or _has_seen(current, incoming):
-            return False
-        newer = _stamp(incoming) > _stamp(current)
-        if not _has_seen(incoming, current):
+        if current is not None and (_stamp(current) == _stamp(incoming) or _has_seen(current, incoming)):
+            return
+        newer = current is None or _stamp(incoming) > _stamp(current)
+        judged = incoming["kind"] in conflicts.JUDGED_KINDS
+        if judged and current is not None and not _has_seen(incoming, current):
             winner, loser = (incoming, current) if newer else (current, incoming)
-            store.add_conflict(scope, winner, loser)
-        return newer
+            conflicts.record(txn, winner, loser, "concurrent")
+        if not newer:
+            return
+        hidden = self._hidden_by(current, incoming) if judged and incoming["kind"] == units.POOLS else []
+        store.write_version(incoming, commit_id)
+        for overlay, reason in hidden:
+            conflicts.record(txn, incoming, overlay, reason)
+        if judged and units.is_overlay(incoming["kind"]):
+            self._judge_overlay(txn, incoming)
+
+    def _hidden_by(self, old: dict[str, Any] | None,
+                   new: dict[str, Any]) -> list[tuple[dict[str, Any], conflicts.Reason]]:
+        """The overlays that counted in pool version `old` and do not in `new`, written without either
+        side having seen the other: the member changes `new` makes lose, and why."""
+        prefix = units.overlays_of(old)
+        if prefix is None:
+            return []
+        return [(overlay, units.hiding_reason(overlay, new))
+                for overlay in self.store.versions(units.OVERLAYS, new["partition"], prefix)
+                if units.overlay_alive(overlay, old) and not units.overlay_alive(overlay, new)
+                and not _has_seen(new, overlay) and not _has_seen(overlay, new)]
+
+    def _judge_overlay(self, txn: Transaction, overlay: dict[str, Any]) -> None:
+        """An overlay that arrives hidden by the pool's current version, neither having seen the other,
+        lost to it; unless it belongs to an incarnation of the pool not known here yet (its own pool
+        version then decides, and records the whole pool if it loses)."""
+        pool = self.store.version(*units.pool_key(overlay))
+        if pool is None or units.overlay_alive(overlay, pool) or _has_seen(pool, overlay) or _has_seen(overlay, pool):
+            return
+        reason = units.hiding_reason(overlay, pool)
+        if reason == "recreated" and not units.older_incarnation(overlay, pool):
+            return
+        conflicts.record(txn, pool, overlay, reason)
 
     def apply_commits(self, scope: str, commits: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
         """Apply commits of others in sequence order per origin, in one transaction.
@@ -59,7 +95,7 @@ class Replica:
         store = self.store
         vector = store.vector(scope)
         applied, gaps = 0, {}
-        with store.atomic():
+        with store.transaction() as txn:
             for commit in commits:
                 origin, seq = commit["origin"], commit["seq"]
                 have = vector.get(origin, 0)
@@ -70,8 +106,7 @@ class Replica:
                     continue
                 commit = dict(commit, scope=scope, txn=None)
                 commit_id = store.append(commit)
-                if self._merge(scope, commit):
-                    store.write_version(commit, commit_id)
+                self._resolve(txn, commit, commit_id)
                 store.set_version(scope, origin, seq)
                 applied += 1
         return applied, gaps
@@ -104,7 +139,7 @@ class Replica:
         """Merge a snapshot (resolution rule as for commits), or with `replace` make the scope exactly it
         (dropping this device's pending changes). `vector` is what the snapshot reflects, if whole."""
         store = self.store
-        with store.atomic():
+        with store.transaction() as txn:
             if replace:
                 keep = {_key(v) for v in versions}
                 for version in store.scope_versions(partitions):
@@ -113,9 +148,11 @@ class Replica:
                 store.drop_pending(scope)
             commit_id = store.last_commit_id()
             for version in versions:
-                store.clock.observe(version["hlc"])
-                if replace or self._merge(scope, version):
+                if replace:
+                    store.clock.observe(version["hlc"])
                     store.write_version(version, commit_id)
+                else:
+                    self._resolve(txn, version, commit_id)
             for origin, seq in (vector or {}).items():
                 if seq > store.vector(scope).get(origin, 0):
                     store.set_version(scope, origin, seq)

@@ -1,8 +1,9 @@
 """Sync status of a device group as this device sees it."""
 
-from datetime import UTC, datetime
 from typing import Any
 
+from tandem.config.integrity import violations
+from tandem.sync import conflicts
 from tandem.sync.engine import SyncEngine
 
 IN_SYNC, PENDING, AWAITING = "In Sync", "Changes Pending", "Awaiting Initial Sync"
@@ -23,7 +24,9 @@ def _member_status(scope_status: dict[str, Any] | None, mine: dict[str, Any], co
 
 
 def group_status(engine: SyncEngine, group: dict[str, Any]) -> dict[str, Any]:
-    """The group's status, each member's, the last commit each member has from each origin, the conflicts."""
+    """The group's status, each member's (with the age in seconds of the last status it sent here: how fresh
+    the verdict is), the last commit each member has from each origin, and the conflicts: the replicated
+    records of lost concurrent writes, then the rules the merged configuration breaks."""
     scope = group["name"]
     domain = engine.domain
     names = {d["id"]: d["name"] for d in domain.devices()}
@@ -35,30 +38,26 @@ def group_status(engine: SyncEngine, group: dict[str, Any]) -> dict[str, Any]:
         device = domain.device_named(name)
         if device is None:
             members.append({"name": name, "status": DISCONNECTED, "connected": False, "pending_changes": 0,
-                            "last_commit": {}, "message": "not in the trust domain"})
+                            "last_commit": {}, "last_exchange": None, "message": "not in the trust domain"})
             continue
         if name == me:
-            status, connected, message = mine, True, ""
+            status, connected, message, age = mine, True, "", 0.0
         else:
             view = engine.peers.get(device["id"])
             connected = view is not None and view.connected
             status = view.status.get(scope) if view is not None else None
             message = view.message if view is not None else "no link"
+            seconds = view.status_age if view is not None else None
+            age = round(seconds, 3) if seconds is not None else None
         state = DISCONNECTED if mine is None else _member_status(status, mine, connected)
         vector = status["vv"] if status else {}
         members.append({"name": name, "status": state, "connected": connected,
                         "pending_changes": status["pending"] if status else 0,
                         "last_commit": {names.get(origin, origin): seq for origin, seq in sorted(vector.items())},
-                        "message": message})
+                        "last_exchange": age, "message": message})
     states = {m["status"] for m in members}
     overall = next((s for s in GROUP_ORDER if s in states), IN_SYNC)
-    conflicts = [{"kind": c["kind"], "partition": c["partition"], "name": c["name"],
-                  "devices": sorted({names.get(c["winner"]["origin"], c["winner"]["origin"]),
-                                     names.get(c["loser"]["origin"], c["loser"]["origin"])}),
-                  "winner": {"device": names.get(c["winner"]["origin"], c["winner"]["origin"]),
-                             "value": c["winner"]["body"]},
-                  "loser": {"device": names.get(c["loser"]["origin"], c["loser"]["origin"]),
-                            "value": c["loser"]["body"]},
-                  "detected_at": datetime.fromtimestamp(c["detected_at"], UTC).isoformat()}
-                 for c in engine.store.conflicts(scope)]
-    return {"name": scope, "type": group["type"], "status": overall, "members": members, "conflicts": conflicts}
+    partitions = group["partitions"]
+    found = conflicts.presented(engine.store, partitions, names)
+    found += [violation.present() for violation in violations(engine.store, partitions)]
+    return {"name": scope, "type": group["type"], "status": overall, "members": members, "conflicts": found}
