@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tandem.auth import Sessions
 from tandem.config import ConfigService
+from tandem.config.upgrade import upgrade
 from tandem.dataplane.addresses import provider
 from tandem.dataplane.service import DataPlane
 from tandem.errors import ApiError
@@ -60,6 +61,7 @@ class Device:
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             store = Store(data_dir / "tandem.db", durable=durable)
+            upgrade(store)
         except (OSError, sqlite3.Error) as error:
             raise DeviceError(f"cannot open the store in {data_dir}: {error}") from None
         known = store.meta("device_name")

@@ -7,8 +7,10 @@ import pytest
 
 from tandem.config import ConfigService
 from tandem.config.integrity import violations
+from tandem.config.upgrade import upgrade
 from tandem.errors import NotFound
 from tandem.models import Partition, Pool, PoolMember, VirtualServer
+from tandem.peering import mirror
 from tandem.store import ScopeRule, Store
 from tandem.sync import conflicts
 from tandem.sync.replica import Replica
@@ -196,6 +198,13 @@ def test_changes_of_different_members_all_apply(cluster):
     assert pool["description"] == "changed"
     assert [(m["address"], m["enabled"]) for m in pool["members"]] == [("10.0.0.2", False), ("10.0.0.5", True)]
     assert a.conflicts() == []
+    assert c.config.read_member("Common", "s", "10.0.0.2:80")["enabled"] is False
+    with pytest.raises(NotFound):
+        c.config.read_member("Common", "s", "10.0.0.1:80")
+    a.config.update(Pool, {"partition": "Common", "name": "s"}, {"members": [{"address": "10.0.0.1", "port": 80}]})
+    assert a.config.read_member("Common", "s", "10.0.0.1:80")["enabled"] is True  # the replacement hides overlays
+    with pytest.raises(NotFound):
+        a.config.read_member("Common", "s", "10.0.0.5:80")
 
 
 def test_the_same_member_changed_on_both_sides_is_a_conflict(cluster):
@@ -268,3 +277,62 @@ def test_a_third_device_records_a_lost_member_change_whichever_write_it_hears_fi
     (conflict,) = c.conflicts()
     assert (conflict["member"], conflict["loser"]["device"], conflict["winner"]) == (
         "10.0.0.1:80", "b", {"device": "a", "value": None})
+
+
+def test_a_member_change_recorded_lost_is_withdrawn_when_what_hid_it_loses_in_turn(cluster):
+    a, b, c = cluster
+    a.config.create(Pool(name="y"))
+    deliver(cluster)
+    c.config.create_member("Common", "y", member("10.0.0.9"))
+    a.config.delete(Pool, {"partition": "Common", "name": "y"})
+    later()
+    b.config.update(Pool, {"partition": "Common", "name": "y"}, {"description": "kept"})
+    a.replica.apply_commits(SCOPE, list(c.sent))  # a hears the member change first: hidden by its delete
+    assert [conflict["member"] for conflict in a.conflicts()] == ["10.0.0.9:80"]
+    converged(cluster)
+    for node in cluster:
+        assert node.members("y") == ["10.0.0.9:80"] and node.pool("y")["description"] == "kept"
+        (conflict,) = node.conflicts()
+        assert "member" not in conflict and conflict["loser"] == {"device": "a", "value": None}
+
+
+def test_a_store_of_the_earlier_format_keeps_its_members(tmp_path):
+    store = Store(tmp_path / "old.db")
+    with store.transaction() as txn:  # as the earlier version stored a pool and its members
+        txn.put("partitions", "", "Common", {"name": "Common", "description": ""})
+        txn.put("pools", "Common", "web", {"partition": "Common", "name": "web", "lb_method": "round-robin",
+                                            "monitor": None, "description": ""})
+        for address in ("10.0.0.2", "10.0.0.1", "10.0.0.3"):
+            txn.put("members", "Common", f"web/{address}:80",
+                    {"address": address, "port": 80, "enabled": True, "description": ""})
+        txn.delete("members", "Common", "web/10.0.0.3:80")
+    assert upgrade(store) == 1 and upgrade(store) == 0
+    config = ConfigService(store)
+    assert [m["address"] for m in config.read(Pool, {"partition": "Common", "name": "web"})["members"]] == [
+        "10.0.0.1", "10.0.0.2"]
+    config.create_member("Common", "web", member("10.0.0.4"))
+    config.delete_member("Common", "web", "10.0.0.1:80")
+    assert [m["address"] for m in config.read(Pool, {"partition": "Common", "name": "web"})["members"]] == [
+        "10.0.0.2", "10.0.0.4"]
+    store.close()
+
+
+def test_a_mirror_sends_one_member_of_a_large_pool_not_the_pool(tmp_path):
+    source, target = Node(tmp_path, "source"), Node(tmp_path, "target")
+    for node in (source, target):
+        node.config.create(Partition(name="Common"))
+    source.config.create(Pool(name="big", members=[member(f"10.0.{i // 250}.{i % 250}") for i in range(1000)]))
+    assert mirror.apply_state(target.store, "Common", mirror.snapshot(source.store, "Common")) == 1
+    pool_commit = target.store.version("pools", "Common", "big")["hlc"]
+    source.config.create_member("Common", "big", member("10.9.9.9"))
+    source.config.delete_member("Common", "big", "10.0.0.1:80")
+    changes = [[kind, name, mirror.presented(source.store, kind, "Common", name)]
+               for kind, name in (("members", "big/10.9.9.9:80"), ("members", "big/10.0.0.1:80"))]
+    assert changes[1][2] is None
+    assert mirror.apply_changes(target.store, "Common", changes) == 2
+    assert mirror.digest(mirror.snapshot(target.store, "Common")) == mirror.digest(mirror.snapshot(source.store,
+                                                                                                   "Common"))
+    assert target.store.version("pools", "Common", "big")["hlc"] == pool_commit  # the pool was not rewritten
+    with pytest.raises(ValueError, match="is not"):
+        mirror.apply_changes(target.store, "Common", [["members", "big/10.1.1.1:80",
+                                                       {"address": "10.2.2.2", "port": 80}]])

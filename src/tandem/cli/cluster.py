@@ -378,7 +378,8 @@ def cluster_clear_conflicts(ctx: typer.Context, name: NameArgument) -> None:
     from tandem.sdk import DeviceGroup
 
     DeviceGroup(name=name).clear_conflicts(connection=connect(_settings(ctx)))
-    _output(ctx).done(f"cleared the conflicts of device group {name}", {"name": name, "conflicts": []})
+    _output(ctx).done(f"cleared the write conflicts of device group {name} on every member (rule breaks stay "
+                      "until the configuration is fixed)", {"name": name})
 
 
 @app.command("teardown")

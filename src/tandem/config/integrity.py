@@ -33,9 +33,9 @@ def check_references(txn: Transaction, obj: Resource) -> None:
             if (other_partition, other_name) == (obj.partition, obj.name):
                 continue
             other = txn.get(VirtualServer.kind, other_partition, other_name)
-            if other and other["port"] == obj.port:
-                raise Conflict(f"destination {obj.address}:{obj.port} is already used by virtual server "
-                               f"/{other_partition}/{other_name}", target="port")
+            if other and (other["port"], other.get("protocol", "tcp")) == (obj.port, obj.protocol):
+                raise Conflict(f"destination {obj.address}:{obj.port} ({obj.protocol}) is already used by virtual "
+                               f"server /{other_partition}/{other_name}", target="port")
     if isinstance(obj, User):
         for name in obj.partitions:
             if not txn.exists(Partition.kind, GLOBAL, name):
@@ -99,7 +99,7 @@ class Violation:
     def present(self) -> dict[str, Any]:
         resolution = "not served" if not self.served else "served without health monitoring"
         return {"type": "integrity", "kind": self.kind, "partition": self.partition, "name": self.name,
-                "rule": self.rule, "objects": [f"/{self.partition}/{self.name}", self.other],
+                "devices": [], "rule": self.rule, "objects": [f"/{self.partition}/{self.name}", self.other],
                 "message": f"{self.message}: {resolution}", "resolution": resolution}
 
 

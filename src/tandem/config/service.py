@@ -19,6 +19,7 @@ from tandem.config.validation import invalid_from, validate
 from tandem.errors import ApiError, Conflict, Invalid, NotFound
 from tandem.models import Partition, Pool, PoolMember, Resource, User
 from tandem.models.batch import Operation
+from tandem.models.conflict import CONFLICTS
 from tandem.models.fields import member_key, parse_member_key
 from tandem.models.lease import LEASES
 from tandem.models.partial import changes, patch_model
@@ -54,6 +55,18 @@ def write_object(txn: Transaction, obj: Resource, stored: dict[str, Any] | None,
     if isinstance(obj, Pool):
         body = units.stored_pool(obj, body, stamp, stored, current["members"] if current else [])
     txn.put(model.kind, partition, name, body, stamp)
+
+
+def stored_member(reader: Transaction | Store, pool: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The member `key` (`address:port`) of a stored pool, or None."""
+    name = units.overlay_name(pool["name"], pool.get("incarnation", ""), key)
+    return units.member_of(pool, reader.record(units.OVERLAYS, pool["partition"], name), key)
+
+
+def write_member(txn: Transaction, pool: dict[str, Any], key: str, member: dict[str, Any] | None) -> None:
+    """Change one member of a stored pool (None: remove it), without the API's checks."""
+    name = units.overlay_name(pool["name"], pool.get("incarnation", ""), key)
+    txn.put(units.OVERLAYS, pool["partition"], name, {"member": member})
 
 
 def comparable(obj: Resource) -> dict[str, Any]:
@@ -195,9 +208,10 @@ class ConfigService:
         integrity.check_unreferenced(txn, model.kind, partition, name)
         if model is User:
             integrity.check_admin_remains(txn, name, None)
-        if model is Partition:
-            for lease in list(txn.records(LEASES, partition=name)):
-                txn.delete(LEASES, name, lease.name)
+        if model is Partition:  # what it keeps beside its configuration goes with it
+            for kind in (LEASES, CONFLICTS):
+                for record in list(txn.records(kind, partition=name)):
+                    txn.delete(kind, name, record.name)
         txn.delete(model.kind, partition, name)
 
     def page(self, model: type[Resource], query: Query) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
@@ -264,51 +278,44 @@ class ConfigService:
         stored = self._stored(reader, Pool, partition, pool)
         return stored, units.keyed(pool_members(reader, stored))
 
-    @staticmethod
-    def _put_overlay(txn: Transaction, pool: dict[str, Any], key: str, member: dict[str, Any] | None) -> None:
-        """Change one member of a stored pool (None: remove it)."""
-        name = units.overlay_name(pool["name"], pool.get("incarnation", ""), key)
-        txn.put(units.OVERLAYS, pool["partition"], name, {"member": member})
-
-    @staticmethod
-    def _member(members: dict[str, dict[str, Any]], partition: str, pool: str, key: str) -> dict[str, Any]:
-        if key not in members:
+    def _existing_member(self, reader: Transaction | Store, partition: str, pool: str,
+                         key: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        """A stored pool, the member key from a URL as stored, and that member; NotFound for either."""
+        stored = self._stored(reader, Pool, partition, pool)
+        key = _normalized_key(key)
+        member = stored_member(reader, stored, key)
+        if member is None:
             raise NotFound(f"pool /{partition}/{pool} has no member {key}", target="member")
-        return members[key]
+        return stored, key, member
 
     def read_member(self, partition: str, pool: str, key: str) -> dict[str, Any]:
-        _, members = self._pool_members(self.store, partition, pool)
-        return self._member(members, partition, pool, _normalized_key(key))
+        return self._existing_member(self.store, partition, pool, key)[2]
 
     def create_member(self, partition: str, pool: str, member: PoolMember) -> dict[str, Any]:
         self._writable(Pool, partition, pool)
+        key = member_key(member.address, member.port)
         with self.store.transaction() as txn:
-            stored, members = self._pool_members(txn, partition, pool)
-            key = member_key(member.address, member.port)
-            if key in members:
+            stored = self._stored(txn, Pool, partition, pool)
+            if stored_member(txn, stored, key) is not None:
                 raise Conflict(f"pool /{partition}/{pool} already has member {key}", target="address")
             body = member.model_dump()
-            self._put_overlay(txn, stored, key, body)
+            write_member(txn, stored, key, body)
         return body
 
     def update_member(self, partition: str, pool: str, key: str, patch: dict[str, Any]) -> dict[str, Any]:
         self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
-            stored, members = self._pool_members(txn, partition, pool)
-            key = _normalized_key(key)
-            current = self._member(members, partition, pool, key)
+            stored, key, current = self._existing_member(txn, partition, pool, key)
             self._check_member_identity(current, patch)
             body = validate(PoolMember, current | patch).model_dump()
-            self._put_overlay(txn, stored, key, body)
+            write_member(txn, stored, key, body)
         return body
 
     def delete_member(self, partition: str, pool: str, key: str) -> None:
         self._writable(Pool, partition, pool)
         with self.store.transaction() as txn:
-            stored, members = self._pool_members(txn, partition, pool)
-            key = _normalized_key(key)
-            self._member(members, partition, pool, key)
-            self._put_overlay(txn, stored, key, None)
+            stored, key, _ = self._existing_member(txn, partition, pool, key)
+            write_member(txn, stored, key, None)
 
     def _matching_members(self, txn: Transaction, partition: str, pool: str,
                           query: Query) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -322,7 +329,7 @@ class ConfigService:
             stored, matched = self._matching_members(txn, partition, pool, query)
             for key, current in matched.items():
                 self._check_member_identity(current, patch)
-                self._put_overlay(txn, stored, key, validate(PoolMember, current | patch).model_dump())
+                write_member(txn, stored, key, validate(PoolMember, current | patch).model_dump())
         return len(matched)
 
     def delete_matching_members(self, partition: str, pool: str, query: Query) -> int:
@@ -330,7 +337,7 @@ class ConfigService:
         with self.store.transaction() as txn:
             stored, matched = self._matching_members(txn, partition, pool, query)
             for key in matched:
-                self._put_overlay(txn, stored, key, None)
+                write_member(txn, stored, key, None)
         return len(matched)
 
     @staticmethod

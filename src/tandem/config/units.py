@@ -92,6 +92,14 @@ def resolve(pool_body: dict[str, Any], overlays: Iterable[Record]) -> list[dict[
     return [members[key] for key in sorted(members)]
 
 
+def member_of(pool_body: dict[str, Any], overlay: Record | None, key: str) -> dict[str, Any] | None:
+    """One member of a stored pool version (None: it has no such member), given the overlay of that
+    member in the pool's incarnation, if any: a single lookup where `resolve` reads them all."""
+    if overlay is not None and str(overlay.stamp) > pool_body.get("members_since", ""):
+        return overlay.body["member"]
+    return next((m for m in pool_body.get("members", []) if member_key(m["address"], m["port"]) == key), None)
+
+
 def stored_pool(pool: Pool, body: dict[str, Any], stamp: Stamp, before: dict[str, Any] | None,
                 members_before: list[dict[str, Any]]) -> dict[str, Any]:
     """The record of a pool written at `stamp` (`body`: its other fields): a replacement when its

@@ -21,9 +21,10 @@ from pydantic import ValidationError
 
 from tandem.config import units
 from tandem.config.presentation import present
-from tandem.config.service import write_object
+from tandem.config.service import stored_member, write_member, write_object
 from tandem.errors import ApiError
-from tandem.models import Monitor, Partition, Pool, VirtualServer
+from tandem.models import Monitor, Partition, Pool, PoolMember, VirtualServer
+from tandem.models.fields import member_key
 from tandem.peering.links import LinkSet
 from tandem.peering.records import Relationships, iso
 from tandem.peering.wire import WireError
@@ -33,6 +34,10 @@ from tandem.tasks import cancel
 log = logging.getLogger("tandem.peering")
 
 MODELS = {model.kind: model for model in (Partition, Monitor, Pool, VirtualServer)}
+"""What a partition's state is made of (a pool with its members)."""
+CHANGES = MODELS | {PoolMember.kind: PoolMember}
+"""What a change may be about: one of those, or one member of a pool (named `POOL/ADDRESS:PORT`), so that
+a member added to a large pool sends that member, not the pool."""
 RETRY = 0.5
 
 
@@ -41,7 +46,11 @@ def _where(kind: str, partition: str, name: str) -> tuple[str, str, str]:
 
 
 def presented(store: Store, kind: str, partition: str, name: str) -> dict[str, Any] | None:
-    """One object of the partition as the API presents it (a pool with its members), or None."""
+    """One object of the partition (or one member of a pool) as the API presents it, or None."""
+    if kind == PoolMember.kind:
+        pool, _, key = name.partition("/")
+        stored = store.get(Pool.kind, partition, pool)
+        return None if stored is None else stored_member(store, stored, key)
     body = store.get(*_where(kind, partition, name))
     return None if body is None else present(store, kind, body)
 
@@ -62,31 +71,34 @@ def digest(objects: list[list[Any]]) -> str:
     return hashlib.sha256(b"\n".join(lines)).hexdigest()
 
 
-def _checked(partition: str, objects: Any) -> list[tuple[str, str, dict[str, Any] | None]]:
-    """Objects (or changes: a None body deletes) from a peer, each valid for `partition`; ValueError if not."""
+def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Objects (or changes: a None body deletes) from a peer, each of `models` and valid for `partition`;
+    ValueError if not."""
     if not isinstance(objects, list) or len(objects) > 1_000_000:
         raise ValueError("objects must be a list")
     out = []
     for item in objects:
-        if not (isinstance(item, list) and len(item) == 3 and item[0] in MODELS and isinstance(item[1], str)):
+        if not (isinstance(item, list) and len(item) == 3 and item[0] in models and isinstance(item[1], str)):
             raise ValueError(f"malformed object {str(item)[:80]}")
         kind, name, body = item
         if body is not None:
             if not isinstance(body, dict):
                 raise ValueError(f"malformed body of {kind} {name}")
             try:
-                MODELS[kind].model_validate(body)
+                model = models[kind].model_validate(body)
             except ValidationError as error:
                 raise ValueError(f"invalid {kind} {name}: {error.errors()[0]['msg']}") from None
             if body.get("partition", partition) != partition or (kind == Partition.kind and name != partition):
                 raise ValueError(f"{kind} {name} is not in partition {partition}")
+            if kind == PoolMember.kind and name.partition("/")[2] != member_key(model.address, model.port):
+                raise ValueError(f"member {name} is not {member_key(model.address, model.port)}")
         out.append((kind, name, body))
     return out
 
 
 def apply_state(store: Store, partition: str, objects: Any) -> int:
     """Make the partition equal to `objects`; the number of objects written or deleted."""
-    wanted = {(kind, name): body for kind, name, body in _checked(partition, objects)}
+    wanted = {(kind, name): body for kind, name, body in _checked(partition, objects, MODELS)}
     current = {(kind, name): body for kind, name, body in snapshot(store, partition)}
     changes = [(kind, name, body) for (kind, name), body in wanted.items() if current.get((kind, name)) != body]
     changes += [(kind, name, None) for (kind, name) in current.keys() - wanted.keys()]
@@ -94,14 +106,21 @@ def apply_state(store: Store, partition: str, objects: Any) -> int:
 
 
 def apply_changes(store: Store, partition: str, changes: Any) -> int:
-    return _write(store, partition, _checked(partition, changes))
+    return _write(store, partition, _checked(partition, changes, CHANGES))
 
 
 def _write(store: Store, partition: str, changes: list[tuple[str, str, dict[str, Any] | None]]) -> int:
+    """Write the changes, objects first, then single members (of the pools as just written)."""
     if not changes:
         return 0
     with store.transaction() as txn:
-        for kind, name, body in changes:
+        for kind, name, body in sorted(changes, key=lambda change: change[0] == PoolMember.kind):
+            if kind == PoolMember.kind:
+                pool, _, key = name.partition("/")
+                stored = txn.get(Pool.kind, partition, pool)
+                if stored is not None and stored_member(txn, stored, key) != body:
+                    write_member(txn, stored, key, body)
+                continue
             where = _where(kind, partition, name)
             stored = txn.get(*where)
             if body is not None:
@@ -168,7 +187,8 @@ class MirrorSource:
             if version is None:
                 continue
             if units.is_overlay(version["kind"]):
-                kind, partition, name = units.pool_key(version)
+                _, partition, pool = units.pool_key(version)
+                kind, name = PoolMember.kind, f"{pool}/{units.overlay_key(version['name'])}"
             elif version["kind"] in MODELS:
                 kind, name = version["kind"], version["name"]
                 partition = name if kind == Partition.kind else version["partition"]

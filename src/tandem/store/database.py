@@ -91,6 +91,9 @@ class Transaction:
     def get(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
         return self._store.get(kind, partition, name)
 
+    def record(self, kind: str, partition: str, name: str) -> Record | None:
+        return self._store.record(kind, partition, name)
+
     def exists(self, kind: str, partition: str, name: str) -> bool:
         return self._store.exists(kind, partition, name)
 
@@ -259,6 +262,13 @@ class Store:
         ).fetchone()
         return orjson.loads(row[0]) if row else None
 
+    def record(self, kind: str, partition: str, name: str) -> Record | None:
+        """One live object with its stamp, or None."""
+        row = self.db.execute(
+            "SELECT body, commit_id, hlc, origin FROM objects WHERE kind = ? AND partition = ? AND name = ?"
+            " AND deleted = 0", (kind, partition, name)).fetchone()
+        return Record(kind, partition, name, orjson.loads(row[0]), row[1], Stamp(row[2], row[3])) if row else None
+
     def exists(self, kind: str, partition: str, name: str) -> bool:
         return self.db.execute(
             "SELECT 1 FROM objects WHERE kind = ? AND partition = ? AND name = ? AND deleted = 0",
@@ -335,6 +345,16 @@ class Store:
             f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects WHERE partition IN ({marks})"
             f" OR (kind = 'partitions' AND partition = '' AND name IN ({marks})) ORDER BY kind, partition, name",
             names + names))
+
+    def kind_versions(self, kind: str) -> list[dict[str, Any]]:
+        """Every version of one kind, tombstones included."""
+        rows = self.db.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects WHERE kind = ?", (kind,))
+        return [_version_dict(row) for row in rows]
+
+    def rewrite_body(self, kind: str, partition: str, name: str, body: dict[str, Any]) -> None:
+        """Change an object's stored body in place, its version unchanged (a format upgrade, not a change)."""
+        self.db.execute("UPDATE objects SET body = ? WHERE kind = ? AND partition = ? AND name = ?",
+                        (_json(body), kind, partition, name))
 
     def remove_version(self, kind: str, partition: str, name: str) -> None:
         """Forget an object entirely (a replacing full load)."""

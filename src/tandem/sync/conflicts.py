@@ -16,10 +16,9 @@ from typing import Any, Literal
 from tandem.config import units
 from tandem.config.presentation import present
 from tandem.models import CONFIG_RESOURCES, Partition, Pool
+from tandem.models.conflict import CONFLICTS
 from tandem.store import Store, Transaction
 
-CONFLICTS = "conflicts"
-"""The store kind of conflict records."""
 JUDGED_KINDS = frozenset({*(model.kind for model in CONFIG_RESOURCES), units.OVERLAYS})
 """The kinds whose concurrent versions are conflicts (not leases, not conflict records themselves)."""
 
@@ -65,12 +64,24 @@ def record(txn: Transaction, winner: dict[str, Any], loser: dict[str, Any], reas
     if reason == "concurrent" and winner_side.value == loser_side.value:
         return
     kind, partition, name, member = _subject(loser)
-    key = "\0".join((loser["kind"], loser["partition"], loser["name"], str(loser["hlc"]), loser["origin"]))
-    record_name = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    home = name if kind == Partition.kind else partition
-    txn.put(CONFLICTS, home, record_name, {
+    txn.put(CONFLICTS, *_record_key(loser), {
         "kind": kind, "partition": partition, "name": name, "member": member, "reason": reason,
         "winner": winner_side.dump(), "loser": loser_side.dump(), "detected_at": time.time()})
+
+
+def withdraw(txn: Transaction, loser: dict[str, Any]) -> None:
+    """Delete the record of `loser`, if any: what made it lose has lost in turn."""
+    key = _record_key(loser)
+    if txn.exists(CONFLICTS, *key):
+        txn.delete(CONFLICTS, *key)
+
+
+def _record_key(loser: dict[str, Any]) -> tuple[str, str]:
+    """Where the record of a losing version lives: the partition of what it is about, and a name derived
+    from the loser's key and stamp (the same on every device)."""
+    kind, partition, name, _ = _subject(loser)
+    text = "\0".join((loser["kind"], loser["partition"], loser["name"], str(loser["hlc"]), loser["origin"]))
+    return name if kind == Partition.kind else partition, hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def presented(store: Store, partitions: list[str], names: dict[str, str]) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
 
 from tandem.errors import ApiError, Conflict, NotFound
+from tandem.models.conflict import CONFLICTS
 from tandem.store import Store
-from tandem.sync.conflicts import CONFLICTS
 from tandem.sync.messages import COMMITS, SNAPSHOT, STATUS
 from tandem.sync.replica import SNAPSHOT_PART, Replica, bucket_of, version_hash
 from tandem.sync.scopes import Scopes

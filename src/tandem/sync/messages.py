@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tandem.models import CONFIG_RESOURCES, PoolMember
+from tandem.models.conflict import CONFLICTS
 from tandem.models.lease import LEASES
-from tandem.sync.conflicts import CONFLICTS
 from tandem.sync.replica import BUCKETS
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]

@@ -58,24 +58,24 @@ class Replica:
             conflicts.record(txn, winner, loser, "concurrent")
         if not newer:
             return
-        hidden = self._hidden_by(current, incoming) if judged and incoming["kind"] == units.POOLS else []
+        if judged and incoming["kind"] == units.POOLS:
+            self._rejudge_overlays(txn, current, incoming)
         store.write_version(incoming, commit_id)
-        for overlay, reason in hidden:
-            conflicts.record(txn, incoming, overlay, reason)
         if judged and units.is_overlay(incoming["kind"]):
             self._judge_overlay(txn, incoming)
 
-    def _hidden_by(self, old: dict[str, Any] | None,
-                   new: dict[str, Any]) -> list[tuple[dict[str, Any], conflicts.Reason]]:
-        """The overlays that counted in pool version `old` and do not in `new`, written without either
-        side having seen the other: the member changes `new` makes lose, and why."""
-        prefix = units.overlays_of(old)
-        if prefix is None:
-            return []
-        return [(overlay, units.hiding_reason(overlay, new))
-                for overlay in self.store.versions(units.OVERLAYS, new["partition"], prefix)
-                if units.overlay_alive(overlay, old) and not units.overlay_alive(overlay, new)
-                and not _has_seen(new, overlay) and not _has_seen(overlay, new)]
+    def _rejudge_overlays(self, txn: Transaction, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        """Pool version `new` replaces `old`: an overlay that counted and no longer does, neither side
+        having seen the other, lost to `new` (recorded); one that did not count and does again (the
+        delete or replacement that hid it lost in turn) lost nothing (its record, if any, withdrawn)."""
+        prefixes = {units.overlays_of(old), units.overlays_of(new)} - {None}
+        for prefix in prefixes:
+            for overlay in self.store.versions(units.OVERLAYS, new["partition"], prefix):
+                before, after = units.overlay_alive(overlay, old), units.overlay_alive(overlay, new)
+                if before and not after and not _has_seen(new, overlay) and not _has_seen(overlay, new):
+                    conflicts.record(txn, new, overlay, units.hiding_reason(overlay, new))
+                elif after and not before:
+                    conflicts.withdraw(txn, overlay)
 
     def _judge_overlay(self, txn: Transaction, overlay: dict[str, Any]) -> None:
         """An overlay that arrives hidden by the pool's current version, neither having seen the other,
