@@ -8,7 +8,7 @@ import pytest
 from tandem.config import ConfigService
 from tandem.config.integrity import violations
 from tandem.config.upgrade import upgrade
-from tandem.errors import NotFound
+from tandem.errors import Conflict, NotFound
 from tandem.models import Partition, Pool, PoolMember, VirtualServer
 from tandem.peering import mirror
 from tandem.store import ScopeRule, Store
@@ -306,10 +306,15 @@ def test_a_store_of_the_earlier_format_keeps_its_members(tmp_path):
             txn.put("members", "Common", f"web/{address}:80",
                     {"address": address, "port": 80, "enabled": True, "description": ""})
         txn.delete("members", "Common", "web/10.0.0.3:80")
+        txn.put("virtuals", "Common", "v", {"partition": "Common", "name": "v", "address": "192.0.2.1", "port": 80,
+                                            "protocol": "tcp", "pool": "web", "traffic_group": "traffic-group-1",
+                                            "enabled": True, "description": ""})
     assert upgrade(store) == 1 and upgrade(store) == 0
     config = ConfigService(store)
     assert [m["address"] for m in config.read(Pool, {"partition": "Common", "name": "web"})["members"]] == [
         "10.0.0.1", "10.0.0.2"]
+    with pytest.raises(Conflict, match="used by virtual /Common/v"):  # the reference index was built
+        config.delete(Pool, {"partition": "Common", "name": "web"})
     config.create_member("Common", "web", member("10.0.0.4"))
     config.delete_member("Common", "web", "10.0.0.1:80")
     assert [m["address"] for m in config.read(Pool, {"partition": "Common", "name": "web"})["members"]] == [

@@ -43,6 +43,7 @@ def test_commits_carry_origin_sequence_clock_and_transaction(store):
 
 
 def test_records_prefix_after_and_references(store):
+    store.index_of = lambda kind, partition, body: [("pool", f"/{partition}/{body['pool']}")] if "pool" in body else []
     with store.transaction() as txn:
         for name in ("web/10.0.0.1:80", "web/10.0.0.2:80", "web2/10.0.0.1:80", "wex/1"):
             txn.put("members", "Common", name, {"n": name})
@@ -52,8 +53,14 @@ def test_records_prefix_after_and_references(store):
         "web/10.0.0.1:80", "web/10.0.0.2:80"]
     assert [r.name for r in store.records("members", after=("Common", "web/10.0.0.2:80"))] == [
         "web2/10.0.0.1:80", "wex/1"]
-    assert store.referencing("virtuals", "pool", "web") == [("Common", "v")]
-    assert store.referencing("virtuals", "pool", "web2") == []
+    assert store.referrers("pool", "/Common/web") == [("virtuals", "Common", "v")]
+    assert store.referrers("pool", "/Common/web2") == []
+    with store.transaction() as txn:
+        txn.put("virtuals", "Common", "v", {"pool": "web2", "port": 80})
+    assert store.referrers("pool", "/Common/web") == [] and store.referrers("pool", "/Common/web2") != []
+    with store.transaction() as txn:
+        txn.delete("virtuals", "Common", "v")
+    assert store.referrers("pool", "/Common/web2") == []  # tombstones refer to nothing
 
 
 def test_the_device_id_and_clock_survive_reopening(tmp_path):

@@ -29,11 +29,9 @@ def check_references(txn: Transaction, obj: Resource) -> None:
     if isinstance(obj, VirtualServer):
         if obj.pool:
             _require(txn, Pool.kind, partition, obj.pool, "pool")
-        for other_partition, other_name in txn.referencing(VirtualServer.kind, "address", obj.address):
-            if (other_partition, other_name) == (obj.partition, obj.name):
-                continue
-            other = txn.get(VirtualServer.kind, other_partition, other_name)
-            if other and (other["port"], other.get("protocol", "tcp")) == (obj.port, obj.protocol):
+        for _, other_partition, other_name in txn.referrers("destination",
+                                                            _destination(obj.address, obj.port, obj.protocol)):
+            if (other_partition, other_name) != (obj.partition, obj.name):
                 raise Conflict(f"destination {obj.address}:{obj.port} ({obj.protocol}) is already used by virtual "
                                f"server /{other_partition}/{other_name}", target="port")
     if isinstance(obj, User):
@@ -59,18 +57,30 @@ def check_unreferenced(txn: Transaction, kind: str, partition: str, name: str) -
         for user in txn.records(User.kind, partition=GLOBAL):
             if name in user.body.get("partitions", []):
                 raise Conflict(f"partition {name!r} is assigned to user {user.name!r}", target="name")
-    elif kind == Monitor.kind:
-        _unreferenced(txn, Pool.kind, "monitor", partition, name, "monitor")
-    elif kind == Pool.kind:
-        _unreferenced(txn, VirtualServer.kind, "pool", partition, name, "pool")
+    elif kind in (Monitor.kind, Pool.kind):
+        field = kind[:-1]
+        users = txn.referrers(field, f"/{partition}/{name}")
+        if users:
+            user_kind, user_partition, user_name = users[0]
+            raise Conflict(f"{field} /{partition}/{name} is used by {user_kind[:-1]} /{user_partition}/{user_name}",
+                           target="name")
 
 
-def _unreferenced(txn: Transaction, by_kind: str, field: str, partition: str, name: str, what: str) -> None:
-    users = txn.referencing(by_kind, field, name, partition) + txn.referencing(by_kind, field, f"/{partition}/{name}")
-    if users:
-        user_partition, user_name = users[0]
-        raise Conflict(f"{what} /{partition}/{name} is used by {by_kind[:-1]} /{user_partition}/{user_name}",
-                       target="name")
+def _destination(address: str, port: int, protocol: str) -> str:
+    return f"{address} {port} {protocol}"
+
+
+def references(kind: str, partition: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the store keeps an index of for an object (`Store.index_of`): the monitor a pool uses, the pool
+    and the destination of a virtual server, so that the checks above are lookups."""
+    if kind == Pool.kind and body.get("monitor"):
+        return [("monitor", "/{}/{}".format(*resolve_reference(partition, body["monitor"])))]
+    if kind == VirtualServer.kind:
+        out = [("destination", _destination(body["address"], body["port"], body.get("protocol", "tcp")))]
+        if body.get("pool"):
+            out.append(("pool", "/{}/{}".format(*resolve_reference(partition, body["pool"]))))
+        return out
+    return []
 
 
 def check_admin_remains(txn: Transaction, changed_user: str, new_role: str | None) -> None:

@@ -113,6 +113,7 @@ class ConfigService:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        store.index_of = integrity.references
         self.read_only: Callable[[str], str | None] = lambda partition: None
         """Why a partition may not be changed here (it is a peer cluster's mirror), or None."""
 

@@ -1,6 +1,7 @@
-"""Stores written before a pool and its members became one unit, brought to the present format once.
+"""Stores written by earlier versions, brought to the present format once, when a device opens them.
 
-Members used to be objects of their own, named `POOL/ADDRESS:PORT`. When a device opens such a store,
+Format 3 keeps an index of references (`integrity.references`): it is built from the objects.
+Before format 2, members were objects of their own, named `POOL/ADDRESS:PORT`. When a device opens such a store,
 each pool's live members are folded into its record (its member list; incarnation and last
 replacement empty, which the overlays of that pool are named and judged by) and the old member
 objects are dropped, in place and without commits: every device of a group holds the same objects
@@ -10,10 +11,10 @@ and makes the same change, and versions keep their stamps, so replicas stay equa
 from collections import defaultdict
 from typing import Any
 
-from tandem.config import units
+from tandem.config import integrity, units
 from tandem.store import Store
 
-FORMAT = "2"
+FORMAT = "3"
 """The configuration format of this version (`config_format` in the store's metadata)."""
 
 
@@ -40,5 +41,7 @@ def upgrade(store: Store) -> int:
             folded += 1
         for partition, name in old_names:
             store.remove_version(units.OVERLAYS, partition, name)
+        store.index_of = integrity.references
+        store.reindex(integrity.PARTITIONED_KINDS)
         store.set_meta("config_format", FORMAT)
     return folded

@@ -43,6 +43,8 @@ class ScopeRule:
 
 ScopeOf = Callable[[str, str, str], ScopeRule]
 """(kind, partition, name) -> the rule for changes to that object."""
+IndexOf = Callable[[str, str, dict[str, Any]], list[tuple[str, str]]]
+"""(kind, partition, body) -> the (field, value) references of that object to keep an index of."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +102,8 @@ class Transaction:
     def records(self, kind: str, partition: str | None = None, prefix: str | None = None) -> Iterator[Record]:
         return self._store.records(kind, partition=partition, prefix=prefix)
 
-    def referencing(self, kind: str, field: str, value: Any, partition: str | None = None) -> list[tuple[str, str]]:
-        return self._store.referencing(kind, field, value, partition)
+    def referrers(self, field: str, value: str) -> list[tuple[str, str, str]]:
+        return self._store.referrers(field, value)
 
     def stamp(self) -> Stamp:
         """A fresh stamp of this device, for a `put` that must know its own stamp in advance."""
@@ -148,6 +150,7 @@ class Store:
         row = self.db.execute("SELECT coalesce(max(hlc), 0) FROM commits").fetchone()
         self.clock = HybridClock(row[0])
         self.scope_of: ScopeOf = lambda kind, partition, name: ScopeRule()
+        self.index_of: IndexOf = lambda kind, partition, body: []
         self.on_commit: list[Callable[[list[dict[str, Any]]], None]] = []
         """Called after each committed local transaction with its commits."""
         self.on_change: list[Callable[[], None]] = []
@@ -238,6 +241,15 @@ class Store:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (version["kind"], version["partition"], version["name"], None if deleted else _json(version["body"]),
              version["hlc"], version["origin"], version["seq"], _json(version["vv"]), commit_id, int(deleted)))
+        self.index(version["kind"], version["partition"], version["name"], None if deleted else version["body"])
+
+    def index(self, kind: str, partition: str, name: str, body: dict[str, Any] | None) -> None:
+        """Keep the references of one object (None: it is gone) in the index."""
+        self.db.execute("DELETE FROM refs WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name))
+        if body is not None:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO refs (field, value, kind, partition, name) VALUES (?, ?, ?, ?, ?)",
+                [(field, value, kind, partition, name) for field, value in self.index_of(kind, partition, body)])
 
     # -- version vectors ------------------------------------------------------------------------
 
@@ -294,15 +306,17 @@ class Store:
         for part, name, body, commit_id, hlc, origin in self.db.execute(sql, args):
             yield Record(kind, part, name, orjson.loads(body), commit_id, Stamp(hlc, origin))
 
-    def referencing(self, kind: str, field: str, value: Any, partition: str | None = None) -> list[tuple[str, str]]:
-        """Keys (partition, name) of live objects of `kind` whose top-level `field` equals `value`."""
-        sql = ("SELECT partition, name FROM objects WHERE kind = ? AND deleted = 0"
-               " AND json_extract(body, ?) = ?")
-        args: list[Any] = [kind, f"$.{field}", value]
-        if partition is not None:
-            sql += " AND partition = ?"
-            args.append(partition)
-        return self.db.execute(sql, args).fetchall()
+    def referrers(self, field: str, value: str) -> list[tuple[str, str, str]]:
+        """The live objects (kind, partition, name) whose indexed `field` is `value` (see `index_of`)."""
+        return self.db.execute("SELECT kind, partition, name FROM refs WHERE field = ? AND value = ?"
+                               " ORDER BY kind, partition, name", (field, value)).fetchall()
+
+    def reindex(self, kinds: Iterable[str]) -> None:
+        """Build the reference index of every live object of `kinds` anew."""
+        for kind in kinds:
+            self.db.execute("DELETE FROM refs WHERE kind = ?", (kind,))
+            for record in list(self.records(kind)):
+                self.index(kind, record.partition, record.name, record.body)
 
     def last_commit_id(self) -> int:
         return self.db.execute("SELECT coalesce(max(id), 0) FROM commits").fetchone()[0]
@@ -361,6 +375,7 @@ class Store:
         if self.on_versions:
             self._version_changes.append((self.version(kind, partition, name), None))
         self.db.execute("DELETE FROM objects WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name))
+        self.index(kind, partition, name, None)
 
     def pending(self, scope: str) -> list[dict[str, Any]]:
         """Local commits of `scope` not yet sequenced (auto-sync off)."""

@@ -13,6 +13,18 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (kind, partition, name)
 ) WITHOUT ROWID;
 
+-- What live objects refer to, kept with them (`Store.index_of` says what): "who uses this monitor",
+-- "which virtual server holds this destination" are lookups, whatever the number of objects.
+CREATE TABLE IF NOT EXISTS refs (
+    field     TEXT NOT NULL,   -- e.g. 'monitor', 'pool', 'destination'
+    value     TEXT NOT NULL,   -- e.g. '/Common/web', or an address, port and protocol
+    kind      TEXT NOT NULL,   -- the referring object
+    partition TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    PRIMARY KEY (field, value, kind, partition, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_by_object ON refs (kind, partition, name);
+
 -- The commit log: one row per object change, in the order this device applied them.
 CREATE TABLE IF NOT EXISTS commits (
     id        INTEGER PRIMARY KEY,  -- this device's commit id, monotonically increasing
