@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -16,10 +17,21 @@ from tandem.models.fields import parse_host_port
 log = logging.getLogger("tandem")
 
 
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread of the management process holds the GIL while another waits (default 0.005): a
+request's short turns are not held long behind a page being read or a replicated batch being applied."""
+MANAGEMENT_NICE = 10
+"""The management process yields the CPU to traffic: the data plane and failover processes (started
+from it) take their own priority back where allowed (`ipc.raise_priority`)."""
+
+
 async def _run(device: Device, config: uvicorn.Config) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), MANAGEMENT_NICE))
+    device.store.start(asyncio.get_running_loop())
     await device.sync.start(*device.peer_listen)
-    await device.failover.start(*device.peer_listen)
     await device.dataplane.start()
+    await device.failover.start()
     await device.peering.start()
     try:
         await uvicorn.Server(config).serve()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tandem.auth import Sessions
 from tandem.config import ConfigService
+from tandem.config.batches import BatchWorker
 from tandem.config.upgrade import upgrade
 from tandem.dataplane.addresses import provider
 from tandem.dataplane.service import DataPlane
@@ -40,6 +41,7 @@ class Device:
     identity: Identity
     store: Store
     config: ConfigService
+    batches: BatchWorker
     sessions: Sessions
     jobs: Jobs
     domain: Domain
@@ -79,19 +81,21 @@ class Device:
         domain = Domain(store, me)
         engine = SyncEngine(store, domain, identity, log_retention=log_retention)
         try:
-            address_provider = provider(addresses, interface)
+            provider(addresses, interface)  # refused here, with a clear error, rather than in the failover process
         except (OSError, ValueError) as error:
             raise DeviceError(str(error)) from None
-        failover = FailoverService(store, domain, on_change=lambda: dataplane.changed(urgent=True),
-                                   on_peer_returned=lambda: dataplane.announce_soon())
-        dataplane = DataPlane(store, domain, failover, address_provider)
+        (data_dir / "run").mkdir(exist_ok=True, mode=0o700)
+        failover = FailoverService(store, domain, peer_listen, addresses, interface, data_dir)
+        dataplane = DataPlane(store, domain, failover, data_dir)
         store.on_change.append(dataplane.changed)
         peering = PeeringService(store, domain, intercluster_listen, members=lambda: member_views(device),
                                  is_leader=lambda: _leads(domain, engine),
                                  adopt_partition=lambda partition: _sync_partition(domain, store, partition))
         config.read_only = peering.read_only
-        device = cls(name, data_dir, management_url, identity, store, config, sessions, Jobs(), domain, engine,
-                     failover, dataplane, peering, peer_listen)
+        batches = BatchWorker(store, config, lambda: {name: reason for _, name in store.keys(Partition.kind)
+                                                      if (reason := peering.read_only(name))})
+        device = cls(name, data_dir, management_url, identity, store, config, batches, sessions, Jobs(), domain,
+                     engine, failover, dataplane, peering, peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)
@@ -113,6 +117,7 @@ class Device:
             raise DeviceError(f"cannot set up the device: {error.message}") from None
 
     def close(self) -> None:
+        self.batches.close()
         self.store.close()
 
 

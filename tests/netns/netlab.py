@@ -16,9 +16,11 @@ Root and iproute2 are needed. Run as a script, the module is the benchmark's pol
 """
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -56,6 +58,16 @@ BACKEND = (
     "  c,_=s.accept();c.sendall(sys.argv[1].encode());c.close()\n"
 )
 """The anchor's server, on the devices' loopback: pool member 127.0.0.1:9000 on each device."""
+OUTSIDE_PRIORITY = -20
+"""The backends and clients stand for other hosts: on this shared machine they get the CPU before the
+devices' management processes, as the devices' data planes do (`tandem.ipc.raise_priority`)."""
+
+
+def outside_host() -> None:
+    """Give this process the priority of a host of its own (root; else nothing changes)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, OUTSIDE_PRIORITY)
+        Path("/proc/self/autogroup").write_text(str(OUTSIDE_PRIORITY))
 
 
 def available() -> str | None:
@@ -206,6 +218,8 @@ class Host:
     work: Path
     provider: str = "linux"
     """The address provider: `linux` (floating addresses on eth0) or `loopback` (none to move)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """More environment of the daemon (e.g. TANDEM_TEST_HOOKS=1)."""
     daemon: subprocess.Popen | None = None
     backend: subprocess.Popen | None = None
     api: Api = field(init=False)
@@ -238,10 +252,10 @@ class Host:
     def start_backend(self) -> None:
         self.backend = subprocess.Popen(["ip", "netns", "exec", self.ns.name, sys.executable, "-c", BACKEND,
                                          self.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=outside_host)
 
     def start_daemon(self) -> None:
-        env = dict(os.environ, TANDEM_ADMIN_PASSWORD=ADMIN_PASSWORD)
+        env = dict(os.environ, TANDEM_ADMIN_PASSWORD=ADMIN_PASSWORD, **self.env)
         with self.log_path.open("ab") as log:
             self.daemon = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns.name, sys.executable, "-m", "tandem", "serve", "--name", self.name,
@@ -315,14 +329,15 @@ class Lab:
     c, or none); `close()` removes everything."""
 
     def __init__(self, work: Path, interval: float = 0.2, timeout: float = 1.0, auto_failback: bool = False,
-                 devices: tuple[str, ...] = ("a", "b"), client: str | None = "c", provider: str = "linux") -> None:
+                 devices: tuple[str, ...] = ("a", "b"), client: str | None = "c", provider: str = "linux",
+                 env: dict[str, str] | None = None) -> None:
         self.work = work
         self.interval, self.timeout, self.auto_failback = interval, timeout, auto_failback
         self.prefix = f"tn{os.getpid()}x{next(_labs)}"
         self.attached = (*devices, *([client] if client else []))
         """The hosts on the bridge."""
         self.ns = {role: Namespace(f"{self.prefix}{role}") for role in ("sw", *self.attached)}
-        self.hosts = {name: Host(name, self.ns[name], work, provider) for name in devices}
+        self.hosts = {name: Host(name, self.ns[name], work, provider, env or {}) for name in devices}
         self._created: list[str] = []
 
     @property
@@ -518,12 +533,50 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
     raise AssertionError(message)
 
 
+def count_loop(seconds: float, concurrency: int, pause: float = 0.0) -> None:
+    """Requests to the virtual address for `seconds`, `concurrency` at a time (each a connection of its own,
+    `pause` seconds apart): prints how many each host answered and how many went unanswered, as `none`."""
+    counts: dict[str, int] = {}
+    outside_host()
+
+    async def one() -> str:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(VIP, VIP_PORT), 0.5)
+        except (OSError, TimeoutError):
+            return "none"
+        try:
+            return (await asyncio.wait_for(reader.read(16), 0.5)).decode() or "none"
+        except (OSError, TimeoutError):
+            return "none"
+        finally:
+            writer.close()
+
+    async def worker(deadline: float) -> None:
+        while time.monotonic() < deadline:
+            answer = await one()
+            counts[answer] = counts.get(answer, 0) + 1
+            await asyncio.sleep(pause)
+
+    async def main() -> None:
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(*(worker(deadline) for _ in range(concurrency)))
+
+    asyncio.run(main())
+    print(json.dumps(counts), flush=True)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="The failover lab's polling client (run inside the client host).")
-    parser.add_argument("--client", required=True, help="the host whose answer ends the wait")
+    parser = argparse.ArgumentParser(description="The failover lab's clients (run inside the client host).")
+    parser.add_argument("--client", help="poll until this host answers; print when (the anchor's client)")
     parser.add_argument("--deadline", type=float, default=30)
+    parser.add_argument("--count", type=float, metavar="SECONDS", help="count answers for SECONDS")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests at a time, with --count")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between requests, with --count")
     args = parser.parse_args()
-    client_loop(args.client, args.deadline)
+    if args.count:
+        count_loop(args.count, args.concurrency, args.pause)
+    else:
+        client_loop(args.client, args.deadline)
 
 
 if __name__ == "__main__":

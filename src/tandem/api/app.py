@@ -16,8 +16,10 @@ from tandem.api import (
     routes_members,
     routes_membership,
     routes_peering,
+    routes_testing,
     routes_users,
 )
+from tandem.api.durability import DurableWrites
 from tandem.api.limits import JsonBodies
 from tandem.api.responses import JSON
 from tandem.device import Device
@@ -30,6 +32,7 @@ def create_app(device: Device) -> FastAPI:
     app.state.device = device
     errors.install(app)
     app.add_middleware(JsonBodies)
+    app.add_middleware(DurableWrites, store=device.store)
     app.include_router(routes_device.router)
     for router in routes_config.ROUTERS:
         app.include_router(router)
@@ -43,4 +46,6 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_peering.router)
     app.include_router(routes_failover.router)
     app.include_router(routes_dataplane.router)
+    if routes_testing.enabled():
+        app.include_router(routes_testing.router)
     return app

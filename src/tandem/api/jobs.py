@@ -1,17 +1,24 @@
 """Job routes: list, and read one with an optional long-poll."""
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
+from tandem.device import Device
 from tandem.errors import NotFound
 from tandem.models import Job
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 MAX_WAIT = 60.0
+
+
+async def counted(device: Device, work: Callable[..., int], *args: Any) -> dict[str, int]:
+    """Run a bulk change on the store's writer: the job's result `{"count": N}`."""
+    return {"count": await device.store.write(work, *args)}
 
 
 def job_response(job: Job) -> JSON:

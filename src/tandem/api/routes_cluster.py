@@ -122,4 +122,4 @@ async def sync(name: NamePath, body: groups.SyncRequest, device: DeviceDep, prin
 async def clear_conflicts(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> None:
     principal.require_admin()
     groups.get(device.domain, name)
-    device.sync.clear_conflicts(name)
+    await device.sync.clear_conflicts(name)

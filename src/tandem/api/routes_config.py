@@ -1,12 +1,13 @@
 """CRUD routes of the configuration resources, built once for every resource model."""
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
 from tandem.api.collections import page_response, parse_query, require_filter
 from tandem.api.deps import DeviceDep, PrincipalDep
-from tandem.api.jobs import job_response
+from tandem.api.jobs import counted, job_response
 from tandem.api.responses import JSON
 from tandem.auth import Principal
 from tandem.models import Monitor, Partition, Pool, Resource, VirtualServer
@@ -54,13 +55,13 @@ def config_router(model: type[Resource]) -> APIRouter:
 
     @router.get("", summary=f"List {model.kind}")
     async def list_collection(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-        records, after = device.config.page(model, parse_query(request, known_fields))
+        records, after = await asyncio.to_thread(device.config.page, model, parse_query(request, known_fields))
         return page_response(request, records, after)
 
     @router.post("", status_code=201, response_model=model, summary=f"Create one of {model.kind}")
     async def create(body: model, device: DeviceDep, principal: PrincipalDep) -> JSON:  # type: ignore[valid-type]
         require_write(principal, model, getattr(body, "partition", None))
-        stored = device.config.create(body)
+        stored = await device.store.write(device.config.create, body)
         return JSON(stored, status_code=201, headers={"Location": location(stored)})
 
     @router.patch("", status_code=202, summary=f"Change every matching one of {model.kind} (a job)")
@@ -71,7 +72,7 @@ def config_router(model: type[Resource]) -> APIRouter:
         require_bulk_write(principal, model, query.filters)
         patch = changes(body)
         job = device.jobs.start(f"update {model.kind} matching {query.filters}",
-                                lambda: {"count": device.config.update_matching(model, query, patch)})
+                                lambda: counted(device, device.config.update_matching, model, query, patch))
         return job_response(job)
 
     @router.delete("", status_code=202, summary=f"Delete every matching one of {model.kind} (a job)")
@@ -80,7 +81,7 @@ def config_router(model: type[Resource]) -> APIRouter:
         require_filter(query)
         require_bulk_write(principal, model, query.filters)
         job = device.jobs.start(f"delete {model.kind} matching {query.filters}",
-                                lambda: {"count": device.config.delete_matching(model, query)})
+                                lambda: counted(device, device.config.delete_matching, model, query))
         return job_response(job)
 
     @router.get(item_path, response_model=model, summary=f"Read one of {model.kind}")
@@ -91,12 +92,12 @@ def config_router(model: type[Resource]) -> APIRouter:
     async def update(identity: Identity, body: Patch, device: DeviceDep,  # type: ignore[valid-type]
                      principal: PrincipalDep) -> JSON:
         require_write(principal, model, identity.get("partition"))
-        return JSON(device.config.update(model, identity, changes(body)))
+        return JSON(await device.store.write(device.config.update, model, identity, changes(body)))
 
     @router.delete(item_path, status_code=204, summary=f"Delete one of {model.kind}")
     async def delete(identity: Identity, device: DeviceDep, principal: PrincipalDep) -> None:
         require_write(principal, model, identity.get("partition"))
-        device.config.delete(model, identity)
+        await device.store.write(device.config.delete, model, identity)
 
     return router
 

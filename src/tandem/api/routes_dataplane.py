@@ -6,7 +6,6 @@ from fastapi import APIRouter, Path
 
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
-from tandem.errors import NotFound
 from tandem.models.fields import NAME_PATTERN
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
@@ -16,20 +15,14 @@ router = APIRouter(prefix="/api", tags=["dataplane"])
 
 @router.get("/dataplane", summary="What this device serves: addresses, virtual servers, pools, counters")
 async def dataplane(device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.dataplane.status())
+    return JSON(await device.dataplane.status())
 
 
 @router.get("/virtuals/{partition}/{name}/stats", summary="Counters of a virtual server served here")
 async def virtual_stats(partition: NamePath, name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    stats = device.dataplane.engine.stats()["virtuals"].get(f"/{partition}/{name}")
-    if stats is None:
-        raise NotFound(f"virtual server /{partition}/{name} is not served by this device", target=name)
-    return JSON(stats)
+    return JSON(await device.dataplane.virtual_stats(partition, name))
 
 
 @router.get("/pools/{partition}/{name}/stats", summary="Member health and counters of a pool served here")
 async def pool_stats(partition: NamePath, name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    stats = device.dataplane.engine.stats()["pools"].get(f"/{partition}/{name}")
-    if stats is None:
-        raise NotFound(f"pool /{partition}/{name} is not served by this device", target=name)
-    return JSON(stats)
+    return JSON(await device.dataplane.pool_stats(partition, name))

@@ -64,19 +64,19 @@ async def failover_events(device: DeviceDep, _: PrincipalDep, traffic_group: str
              summary="Hand a traffic group this device is active for to the next device")
 async def force_standby(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    device.failover.force_standby(name)
+    await device.failover.force_standby(name)
     return JSON(device.failover.status())
 
 
 @router.post("/failover/offline", summary="Take this device out: it takes no traffic group")
 async def offline(device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    device.failover.set_offline(True)
+    await device.failover.set_offline(True)
     return JSON(device.failover.status())
 
 
 @router.post("/failover/online", summary="Bring this device back (and clear its forced standbys)")
 async def online(device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    device.failover.set_offline(False)
+    await device.failover.set_offline(False)
     return JSON(device.failover.status())

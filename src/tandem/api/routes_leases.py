@@ -31,17 +31,17 @@ async def read_lease(partition: NamePath, name: NamePath, device: DeviceDep, _: 
 async def acquire_lease(partition: NamePath, name: NamePath, body: AcquireRequest, device: DeviceDep,
                         principal: PrincipalDep) -> JSON:
     principal.require_write(partition)
-    return JSON(Leases(device.store).acquire(partition, name, body))
+    return JSON(await device.store.write(Leases(device.store).acquire, partition, name, body))
 
 
 @router.post("/{partition}/{name}/release", response_model=Lease, summary="Release a lease (its holder only)")
 async def release_lease(partition: NamePath, name: NamePath, body: ReleaseRequest, device: DeviceDep,
                         principal: PrincipalDep) -> JSON:
     principal.require_write(partition)
-    return JSON(Leases(device.store).release(partition, name, body.holder))
+    return JSON(await device.store.write(Leases(device.store).release, partition, name, body.holder))
 
 
 @router.delete("/{partition}/{name}", status_code=204, summary="Remove a lease whoever holds it (admins only)")
 async def delete_lease(partition: NamePath, name: NamePath, device: DeviceDep, principal: PrincipalDep) -> None:
     principal.require_admin()
-    Leases(device.store).delete(partition, name)
+    await device.store.write(Leases(device.store).delete, partition, name)

@@ -1,12 +1,13 @@
 """Routes of a pool's members: /api/pools/{partition}/{pool}/members[/{address}:{port}]."""
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
 from tandem.api.collections import page_response, parse_query, require_filter
 from tandem.api.deps import DeviceDep, PrincipalDep
-from tandem.api.jobs import job_response
+from tandem.api.jobs import counted, job_response
 from tandem.api.responses import JSON
 from tandem.models import PoolMember
 from tandem.models.fields import NAME_PATTERN, member_key
@@ -23,7 +24,8 @@ router = APIRouter(prefix="/api/pools/{partition}/{pool}/members", tags=["member
 @router.get("", summary="List a pool's members")
 async def list_members(request: Request, partition: NamePath, pool: NamePath, device: DeviceDep,
                        _: PrincipalDep) -> JSON:
-    records, after = device.config.page_members(partition, pool, parse_query(request, KNOWN_FIELDS))
+    records, after = await asyncio.to_thread(device.config.page_members, partition, pool,
+                                             parse_query(request, KNOWN_FIELDS))
     return page_response(request, records, after)
 
 
@@ -31,7 +33,7 @@ async def list_members(request: Request, partition: NamePath, pool: NamePath, de
 async def add_member(partition: NamePath, pool: NamePath, body: PoolMember, device: DeviceDep,
                      principal: PrincipalDep) -> JSON:
     principal.require_write(partition)
-    stored = device.config.create_member(partition, pool, body)
+    stored = await device.store.write(device.config.create_member, partition, pool, body)
     where = f"/api/pools/{partition}/{pool}/members/{member_key(stored['address'], stored['port'])}"
     return JSON(stored, status_code=201, headers={"Location": where})
 
@@ -43,8 +45,8 @@ async def patch_members(request: Request, partition: NamePath, pool: NamePath, b
     query = parse_query(request, KNOWN_FIELDS)
     require_filter(query)
     patch = changes(body)
-    job = device.jobs.start(f"update members of /{partition}/{pool} matching {query.filters}",
-                            lambda: {"count": device.config.update_matching_members(partition, pool, query, patch)})
+    job = device.jobs.start(f"update members of /{partition}/{pool} matching {query.filters}", lambda: counted(
+        device, device.config.update_matching_members, partition, pool, query, patch))
     return job_response(job)
 
 
@@ -55,7 +57,7 @@ async def delete_members(request: Request, partition: NamePath, pool: NamePath, 
     query = parse_query(request, KNOWN_FIELDS)
     require_filter(query)
     job = device.jobs.start(f"delete members of /{partition}/{pool} matching {query.filters}",
-                            lambda: {"count": device.config.delete_matching_members(partition, pool, query)})
+                            lambda: counted(device, device.config.delete_matching_members, partition, pool, query))
     return job_response(job)
 
 
@@ -69,11 +71,11 @@ async def read_member(partition: NamePath, pool: NamePath, member: MemberPath, d
 async def update_member(partition: NamePath, pool: NamePath, member: MemberPath, body: MemberPatch,  # type: ignore[valid-type]
                         device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_write(partition)
-    return JSON(device.config.update_member(partition, pool, member, changes(body)))
+    return JSON(await device.store.write(device.config.update_member, partition, pool, member, changes(body)))
 
 
 @router.delete("/{member}", status_code=204, summary="Remove one member")
 async def delete_member(partition: NamePath, pool: NamePath, member: MemberPath, device: DeviceDep,
                         principal: PrincipalDep) -> None:
     principal.require_write(partition)
-    device.config.delete_member(partition, pool, member)
+    await device.store.write(device.config.delete_member, partition, pool, member)

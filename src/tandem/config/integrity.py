@@ -114,50 +114,61 @@ class Violation:
 
 
 def violations(store: Store, partitions: Collection[str] | None = None) -> list[Violation]:
-    """The API's rules that the stored configuration breaks (in `partitions`, or anywhere). Every device
-    resolves them the same way: an object in a partition that does not exist counts as absent; a
-    virtual server whose pool is absent is not served; a pool whose monitor is absent is served
-    without health monitoring; of virtual servers sharing a destination (address, port, protocol),
-    the one created first among those otherwise served is served, the others are not."""
-    existing = {r.name for r in store.records(Partition.kind, partition=GLOBAL)}
+    """The API's rules that the stored configuration breaks (in `partitions`, or anywhere), from the
+    reference index (no object is read whole but those sharing a destination). Every device resolves
+    them the same way: an object in a partition that does not exist counts as absent; a virtual server
+    whose pool is absent is not served; a pool whose monitor is absent is served without health
+    monitoring; of virtual servers sharing a destination (address, port, protocol), the one created
+    first among those otherwise served is served, the others are not."""
+    existing = {name for _, name in store.keys(Partition.kind)}
+    live = {kind: set(store.keys(kind)) for kind in PARTITIONED_KINDS}
     found: list[Violation] = []
-
-    def present(kind: str, partition: str, name: str) -> bool:
-        return partition in existing and store.exists(kind, partition, name)
 
     def wanted(partition: str) -> bool:
         return partitions is None or partition in partitions
 
-    destinations: dict[tuple[Any, ...], list[tuple[str, str, str]]] = defaultdict(list)
+    absent = set()
     for kind in PARTITIONED_KINDS:
-        for record in store.records(kind):
-            partition, name, body = record.partition, record.name, record.body
+        for partition, name in sorted(live[kind]):
             if partition not in existing:
+                absent.add((kind, partition, name))
                 if wanted(partition):
                     found.append(Violation(kind, partition, name, "partition", partition,
                                            f"{kind[:-1]} /{partition}/{name} is in partition {partition}, "
                                            "which does not exist", served=False))
+    unserved = set(absent)
+    for field, target_kind in (("monitor", Monitor.kind), ("pool", Pool.kind)):
+        for value, kind, partition, name in store.refs(field):
+            _, target_partition, target_name = value.split("/")
+            if (kind, partition, name) in absent or (
+                    target_partition in existing and (target_partition, target_name) in live[target_kind]):
                 continue
-            reference = body.get("pool") if kind == VirtualServer.kind else body.get("monitor")
-            target_kind = Pool.kind if kind == VirtualServer.kind else Monitor.kind
-            target = resolve_reference(partition, reference) if reference and kind != Monitor.kind else None
-            if target is not None and not present(target_kind, *target):
-                if wanted(partition):
-                    found.append(Violation(kind, partition, name, "reference", f"/{target[0]}/{target[1]}",
-                                           f"{kind[:-1]} /{partition}/{name} uses {target_kind[:-1]} "
-                                           f"/{target[0]}/{target[1]}, which does not exist",
-                                           served=kind == Pool.kind))
-                if kind == VirtualServer.kind:
-                    continue
             if kind == VirtualServer.kind:
-                destination = (body["address"], body["port"], body.get("protocol", "tcp"))
-                destinations[destination].append((body.get("incarnation", ""), partition, name))
-    for (address, port, protocol), users in destinations.items():
-        first, *later = sorted(users)
+                unserved.add((kind, partition, name))
+            if wanted(partition):
+                found.append(Violation(kind, partition, name, "reference", value,
+                                       f"{kind[:-1]} /{partition}/{name} uses {field} {value}, which does not exist",
+                                       served=kind == Pool.kind))
+    destinations: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for value, kind, partition, name in store.refs("destination"):
+        if (kind, partition, name) not in unserved:
+            destinations[value].append((partition, name))
+    for value, users in sorted(destinations.items()):
+        if len(users) < 2:
+            continue
+        address, port, protocol = value.split(" ")
+        ordered = sorted((_incarnation(store, VirtualServer.kind, *key), *key) for key in users)
+        (_, first_partition, first_name), *later = ordered
         for _, partition, name in later:
             if wanted(partition):
                 found.append(Violation(VirtualServer.kind, partition, name, "destination",
-                                       f"/{first[1]}/{first[2]}",
+                                       f"/{first_partition}/{first_name}",
                                        f"virtual /{partition}/{name} uses destination {address}:{port} ({protocol}), "
-                                       f"as virtual /{first[1]}/{first[2]} (created first) does", served=False))
+                                       f"as virtual /{first_partition}/{first_name} (created first) does",
+                                       served=False))
     return found
+
+
+def _incarnation(store: Store, kind: str, partition: str, name: str) -> str:
+    body = store.get(kind, partition, name)
+    return body.get("incarnation", "") if body else ""

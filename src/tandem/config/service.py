@@ -24,6 +24,7 @@ from tandem.models.fields import member_key, parse_member_key
 from tandem.models.lease import LEASES
 from tandem.models.partial import changes, patch_model
 from tandem.store import GLOBAL, Store, Transaction
+from tandem.store.draft import Draft
 
 WRITE_ONLY_FIELDS = {"password"}
 """Accepted but never stored as given."""
@@ -37,6 +38,12 @@ def _store_key(model: type[Resource], identity: dict[str, Any]) -> tuple[str, st
     return (identity["partition"], identity["name"]) if "partition" in model.identity else (GLOBAL, identity["name"])
 
 
+def _key_of(obj: Resource) -> tuple[str, str]:
+    """Where `obj` is stored: (partition, name)."""
+    model = type(obj)
+    return _store_key(model, {field: getattr(obj, field) for field in model.identity})
+
+
 def _stored_body(obj: Resource, extra: dict[str, Any] | None) -> dict[str, Any]:
     exclude = WRITE_ONLY_FIELDS | ({"members"} if isinstance(obj, Pool) else set())
     return obj.model_dump(exclude=exclude) | (extra or {})
@@ -47,7 +54,7 @@ def write_object(txn: Transaction, obj: Resource, stored: dict[str, Any] | None,
     """Store `obj`, new (`stored` None: it gets its incarnation) or over its `stored` record (presented as
     `current`, whose hidden fields it keeps), without the API's checks; `extra`: server-side fields."""
     model = type(obj)
-    partition, name = _store_key(model, obj.model_dump(include=set(model.identity)))
+    partition, name = _key_of(obj)
     stamp = txn.stamp()
     kept = {k: v for k, v in (stored or {}).items() if k in HIDDEN_FIELDS}
     body = _stored_body(obj, kept | (extra or {}))
@@ -153,7 +160,7 @@ class ConfigService:
 
     def _create(self, txn: Transaction, obj: Resource, extra: dict[str, Any] | None) -> tuple[str, str]:
         model = type(obj)
-        partition, name = _store_key(model, obj.model_dump(include=set(model.identity)))
+        partition, name = _key_of(obj)
         self._writable(model, partition, name)
         if txn.exists(model.kind, partition, name):
             raise Conflict(f"{model.__name__} {name!r} already exists", target="name")
@@ -164,7 +171,7 @@ class ConfigService:
     def _replace(self, txn: Transaction, obj: Resource) -> None:
         """Create the object, or make the stored one equal to it (writing nothing if it already is)."""
         model = type(obj)
-        partition, name = _store_key(model, obj.model_dump(include=set(model.identity)))
+        partition, name = _key_of(obj)
         stored = txn.get(model.kind, partition, name)
         if stored is None:
             self._create(txn, obj, None)
@@ -245,17 +252,21 @@ class ConfigService:
     # -- batches --------------------------------------------------------------------------------
 
     def apply_batch(self, operations: list[Operation]) -> int | None:
-        """Apply `operations` in order in one transaction (all or none); the id of the last commit written,
-        None if nothing changed. A failure names its operation: `operations.3.body.port`."""
+        """Apply `operations` in order in one transaction (all or none, on the writer); the id of the last
+        log record written, None if nothing changed. A failure names its operation: `operations.3.body.port`."""
         with self.store.transaction() as txn:
-            for index, operation in enumerate(operations):
-                try:
-                    self._apply(txn, operation)
-                except ApiError as error:
-                    raise _located(error, index, operation) from None
-            return self.store.last_commit_id() if txn.commits else None
+            self.apply_operations(txn, operations)
+        return max((record["id"] for record in txn.logs.values()), default=None)
 
-    def _apply(self, txn: Transaction, operation: Operation) -> None:
+    def apply_operations(self, txn: Transaction | Draft, operations: list[Operation]) -> None:
+        """Apply operations in order in `txn` (a transaction, or a draft); a failure names its operation."""
+        for index, operation in enumerate(operations):
+            try:
+                self._apply(txn, operation)
+            except ApiError as error:
+                raise _located(error, index, operation) from None
+
+    def _apply(self, txn: Transaction | Draft, operation: Operation) -> None:
         model, identity = operation.model, operation.object_identity()
         for field, value in identity.items():
             if operation.body.get(field, value) != value:

@@ -14,16 +14,13 @@ import struct
 from pathlib import Path
 from typing import Protocol
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 log = logging.getLogger("tandem.addresses")
 
 GARP_COUNT = 3
 
 
 class AddressProvider(Protocol):
-    """Blocking calls: the data plane runs them in a worker thread."""
+    """Blocking calls: the failover process runs them in a worker thread."""
 
     def add(self, address: str) -> None: ...
 
@@ -50,6 +47,8 @@ class LinuxAddresses:
     """Addresses on a Linux interface (host prefix), announced by gratuitous ARP. Needs CAP_NET_ADMIN."""
 
     def __init__(self, interface: str) -> None:
+        from pyroute2 import IPRoute  # only where addresses move: it is slow to import
+
         self.interface = interface
         with IPRoute() as ipr:
             found = ipr.link_lookup(ifname=interface)
@@ -58,6 +57,9 @@ class LinuxAddresses:
         self._index = found[0]
 
     def add(self, address: str) -> None:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
         ip = ipaddress.ip_address(address)
         with IPRoute() as ipr:
             try:
@@ -69,6 +71,9 @@ class LinuxAddresses:
         log.info("added %s to %s", address, self.interface)
 
     def remove(self, address: str) -> None:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
         ip = ipaddress.ip_address(address)
         with IPRoute() as ipr:
             try:

@@ -9,7 +9,9 @@ sent EOF, or at once when either side fails.
 """
 
 import asyncio
+import contextlib
 import logging
+import socket
 
 from tandem.dataplane.balancer import Balancer
 from tandem.dataplane.stats import Counters, PoolStats, Stats
@@ -213,6 +215,26 @@ class _Client(asyncio.Protocol):
         self.proxy._closed(self)
 
 
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def listening_socket(address: str, port: int) -> socket.socket:
+    """A TCP socket bound to `address:port` even before the address is on this host (IP_FREEBIND): the
+    failover process adds a floating address while the data plane starts to serve it, in any order."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        sock.bind((address, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class VirtualServerProxy:
     """Listens on one virtual server's address:port and proxies each connection to a pool member."""
 
@@ -259,8 +281,8 @@ class VirtualServerProxy:
         if self._server is not None:
             return
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Client(self), self.address, self.port,
-                                                reuse_address=True, backlog=1024)
+        self._server = await loop.create_server(lambda: _Client(self), sock=listening_socket(self.address, self.port),
+                                                backlog=1024)
         log.info("%s: listening on %s:%d", self.name, self.address, self.port)
 
     def update(self, balancer: Balancer, pool_stats: PoolStats | None = None) -> None:

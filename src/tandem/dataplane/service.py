@@ -1,21 +1,23 @@
-"""The data plane of one device: it serves what failover says this device must serve now.
+"""The data plane as the management process sees it: the data plane process started and kept running,
+told what the configuration says it may serve, asked for its counters.
 
-That is every enabled virtual server whose traffic group this device is active for (or whose
-traffic group does not exist), on its destination, plus those traffic groups' floating addresses.
-It follows failover at once and configuration changes within `SETTLE` seconds (changes coming in
-bursts are served together).
+What to serve is every enabled virtual server (of any traffic group) with its pool and its pool's
+monitor, where the configuration breaks a rule (merged replicas can) as `violations` resolves it. The
+data plane process serves those of the traffic groups the failover process says are active here; the
+addresses of each traffic group's virtual servers float with it (the failover process holds them).
+Configuration changes are sent within `SETTLE` seconds (changes coming in bursts go together).
 """
 
 import asyncio
-import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
+from tandem import ipc
 from tandem.config.integrity import Violation, violations
 from tandem.config.presentation import present
-from tandem.dataplane.addresses import AddressProvider
-from tandem.dataplane.engine import BuiltinEngine, served_from_objects
-from tandem.failover.service import FailoverService
+from tandem.errors import ApiError, NotFound
+from tandem.failover.service import DATAPLANE_SOCKET, FailoverService
 from tandem.models import Monitor, Pool, VirtualServer
 from tandem.models.fields import resolve_reference
 from tandem.store import Store
@@ -25,95 +27,102 @@ from tandem.trust.domain import Domain
 log = logging.getLogger("tandem.dataplane")
 
 SETTLE = 0.1
-RESYNC = 2.0
-"""Seconds between reconciliations when nothing signals a change."""
-RETRY = 0.05
-"""Seconds before trying again an address or listener that failed (e.g. still held by a draining device)."""
-STOP_DRAIN = 2.0
+ANSWER_TIMEOUT = 5.0
+"""Seconds to wait for the data plane process to answer a request."""
+
+
+class DataPlaneUnavailable(ApiError):
+    status, code = 503, "unavailable"
 
 
 class DataPlane:
-    """Keeps the proxy engine and the floating addresses in step with failover and configuration."""
+    """Starts the data plane process and keeps it told what the configuration says."""
 
-    def __init__(self, store: Store, domain: Domain, failover: FailoverService, addresses: AddressProvider,
-                 engine: BuiltinEngine | None = None) -> None:
+    def __init__(self, store: Store, domain: Domain, failover: FailoverService, data_dir: Path) -> None:
         self._store = store
         self._domain = domain
         self._failover = failover
-        self._addresses = addresses
-        self.engine = engine or BuiltinEngine()
-        self.added: set[str] = set()
-        self.address_errors: dict[str, str] = {}
         self._wake = asyncio.Event()
-        self._urgent = False
         self._task: asyncio.Task | None = None
-        self._announcing: set[asyncio.Task] = set()
+        self._child = ipc.Child("dataplane", "tandem.dataplane.daemon", ["--socket", DATAPLANE_SOCKET], data_dir,
+                                self._sockets, self._started)
+        self._listening: asyncio.Task | None = None
+        self._sent: dict[str, Any] | None = None
         self._violations: set[Violation] = set()
+        domain.listeners.append(self.changed)
 
-    def changed(self, urgent: bool = False) -> None:
-        """Something this device serves may have changed; `urgent` (failover) skips the settling delay."""
-        self._urgent |= urgent
+    @staticmethod
+    def _sockets() -> tuple[Any, list[Any]]:
+        mine, theirs = ipc.channel_pair()
+        return mine, [theirs]
+
+    def changed(self) -> None:
+        """The configuration may have changed: tell the data plane process within `SETTLE` seconds."""
         self._wake.set()
 
     async def start(self) -> None:
-        """Start following; first take off any floating address a crashed run of this device left behind."""
-        _, held = self.desired(everything=True)
-        for address in sorted(held):
-            await self._remove(address)
+        self._child.start()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         await cancel(self._task)
-        await self.engine.stop_all(STOP_DRAIN)
-        for address in list(self.added):
-            await self._remove(address)
+        await self._child.stop()
+        await cancel(self._listening)
+
+    async def _started(self, channel: ipc.Channel) -> None:
+        await cancel(self._listening)
+        self._listening = asyncio.get_running_loop().create_task(channel.serve(lambda message: None))
+        self._sent = None
+        self._wake.set()
 
     async def _run(self) -> None:
-        wait = RESYNC
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            if not self._urgent and self._wake.is_set():
-                await asyncio.sleep(SETTLE)
+            await self._wake.wait()
+            await asyncio.sleep(SETTLE)
             self._wake.clear()
-            self._urgent = False
             try:
-                await self.reconcile()
-            except Exception:  # the data plane must outlive any one failure; the next round retries
-                log.exception("data plane reconciliation failed")
-            wait = RETRY if self.engine.errors or self.address_errors else RESYNC
+                self._send(self.desired())
+            except Exception:  # the data plane must outlive any one failure; the next change sends again
+                log.exception("computing what the data plane serves failed")
 
-    def _serves(self, traffic_group: str, everything: bool) -> bool:
-        if everything:
-            return self._domain.traffic_group(traffic_group) is not None
-        return self._failover.serves(traffic_group)
+    def _send(self, desired: dict[str, Any]) -> None:
+        channel = self._child.channel
+        if channel is not None and not channel.closed and desired != self._sent:
+            channel.send(desired)
+            self._sent = desired
 
-    def desired(self, everything: bool = False) -> tuple[list[Any], set[str]]:
-        """The virtual servers to serve and the addresses to hold, now (only what they use is read);
-        with `everything`, those of every traffic group instead (the addresses that float). Where the
-        configuration breaks a rule (merged replicas can), the resolution `violations` gives is served."""
+    def desired(self) -> dict[str, Any]:
+        """What the data plane process may serve (its `desired` message), and, to the failover process, the
+        addresses of the virtual servers of each traffic group (and of none)."""
         unserved = {(v.partition, v.name) for v in self._check_integrity() if v.kind == VirtualServer.kind}
         virtuals = [r.body for r in self._store.records(VirtualServer.kind)
-                    if self._serves(r.body.get("traffic_group", ""), everything)
-                    and (r.partition, r.name) not in unserved]
-        pools, monitors = [], []
+                    if r.body.get("enabled", True) and (r.partition, r.name) not in unserved]
+        pools, monitors = {}, {}
         for virtual in virtuals:
             if not virtual.get("pool"):
                 continue
-            partition, name = resolve_reference(virtual["partition"], virtual["pool"])
-            pool = self._store.get(Pool.kind, partition, name)
-            if pool is None:
+            key = resolve_reference(virtual["partition"], virtual["pool"])
+            pool = self._store.get(Pool.kind, *key)
+            if pool is None or key in pools:
                 continue
-            pools.append(present(self._store, Pool.kind, pool))
+            pools[key] = present(self._store, Pool.kind, pool)
             if pool.get("monitor"):
-                monitor = self._store.get(Monitor.kind, *resolve_reference(partition, pool["monitor"]))
-                monitors += [monitor] if monitor else []
-        served = served_from_objects(virtuals, pools, monitors)
-        addresses = {v.address for v in served}
-        for traffic_group in self._domain.traffic_groups():
-            if self._serves(traffic_group["name"], everything):
-                addresses.update(traffic_group["addresses"])
-        return served, addresses
+                monitor_key = resolve_reference(key[0], pool["monitor"])
+                monitor = self._store.get(Monitor.kind, *monitor_key)
+                if monitor is not None:
+                    monitors[monitor_key] = monitor
+        known = {t["name"] for t in self._domain.traffic_groups()}
+        by_traffic_group: dict[str, set[str]] = {}
+        standalone: set[str] = set()
+        for virtual in virtuals:
+            if virtual["traffic_group"] in known:
+                by_traffic_group.setdefault(virtual["traffic_group"], set()).add(virtual["address"])
+            else:
+                standalone.add(virtual["address"])
+        self._failover.set_virtual_addresses({tg: tuple(sorted(a)) for tg, a in by_traffic_group.items()},
+                                             tuple(sorted(standalone)))
+        return {"type": "desired", "virtuals": virtuals, "pools": list(pools.values()),
+                "monitors": list(monitors.values()), "traffic_groups": sorted(known)}
 
     def _check_integrity(self) -> set[Violation]:
         """The rules the configuration breaks, each logged once when it appears."""
@@ -123,44 +132,32 @@ class DataPlane:
         self._violations = found
         return found
 
-    async def reconcile(self) -> None:
-        served, addresses = self.desired()
-        for address in sorted(addresses - self.added):
-            try:
-                await asyncio.to_thread(self._addresses.add, address)
-            except Exception as error:  # netlink, permissions, a bad address: report it, keep serving the rest
-                self.address_errors[address] = str(error)
-                log.warning("cannot add address %s: %s", address, error)
-            else:
-                self.address_errors.pop(address, None)
-                self.added.add(address)
-        await self.engine.apply([v for v in served if v.address in self.added])
-        for address in sorted(self.added - addresses):
-            await self._remove(address)
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
 
-    async def _remove(self, address: str) -> None:
+    async def status(self) -> dict[str, Any]:
+        """What this device serves: the addresses it holds, and the data plane process's virtual servers and
+        pools with their counters and member health."""
+        channel = self._child.channel
+        if channel is None or channel.closed:
+            raise DataPlaneUnavailable("the data plane process is not running (it is being started again)")
         try:
-            await asyncio.to_thread(self._addresses.remove, address)
-        except Exception as error:  # reported; the next reconciliation tries again
-            log.warning("cannot remove address %s: %s", address, error)
-        self.added.discard(address)
+            served = await channel.request({"type": "status"}, ANSWER_TIMEOUT)
+        except (TimeoutError, ipc.ChannelClosed) as error:
+            raise DataPlaneUnavailable(f"the data plane process did not answer: {error}") from None
+        return {"addresses": self._failover.addresses, "address_errors": self._failover.address_errors,
+                "errors": served["errors"], "virtuals": served["virtuals"], "pools": served["pools"],
+                "process": {"pid": self.pid, "restarts": self._child.restarts}}
 
-    def announce_soon(self) -> None:
-        """Announce again every address held (gratuitous ARP), in the background."""
-        task = asyncio.get_running_loop().create_task(self.announce())
-        self._announcing.add(task)
-        task.add_done_callback(self._announcing.discard)
+    async def virtual_stats(self, partition: str, name: str) -> dict[str, Any]:
+        stats = (await self.status())["virtuals"].get(f"/{partition}/{name}")
+        if stats is None:
+            raise NotFound(f"virtual server /{partition}/{name} is not served by this device", target=name)
+        return stats
 
-    async def announce(self) -> None:
-        """Announce again every address held (gratuitous ARP): when a member comes back (a partition
-        heals), the device that stays active must win back the neighbours the other one took."""
-        for address in sorted(self.added):
-            try:
-                await asyncio.to_thread(self._addresses.announce, address)
-            except Exception as error:  # best effort: the address is held either way
-                log.warning("cannot announce address %s: %s", address, error)
-
-    def status(self) -> dict[str, Any]:
-        stats = self.engine.stats()
-        return {"addresses": sorted(self.added), "address_errors": self.address_errors,
-                "errors": dict(self.engine.errors)} | stats
+    async def pool_stats(self, partition: str, name: str) -> dict[str, Any]:
+        stats = (await self.status())["pools"].get(f"/{partition}/{name}")
+        if stats is None:
+            raise NotFound(f"pool /{partition}/{name} is not served by this device", target=name)
+        return stats

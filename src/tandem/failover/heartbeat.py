@@ -53,6 +53,9 @@ class Counters:
     forged: int = 0
     replayed: int = 0
     malformed: int = 0
+    sent: int = 0
+    late: int = 0
+    """Heartbeats sent more than half an interval after their time (this process was held)."""
 
 
 @dataclass

@@ -1,62 +1,89 @@
-"""The failover service of one device: sends heartbeats, hears the other members', and keeps this
-device's state for each traffic group of its sync-failover group by the rule in `rule.py`."""
+"""Failover as the management process sees it: the failover process started and kept running, its
+configuration handed over, its state and transitions received (`daemon.py` does the work)."""
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tandem.errors import Conflict, NotFound
-from tandem.failover.heartbeat import Counters, GroupState, Receiver, Sender, heartbeat_key, seal
-from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
+from tandem import ipc
+from tandem.errors import ApiError, Conflict, NotFound
+from tandem.failover.heartbeat import heartbeat_key
+from tandem.failover.rule import OFFLINE, STANDBY, Member
+from tandem.failover.snapshot import FailoverConfig, Peer, TrafficGroupConfig
+from tandem.models.fields import parse_host_port
 from tandem.store import Store
 from tandem.tasks import cancel
 from tandem.trust.domain import Domain
 
 log = logging.getLogger("tandem.failover")
 
-EXPIRY_SLACK = 0.001
-"""Seconds after a member's timeout at which its silence is judged (so that it counts as expired)."""
+DATAPLANE_SOCKET = "run/dataplane.sock"
+"""Where the data plane process listens for the failover process, relative to the data directory (the
+working directory of both: Unix socket paths must be short)."""
+ANSWER_TIMEOUT = 5.0
+"""Seconds to wait for the failover process to answer a request."""
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes], None]) -> None:
-        self._on_datagram = on_datagram
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self._on_datagram(data)
+class FailoverUnavailable(ApiError):
+    status, code = 503, "unavailable"
 
 
 class FailoverService:
-    """Heartbeats and traffic-group states of this device. `on_change` is called when an active set changes."""
+    """Starts the failover process, feeds it the configuration, mirrors its state for the API."""
 
-    def __init__(self, store: Store, domain: Domain, on_change: Callable[[], None],
-                 on_peer_returned: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, domain: Domain, listen: tuple[str, int], addresses: str,
+                 interface: str | None, data_dir: Path) -> None:
         self._store = store
         self._domain = domain
-        self._on_change = on_change
-        self._on_peer_returned = on_peer_returned
-        self._alive: set[str] = set()
-        """The other members heard at the last evaluation."""
-        self.states: dict[str, str] = {}
-        self.declined: set[str] = set()
         self.offline = store.meta("failover_offline") == "1"
         """Taken offline by the operator on this device (`tandem failover offline`); kept across restarts."""
-        self._heard: dict[str, tuple[float, Any]] = {}
-        self._sender = Sender(domain.device_id)
-        self.counters = Counters()
-        self._receiver = Receiver(heartbeat_key(domain.secret), self.counters)
-        self._transport: asyncio.DatagramTransport | None = None
-        self._task: asyncio.Task | None = None
-        self._started = time.monotonic()
-        self._expiries: dict[str, asyncio.TimerHandle] = {}
-        self._seen: dict[str, float] = {}
-        """When this device first saw each traffic group: it listens one timeout before taking it."""
-        domain.listeners.append(self._domain_changed)
+        self._virtual_addresses: dict[str, tuple[str, ...]] = {}
+        self._standalone_addresses: tuple[str, ...] = ()
+        self._state: dict[str, Any] = {}
+        self._state_at = 0.0
+        self._child = ipc.Child("failover", "tandem.failover.daemon",
+                                ["--listen", f"{listen[0]}:{listen[1]}", "--addresses", addresses,
+                                 *(["--interface", interface] if interface else []),
+                                 "--dataplane-socket", DATAPLANE_SOCKET],
+                                data_dir, self._sockets, self._started)
+        self._listening: asyncio.Task | None = None
+        self._config: FailoverConfig | None = None
+        domain.listeners.append(self._push)
 
-    # -- the group and its traffic groups -----------------------------------------------------------
+    # -- the process -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _sockets() -> tuple[Any, list[Any]]:
+        mine, theirs = ipc.channel_pair()
+        return mine, [theirs]
+
+    async def start(self) -> None:
+        self._child.start()
+
+    async def stop(self) -> None:
+        await self._child.stop()
+        await cancel(self._listening)
+
+    async def _started(self, channel: ipc.Channel) -> None:
+        await cancel(self._listening)
+        self._listening = asyncio.get_running_loop().create_task(channel.serve(self._handle))
+        self._config = None
+        self._push()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if message["type"] == "state":
+            self._state, self._state_at = message["status"], time.monotonic()
+        elif message["type"] == "event":
+            self._store.add_event(message["traffic_group"], message["from_state"], message["to_state"],
+                                  message["reason"], message["at"])
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    # -- the configuration it works from -------------------------------------------------------------
 
     def device_group(self) -> dict[str, Any] | None:
         """The sync-failover group this device is a member of, if any."""
@@ -67,14 +94,42 @@ class FailoverService:
         group = self.device_group()
         return [t for t in self._domain.traffic_groups() if group and t["device_group"] == group["name"]]
 
-    def serves(self, traffic_group: str) -> bool:
-        """Whether this device serves the virtual servers of `traffic_group` now: it is active for it;
-        or no such traffic group exists and this device is in no sync-failover group (a device on its
-        own serves what it holds). A member of a sync-failover group never serves a virtual server of
-        a traffic group it does not know: it may be the one replicated ahead of its traffic group."""
-        if self._domain.traffic_group(traffic_group) is None:
-            return self.device_group() is None
-        return self.states.get(traffic_group) == ACTIVE
+    def set_virtual_addresses(self, by_traffic_group: dict[str, tuple[str, ...]], standalone: tuple[str, ...]) -> None:
+        """The addresses of the virtual servers served per traffic group, and of those of none (the data plane
+        computes them from the configuration): they float with their traffic group."""
+        if (by_traffic_group, standalone) != (self._virtual_addresses, self._standalone_addresses):
+            self._virtual_addresses, self._standalone_addresses = by_traffic_group, standalone
+            self._push()
+
+    def config(self) -> FailoverConfig:
+        domain = self._domain
+        group = self.device_group()
+        peers = []
+        for name in group["members"] if group else []:
+            device = domain.device_named(name)
+            if device is not None:
+                host, port = parse_host_port(device["peer_url"])
+                peers.append(Peer(device["id"], name, host, port))
+        return FailoverConfig(
+            device_id=domain.device_id, device_name=domain.me["name"], key=heartbeat_key(domain.secret).hex(),
+            group=group["name"] if group else None, interval=group["heartbeat_interval"] if group else 0.2,
+            timeout=group["heartbeat_timeout"] if group else 1.0,
+            peers=tuple(peers), trusted=frozenset(d["id"] for d in domain.devices()),
+            traffic_groups=tuple(
+                TrafficGroupConfig(t["name"], tuple(t["ha_order"]), t["auto_failback"],
+                                   tuple(sorted({*t["addresses"], *self._virtual_addresses.get(t["name"], ())})))
+                for t in self.traffic_groups()),
+            standalone_addresses=self._standalone_addresses, offline=self.offline, evacuated=self.evacuated)
+
+    def _push(self) -> None:
+        """Hand the failover process the configuration, when it changed."""
+        config = self.config()
+        channel = self._child.channel
+        if channel is not None and not channel.closed and config != self._config:
+            channel.send({"type": "config", "config": config.dump()})
+            self._config = config
+
+    # -- what the failover process says ---------------------------------------------------------------
 
     @property
     def evacuated(self) -> bool:
@@ -83,181 +138,93 @@ class FailoverService:
 
     @property
     def out_of_service(self) -> bool:
-        """This device takes no traffic group: it is offline or evacuated (its heartbeats say offline)."""
-        return self.offline or self.evacuated
+        """This device takes no traffic group: offline, evacuated (as known here now), or its data plane does
+        not answer (as the failover process last reported)."""
+        return self.offline or self.evacuated or self._state.get("dataplane", {}).get("answering") is False
 
-    def _domain_changed(self) -> None:
-        self._receiver.key = heartbeat_key(self._domain.secret)
-        self.evaluate()
-        self._send()  # e.g. an evacuation: the others hear it now, not at the next beat
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._state_at if self._state_at else 0.0
 
-    # -- running ---------------------------------------------------------------------------------
-
-    async def start(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self._datagram),
-                                                                 local_addr=(host, port))
-        self._started = time.monotonic()
-        self._task = loop.create_task(self._beat())
-
-    async def stop(self) -> None:
-        for expiry in self._expiries.values():
-            expiry.cancel()
-        await cancel(self._task)
-        if self._transport is not None:
-            self._transport.close()
-
-    def _timers(self) -> tuple[float, float]:
-        group = self.device_group()
-        return (group["heartbeat_interval"], group["heartbeat_timeout"]) if group else (0.2, 1.0)
-
-    async def _beat(self) -> None:
-        while True:
-            self.evaluate()
-            self._send()
-            await asyncio.sleep(self._timers()[0])
-
-    def _send(self) -> None:
-        group = self.device_group()
-        if group is None or self._transport is None:
-            return
-        heartbeat = self._sender.next(self.out_of_service, {
-            name: GroupState(state=state, declined=name in self.declined) for name, state in self.states.items()})
-        datagram = seal(self._receiver.key, heartbeat)
-        for device in self._domain.peers():
-            if device["name"] in group["members"]:
-                host, _, port = device["peer_url"].rpartition(":")
-                with contextlib.suppress(OSError):
-                    self._transport.sendto(datagram, (host.strip("[]"), int(port)))
-
-    def _datagram(self, data: bytes) -> None:
-        heartbeat = self._receiver.open(data)
-        if heartbeat is None or self._domain.device(heartbeat.device) is None:
-            return
-        self._heard[heartbeat.device] = (time.monotonic(), heartbeat)
-        self.evaluate()
-        # decide the moment this sender's silence passes the timeout, not at the next beat
-        expiry = self._expiries.pop(heartbeat.device, None)
-        if expiry is not None:
-            expiry.cancel()
-        self._expiries[heartbeat.device] = asyncio.get_running_loop().call_later(
-            self._timers()[1] + EXPIRY_SLACK, self.evaluate)
-
-    # -- the rule ---------------------------------------------------------------------------------
+    def _state_group(self, name: str) -> dict[str, Any] | None:
+        return next((t for t in self._state.get("traffic_groups", []) if t["name"] == name), None)
 
     def members(self, traffic_group: dict[str, Any]) -> list[Member]:
-        """What this device knows now of every member, itself included, for one traffic group."""
-        group = self.device_group()
-        _, timeout = self._timers()
-        now = time.monotonic()
-        out = []
-        for name in group["members"] if group else []:
-            device = self._domain.device_named(name)
-            if device is None:
-                continue
-            if device["id"] == self._domain.device_id:
-                name_tg = traffic_group["name"]
-                out.append(Member(name, device["id"], True, self.out_of_service, self.states.get(name_tg, STANDBY),
-                                  name_tg in self.declined))
-                continue
-            heard_at, heartbeat = self._heard.get(device["id"], (0.0, None))
-            alive = heartbeat is not None and now - heard_at < timeout
-            said = heartbeat.groups.get(traffic_group["name"]) if alive else None
-            out.append(Member(name, device["id"], alive, alive and heartbeat.offline,
-                              said.state if said else STANDBY, bool(said and said.declined)))
-        return out
-
-    def evaluate(self) -> None:
-        """Apply the rule to every traffic group; record and announce every transition."""
-        _, timeout = self._timers()
-        now = time.monotonic()
-        changed = False
-        names = set()
-        for traffic_group in self.traffic_groups():
-            name = traffic_group["name"]
-            names.add(name)
-            seen = self._seen.setdefault(name, now)
-            listening = now - max(seen, self._started) < timeout
-            members = self.members(traffic_group)
-            me = next((m for m in members if m.device_id == self._domain.device_id), None)
-            if me is None:
-                continue
-            state, reason = decide(me, members, traffic_group["ha_order"], traffic_group["auto_failback"])
-            if state == ACTIVE and listening and me.state != ACTIVE:
-                state, reason = STANDBY, ""  # just started: first hear who is active
-            elif state == OFFLINE and not self.offline:
-                reason = "device is evacuated"
-            changed |= self._transition(name, state, reason)
-        for name in set(self.states) - names:
-            changed |= self._transition(name, None, "traffic group removed or this device left its group")
-        for name in set(self._seen) - names:
-            del self._seen[name]
-        alive = {d for d, (at, _) in self._heard.items() if now - at < timeout}
-        if alive - self._alive and ACTIVE in self.states.values():
-            self._on_peer_returned()  # it may have served our addresses while apart: win the neighbours back
-        self._alive = alive
-        if changed:
-            self._on_change()
-
-    def _transition(self, name: str, state: str | None, reason: str) -> bool:
-        before = self.states.get(name)
-        if state == before:
-            return False
-        if state is None:
-            del self.states[name]
-        else:
-            self.states[name] = state
-        event = self._store.add_event(name, before or "none", state or "none", reason or "initial state")
-        log.info("traffic group %s: %s -> %s (%s)", name, event["from_state"], event["to_state"], event["reason"])
-        return True
+        """What the failover process knows of every member, for one traffic group."""
+        reported = self._state_group(traffic_group["name"])
+        return [Member(m["name"], m["id"], m["alive"], m["offline"], m["state"], False)
+                for m in (reported or {}).get("members", [])]
 
     def last_heard(self, device_id: str) -> float | None:
-        """Seconds since the last heartbeat of `device_id` (None: none heard since this device started)."""
-        heard = self._heard.get(device_id)
-        return None if heard is None else time.monotonic() - heard[0]
+        """Seconds since the last heartbeat of `device_id` (None: none heard since the failover process started)."""
+        peer = self._state.get("peers", {}).get(device_id)
+        if peer is None or peer["last_heard_s"] is None:
+            return None
+        return peer["last_heard_s"] + self._elapsed()
 
     def heard_offline(self, device_id: str) -> bool:
         """Whether the last heartbeat of `device_id` said it takes no traffic group (offline or evacuated)."""
-        heard = self._heard.get(device_id)
-        return heard is not None and heard[1].offline
+        peer = self._state.get("peers", {}).get(device_id)
+        return bool(peer and peer["offline"])
+
+    @property
+    def addresses(self) -> list[str]:
+        """The floating addresses this device holds now."""
+        return list(self._state.get("addresses", []))
+
+    @property
+    def address_errors(self) -> dict[str, str]:
+        return dict(self._state.get("address_errors", {}))
+
+    def status(self) -> dict[str, Any]:
+        """This device's failover state as the failover process last reported it (ages brought up to now)."""
+        group = self.device_group()
+        interval, timeout = (group["heartbeat_interval"], group["heartbeat_timeout"]) if group else (0.2, 1.0)
+        elapsed = self._elapsed()
+        groups = []
+        for traffic_group in self.traffic_groups():
+            reported = self._state_group(traffic_group["name"]) or {}
+            members = [{k: v for k, v in m.items() if k != "id"} | {
+                "last_heard_s": None if m["last_heard_s"] is None else round(m["last_heard_s"] + elapsed, 3)}
+                for m in reported.get("members", [])]
+            groups.append({"name": traffic_group["name"], "state": reported.get("state", STANDBY),
+                           "active_device": reported.get("active_device"), "declined": reported.get("declined", False),
+                           "ha_order": reported.get("ha_order", traffic_group["ha_order"]),
+                           "addresses": traffic_group["addresses"], "auto_failback": traffic_group["auto_failback"],
+                           "members": members})
+        heartbeat = self._state.get("heartbeat", {})
+        return {"device": self._domain.me["name"], "device_group": group["name"] if group else None,
+                "offline": self.out_of_service, "evacuated": self.evacuated,
+                "state": OFFLINE if self.out_of_service else "online", "reason": self._state.get("reason", ""),
+                "heartbeat": {**heartbeat, "interval": interval, "timeout": timeout},
+                "dataplane": self._state.get("dataplane", {"answering": False, "silent_s": None}),
+                "process": {"pid": self.pid, "restarts": self._child.restarts}, "traffic_groups": groups}
 
     # -- operator actions -------------------------------------------------------------------------
 
-    def force_standby(self, traffic_group: str) -> None:
-        if self._domain.traffic_group(traffic_group) is None:
-            raise NotFound(f"traffic group {traffic_group!r} does not exist", target=traffic_group)
-        if self.states.get(traffic_group) != ACTIVE:
-            raise Conflict(f"this device is not active for {traffic_group}", target=traffic_group)
-        self.declined.add(traffic_group)
-        self.evaluate()
-        self._send()
+    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+        channel = self._child.channel
+        if channel is None or channel.closed:
+            raise FailoverUnavailable("the failover process is not running (it is being started again)")
+        try:
+            return await channel.request(message, ANSWER_TIMEOUT)
+        except (TimeoutError, ipc.ChannelClosed) as error:
+            raise FailoverUnavailable(f"the failover process did not answer: {error}") from None
 
-    def set_offline(self, offline: bool) -> None:
+    async def force_standby(self, traffic_group: str) -> None:
+        """Hand a traffic group this device is active for to the next device; the state the failover process
+        reports before it answers shows the change."""
+        answer = await self._request({"type": "force-standby", "traffic_group": traffic_group})
+        if answer["code"] == "not_found":
+            raise NotFound(f"traffic group {traffic_group!r} does not exist", target=traffic_group)
+        if answer["code"] == "conflict":
+            raise Conflict(f"this device is not active for {traffic_group}", target=traffic_group)
+
+    async def set_offline(self, offline: bool) -> None:
+        """Take this device out of failover, or bring it back (which also ends its forced standbys)."""
         self.offline = offline
         self._store.set_meta("failover_offline", "1" if offline else None)
+        config = self.config()
+        await self._request({"type": "config", "config": config.dump()})
+        self._config = config
         if not offline:
-            self.declined.clear()
-        self.evaluate()
-        self._send()
-
-    def status(self) -> dict[str, Any]:
-        interval, timeout = self._timers()
-        now = time.monotonic()
-        groups = []
-        for traffic_group in self.traffic_groups():
-            members = self.members(traffic_group)
-            active = next((m.name for m in members if m.alive and m.state == ACTIVE), None)
-            groups.append({
-                "name": traffic_group["name"], "state": self.states.get(traffic_group["name"], STANDBY),
-                "active_device": active, "declined": traffic_group["name"] in self.declined,
-                "ha_order": [m.name for m in ranked(members, traffic_group["ha_order"])],
-                "addresses": traffic_group["addresses"], "auto_failback": traffic_group["auto_failback"],
-                "members": [{"name": m.name, "alive": m.alive, "offline": m.offline, "state": m.state,
-                             "last_heard_s": None if m.device_id == self._domain.device_id or m.device_id not in
-                             self._heard else round(now - self._heard[m.device_id][0], 3)} for m in members]})
-        group = self.device_group()
-        return {"device": self._domain.me["name"], "device_group": group["name"] if group else None,
-                "offline": self.out_of_service, "evacuated": self.evacuated,
-                "state": OFFLINE if self.out_of_service else "online",
-                "heartbeat": {"interval": interval, "timeout": timeout, **vars(self.counters)},
-                "traffic_groups": groups}
+            await self._request({"type": "online"})

@@ -155,7 +155,7 @@ class MirrorSource:
         self.states: dict[tuple[str, str], MirrorState] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        store.on_versions.append(self._changed)
+        store.on_keys.append(self._changed)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -177,21 +177,19 @@ class MirrorSource:
         return {"partition": partition, "state": state.state, "pusher": pusher, "last_sync": iso(state.last_sync),
                 "objects": state.objects, "message": state.message}
 
-    def _changed(self, changes: list[tuple[dict | None, dict | None]]) -> None:
+    def _changed(self, keys: list[tuple[str, str, str]]) -> None:
         """Note the objects of mirrored partitions that changed (here or replicated from a member)."""
         mirrored = {(r.uuid, p) for r in self._relationships.all() for p in r.mirrors}
         if not mirrored:
             return
-        for before, after in changes:
-            version = after or before
-            if version is None:
-                continue
-            if units.is_overlay(version["kind"]):
-                _, partition, pool = units.pool_key(version)
-                kind, name = PoolMember.kind, f"{pool}/{units.overlay_key(version['name'])}"
-            elif version["kind"] in MODELS:
-                kind, name = version["kind"], version["name"]
-                partition = name if kind == Partition.kind else version["partition"]
+        for changed_kind, changed_partition, changed_name in keys:
+            if units.is_overlay(changed_kind):
+                partition = changed_partition
+                kind = PoolMember.kind
+                name = f"{units.overlay_parent(changed_name)[0]}/{units.overlay_key(changed_name)}"
+            elif changed_kind in MODELS:
+                kind, name = changed_kind, changed_name
+                partition = name if kind == Partition.kind else changed_partition
             else:
                 continue
             for uuid, mirrored_partition in mirrored:
@@ -271,9 +269,9 @@ class MirrorTarget:
         partition = self._check(uuid, message.get("partition"))
         return {"type": "digest", "digest": digest(snapshot(self._store, partition))}
 
-    def state(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
+    async def state(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
         partition = self._check(uuid, message.get("partition"))
-        written = apply_state(self._store, partition, message.get("objects"))
+        written = await self._store.write(apply_state, self._store, partition, message.get("objects"))
         record = self._relationships.get(uuid)
         if partition not in record.mirrored_in:
             self._relationships.put(record.model_copy(update={"mirrored_in": [*record.mirrored_in, partition]}))
@@ -283,11 +281,11 @@ class MirrorTarget:
                 log.warning("mirrored partition %s stays on this device only: %s", partition, error.message)
         return {"type": "mirrored", "written": written}
 
-    def changes(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
+    async def changes(self, uuid: str, message: dict[str, Any]) -> dict[str, Any]:
         partition = self._check(uuid, message.get("partition"))
         if partition not in self._relationships.get(uuid).mirrored_in:
             return {"type": "resync"}
-        apply_changes(self._store, partition, message.get("changes"))
+        await self._store.write(apply_changes, self._store, partition, message.get("changes"))
         same = digest(snapshot(self._store, partition)) == message.get("digest")
         return {"type": "mirrored" if same else "resync"}
 

@@ -2,8 +2,9 @@
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tandem.peering import pairing, secure
@@ -17,8 +18,8 @@ IDLE_TIMEOUT = 30.0
 
 UNKNOWN = "this cluster has no relationship with yours (deleted here?)"
 
-Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
-"""Answers one request of the paired cluster: (relationship uuid, request) -> reply."""
+Handler = Callable[[str, dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
+"""Answers one request of the paired cluster: (relationship uuid, request) -> reply (or an awaitable of it)."""
 
 
 class InterclusterServer:
@@ -82,6 +83,8 @@ class InterclusterServer:
                 continue
             try:
                 reply = handler(current.uuid, request)
+                if inspect.isawaitable(reply):
+                    reply = await reply
             except ValueError as error:
                 await channel.fail("invalid", str(error))
                 continue

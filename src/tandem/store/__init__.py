@@ -1,5 +1,6 @@
-"""The device's store: SQLite in WAL mode, every write a commit in a log."""
+"""The device's store: SQLite in WAL mode, every write a transaction in a log."""
 
-from tandem.store.database import GLOBAL, LOCAL_SCOPE, Record, ScopeRule, Store, Transaction, Vector
+from tandem.store.database import GLOBAL, LOCAL_SCOPE, ScopeRule, Store, Transaction, Vector
+from tandem.store.reader import Reader, Record
 
-__all__ = ["GLOBAL", "LOCAL_SCOPE", "Record", "ScopeRule", "Store", "Transaction", "Vector"]
+__all__ = ["GLOBAL", "LOCAL_SCOPE", "Reader", "Record", "ScopeRule", "Store", "Transaction", "Vector"]

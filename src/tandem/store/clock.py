@@ -1,5 +1,6 @@
 """A hybrid logical clock: wall-clock milliseconds in the high bits, a counter in the low 16 bits."""
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Self
@@ -32,13 +33,24 @@ class HybridClock:
 
     def __init__(self, last: int = 0) -> None:
         self.last = last
+        self._lock = threading.Lock()
 
     def now(self) -> int:
-        """A timestamp greater than every one this clock has issued or observed."""
+        """A timestamp greater than every one this clock has issued or observed (from any thread)."""
         physical = (time.time_ns() // 1_000_000) << COUNTER_BITS
-        self.last = physical if physical > self.last else self.last + 1
-        return self.last
+        with self._lock:
+            self.last = physical if physical > self.last else self.last + 1
+            return self.last
+
+    def reserve(self, count: int) -> int:
+        """The first of `count` timestamps nobody else will get from this clock (for a draft computed elsewhere)."""
+        with self._lock:
+            physical = (time.time_ns() // 1_000_000) << COUNTER_BITS
+            first = physical if physical > self.last else self.last + 1
+            self.last = first + count - 1
+            return first
 
     def observe(self, remote: int) -> None:
         """Account for a timestamp seen from another device, so later local ones are greater."""
-        self.last = max(self.last, remote)
+        with self._lock:
+            self.last = max(self.last, remote)

@@ -1,17 +1,31 @@
-"""SQLite store: objects, the commit log and version vectors, written in transactions.
+"""SQLite store: objects, the log of transactions, version vectors, and the device's own records.
 
-Every change is a commit applied to the object table and appended to the log in the same SQLite
-transaction. A commit belongs to a replication scope (a device group, or '' for this device only,
-as the `scope_of` rule says), carries this device's next sequence number in that scope (none while
-the scope does not send changes: a pending change), a hybrid-logical-clock stamp, and the version
-vector of the scope when it was written.
+Every change of an object makes a new version of it, written in a transaction. A local transaction
+appends one log record per replication scope it touches (a device group, or '' for this device only,
+as the `scope_of` rule says): this device's next sequence number in that scope (none while the scope
+does not send changes: pending), the version vector of the scope with it, and its changes. Records
+of other devices are appended as they came. Versions carry the stamp (hybrid clock, origin) of
+their change and the sequence and vector of their record.
+
+Threads: after `start`, every write runs on one writer thread with the store's own connection
+(`write`, `submit`); any other thread reads through a connection of its own, so that reads never
+wait for writes (WAL). Small writes of the device's own records (metadata, tokens, failover events,
+the trust domain's records) made on other threads are queued to the writer in order (`flush` waits
+for them). Version vectors and digests change in memory only when a transaction commits. Listeners
+(`on_commit`, `on_change`, `on_keys`) are called on the event loop after it commits.
 
 The database runs in WAL mode with `synchronous=NORMAL`: a transaction is in the WAL when COMMIT
 returns, so an acknowledged write survives the process being killed at any moment
 (`synchronous=FULL`, `durable=True`, also survives a power cut, at a cost per write).
 """
 
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +38,10 @@ from typing import Any
 import orjson
 
 from tandem.store.clock import HybridClock, Stamp
+from tandem.store.digest import BUCKETS, Digest, bucket_of, combine, home_partition, version_hash
+from tandem.store.reader import LOG_COLUMNS, IndexOf, Reader, Record, connect, log_dict
+
+log = logging.getLogger("tandem.store")
 
 GLOBAL = ""
 """The partition value of objects that belong to no partition (partitions, users)."""
@@ -31,6 +49,10 @@ LOCAL_SCOPE = ""
 """The scope of changes that stay on this device."""
 
 Vector = dict[str, int]
+CHECKPOINT_EVERY = 1.0
+"""Seconds between copies of the WAL into the database (by the checkpoint thread)."""
+WRITER_CACHE_KIB = 65536
+"""Page cache of the writer's connection (SQLite's default is 2 MiB): a 10,000-object write stays in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,52 +65,28 @@ class ScopeRule:
 
 ScopeOf = Callable[[str, str, str], ScopeRule]
 """(kind, partition, name) -> the rule for changes to that object."""
-IndexOf = Callable[[str, str, dict[str, Any]], list[tuple[str, str]]]
-"""(kind, partition, body) -> the (field, value) references of that object to keep an index of."""
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One live object as stored."""
-
-    kind: str
-    partition: str
-    name: str
-    body: dict[str, Any]
-    commit_id: int
-    stamp: Stamp
-
-
-_COMMIT_COLUMNS = ("id", "txn", "scope", "origin", "seq", "hlc", "vv", "kind", "partition", "name", "op", "body")
-_VERSION_COLUMNS = ("kind", "partition", "name", "body", "hlc", "origin", "seq", "vv", "deleted")
 
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _commit_dict(row: tuple) -> dict[str, Any]:
-    commit = dict(zip(_COMMIT_COLUMNS, row, strict=True))
-    commit["vv"] = orjson.loads(commit["vv"])
-    commit["body"] = orjson.loads(commit["body"]) if commit["body"] is not None else None
-    return commit
-
-
-def _version_dict(row: tuple) -> dict[str, Any]:
-    version = dict(zip(_VERSION_COLUMNS, row, strict=True))
-    version["vv"] = orjson.loads(version["vv"])
-    version["body"] = orjson.loads(version["body"]) if version["body"] is not None else None
-    version["deleted"] = bool(version["deleted"])
-    return version
+def change_version(change: list[Any], origin: str, seq: int | None, vv: Vector) -> dict[str, Any]:
+    """The object version one change of a log record makes."""
+    kind, partition, name, hlc, body = change
+    return {"kind": kind, "partition": partition, "name": name, "body": body, "hlc": hlc, "origin": origin,
+            "seq": seq, "vv": vv, "deleted": body is None}
 
 
 class Transaction:
-    """Reads and writes inside one SQLite transaction; all of it commits or none does."""
+    """Reads and writes inside one SQLite transaction (on the writer); all of it commits or none does."""
 
     def __init__(self, store: "Store") -> None:
         self._store = store
-        self.txn_id: int | None = None
-        self.commits: list[dict[str, Any]] = []
+        self.logs: dict[str, dict[str, Any]] = {}
+        """The log record of this transaction in each scope it touched, by scope."""
+        self._positions: dict[str, dict[tuple[str, str, str], int]] = {}
+        """Per scope, where each object's change is in the record."""
 
     def get(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
         return self._store.get(kind, partition, name)
@@ -110,69 +108,262 @@ class Transaction:
         return Stamp(self._store.clock.now(), self._store.device_id)
 
     def put(self, kind: str, partition: str, name: str, body: dict[str, Any], stamp: Stamp | None = None) -> int:
-        """Create or replace an object (at `stamp`, from `stamp()`, if given); returns its commit id."""
-        return self._commit(kind, partition, name, "put", body, stamp)
+        """Create or replace an object (at `stamp`, from `stamp()`, if given); returns its log record's id."""
+        return self._change(kind, partition, name, body, stamp)
 
     def delete(self, kind: str, partition: str, name: str) -> int:
-        """Delete an object (leaving a tombstone); returns the commit id."""
-        return self._commit(kind, partition, name, "delete", None)
+        """Delete an object (leaving a tombstone); returns its log record's id."""
+        return self._change(kind, partition, name, None, None)
 
-    def _commit(self, kind: str, partition: str, name: str, op: str, body: dict[str, Any] | None,
-                stamp: Stamp | None = None) -> int:
+    def _change(self, kind: str, partition: str, name: str, body: dict[str, Any] | None,
+                stamp: Stamp | None) -> int:
         store = self._store
-        rule = store.scope_of(kind, partition, name)
-        vector = store.vector(rule.scope)
-        seq = vector.get(store.device_id, 0) + 1 if rule.sequenced else None
-        if seq is not None:
-            vector[store.device_id] = seq
-        commit = {"txn": self.txn_id, "scope": rule.scope, "origin": store.device_id, "seq": seq,
-                  "hlc": stamp.hlc if stamp else store.clock.now(), "vv": dict(vector), "kind": kind,
-                  "partition": partition, "name": name, "op": op, "body": body}
-        commit_id = store.append(commit)
-        if self.txn_id is None:
-            self.txn_id = commit_id
-        store.write_version(commit, commit_id)
-        if seq is not None:
-            store.set_version(rule.scope, store.device_id, seq)
-        self.commits.append(commit)
-        return commit_id
+        record = self.log_of(store.scope_of(kind, partition, name))
+        change = [kind, partition, name, stamp.hlc if stamp else store.clock.now(), body]
+        position = self._positions.setdefault(record["scope"], {})
+        key = (kind, partition, name)
+        if key in position:  # a record holds one change per object, its last (all share the record's seq)
+            record["changes"][position[key]] = change
+        else:
+            position[key] = len(record["changes"])
+            record["changes"].append(change)
+        store.write_version(change_version(change, record["origin"], record["seq"], record["vv"]), record["id"])
+        return record["id"]
+
+    def bulk(self, writes: dict[tuple[str, str, str], tuple[dict[str, Any] | None, int, str | None]],
+             old: dict[tuple[str, str, str], dict[str, Any] | None],
+             digest_changes: dict[tuple[str, str, str], tuple[str, int, int]],
+             refs_of: dict[tuple[str, str, str], list[tuple[str, str]]]) -> None:
+        """Write many objects at once, prepared away from the writer (`draft.Draft`): per object its body
+        (None: delete), stamp clock and body JSON, its current version, its digest change, its references."""
+        store = self._store
+        pending = store._transaction_state()
+        vv_json: dict[str, str | None] = {}
+        objects, keys, refs, indexed = [], [], [], []
+        """Object rows; keys written; references to index; keys whose old references go (live before)."""
+        for key, (body, hlc, body_json) in writes.items():
+            kind, partition, name = key
+            record = self.log_of(store.scope_of(kind, partition, name))
+            record["changes"].append([kind, partition, name, hlc,
+                                      None if body_json is None else orjson.Fragment(body_json)])
+            vv = vv_json.get(record["scope"]) or vv_json.setdefault(record["scope"], _json(record["vv"]))
+            objects.append((kind, partition, name, body_json, hlc, record["origin"], record["seq"], vv, record["id"],
+                            int(body is None)))
+            keys.append(key)
+            refs += [(field, value, kind, partition, name) for field, value in refs_of.get(key, [])]
+            pending.digest_changes.append(digest_changes[key])
+            if old[key] is not None and not old[key]["deleted"]:
+                indexed.append(key)
+        pending.keys += keys
+        db = store.db
+        db.executemany("INSERT OR REPLACE INTO objects (kind, partition, name, body, hlc, origin, seq, vv, commit_id,"
+                       " deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", objects)
+        db.executemany("DELETE FROM refs WHERE kind = ? AND partition = ? AND name = ?", indexed)
+        db.executemany("INSERT OR IGNORE INTO refs (field, value, kind, partition, name) VALUES (?, ?, ?, ?, ?)", refs)
+
+    def log_of(self, rule: ScopeRule) -> dict[str, Any]:
+        """This transaction's log record in the rule's scope, begun on first use."""
+        record = self.logs.get(rule.scope)
+        if record is None:
+            store = self._store
+            vector = store.vector(rule.scope)
+            seq = vector.get(store.device_id, 0) + 1 if rule.sequenced else None
+            vv = vector | ({store.device_id: seq} if seq is not None else {})
+            record = {"scope": rule.scope, "origin": store.device_id, "seq": seq, "vv": vv, "changes": []}
+            record["id"] = store.append(record)
+            if seq is not None:
+                store.set_version(rule.scope, store.device_id, seq)
+            self.logs[rule.scope] = record
+        return record
+
+    def finish(self) -> None:
+        """Write the changes into the log records (before COMMIT)."""
+        for record in self.logs.values():
+            self._store.db.execute("UPDATE log SET changes = ? WHERE id = ?", (_json(record["changes"]), record["id"]))
 
 
-class Store:
+class Store(Reader):
     """The single source of truth of one device."""
 
     def __init__(self, path: Path, *, durable: bool = False) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self.db.executescript(resources.files("tandem.store").joinpath("schema.sql").read_text())
+        self.path = path
+        self._durable = durable
+        self._writer_db = self._connect()
+        self._writer_db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        self._writer_db.executescript(resources.files("tandem.store").joinpath("schema.sql").read_text())
+        self._local = threading.local()
+        self._thread: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued: concurrent.futures.Future | None = None
+        """The last small write queued: once it is done, so are all queued before it."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.lock = threading.RLock()
+        """Held while what a commit changes in memory (vectors, digests) is published."""
+        self._meta = dict(self._writer_db.execute("SELECT key, value FROM meta").fetchall())
+        self._migrate()
         self.device_id = self.meta("device_id") or self._set_meta_once("device_id", str(uuid.uuid4()))
-        row = self.db.execute("SELECT coalesce(max(hlc), 0) FROM commits").fetchone()
+        row = self._writer_db.execute("SELECT coalesce(max(hlc), 0) FROM objects").fetchone()
         self.clock = HybridClock(row[0])
         self.scope_of: ScopeOf = lambda kind, partition, name: ScopeRule()
         self.index_of: IndexOf = lambda kind, partition, body: []
         self.on_commit: list[Callable[[list[dict[str, Any]]], None]] = []
-        """Called after each committed local transaction with its commits."""
+        """Called after each committed local transaction with its sequenced log records of groups."""
         self.on_change: list[Callable[[], None]] = []
         """Called after every committed transaction, local or replicated."""
-        self.on_versions: list[Callable[[list[tuple[dict | None, dict | None]]], None]] = []
-        """Called after every committed transaction with the (old, new) object versions it replaced."""
-        self._version_changes: list[tuple[dict | None, dict | None]] = []
+        self.on_keys: list[Callable[[list[tuple[str, str, str]]], None]] = []
+        """Called after every committed transaction with the keys (kind, partition, name) of the objects it
+        changed."""
         self._vectors: dict[str, Vector] = {}
-        for scope, origin, seq in self.db.execute("SELECT scope, origin, seq FROM versions"):
+        for scope, origin, seq in self._writer_db.execute("SELECT scope, origin, seq FROM versions"):
             self._vectors.setdefault(scope, {})[origin] = seq
-        self._in_transaction = False
+        self._digests: dict[str, Digest] = {}
+        for kind, partition, name, hlc, origin, deleted in self._writer_db.execute(
+                "SELECT kind, partition, name, hlc, origin, deleted FROM objects"):
+            self._xor(kind, partition, name, version_hash(kind, partition, name, hlc, origin, bool(deleted)),
+                      self._digests)
+        self.generation = 0
+        """Counts transactions that changed objects without log records (snapshots applied): a draft made
+        before one is stale."""
+        self.trimmed_through = 0
+        """The highest log id trimmed since this store opened (a draft whose snapshot is older is stale)."""
+        self._pending: _Pending | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        return connect(self.path, self._durable)
+
+    def _migrate(self) -> None:
+        """Stores of earlier versions: the log had one row per object change (`commits`); each becomes a
+        record of one change, with its sequence number (version vectors stay as they are)."""
+        db = self._writer_db
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commits'").fetchone():
+            return
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO log (id, scope, origin, seq, vv, changes) SELECT id, scope, origin, seq, vv,"
+                   " json_array(json_array(kind, partition, name, hlc, json(body))) FROM commits ORDER BY id")
+        db.execute("DROP TABLE commits")
+        db.execute("COMMIT")
+
+    # -- threads ----------------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on, write on the writer thread and call the listeners on `loop`; copy the WAL into the
+        database on a thread of its own (a commit never waits for a checkpoint)."""
+        self._loop = loop
+        self._writer_db.execute("PRAGMA wal_autocheckpoint=0")
+        self._thread = threading.Thread(target=self._write_loop, name="tandem-store-writer", daemon=True)
+        self._thread.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="tandem-store-checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
 
     def close(self) -> None:
-        self.db.close()
+        self._closing.set()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
+        self._writer_db.close()
+
+    def _checkpoint_loop(self) -> None:
+        db = self._connect()
+        try:
+            while not self._closing.wait(CHECKPOINT_EVERY):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as error:  # the caller gets it
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    @property
+    def threaded(self) -> bool:
+        """Whether writes run on the writer thread (`start`)."""
+        return self._thread is not None
+
+    def on_writer(self) -> bool:
+        """Whether the calling thread may write now (the writer thread, or no writer thread yet)."""
+        return self._thread is None or threading.current_thread() is self._thread
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+        """Run `fn(*args)` on the writer (at once when already there), after what was submitted before."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self.on_writer():
+            try:
+                future.set_result(fn(*args))
+            except Exception as error:
+                future.set_exception(error)
+            return future
+        self._jobs.put((fn, args, future))
+        return future
+
+    async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` run on the writer; its result (or its exception)."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far (`_queue`) is done (the writer runs them in order: the last one
+        done, all are). A failed one was logged; it does not fail the caller."""
+        queued = self._queued
+        if queued is not None and not queued.done():
+            await asyncio.wait([asyncio.wrap_future(queued)])
+
+    def _queue(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a small write on the writer: at once when already there, else queued (its failure is logged)."""
+        if self.on_writer():
+            fn(*args)
+            return
+        future = self.submit(fn, *args)
+        future.add_done_callback(lambda f: f.exception() and log.error("store write failed: %s", f.exception()))
+        self._queued = future
+
+    def _notify(self, listener: Callable[..., None], *args: Any) -> None:
+        if self._loop is None or self._thread is None:
+            listener(*args)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the device is stopping
+            self._loop.call_soon_threadsafe(listener, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection of the calling thread: the writer's on the writer, else one of its own."""
+        if self.on_writer():
+            return self._writer_db
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+            db.execute("PRAGMA query_only=ON")
+        return db
 
     # -- metadata -------------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return self._meta.get(key)
 
     def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._meta.pop(key, None)
+        else:
+            self._meta[key] = value
+        self._queue(self._write_meta, key, value)
+
+    def _write_meta(self, key: str, value: str | None) -> None:
         if value is None:
             self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
         else:
@@ -186,62 +377,90 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """One atomic unit of local work: commits on leaving the block, rolls back on an exception."""
-        with self.atomic():
+        """One atomic unit of work on the writer: commits on leaving the block, rolls back on an exception.
+        Its local changes get log records; replicated ones may be appended too (`append`, `write_version`)."""
+        with self.atomic() as pending:
             txn = Transaction(self)
             yield txn
-        sequenced = [c for c in txn.commits if c["seq"] is not None and c["scope"] != LOCAL_SCOPE]
-        if sequenced:
-            for listener in self.on_commit:
-                listener(sequenced)
+            txn.finish()
+            pending.sequenced = [r for r in txn.logs.values() if r["seq"] is not None and r["scope"] != LOCAL_SCOPE]
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """A plain SQLite transaction (no notification): for replicated changes applied here."""
-        if self._in_transaction:
+    def atomic(self) -> Iterator["_Pending"]:
+        """A SQLite transaction on the writer; what it changes in memory is published when it commits."""
+        if not self.on_writer():
+            raise RuntimeError("writes run on the store's writer thread (Store.write)")
+        if self._pending is not None:
             raise RuntimeError("transactions do not nest")
-        self._in_transaction = True
-        saved = {scope: dict(vector) for scope, vector in self._vectors.items()}
-        self._version_changes = []
+        pending = self._pending = _Pending()
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield
+            yield pending
         except BaseException:
             self.db.execute("ROLLBACK")
-            self._vectors = saved
             raise
         else:
             self.db.execute("COMMIT")
-            changes, self._version_changes = self._version_changes, []
-            for versions_listener in self.on_versions:
-                versions_listener(changes)
-            for listener in self.on_change:
-                listener()
+            self._publish(pending)
         finally:
-            self._in_transaction = False
+            self._pending = None
 
-    def append(self, commit: dict[str, Any]) -> int:
-        """Add a commit to the log; returns its id."""
-        cursor = self.db.execute(
-            "INSERT INTO commits (txn, scope, origin, seq, hlc, vv, kind, partition, name, op, body)"
-            " VALUES (coalesce(?, (SELECT coalesce(max(id), 0) + 1 FROM commits)), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (commit.get("txn"), commit["scope"], commit["origin"], commit["seq"], commit["hlc"], _json(commit["vv"]),
-             commit["kind"], commit["partition"], commit["name"], commit["op"], _json(commit["body"])))
+    def _publish(self, pending: "_Pending") -> None:
+        with self.lock:
+            for scope, vector in pending.vectors.items():
+                self._vectors[scope] = vector
+            for partition, bucket, value in pending.digest_changes:
+                self._digests.setdefault(partition, [0] * BUCKETS)[bucket] ^= value
+            if pending.generation:
+                self.generation += 1
+        if pending.keys:
+            for keys_listener in self.on_keys:
+                self._notify(keys_listener, pending.keys)
+        for listener in self.on_change:
+            self._notify(listener)
+        if pending.sequenced:
+            for commit_listener in self.on_commit:
+                self._notify(commit_listener, pending.sequenced)
+
+    def append(self, record: dict[str, Any]) -> int:
+        """Add a log record; returns its id."""
+        cursor = self.db.execute("INSERT INTO log (scope, origin, seq, vv, changes) VALUES (?, ?, ?, ?, ?)",
+                                 (record["scope"], record["origin"], record["seq"], _json(record["vv"]),
+                                  _json(record["changes"])))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     def write_version(self, version: dict[str, Any], commit_id: int) -> None:
-        """Make `version` (a commit or a snapshot entry) the object's current version."""
-        deleted = version.get("deleted", version.get("op") == "delete")
-        if self.on_versions:
-            self._version_changes.append((self.version(version["kind"], version["partition"], version["name"]),
-                                          dict(version, deleted=deleted)))
+        """Make `version` (with its `deleted` flag) the object's current version."""
+        kind, partition, name = version["kind"], version["partition"], version["name"]
+        deleted = version["deleted"]
+        old = self.version(kind, partition, name)
+        self._changed(old, version)
         self.db.execute(
             "INSERT OR REPLACE INTO objects (kind, partition, name, body, hlc, origin, seq, vv, commit_id, deleted)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (version["kind"], version["partition"], version["name"], None if deleted else _json(version["body"]),
-             version["hlc"], version["origin"], version["seq"], _json(version["vv"]), commit_id, int(deleted)))
-        self.index(version["kind"], version["partition"], version["name"], None if deleted else version["body"])
+            (kind, partition, name, None if deleted else _json(version["body"]), version["hlc"], version["origin"],
+             version["seq"], _json(version["vv"]), commit_id, int(deleted)))
+        self.index(kind, partition, name, None if deleted else version["body"])
+
+    def _changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Note in the transaction how a version replaces another (for the digests and `on_keys`)."""
+        pending = self._transaction_state()
+        version = new or old
+        assert version is not None
+        kind, partition, name = version["kind"], version["partition"], version["name"]
+        change = 0
+        for side in (old, new):
+            if side is not None:
+                change ^= version_hash(kind, partition, name, side["hlc"], side["origin"], side["deleted"])
+        pending.digest_changes.append((home_partition(kind, partition, name),
+                                       bucket_of(kind, partition, name), change))
+        pending.keys.append((kind, partition, name))
+
+    def _transaction_state(self) -> "_Pending":
+        if self._pending is None:
+            raise RuntimeError("objects change only inside a transaction")
+        return self._pending
 
     def index(self, kind: str, partition: str, name: str, body: dict[str, Any] | None) -> None:
         """Keep the references of one object (None: it is gone) in the index."""
@@ -251,65 +470,35 @@ class Store:
                 "INSERT OR IGNORE INTO refs (field, value, kind, partition, name) VALUES (?, ?, ?, ?, ?)",
                 [(field, value, kind, partition, name) for field, value in self.index_of(kind, partition, body)])
 
-    # -- version vectors ------------------------------------------------------------------------
+    # -- version vectors and digests -------------------------------------------------------------
 
     def vector(self, scope: str) -> Vector:
-        """The version vector of a scope: per origin device, the highest sequence applied here."""
-        return self._vectors.setdefault(scope, {})
+        """The version vector of a scope (a copy): per origin device, the highest sequence applied here;
+        inside a transaction on the writer, as that transaction changed it so far."""
+        if self._pending is not None and self.on_writer():
+            vector = self._pending.vectors.get(scope)
+            if vector is not None:
+                return dict(vector)
+        with self.lock:
+            return dict(self._vectors.get(scope, {}))
 
     def set_version(self, scope: str, origin: str, seq: int) -> None:
-        self.vector(scope)[origin] = seq
+        pending = self._transaction_state()
+        pending.vectors[scope] = self.vector(scope) | {origin: seq}
         self.db.execute("INSERT OR REPLACE INTO versions (scope, origin, seq) VALUES (?, ?, ?)", (scope, origin, seq))
 
     def drop_scope_versions(self, scope: str) -> None:
-        self._vectors.pop(scope, None)
-        self.db.execute("DELETE FROM versions WHERE scope = ?", (scope,))
+        """Forget what was applied of a scope (this device left its group); queued from any thread."""
+        def drop() -> None:
+            with self.lock:
+                self._vectors.pop(scope, None)
+            self.db.execute("DELETE FROM versions WHERE scope = ?", (scope,))
+        self._queue(drop)
 
-    # -- reads ----------------------------------------------------------------------------------
-
-    def get(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
-        row = self.db.execute(
-            "SELECT body FROM objects WHERE kind = ? AND partition = ? AND name = ? AND deleted = 0",
-            (kind, partition, name),
-        ).fetchone()
-        return orjson.loads(row[0]) if row else None
-
-    def record(self, kind: str, partition: str, name: str) -> Record | None:
-        """One live object with its stamp, or None."""
-        row = self.db.execute(
-            "SELECT body, commit_id, hlc, origin FROM objects WHERE kind = ? AND partition = ? AND name = ?"
-            " AND deleted = 0", (kind, partition, name)).fetchone()
-        return Record(kind, partition, name, orjson.loads(row[0]), row[1], Stamp(row[2], row[3])) if row else None
-
-    def exists(self, kind: str, partition: str, name: str) -> bool:
-        return self.db.execute(
-            "SELECT 1 FROM objects WHERE kind = ? AND partition = ? AND name = ? AND deleted = 0",
-            (kind, partition, name),
-        ).fetchone() is not None
-
-    def records(self, kind: str, *, partition: str | None = None, prefix: str | None = None,
-                after: tuple[str, str] | None = None) -> Iterator[Record]:
-        """Live objects of a kind in (partition, name) order, optionally within one partition,
-        with names starting with `prefix`, and strictly after the key `after`."""
-        sql = "SELECT partition, name, body, commit_id, hlc, origin FROM objects WHERE kind = ? AND deleted = 0"
-        args: list[Any] = [kind]
-        if partition is not None:
-            sql += " AND partition = ?"
-            args.append(partition)
-        if prefix:
-            sql += " AND name >= ? AND name < ?"
-            args += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
-        if after is not None:
-            sql += " AND (partition, name) > (?, ?)"
-            args += list(after)
-        sql += " ORDER BY partition, name"
-        for part, name, body, commit_id, hlc, origin in self.db.execute(sql, args):
-            yield Record(kind, part, name, orjson.loads(body), commit_id, Stamp(hlc, origin))
-
-    def referrers(self, field: str, value: str) -> list[tuple[str, str, str]]:
-        """The live objects (kind, partition, name) whose indexed `field` is `value` (see `index_of`)."""
-        return self.db.execute("SELECT kind, partition, name FROM refs WHERE field = ? AND value = ?"
-                               " ORDER BY kind, partition, name", (field, value)).fetchall()
+    def digest(self, partitions: Iterable[str]) -> Digest:
+        """The digest of the objects of these partitions (partition objects included), as committed."""
+        with self.lock:
+            return combine([self._digests[p] for p in partitions if p in self._digests])
 
     def reindex(self, kinds: Iterable[str]) -> None:
         """Build the reference index of every live object of `kinds` anew."""
@@ -318,91 +507,62 @@ class Store:
             for record in list(self.records(kind)):
                 self.index(kind, record.partition, record.name, record.body)
 
-    def last_commit_id(self) -> int:
-        return self.db.execute("SELECT coalesce(max(id), 0) FROM commits").fetchone()[0]
-
-    # -- replication ----------------------------------------------------------------------------
-
     def origin_commits(self, scope: str, origin: str, after: int, limit: int) -> list[dict[str, Any]] | None:
-        """The commits of `origin` in `scope` with sequence after `after`, in order; None when the log
-        no longer holds the next one (trimmed, or never received here: a full load is needed)."""
-        rows = self.db.execute(
-            f"SELECT {', '.join(_COMMIT_COLUMNS)} FROM commits WHERE scope = ? AND origin = ? AND seq > ?"
-            " ORDER BY seq LIMIT ?", (scope, origin, after, limit)).fetchall()
-        commits = [_commit_dict(row) for row in rows]
-        if commits and commits[0]["seq"] != after + 1:
+        """The log records of `origin` in `scope` with sequence after `after`, in order, as many as hold
+        `limit` changes (at least one); None when the log no longer holds the next one (trimmed, or never
+        received here: a full load is needed)."""
+        out: list[dict[str, Any]] = []
+        changes = 0
+        rows = self.db.execute(f"SELECT {', '.join(LOG_COLUMNS)} FROM log WHERE scope = ? AND origin = ?"
+                               " AND seq > ? ORDER BY seq", (scope, origin, after))
+        for row in rows:
+            record = log_dict(row)
+            if out and changes + len(record["changes"]) > limit:
+                break
+            out.append(record)
+            changes += len(record["changes"])
+        if out and out[0]["seq"] != after + 1:
             return None
-        if not commits and self.vector(scope).get(origin, 0) > after:
+        if not out and self.vector(scope).get(origin, 0) > after:
             return None
-        return commits
-
-    def version(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
-        """The current version of an object, tombstones included."""
-        row = self.db.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects"
-                              " WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name)).fetchone()
-        return _version_dict(row) if row else None
-
-    def versions(self, kind: str, partition: str, prefix: str) -> list[dict[str, Any]]:
-        """The live versions of one kind in a partition whose names start with `prefix`."""
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        rows = self.db.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects WHERE kind = ? AND partition = ?"
-                               " AND name >= ? AND name < ? AND deleted = 0", (kind, partition, prefix, end))
-        return [_version_dict(row) for row in rows]
-
-    def scope_versions(self, partitions: Iterable[str]) -> Iterator[dict[str, Any]]:
-        """Every object version (tombstones included) of the given partitions, partition objects included."""
-        names = list(partitions)
-        if not names:
-            return
-        marks = ", ".join("?" * len(names))
-        yield from (_version_dict(row) for row in self.db.execute(
-            f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects WHERE partition IN ({marks})"
-            f" OR (kind = 'partitions' AND partition = '' AND name IN ({marks})) ORDER BY kind, partition, name",
-            names + names))
-
-    def kind_versions(self, kind: str) -> list[dict[str, Any]]:
-        """Every version of one kind, tombstones included."""
-        rows = self.db.execute(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM objects WHERE kind = ?", (kind,))
-        return [_version_dict(row) for row in rows]
+        return out
 
     def rewrite_body(self, kind: str, partition: str, name: str, body: dict[str, Any]) -> None:
         """Change an object's stored body in place, its version unchanged (a format upgrade, not a change)."""
         self.db.execute("UPDATE objects SET body = ? WHERE kind = ? AND partition = ? AND name = ?",
                         (_json(body), kind, partition, name))
 
+    def note_unlogged(self) -> None:
+        """This transaction changes objects without log records (a snapshot applied): drafts made before are
+        stale."""
+        self._transaction_state().generation = True
+
     def remove_version(self, kind: str, partition: str, name: str) -> None:
-        """Forget an object entirely (a replacing full load)."""
-        if self.on_versions:
-            self._version_changes.append((self.version(kind, partition, name), None))
+        """Forget an object entirely (a replacing full load, a format upgrade): no log record says so."""
+        self._changed(self.version(kind, partition, name), None)
+        self.note_unlogged()
         self.db.execute("DELETE FROM objects WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name))
         self.index(kind, partition, name, None)
 
-    def pending(self, scope: str) -> list[dict[str, Any]]:
-        """Local commits of `scope` not yet sequenced (auto-sync off)."""
-        rows = self.db.execute(f"SELECT {', '.join(_COMMIT_COLUMNS)} FROM commits WHERE scope = ? AND seq IS NULL"
-                               " ORDER BY id", (scope,)).fetchall()
-        return [_commit_dict(row) for row in rows]
-
-    def pending_count(self, scope: str) -> int:
-        return self.db.execute("SELECT count(*) FROM commits WHERE scope = ? AND seq IS NULL", (scope,)).fetchone()[0]
-
-    def sequence(self, commit: dict[str, Any], seq: int) -> None:
-        """Give a pending commit its sequence number (and its object version, if still current)."""
-        commit["seq"] = seq
-        commit["vv"] = dict(commit["vv"], **{commit["origin"]: seq})
-        self.db.execute("UPDATE commits SET seq = ?, vv = ? WHERE id = ?", (seq, _json(commit["vv"]), commit["id"]))
-        self.db.execute("UPDATE objects SET seq = ?, vv = ? WHERE kind = ? AND partition = ? AND name = ?"
-                        " AND origin = ? AND hlc = ?", (seq, _json(commit["vv"]), commit["kind"], commit["partition"],
-                                                          commit["name"], commit["origin"], commit["hlc"]))
+    def sequence(self, record: dict[str, Any], seq: int) -> None:
+        """Give a pending log record its sequence number (and its object versions, where still current)."""
+        record["seq"] = seq
+        record["vv"] = dict(record["vv"], **{record["origin"]: seq})
+        vv = _json(record["vv"])
+        self.db.execute("UPDATE log SET seq = ?, vv = ? WHERE id = ?", (seq, vv, record["id"]))
+        self.db.execute("UPDATE objects SET seq = ?, vv = ? WHERE commit_id = ?", (seq, vv, record["id"]))
 
     def drop_pending(self, scope: str) -> None:
-        self.db.execute("DELETE FROM commits WHERE scope = ? AND seq IS NULL", (scope,))
+        self.db.execute("DELETE FROM log WHERE scope = ? AND seq IS NULL", (scope,))
 
     def trim_log(self, keep: int) -> int:
-        """Drop all but the newest `keep` commits (a group's pending ones stay); returns how many were dropped."""
-        cursor = self.db.execute("DELETE FROM commits WHERE id <= (SELECT max(id) FROM commits) - ?"
-                                 " AND (seq IS NOT NULL OR scope = ?)", (keep, LOCAL_SCOPE))
-        return cursor.rowcount
+        """Drop all but the newest `keep` log records (a group's pending ones stay); returns how many."""
+        where = "id <= (SELECT max(id) FROM log) - ? AND (seq IS NOT NULL OR scope = ?)"
+        highest = self.db.execute(f"SELECT max(id) FROM log WHERE {where}", (keep, LOCAL_SCOPE)).fetchone()[0]
+        if highest is None:
+            return 0
+        self.trimmed_through = max(self.trimmed_through, highest)
+        return self.db.execute(f"DELETE FROM log WHERE {where}", (keep, LOCAL_SCOPE)).rowcount
 
     # -- the trust domain's records -------------------------------------------------------------
 
@@ -412,22 +572,25 @@ class Store:
                 for k, key, b, h, o, d in rows]
 
     def put_domain_record(self, record: dict[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO domain (kind, key, body, hlc, origin, deleted)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (record["kind"], record["key"], _json(record["body"]), record["hlc"], record["origin"],
-                         int(record["deleted"])))
+        """Store a record of the trust domain (queued to the writer)."""
+        self._queue(self.db_execute, "INSERT OR REPLACE INTO domain (kind, key, body, hlc, origin, deleted)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", (record["kind"], record["key"], _json(record["body"]), record["hlc"],
+                                                   record["origin"], int(record["deleted"])))
 
     def clear_domain(self) -> None:
-        self.db.execute("DELETE FROM domain")
+        self._queue(self.db_execute, "DELETE FROM domain", ())
+
+    def db_execute(self, sql: str, args: tuple) -> None:
+        """One statement on the writer's connection (for the queued writes of the device's own records)."""
+        self.db.execute(sql, args)
 
     # -- failover events (local to this device) -------------------------------------------------
 
-    def add_event(self, traffic_group: str, from_state: str, to_state: str, reason: str) -> dict[str, Any]:
-        at = time.time()
-        cursor = self.db.execute("INSERT INTO events (at, traffic_group, from_state, to_state, reason)"
-                                 " VALUES (?, ?, ?, ?, ?)", (at, traffic_group, from_state, to_state, reason))
-        return {"id": cursor.lastrowid, "at": at, "traffic_group": traffic_group, "from_state": from_state,
-                "to_state": to_state, "reason": reason}
+    def add_event(self, traffic_group: str, from_state: str, to_state: str, reason: str,
+                  at: float | None = None) -> None:
+        """Record a failover transition (queued to the writer)."""
+        self._queue(self.db_execute, "INSERT INTO events (at, traffic_group, from_state, to_state, reason)"
+                    " VALUES (?, ?, ?, ?, ?)", (at or time.time(), traffic_group, from_state, to_state, reason))
 
     def events(self, limit: int, traffic_group: str | None = None) -> list[dict[str, Any]]:
         """The latest events, oldest first."""
@@ -441,8 +604,8 @@ class Store:
     # -- tokens (local to this device, never replicated) -----------------------------------------
 
     def add_token(self, token_hash: str, username: str, expires_at: float) -> None:
-        self.db.execute("INSERT INTO tokens (hash, username, expires_at) VALUES (?, ?, ?)",
-                        (token_hash, username, expires_at))
+        self._queue(self.db_execute, "INSERT INTO tokens (hash, username, expires_at) VALUES (?, ?, ?)",
+                    (token_hash, username, expires_at))
 
     def token(self, token_hash: str) -> tuple[str, float] | None:
         row = self.db.execute("SELECT username, expires_at FROM tokens WHERE hash = ?", (token_hash,)).fetchone()
@@ -451,8 +614,30 @@ class Store:
     def remove_tokens(self, *, token_hash: str | None = None, username: str | None = None,
                       expired_before: float | None = None) -> None:
         if token_hash is not None:
-            self.db.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,))
+            self._queue(self.db_execute, "DELETE FROM tokens WHERE hash = ?", (token_hash,))
         if username is not None:
-            self.db.execute("DELETE FROM tokens WHERE username = ?", (username,))
+            self._queue(self.db_execute, "DELETE FROM tokens WHERE username = ?", (username,))
         if expired_before is not None:
-            self.db.execute("DELETE FROM tokens WHERE expires_at < ?", (expired_before,))
+            self._queue(self.db_execute, "DELETE FROM tokens WHERE expires_at < ?", (expired_before,))
+
+    # -- digests at open ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _xor(kind: str, partition: str, name: str, value: int, digests: dict[str, Digest]) -> None:
+        home = home_partition(kind, partition, name)
+        digests.setdefault(home, [0] * BUCKETS)[bucket_of(kind, partition, name)] ^= value
+
+
+@dataclass
+class _Pending:
+    """What a transaction changes in memory, published when it commits."""
+
+    vectors: dict[str, Vector]
+    digest_changes: list[tuple[str, int, int]]
+    keys: list[tuple[str, str, str]]
+    sequenced: list[dict[str, Any]]
+    generation: bool
+
+    def __init__(self) -> None:
+        self.vectors, self.digest_changes, self.keys, self.sequenced = {}, [], [], []
+        self.generation = False

@@ -6,9 +6,9 @@ CREATE TABLE IF NOT EXISTS objects (
     body      TEXT,            -- JSON, NULL for a tombstone
     hlc       INTEGER NOT NULL,
     origin    TEXT NOT NULL,   -- the device that wrote this version
-    seq       INTEGER,         -- its sequence number in the scope (NULL while not yet sent)
+    seq       INTEGER,         -- the sequence number of its transaction in the scope (NULL while not yet sent)
     vv        TEXT NOT NULL,   -- the writer's version vector of the scope when it wrote (JSON)
-    commit_id INTEGER NOT NULL,
+    commit_id INTEGER NOT NULL,  -- the log record it came with
     deleted   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, partition, name)
 ) WITHOUT ROWID;
@@ -25,22 +25,16 @@ CREATE TABLE IF NOT EXISTS refs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS refs_by_object ON refs (kind, partition, name);
 
--- The commit log: one row per object change, in the order this device applied them.
-CREATE TABLE IF NOT EXISTS commits (
-    id        INTEGER PRIMARY KEY,  -- this device's commit id, monotonically increasing
-    txn       INTEGER NOT NULL,     -- id of the first commit of the same transaction
-    scope     TEXT NOT NULL,        -- the replication scope ('' = this device only)
-    origin    TEXT NOT NULL,
-    seq       INTEGER,              -- the origin's sequence number in the scope; NULL = pending
-    hlc       INTEGER NOT NULL,
-    vv        TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    partition TEXT NOT NULL,
-    name      TEXT NOT NULL,
-    op        TEXT NOT NULL CHECK (op IN ('put', 'delete')),
-    body      TEXT
+-- The log: one record per transaction and replication scope, in the order this device applied them.
+CREATE TABLE IF NOT EXISTS log (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,  -- this device's transaction id, increasing, never reused
+    scope    TEXT NOT NULL,        -- the replication scope ('' = this device only)
+    origin   TEXT NOT NULL,        -- the device that wrote the transaction
+    seq      INTEGER,              -- the origin's sequence number of it in the scope; NULL = pending
+    vv       TEXT NOT NULL,        -- the origin's version vector of the scope, this transaction included (JSON)
+    changes  TEXT NOT NULL         -- JSON: [[kind, partition, name, hlc, body or null for a delete], ...]
 );
-CREATE UNIQUE INDEX IF NOT EXISTS commits_by_origin ON commits (scope, origin, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS log_by_origin ON log (scope, origin, seq);
 
 -- The version vectors: per scope and origin device, the highest sequence applied here.
 CREATE TABLE IF NOT EXISTS versions (

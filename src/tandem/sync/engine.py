@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from websockets.exceptions import ConnectionClosed
 
 from tandem.errors import ApiError, Conflict, NotFound
 from tandem.models.conflict import CONFLICTS
 from tandem.store import Store
-from tandem.sync.messages import COMMITS, SNAPSHOT, STATUS
-from tandem.sync.replica import SNAPSHOT_PART, Replica, bucket_of, version_hash
+from tandem.sync.messages import COMMITS, MAX_RECORD_CHANGES, SNAPSHOT, STATUS
+from tandem.sync.replica import SNAPSHOT_PART, Replica
 from tandem.sync.scopes import Scopes
 from tandem.trust.channel import Connection, PeerLink, PeerServer
 from tandem.trust.domain import Domain
@@ -38,6 +38,8 @@ heartbeat timeout (1 s by default), and "In Sync" is never older than that."""
 RESEND_AFTER = 3.0
 """Seconds before a snapshot (initial sync, full load, repair) to one peer is sent again."""
 SYNC_TIMEOUT = 60.0
+TRIM_EVERY = 4
+"""Status ticks between trims of the log (every second)."""
 
 
 @dataclass
@@ -76,6 +78,11 @@ class PeerView:
         return True
 
 
+def _checked(adapter: TypeAdapter, message: dict[str, Any]) -> dict[str, Any]:
+    """`message` as its model allows it (ValidationError if it does not fit)."""
+    return adapter.validate_python(message).model_dump()
+
+
 class SyncEngine:
     """Replicates the device groups' configuration among their members."""
 
@@ -91,14 +98,11 @@ class SyncEngine:
         self._ids = itertools.count(1)
         self._waiters: dict[str, asyncio.Future] = {}
         self._snapshots: dict[str, list[dict[str, Any]]] = {}
-        self._digests: dict[str, tuple[tuple[str, ...], list[int]]] = {}
-        """Per scope: the partitions it was computed for, and its buckets (kept up to date write by write)."""
         self._tasks: set[asyncio.Task] = set()
         self.dropped_messages = 0
         """Peer messages refused as malformed."""
         store.scope_of = self.scopes.rule
         store.on_commit.append(self._push)
-        store.on_versions.append(self._versions_changed)
         domain.listeners.append(self._domain_changed)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -122,11 +126,12 @@ class SyncEngine:
         return task
 
     async def _tick(self) -> None:
-        while True:
+        for tick in itertools.count():
             status = self.status_message()
             for view in self.peers.values():
                 view.send(status)
-            self.store.trim_log(self._log_retention)
+            if tick % TRIM_EVERY == 0:
+                self.store.submit(self.store.trim_log, self._log_retention)
             await asyncio.sleep(STATUS_INTERVAL)
 
     # -- the domain -----------------------------------------------------------------------------
@@ -170,26 +175,13 @@ class SyncEngine:
 
     def digest(self, scope: str) -> list[int]:
         group = self.scopes.group(scope)
-        partitions = tuple(group["partitions"]) if group else ()
-        cached = self._digests.get(scope)
-        if cached is None or cached[0] != partitions:
-            cached = (partitions, self.replica.digest(partitions))
-            self._digests[scope] = cached
-        return cached[1]
-
-    def _versions_changed(self, changes: list[tuple[dict | None, dict | None]]) -> None:
-        """Keep the digests current: XOR out each replaced version's hash, XOR in the new one's."""
-        for old, new in changes:
-            version = new or old
-            assert version is not None
-            rule = self.scopes.rule(version["kind"], version["partition"], version["name"])
-            cached = self._digests.get(rule.scope)
-            if cached is not None:
-                cached[1][bucket_of(version)] ^= version_hash(old) ^ version_hash(new)
+        return self.store.digest(group["partitions"] if group else [])
 
     def scope_status(self, scope: str) -> dict[str, Any]:
-        return {"vv": dict(self.store.vector(scope)), "buckets": self.digest(scope),
-                "pending": self.store.pending_count(scope), "synced": self.scopes.synced(scope)}
+        with self.store.lock:  # the vector and the digest of the same commits
+            vector, buckets = self.store.vector(scope), self.digest(scope)
+        return {"vv": vector, "buckets": buckets, "pending": self.store.pending_count(scope),
+                "synced": self.scopes.synced(scope)}
 
     def status_message(self) -> dict[str, Any]:
         return {"type": "status", "domain_digest": self.domain.digest(),
@@ -281,6 +273,13 @@ class SyncEngine:
         return min(synced) == self.domain.me["name"]
 
     def _send_commits(self, view: PeerView, scope: str, commits: list[dict[str, Any]]) -> None:
+        """Send log records; one too large for a message (a change of every object of a huge partition) goes
+        as the scope's state instead."""
+        if any(len(record["changes"]) > MAX_RECORD_CHANGES for record in commits):
+            group = self.scopes.group(scope)
+            if group is not None:
+                self._send_snapshot(view, scope, group["partitions"], replace=False, force=True)
+            return
         if view.send({"type": "commits", "scope": scope, "commits": commits}):
             sent = view.sent.setdefault(scope, {})
             for commit in commits:
@@ -340,17 +339,17 @@ class SyncEngine:
             elif kind == "domain":
                 self.domain.merge(message["domain"])
             elif kind in ("commits", "snapshot"):
-                try:
-                    checked = (COMMITS if kind == "commits" else SNAPSHOT).validate_python(message)
+                try:  # large messages (a 10,000-operation batch) are checked off the event loop
+                    checked = await asyncio.to_thread(_checked, COMMITS if kind == "commits" else SNAPSHOT, message)
                 except ValidationError as error:
                     self.dropped_messages += 1
                     log.warning("dropped a malformed %s message from %s: %s", kind, device["name"],
                                 error.errors()[0]["msg"])
                     continue
                 if kind == "commits":
-                    await self._receive_commits(connection, checked.model_dump())
+                    await self._receive_commits(connection, checked)
                 else:
-                    await self._receive_snapshot(connection, checked.model_dump())
+                    await self._receive_snapshot(connection, checked)
             elif kind == "sync-to-group":
                 self._spawn(self._sync_requested(connection, message))
 
@@ -364,7 +363,7 @@ class SyncEngine:
         scope = message.get("scope")
         if self._member_scope(connection, scope) is None or not self.scopes.synced(scope):
             return
-        _, gaps = self.replica.apply_commits(scope, message["commits"])
+        _, gaps = await self.store.write(self.replica.apply_commits, scope, message["commits"])
         if gaps:
             await connection.send({"type": "need", "scope": scope, "after": gaps})
 
@@ -380,7 +379,8 @@ class SyncEngine:
         versions = self._snapshots.pop(key)
         if not message["replace"] and not self.scopes.synced(scope):
             return  # awaiting the initial sync: only a replacing snapshot makes this device synced
-        self.replica.apply_snapshot(scope, group["partitions"], versions, message["vv"], message["replace"])
+        await self.store.write(self.replica.apply_snapshot, scope, group["partitions"], versions, message["vv"],
+                               message["replace"])
         if message["replace"]:
             self.scopes.mark_synced(scope)
         log.info("applied %s snapshot of %s from %s (%d versions)", "replacing" if message["replace"] else "merging",
@@ -430,7 +430,7 @@ class SyncEngine:
 
     async def _sync_from_here(self, group: dict[str, Any]) -> dict[str, Any]:
         scope = group["name"]
-        self.replica.sequence_pending(scope)
+        await self.store.write(self.replica.sequence_pending, scope)
         members = [d for d in self.domain.peers() if d["name"] in group["members"]]
         views = [self.peers.get(d["id"]) for d in members]
         missing = [d["name"] for d, v in zip(members, views, strict=True) if v is None or not v.connected]
@@ -460,8 +460,11 @@ class SyncEngine:
         return {"mode": "full" if full else "incremental", "from": self.domain.me["name"],
                 "devices": [d["name"] for d in members]}
 
-    def clear_conflicts(self, scope: str) -> int:
+    async def clear_conflicts(self, scope: str) -> int:
         """Clear the conflict records of a group: their deletes replicate, so on every member."""
+        return await self.store.write(self._clear_conflicts, scope)
+
+    def _clear_conflicts(self, scope: str) -> int:
         group = self.domain.group(scope)
         with self.store.transaction() as txn:
             records = [(r.partition, r.name) for partition in (group["partitions"] if group else [])

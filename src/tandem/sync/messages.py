@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from tandem.models import CONFIG_RESOURCES, PoolMember
 from tandem.models.conflict import CONFLICTS
 from tandem.models.lease import LEASES
-from tandem.sync.replica import BUCKETS
+from tandem.store.digest import BUCKETS
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Seq = Annotated[int, Field(ge=1)]
@@ -38,14 +38,27 @@ class Version(_Message):
     vv: Vector
 
 
-class Commit(Version):
+Change = tuple[Kind, Annotated[str, Field(max_length=64)], Annotated[str, Field(min_length=1, max_length=200)],
+               Annotated[int, Field(ge=0)], dict | None]
+"""One change of a log record: kind, partition, name, stamp clock, body (None: deleted)."""
+
+
+MAX_RECORD_CHANGES = 100_000
+"""Changes a log record may carry in a message (a larger one is sent as a snapshot of its scope)."""
+
+
+class LogRecord(_Message):
+    """One transaction of a device in a scope."""
+
+    origin: Id
     seq: Seq
-    op: Literal["put", "delete"]
+    vv: Vector
+    changes: list[Change] = Field(min_length=1, max_length=MAX_RECORD_CHANGES)
 
 
 class Commits(_Message):
     scope: Id
-    commits: list[Commit] = Field(max_length=100_000)
+    commits: list[LogRecord] = Field(max_length=100_000)
 
 
 class SnapshotVersion(Version):

@@ -8,17 +8,17 @@ and its members are one unit: `tandem.config.units`). Records are written as thi
 commits in the same transaction, so they replicate like any change (`conflicts`).
 """
 
-import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 from tandem.config import units
 from tandem.store import Store, Transaction, Vector
+from tandem.store.database import change_version
+from tandem.store.digest import bucket_of
 from tandem.sync import conflicts
 
-BUCKETS = 64
 SNAPSHOT_PART = 2000
-"""Versions per snapshot message."""
+"""Versions per snapshot message (and changes per message of log records, a record being never split)."""
 
 
 def _key(version: dict[str, Any]) -> tuple[str, str, str]:
@@ -47,7 +47,6 @@ class Replica:
         """Make `incoming` the object's current version if it wins; record what concurrent writes lose."""
         store = self.store
         store.clock.observe(incoming["hlc"])
-        incoming.setdefault("deleted", incoming.get("op") == "delete")
         current = store.version(*_key(incoming))
         if current is not None and (_stamp(current) == _stamp(incoming) or _has_seen(current, incoming)):
             return
@@ -89,41 +88,42 @@ class Replica:
             return
         conflicts.record(txn, pool, overlay, reason)
 
-    def apply_commits(self, scope: str, commits: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
-        """Apply commits of others in sequence order per origin, in one transaction.
-        Returns how many were new, and per origin with a gap the sequence after which commits are needed."""
+    def apply_commits(self, scope: str, records: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
+        """Apply others' log records in sequence order per origin, in one transaction (on the writer).
+        Returns how many were new, and per origin with a gap the sequence after which records are needed."""
         store = self.store
-        vector = store.vector(scope)
         applied, gaps = 0, {}
         with store.transaction() as txn:
-            for commit in commits:
-                origin, seq = commit["origin"], commit["seq"]
-                have = vector.get(origin, 0)
+            for record in records:
+                origin, seq = record["origin"], record["seq"]
+                have = store.vector(scope).get(origin, 0)
                 if seq <= have or origin in gaps:
                     continue
                 if seq != have + 1:
                     gaps[origin] = have
                     continue
-                commit = dict(commit, scope=scope, txn=None)
-                commit_id = store.append(commit)
-                self._resolve(txn, commit, commit_id)
+                record_id = store.append(dict(record, scope=scope))
+                for change in record["changes"]:
+                    self._resolve(txn, change_version(change, origin, seq, record["vv"]), record_id)
                 store.set_version(scope, origin, seq)
                 applied += 1
         return applied, gaps
 
     def commits_for(self, scope: str, have: Vector, limit: int = SNAPSHOT_PART) -> list[dict[str, Any]] | None:
-        """The commits a replica with vector `have` lacks, from this log (every origin); None when the
-        log cannot provide them (a full load is needed)."""
+        """The log records a replica with vector `have` lacks, from this log (every origin), about `limit`
+        changes' worth; None when the log cannot provide them (a full load is needed)."""
         out: list[dict[str, Any]] = []
+        changes = 0
         for origin, mine in self.store.vector(scope).items():
             after = have.get(origin, 0)
             if mine <= after:
                 continue
-            commits = self.store.origin_commits(scope, origin, after, limit - len(out))
-            if commits is None:
+            records = self.store.origin_commits(scope, origin, after, max(limit - changes, 1))
+            if records is None:
                 return None
-            out += commits
-            if len(out) >= limit:
+            out += records
+            changes += sum(len(r["changes"]) for r in records)
+            if changes >= limit:
                 break
         return out
 
@@ -131,7 +131,7 @@ class Replica:
         """Every version of the scope's objects (tombstones included), optionally of some buckets only."""
         versions = list(self.store.scope_versions(partitions))
         if buckets is not None:
-            versions = [v for v in versions if bucket_of(v) in buckets]
+            versions = [v for v in versions if bucket_of(*_key(v)) in buckets]
         return versions
 
     def apply_snapshot(self, scope: str, partitions: Iterable[str], versions: list[dict[str, Any]],
@@ -146,50 +146,28 @@ class Replica:
                     if _key(version) not in keep:
                         store.remove_version(*_key(version))
                 store.drop_pending(scope)
-            commit_id = store.last_commit_id()
-            for version in versions:
+            if versions or replace:
+                store.note_unlogged()
+            for version in versions:  # versions of a snapshot come with no log record: record id 0
                 if replace:
                     store.clock.observe(version["hlc"])
-                    store.write_version(version, commit_id)
+                    store.write_version(version, 0)
                 else:
-                    self._resolve(txn, version, commit_id)
+                    self._resolve(txn, version, 0)
             for origin, seq in (vector or {}).items():
                 if seq > store.vector(scope).get(origin, 0):
                     store.set_version(scope, origin, seq)
 
     def sequence_pending(self, scope: str) -> list[dict[str, Any]]:
-        """Give this device's pending changes of the scope their sequence numbers; returns them."""
+        """Give this device's pending log records of the scope their sequence numbers; returns them."""
         store = self.store
         with store.atomic():
             pending = store.pending(scope)
             seq = store.vector(scope).get(store.device_id, 0)
-            for commit in pending:
+            for record in pending:
                 seq += 1
-                store.sequence(commit, seq)
+                store.sequence(record, seq)
             if pending:
                 store.set_version(scope, store.device_id, seq)
         return pending
 
-    def digest(self, partitions: Iterable[str]) -> list[int]:
-        """Per bucket, the XOR of the hashes of its object versions: equal lists, equal replicas."""
-        buckets = [0] * BUCKETS
-        for version in self.store.scope_versions(partitions):
-            buckets[bucket_of(version)] ^= _version_hash(version)
-        return buckets
-
-
-def bucket_of(version: dict[str, Any]) -> int:
-    key = "\0".join(_key(version)).encode()
-    return hashlib.blake2b(key, digest_size=2).digest()[0] % BUCKETS
-
-
-def version_hash(version: dict[str, Any] | None) -> int:
-    """The hash of a version in a digest bucket (0 for no version)."""
-    if version is None:
-        return 0
-    return _version_hash(version)
-
-
-def _version_hash(version: dict[str, Any]) -> int:
-    text = "\0".join((*_key(version), str(version["hlc"]), version["origin"], str(int(version["deleted"]))))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

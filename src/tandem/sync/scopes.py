@@ -23,17 +23,18 @@ class Scopes:
     def refresh(self) -> None:
         """Follow the domain's groups; mark groups this device newly belongs to as awaiting initial sync."""
         me = self._domain.me["name"]
-        self._by_partition = {}
+        by_partition = {}
         for group in self._domain.groups():
             synced_key = f"synced:{group['name']}"
             if me in group["members"]:
                 for partition in group["partitions"]:
-                    self._by_partition[partition] = group
+                    by_partition[partition] = group
                 if self._store.meta(synced_key) is None:
                     self._store.set_meta(synced_key, "1" if group.get("seed") == self._domain.device_id else "0")
             elif self._store.meta(synced_key) is not None:
                 self._store.set_meta(synced_key, None)
                 self._store.drop_scope_versions(group["name"])
+        self._by_partition = by_partition  # one assignment: the writer thread reads it (`rule`)
 
     def rule(self, kind: str, partition: str, name: str) -> ScopeRule:
         """The store's rule: objects of a group's partitions replicate in the group's scope."""

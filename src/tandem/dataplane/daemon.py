@@ -1,0 +1,108 @@
+"""The data plane process of a device: serves the virtual servers of the traffic groups it is active for.
+
+It runs apart from the management process (`python -m tandem.dataplane.daemon`, started by
+`DataPlane`) so that no API load, SQLite write or sync work ever holds traffic. The management
+process tells it what the configuration says (every virtual server with its pool and monitor, by
+traffic group); the failover process, which connects to its Unix socket, tells it which traffic groups
+are active here and asks it every heartbeat interval whether it answers (a data plane that stops
+answering makes the device step down).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tandem import ipc
+from tandem.dataplane.engine import BuiltinEngine, ServedVirtual, served_from_objects
+from tandem.tasks import cancel
+
+log = logging.getLogger("tandem.dataplane")
+
+RETRY = 0.05
+"""Seconds before trying again a virtual server that could not listen."""
+STOP_DRAIN = 2.0
+
+
+class DataPlaneProcess:
+    """What to serve, from the two other processes, and the engine serving it."""
+
+    def __init__(self, engine: BuiltinEngine, socket_path: Path) -> None:
+        self.engine = engine
+        self._socket_path = socket_path
+        self._virtuals: list[ServedVirtual] = []
+        self._known: set[str] = set()
+        self._active: set[str] = set()
+        self._standalone = False
+        self._wake = asyncio.Event()
+
+    def served(self) -> list[ServedVirtual]:
+        """The virtual servers of the active traffic groups; those of no known traffic group when standalone."""
+        return [v for v in self._virtuals
+                if (v.traffic_group in self._active if v.traffic_group in self._known else self._standalone)]
+
+    async def run(self, control: ipc.Channel) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._socket_path.unlink()
+        server = await asyncio.start_unix_server(self._failover_connected, self._socket_path)
+        os.chmod(self._socket_path, 0o600)
+        serving = asyncio.get_running_loop().create_task(self._serve())
+        try:
+            await control.serve(self._from_management)  # until the management process is gone
+        finally:
+            server.close()
+            await cancel(serving)
+            await self.engine.stop_all(STOP_DRAIN)
+
+    async def _serve(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.engine.apply(self.served())
+            except Exception:  # the data plane must outlive any one failure; the next change retries
+                log.exception("applying the configuration failed")
+            if self.engine.errors:
+                await asyncio.sleep(RETRY)
+                self._wake.set()
+
+    def _from_management(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        kind = message["type"]
+        if kind == "desired":
+            self._virtuals = served_from_objects(message["virtuals"], message["pools"], message["monitors"])
+            self._known = set(message["traffic_groups"])
+            self._wake.set()
+            return None
+        if kind == "status":
+            return {"errors": dict(self.engine.errors), **self.engine.stats()}
+        raise ValueError(f"unknown message {kind!r}")
+
+    async def _failover_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await ipc.Channel(reader, writer).serve(self._from_failover)
+
+    def _from_failover(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        kind = message["type"]
+        if kind == "ping":
+            return {}
+        if kind == "serve":
+            active, standalone = set(message["active"]), bool(message["standalone"])
+            if (active, standalone) != (self._active, self._standalone):
+                self._active, self._standalone = active, standalone
+                self._wake.set()
+            return None
+        raise ValueError(f"unknown message {kind!r}")
+
+
+async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
+    await DataPlaneProcess(BuiltinEngine(), Path(args.socket)).run(control)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", required=True, help="the Unix socket the failover process connects to")
+
+
+if __name__ == "__main__":
+    ipc.child_main("The data plane process of a Tandem device (started by it).", _arguments, _run)

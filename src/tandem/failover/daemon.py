@@ -1,0 +1,454 @@
+"""The failover process of a device: heartbeats, the rule, the floating addresses, the data plane watchdog.
+
+It runs apart from the management process (`python -m tandem.failover.daemon`, started by
+`FailoverService`) so that nothing there (API load, SQLite, sync) can delay a heartbeat or a
+takeover: it sends its heartbeats, hears the other members', applies the rule (`rule.py`) to each
+traffic group of its sync-failover group, adds and removes the floating addresses, and tells the data
+plane process which traffic groups to serve. It knows only the snapshot the management process hands
+it (`FailoverConfig`), and reports its state and transitions back.
+
+The data plane must answer: it is asked every heartbeat interval, and after a heartbeat timeout
+without an answer the device takes itself out of service (its heartbeats say so, so another member
+takes its traffic groups) until it answers again.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tandem import ipc
+from tandem.dataplane.addresses import AddressProvider, provider
+from tandem.failover.heartbeat import Counters, GroupState, Heartbeat, Receiver, Sender, seal
+from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
+from tandem.failover.snapshot import FailoverConfig, TrafficGroupConfig
+from tandem.models.fields import parse_host_port
+from tandem.tasks import cancel
+
+log = logging.getLogger("tandem.failover")
+
+EXPIRY_SLACK = 0.001
+"""Seconds after a member's timeout at which its silence is judged (so that it counts as expired)."""
+STATE_EVERY = 0.5
+"""Seconds between state reports to the management process when nothing changes (ages move on)."""
+RETRY = 0.05
+"""Seconds before trying again an address that could not be added or removed."""
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes], None]) -> None:
+        self._on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._on_datagram(data)
+
+
+class Failover:
+    """The state of one device's failover, driven by heartbeats, the clock and the configuration."""
+
+    def __init__(self, addresses: AddressProvider, listen: tuple[str, int], dataplane_socket: str) -> None:
+        self._addresses = addresses
+        self._listen = listen
+        self._dataplane_socket = dataplane_socket
+        self.config: FailoverConfig | None = None
+        self.states: dict[str, str] = {}
+        self.declined: set[str] = set()
+        self.counters = Counters()
+        self._receiver: Receiver | None = None
+        self._sender: Sender | None = None
+        self._heard: dict[str, tuple[float, Heartbeat]] = {}
+        self._alive: set[str] = set()
+        self._seen: dict[str, float] = {}
+        """When this device first saw each traffic group: it listens one timeout before taking it."""
+        self._started = time.monotonic()
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
+        self._transport: asyncio.DatagramTransport | None = None
+        self._control: ipc.Channel | None = None
+        self._dataplane: ipc.Channel | None = None
+        self._dataplane_answer = 0.0
+        """When the data plane last answered (0: never)."""
+        self.held: set[str] = set()
+        self.address_errors: dict[str, str] = {}
+        self._addresses_wanted = asyncio.Event()
+        self._cleaned: set[str] = set()
+        """Floating addresses already taken off once (a crashed run may have left them on the interface)."""
+        self._tasks: list[asyncio.Task] = []
+        self._served: dict[str, Any] | None = None
+        self._reported_out: bool | None = None
+
+    # -- running ------------------------------------------------------------------------------------
+
+    async def run(self, control: ipc.Channel) -> None:
+        self._control = control
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self._datagram),
+                                                                 local_addr=self._listen)
+        self._started = time.monotonic()
+        self._tasks = [loop.create_task(self._beat()), loop.create_task(self._report()),
+                       loop.create_task(self._hold_addresses()), loop.create_task(self._watch_dataplane())]
+        try:
+            await control.serve(self._handle)  # until the management process is gone
+        finally:
+            for task in self._tasks:
+                await cancel(task)
+            for expiry in self._expiries.values():
+                expiry.cancel()
+            self._transport.close()
+            await self._release_all()
+
+    def _handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A message of the management process; the state it reports next (before any answer) shows its effect."""
+        kind = message["type"]
+        if kind == "config":
+            self._configure(FailoverConfig.load(message["config"]))
+            answer = {}
+        elif kind == "force-standby":
+            answer = self._force_standby(message["traffic_group"])
+        elif kind == "online":  # the operator brings the device back: its forced standbys end too
+            self.declined.clear()
+            self.evaluate()
+            self._send()
+            answer = {}
+        else:
+            raise ValueError(f"unknown message {kind!r}")
+        self._report_now()
+        return answer
+
+    def _configure(self, config: FailoverConfig) -> None:
+        key = bytes.fromhex(config.key)
+        if self._receiver is None:
+            self._receiver, self._sender = Receiver(key, self.counters), Sender(config.device_id)
+        self._receiver.key = key
+        self.config = config
+        self._addresses_wanted.set()
+        self.evaluate()
+        self._send()
+        self._tell_dataplane()
+
+    def _timers(self) -> tuple[float, float]:
+        config = self.config
+        return (config.interval, config.timeout) if config and config.group else (0.2, 1.0)
+
+    async def _beat(self) -> None:
+        """A heartbeat every interval, on a fixed cadence (the time taken by the work does not add up)."""
+        due = time.monotonic()
+        while True:
+            self.evaluate()
+            self._send()
+            interval = self._timers()[0]
+            now = time.monotonic()
+            if now - due > interval / 2:
+                self.counters.late += 1
+            due = max(due + interval, now)
+            await asyncio.sleep(due - now)
+
+    def _send(self) -> None:
+        config = self.config
+        if config is None or config.group is None or self._transport is None or self._sender is None:
+            return
+        assert self._receiver is not None
+        heartbeat = self._sender.next(self.out_of_service, {
+            name: GroupState(state=state, declined=name in self.declined) for name, state in self.states.items()})
+        datagram = seal(self._receiver.key, heartbeat)
+        self.counters.sent += 1
+        for peer in config.peers:
+            if peer.id != config.device_id:
+                with contextlib.suppress(OSError):
+                    self._transport.sendto(datagram, (peer.host, peer.port))
+
+    def _datagram(self, data: bytes) -> None:
+        if self._receiver is None or self.config is None:
+            return
+        heartbeat = self._receiver.open(data)
+        if heartbeat is None or heartbeat.device not in self.config.trusted:
+            return
+        previous = self._heard.get(heartbeat.device)
+        self._heard[heartbeat.device] = (time.monotonic(), heartbeat)
+        self.evaluate()
+        if previous is None or (previous[1].offline, previous[1].groups) != (heartbeat.offline, heartbeat.groups):
+            self._report_now()  # what the others say changed: the management process shows it at once
+        # decide the moment this sender's silence passes the timeout, not at the next beat
+        expiry = self._expiries.pop(heartbeat.device, None)
+        if expiry is not None:
+            expiry.cancel()
+        self._expiries[heartbeat.device] = asyncio.get_running_loop().call_later(
+            self._timers()[1] + EXPIRY_SLACK, self.evaluate)
+
+    # -- the rule ------------------------------------------------------------------------------------
+
+    @property
+    def dataplane_silence(self) -> float | None:
+        """Seconds the data plane has not answered, when past the timeout (None: it answers)."""
+        timeout = self._timers()[1]
+        since = self._dataplane_answer or self._started
+        silence = time.monotonic() - since
+        return silence if silence >= timeout else None
+
+    @property
+    def out_of_service(self) -> bool:
+        """This device takes no traffic group: offline, evacuated, or its data plane does not answer."""
+        config = self.config
+        return config is None or config.offline or config.evacuated or self.dataplane_silence is not None
+
+    def _why_out(self) -> str:
+        config = self.config
+        if config is None or config.offline:
+            return "device is offline"
+        if config.evacuated:
+            return "device is evacuated"
+        return f"data plane not answering for {self.dataplane_silence:.1f} s"
+
+    def members(self, traffic_group: TrafficGroupConfig) -> list[Member]:
+        """What this device knows now of every member, itself included, for one traffic group."""
+        config = self.config
+        assert config is not None
+        _, timeout = self._timers()
+        now = time.monotonic()
+        out = []
+        for peer in config.peers:
+            if peer.id == config.device_id:
+                out.append(Member(peer.name, peer.id, True, self.out_of_service,
+                                  self.states.get(traffic_group.name, STANDBY), traffic_group.name in self.declined))
+                continue
+            heard_at, heartbeat = self._heard.get(peer.id, (0.0, None))
+            alive = heartbeat is not None and now - heard_at < timeout
+            said = heartbeat.groups.get(traffic_group.name) if alive and heartbeat else None
+            out.append(Member(peer.name, peer.id, alive, bool(alive and heartbeat and heartbeat.offline),
+                              said.state if said else STANDBY, bool(said and said.declined)))
+        return out
+
+    def evaluate(self) -> None:
+        """Apply the rule to every traffic group; record and announce every transition."""
+        config = self.config
+        if config is None:
+            return
+        _, timeout = self._timers()
+        now = time.monotonic()
+        changed = False
+        names = set()
+        for traffic_group in config.traffic_groups if config.group else ():
+            name = traffic_group.name
+            names.add(name)
+            seen = self._seen.setdefault(name, now)
+            listening = now - max(seen, self._started) < timeout
+            members = self.members(traffic_group)
+            me = next((m for m in members if m.device_id == config.device_id), None)
+            if me is None:
+                continue
+            state, reason = decide(me, members, list(traffic_group.ha_order), traffic_group.auto_failback)
+            if state == ACTIVE and listening and me.state != ACTIVE:
+                state, reason = STANDBY, ""  # just started: first hear who is active
+            elif state == OFFLINE:
+                reason = self._why_out()
+            changed |= self._transition(name, state, reason)
+        for name in set(self.states) - names:
+            changed |= self._transition(name, None, "traffic group removed or this device left its group")
+        for name in set(self._seen) - names:
+            del self._seen[name]
+        alive = {d for d, (at, _) in self._heard.items() if now - at < timeout}
+        if alive - self._alive and ACTIVE in self.states.values():
+            self._announce_soon()  # it may have served our addresses while apart: win the neighbours back
+        changed |= alive != self._alive
+        self._alive = alive
+        if changed:
+            self._addresses_wanted.set()
+            self._tell_dataplane()
+            self._report_now()
+
+    def _transition(self, name: str, state: str | None, reason: str) -> bool:
+        before = self.states.get(name)
+        if state == before:
+            return False
+        if state is None:
+            del self.states[name]
+        else:
+            self.states[name] = state
+        event = {"type": "event", "at": time.time(), "traffic_group": name, "from_state": before or "none",
+                 "to_state": state or "none", "reason": reason or "initial state"}
+        log.info("traffic group %s: %s -> %s (%s)", name, event["from_state"], event["to_state"], event["reason"])
+        if self._control is not None:
+            self._control.send(event)
+        return True
+
+    def _force_standby(self, traffic_group: str) -> dict[str, Any]:
+        config = self.config
+        if config is None or not any(t.name == traffic_group for t in config.traffic_groups):
+            return {"code": "not_found"}
+        if self.states.get(traffic_group) != ACTIVE:
+            return {"code": "conflict"}
+        self.declined.add(traffic_group)
+        self.evaluate()
+        self._send()
+        return {"code": "ok"}
+
+    # -- what this device serves -----------------------------------------------------------------------
+
+    def served(self) -> dict[str, Any]:
+        """The traffic groups the data plane serves now, and whether it serves virtual servers of none."""
+        config = self.config
+        active = sorted(name for name, state in self.states.items() if state == ACTIVE)
+        return {"type": "serve", "active": active, "standalone": bool(config and config.group is None)}
+
+    def wanted_addresses(self) -> set[str]:
+        config = self.config
+        if config is None:
+            return set()
+        if config.group is None:
+            return set(config.standalone_addresses)
+        return {address for t in config.traffic_groups if self.states.get(t.name) == ACTIVE for address in t.addresses}
+
+    async def _hold_addresses(self) -> None:
+        """Add and remove floating addresses to match the traffic groups this device is active for."""
+        while True:
+            await self._addresses_wanted.wait()
+            self._addresses_wanted.clear()
+            config = self.config
+            if config is None:
+                continue
+            floating = {a for t in config.traffic_groups for a in t.addresses} | set(config.standalone_addresses)
+            for address in sorted(floating - self._cleaned - self.wanted_addresses() - self.held):
+                await self._apply(self._addresses.remove, address)  # a crashed run may have left it
+                self._cleaned.add(address)
+            wanted = self.wanted_addresses()
+            for address in sorted(wanted - self.held):
+                if await self._apply(self._addresses.add, address):
+                    self.held.add(address)
+            for address in sorted(self.held - wanted):
+                if await self._apply(self._addresses.remove, address):
+                    self.held.discard(address)
+            if self.held != self.wanted_addresses():
+                await asyncio.sleep(RETRY)
+                self._addresses_wanted.set()
+            self._report_now()
+
+    async def _apply(self, change: Callable[[str], None], address: str) -> bool:
+        try:
+            await asyncio.to_thread(change, address)
+        except Exception as error:  # netlink, permissions, a bad address: report it, keep the rest
+            if self.address_errors.get(address) != str(error):
+                log.warning("address %s: %s", address, error)
+            self.address_errors[address] = str(error)
+            return False
+        self.address_errors.pop(address, None)
+        return True
+
+    async def _release_all(self) -> None:
+        for address in sorted(self.held):
+            await self._apply(self._addresses.remove, address)
+        self.held.clear()
+
+    def _announce_soon(self) -> None:
+        async def announce() -> None:
+            for address in sorted(self.held):
+                with contextlib.suppress(Exception):  # best effort: the address is held either way
+                    await asyncio.to_thread(self._addresses.announce, address)
+        task = asyncio.get_running_loop().create_task(announce())
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    # -- the data plane ---------------------------------------------------------------------------------
+
+    async def _watch_dataplane(self) -> None:
+        """Keep a channel to the data plane process, tell it what to serve, and ask it every interval."""
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(self._dataplane_socket)
+            except OSError:
+                await asyncio.sleep(self._timers()[0])
+                self._check_dataplane()
+                continue
+            channel = self._dataplane = ipc.Channel(reader, writer)
+            listening = asyncio.get_running_loop().create_task(channel.serve(lambda message: None))
+            self._tell_dataplane(force=True)
+            try:
+                while not channel.closed:
+                    with contextlib.suppress(TimeoutError, RuntimeError):  # no answer, or an error answer
+                        await channel.request({"type": "ping"}, self._timers()[1])
+                        self._dataplane_answer = time.monotonic()
+                    self._check_dataplane()
+                    await asyncio.sleep(self._timers()[0])
+            except ipc.ChannelClosed:
+                pass
+            finally:
+                self._dataplane = None
+                channel.close()
+                await cancel(listening)
+            await asyncio.sleep(self._timers()[0])  # gone: connect again after an interval
+
+    def _check_dataplane(self) -> None:
+        """Re-judge when the data plane stops or starts answering."""
+        now_out = self.out_of_service
+        if self._reported_out != now_out:
+            self._reported_out = now_out
+            self.evaluate()
+            self._send()
+            self._report_now()
+
+    def _tell_dataplane(self, force: bool = False) -> None:
+        served = self.served()
+        if self._dataplane is not None and (force or served != self._served):
+            self._dataplane.send(served)
+        self._served = served
+
+    # -- reports to the management process ---------------------------------------------------------------
+
+    async def _report(self) -> None:
+        while True:
+            self._report_now()
+            await asyncio.sleep(STATE_EVERY)
+
+    def _report_now(self) -> None:
+        if self._control is not None and self.config is not None:
+            self._control.send({"type": "state", "status": self.status()})
+
+    def status(self) -> dict[str, Any]:
+        """What `GET /api/failover/status` shows, plus what the management process needs of the peers."""
+        config = self.config
+        assert config is not None
+        interval, timeout = self._timers()
+        now = time.monotonic()
+        groups = []
+        for traffic_group in config.traffic_groups if config.group else ():
+            members = self.members(traffic_group)
+            active = next((m.name for m in members if m.alive and m.state == ACTIVE), None)
+            groups.append({
+                "name": traffic_group.name, "state": self.states.get(traffic_group.name, STANDBY),
+                "active_device": active, "declined": traffic_group.name in self.declined,
+                "ha_order": [m.name for m in ranked(members, list(traffic_group.ha_order))],
+                "members": [{"name": m.name, "id": m.device_id, "alive": m.alive, "offline": m.offline,
+                             "state": m.state, "last_heard_s": self._age(m.device_id, now)} for m in members]})
+        peers = {p.id: {"name": p.name, "last_heard_s": self._age(p.id, now),
+                        "offline": bool(p.id in self._heard and self._heard[p.id][1].offline)}
+                 for p in config.peers if p.id != config.device_id}
+        silence = self.dataplane_silence
+        return {"out_of_service": self.out_of_service, "reason": self._why_out() if self.out_of_service else "",
+                "heartbeat": {"interval": interval, "timeout": timeout, **vars(self.counters)},
+                "traffic_groups": groups, "peers": peers, "addresses": sorted(self.held),
+                "address_errors": dict(self.address_errors),
+                "dataplane": {"answering": silence is None,
+                              "silent_s": round(silence, 3) if silence is not None else None}}
+
+    def _age(self, device_id: str, now: float) -> float | None:
+        if self.config is None or device_id == self.config.device_id or device_id not in self._heard:
+            return None
+        return round(now - self._heard[device_id][0], 3)
+
+
+async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
+    host, port = parse_host_port(args.listen)
+    addresses = await asyncio.to_thread(provider, args.addresses, args.interface)  # netlink: off the loop
+    await Failover(addresses, (host, port), args.dataplane_socket).run(control)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", required=True, help="ADDR:PORT of the heartbeats (UDP)")
+    parser.add_argument("--addresses", default="loopback", help="the address provider: loopback or linux")
+    parser.add_argument("--interface", help="the interface of the linux address provider")
+    parser.add_argument("--dataplane-socket", required=True, help="the data plane process's Unix socket")
+
+
+if __name__ == "__main__":
+    ipc.child_main("The failover process of a Tandem device (started by it).", _arguments, _run, realtime=True)
