@@ -50,7 +50,8 @@ def serve(
         help="Where peer clusters reach this device, ADDR:PORT (default: no peering on this device).",
     )] = None,
     log_retention: Annotated[int, typer.Option(
-        "--log-retention", min=10, help="Log records (one per transaction and group) kept; a member further behind gets a full load.",
+        "--log-retention", min=10,
+        help="Log records (one per transaction and group) kept; a member further behind gets a full load.",
     )] = 100_000,
     addresses: Annotated[str, typer.Option(
         "--addresses", help="Address provider for floating addresses: loopback (127.0.0.0/8, the lab) or linux.",
