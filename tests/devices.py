@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tandem import Client
-from tandem.trust.identity import fingerprint_of
+from tandem.trust.identity import certificate_fingerprint
 
 ADMIN_PASSWORD = "lab-admin-pass"
 START_TIMEOUT = 30.0
@@ -47,7 +47,7 @@ class RunningDevice:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint_of((self.data_dir / "identity" / "cert.pem").read_bytes())
+        return certificate_fingerprint((self.data_dir / "identity" / "cert.pem").read_bytes())
 
     def start(self) -> "RunningDevice":
         env = dict(os.environ, TANDEM_ADMIN_PASSWORD=self.admin_password)

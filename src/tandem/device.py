@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tandem.auth import Sessions
+from tandem.cluster.members import member_views
 from tandem.config import ConfigService
 from tandem.config.batches import BatchWorker
 from tandem.config.upgrade import upgrade
-from tandem.dataplane.addresses import provider
 from tandem.dataplane.service import DataPlane
 from tandem.errors import ApiError
+from tandem.failover.addresses import provider
 from tandem.failover.service import FailoverService
 from tandem.jobs import Jobs
 from tandem.models import DEFAULT_PARTITION, Partition, User
@@ -22,7 +23,6 @@ from tandem.sync import groups
 from tandem.sync.engine import SyncEngine
 from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity, load_or_create, write_private
-from tandem.trust.members import member_views
 
 ADMIN_PASSWORD_FILE = "admin-password"
 

@@ -11,9 +11,9 @@ from tandem.cli import lab as lab_module
 from tandem.cli.cluster import Devices, show_status
 from tandem.cli.connection import Settings
 from tandem.cli.errors import CliError
-from tandem.cli.labstate import LabDevice, LabState, load_lab, save_lab
 from tandem.cli.main import app
 from tandem.cli.output import Output
+from tandem.lab.state import LabDevice, LabState, load_lab, save_lab
 
 FP1 = ":".join(["a1"] * 32)
 FP2 = ":".join(["b2"] * 32)

@@ -10,13 +10,14 @@ import typer
 from cli_helpers import run_tandem, subprocess_env
 
 from tandem.cli import lab as lab_module
-from tandem.cli import labprocess
 from tandem.cli.errors import CliError
-from tandem.cli.labstate import LabDevice
 from tandem.cli.main import app
 from tandem.cli.objects import parse_filters, parse_member
+from tandem.lab import processes as lab_processes
+from tandem.lab.errors import LabError
+from tandem.lab.state import LabDevice
 from tandem.models.fields import parse_host_port as parse_listen
-from tandem.trust.identity import fingerprint_of
+from tandem.trust.identity import certificate_fingerprint
 
 
 def _commands(command, path=()):
@@ -216,9 +217,9 @@ def test_parse_listen():
 def test_device_addresses():
     assert lab_module.device_addresses("127.0.10.1", 3) == ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
     assert lab_module.device_addresses("127.0.10.255", 2) == ["127.0.10.255", "127.0.11.0"]
-    with pytest.raises(CliError):
+    with pytest.raises(LabError):
         lab_module.device_addresses("::1", 1)
-    with pytest.raises(CliError):
+    with pytest.raises(LabError):
         lab_module.device_addresses("not-an-address", 1)
 
 
@@ -238,15 +239,15 @@ def test_stop_devices_of_dead_processes(tmp_path):
 def test_log_tail(tmp_path):
     log = tmp_path / "daemon.log"
     log.write_text("".join(f"line {i}\n" for i in range(100)))
-    tail = labprocess.log_tail(log, lines=3)
+    tail = lab_processes.log_tail(log, lines=3)
     assert tail == "line 97\nline 98\nline 99"
-    assert labprocess.log_tail(tmp_path / "missing") == "(no log)"
+    assert lab_processes.log_tail(tmp_path / "missing") == "(no log)"
 
 
 def test_cert_fingerprint_matches_the_device_format(tmp_path):
     from tandem.trust.identity import load_or_create
 
     identity = load_or_create(tmp_path / "identity", "dev-x", ["127.0.0.1"])
-    fingerprint = fingerprint_of(Path(identity.cert_path).read_bytes())
+    fingerprint = certificate_fingerprint(Path(identity.cert_path).read_bytes())
     assert fingerprint == identity.fingerprint
     assert len(fingerprint.split(":")) == 32

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from tandem.cli.connection import Settings, normalize_fingerprint, read_password_file, resolve_target
+from tandem.cli.connection import Settings, fingerprint_option, read_password_file, resolve_target
 from tandem.cli.errors import CliError
-from tandem.cli.labstate import LabDevice, LabState, load_lab, save_lab
+from tandem.lab.errors import LabError
+from tandem.lab.state import LabDevice, LabState, load_lab, save_lab
 
 FP1 = ":".join(["11"] * 32)
 FP2 = ":".join(["22"] * 32)
@@ -129,14 +130,14 @@ def test_url_must_be_a_url(tmp_path):
 
 
 @pytest.mark.parametrize("text", [FP3, FP3.upper(), FP3.replace(":", ""), "sha256:" + FP3, " " + FP3 + " "])
-def test_normalize_fingerprint(text):
-    assert normalize_fingerprint(text) == FP3
+def test_fingerprint_option(text):
+    assert fingerprint_option(text) == FP3
 
 
 @pytest.mark.parametrize("text", ["", "ab:cd", "zz" * 32, FP3 + ":00"])
 def test_bad_fingerprint(text):
     with pytest.raises(CliError):
-        normalize_fingerprint(text)
+        fingerprint_option(text)
 
 
 def test_read_password_file(tmp_path):
@@ -144,9 +145,9 @@ def test_read_password_file(tmp_path):
     path.write_text("with trailing space \n")
     assert read_password_file(path) == "with trailing space "
     path.write_text("\n")
-    with pytest.raises(CliError, match="empty"):
+    with pytest.raises(LabError, match="empty"):
         read_password_file(path)
-    with pytest.raises(CliError, match="does not exist"):
+    with pytest.raises(LabError, match="does not exist"):
         read_password_file(tmp_path / "missing")
 
 

@@ -13,12 +13,13 @@ import pytest
 import typer
 
 from tandem.cli import lab as lab_module
-from tandem.cli import labdemo
 from tandem.cli.errors import CliError
 from tandem.cli.failover import heartbeat_line, parse_names, show_status, status_rows
-from tandem.cli.labstate import LabBackend, LabDevice, LabState, load_lab, save_lab
 from tandem.cli.main import app
 from tandem.cli.output import Output
+from tandem.lab import demo as lab_demo
+from tandem.lab.errors import LabError
+from tandem.lab.state import LabBackend, LabDevice, LabState, load_lab, save_lab
 
 STATUS = {
     "device": "dev-2", "device_group": "lab", "offline": False, "state": "online",
@@ -124,26 +125,26 @@ def _random_base() -> str:
 def test_default_vip_and_host_port():
     assert lab_module.default_vip("127.0.10.1") == "127.0.10.100:8080"
     assert lab_module.default_vip("127.1.2.1") == "127.1.2.100:8080"
-    with pytest.raises(CliError) as caught:
+    with pytest.raises(LabError) as caught:
         lab_module.default_vip("127.255.255.200")
     assert caught.value.target == "--vip"
     assert lab_module.split_host_port("[::1]:8080", "--vip") == ("::1", 8080)
-    assert labdemo.host_port("::1", 8080) == "[::1]:8080"
+    assert lab_demo.host_port("::1", 8080) == "[::1]:8080"
     for bad in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:x", ":80", "127.0.0.1:70000"):
-        with pytest.raises(CliError):
+        with pytest.raises(LabError):
             lab_module.split_host_port(bad, "--vip")
 
 
 def test_check_vip_refuses_what_a_lab_cannot_serve():
-    with pytest.raises(CliError, match="not a loopback address"):
+    with pytest.raises(LabError, match="not a loopback address"):
         lab_module.check_vip("10.0.0.1:80", ["127.0.10.1"], 8443)
-    with pytest.raises(CliError, match="management or peer"):
+    with pytest.raises(LabError, match="management or peer"):
         lab_module.check_vip("127.0.10.1:8444", ["127.0.10.1"], 8443)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        with pytest.raises(CliError, match="already in use"):
+        with pytest.raises(LabError, match="already in use"):
             lab_module.check_vip(f"127.0.0.1:{port}", [], 8443)
     assert lab_module.check_vip("127.0.0.1:1", [], 8443) == ("127.0.0.1", 1)
 
@@ -210,7 +211,7 @@ def test_demo_hints_name_the_lab_dir_when_it_is_not_the_default(lab_dir, monkeyp
 
 def test_lab_backend_answers_its_name(tmp_path):
     port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "tandem.cli.labbackend", "--name", "backend-7",
+    proc = subprocess.Popen([sys.executable, "-m", "tandem.lab.backends", "--name", "backend-7",
                              "--listen", "127.0.0.1:0", "--port-file", str(port_file)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -245,9 +245,9 @@ class Host:
 
     @property
     def fingerprint(self) -> str:
-        from tandem.trust.identity import fingerprint_of
+        from tandem.trust.identity import certificate_fingerprint
 
-        return fingerprint_of((self.data_dir / "identity" / "cert.pem").read_bytes())
+        return certificate_fingerprint((self.data_dir / "identity" / "cert.pem").read_bytes())
 
     def start_backend(self) -> None:
         self.backend = subprocess.Popen(["ip", "netns", "exec", self.ns.name, sys.executable, "-c", BACKEND,

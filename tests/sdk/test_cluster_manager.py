@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tandem import Client, Cluster, ClusterManager, DeviceGroup, Pool, TandemError, TrustedDevice
-from tandem.sdk.tls import format_fingerprint
+from tandem.models.fingerprints import format_fingerprint
 
 TIMEOUT = 30.0
 REPLICATION = 10.0

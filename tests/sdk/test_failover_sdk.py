@@ -14,7 +14,7 @@ import pytest
 
 from backends import Backend, ask
 from tandem import Client, Failover, Pool, TandemError, TrafficGroup, VirtualServer
-from tandem.sdk import config
+from tandem.sdk import connection
 
 TIMEOUT = 10.0
 """Failover moves within the heartbeat timeout (1 s) plus a heartbeat; replication well under a second."""
@@ -160,11 +160,11 @@ def test_default_connection(pair: list[Client]) -> None:
     with one:
         assert failover.status()["device"] == "dev-1"
         assert failover.status(connection=two)["device"] == "dev-2"
-    config.set_default(two)
+    connection.set_default(two)
     try:
         assert Failover().status()["device"] == "dev-2"
     finally:
-        config.set_default(None)
+        connection.set_default(None)
     assert repr(Failover(one)) == f"Failover({one!r})"
 
 

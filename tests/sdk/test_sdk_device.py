@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tandem import Client, Job, Monitor, Partition, Pool, PoolMember, TandemError, User, VirtualServer
-from tandem.sdk import config
+from tandem.sdk import connection
 
 _serial = itertools.count(1)
 
@@ -127,10 +127,10 @@ def test_default_connection_from_context_and_module(client: Client) -> None:
     with pytest.raises(TandemError):
         Partition(name=name).get()
     try:
-        config.CONNECTION = client
+        connection.CONNECTION = client
         Partition(name=name).delete()
     finally:
-        config.CONNECTION = None
+        connection.CONNECTION = None
 
 
 # --- CRUD of every resource ------------------------------------------------------------

@@ -18,9 +18,9 @@ from tandem.sdk import (
     TandemError,
     User,
     VirtualServer,
-    config,
     set_default,
 )
+from tandem.sdk import connection as defaults
 
 
 @pytest.fixture
@@ -313,7 +313,7 @@ def test_context_and_module_defaults(fake: FakeDevice) -> None:
     seen: list[Client] = []
 
     def record(connection: Any = None) -> Client:
-        found = config.get_connection(connection)
+        found = defaults.get_connection(connection)
         seen.append(found)
         return found
 
@@ -327,17 +327,17 @@ def test_context_and_module_defaults(fake: FakeDevice) -> None:
             assert record() is second
             assert record(first) is first
             other: list[Client] = []
-            thread = threading.Thread(target=lambda: other.append(config.get_connection()))
+            thread = threading.Thread(target=lambda: other.append(defaults.get_connection()))
             thread.start()
             thread.join()
             assert other == [first]  # a `with` is local to its context
         assert record() is first
-        config.CONNECTION = None
+        defaults.CONNECTION = None
         with pytest.raises(TandemError):
             record()
         assert second._pool is not None  # `with` does not close
     finally:
-        config.CONNECTION = None
+        defaults.CONNECTION = None
 
 
 def test_object_connection_comes_before_the_context(fake: FakeDevice) -> None:
@@ -350,4 +350,4 @@ def test_object_connection_comes_before_the_context(fake: FakeDevice) -> None:
 
 def test_package_exports() -> None:
     assert tandem.Client is Client and tandem.Pool is Pool and tandem.TandemError is TandemError
-    assert tandem.sdk.config is config
+    assert tandem.sdk.connection is defaults

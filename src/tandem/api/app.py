@@ -8,13 +8,13 @@ from tandem.api import (
     jobs,
     routes_batch,
     routes_cluster,
+    routes_cluster_members,
     routes_config,
     routes_dataplane,
     routes_device,
     routes_failover,
     routes_leases,
     routes_members,
-    routes_membership,
     routes_peering,
     routes_testing,
     routes_users,
@@ -42,7 +42,7 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_leases.router)
     app.include_router(jobs.router)
     app.include_router(routes_cluster.router)
-    app.include_router(routes_membership.router)
+    app.include_router(routes_cluster_members.router)
     app.include_router(routes_peering.router)
     app.include_router(routes_failover.router)
     app.include_router(routes_dataplane.router)

@@ -15,7 +15,7 @@ from tandem.models.fields import NAME_PATTERN
 from tandem.models.partial import changes, patch_model
 from tandem.sync import groups
 from tandem.sync.status import group_status
-from tandem.trust import membership
+from tandem.trust import admission
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 DEVICE_FIELDS = ["name", "id", "fingerprint", "management_url", "peer_url", "self", "connected", "message"]
@@ -56,7 +56,7 @@ async def trusted_device(name: NamePath, device: DeviceDep, _: PrincipalDep) -> 
 @router.post("/trust/devices", status_code=201, summary="Add a device to the trust domain")
 async def add_device(body: TrustRequest, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    record = await membership.add_device(device.domain, body)
+    record = await admission.add_device(device.domain, body)
     return JSON(_device_view(device, record), status_code=201,
                 headers={"Location": f"/api/trust/devices/{record['name']}"})
 
@@ -64,13 +64,13 @@ async def add_device(body: TrustRequest, device: DeviceDep, principal: Principal
 @router.delete("/trust/devices/{name}", status_code=204, summary="Remove a device from the trust domain")
 async def remove_device(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> None:
     principal.require_admin()
-    membership.remove_device(device.domain, name)
+    admission.remove_device(device.domain, name)
 
 
 @router.post("/trust/join", summary="Join the trust domain of the member calling (device to device)")
 async def join(body: JoinRequest, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(membership.join(device.domain, body))
+    return JSON(admission.join(device.domain, body))
 
 
 @router.get("/device-groups", summary="List device groups")

@@ -30,12 +30,12 @@ import typer
 
 from tandem.cli.connection import Settings, connect, resolve_target
 from tandem.cli.errors import CliError
-from tandem.cli.labstate import LabState, default_lab_dir, load_lab
 from tandem.cli.output import Column, Output
+from tandem.lab.state import LabState, default_lab_dir, load_lab
 
 if TYPE_CHECKING:
     from tandem.sdk import Client, ClusterManager, ClusterMember
-    from tandem.sdk.membership import ClusterMembers
+    from tandem.sdk.cluster_members import ClusterMembers
 
 DEFAULT_PARTITION = "Common"
 DEFAULT_TIMEOUT = 60.0
@@ -406,7 +406,7 @@ def cluster_show(ctx: typer.Context) -> None:
 
 
 def _cluster_members(ctx: typer.Context) -> ClusterMembers:
-    from tandem.sdk.membership import ClusterMembers
+    from tandem.sdk.cluster_members import ClusterMembers
 
     return ClusterMembers(connect(_settings(ctx)))
 

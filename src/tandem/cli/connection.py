@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,14 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tandem.cli.errors import CliError
-from tandem.cli.labstate import LabDevice, LabState, default_lab_dir, load_lab
 from tandem.cli.output import Output
+from tandem.lab.secrets import read_password_file
+from tandem.lab.state import LabDevice, LabState, default_lab_dir, load_lab
+from tandem.models.fingerprints import format_fingerprint
 
 if TYPE_CHECKING:
     from tandem.sdk import Client
 
 DEFAULT_USERNAME = "admin"
-_HEX_PAIRS = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){31}$")
 
 
 @dataclass
@@ -62,31 +62,13 @@ class Target:
     source: str
 
 
-def normalize_fingerprint(value: str) -> str:
-    """A SHA-256 fingerprint as lowercase hex pairs joined by ':' (accepts upper case, no colons,
-    or a `sha256:` prefix); CliError if it is not one."""
-    text = value.strip().lower().removeprefix("sha256:").removeprefix("sha256/")
-    compact = text.replace(":", "")
-    if len(compact) == 64 and all(c in "0123456789abcdef" for c in compact):
-        text = ":".join(compact[i:i + 2] for i in range(0, 64, 2))
-    if not _HEX_PAIRS.match(text):
-        raise CliError(f"{value!r} is not a SHA-256 fingerprint (32 hex pairs joined by ':')",
-                       target="--fingerprint")
-    return text
-
-
-def read_password_file(path: Path, option: str = "--password-file") -> str:
-    """The password in `path`: its content without the final newline."""
+def fingerprint_option(value: str) -> str:
+    """`--fingerprint` in any accepted form (`tandem.models.fingerprints`) → the display form; CliError if it
+    is not a SHA-256 fingerprint."""
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise CliError(f"password file {path} does not exist", target=option) from None
-    except OSError as exc:
-        raise CliError(f"cannot read password file {path}: {exc.strerror or exc}", target=option) from None
-    password = text.removesuffix("\n").removesuffix("\r")
-    if not password:
-        raise CliError(f"password file {path} is empty", target=option)
-    return password
+        return format_fingerprint(value)
+    except ValueError as exc:
+        raise CliError(str(exc), target="--fingerprint") from None
 
 
 def _lab(settings: Settings) -> LabState | None:
@@ -158,7 +140,7 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
     if settings.insecure:
         verify = False
     elif settings.fingerprint:
-        fingerprint = normalize_fingerprint(settings.fingerprint)
+        fingerprint = fingerprint_option(settings.fingerprint)
     elif lab_device is not None and lab_device.fingerprint:
         fingerprint = lab_device.fingerprint
 

@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from tandem.cli.output import Output
+from tandem.lab.errors import LabError
 
 
 class CliError(Exception):
@@ -38,7 +39,7 @@ def report(output: Output, exc: BaseException) -> bool:
         output.error(message, code=getattr(exc, "code", None), target=target,
                      status=getattr(exc, "status_code", None))
         return True
-    if isinstance(exc, CliError):
+    if isinstance(exc, (CliError, LabError)):
         output.error(exc.message, code=exc.code, target=exc.target)
         return True
     try:

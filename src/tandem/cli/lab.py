@@ -9,7 +9,7 @@ trusts the others and creates device group `lab` (sync-failover up to 8 devices,
 beyond), partition Common, and the command waits until every device sees it In Sync.
 
 With a sync-failover cluster it also sets up something to curl and watch fail over (unless
---no-demo): two HTTP backends `backend-1` and `backend-2` (`python -m tandem.cli.labbackend`,
+--no-demo): two HTTP backends `backend-1` and `backend-2` (`python -m tandem.lab.backends`,
 detached processes on 127.0.0.1, free ports, directory `DIR/backend-i`), traffic group
 `traffic-group-1` (HA order dev-1..dev-N), an http monitor, pool `web` of the two backends and
 virtual server `www` on a floating loopback address (`--vip`, default the address base + 99,
@@ -30,7 +30,8 @@ import typer
 
 from tandem.cli.connection import Settings, read_password_file
 from tandem.cli.errors import CliError
-from tandem.cli.labdemo import (
+from tandem.cli.output import Column, Output
+from tandem.lab.demo import (
     DEMO_MONITOR,
     DEMO_POOL,
     DEMO_TRAFFIC_GROUP,
@@ -49,7 +50,7 @@ from tandem.cli.labdemo import (
     start_backends,
     stop_backends,
 )
-from tandem.cli.labprocess import (
+from tandem.lab.processes import (
     STOP_GRACE,
     check_health,
     device_addresses,
@@ -59,8 +60,7 @@ from tandem.cli.labprocess import (
     start_devices,
     stop_devices,
 )
-from tandem.cli.labstate import LabBackend, LabDevice, LabState, default_lab_dir, load_lab, remove_lab, save_lab
-from tandem.cli.output import Column, Output
+from tandem.lab.state import LabBackend, LabDevice, LabState, default_lab_dir, load_lab, remove_lab, save_lab
 
 app = typer.Typer(
     help="A local lab: several devices on this host, each on its own loopback address (127.0.10.1, "

@@ -10,8 +10,8 @@ import typer
 from tandem.cli import agent, cluster, failover, lab, objects, peer, serve
 from tandem.cli.connection import Settings, close
 from tandem.cli.errors import TandemGroup
-from tandem.cli.labstate import default_lab_dir
 from tandem.cli.output import Output, OutputFormat
+from tandem.lab.state import default_lab_dir
 
 CONNECTION = "Connection"
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tandem import ipc
-from tandem.dataplane.addresses import AddressProvider, provider
+from tandem.failover.addresses import AddressProvider, provider
 from tandem.failover.heartbeat import Counters, GroupState, Heartbeat, Receiver, Sender, seal
 from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
 from tandem.failover.snapshot import FailoverConfig, TrafficGroupConfig

@@ -5,15 +5,15 @@
         Pool(name="web", members=[{"address": "10.0.1.1", "port": 80}]).post()
 """
 
-from tandem.sdk import config
+from tandem.sdk import connection
 from tandem.sdk.client import Client
 from tandem.sdk.cluster import Cluster, ClusterManager
+from tandem.sdk.cluster_members import ClusterInfo, ClusterMember
 from tandem.sdk.clustering import DeviceGroup, TrustedDevice
-from tandem.sdk.config import set_default
+from tandem.sdk.connection import set_default
 from tandem.sdk.errors import TandemError
 from tandem.sdk.failover import Failover, TrafficGroup
 from tandem.sdk.job import Job
-from tandem.sdk.membership import ClusterInfo, ClusterMember
 from tandem.sdk.peering import ClusterPeer
 from tandem.sdk.resource import Resource
 from tandem.sdk.resources import Monitor, Partition, Pool, PoolMember, User, VirtualServer
@@ -38,6 +38,6 @@ __all__ = [
     "TrustedDevice",
     "User",
     "VirtualServer",
-    "config",
+    "connection",
     "set_default",
 ]

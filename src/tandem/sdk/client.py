@@ -12,11 +12,12 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from tandem.sdk import config
+from tandem.models.fingerprints import fingerprint, format_fingerprint, normalize_fingerprint
+from tandem.sdk import connection
+from tandem.sdk.cluster_members import Membership
 from tandem.sdk.errors import TandemError
 from tandem.sdk.leases import Leases
-from tandem.sdk.membership import Membership
-from tandem.sdk.tls import fetch_certificate, fingerprint_of, format_fingerprint, normalize_fingerprint, pinned_context
+from tandem.sdk.tls import fetch_certificate, pinned_context
 from tandem.sdk.transport import ConnectionPool, Response
 
 USER_AGENT = "tandem-sdk"
@@ -105,7 +106,7 @@ class Client:
                 raise TandemError(
                     None, "connection_error", f"cannot fetch the certificate of {self.url}: {exc}", self.url
                 ) from exc
-            actual = fingerprint_of(der)
+            actual = normalize_fingerprint(fingerprint(der))
             if actual != self.fingerprint:
                 raise TandemError(
                     None,
@@ -135,13 +136,13 @@ class Client:
             pool.close()
 
     def __enter__(self) -> Self:
-        self._context_tokens.append(config.push(self))
+        self._context_tokens.append(connection.push(self))
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        config.pop(self._context_tokens.pop())
+        connection.pop(self._context_tokens.pop())
 
     # --- authentication ---------------------------------------------------------------
 

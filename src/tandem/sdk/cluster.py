@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tandem.models import DEFAULT_PARTITION
+from tandem.models.fingerprints import format_fingerprint
 from tandem.sdk.client import Client
 from tandem.sdk.clustering import DEVICE_GROUP_TYPES, IN_SYNC, MAX_MEMBERS, DeviceGroup, TrustedDevice
 from tandem.sdk.errors import TandemError
-from tandem.sdk.tls import format_fingerprint
 
 Cluster = namedtuple("Cluster", "device_group_name device_group_type device_group_partition devices")
 """A device group and its devices (the SDK Clients given), as a ClusterManager sees it."""

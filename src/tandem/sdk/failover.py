@@ -15,7 +15,7 @@ with what it hears (see docs/failover.md for the rule and the fields).
 import time
 from typing import TYPE_CHECKING, Any
 
-from tandem.sdk.config import get_connection
+from tandem.sdk.connection import get_connection
 from tandem.sdk.errors import TandemError
 from tandem.sdk.resource import Resource, _segment
 

@@ -4,7 +4,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Self
 
-from tandem.sdk.config import get_connection
+from tandem.sdk.connection import get_connection
 from tandem.sdk.errors import TandemError
 from tandem.sdk.resource import Resource, _snapshot
 

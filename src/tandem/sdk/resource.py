@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import orjson
 
-from tandem.sdk.config import get_connection
+from tandem.sdk.connection import get_connection
 from tandem.sdk.errors import TandemError
 
 if TYPE_CHECKING:

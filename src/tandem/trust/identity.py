@@ -1,7 +1,6 @@
 """A device's identity: an EC key pair and a self-signed certificate naming the device."""
 
 import datetime
-import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tandem.models.fingerprints import fingerprint
 
 CERT_VALIDITY = datetime.timedelta(days=3650)
 
@@ -25,10 +26,9 @@ class Identity:
     fingerprint: str
 
 
-def fingerprint_of(cert_pem: bytes) -> str:
-    """SHA-256 of the certificate's DER form, as lowercase hex pairs joined by ':'."""
-    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
-    return hashlib.sha256(der).digest().hex(":")
+def certificate_fingerprint(cert_pem: bytes) -> str:
+    """The fingerprint of a PEM certificate (`tandem.models.fingerprints`)."""
+    return fingerprint(x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER))
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -83,4 +83,4 @@ def load_or_create(directory: Path, name: str, hosts: list[str]) -> Identity:
                                                   serialization.NoEncryption()))
         cert_path.write_bytes(_self_signed(name, key, hosts).public_bytes(serialization.Encoding.PEM))
     return Identity(name=name, key_path=key_path, cert_path=cert_path,
-                    fingerprint=fingerprint_of(cert_path.read_bytes()))
+                    fingerprint=certificate_fingerprint(cert_path.read_bytes()))

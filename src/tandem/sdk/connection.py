@@ -1,6 +1,6 @@
 """Which connection resources use: explicit `connection=`, then `with client:`, then `CONNECTION`.
 
-    tandem.sdk.config.CONNECTION = client      # or set_default(client)
+    tandem.sdk.connection.CONNECTION = client      # or set_default(client)
     with other_client:                         # default inside this block (and this context only)
         Pool.find(name="web")
 """
@@ -44,6 +44,6 @@ def get_connection(connection: "Client | None" = None) -> "Client":
         raise TandemError(
             None,
             "no_connection",
-            "no connection: pass connection=, use `with client:` or set tandem.sdk.config.CONNECTION",
+            "no connection: pass connection=, use `with client:` or set tandem.sdk.connection.CONNECTION",
         )
     return found

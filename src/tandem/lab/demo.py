@@ -14,11 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tandem.cli.connection import read_password_file
-from tandem.cli.errors import CliError
-from tandem.cli.labprocess import child_env, log_tail, port_in_use, process_alive, send_signal
-from tandem.cli.labstate import LabBackend, LabState, default_lab_dir, save_lab
-from tandem.cli.output import Output
+from tandem.lab.errors import LabError, Reporter
+from tandem.lab.processes import child_env, log_tail, port_in_use, process_alive, send_signal
+from tandem.lab.secrets import read_password_file
+from tandem.lab.state import LabBackend, LabState, default_lab_dir, save_lab
 
 PEER_PORT_OFFSET = 1
 LAB_GROUP = "lab"
@@ -29,7 +28,7 @@ DEMO_POOL = "web"
 DEMO_VIRTUAL = "www"
 DEMO_BACKENDS = ("backend-1", "backend-2")
 BACKEND_ADDRESS = "127.0.0.1"
-BACKEND_MODULE = "tandem.cli.labbackend"
+BACKEND_MODULE = "tandem.lab.backends"
 BACKEND_LOG = "backend.log"
 BACKEND_PORT_FILE = "port"
 VIP_OFFSET = 99
@@ -38,7 +37,7 @@ VIP_PORT = 8080
 
 
 def backend_alive(backend: LabBackend) -> bool:
-    """Whether the backend's recorded pid is a live `tandem.cli.labbackend` process of this lab."""
+    """Whether the backend's recorded pid is a live `tandem.lab.backends` process of this lab."""
     return process_alive(backend.pid, backend.port_file, marker=BACKEND_MODULE)
 
 
@@ -82,7 +81,7 @@ def spawn_backend(backend: LabBackend) -> subprocess.Popen[bytes]:
 
 
 def start_backends(state: LabState, backends: list[LabBackend], timeout: float = 10.0) -> None:
-    """Start `backends`, record their pids and ports, wait until each answers; CliError (after stopping
+    """Start `backends`, record their pids and ports, wait until each answers; LabError (after stopping
     them) when one does not."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     failed: tuple[LabBackend, str] | None = None
@@ -127,7 +126,7 @@ def start_backends(state: LabState, backends: list[LabBackend], timeout: float =
     backend, reason = failed
     tail = log_tail(Path(backend.log))
     sys.stderr.write(f"--- last lines of {backend.log}:\n{tail}\n---\n")
-    raise CliError(f"{reason} (log: {backend.log})", target=backend.name, code="lab_start_failed")
+    raise LabError(f"{reason} (log: {backend.log})", target=backend.name, code="lab_start_failed")
 
 
 def stop_backends(backends: Iterable[LabBackend], grace: float = STOP_GRACE) -> dict[str, str]:
@@ -161,11 +160,11 @@ def stop_backends(backends: Iterable[LabBackend], grace: float = STOP_GRACE) -> 
 # -- the demo: a virtual server to curl and watch fail over ---------------------------------------
 
 def split_host_port(text: str, option: str) -> tuple[str, int]:
-    """`ADDRESS:PORT` (IPv6 as `[ADDRESS]:PORT`) → (address, port); CliError naming `option` otherwise."""
+    """`ADDRESS:PORT` (IPv6 as `[ADDRESS]:PORT`) → (address, port); LabError naming `option` otherwise."""
     host, sep, port = text.strip().rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise CliError(f"{text!r} is not ADDRESS:PORT", target=option)
+        raise LabError(f"{text!r} is not ADDRESS:PORT", target=option)
     return host, int(port)
 
 
@@ -178,10 +177,10 @@ def default_vip(address_base: str) -> str:
     try:
         address = ipaddress.ip_address(address_base) + VIP_OFFSET
     except (ValueError, ipaddress.AddressValueError):
-        raise CliError(f"no default virtual server address from {address_base}: give --vip",
+        raise LabError(f"no default virtual server address from {address_base}: give --vip",
                        target="--vip") from None
     if not address.is_loopback:
-        raise CliError(f"{address_base} + {VIP_OFFSET} leaves the loopback range: give --vip ADDRESS:PORT",
+        raise LabError(f"{address_base} + {VIP_OFFSET} leaves the loopback range: give --vip ADDRESS:PORT",
                        target="--vip")
     return host_port(str(address), VIP_PORT)
 
@@ -193,14 +192,14 @@ def check_vip(vip: str, devices: list[str], port: int) -> tuple[str, int]:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
-        raise CliError(f"{address!r} is not an IP address", target="--vip") from None
+        raise LabError(f"{address!r} is not an IP address", target="--vip") from None
     if not parsed.is_loopback:
-        raise CliError(f"{address} is not a loopback address: lab devices float loopback addresses only",
+        raise LabError(f"{address} is not a loopback address: lab devices float loopback addresses only",
                        target="--vip")
     if str(parsed) in devices and vip_port in (port, port + PEER_PORT_OFFSET):
-        raise CliError(f"{vip} is a device's management or peer address", target="--vip")
+        raise LabError(f"{vip} is a device's management or peer address", target="--vip")
     if port_in_use(str(parsed), vip_port):
-        raise CliError(f"{vip} is already in use (another lab?): give another --vip ADDRESS:PORT", target="--vip")
+        raise LabError(f"{vip} is already in use (another lab?): give another --vip ADDRESS:PORT", target="--vip")
     return str(parsed), vip_port
 
 
@@ -219,9 +218,9 @@ def _ensure(resource: Any, fields: dict[str, Any], connection: Any) -> Any:
     return resource.patch(connection=connection)
 
 
-def setup_demo(output: Output, state: LabState, vip: tuple[str, int], timeout: float) -> dict[str, Any]:
+def setup_demo(output: Reporter, state: LabState, vip: tuple[str, int], timeout: float) -> dict[str, Any]:
     """Start the backends, create the traffic group, monitor, pool and virtual server on dev-1, wait until
-    the virtual server answers; what was set up. CliError (devices and backends left up) on failure."""
+    the virtual server answers; what was set up. LabError (devices and backends left up) on failure."""
     from tandem.sdk import Client, Failover, Monitor, Pool, TandemError, TrafficGroup, VirtualServer
 
     lab_dir = Path(state.dir)
@@ -263,9 +262,9 @@ def setup_demo(output: Output, state: LabState, vip: tuple[str, int], timeout: f
         virtual = {"address": address, "port": port, "pool": DEMO_POOL, "traffic_group": DEMO_TRAFFIC_GROUP,
                    "enabled": True}
         _ensure(VirtualServer(name=DEMO_VIRTUAL, **virtual), virtual, root)
-    except (TandemError, CliError) as exc:
+    except (TandemError, LabError) as exc:
         message = getattr(exc, "message", str(exc))
-        raise CliError(f"the devices are up, but setting up the virtual server failed: {message} "
+        raise LabError(f"the devices are up, but setting up the virtual server failed: {message} "
                        "(`tandem lab down` stops the lab)", target=getattr(exc, "target", None),
                        code=getattr(exc, "code", "lab_demo_failed")) from None
     finally:
@@ -281,7 +280,7 @@ def setup_demo(output: Output, state: LabState, vip: tuple[str, int], timeout: f
         if body is not None and body.split("\n", 1)[0] in DEMO_BACKENDS:
             answer = body.split("\n", 1)[0]
         elif time.monotonic() >= deadline:
-            raise CliError(f"the lab is up, but virtual server {DEMO_VIRTUAL} does not answer on "
+            raise LabError(f"the lab is up, but virtual server {DEMO_VIRTUAL} does not answer on "
                            f"http://{state.vip}/ after {timeout:g} s (see `tandem failover status` and "
                            "`tandem lab down`)", code="lab_demo_failed")
         else:

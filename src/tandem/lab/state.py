@@ -44,7 +44,7 @@ class LabDevice:
 
 @dataclass
 class LabBackend:
-    """A demo HTTP backend of the lab (`python -m tandem.cli.labbackend`), a member of pool `web`."""
+    """A demo HTTP backend of the lab (`python -m tandem.lab.backends`), a member of pool `web`."""
 
     name: str
     address: str

@@ -17,10 +17,9 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from tandem.cli.errors import CliError
-from tandem.cli.labstate import LabDevice, LabState, save_lab
-from tandem.cli.output import Output
-from tandem.trust.identity import fingerprint_of
+from tandem.lab.errors import LabError, Reporter
+from tandem.lab.state import LabDevice, LabState, save_lab
+from tandem.trust.identity import certificate_fingerprint
 
 STOP_GRACE = 5.0
 CERT_FILE = Path("identity") / "cert.pem"
@@ -116,13 +115,13 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def device_addresses(address_base: str, count: int) -> list[str]:
-    """`count` consecutive loopback addresses from `address_base`; CliError if they are not loopback."""
+    """`count` consecutive loopback addresses from `address_base`; LabError if they are not loopback."""
     try:
         base = ipaddress.ip_address(address_base)
     except ValueError:
-        raise CliError(f"{address_base!r} is not an IP address", target="--address-base") from None
+        raise LabError(f"{address_base!r} is not an IP address", target="--address-base") from None
     if not isinstance(base, ipaddress.IPv4Address):
-        raise CliError("the lab uses IPv4 loopback addresses (127.0.0.0/8)", target="--address-base")
+        raise LabError("the lab uses IPv4 loopback addresses (127.0.0.0/8)", target="--address-base")
     addresses = []
     for i in range(count):
         try:
@@ -130,7 +129,7 @@ def device_addresses(address_base: str, count: int) -> list[str]:
         except ipaddress.AddressValueError:
             address = None
         if address is None or not address.is_loopback:
-            raise CliError(f"{count} devices from {address_base} leave the loopback range 127.0.0.0/8",
+            raise LabError(f"{count} devices from {address_base} leave the loopback range 127.0.0.0/8",
                            target="--address-base")
         addresses.append(str(address))
     return addresses
@@ -210,7 +209,7 @@ def wait_ready(procs: dict[str, subprocess.Popen[bytes]], devices: list[LabDevic
             if device.fingerprint is None:
                 cert = Path(device.data_dir) / CERT_FILE
                 try:
-                    device.fingerprint = fingerprint_of(cert.read_bytes())
+                    device.fingerprint = certificate_fingerprint(cert.read_bytes())
                 except (OSError, ValueError):
                     continue  # not written yet (or half written)
             health = check_health(device, timeout=1.0)
@@ -224,15 +223,15 @@ def wait_ready(procs: dict[str, subprocess.Popen[bytes]], devices: list[LabDevic
             time.sleep(0.1)
 
 
-def _progress(output: Output) -> Progress:
+def _progress(output: Reporter) -> Progress:
     return Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=output.err, transient=True, disable=not output.err.is_terminal,
     )
 
 
-def start_devices(output: Output, state: LabState, devices: list[LabDevice], timeout: float, what: str) -> None:
-    """Spawn `devices`, record their pids, wait until healthy; on failure stop them and raise CliError."""
+def start_devices(output: Reporter, state: LabState, devices: list[LabDevice], timeout: float, what: str) -> None:
+    """Spawn `devices`, record their pids, wait until healthy; on failure stop them and raise LabError."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def reap() -> None:
@@ -271,7 +270,7 @@ def start_devices(output: Output, state: LabState, devices: list[LabDevice], tim
         if Path(failed.log).exists():
             tail = log_tail(Path(failed.log))
             sys.stderr.write(f"--- last lines of {failed.log}:\n{tail}\n---\n")
-        raise CliError(f"{exc.reason}; stopped what was started (log: {failed.log})",  # type: ignore[union-attr]
+        raise LabError(f"{exc.reason}; stopped what was started (log: {failed.log})",  # type: ignore[union-attr]
                        target=failed.name, code="lab_start_failed") from None
 
 

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict
 from tandem.api.collections import paged
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
+from tandem.cluster import members
 from tandem.models.fields import NAME_PATTERN, Name
-from tandem.trust import members
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 

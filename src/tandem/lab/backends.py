@@ -1,4 +1,4 @@
-"""A tiny HTTP backend for the lab's demo pool: `python -m tandem.cli.labbackend --name backend-1
+"""A tiny HTTP backend for the lab's demo pool: `python -m tandem.lab.backends --name backend-1
 --listen 127.0.0.1:0 --port-file FILE`.
 
 Every GET (or HEAD) gets `200` and the body `NAME` then `host: HOSTNAME` (two lines), so that
@@ -75,7 +75,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tandem.cli.labbackend", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tandem.lab.backends", description=__doc__.split("\n")[0])
     parser.add_argument("--name", required=True, help="What to answer, e.g. backend-1.")
     parser.add_argument("--listen", type=_listen, default=("127.0.0.1", 0), help="ADDRESS:PORT (port 0: any free)")
     parser.add_argument("--port-file", type=Path, help="Where to write the port once listening.")

@@ -16,15 +16,18 @@ import httpx
 
 from tandem.errors import BadGateway, Conflict, Invalid, NotFound
 from tandem.models.cluster import JoinRequest, TrustRequest
+from tandem.models.fingerprints import format_fingerprint
 from tandem.trust.domain import MEMBER, Domain
-from tandem.trust.identity import fingerprint_of
+from tandem.trust.identity import certificate_fingerprint
 
 TIMEOUT = 10.0
 
 
-def _normalize_fingerprint(value: str) -> str:
-    hex_digits = value.lower().removeprefix("sha256:").replace(":", "").strip()
-    return ":".join(hex_digits[i:i + 2] for i in range(0, len(hex_digits), 2))
+def _expected(text: str) -> str:
+    try:
+        return format_fingerprint(text)
+    except ValueError as error:
+        raise Invalid(str(error), target="fingerprint") from None
 
 
 async def _fetch_certificate(host: str, port: int) -> str:
@@ -64,8 +67,8 @@ async def add_device(domain: Domain, request: TrustRequest) -> dict[str, Any]:
     if parts.hostname is None:
         raise Invalid("url: no host", target="url")
     cert = await _fetch_certificate(parts.hostname, parts.port or 443)
-    fingerprint = fingerprint_of(cert.encode())
-    if request.fingerprint and _normalize_fingerprint(request.fingerprint) != fingerprint:
+    fingerprint = certificate_fingerprint(cert.encode())
+    if request.fingerprint and _expected(request.fingerprint) != fingerprint:
         raise Conflict(f"the certificate at {url} has fingerprint {fingerprint}, not the one expected",
                        target="fingerprint")
     async with _pinned_client(url, cert) as client:
