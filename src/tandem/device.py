@@ -1,30 +1,38 @@
-"""One device's services, wired together: identity, store, configuration, sessions, jobs."""
+"""One device: the composition root that builds its parts and wires them, and the façade the API uses."""
 
 import os
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
+from tandem._version import __version__
 from tandem.auth import Sessions
-from tandem.cluster.members import member_views
-from tandem.config import ConfigService
+from tandem.cluster.devices import TrustedDevices
+from tandem.cluster.members import ClusterMembers
+from tandem.config import ConfigService, integrity
 from tandem.config.batches import BatchWorker
 from tandem.config.upgrade import upgrade
 from tandem.dataplane.service import DataPlane
 from tandem.errors import ApiError
 from tandem.failover.addresses import provider
 from tandem.failover.service import FailoverService
+from tandem.failover.traffic_groups import TrafficGroups
 from tandem.jobs import Jobs
+from tandem.leases import Leases
 from tandem.models import DEFAULT_PARTITION, Partition, User
+from tandem.models.cluster import TrustedDevice
 from tandem.peering.service import PeeringService
 from tandem.store import Store
-from tandem.sync import groups
 from tandem.sync.engine import SyncEngine
+from tandem.sync.groups import DeviceGroups
 from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity, load_or_create, write_private
 
 ADMIN_PASSWORD_FILE = "admin-password"
+T = TypeVar("T")
 
 
 class DeviceError(Exception):
@@ -33,22 +41,30 @@ class DeviceError(Exception):
 
 @dataclass
 class Device:
-    """The server side of one device, as the api sees it."""
+    """One device: its parts, built and wired together in one place (`open`), and the façade the API uses.
+
+    The API reaches the device through the services below and `write`, `flush`, `info`; `store` and
+    `domain` are the device's internals, for the services and the tests."""
 
     name: str
     data_dir: Path
     management_url: str
     identity: Identity
     store: Store
-    config: ConfigService
-    batches: BatchWorker
-    sessions: Sessions
-    jobs: Jobs
     domain: Domain
     sync: SyncEngine
     failover: FailoverService
     dataplane: DataPlane
+    trust: TrustedDevices
+    groups: DeviceGroups
+    traffic_groups: TrafficGroups
+    members: ClusterMembers
     peering: PeeringService
+    config: ConfigService
+    leases: Leases
+    batches: BatchWorker
+    sessions: Sessions
+    jobs: Jobs
     peer_listen: tuple[str, int]
 
     @classmethod
@@ -62,40 +78,53 @@ class Device:
         peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering)."""
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            store = Store(data_dir / "tandem.db", durable=durable)
+            store = Store(data_dir / "tandem.db", durable=durable, index_of=integrity.references)
             upgrade(store)
         except (OSError, sqlite3.Error) as error:
             raise DeviceError(f"cannot open the store in {data_dir}: {error}") from None
         known = store.meta("device_name")
         if known is not None and known != name:
             raise DeviceError(f"{data_dir} holds device {known!r}, not {name!r}")
-        identity = load_or_create(data_dir / "identity", name, [host])
-        config = ConfigService(store)
-        sessions = Sessions(store, lambda user: config.stored(User, {"name": user}), token_ttl)
-        management_url = f"https://{_host_port(host, port)}"
-        peer_listen = peer_listen or (host, port + 1)
-        me = {"id": store.device_id, "name": name, "fingerprint": identity.fingerprint,
-              "cert": identity.cert_path.read_text(), "management_url": management_url,
-              "peer_url": _host_port(*(peer_advertise or peer_listen)),
-              "intercluster_url": _host_port(*intercluster_listen) if intercluster_listen else ""}
-        domain = Domain(store, me)
-        engine = SyncEngine(store, domain, identity, log_retention=log_retention)
         try:
             provider(addresses, interface)  # refused here, with a clear error, rather than in the failover process
         except (OSError, ValueError) as error:
             raise DeviceError(str(error)) from None
         (data_dir / "run").mkdir(exist_ok=True, mode=0o700)
+        identity = load_or_create(data_dir / "identity", name, [host])
+        management_url = f"https://{_host_port(host, port)}"
+        peer_listen = peer_listen or (host, port + 1)
+        me = TrustedDevice(id=store.device_id, name=name, fingerprint=identity.fingerprint,
+                           cert=identity.cert_path.read_text(), management_url=management_url,
+                           peer_url=_host_port(*(peer_advertise or peer_listen)),
+                           intercluster_url=_host_port(*intercluster_listen) if intercluster_listen else "")
+
+        # The parts, each given only what it reads.
+        domain = Domain(store, me)
+        sync = SyncEngine(store, domain, identity, log_retention=log_retention)
         failover = FailoverService(store, domain, peer_listen, addresses, interface, data_dir)
         dataplane = DataPlane(store, domain, failover, data_dir)
-        store.on_change.append(dataplane.changed)
-        peering = PeeringService(store, domain, intercluster_listen, members=lambda: member_views(device),
-                                 is_leader=lambda: _leads(domain, engine),
-                                 adopt_partition=lambda partition: _sync_partition(domain, store, partition))
-        config.read_only = peering.read_only
+        members = ClusterMembers(domain, failover, sync)
+        groups = DeviceGroups(domain, store, sync)
+        peering = PeeringService(store, domain, intercluster_listen, members=members.views,
+                                 is_leader=lambda: _leads(domain, sync), adopt_partition=groups.add_partition)
+        config = ConfigService(store, read_only=peering.read_only)
+        sessions = Sessions(store, lambda user: config.stored(User, {"name": user}), token_ttl)
         batches = BatchWorker(store, config, lambda: {name: reason for _, name in store.keys(Partition.kind)
                                                       if (reason := peering.read_only(name))})
-        device = cls(name, data_dir, management_url, identity, store, config, batches, sessions, Jobs(), domain,
-                     engine, failover, dataplane, peering, peer_listen)
+
+        # Who hears what, in the order a write travels: a commit replicates (sync), a change of the objects
+        # reaches the data plane and the mirrors; a change of the trust domain reaches sync, failover, the
+        # data plane and peering.
+        store.scope_of = sync.scopes.rule
+        store.on_commit.append(sync.committed)
+        store.on_change.append(dataplane.changed)
+        store.on_keys.append(peering.mirrors.keys_changed)
+        domain.listeners += [sync.domain_changed, failover.config_changed, dataplane.changed,
+                             peering.domain_changed]
+
+        device = cls(name, data_dir, management_url, identity, store, domain, sync, failover, dataplane,
+                     TrustedDevices(domain, sync), groups, TrafficGroups(domain), members, peering, config,
+                     Leases(store), batches, sessions, Jobs(), peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)
@@ -116,23 +145,32 @@ class Device:
         except ApiError as error:
             raise DeviceError(f"cannot set up the device: {error.message}") from None
 
+    # -- the façade ----------------------------------------------------------------------------------
+
+    async def write(self, change: Callable[..., T], *args: Any) -> T:
+        """Run `change(*args)` (a method of `config` or `leases`) on the store's writer thread, where every
+        change of the objects runs, one transaction at a time; its result or its exception."""
+        return await self.store.write(change, *args)
+
+    async def flush(self) -> None:
+        """Wait until the small writes queued so far (tokens, trust domain records) are committed."""
+        await self.store.flush()
+
+    def info(self) -> dict[str, Any]:
+        """This device: `GET /api/device`."""
+        return {"name": self.name, "id": self.store.device_id, "fingerprint": self.identity.fingerprint,
+                "management_url": self.management_url, "version": __version__,
+                "last_commit_id": self.store.last_commit_id()}
+
     def close(self) -> None:
         self.batches.close()
         self.store.close()
 
 
-def _leads(domain: Domain, engine: SyncEngine) -> bool:
+def _leads(domain: Domain, sync: SyncEngine) -> bool:
     """Whether this device leads its cluster's chores (the first by name of the devices it can reach)."""
-    reachable = [d["name"] for d in domain.peers() if (view := engine.peers.get(d["id"])) and view.connected]
-    return domain.me["name"] <= min(reachable, default=domain.me["name"])
-
-
-def _sync_partition(domain: Domain, store: Store, partition: str) -> None:
-    """Add `partition` to the device group through which this device syncs, if it has one."""
-    me = domain.me["name"]
-    mine = sorted((g for g in domain.groups() if me in g["members"]), key=lambda g: g["type"] != "sync-failover")
-    if mine and partition not in mine[0]["partitions"]:
-        groups.update(domain, store, mine[0]["name"], {"partitions": [*mine[0]["partitions"], partition]})
+    reachable = [d.name for d in domain.peers() if (view := sync.peers.get(d.id)) and view.connected]
+    return domain.me.name <= min(reachable, default=domain.me.name)
 
 
 def _host_port(host: str, port: int) -> str:

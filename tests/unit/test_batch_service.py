@@ -2,7 +2,7 @@
 
 import pytest
 
-from tandem.config import ConfigService
+from tandem.config import ConfigService, integrity
 from tandem.errors import Conflict
 from tandem.models import Partition
 from tandem.models.batch import Operation
@@ -11,7 +11,7 @@ from tandem.store import Store
 
 @pytest.fixture
 def config(tmp_path):
-    store = Store(tmp_path / "t.db")
+    store = Store(tmp_path / "t.db", index_of=integrity.references)
     service = ConfigService(store)
     for name in ("Common", "mirror"):
         service.create(Partition(name=name))

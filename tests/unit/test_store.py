@@ -39,15 +39,15 @@ def test_a_transaction_is_one_log_record_with_its_changes(store):
     with store.transaction() as txn:
         txn.delete("pools", "Common", "a")
     log = store.origin_commits("", store.device_id, 0, 100)
-    assert [(r["id"], r["seq"], r["origin"]) for r in log] == [(1, 1, store.device_id), (2, 2, store.device_id)]
-    assert [[change[:3] for change in r["changes"]] for r in log] == [
+    assert [(r.id, r.seq, r.origin) for r in log] == [(1, 1, store.device_id), (2, 2, store.device_id)]
+    assert [[change[:3] for change in r.changes] for r in log] == [
         [["pools", "Common", "a"], ["members", "Common", "a/10.0.0.1:80"]], [["pools", "Common", "a"]]]
-    first, second, third = (change[3] for r in log for change in r["changes"])
+    first, second, third = (change[3] for r in log for change in r.changes)
     assert first < second < third
-    assert log[1]["changes"][0][4] is None  # a delete
+    assert log[1].changes[0][4] is None  # a delete
     assert store.get("pools", "Common", "a") is None and not store.exists("pools", "Common", "a")
     assert store.vector("") == {store.device_id: 2}
-    assert store.version("members", "Common", "a/10.0.0.1:80")["seq"] == 1
+    assert store.version("members", "Common", "a/10.0.0.1:80").seq == 1
 
 
 def test_records_prefix_after_and_references(store):
@@ -206,7 +206,7 @@ def test_a_log_of_the_earlier_format_becomes_records_of_one_change(tmp_path):
     db.close()
     store = Store(path)
     log = store.origin_commits("dg", "dev-a", 0, 100)
-    assert [(r["seq"], r["changes"]) for r in log] == [(1, [["pools", "Common", "p", 100, {"name": "p"}]]),
+    assert [(r.seq, r.changes) for r in log] == [(1, [["pools", "Common", "p", 100, {"name": "p"}]]),
                                                        (2, [["pools", "Common", "p", 101, None]])]
     store.close()
 

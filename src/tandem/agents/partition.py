@@ -6,24 +6,14 @@ from typing import Any
 from tandem.agents.objects import ORDER, ObjectKey, comparable, owner_of
 from tandem.models import VirtualServer
 from tandem.sdk import Client
+from tandem.sdk.paging import records
 
 Operation = dict[str, Any]
 
 
-def _read(client: Client, resource: str, partition: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    path: str | None = f"/api/{resource}"
-    params: dict[str, Any] | None = {"partition": partition, "limit": 10_000}
-    while path:
-        page = client.request("GET", path, params=params)
-        records += page["records"]
-        path, params = page.get("next"), None
-    return records
-
-
 def read_partition(client: Client, partition: str) -> dict[ObjectKey, dict[str, Any]]:
     return {(resource, body["name"]): comparable(resource, body)
-            for resource in ORDER for body in _read(client, resource, partition)}
+            for resource in ORDER for body in records(client, f"/api/{resource}", {"partition": partition})}
 
 
 class PartitionState:

@@ -32,7 +32,7 @@ def create_app(device: Device) -> FastAPI:
     app.state.device = device
     errors.install(app)
     app.add_middleware(JsonBodies)
-    app.add_middleware(DurableWrites, store=device.store)
+    app.add_middleware(DurableWrites, flush=device.flush)
     app.include_router(routes_device.router)
     for router in routes_config.ROUTERS:
         app.include_router(router)

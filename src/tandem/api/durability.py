@@ -1,8 +1,8 @@
 """Answers to writes leave once what they wrote is committed."""
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from collections.abc import Awaitable, Callable
 
-from tandem.store import Store
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -12,9 +12,10 @@ class DurableWrites:
     every write queued to the store's writer meanwhile is committed (a login's token, the trust domain's
     records, which are queued rather than awaited)."""
 
-    def __init__(self, app: ASGIApp, store: Store) -> None:
+    def __init__(self, app: ASGIApp, flush: Callable[[], Awaitable[None]]) -> None:
         self.app = app
-        self.store = store
+        self.flush = flush
+        """Waits until the writes queued so far are committed (`Device.flush`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in READS:
@@ -23,7 +24,7 @@ class DurableWrites:
 
         async def send_when_durable(message: Message) -> None:
             if message["type"] == "http.response.start":
-                await self.store.flush()
+                await self.flush()
             await send(message)
 
         await self.app(scope, receive, send_when_durable)

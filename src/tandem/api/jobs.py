@@ -18,7 +18,7 @@ MAX_WAIT = 60.0
 
 async def counted(device: Device, work: Callable[..., int], *args: Any) -> dict[str, int]:
     """Run a bulk change on the store's writer: the job's result `{"count": N}`."""
-    return {"count": await device.store.write(work, *args)}
+    return {"count": await device.write(work, *args)}
 
 
 def job_response(job: Job) -> JSON:

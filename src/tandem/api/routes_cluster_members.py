@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from tandem.api.collections import paged
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
-from tandem.cluster import members
+from tandem.cluster.members import FIELDS
 from tandem.models.fields import NAME_PATTERN, Name
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
@@ -26,34 +26,34 @@ class ClusterUpdate(BaseModel):
 
 @router.get("", summary="The cluster: this member's name, whether it is clustered, what a new member supplies")
 async def cluster(device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(members.cluster_view(device))
+    return JSON(device.members.cluster())
 
 
 @router.patch("", summary="Name the cluster")
 async def update_cluster(body: ClusterUpdate, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     if body.cluster_name is not None:
-        members.rename(device.domain, body.cluster_name)
-    return JSON(members.cluster_view(device))
+        device.members.rename(body.cluster_name)
+    return JSON(device.members.cluster())
 
 
 @router.get("/members", summary="The cluster's members and their status")
 async def list_members(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return paged(request, members.member_views(device), members.FIELDS, key="server_name")
+    return paged(request, device.members.views(), FIELDS, key="server_name")
 
 
 @router.get("/members/{name}", summary="One member and its status")
 async def read_member(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(members.member_view(device, name))
+    return JSON(device.members.view(name))
 
 
 @router.post("/members/{name}/evacuate", summary="Hand a member's traffic groups to the others; it takes none")
 async def evacuate(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(await members.evacuate(device, name))
+    return JSON(await device.members.evacuate(name))
 
 
 @router.post("/members/{name}/restore", summary="Let an evacuated member take traffic groups again")
 async def restore(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(await members.restore(device, name))
+    return JSON(await device.members.restore(name))

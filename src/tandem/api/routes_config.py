@@ -61,7 +61,7 @@ def config_router(model: type[Resource]) -> APIRouter:
     @router.post("", status_code=201, response_model=model, summary=f"Create one of {model.kind}")
     async def create(body: model, device: DeviceDep, principal: PrincipalDep) -> JSON:  # type: ignore[valid-type]
         require_write(principal, model, getattr(body, "partition", None))
-        stored = await device.store.write(device.config.create, body)
+        stored = await device.write(device.config.create, body)
         return JSON(stored, status_code=201, headers={"Location": location(stored)})
 
     @router.patch("", status_code=202, summary=f"Change every matching one of {model.kind} (a job)")
@@ -92,12 +92,12 @@ def config_router(model: type[Resource]) -> APIRouter:
     async def update(identity: Identity, body: Patch, device: DeviceDep,  # type: ignore[valid-type]
                      principal: PrincipalDep) -> JSON:
         require_write(principal, model, identity.get("partition"))
-        return JSON(await device.store.write(device.config.update, model, identity, changes(body)))
+        return JSON(await device.write(device.config.update, model, identity, changes(body)))
 
     @router.delete(item_path, status_code=204, summary=f"Delete one of {model.kind}")
     async def delete(identity: Identity, device: DeviceDep, principal: PrincipalDep) -> None:
         require_write(principal, model, identity.get("partition"))
-        await device.store.write(device.config.delete, model, identity)
+        await device.write(device.config.delete, model, identity)
 
     return router
 

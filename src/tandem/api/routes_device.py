@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from tandem._version import __version__
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
 from tandem.models import DeviceInfo, Health, LoginRequest, Token
@@ -38,9 +37,7 @@ async def whoami(principal: PrincipalDep) -> JSON:
 
 @router.get("/device", response_model=DeviceInfo, summary="This device")
 async def device_info(device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON({"name": device.name, "id": device.store.device_id, "fingerprint": device.identity.fingerprint,
-                 "management_url": device.management_url, "version": __version__,
-                 "last_commit_id": device.store.last_commit_id()})
+    return JSON(device.info())
 
 
 @router.get("/openapi.json", include_in_schema=False)

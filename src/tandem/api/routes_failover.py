@@ -7,7 +7,6 @@ from fastapi import APIRouter, Path, Query, Request
 from tandem.api.collections import paged
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
-from tandem.failover import traffic_groups
 from tandem.models.cluster import TrafficGroup
 from tandem.models.fields import NAME_PATTERN
 from tandem.models.partial import changes, patch_model
@@ -20,32 +19,32 @@ router = APIRouter(prefix="/api", tags=["failover"])
 
 @router.get("/traffic-groups", summary="List traffic groups")
 async def list_traffic_groups(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return paged(request, device.domain.traffic_groups(), list(TrafficGroup.model_fields))
+    return paged(request, [t.model_dump() for t in device.traffic_groups.all()], list(TrafficGroup.model_fields))
 
 
 @router.post("/traffic-groups", status_code=201, response_model=TrafficGroup, summary="Create a traffic group")
 async def create_traffic_group(body: TrafficGroup, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    group = traffic_groups.create(device.domain, body)
-    return JSON(group, status_code=201, headers={"Location": f"/api/traffic-groups/{group['name']}"})
+    group = device.traffic_groups.create(body)
+    return JSON(group.model_dump(), status_code=201, headers={"Location": f"/api/traffic-groups/{group.name}"})
 
 
 @router.get("/traffic-groups/{name}", response_model=TrafficGroup, summary="Read a traffic group")
 async def read_traffic_group(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(traffic_groups.get(device.domain, name))
+    return JSON(device.traffic_groups.get(name).model_dump())
 
 
 @router.patch("/traffic-groups/{name}", response_model=TrafficGroup, summary="Change a traffic group")
 async def update_traffic_group(name: NamePath, body: TrafficGroupPatch, device: DeviceDep,  # type: ignore[valid-type]
                                principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(traffic_groups.update(device.domain, name, changes(body)))
+    return JSON(device.traffic_groups.update(name, changes(body)).model_dump())
 
 
 @router.delete("/traffic-groups/{name}", status_code=204, summary="Delete a traffic group")
 async def delete_traffic_group(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> None:
     principal.require_admin()
-    traffic_groups.delete(device.domain, name)
+    device.traffic_groups.delete(name)
 
 
 @router.get("/failover/status", summary="This device's failover state: traffic groups, members, heartbeats")
@@ -56,7 +55,7 @@ async def failover_status(device: DeviceDep, _: PrincipalDep) -> JSON:
 @router.get("/failover/events", summary="Failover transitions of this device, oldest first")
 async def failover_events(device: DeviceDep, _: PrincipalDep, traffic_group: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSON:
-    records = device.store.events(limit, traffic_group)
+    records = device.failover.events(limit, traffic_group)
     return JSON({"records": records, "num_records": len(records), "next": None})
 
 

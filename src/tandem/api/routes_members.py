@@ -33,7 +33,7 @@ async def list_members(request: Request, partition: NamePath, pool: NamePath, de
 async def add_member(partition: NamePath, pool: NamePath, body: PoolMember, device: DeviceDep,
                      principal: PrincipalDep) -> JSON:
     principal.require_write(partition)
-    stored = await device.store.write(device.config.create_member, partition, pool, body)
+    stored = await device.write(device.config.create_member, partition, pool, body)
     where = f"/api/pools/{partition}/{pool}/members/{member_key(stored['address'], stored['port'])}"
     return JSON(stored, status_code=201, headers={"Location": where})
 
@@ -71,11 +71,11 @@ async def read_member(partition: NamePath, pool: NamePath, member: MemberPath, d
 async def update_member(partition: NamePath, pool: NamePath, member: MemberPath, body: MemberPatch,  # type: ignore[valid-type]
                         device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_write(partition)
-    return JSON(await device.store.write(device.config.update_member, partition, pool, member, changes(body)))
+    return JSON(await device.write(device.config.update_member, partition, pool, member, changes(body)))
 
 
 @router.delete("/{member}", status_code=204, summary="Remove one member")
 async def delete_member(partition: NamePath, pool: NamePath, member: MemberPath, device: DeviceDep,
                         principal: PrincipalDep) -> None:
     principal.require_write(partition)
-    await device.store.write(device.config.delete_member, partition, pool, member)
+    await device.write(device.config.delete_member, partition, pool, member)

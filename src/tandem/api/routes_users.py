@@ -31,7 +31,7 @@ async def create_user(body: User, device: DeviceDep, principal: PrincipalDep) ->
     principal.require_admin()
     if body.password is None:
         raise Invalid("password: a new user needs a password", target="password")
-    stored = await device.store.write(device.config.create, body,
+    stored = await device.write(device.config.create, body,
                                       {"password_hash": await device.sessions.hash_password(body.password)})
     return JSON(stored, status_code=201, headers={"Location": f"/api/users/{stored['name']}"})
 
@@ -51,7 +51,7 @@ async def update_user(name: NamePath, body: UserPatch, device: DeviceDep,  # typ
     if patch.get("password") is not None:
         extra = {"password_hash": await device.sessions.hash_password(patch["password"])}
     patch.pop("password", None)
-    stored = await device.store.write(device.config.update, User, {"name": name}, patch, extra)
+    stored = await device.write(device.config.update, User, {"name": name}, patch, extra)
     device.sessions.forget_user(name)
     return JSON(stored)
 
@@ -59,5 +59,5 @@ async def update_user(name: NamePath, body: UserPatch, device: DeviceDep,  # typ
 @router.delete("/{name}", status_code=204, summary="Delete a user; their sessions end")
 async def delete_user(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> None:
     principal.require_admin()
-    await device.store.write(device.config.delete, User, {"name": name})
+    await device.write(device.config.delete, User, {"name": name})
     device.sessions.forget_user(name)

@@ -9,15 +9,14 @@ itself as offline, and the other members take its traffic groups by the failover
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tandem.errors import NotFound
 from tandem.failover.rule import ACTIVE
-from tandem.models.cluster import ClusterSettings, MemberState, TrustRequest
-from tandem.trust.domain import CLUSTER, MEMBER, Domain
-
-if TYPE_CHECKING:
-    from tandem.device import Device
+from tandem.failover.service import FailoverService
+from tandem.models.cluster import GroupRecord, TrustedDevice, TrustRequest
+from tandem.sync.engine import SyncEngine
+from tandem.trust.domain import Domain
 
 ONLINE, OFFLINE, EVACUATED = "Online", "Offline", "Evacuated"
 DATABASE, FAILOVER = "database", "failover"
@@ -55,116 +54,116 @@ class _Seen:
         return not (self.down or self.offline or self.evacuated)
 
 
-def cluster_view(device: "Device") -> dict[str, Any]:
-    """`{"server_name", "enabled", "member_config", "cluster_name", "uuid"}` of this device's cluster."""
-    domain = device.domain
-    return {"server_name": domain.me["name"], "enabled": bool(domain.peers()), "member_config": MEMBER_CONFIG,
-            "cluster_name": domain.cluster_name, "uuid": domain.domain_id}
+class ClusterMembers:
+    """The membership view of this device's cluster, and evacuating members."""
 
+    def __init__(self, domain: Domain, failover: FailoverService, sync: SyncEngine) -> None:
+        self._domain = domain
+        self._failover = failover
+        self._sync = sync
 
-def rename(domain: Domain, name: str) -> None:
-    """Name the cluster (every member takes the name)."""
-    domain.put(CLUSTER, CLUSTER, ClusterSettings(name=name).model_dump())
+    def cluster(self) -> dict[str, Any]:
+        """`{"server_name", "enabled", "member_config", "cluster_name", "uuid"}` of this device's cluster."""
+        domain = self._domain
+        return {"server_name": domain.me.name, "enabled": bool(domain.peers()), "member_config": MEMBER_CONFIG,
+                "cluster_name": domain.cluster_name, "uuid": domain.domain_id}
 
+    def rename(self, name: str) -> None:
+        """Name the cluster (every member takes the name)."""
+        self._domain.rename_cluster(name)
 
-def member_views(device: "Device") -> list[dict[str, Any]]:
-    """Every member (the trusted devices, this one included), by name, as this device sees them now."""
-    seen = _seen(device)
-    return [_view(device.domain, record, seen) for record in device.domain.devices()]
+    def views(self) -> list[dict[str, Any]]:
+        """Every member (the trusted devices, this one included), by name, as this device sees them now."""
+        seen = self._seen()
+        return [self._view(record, seen) for record in self._domain.devices()]
 
+    def view(self, name: str) -> dict[str, Any]:
+        """One member as this device sees it now; NotFound if no trusted device has that name."""
+        return self._view(self._member(name), self._seen())
 
-def member_view(device: "Device", name: str) -> dict[str, Any]:
-    """One member as this device sees it now; NotFound if no trusted device has that name."""
-    return _view(device.domain, _member(device.domain, name), _seen(device))
+    async def evacuate(self, name: str) -> dict[str, Any]:
+        """Hand all of the member's traffic groups to the other members and keep it from taking any (allowed
+        even when nobody can take them: its view says so); its view."""
+        return await self._set_evacuated(name, True)
 
+    async def restore(self, name: str) -> dict[str, Any]:
+        """Undo an evacuation: the member can be chosen for traffic groups again; its view."""
+        return await self._set_evacuated(name, False)
 
-async def evacuate(device: "Device", name: str) -> dict[str, Any]:
-    """Hand all of the member's traffic groups to the other members and keep it from taking any (allowed
-    even when nobody can take them: its view says so); its view."""
-    return await _set_evacuated(device, name, True)
+    async def _set_evacuated(self, name: str, evacuated: bool) -> dict[str, Any]:
+        record = self._member(name)
+        if self._domain.evacuated(record.id) != evacuated:
+            self._domain.set_evacuated(record.id, evacuated)
+            await self._until_heard(record, offline=evacuated)
+        return self.view(name)
 
-
-async def restore(device: "Device", name: str) -> dict[str, Any]:
-    """Undo an evacuation: the member can be chosen for traffic groups again; its view."""
-    return await _set_evacuated(device, name, False)
-
-
-async def _set_evacuated(device: "Device", name: str, evacuated: bool) -> dict[str, Any]:
-    record = _member(device.domain, name)
-    if device.domain.evacuated(record["id"]) != evacuated:
-        device.domain.put(MEMBER, record["id"], MemberState(id=record["id"], evacuated=evacuated).model_dump())
-        await _until_heard(device, record, offline=evacuated)
-    return member_view(device, name)
-
-
-async def _until_heard(device: "Device", record: dict[str, Any], offline: bool) -> None:
-    """Until the member's heartbeats say whether it is `offline` as expected (it took the change), so that its
-    view is up to date; at most one heartbeat timeout (or HEAR_WAIT), and only for a member this device hears."""
-    group = device.failover.device_group()
-    if record["id"] == device.domain.device_id or group is None or record["name"] not in group["members"]:
-        return
-    timeout = group["heartbeat_timeout"]
-    deadline = time.monotonic() + min(timeout, HEAR_WAIT)
-    while time.monotonic() < deadline:
-        silent = device.failover.last_heard(record["id"])
-        if silent is None or silent >= timeout or device.failover.heard_offline(record["id"]) == offline:
+    async def _until_heard(self, record: TrustedDevice, offline: bool) -> None:
+        """Until the member's heartbeats say whether it is `offline` as expected (it took the change), so that
+        its view is up to date; at most one heartbeat timeout (or HEAR_WAIT), and only for a member this device
+        hears."""
+        failover = self._failover
+        group = failover.device_group()
+        if record.id == self._domain.device_id or group is None or record.name not in group.members:
             return
-        await asyncio.sleep(HEAR_POLL)
+        timeout = group.heartbeat_timeout
+        deadline = time.monotonic() + min(timeout, HEAR_WAIT)
+        while time.monotonic() < deadline:
+            silent = failover.last_heard(record.id)
+            if silent is None or silent >= timeout or failover.heard_offline(record.id) == offline:
+                return
+            await asyncio.sleep(HEAR_POLL)
 
+    def _member(self, name: str) -> TrustedDevice:
+        record = self._domain.device_named(name)
+        if record is None:
+            raise NotFound(f"no cluster member {name!r}", target=name)
+        return record
 
-def _member(domain: Domain, name: str) -> dict[str, Any]:
-    record = domain.device_named(name)
-    if record is None:
-        raise NotFound(f"no cluster member {name!r}", target=name)
-    return record
+    def _seen(self) -> dict[str, _Seen]:
+        """What this device knows now of every member, by device id."""
+        domain, failover = self._domain, self._failover
+        group = failover.device_group()
+        actives = {m.device_id for t in failover.traffic_groups() for m in failover.members(t)
+                   if m.alive and m.state == ACTIVE}
+        seen = {}
+        for record in domain.devices():
+            device_id = record.id
+            evacuated, active = domain.evacuated(device_id), device_id in actives
+            if device_id == domain.device_id:
+                seen[device_id] = _Seen("", failover.out_of_service, evacuated, active)
+            elif group is not None and record.name in group.members:
+                silent = failover.last_heard(device_id)
+                down = ("no heartbeat heard from it" if silent is None else
+                        f"no heartbeat for {silent:.1f} s" if silent >= group.heartbeat_timeout else "")
+                seen[device_id] = _Seen(down, not down and failover.heard_offline(device_id), evacuated, active)
+            else:
+                link = self._sync.peers.get(device_id)
+                seen[device_id] = _Seen(link.message if link else "no link", False, evacuated, active)
+        return seen
 
-
-def _seen(device: "Device") -> dict[str, _Seen]:
-    """What this device knows now of every member, by device id."""
-    domain, failover = device.domain, device.failover
-    group = failover.device_group()
-    actives = {m.device_id for t in failover.traffic_groups() for m in failover.members(t)
-               if m.alive and m.state == ACTIVE}
-    seen = {}
-    for record in domain.devices():
-        device_id = record["id"]
-        evacuated, active = domain.evacuated(device_id), device_id in actives
-        if device_id == domain.device_id:
-            seen[device_id] = _Seen("", failover.out_of_service, evacuated, active)
-        elif group is not None and record["name"] in group["members"]:
-            silent = failover.last_heard(device_id)
-            down = ("no heartbeat heard from it" if silent is None else
-                    f"no heartbeat for {silent:.1f} s" if silent >= group["heartbeat_timeout"] else "")
-            seen[device_id] = _Seen(down, not down and failover.heard_offline(device_id), evacuated, active)
+    def _view(self, record: TrustedDevice, seen: dict[str, _Seen]) -> dict[str, Any]:
+        name, me = record.name, seen[record.id]
+        groups = [g for g in self._domain.groups() if name in g.members]
+        failover_group = next((g for g in groups if g.type == "sync-failover"), None)
+        roles = [role for role, has in ((DATABASE, bool(groups)), (FAILOVER, failover_group is not None),
+                                        (ACTIVE, me.active)) if has]
+        if me.evacuated:
+            status, message = EVACUATED, self._evacuation(name, failover_group, seen)
+            message += f" ({me.down})" if me.down else ""
+        elif me.down:
+            status, message = OFFLINE, me.down
+        elif me.offline:
+            status, message = ONLINE, "offline for failover: it takes no traffic group"
         else:
-            link = device.sync.peers.get(device_id)
-            seen[device_id] = _Seen(link.message if link else "no link", False, evacuated, active)
-    return seen
+            status, message = ONLINE, "Fully operational"
+        return {"server_name": name, "url": record.management_url, "database": bool(groups), "status": status,
+                "message": message, "roles": roles}
 
-
-def _view(domain: Domain, record: dict[str, Any], seen: dict[str, _Seen]) -> dict[str, Any]:
-    name, me = record["name"], seen[record["id"]]
-    groups = [g for g in domain.groups() if name in g["members"]]
-    failover_group = next((g for g in groups if g["type"] == "sync-failover"), None)
-    roles = [role for role, has in ((DATABASE, bool(groups)), (FAILOVER, failover_group is not None),
-                                    (ACTIVE, me.active)) if has]
-    if me.evacuated:
-        status, message = EVACUATED, _evacuation(domain, name, failover_group, seen)
-        message += f" ({me.down})" if me.down else ""
-    elif me.down:
-        status, message = OFFLINE, me.down
-    elif me.offline:
-        status, message = ONLINE, "offline for failover: it takes no traffic group"
-    else:
-        status, message = ONLINE, "Fully operational"
-    return {"server_name": name, "url": record["management_url"], "database": bool(groups), "status": status,
-            "message": message, "roles": roles}
-
-
-def _evacuation(domain: Domain, name: str, group: dict[str, Any] | None, seen: dict[str, _Seen]) -> str:
-    if group is None or not any(t["device_group"] == group["name"] for t in domain.traffic_groups()):
-        return "evacuated: it has no traffic group to hand over"
-    others = [domain.device_named(n) for n in group["members"] if n != name]
-    if any(other and seen[other["id"]].can_serve for other in others):
-        return "evacuated: its traffic groups are served by others"
-    return "evacuated: nobody can take its traffic groups"
+    def _evacuation(self, name: str, group: GroupRecord | None, seen: dict[str, _Seen]) -> str:
+        domain = self._domain
+        if group is None or not any(t.device_group == group.name for t in domain.traffic_groups()):
+            return "evacuated: it has no traffic group to hand over"
+        others = [domain.device_named(n) for n in group.members if n != name]
+        if any(other and seen[other.id].can_serve for other in others):
+            return "evacuated: its traffic groups are served by others"
+        return "evacuated: nobody can take its traffic groups"

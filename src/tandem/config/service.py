@@ -118,10 +118,9 @@ def _located(error: ApiError, index: int, operation: Operation) -> ApiError:
 class ConfigService:
     """Validated, atomic access to the configuration resources of one device."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, read_only: Callable[[str], str | None] = lambda partition: None) -> None:
         self.store = store
-        store.index_of = integrity.references
-        self.read_only: Callable[[str], str | None] = lambda partition: None
+        self.read_only = read_only
         """Why a partition may not be changed here (it is a peer cluster's mirror), or None."""
 
     def _writable(self, model: type[Resource], partition: str, name: str) -> None:
@@ -256,7 +255,7 @@ class ConfigService:
         log record written, None if nothing changed. A failure names its operation: `operations.3.body.port`."""
         with self.store.transaction() as txn:
             self.apply_operations(txn, operations)
-        return max((record["id"] for record in txn.logs.values()), default=None)
+        return max((record.id for record in txn.logs.values()), default=None)
 
     def apply_operations(self, txn: Transaction | Draft, operations: list[Operation]) -> None:
         """Apply operations in order in `txn` (a transaction, or a draft); a failure names its operation."""

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from tandem.errors import Invalid
 from tandem.models import Pool, PoolMember
 from tandem.models.fields import member_key
-from tandem.store import Record
+from tandem.store import Record, Version
 from tandem.store.clock import Stamp
 
 POOLS = Pool.kind
@@ -119,38 +119,41 @@ def is_overlay(kind: str) -> bool:
     return kind == OVERLAYS
 
 
-def overlay_alive(overlay: dict[str, Any], pool: dict[str, Any] | None) -> bool:
-    """Whether an overlay version counts in a pool version (both as the store's `version()` gives them)."""
-    if pool is None or pool["deleted"]:
+def overlay_alive(overlay: Version, pool: Version | None) -> bool:
+    """Whether an overlay version counts in a pool version."""
+    if pool is None or pool.deleted or pool.body is None:
         return False
-    _, incarnation = overlay_parent(overlay["name"])
-    body = pool["body"]
-    return (incarnation == body.get("incarnation", "")
-            and str(Stamp(overlay["hlc"], overlay["origin"])) > body.get("members_since", ""))
+    _, incarnation = overlay_parent(overlay.name)
+    return (incarnation == pool.body.get("incarnation", "")
+            and str(overlay.stamp) > pool.body.get("members_since", ""))
 
 
-def pool_key(overlay: dict[str, Any]) -> tuple[str, str, str]:
+def pool_key(overlay: Version) -> tuple[str, str, str]:
     """The store key of the pool an overlay version belongs to."""
-    return POOLS, overlay["partition"], overlay_parent(overlay["name"])[0]
+    return POOLS, overlay.partition, overlay_parent(overlay.name)[0]
 
 
-def hiding_reason(overlay: dict[str, Any], pool: dict[str, Any]) -> Literal["deleted", "recreated", "replaced"]:
+def _incarnation(pool: Version) -> str:
+    return pool.body.get("incarnation", "") if pool.body is not None else ""
+
+
+def hiding_reason(overlay: Version, pool: Version) -> Literal["deleted", "recreated", "replaced"]:
     """Why a pool version hides an overlay version: the pool is deleted, is another incarnation, or
     had its member list replaced after the overlay."""
-    if pool["deleted"]:
+    if pool.deleted:
         return "deleted"
-    if overlay_parent(overlay["name"])[1] != pool["body"].get("incarnation", ""):
+    if overlay_parent(overlay.name)[1] != _incarnation(pool):
         return "recreated"
     return "replaced"
 
 
-def older_incarnation(overlay: dict[str, Any], pool: dict[str, Any]) -> bool:
+def older_incarnation(overlay: Version, pool: Version) -> bool:
     """Whether an overlay belongs to an incarnation of its pool older than this (live) pool version's."""
-    return overlay_parent(overlay["name"])[1] < pool["body"].get("incarnation", "")
+    return overlay_parent(overlay.name)[1] < _incarnation(pool)
 
 
-def overlays_of(pool: dict[str, Any] | None) -> str | None:
+def overlays_of(pool: Version | None) -> str | None:
     """The name prefix of the overlays that may count in a pool version (None: a tombstone has none)."""
-    if pool is None or pool["deleted"]:
+    if pool is None or pool.deleted:
         return None
-    return overlay_prefix(pool["name"], pool["body"].get("incarnation", ""))
+    return overlay_prefix(pool.name, _incarnation(pool))

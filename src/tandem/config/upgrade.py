@@ -9,10 +9,9 @@ and makes the same change, and versions keep their stamps, so replicas stay equa
 """
 
 from collections import defaultdict
-from typing import Any
 
 from tandem.config import integrity, units
-from tandem.store import Store
+from tandem.store import Body, Store
 
 FORMAT = "3"
 """The configuration format of this version (`config_format` in the store's metadata)."""
@@ -22,14 +21,14 @@ def upgrade(store: Store) -> int:
     """Bring the store's configuration to `FORMAT`; the number of pools whose members were folded in."""
     if store.meta("config_format") == FORMAT:
         return 0
-    legacy: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    legacy: dict[tuple[str, str], list[Body]] = defaultdict(list)
     old_names = []
     for version in store.kind_versions(units.OVERLAYS):
-        if version["name"].count("/") != 1:
+        if version.name.count("/") != 1:
             continue
-        old_names.append((version["partition"], version["name"]))
-        if not version["deleted"]:
-            legacy[(version["partition"], version["name"].partition("/")[0])].append(version["body"])
+        old_names.append((version.partition, version.name))
+        if version.body is not None:
+            legacy[(version.partition, version.name.partition("/")[0])].append(version.body)
     folded = 0
     with store.atomic():
         for record in list(store.records(units.POOLS)):
@@ -41,7 +40,6 @@ def upgrade(store: Store) -> int:
             folded += 1
         for partition, name in old_names:
             store.remove_version(units.OVERLAYS, partition, name)
-        store.index_of = integrity.references
         store.reindex(integrity.PARTITIONED_KINDS)
         store.set_meta("config_format", FORMAT)
     return folded

@@ -49,7 +49,6 @@ class DataPlane:
         self._listening: asyncio.Task | None = None
         self._sent: dict[str, Any] | None = None
         self._violations: set[Violation] = set()
-        domain.listeners.append(self.changed)
 
     @staticmethod
     def _sockets() -> tuple[Any, list[Any]]:
@@ -111,7 +110,7 @@ class DataPlane:
                 monitor = self._store.get(Monitor.kind, *monitor_key)
                 if monitor is not None:
                     monitors[monitor_key] = monitor
-        known = {t["name"] for t in self._domain.traffic_groups()}
+        known = {t.name for t in self._domain.traffic_groups()}
         by_traffic_group: dict[str, set[str]] = {}
         standalone: set[str] = set()
         for virtual in virtuals:

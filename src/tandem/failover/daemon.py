@@ -15,6 +15,7 @@ takes its traffic groups) until it answers again.
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +25,15 @@ from tandem import ipc
 from tandem.failover.addresses import AddressProvider, provider
 from tandem.failover.heartbeat import Counters, GroupState, Heartbeat, Receiver, Sender, seal
 from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
-from tandem.failover.snapshot import FailoverConfig, TrafficGroupConfig
+from tandem.failover.snapshot import (
+    FailoverConfig,
+    FailoverReport,
+    HeartbeatReport,
+    MemberReport,
+    PeerReport,
+    TrafficGroupConfig,
+    TrafficGroupReport,
+)
 from tandem.models.fields import parse_host_port
 from tandem.tasks import cancel
 
@@ -402,10 +411,10 @@ class Failover:
 
     def _report_now(self) -> None:
         if self._control is not None and self.config is not None:
-            self._control.send({"type": "state", "status": self.status()})
+            self._control.send({"type": "state", "report": self.report().dump()})
 
-    def status(self) -> dict[str, Any]:
-        """What `GET /api/failover/status` shows, plus what the management process needs of the peers."""
+    def report(self) -> FailoverReport:
+        """What the management process shows (`GET /api/failover/status`) and needs of the peers."""
         config = self.config
         assert config is not None
         interval, timeout = self._timers()
@@ -413,23 +422,23 @@ class Failover:
         groups = []
         for traffic_group in config.traffic_groups if config.group else ():
             members = self.members(traffic_group)
-            active = next((m.name for m in members if m.alive and m.state == ACTIVE), None)
-            groups.append({
-                "name": traffic_group.name, "state": self.states.get(traffic_group.name, STANDBY),
-                "active_device": active, "declined": traffic_group.name in self.declined,
-                "ha_order": [m.name for m in ranked(members, list(traffic_group.ha_order))],
-                "members": [{"name": m.name, "id": m.device_id, "alive": m.alive, "offline": m.offline,
-                             "state": m.state, "last_heard_s": self._age(m.device_id, now)} for m in members]})
-        peers = {p.id: {"name": p.name, "last_heard_s": self._age(p.id, now),
-                        "offline": bool(p.id in self._heard and self._heard[p.id][1].offline)}
+            groups.append(TrafficGroupReport(
+                name=traffic_group.name, state=self.states.get(traffic_group.name, STANDBY),
+                active_device=next((m.name for m in members if m.alive and m.state == ACTIVE), None),
+                declined=traffic_group.name in self.declined,
+                ha_order=tuple(m.name for m in ranked(members, list(traffic_group.ha_order))),
+                members=tuple(MemberReport(name=m.name, id=m.device_id, alive=m.alive, offline=m.offline,
+                                           state=m.state, last_heard_s=self._age(m.device_id, now)) for m in members)))
+        peers = {p.id: PeerReport(name=p.name, last_heard_s=self._age(p.id, now),
+                                  offline=bool(p.id in self._heard and self._heard[p.id][1].offline))
                  for p in config.peers if p.id != config.device_id}
         silence = self.dataplane_silence
-        return {"out_of_service": self.out_of_service, "reason": self._why_out() if self.out_of_service else "",
-                "heartbeat": {"interval": interval, "timeout": timeout, **vars(self.counters)},
-                "traffic_groups": groups, "peers": peers, "addresses": sorted(self.held),
-                "address_errors": dict(self.address_errors),
-                "dataplane": {"answering": silence is None,
-                              "silent_s": round(silence, 3) if silence is not None else None}}
+        return FailoverReport(
+            out_of_service=self.out_of_service, reason=self._why_out() if self.out_of_service else "",
+            heartbeat=HeartbeatReport(interval, timeout, dataclasses.replace(self.counters)),
+            traffic_groups=tuple(groups), peers=peers, addresses=tuple(sorted(self.held)),
+            address_errors=dict(self.address_errors),
+            dataplane_silent_s=round(silence, 3) if silence is not None else None)
 
     def _age(self, device_id: str, now: float) -> float | None:
         if self.config is None or device_id == self.config.device_id or device_id not in self._heard:

@@ -11,7 +11,8 @@ from tandem import ipc
 from tandem.errors import ApiError, Conflict, NotFound
 from tandem.failover.heartbeat import heartbeat_key
 from tandem.failover.rule import OFFLINE, STANDBY, Member
-from tandem.failover.snapshot import FailoverConfig, Peer, TrafficGroupConfig
+from tandem.failover.snapshot import FailoverConfig, FailoverReport, Peer, TrafficGroupConfig, TrafficGroupReport
+from tandem.models.cluster import GroupRecord, TrafficGroup
 from tandem.models.fields import parse_host_port
 from tandem.store import Store
 from tandem.tasks import cancel
@@ -41,8 +42,9 @@ class FailoverService:
         """Taken offline by the operator on this device (`tandem failover offline`); kept across restarts."""
         self._virtual_addresses: dict[str, tuple[str, ...]] = {}
         self._standalone_addresses: tuple[str, ...] = ()
-        self._state: dict[str, Any] = {}
-        self._state_at = 0.0
+        self._report: FailoverReport | None = None
+        """The failover process's last report (None: none since it started)."""
+        self._report_at = 0.0
         self._child = ipc.Child("failover", "tandem.failover.daemon",
                                 ["--listen", f"{listen[0]}:{listen[1]}", "--addresses", addresses,
                                  *(["--interface", interface] if interface else []),
@@ -50,7 +52,6 @@ class FailoverService:
                                 data_dir, self._sockets, self._started)
         self._listening: asyncio.Task | None = None
         self._config: FailoverConfig | None = None
-        domain.listeners.append(self._push)
 
     # -- the process -------------------------------------------------------------------------------
 
@@ -70,11 +71,11 @@ class FailoverService:
         await cancel(self._listening)
         self._listening = asyncio.get_running_loop().create_task(channel.serve(self._handle))
         self._config = None
-        self._push()
+        self.config_changed()
 
     def _handle(self, message: dict[str, Any]) -> None:
         if message["type"] == "state":
-            self._state, self._state_at = message["status"], time.monotonic()
+            self._report, self._report_at = FailoverReport.load(message["report"]), time.monotonic()
         elif message["type"] == "event":
             self._store.add_event(message["traffic_group"], message["from_state"], message["to_state"],
                                   message["reason"], message["at"])
@@ -85,44 +86,45 @@ class FailoverService:
 
     # -- the configuration it works from -------------------------------------------------------------
 
-    def device_group(self) -> dict[str, Any] | None:
+    def device_group(self) -> GroupRecord | None:
         """The sync-failover group this device is a member of, if any."""
-        me = self._domain.me["name"]
-        return next((g for g in self._domain.groups() if g["type"] == "sync-failover" and me in g["members"]), None)
+        me = self._domain.me.name
+        return next((g for g in self._domain.groups() if g.type == "sync-failover" and me in g.members), None)
 
-    def traffic_groups(self) -> list[dict[str, Any]]:
+    def traffic_groups(self) -> list[TrafficGroup]:
         group = self.device_group()
-        return [t for t in self._domain.traffic_groups() if group and t["device_group"] == group["name"]]
+        return [t for t in self._domain.traffic_groups() if group and t.device_group == group.name]
 
     def set_virtual_addresses(self, by_traffic_group: dict[str, tuple[str, ...]], standalone: tuple[str, ...]) -> None:
         """The addresses of the virtual servers served per traffic group, and of those of none (the data plane
         computes them from the configuration): they float with their traffic group."""
         if (by_traffic_group, standalone) != (self._virtual_addresses, self._standalone_addresses):
             self._virtual_addresses, self._standalone_addresses = by_traffic_group, standalone
-            self._push()
+            self.config_changed()
 
     def config(self) -> FailoverConfig:
         domain = self._domain
         group = self.device_group()
         peers = []
-        for name in group["members"] if group else []:
+        for name in group.members if group else []:
             device = domain.device_named(name)
             if device is not None:
-                host, port = parse_host_port(device["peer_url"])
-                peers.append(Peer(device["id"], name, host, port))
+                host, port = parse_host_port(device.peer_url)
+                peers.append(Peer(device.id, name, host, port))
         return FailoverConfig(
-            device_id=domain.device_id, device_name=domain.me["name"], key=heartbeat_key(domain.secret).hex(),
-            group=group["name"] if group else None, interval=group["heartbeat_interval"] if group else 0.2,
-            timeout=group["heartbeat_timeout"] if group else 1.0,
-            peers=tuple(peers), trusted=frozenset(d["id"] for d in domain.devices()),
+            device_id=domain.device_id, device_name=domain.me.name, key=heartbeat_key(domain.secret).hex(),
+            group=group.name if group else None, interval=group.heartbeat_interval if group else 0.2,
+            timeout=group.heartbeat_timeout if group else 1.0,
+            peers=tuple(peers), trusted=frozenset(d.id for d in domain.devices()),
             traffic_groups=tuple(
-                TrafficGroupConfig(t["name"], tuple(t["ha_order"]), t["auto_failback"],
-                                   tuple(sorted({*t["addresses"], *self._virtual_addresses.get(t["name"], ())})))
+                TrafficGroupConfig(t.name, tuple(t.ha_order), t.auto_failback,
+                                   tuple(sorted({*t.addresses, *self._virtual_addresses.get(t.name, ())})))
                 for t in self.traffic_groups()),
             standalone_addresses=self._standalone_addresses, offline=self.offline, evacuated=self.evacuated)
 
-    def _push(self) -> None:
-        """Hand the failover process the configuration, when it changed."""
+    def config_changed(self) -> None:
+        """Hand the failover process the configuration, when it changed (the trust domain changed, or the
+        virtual servers' addresses)."""
         config = self.config()
         channel = self._child.channel
         if channel is not None and not channel.closed and config != self._config:
@@ -140,64 +142,72 @@ class FailoverService:
     def out_of_service(self) -> bool:
         """This device takes no traffic group: offline, evacuated (as known here now), or its data plane does
         not answer (as the failover process last reported)."""
-        return self.offline or self.evacuated or self._state.get("dataplane", {}).get("answering") is False
+        silent = self._report is not None and self._report.dataplane_silent_s is not None
+        return self.offline or self.evacuated or silent
 
     def _elapsed(self) -> float:
-        return time.monotonic() - self._state_at if self._state_at else 0.0
+        return time.monotonic() - self._report_at if self._report_at else 0.0
 
-    def _state_group(self, name: str) -> dict[str, Any] | None:
-        return next((t for t in self._state.get("traffic_groups", []) if t["name"] == name), None)
+    def _reported_group(self, name: str) -> TrafficGroupReport | None:
+        return self._report.traffic_group(name) if self._report else None
 
-    def members(self, traffic_group: dict[str, Any]) -> list[Member]:
+    def members(self, traffic_group: TrafficGroup) -> list[Member]:
         """What the failover process knows of every member, for one traffic group."""
-        reported = self._state_group(traffic_group["name"])
-        return [Member(m["name"], m["id"], m["alive"], m["offline"], m["state"], False)
-                for m in (reported or {}).get("members", [])]
+        reported = self._reported_group(traffic_group.name)
+        return [Member(m.name, m.id, m.alive, m.offline, m.state, False) for m in reported.members] if reported else []
 
     def last_heard(self, device_id: str) -> float | None:
         """Seconds since the last heartbeat of `device_id` (None: none heard since the failover process started)."""
-        peer = self._state.get("peers", {}).get(device_id)
-        if peer is None or peer["last_heard_s"] is None:
+        peer = self._report.peers.get(device_id) if self._report else None
+        if peer is None or peer.last_heard_s is None:
             return None
-        return peer["last_heard_s"] + self._elapsed()
+        return peer.last_heard_s + self._elapsed()
 
     def heard_offline(self, device_id: str) -> bool:
         """Whether the last heartbeat of `device_id` said it takes no traffic group (offline or evacuated)."""
-        peer = self._state.get("peers", {}).get(device_id)
-        return bool(peer and peer["offline"])
+        peer = self._report.peers.get(device_id) if self._report else None
+        return peer is not None and peer.offline
 
     @property
     def addresses(self) -> list[str]:
         """The floating addresses this device holds now."""
-        return list(self._state.get("addresses", []))
+        return list(self._report.addresses) if self._report else []
 
     @property
     def address_errors(self) -> dict[str, str]:
-        return dict(self._state.get("address_errors", {}))
+        return dict(self._report.address_errors) if self._report else {}
 
     def status(self) -> dict[str, Any]:
-        """This device's failover state as the failover process last reported it (ages brought up to now)."""
+        """This device's failover state as the failover process last reported it (ages brought up to now): the
+        body of `GET /api/failover/status`."""
         group = self.device_group()
-        interval, timeout = (group["heartbeat_interval"], group["heartbeat_timeout"]) if group else (0.2, 1.0)
+        interval, timeout = (group.heartbeat_interval, group.heartbeat_timeout) if group else (0.2, 1.0)
         elapsed = self._elapsed()
         groups = []
         for traffic_group in self.traffic_groups():
-            reported = self._state_group(traffic_group["name"]) or {}
-            members = [{k: v for k, v in m.items() if k != "id"} | {
-                "last_heard_s": None if m["last_heard_s"] is None else round(m["last_heard_s"] + elapsed, 3)}
-                for m in reported.get("members", [])]
-            groups.append({"name": traffic_group["name"], "state": reported.get("state", STANDBY),
-                           "active_device": reported.get("active_device"), "declined": reported.get("declined", False),
-                           "ha_order": reported.get("ha_order", traffic_group["ha_order"]),
-                           "addresses": traffic_group["addresses"], "auto_failback": traffic_group["auto_failback"],
+            reported = self._reported_group(traffic_group.name)
+            members = [{"name": m.name, "alive": m.alive, "offline": m.offline, "state": m.state,
+                        "last_heard_s": None if m.last_heard_s is None else round(m.last_heard_s + elapsed, 3)}
+                       for m in (reported.members if reported else ())]
+            groups.append({"name": traffic_group.name, "state": reported.state if reported else STANDBY,
+                           "active_device": reported.active_device if reported else None,
+                           "declined": reported.declined if reported else False,
+                           "ha_order": list(reported.ha_order if reported else traffic_group.ha_order),
+                           "addresses": traffic_group.addresses, "auto_failback": traffic_group.auto_failback,
                            "members": members})
-        heartbeat = self._state.get("heartbeat", {})
-        return {"device": self._domain.me["name"], "device_group": group["name"] if group else None,
+        report = self._report
+        counters = vars(report.heartbeat.counters) if report else {}
+        silent_s = report.dataplane_silent_s if report else None
+        return {"device": self._domain.me.name, "device_group": group.name if group else None,
                 "offline": self.out_of_service, "evacuated": self.evacuated,
-                "state": OFFLINE if self.out_of_service else "online", "reason": self._state.get("reason", ""),
-                "heartbeat": {**heartbeat, "interval": interval, "timeout": timeout},
-                "dataplane": self._state.get("dataplane", {"answering": False, "silent_s": None}),
+                "state": OFFLINE if self.out_of_service else "online", "reason": report.reason if report else "",
+                "heartbeat": {**counters, "interval": interval, "timeout": timeout},
+                "dataplane": {"answering": report is not None and silent_s is None, "silent_s": silent_s},
                 "process": {"pid": self.pid, "restarts": self._child.restarts}, "traffic_groups": groups}
+
+    def events(self, limit: int, traffic_group: str | None = None) -> list[dict[str, Any]]:
+        """The last `limit` transitions of this device (of one traffic group), oldest first."""
+        return self._store.events(limit, traffic_group)
 
     # -- operator actions -------------------------------------------------------------------------
 

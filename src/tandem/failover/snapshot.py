@@ -4,6 +4,10 @@ whenever it changes (it never reads the store or the trust domain itself)."""
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
+
+from tandem.failover.heartbeat import Counters
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -45,20 +49,81 @@ class FailoverConfig:
     evacuated: bool = False
 
     def dump(self) -> dict[str, Any]:
-        return {"device_id": self.device_id, "device_name": self.device_name, "key": self.key, "group": self.group,
-                "interval": self.interval, "timeout": self.timeout,
-                "peers": [vars(p) for p in self.peers], "trusted": sorted(self.trusted),
-                "traffic_groups": [{"name": t.name, "ha_order": list(t.ha_order), "auto_failback": t.auto_failback,
-                                    "addresses": list(t.addresses)} for t in self.traffic_groups],
-                "standalone_addresses": list(self.standalone_addresses), "offline": self.offline,
-                "evacuated": self.evacuated}
+        """The wire form (JSON types)."""
+        return _CONFIG.dump_python(self, mode="json")
 
     @classmethod
-    def load(cls, data: dict[str, Any]) -> "FailoverConfig":
-        return cls(device_id=data["device_id"], device_name=data["device_name"], key=data["key"], group=data["group"],
-                   interval=data["interval"], timeout=data["timeout"],
-                   peers=tuple(Peer(**p) for p in data["peers"]), trusted=frozenset(data["trusted"]),
-                   traffic_groups=tuple(TrafficGroupConfig(t["name"], tuple(t["ha_order"]), t["auto_failback"],
-                                                           tuple(t["addresses"])) for t in data["traffic_groups"]),
-                   standalone_addresses=tuple(data["standalone_addresses"]), offline=data["offline"],
-                   evacuated=data["evacuated"])
+    def load(cls, data: object) -> "FailoverConfig":
+        return _CONFIG.validate_python(data)
+
+
+@dataclass(frozen=True)
+class MemberReport:
+    """One member of a traffic group as the failover process sees it."""
+
+    name: str
+    id: str
+    alive: bool
+    offline: bool
+    state: str
+    last_heard_s: float | None
+    """Seconds since its last heartbeat when the report was made (None: this device, or never heard)."""
+
+
+@dataclass(frozen=True)
+class TrafficGroupReport:
+    name: str
+    state: str
+    """This device's state for it."""
+    active_device: str | None
+    declined: bool
+    ha_order: tuple[str, ...]
+    """The members in the order they take it."""
+    members: tuple[MemberReport, ...]
+
+
+@dataclass(frozen=True)
+class PeerReport:
+    name: str
+    last_heard_s: float | None
+    offline: bool
+    """Its last heartbeat said it takes no traffic group (offline or evacuated)."""
+
+
+@dataclass(frozen=True)
+class HeartbeatReport:
+    interval: float
+    timeout: float
+    counters: Counters
+
+
+@dataclass(frozen=True)
+class FailoverReport:
+    """The state the failover process reports to the management process, several times a second."""
+
+    out_of_service: bool
+    reason: str
+    heartbeat: HeartbeatReport
+    traffic_groups: tuple[TrafficGroupReport, ...]
+    peers: dict[str, PeerReport]
+    """By device id, this device excluded."""
+    addresses: tuple[str, ...]
+    """The floating addresses held."""
+    address_errors: dict[str, str]
+    dataplane_silent_s: float | None
+    """Seconds the data plane process has not answered (None: it answers)."""
+
+    def traffic_group(self, name: str) -> TrafficGroupReport | None:
+        return next((t for t in self.traffic_groups if t.name == name), None)
+
+    def dump(self) -> dict[str, Any]:
+        """The wire form (JSON types)."""
+        return _REPORT.dump_python(self, mode="json")
+
+    @classmethod
+    def load(cls, data: object) -> "FailoverReport":
+        return _REPORT.validate_python(data)
+
+
+_CONFIG = TypeAdapter(FailoverConfig)
+_REPORT = TypeAdapter(FailoverReport)

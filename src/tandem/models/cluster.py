@@ -84,7 +84,14 @@ class TrustedDevice(BaseModel):
 
 
 class GroupRecord(DeviceGroup):
+    """A device group as the trust domain keeps it."""
+
     seed: str = Field(max_length=64)
+    """The id of the member whose configuration seeds the group (not shown by the API)."""
+
+    def public(self) -> DeviceGroup:
+        """The group as the API shows it."""
+        return DeviceGroup.model_construct(**self.model_dump(exclude={"seed"}))
 
 
 class MemberState(BaseModel):

@@ -155,7 +155,6 @@ class MirrorSource:
         self.states: dict[tuple[str, str], MirrorState] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        store.on_keys.append(self._changed)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -177,7 +176,7 @@ class MirrorSource:
         return {"partition": partition, "state": state.state, "pusher": pusher, "last_sync": iso(state.last_sync),
                 "objects": state.objects, "message": state.message}
 
-    def _changed(self, keys: list[tuple[str, str, str]]) -> None:
+    def keys_changed(self, keys: list[tuple[str, str, str]]) -> None:
         """Note the objects of mirrored partitions that changed (here or replicated from a member)."""
         mirrored = {(r.uuid, p) for r in self._relationships.all() for p in r.mirrors}
         if not mirrored:

@@ -6,7 +6,7 @@ from typing import Any
 
 from tandem.errors import NotFound
 from tandem.models.peering import PeerRecord
-from tandem.trust.domain import PEER, Domain
+from tandem.trust.domain import Domain
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -20,11 +20,10 @@ class Relationships:
         self.domain = domain
 
     def all(self) -> list[PeerRecord]:
-        return [PeerRecord.model_validate(body) for body in self.domain.records(PEER)]
+        return self.domain.peer_records()
 
     def find(self, uuid: str) -> PeerRecord | None:
-        body = self.domain.record(PEER, uuid)
-        return PeerRecord.model_validate(body) if body else None
+        return self.domain.peer_record(uuid)
 
     def get(self, uuid: str) -> PeerRecord:
         record = self.find(uuid)
@@ -44,10 +43,10 @@ class Relationships:
         return next((r for r in self.all() if r.remote_uuid == cluster_uuid and r.key), None)
 
     def put(self, record: PeerRecord) -> None:
-        self.domain.put(PEER, record.uuid, record.model_dump())
+        self.domain.put_peer_record(record)
 
     def delete(self, uuid: str) -> None:
-        self.domain.delete(PEER, uuid)
+        self.domain.delete_peer_record(uuid)
 
     def free_name(self, wanted: str, uuid: str) -> str:
         """`wanted`, or with a suffix if another relationship has that name."""

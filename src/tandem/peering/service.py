@@ -51,7 +51,7 @@ class PeeringService:
         self.links = LinkSet(self._new_link)
         self.mirrors = MirrorSource(store, self.relationships, self.links, is_leader)
         target = MirrorTarget(store, self.relationships, adopt_partition,
-                              synced=lambda partition: any(partition in g["partitions"] for g in domain.groups()))
+                              synced=lambda partition: any(partition in g.partitions for g in domain.groups()))
         self._server = InterclusterServer(self.relationships, self.local, {
             "status": lambda _uuid, _request: {"type": "status", "cluster": self.status_payload()},
             "delete": self._deleted_by_remote,
@@ -60,7 +60,6 @@ class PeeringService:
         self._remote: dict[str, dict[str, Any]] = {}
         self._since: dict[str, tuple[str, float]] = {}
         self._running = False
-        domain.listeners.append(self._domain_changed)
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -78,7 +77,8 @@ class PeeringService:
         for stop in self.links.follow([]):
             await stop
 
-    def _domain_changed(self) -> None:
+    def domain_changed(self) -> None:
+        """The trust domain changed: follow the relationships it holds."""
         if self._running:
             asyncio.get_running_loop().create_task(self._follow())
 
@@ -97,7 +97,7 @@ class PeeringService:
 
     def local_network(self) -> list[str]:
         """The intercluster addresses of this cluster's devices."""
-        return [d["intercluster_url"] for d in self._domain.devices() if d.get("intercluster_url")]
+        return [d.intercluster_url for d in self._domain.devices() if d.intercluster_url]
 
     def local(self) -> dict[str, Any]:
         return {"uuid": self._domain.domain_id, "name": self._domain.cluster_name, "addresses": self.local_network()}
@@ -289,7 +289,7 @@ class PeeringService:
 
     def mirror_views(self, uuid: str) -> list[dict[str, Any]]:
         record = self.relationships.get(uuid)
-        pusher = self._domain.me["name"] if self.is_leader() else None
+        pusher = self._domain.me.name if self.is_leader() else None
         return [self.mirrors.view(uuid, p, pusher) for p in record.mirrors]
 
     def mirror_view(self, uuid: str, partition: str) -> dict[str, Any]:

@@ -13,10 +13,10 @@ Statuses (`Online`, `Offline`, `Evacuated`) are those the device asked sees now:
 docs/clustering.md, "Membership view".
 """
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Self
 
-from tandem.sdk.resource import PAGE_LIMIT, _segment
+from tandem.sdk.paging import records
+from tandem.sdk.resource import segment
 
 if TYPE_CHECKING:
     from tandem.sdk.client import Client
@@ -62,7 +62,7 @@ class ClusterMember(_Record):
         return self._post("restore")
 
     def _post(self, action: str) -> Self:
-        self.__dict__.update(self._client.request("POST", f"{_MEMBERS}/{_segment(self.server_name)}/{action}"))
+        self.__dict__.update(self._client.request("POST", f"{_MEMBERS}/{segment(self.server_name)}/{action}"))
         return self
 
 
@@ -74,19 +74,11 @@ class ClusterMembers:
 
     def all(self) -> list[ClusterMember]:
         """Every member (the trusted devices, the one asked included), by name."""
-        return list(self._pages())
+        return [ClusterMember(self._client, record) for record in records(self._client, _MEMBERS)]
 
     def get(self, name: str) -> ClusterMember:
         """One member; TandemError `not_found` (404) when no member has that name."""
-        return ClusterMember(self._client, self._client.request("GET", f"{_MEMBERS}/{_segment(name)}"))
-
-    def _pages(self) -> Iterator[ClusterMember]:
-        path: str | None = _MEMBERS
-        params: dict[str, Any] | None = {"limit": PAGE_LIMIT}
-        while path:
-            page = self._client.request("GET", path, params=params)
-            yield from (ClusterMember(self._client, record) for record in page["records"])
-            path, params = page.get("next"), None
+        return ClusterMember(self._client, self._client.request("GET", f"{_MEMBERS}/{segment(name)}"))
 
 
 class ClusterInfo(_Record):

@@ -12,6 +12,7 @@ See docs/clustering.md for the fields and the sync status.
 
 from typing import TYPE_CHECKING, Any, Self
 
+from tandem.models import cluster
 from tandem.sdk.job import Job, run_job
 from tandem.sdk.resource import Resource
 
@@ -36,6 +37,7 @@ class TrustedDevice(Resource):
     `delete()` removes the device from the domain, on every member.
     """
 
+    _model = cluster.TrustedDevice
     _collection = "/api/trust/devices"
     _identity = ("name",)
 
@@ -71,6 +73,7 @@ class DeviceGroup(Resource):
     `description`.
     """
 
+    _model = cluster.DeviceGroup
     _collection = "/api/device-groups"
     _identity = ("name",)
 

@@ -15,9 +15,10 @@ with what it hears (see docs/failover.md for the rule and the fields).
 import time
 from typing import TYPE_CHECKING, Any
 
+from tandem.models import cluster
 from tandem.sdk.connection import get_connection
 from tandem.sdk.errors import TandemError
-from tandem.sdk.resource import Resource, _segment
+from tandem.sdk.resource import Resource, segment
 
 if TYPE_CHECKING:
     from tandem.sdk.client import Client
@@ -36,6 +37,7 @@ class TrafficGroup(Resource):
     `description`.
     """
 
+    _model = cluster.TrafficGroup
     _collection = "/api/traffic-groups"
     _identity = ("name",)
 
@@ -111,7 +113,7 @@ class Failover:
     def force_standby(self, traffic_group: str, *, connection: "Client | None" = None) -> dict[str, Any]:
         """The connected device, active for `traffic_group`, steps down and declines it while another
         candidate is alive (TandemError `conflict` when it is not active); its status afterwards."""
-        path = f"/api/failover/traffic-groups/{_segment(traffic_group)}/force-standby"
+        path = f"/api/failover/traffic-groups/{segment(traffic_group)}/force-standby"
         return self._conn(connection).request("POST", path)
 
     def offline(self, *, connection: "Client | None" = None) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""Job: a long operation on the device, and how a 202 answer becomes one."""
+"""Job: a long operation on the device, and how a 202 answer becomes one (for every Resource: this module
+gives Resource its `_start_job` hook)."""
 
 import math
 import time
 from typing import TYPE_CHECKING, Any, Self
 
+from tandem import models
 from tandem.sdk.connection import get_connection
 from tandem.sdk.errors import TandemError
-from tandem.sdk.resource import Resource, _snapshot
+from tandem.sdk.resource import Resource, snapshot
 
 if TYPE_CHECKING:
     from tandem.sdk.client import Client
@@ -19,6 +21,7 @@ MAX_WAIT = 60
 class Job(Resource):
     """A long operation: `/api/jobs/{id}`; `state` is running, succeeded or failed."""
 
+    _model = models.Job
     _collection = "/api/jobs"
     _identity = ("id",)
 
@@ -44,7 +47,7 @@ class Job(Resource):
             wait = max(1, min(MAX_WAIT, math.ceil(remaining)))
             data = conn.request("GET", self._item_path(), params={"wait": wait}, timeout=conn.timeout + wait)
             self._load(data)
-            self._last = _snapshot(data)
+            self._last = snapshot(data)
         return self
 
     def raise_for_failure(self) -> Self:
@@ -60,14 +63,11 @@ class Job(Resource):
         return self
 
     @classmethod
-    def from_response(cls, data: Any, connection: "Client | None" = None) -> "Job":
+    def from_response(cls, data: Any, connection: "Client | None" = None) -> Self:
         """The Job a 202 answer carries."""
         if not isinstance(data, dict) or "id" not in data:
             raise TandemError(None, "bad_response", f"expected a job, the device answered {data!r:.200}")
-        job = cls(connection=connection)
-        job._load(data)
-        job._last = _snapshot(data)
-        return job
+        return cls._from_record(data, {}, connection)
 
 
 def run_job(
@@ -86,3 +86,6 @@ def run_job(
     if poll:
         job.poll(timeout).raise_for_failure()
     return job
+
+
+Resource._start_job = staticmethod(run_job)

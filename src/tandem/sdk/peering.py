@@ -12,8 +12,9 @@
 import time
 from typing import TYPE_CHECKING, Any, Self
 
+from tandem.models import peering
 from tandem.sdk.errors import TandemError
-from tandem.sdk.resource import _MISSING, Resource, _segment
+from tandem.sdk.resource import MISSING, Resource, segment
 
 if TYPE_CHECKING:
     from tandem.sdk.client import Client
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 class ClusterPeer(Resource):
     """A cluster peer relationship: `/api/cluster/peers/{uuid}`."""
 
+    _model = peering.PeerRecord
     _collection = "/api/cluster/peers"
     _identity = ("uuid",)
 
@@ -30,9 +32,9 @@ class ClusterPeer(Resource):
         sub-fields that changed are sent: the others are the server's to tell."""
         changes = super()._changes()
         for key, value in list(changes.items()):
-            old = self._last.get(key, _MISSING)
+            old = self._last.get(key, MISSING)
             if isinstance(value, dict) and isinstance(old, dict):
-                changes[key] = {k: v for k, v in value.items() if old.get(k, _MISSING) != v}
+                changes[key] = {k: v for k, v in value.items() if old.get(k, MISSING) != v}
         return changes
 
     def delete(self, *, connection: "Client | None" = None) -> dict[str, Any]:  # type: ignore[override]
@@ -66,4 +68,4 @@ class ClusterPeer(Resource):
 
     def unmirror(self, partition: str, *, connection: "Client | None" = None) -> None:
         """Stop mirroring `partition`; the peer keeps its copy, now its own."""
-        self._conn(connection).request("DELETE", f"{self._item_path()}/mirrors/{_segment(partition)}")
+        self._conn(connection).request("DELETE", f"{self._item_path()}/mirrors/{segment(partition)}")

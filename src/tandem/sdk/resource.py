@@ -8,7 +8,7 @@
 
 import re
 import reprlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import quote
 
@@ -16,13 +16,14 @@ import orjson
 
 from tandem.sdk.connection import get_connection
 from tandem.sdk.errors import TandemError
+from tandem.sdk.paging import PAGE_LIMIT as PAGE_LIMIT  # still importable from here
+from tandem.sdk.paging import records
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from tandem.sdk.client import Client
     from tandem.sdk.job import Job
-
-PAGE_LIMIT = 10_000
-"""Records asked for per page of a collection (the API's maximum)."""
 
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-:\[\]]+$")
 _repr = reprlib.Repr()
@@ -33,14 +34,39 @@ _repr.maxother = 60
 class Resource:
     """An object of the API: its fields are attributes, identity fields name it in URLs.
 
-    Subclasses set `_collection` (a path, with `{parent}` placeholders for parent keys),
-    `_parents` (names of the parent keys, in order), `_identity` and `_identity_defaults`.
+    Subclasses set `_model` (the resource's model in `tandem.models`) and what the model does not
+    know: `_collection` (a path, with `{parent}` placeholders for parent keys) unless it is
+    `/api/{model.kind}`, `_parents` (names of the parent keys, in order) and `_identity` unless the
+    model has one. `_identity_defaults` come from the defaults of the model's identity fields.
+    The model only describes: bodies are not validated here, the device's errors tell what is wrong.
     """
 
+    _model: ClassVar["type[BaseModel] | None"] = None
     _collection: ClassVar[str]
     _parents: ClassVar[tuple[str, ...]] = ()
     _identity: ClassVar[tuple[str, ...]] = ("partition", "name")
     _identity_defaults: ClassVar[dict[str, Any]] = {}
+    _start_job: ClassVar["Callable[..., Job]"]
+    """How a request answered with 202 and a job becomes a Job (`tandem.sdk.job.run_job`). A Job is a
+    Resource, so tandem.sdk.job sets this as it is imported, instead of this module importing it."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Take from the class's own `_model` what it does not set itself."""
+        super().__init_subclass__(**kwargs)
+        model = cls.__dict__.get("_model")
+        if model is None:
+            return
+        if "_collection" not in cls.__dict__ and hasattr(model, "kind"):
+            cls._collection = f"/api/{model.kind}"
+        if "_identity" not in cls.__dict__ and hasattr(model, "identity"):
+            cls._identity = model.identity
+        if "_identity_defaults" not in cls.__dict__:
+            fields = model.model_fields
+            cls._identity_defaults = {
+                name: fields[name].get_default(call_default_factory=True)
+                for name in cls._identity
+                if name in fields and not fields[name].is_required()
+            }
 
     def __init__(self, *parent_keys: Any, connection: "Client | None" = None, **fields: Any) -> None:
         self._parent_values = self._split_parents(parent_keys, fields)
@@ -112,7 +138,7 @@ class Resource:
                 f"{cls.__name__} needs its parent keys ({', '.join(cls._parents)}); missing {', '.join(missing)}",
                 missing[0],
             )
-        return cls._collection.format(**{name: _segment(parents[name]) for name in cls._parents})
+        return cls._collection.format(**{name: segment(parents[name]) for name in cls._parents})
 
     def _key_value(self, field: str) -> Any:
         value = self.__dict__.get(field)
@@ -129,7 +155,7 @@ class Resource:
 
     def _item_segments(self) -> list[str]:
         """The path segments after the collection that name this object."""
-        return [_segment(self._key_value(field)) for field in self._identity]
+        return [segment(self._key_value(field)) for field in self._identity]
 
     def _item_path(self) -> str:
         return self._collection_path(self._parent_values) + "/" + "/".join(self._item_segments())
@@ -147,7 +173,7 @@ class Resource:
         params = {"fields": _join(fields)} if fields else None
         data = self._conn(connection).request("GET", self._item_path(), params=params)
         self._load(data)
-        self._last.update(_snapshot(data))
+        self._last.update(snapshot(data))
         return self
 
     def post(self, *, hydrate: bool = False, connection: "Client | None" = None) -> Self:
@@ -179,18 +205,18 @@ class Resource:
         """After a write: take the stored object the device returned, remember the state as sent."""
         if isinstance(data, dict):
             self._load(data)
-        self._last = _snapshot(self.to_dict())
+        self._last = snapshot(self.to_dict())
 
     def _changes(self) -> dict[str, Any]:
         """The fields that differ from the last state read or written (deep comparison)."""
         last = self._last
         changes = {}
         for key, value in self.to_dict().items():
-            old = last.get(key, _MISSING)
-            if old is not _MISSING and type(old) is type(value) and old == value:
+            old = last.get(key, MISSING)
+            if old is not MISSING and type(old) is type(value) and old == value:
                 continue
             if key in self._identity:
-                if old is _MISSING:
+                if old is MISSING:
                     continue
                 raise TandemError(
                     None,
@@ -219,39 +245,18 @@ class Resource:
         conn = get_connection(connection)
         parents = cls._split_parents(parent_keys, filters)
         params = _query(filters)
-        params.setdefault("limit", PAGE_LIMIT if max_records is None else max(1, min(max_records, PAGE_LIMIT)))
         if fields:
             params["fields"] = _join(fields)
-        return cls._pages(conn, parents, cls._collection_path(parents), params, max_records)
+        found = records(conn, cls._collection_path(parents), params, max_records=max_records)
+        return (cls._from_record(record, parents, conn) for record in found)
 
     @classmethod
-    def _pages(
-        cls,
-        conn: "Client",
-        parents: dict[str, Any],
-        path: str,
-        params: dict[str, Any],
-        max_records: int | None,
-    ) -> Iterator[Self]:
-        count = 0
-        next_path: str | None = path
-        query: dict[str, Any] | None = params
-        while next_path and (max_records is None or count < max_records):
-            page = conn.request("GET", next_path, params=query)
-            for record in page.get("records", ()):
-                yield cls._from_record(record, parents, conn)
-                count += 1
-                if max_records is not None and count >= max_records:
-                    return
-            next_path, query = page.get("next"), None
-
-    @classmethod
-    def _from_record(cls, record: dict[str, Any], parents: dict[str, Any], conn: "Client") -> Self:
+    def _from_record(cls, record: dict[str, Any], parents: dict[str, Any], conn: "Client | None") -> Self:
         obj = cls.__new__(cls)
         obj._parent_values = parents
         obj._connection = conn
         obj._load(record)
-        obj._last = _snapshot(record)
+        obj._last = snapshot(record)
         return obj
 
     @classmethod
@@ -309,23 +314,22 @@ class Resource:
         poll_timeout: float,
         filters: dict[str, Any],
     ) -> "Job":
-        from tandem.sdk.job import run_job
-
         conn = get_connection(connection)
         parents = cls._split_parents(parent_keys, filters)
         path = cls._collection_path(parents)
-        return run_job(conn, method, path, json=body, params=_query(filters), poll=poll, timeout=poll_timeout)
+        return cls._start_job(conn, method, path, json=body, params=_query(filters), poll=poll, timeout=poll_timeout)
 
 
-_MISSING: Any = object()
+MISSING: Any = object()
+"""Stands for a field absent from the last state read or written."""
 
 
-def _snapshot(data: Any) -> Any:
+def snapshot(data: Any) -> Any:
     """A deep copy of JSON-like data (fast, via orjson)."""
     return orjson.loads(orjson.dumps(data))
 
 
-def _segment(value: Any) -> str:
+def segment(value: Any) -> str:
     """One URL path segment: names pass as they are; anything else is percent-encoded."""
     text = str(value)
     if text in ("", ".", ".."):

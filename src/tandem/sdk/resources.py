@@ -1,10 +1,14 @@
-"""The configuration and user resources of a device's API."""
+"""The configuration and user resources of a device's API.
+
+Their models (`tandem.models`) give the collection (`/api/{kind}`), the identity fields and their
+defaults (`partition` is `Common` where the model says so).
+"""
 
 from typing import TYPE_CHECKING, Any
 
-from tandem.models import DEFAULT_PARTITION
+from tandem import models
 from tandem.models.fields import member_key
-from tandem.sdk.resource import Resource, _segment
+from tandem.sdk.resource import Resource, segment
 
 if TYPE_CHECKING:
     from tandem.sdk.client import Client
@@ -13,22 +17,19 @@ if TYPE_CHECKING:
 class Partition(Resource):
     """A namespace of configuration objects: `/api/partitions/{name}`."""
 
-    _collection = "/api/partitions"
-    _identity = ("name",)
+    _model = models.Partition
 
 
 class Monitor(Resource):
     """A health monitor (tcp or http): `/api/monitors/{partition}/{name}`."""
 
-    _collection = "/api/monitors"
-    _identity_defaults = {"partition": DEFAULT_PARTITION}
+    _model = models.Monitor
 
 
 class Pool(Resource):
     """A pool: `/api/pools/{partition}/{name}`; `members` is the embedded list of member dicts."""
 
-    _collection = "/api/pools"
-    _identity_defaults = {"partition": DEFAULT_PARTITION}
+    _model = models.Pool
 
     def stats(self, connection: "Client | None" = None) -> dict[str, Any]:
         """Member health and counters, as the connected device serves the pool now: `{"ADDRESS:PORT":
@@ -40,8 +41,7 @@ class Pool(Resource):
 class VirtualServer(Resource):
     """A virtual server: `/api/virtuals/{partition}/{name}`."""
 
-    _collection = "/api/virtuals"
-    _identity_defaults = {"partition": DEFAULT_PARTITION}
+    _model = models.VirtualServer
 
     def stats(self, connection: "Client | None" = None) -> dict[str, Any]:
         """Counters of the virtual server as the connected device serves it now: `{"address", "port",
@@ -56,17 +56,16 @@ class PoolMember(Resource):
     `/api/pools/{partition}/{pool}/members/{address}:{port}` (IPv6 as `[address]:port`).
     """
 
+    _model = models.PoolMember
     _collection = "/api/pools/{partition}/{pool}/members"
     _parents = ("partition", "pool")
-    _identity = ("address", "port")
 
     def _item_segments(self) -> list[str]:
         address: Any = self._key_value("address")
-        return [_segment(member_key(str(address), self._key_value("port")))]
+        return [segment(member_key(str(address), self._key_value("port")))]
 
 
 class User(Resource):
     """An API user: `/api/users/{name}`; `password` is write-only."""
 
-    _collection = "/api/users"
-    _identity = ("name",)
+    _model = models.User

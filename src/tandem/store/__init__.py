@@ -1,6 +1,8 @@
 """The device's store: SQLite in WAL mode, every write a transaction in a log."""
 
-from tandem.store.database import GLOBAL, LOCAL_SCOPE, ScopeRule, Store, Transaction, Vector
+from tandem.store.database import GLOBAL, LOCAL_SCOPE, ScopeRule, Store, Transaction
 from tandem.store.reader import Reader, Record
+from tandem.store.records import Body, LogRecord, Vector, Version
 
-__all__ = ["GLOBAL", "LOCAL_SCOPE", "Reader", "Record", "ScopeRule", "Store", "Transaction", "Vector"]
+__all__ = ["GLOBAL", "LOCAL_SCOPE", "Body", "LogRecord", "Reader", "Record", "ScopeRule", "Store", "Transaction",
+           "Vector", "Version"]

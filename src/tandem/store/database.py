@@ -22,6 +22,7 @@ returns, so an acknowledged write survives the process being killed at any momen
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import queue
 import sqlite3
@@ -37,9 +38,11 @@ from typing import Any
 
 import orjson
 
+from tandem.models.cluster import DomainRecord
 from tandem.store.clock import HybridClock, Stamp
 from tandem.store.digest import BUCKETS, Digest, bucket_of, combine, home_partition, version_hash
-from tandem.store.reader import LOG_COLUMNS, IndexOf, Reader, Record, connect, log_dict
+from tandem.store.reader import LOG_COLUMNS, IndexOf, Reader, Record, connect, log_record
+from tandem.store.records import Body, DraftWrite, Key, LogRecord, Vector, Version
 
 log = logging.getLogger("tandem.store")
 
@@ -48,7 +51,6 @@ GLOBAL = ""
 LOCAL_SCOPE = ""
 """The scope of changes that stay on this device."""
 
-Vector = dict[str, int]
 CHECKPOINT_EVERY = 1.0
 """Seconds between copies of the WAL into the database (by the checkpoint thread)."""
 WRITER_CACHE_KIB = 65536
@@ -71,24 +73,17 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def change_version(change: list[Any], origin: str, seq: int | None, vv: Vector) -> dict[str, Any]:
-    """The object version one change of a log record makes."""
-    kind, partition, name, hlc, body = change
-    return {"kind": kind, "partition": partition, "name": name, "body": body, "hlc": hlc, "origin": origin,
-            "seq": seq, "vv": vv, "deleted": body is None}
-
-
 class Transaction:
     """Reads and writes inside one SQLite transaction (on the writer); all of it commits or none does."""
 
     def __init__(self, store: "Store") -> None:
         self._store = store
-        self.logs: dict[str, dict[str, Any]] = {}
+        self.logs: dict[str, LogRecord] = {}
         """The log record of this transaction in each scope it touched, by scope."""
         self._positions: dict[str, dict[tuple[str, str, str], int]] = {}
         """Per scope, where each object's change is in the record."""
 
-    def get(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
+    def get(self, kind: str, partition: str, name: str) -> Body | None:
         return self._store.get(kind, partition, name)
 
     def record(self, kind: str, partition: str, name: str) -> Record | None:
@@ -107,7 +102,7 @@ class Transaction:
         """A fresh stamp of this device, for a `put` that must know its own stamp in advance."""
         return Stamp(self._store.clock.now(), self._store.device_id)
 
-    def put(self, kind: str, partition: str, name: str, body: dict[str, Any], stamp: Stamp | None = None) -> int:
+    def put(self, kind: str, partition: str, name: str, body: Body, stamp: Stamp | None = None) -> int:
         """Create or replace an object (at `stamp`, from `stamp()`, if given); returns its log record's id."""
         return self._change(kind, partition, name, body, stamp)
 
@@ -115,25 +110,23 @@ class Transaction:
         """Delete an object (leaving a tombstone); returns its log record's id."""
         return self._change(kind, partition, name, None, None)
 
-    def _change(self, kind: str, partition: str, name: str, body: dict[str, Any] | None,
-                stamp: Stamp | None) -> int:
+    def _change(self, kind: str, partition: str, name: str, body: Body | None, stamp: Stamp | None) -> int:
         store = self._store
         record = self.log_of(store.scope_of(kind, partition, name))
-        change = [kind, partition, name, stamp.hlc if stamp else store.clock.now(), body]
-        position = self._positions.setdefault(record["scope"], {})
+        hlc = stamp.hlc if stamp else store.clock.now()
+        position = self._positions.setdefault(record.scope, {})
         key = (kind, partition, name)
         if key in position:  # a record holds one change per object, its last (all share the record's seq)
-            record["changes"][position[key]] = change
+            record.changes[position[key]] = (kind, partition, name, hlc, body)
         else:
-            position[key] = len(record["changes"])
-            record["changes"].append(change)
-        store.write_version(change_version(change, record["origin"], record["seq"], record["vv"]), record["id"])
-        return record["id"]
+            position[key] = len(record.changes)
+            record.changes.append((kind, partition, name, hlc, body))
+        store.write_version(Version(kind, partition, name, body, hlc, record.origin, record.seq, record.vv,
+                                    body is None), record.id)
+        return record.id
 
-    def bulk(self, writes: dict[tuple[str, str, str], tuple[dict[str, Any] | None, int, str | None]],
-             old: dict[tuple[str, str, str], dict[str, Any] | None],
-             digest_changes: dict[tuple[str, str, str], tuple[str, int, int]],
-             refs_of: dict[tuple[str, str, str], list[tuple[str, str]]]) -> None:
+    def bulk(self, writes: dict[Key, DraftWrite], old: dict[Key, Version | None],
+             digest_changes: dict[Key, tuple[str, int, int]], refs_of: dict[Key, list[tuple[str, str]]]) -> None:
         """Write many objects at once, prepared away from the writer (`draft.Draft`): per object its body
         (None: delete), stamp clock and body JSON, its current version, its digest change, its references."""
         store = self._store
@@ -144,15 +137,16 @@ class Transaction:
         for key, (body, hlc, body_json) in writes.items():
             kind, partition, name = key
             record = self.log_of(store.scope_of(kind, partition, name))
-            record["changes"].append([kind, partition, name, hlc,
-                                      None if body_json is None else orjson.Fragment(body_json)])
-            vv = vv_json.get(record["scope"]) or vv_json.setdefault(record["scope"], _json(record["vv"]))
-            objects.append((kind, partition, name, body_json, hlc, record["origin"], record["seq"], vv, record["id"],
+            record.changes.append((kind, partition, name, hlc,
+                                   None if body_json is None else orjson.Fragment(body_json)))
+            vv = vv_json.get(record.scope) or vv_json.setdefault(record.scope, _json(record.vv))
+            objects.append((kind, partition, name, body_json, hlc, record.origin, record.seq, vv, record.id,
                             int(body is None)))
             keys.append(key)
             refs += [(field, value, kind, partition, name) for field, value in refs_of.get(key, [])]
             pending.digest_changes.append(digest_changes[key])
-            if old[key] is not None and not old[key]["deleted"]:
+            before = old[key]
+            if before is not None and not before.deleted:
                 indexed.append(key)
         pending.keys += keys
         db = store.db
@@ -161,7 +155,7 @@ class Transaction:
         db.executemany("DELETE FROM refs WHERE kind = ? AND partition = ? AND name = ?", indexed)
         db.executemany("INSERT OR IGNORE INTO refs (field, value, kind, partition, name) VALUES (?, ?, ?, ?, ?)", refs)
 
-    def log_of(self, rule: ScopeRule) -> dict[str, Any]:
+    def log_of(self, rule: ScopeRule) -> LogRecord:
         """This transaction's log record in the rule's scope, begun on first use."""
         record = self.logs.get(rule.scope)
         if record is None:
@@ -169,8 +163,7 @@ class Transaction:
             vector = store.vector(rule.scope)
             seq = vector.get(store.device_id, 0) + 1 if rule.sequenced else None
             vv = vector | ({store.device_id: seq} if seq is not None else {})
-            record = {"scope": rule.scope, "origin": store.device_id, "seq": seq, "vv": vv, "changes": []}
-            record["id"] = store.append(record)
+            record = store.append(LogRecord(store.device_id, seq, vv, [], rule.scope))
             if seq is not None:
                 store.set_version(rule.scope, store.device_id, seq)
             self.logs[rule.scope] = record
@@ -179,13 +172,15 @@ class Transaction:
     def finish(self) -> None:
         """Write the changes into the log records (before COMMIT)."""
         for record in self.logs.values():
-            self._store.db.execute("UPDATE log SET changes = ? WHERE id = ?", (_json(record["changes"]), record["id"]))
+            self._store.db.execute("UPDATE log SET changes = ? WHERE id = ?", (_json(record.changes), record.id))
 
 
 class Store(Reader):
     """The single source of truth of one device."""
 
-    def __init__(self, path: Path, *, durable: bool = False) -> None:
+    def __init__(self, path: Path, *, durable: bool = False, index_of: IndexOf = lambda kind, partition, body: []
+                 ) -> None:
+        """The store in `path`; `index_of` names the references of each object to index (none by default)."""
         self.path = path
         self._durable = durable
         self._writer_db = self._connect()
@@ -207,8 +202,8 @@ class Store(Reader):
         row = self._writer_db.execute("SELECT coalesce(max(hlc), 0) FROM objects").fetchone()
         self.clock = HybridClock(row[0])
         self.scope_of: ScopeOf = lambda kind, partition, name: ScopeRule()
-        self.index_of: IndexOf = lambda kind, partition, body: []
-        self.on_commit: list[Callable[[list[dict[str, Any]]], None]] = []
+        self.index_of = index_of
+        self.on_commit: list[Callable[[list[LogRecord]], None]] = []
         """Called after each committed local transaction with its sequenced log records of groups."""
         self.on_change: list[Callable[[], None]] = []
         """Called after every committed transaction, local or replicated."""
@@ -383,7 +378,7 @@ class Store(Reader):
             txn = Transaction(self)
             yield txn
             txn.finish()
-            pending.sequenced = [r for r in txn.logs.values() if r["seq"] is not None and r["scope"] != LOCAL_SCOPE]
+            pending.sequenced = [r for r in txn.logs.values() if r.seq is not None and r.scope != LOCAL_SCOPE]
 
     @contextmanager
     def atomic(self) -> Iterator["_Pending"]:
@@ -422,37 +417,37 @@ class Store(Reader):
             for commit_listener in self.on_commit:
                 self._notify(commit_listener, pending.sequenced)
 
-    def append(self, record: dict[str, Any]) -> int:
-        """Add a log record; returns its id."""
+    def append(self, record: LogRecord, scope: str | None = None) -> LogRecord:
+        """Add a log record (in `scope`, else its own); returns it as kept here, with its id and scope."""
+        scope = record.scope if scope is None else scope
         cursor = self.db.execute("INSERT INTO log (scope, origin, seq, vv, changes) VALUES (?, ?, ?, ?, ?)",
-                                 (record["scope"], record["origin"], record["seq"], _json(record["vv"]),
-                                  _json(record["changes"])))
+                                 (scope, record.origin, record.seq, _json(record.vv), _json(record.changes)))
         assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return dataclasses.replace(record, scope=scope, id=cursor.lastrowid)
 
-    def write_version(self, version: dict[str, Any], commit_id: int) -> None:
+    def write_version(self, version: Version, commit_id: int) -> None:
         """Make `version` (with its `deleted` flag) the object's current version."""
-        kind, partition, name = version["kind"], version["partition"], version["name"]
-        deleted = version["deleted"]
+        kind, partition, name = version.key
+        deleted = version.deleted
         old = self.version(kind, partition, name)
         self._changed(old, version)
         self.db.execute(
             "INSERT OR REPLACE INTO objects (kind, partition, name, body, hlc, origin, seq, vv, commit_id, deleted)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, partition, name, None if deleted else _json(version["body"]), version["hlc"], version["origin"],
-             version["seq"], _json(version["vv"]), commit_id, int(deleted)))
-        self.index(kind, partition, name, None if deleted else version["body"])
+            (kind, partition, name, None if deleted else _json(version.body), version.hlc, version.origin,
+             version.seq, _json(version.vv), commit_id, int(deleted)))
+        self.index(kind, partition, name, None if deleted else version.body)
 
-    def _changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+    def _changed(self, old: Version | None, new: Version | None) -> None:
         """Note in the transaction how a version replaces another (for the digests and `on_keys`)."""
         pending = self._transaction_state()
         version = new or old
         assert version is not None
-        kind, partition, name = version["kind"], version["partition"], version["name"]
+        kind, partition, name = version.key
         change = 0
         for side in (old, new):
             if side is not None:
-                change ^= version_hash(kind, partition, name, side["hlc"], side["origin"], side["deleted"])
+                change ^= version_hash(kind, partition, name, side.hlc, side.origin, side.deleted)
         pending.digest_changes.append((home_partition(kind, partition, name),
                                        bucket_of(kind, partition, name), change))
         pending.keys.append((kind, partition, name))
@@ -462,7 +457,7 @@ class Store(Reader):
             raise RuntimeError("objects change only inside a transaction")
         return self._pending
 
-    def index(self, kind: str, partition: str, name: str, body: dict[str, Any] | None) -> None:
+    def index(self, kind: str, partition: str, name: str, body: Body | None) -> None:
         """Keep the references of one object (None: it is gone) in the index."""
         self.db.execute("DELETE FROM refs WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name))
         if body is not None:
@@ -507,27 +502,27 @@ class Store(Reader):
             for record in list(self.records(kind)):
                 self.index(kind, record.partition, record.name, record.body)
 
-    def origin_commits(self, scope: str, origin: str, after: int, limit: int) -> list[dict[str, Any]] | None:
+    def origin_commits(self, scope: str, origin: str, after: int, limit: int) -> list[LogRecord] | None:
         """The log records of `origin` in `scope` with sequence after `after`, in order, as many as hold
         `limit` changes (at least one); None when the log no longer holds the next one (trimmed, or never
         received here: a full load is needed)."""
-        out: list[dict[str, Any]] = []
+        out: list[LogRecord] = []
         changes = 0
         rows = self.db.execute(f"SELECT {', '.join(LOG_COLUMNS)} FROM log WHERE scope = ? AND origin = ?"
                                " AND seq > ? ORDER BY seq", (scope, origin, after))
         for row in rows:
-            record = log_dict(row)
-            if out and changes + len(record["changes"]) > limit:
+            record = log_record(row)
+            if out and changes + len(record.changes) > limit:
                 break
             out.append(record)
-            changes += len(record["changes"])
-        if out and out[0]["seq"] != after + 1:
+            changes += len(record.changes)
+        if out and out[0].seq != after + 1:
             return None
         if not out and self.vector(scope).get(origin, 0) > after:
             return None
         return out
 
-    def rewrite_body(self, kind: str, partition: str, name: str, body: dict[str, Any]) -> None:
+    def rewrite_body(self, kind: str, partition: str, name: str, body: Body) -> None:
         """Change an object's stored body in place, its version unchanged (a format upgrade, not a change)."""
         self.db.execute("UPDATE objects SET body = ? WHERE kind = ? AND partition = ? AND name = ?",
                         (_json(body), kind, partition, name))
@@ -544,13 +539,14 @@ class Store(Reader):
         self.db.execute("DELETE FROM objects WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name))
         self.index(kind, partition, name, None)
 
-    def sequence(self, record: dict[str, Any], seq: int) -> None:
-        """Give a pending log record its sequence number (and its object versions, where still current)."""
-        record["seq"] = seq
-        record["vv"] = dict(record["vv"], **{record["origin"]: seq})
-        vv = _json(record["vv"])
-        self.db.execute("UPDATE log SET seq = ?, vv = ? WHERE id = ?", (seq, vv, record["id"]))
-        self.db.execute("UPDATE objects SET seq = ?, vv = ? WHERE commit_id = ?", (seq, vv, record["id"]))
+    def sequence(self, record: LogRecord, seq: int) -> LogRecord:
+        """Give a pending log record its sequence number (and its object versions, where still current);
+        returns it sequenced."""
+        sequenced = dataclasses.replace(record, seq=seq, vv=record.vv | {record.origin: seq})
+        vv = _json(sequenced.vv)
+        self.db.execute("UPDATE log SET seq = ?, vv = ? WHERE id = ?", (seq, vv, record.id))
+        self.db.execute("UPDATE objects SET seq = ?, vv = ? WHERE commit_id = ?", (seq, vv, record.id))
+        return sequenced
 
     def drop_pending(self, scope: str) -> None:
         self.db.execute("DELETE FROM log WHERE scope = ? AND seq IS NULL", (scope,))
@@ -566,16 +562,17 @@ class Store(Reader):
 
     # -- the trust domain's records -------------------------------------------------------------
 
-    def domain_records(self) -> list[dict[str, Any]]:
+    def domain_records(self) -> list[DomainRecord]:
+        """The trust domain's records as this device last stored them."""
         rows = self.db.execute("SELECT kind, key, body, hlc, origin, deleted FROM domain ORDER BY kind, key")
-        return [{"kind": k, "key": key, "body": orjson.loads(b), "hlc": h, "origin": o, "deleted": bool(d)}
+        return [DomainRecord(kind=k, key=key, body=orjson.loads(b), hlc=h, origin=o, deleted=bool(d))
                 for k, key, b, h, o, d in rows]
 
-    def put_domain_record(self, record: dict[str, Any]) -> None:
+    def put_domain_record(self, record: DomainRecord) -> None:
         """Store a record of the trust domain (queued to the writer)."""
         self._queue(self.db_execute, "INSERT OR REPLACE INTO domain (kind, key, body, hlc, origin, deleted)"
-                    " VALUES (?, ?, ?, ?, ?, ?)", (record["kind"], record["key"], _json(record["body"]), record["hlc"],
-                                                   record["origin"], int(record["deleted"])))
+                    " VALUES (?, ?, ?, ?, ?, ?)", (record.kind, record.key, _json(record.body), record.hlc,
+                                                   record.origin, int(record.deleted)))
 
     def clear_domain(self) -> None:
         self._queue(self.db_execute, "DELETE FROM domain", ())
@@ -635,7 +632,7 @@ class _Pending:
     vectors: dict[str, Vector]
     digest_changes: list[tuple[str, int, int]]
     keys: list[tuple[str, str, str]]
-    sequenced: list[dict[str, Any]]
+    sequenced: list[LogRecord]
     generation: bool
 
     def __init__(self) -> None:

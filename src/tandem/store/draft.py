@@ -18,9 +18,8 @@ import orjson
 from tandem.store import digest
 from tandem.store.clock import Stamp
 from tandem.store.database import Store
-from tandem.store.reader import Reader, Record
-
-Key = tuple[str, str, str]
+from tandem.store.reader import VERSION_COLUMNS, Reader, Record, version_of
+from tandem.store.records import Body, DraftWrite, Key, Version
 
 
 class StaleDraft(Exception):
@@ -53,9 +52,9 @@ class Prepared:
     """The id of the last log record the snapshot holds."""
     generation: int
     """The store's count of changes without log record when the draft began."""
-    writes: dict[Key, tuple[dict[str, Any] | None, int, str | None]] = field(default_factory=dict)
-    """Per object written, in order: its body (None: deleted), its stamp's clock and its body as JSON."""
-    old: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
+    writes: dict[Key, DraftWrite] = field(default_factory=dict)
+    """Per object written, in order."""
+    old: dict[Key, Version | None] = field(default_factory=dict)
     """Per object written: its version in the snapshot."""
     digest_changes: dict[Key, tuple[str, int, int]] = field(default_factory=dict)
     """Per object written: its digest's partition, bucket, and the XOR that takes the bucket from the
@@ -79,8 +78,8 @@ class Draft:
         self._db.execute("BEGIN")
         snapshot = self._db.execute("SELECT coalesce(max(id), 0) FROM log").fetchone()[0]
         self.prepared = Prepared(snapshot, generation)
-        self._snapshot_versions: dict[Key, dict[str, Any] | None] = {}
-        self._buckets: dict[tuple[str, str], dict[str, dict[str, Any] | None]] = {}
+        self._snapshot_versions: dict[Key, Version | None] = {}
+        self._buckets: dict[tuple[str, str], dict[str, Body | None]] = {}
         self._refs: dict[tuple[str, str], set[Key]] = {}
 
     def close(self) -> Prepared:
@@ -90,24 +89,22 @@ class Draft:
 
     # -- reads (the snapshot, then the draft's own writes) ----------------------------------------------
 
-    def _version(self, key: Key) -> dict[str, Any] | None:
-        """The snapshot's version of an object (body, stamp, deleted), read once."""
+    def _version(self, key: Key) -> Version | None:
+        """The snapshot's version of an object, read once."""
         if key not in self._snapshot_versions:
-            row = self._db.execute("SELECT body, hlc, origin, deleted FROM objects WHERE kind = ? AND partition = ?"
-                                   " AND name = ?", key).fetchone()
-            self._snapshot_versions[key] = None if row is None else {
-                "kind": key[0], "partition": key[1], "name": key[2], "body": orjson.loads(row[0]) if row[0] else None,
-                "hlc": row[1], "origin": row[2], "deleted": bool(row[3])}
+            row = self._db.execute(f"SELECT {', '.join(VERSION_COLUMNS)} FROM objects WHERE kind = ?"
+                                   " AND partition = ? AND name = ?", key).fetchone()
+            self._snapshot_versions[key] = None if row is None else version_of(row)
         return self._snapshot_versions[key]
 
-    def get(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
+    def get(self, kind: str, partition: str, name: str) -> Body | None:
         key = (kind, partition, name)
         writes = self.prepared.writes
         if key in writes:
             return writes[key][0]
         self.prepared.read_keys.add(key)
         version = self._version(key)
-        return None if version is None or version["deleted"] else version["body"]
+        return None if version is None or version.deleted else version.body
 
     def exists(self, kind: str, partition: str, name: str) -> bool:
         return self.get(kind, partition, name) is not None
@@ -119,8 +116,7 @@ class Draft:
             return None if body is None else Record(kind, partition, name, body, 0, Stamp(hlc, self._device_id))
         body = self.get(kind, partition, name)
         version = self._version(key)
-        return None if body is None or version is None else Record(kind, partition, name, body, 0,
-                                                                   Stamp(version["hlc"], version["origin"]))
+        return None if body is None or version is None else Record(kind, partition, name, body, 0, version.stamp)
 
     def records(self, kind: str, partition: str | None = None, prefix: str | None = None) -> list[Record]:
         writes = self.prepared.writes
@@ -146,7 +142,7 @@ class Draft:
     def stamp(self) -> Stamp:
         return Stamp(self._clock.now(), self._device_id)
 
-    def put(self, kind: str, partition: str, name: str, body: dict[str, Any], stamp: Stamp | None = None) -> int:
+    def put(self, kind: str, partition: str, name: str, body: Body, stamp: Stamp | None = None) -> int:
         self._write((kind, partition, name), body, stamp)
         return 0
 
@@ -154,18 +150,18 @@ class Draft:
         self._write((kind, partition, name), None, None)
         return 0
 
-    def _write(self, key: Key, body: dict[str, Any] | None, stamp: Stamp | None) -> None:
+    def _write(self, key: Key, body: Body | None, stamp: Stamp | None) -> None:
         prepared = self.prepared
         kind, partition, name = key
         if key not in prepared.old:
             prepared.old[key] = self._version(key)
         hlc = stamp.hlc if stamp else self._clock.now()
-        prepared.writes[key] = (body, hlc, None if body is None else orjson.dumps(body).decode())
+        prepared.writes[key] = DraftWrite(body, hlc, None if body is None else orjson.dumps(body).decode())
         self._buckets.setdefault((kind, partition), {})[name] = body
         old = prepared.old[key]
         change = digest.version_hash(kind, partition, name, hlc, self._device_id, body is None)
         if old is not None:
-            change ^= digest.version_hash(kind, partition, name, old["hlc"], old["origin"], old["deleted"])
+            change ^= digest.version_hash(kind, partition, name, old.hlc, old.origin, old.deleted)
         prepared.digest_changes[key] = (digest.home_partition(*key), digest.bucket_of(*key), change)
         for ref in prepared.refs_of.pop(key, []):
             self._refs[ref].discard(key)
@@ -184,7 +180,7 @@ def check(store: Store, prepared: Prepared) -> None:
         raise StaleDraft("the log was trimmed past the draft's snapshot")
     for key, (_, hlc, _) in prepared.writes.items():
         old = prepared.old[key]
-        if old is not None and (old["hlc"], old["origin"]) >= (hlc, store.device_id):
+        if old is not None and old.stamp >= Stamp(hlc, store.device_id):
             raise StaleDraft(f"{key[0]} /{key[1]}/{key[2]} has a version stamped after the draft's stamps")
     for (changes,) in store.db.execute("SELECT changes FROM log WHERE id > ?", (prepared.snapshot,)):
         for kind, partition, name, _, body in orjson.loads(changes):
@@ -207,4 +203,4 @@ def commit(store: Store, prepared: Prepared) -> int | None:
     with store.transaction() as txn:
         check(store, prepared)
         txn.bulk(prepared.writes, prepared.old, prepared.digest_changes, prepared.refs_of)
-    return max(record["id"] for record in txn.logs.values())
+    return max(record.id for record in txn.logs.values())

@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from tandem.store.clock import Stamp
+from tandem.store.records import Body, LogRecord, Version
 
-IndexOf = Callable[[str, str, dict[str, Any]], list[tuple[str, str]]]
+IndexOf = Callable[[str, str, Body], list[tuple[str, str]]]
 """(kind, partition, body) -> the (field, value) references of that object to keep an index of."""
 
 
@@ -22,7 +23,7 @@ class Record:
     kind: str
     partition: str
     name: str
-    body: dict[str, Any]
+    body: Body
     commit_id: int
     stamp: Stamp
 
@@ -31,19 +32,17 @@ LOG_COLUMNS = ("id", "scope", "origin", "seq", "vv", "changes")
 VERSION_COLUMNS = ("kind", "partition", "name", "body", "hlc", "origin", "seq", "vv", "deleted")
 
 
-def log_dict(row: tuple) -> dict[str, Any]:
-    record = dict(zip(LOG_COLUMNS, row, strict=True))
-    record["vv"] = orjson.loads(record["vv"])
-    record["changes"] = orjson.loads(record["changes"])
-    return record
+def log_record(row: tuple) -> LogRecord:
+    """A row of `LOG_COLUMNS`."""
+    record_id, scope, origin, seq, vv, changes = row
+    return LogRecord(origin, seq, orjson.loads(vv), orjson.loads(changes), scope, record_id)
 
 
-def version_dict(row: tuple) -> dict[str, Any]:
-    version = dict(zip(VERSION_COLUMNS, row, strict=True))
-    version["vv"] = orjson.loads(version["vv"])
-    version["body"] = orjson.loads(version["body"]) if version["body"] is not None else None
-    version["deleted"] = bool(version["deleted"])
-    return version
+def version_of(row: tuple) -> Version:
+    """A row of `VERSION_COLUMNS`."""
+    kind, partition, name, body, hlc, origin, seq, vv, deleted = row
+    return Version(kind, partition, name, orjson.loads(body) if body is not None else None, hlc, origin, seq,
+                   orjson.loads(vv), bool(deleted))
 
 
 def connect(path: Path, durable: bool = False) -> sqlite3.Connection:
@@ -68,7 +67,7 @@ class Reader:
         """A reader of its own (one connection, reads only), for another process."""
         return _OwnReader(path, index_of)
 
-    def get(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
+    def get(self, kind: str, partition: str, name: str) -> Body | None:
         row = self.db.execute(
             "SELECT body FROM objects WHERE kind = ? AND partition = ? AND name = ? AND deleted = 0",
             (kind, partition, name),
@@ -125,40 +124,40 @@ class Reader:
         """The id of the last log record (each local transaction adds one per scope it touches)."""
         return self.db.execute("SELECT coalesce(max(id), 0) FROM log").fetchone()[0]
 
-    def version(self, kind: str, partition: str, name: str) -> dict[str, Any] | None:
+    def version(self, kind: str, partition: str, name: str) -> Version | None:
         """The current version of an object, tombstones included."""
         row = self.db.execute(f"SELECT {', '.join(VERSION_COLUMNS)} FROM objects"
                               " WHERE kind = ? AND partition = ? AND name = ?", (kind, partition, name)).fetchone()
-        return version_dict(row) if row else None
+        return version_of(row) if row else None
 
-    def versions(self, kind: str, partition: str, prefix: str) -> list[dict[str, Any]]:
+    def versions(self, kind: str, partition: str, prefix: str) -> list[Version]:
         """The live versions of one kind in a partition whose names start with `prefix`."""
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         rows = self.db.execute(f"SELECT {', '.join(VERSION_COLUMNS)} FROM objects WHERE kind = ? AND partition = ?"
                                " AND name >= ? AND name < ? AND deleted = 0", (kind, partition, prefix, end))
-        return [version_dict(row) for row in rows]
+        return [version_of(row) for row in rows]
 
-    def scope_versions(self, partitions: Iterable[str]) -> Iterator[dict[str, Any]]:
+    def scope_versions(self, partitions: Iterable[str]) -> Iterator[Version]:
         """Every object version (tombstones included) of the given partitions, partition objects included."""
         names = list(partitions)
         if not names:
             return
         marks = ", ".join("?" * len(names))
-        yield from (version_dict(row) for row in self.db.execute(
+        yield from (version_of(row) for row in self.db.execute(
             f"SELECT {', '.join(VERSION_COLUMNS)} FROM objects WHERE partition IN ({marks})"
             f" OR (kind = 'partitions' AND partition = '' AND name IN ({marks})) ORDER BY kind, partition, name",
             names + names))
 
-    def kind_versions(self, kind: str) -> list[dict[str, Any]]:
+    def kind_versions(self, kind: str) -> list[Version]:
         """Every version of one kind, tombstones included."""
         rows = self.db.execute(f"SELECT {', '.join(VERSION_COLUMNS)} FROM objects WHERE kind = ?", (kind,))
-        return [version_dict(row) for row in rows]
+        return [version_of(row) for row in rows]
 
-    def pending(self, scope: str) -> list[dict[str, Any]]:
+    def pending(self, scope: str) -> list[LogRecord]:
         """Local log records of `scope` not yet sequenced (auto-sync off), oldest first."""
         rows = self.db.execute(f"SELECT {', '.join(LOG_COLUMNS)} FROM log WHERE scope = ? AND seq IS NULL"
                                " ORDER BY id", (scope,)).fetchall()
-        return [log_dict(row) for row in rows]
+        return [log_record(row) for row in rows]
 
     def pending_count(self, scope: str) -> int:
         """How many changes of `scope` are pending (auto-sync off)."""

@@ -17,7 +17,7 @@ from tandem.config import units
 from tandem.config.presentation import present
 from tandem.models import CONFIG_RESOURCES, Partition, Pool
 from tandem.models.conflict import CONFLICTS
-from tandem.store import Store, Transaction
+from tandem.store import Body, Store, Transaction, Version
 
 JUDGED_KINDS = frozenset({*(model.kind for model in CONFIG_RESOURCES), units.OVERLAYS})
 """The kinds whose concurrent versions are conflicts (not leases, not conflict records themselves)."""
@@ -33,34 +33,33 @@ class Side:
 
     origin: str
     hlc: int
-    value: dict[str, Any] | None
+    value: Body | None
     """As presented (a pool with its members, a member), None for a delete or a member's removal."""
 
     def dump(self) -> dict[str, Any]:
         return {"origin": self.origin, "hlc": self.hlc, "value": self.value}
 
 
-def _subject(version: dict[str, Any]) -> tuple[str, str, str, str | None]:
+def _subject(version: Version) -> tuple[str, str, str, str | None]:
     """What a conflict on `version` is about: (kind, partition, name, member key or None)."""
-    if units.is_overlay(version["kind"]):
+    if units.is_overlay(version.kind):
         _, partition, pool = units.pool_key(version)
-        return Pool.kind, partition, pool, units.overlay_key(version["name"])
-    return version["kind"], version["partition"], version["name"], None
+        return Pool.kind, partition, pool, units.overlay_key(version.name)
+    return version.kind, version.partition, version.name, None
 
 
-def _value(txn: Transaction, version: dict[str, Any]) -> dict[str, Any] | None:
-    if version["deleted"] or version["body"] is None:
+def _value(txn: Transaction, version: Version) -> Body | None:
+    if version.deleted or version.body is None:
         return None
-    if units.is_overlay(version["kind"]):
-        return version["body"]["member"]
-    return present(txn, version["kind"], version["body"])
+    if units.is_overlay(version.kind):
+        return version.body["member"]
+    return present(txn, version.kind, version.body)
 
 
-def record(txn: Transaction, winner: dict[str, Any], loser: dict[str, Any], reason: Reason) -> None:
-    """Record in `txn` that `loser` lost to `winner` (store versions, as `Store.version` gives them),
-    unless both come to the same thing."""
-    winner_side = Side(winner["origin"], winner["hlc"], _value(txn, winner))
-    loser_side = Side(loser["origin"], loser["hlc"], _value(txn, loser))
+def record(txn: Transaction, winner: Version, loser: Version, reason: Reason) -> None:
+    """Record in `txn` that `loser` lost to `winner`, unless both come to the same thing."""
+    winner_side = Side(winner.origin, winner.hlc, _value(txn, winner))
+    loser_side = Side(loser.origin, loser.hlc, _value(txn, loser))
     if reason == "concurrent" and winner_side.value == loser_side.value:
         return
     kind, partition, name, member = _subject(loser)
@@ -69,18 +68,18 @@ def record(txn: Transaction, winner: dict[str, Any], loser: dict[str, Any], reas
         "winner": winner_side.dump(), "loser": loser_side.dump(), "detected_at": time.time()})
 
 
-def withdraw(txn: Transaction, loser: dict[str, Any]) -> None:
+def withdraw(txn: Transaction, loser: Version) -> None:
     """Delete the record of `loser`, if any: what made it lose has lost in turn."""
     key = _record_key(loser)
     if txn.exists(CONFLICTS, *key):
         txn.delete(CONFLICTS, *key)
 
 
-def _record_key(loser: dict[str, Any]) -> tuple[str, str]:
+def _record_key(loser: Version) -> tuple[str, str]:
     """Where the record of a losing version lives: the partition of what it is about, and a name derived
     from the loser's key and stamp (the same on every device)."""
     kind, partition, name, _ = _subject(loser)
-    text = "\0".join((loser["kind"], loser["partition"], loser["name"], str(loser["hlc"]), loser["origin"]))
+    text = "\0".join((loser.kind, loser.partition, loser.name, str(loser.hlc), loser.origin))
     return name if kind == Partition.kind else partition, hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
 
 from tandem.errors import ApiError, Conflict, NotFound
+from tandem.models.cluster import GroupRecord, TrustedDevice
 from tandem.models.conflict import CONFLICTS
-from tandem.store import Store
-from tandem.sync.messages import COMMITS, MAX_RECORD_CHANGES, SNAPSHOT, STATUS
+from tandem.store import LogRecord, Store, Version
+from tandem.sync.messages import COMMITS, MAX_RECORD_CHANGES, SNAPSHOT, STATUS, Commits, ScopeStatus, Snapshot
 from tandem.sync.replica import SNAPSHOT_PART, Replica
 from tandem.sync.scopes import Scopes
 from tandem.trust.channel import Connection, PeerLink, PeerServer
@@ -48,7 +49,8 @@ class PeerView:
 
     link: PeerLink
     outbox: asyncio.Queue | None = None
-    status: dict[str, Any] = field(default_factory=dict)
+    status: dict[str, ScopeStatus] = field(default_factory=dict)
+    """Its last status, per scope."""
     status_at: float = 0.0
     sent: dict[str, dict[str, int]] = field(default_factory=dict)
     snapshot_at: dict[str, float] = field(default_factory=dict)
@@ -78,11 +80,6 @@ class PeerView:
         return True
 
 
-def _checked(adapter: TypeAdapter, message: dict[str, Any]) -> dict[str, Any]:
-    """`message` as its model allows it (ValidationError if it does not fit)."""
-    return adapter.validate_python(message).model_dump()
-
-
 class SyncEngine:
     """Replicates the device groups' configuration among their members."""
 
@@ -97,13 +94,10 @@ class SyncEngine:
         self.server = PeerServer(identity, domain, self._inbound)
         self._ids = itertools.count(1)
         self._waiters: dict[str, asyncio.Future] = {}
-        self._snapshots: dict[str, list[dict[str, Any]]] = {}
+        self._snapshots: dict[str, list[Version]] = {}
         self._tasks: set[asyncio.Task] = set()
         self.dropped_messages = 0
         """Peer messages refused as malformed."""
-        store.scope_of = self.scopes.rule
-        store.on_commit.append(self._push)
-        domain.listeners.append(self._domain_changed)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -136,11 +130,12 @@ class SyncEngine:
 
     # -- the domain -----------------------------------------------------------------------------
 
-    def _domain_changed(self) -> None:
+    def domain_changed(self) -> None:
+        """The trust domain changed: follow it (links, scopes) and send it to every peer."""
         with contextlib.suppress(RuntimeError):  # no loop yet: start() follows the domain
             asyncio.get_running_loop()
             self._follow_domain()
-            message = {"type": "domain", "domain": self.domain.state()}
+            message = self._domain_message()
             for view in self.peers.values():
                 view.send(message)
 
@@ -148,7 +143,7 @@ class SyncEngine:
         """Links to every trusted device (new ones dialed, removed ones told and dropped)."""
         self.scopes.refresh()
         self.server.refresh()
-        trusted = {d["id"]: d for d in self.domain.peers()}
+        trusted = {d.id: d for d in self.domain.peers()}
         for device_id, view in list(self.peers.items()):
             device = trusted.get(device_id)
             if device is None or device != view.link.device:
@@ -159,7 +154,7 @@ class SyncEngine:
                 view = self.peers[device_id] = self._new_view(device)
                 view.link.start()
 
-    def _new_view(self, device: dict[str, Any]) -> PeerView:
+    def _new_view(self, device: TrustedDevice) -> PeerView:
         """A view of a peer with its own link; the link's conversations update that view only."""
         view: PeerView
         link = PeerLink(self._identity, device, lambda connection: self._outbound(view, connection))
@@ -167,25 +162,28 @@ class SyncEngine:
         return view
 
     async def _drop(self, view: PeerView, farewell: bool) -> None:
-        if farewell and view.send({"type": "domain", "domain": self.domain.state()}):
+        if farewell and view.send(self._domain_message()):
             await asyncio.sleep(0.3)  # let the removed device hear that it was removed
         await view.link.stop()
 
     # -- status ---------------------------------------------------------------------------------
 
+    def _domain_message(self) -> dict[str, Any]:
+        return {"type": "domain", "domain": self.domain.state().model_dump()}
+
     def digest(self, scope: str) -> list[int]:
         group = self.scopes.group(scope)
-        return self.store.digest(group["partitions"] if group else [])
+        return self.store.digest(group.partitions if group else [])
 
-    def scope_status(self, scope: str) -> dict[str, Any]:
+    def scope_status(self, scope: str) -> ScopeStatus:
         with self.store.lock:  # the vector and the digest of the same commits
             vector, buckets = self.store.vector(scope), self.digest(scope)
-        return {"vv": vector, "buckets": buckets, "pending": self.store.pending_count(scope),
-                "synced": self.scopes.synced(scope)}
+        return ScopeStatus(vv=vector, buckets=buckets, pending=self.store.pending_count(scope),
+                           synced=self.scopes.synced(scope))
 
     def status_message(self) -> dict[str, Any]:
         return {"type": "status", "domain_digest": self.domain.digest(),
-                "scopes": {g["name"]: self.scope_status(g["name"]) for g in self.scopes.mine()}}
+                "scopes": {g.name: self.scope_status(g.name).model_dump() for g in self.scopes.mine()}}
 
     def _peer_status(self, view: PeerView | None, message: dict[str, Any]) -> bool:
         """Record a peer's status; False (and the message dropped) if it is malformed."""
@@ -198,7 +196,7 @@ class SyncEngine:
         if "domain" in message:
             self.domain.merge(message["domain"])
         if view is not None:
-            view.status = {scope: s.model_dump() for scope, s in status.scopes.items()}
+            view.status = status.scopes
             view.status_at = time.monotonic()
         return True
 
@@ -208,7 +206,7 @@ class SyncEngine:
         """The conversation on this device's link to one peer (`view` is that peer's, for this link only)."""
         outbox: asyncio.Queue = asyncio.Queue()
         view.outbox, view.sent, view.snapshot_at = outbox, {}, {}
-        view.send({**self.status_message(), "domain": self.domain.state()})
+        view.send({**self.status_message(), "domain": self.domain.state().model_dump()})
         writer = self._spawn(self._write(connection, outbox))
         try:
             while True:
@@ -241,49 +239,50 @@ class SyncEngine:
 
     def _serve(self, view: PeerView) -> None:
         """Send the peer what it lacks in every scope we share, as its last status says."""
-        peer_name = view.link.device["name"]
+        peer_name = view.link.device.name
         for group in self.scopes.mine():
-            scope = group["name"]
+            scope = group.name
             theirs = view.status.get(scope)
-            if theirs is None or peer_name not in group["members"] or not self.scopes.synced(scope):
+            if theirs is None or peer_name not in group.members or not self.scopes.synced(scope):
                 continue
-            if not theirs["synced"]:
+            if not theirs.synced:
                 if self._seeds(group, view):
-                    self._send_snapshot(view, scope, group["partitions"], replace=True)
+                    self._send_snapshot(view, scope, group.partitions, replace=True)
                 continue
             sent = view.sent.setdefault(scope, {})
-            have = {o: max(s, sent.get(o, 0)) for o, s in theirs["vv"].items()} | {
-                o: s for o, s in sent.items() if o not in theirs["vv"]}
+            have = {o: max(s, sent.get(o, 0)) for o, s in theirs.vv.items()} | {
+                o: s for o, s in sent.items() if o not in theirs.vv}
             commits = self.replica.commits_for(scope, have)
             if commits is None:
-                self._send_snapshot(view, scope, group["partitions"], replace=False)
+                self._send_snapshot(view, scope, group.partitions, replace=False)
             elif commits:
                 self._send_commits(view, scope, commits)
-            elif (theirs["buckets"] != self.digest(scope) and theirs["vv"] == self.store.vector(scope)
+            elif (theirs.buckets != self.digest(scope) and theirs.vv == self.store.vector(scope)
                   and not self.store.pending_count(scope)):  # pending changes are not to be sent
-                differing = {i for i, (a, b) in enumerate(zip(theirs["buckets"], self.digest(scope), strict=True))
+                differing = {i for i, (a, b) in enumerate(zip(theirs.buckets, self.digest(scope), strict=True))
                              if a != b}
-                self._send_snapshot(view, scope, group["partitions"], replace=False, buckets=differing)
+                self._send_snapshot(view, scope, group.partitions, replace=False, buckets=differing)
 
-    def _seeds(self, group: dict[str, Any], new_member: PeerView) -> bool:
+    def _seeds(self, group: GroupRecord, new_member: PeerView) -> bool:
         """Whether this device sends the initial sync: the first by name among the synced members it hears."""
-        synced = [self.domain.me["name"]] + [
-            v.link.device["name"] for v in self.peers.values()
-            if v is not new_member and v.connected and v.status.get(group["name"], {}).get("synced")]
-        return min(synced) == self.domain.me["name"]
+        synced = [self.domain.me.name] + [
+            v.link.device.name for v in self.peers.values()
+            if v is not new_member and v.connected and (status := v.status.get(group.name)) and status.synced]
+        return min(synced) == self.domain.me.name
 
-    def _send_commits(self, view: PeerView, scope: str, commits: list[dict[str, Any]]) -> None:
+    def _send_commits(self, view: PeerView, scope: str, commits: list[LogRecord]) -> None:
         """Send log records; one too large for a message (a change of every object of a huge partition) goes
         as the scope's state instead."""
-        if any(len(record["changes"]) > MAX_RECORD_CHANGES for record in commits):
+        if any(len(record.changes) > MAX_RECORD_CHANGES for record in commits):
             group = self.scopes.group(scope)
             if group is not None:
-                self._send_snapshot(view, scope, group["partitions"], replace=False, force=True)
+                self._send_snapshot(view, scope, group.partitions, replace=False, force=True)
             return
-        if view.send({"type": "commits", "scope": scope, "commits": commits}):
+        if view.send({"type": "commits", "scope": scope, "commits": [record.wire() for record in commits]}):
             sent = view.sent.setdefault(scope, {})
             for commit in commits:
-                sent[commit["origin"]] = max(sent.get(commit["origin"], 0), commit["seq"])
+                assert commit.seq is not None
+                sent[commit.origin] = max(sent.get(commit.origin, 0), commit.seq)
 
     def _send_snapshot(self, view: PeerView, scope: str, partitions: list[str], *, replace: bool,
                        buckets: set[int] | None = None, force: bool = False) -> str | None:
@@ -305,20 +304,20 @@ class SyncEngine:
         if vector is not None:
             view.sent[scope] = dict(vector)
         log.info("sent %s snapshot of %s (%d versions) to %s", "replacing" if replace else "merging", scope,
-                 len(versions), view.link.device["name"])
+                 len(versions), view.link.device.name)
         return snapshot_id
 
-    def _push(self, commits: list[dict[str, Any]]) -> None:
+    def committed(self, commits: list[LogRecord]) -> None:
         """Send new local commits to the members of their scopes at once."""
-        by_scope: dict[str, list[dict[str, Any]]] = {}
+        by_scope: dict[str, list[LogRecord]] = {}
         for commit in commits:
-            by_scope.setdefault(commit["scope"], []).append(commit)
+            by_scope.setdefault(commit.scope, []).append(commit)
         for scope, scope_commits in by_scope.items():
             group = self.scopes.group(scope)
             if group is None:
                 continue
             for view in self.peers.values():
-                if view.link.device["name"] in group["members"] and view.outbox is not None:
+                if view.link.device.name in group.members and view.outbox is not None:
                     self._send_commits(view, scope, scope_commits)
 
     # -- inbound: what one peer sends this device -----------------------------------------------
@@ -328,64 +327,65 @@ class SyncEngine:
         while True:
             message = await connection.receive()
             kind = message["type"]
-            view = self.peers.get(device["id"])
+            view = self.peers.get(device.id)
             if kind == "status":
                 if not self._peer_status(view, message):
                     continue
                 reply = self.status_message()
                 if message.get("domain_digest") != self.domain.digest():
-                    reply["domain"] = self.domain.state()
+                    reply["domain"] = self.domain.state().model_dump()
                 await connection.send(reply)
             elif kind == "domain":
                 self.domain.merge(message["domain"])
             elif kind in ("commits", "snapshot"):
                 try:  # large messages (a 10,000-operation batch) are checked off the event loop
-                    checked = await asyncio.to_thread(_checked, COMMITS if kind == "commits" else SNAPSHOT, message)
+                    checked = await asyncio.to_thread((COMMITS if kind == "commits" else SNAPSHOT).validate_python,
+                                                      message)
                 except ValidationError as error:
                     self.dropped_messages += 1
-                    log.warning("dropped a malformed %s message from %s: %s", kind, device["name"],
+                    log.warning("dropped a malformed %s message from %s: %s", kind, device.name,
                                 error.errors()[0]["msg"])
                     continue
-                if kind == "commits":
+                if isinstance(checked, Commits):
                     await self._receive_commits(connection, checked)
                 else:
                     await self._receive_snapshot(connection, checked)
             elif kind == "sync-to-group":
                 self._spawn(self._sync_requested(connection, message))
 
-    def _member_scope(self, connection: Connection, scope: Any) -> dict[str, Any] | None:
+    def _member_scope(self, connection: Connection, scope: Any) -> GroupRecord | None:
         group = self.scopes.group(scope) if isinstance(scope, str) else None
-        if group is None or connection.device["name"] not in group["members"]:
+        if group is None or connection.device.name not in group.members:
             return None
         return group
 
-    async def _receive_commits(self, connection: Connection, message: dict[str, Any]) -> None:
-        scope = message.get("scope")
+    async def _receive_commits(self, connection: Connection, message: Commits) -> None:
+        scope = message.scope
         if self._member_scope(connection, scope) is None or not self.scopes.synced(scope):
             return
-        _, gaps = await self.store.write(self.replica.apply_commits, scope, message["commits"])
+        _, gaps = await self.store.write(self.replica.apply_commits, scope, message.commits)
         if gaps:
             await connection.send({"type": "need", "scope": scope, "after": gaps})
 
-    async def _receive_snapshot(self, connection: Connection, message: dict[str, Any]) -> None:
-        scope = message.get("scope")
+    async def _receive_snapshot(self, connection: Connection, message: Snapshot) -> None:
+        scope = message.scope
         group = self._member_scope(connection, scope)
         if group is None:
             return
-        key = f"{connection.device['id']}/{message['id']}"
-        self._snapshots.setdefault(key, []).extend(message["versions"])
-        if not message["last"]:
+        key = f"{connection.device.id}/{message.id}"
+        self._snapshots.setdefault(key, []).extend(message.versions)
+        if not message.last:
             return
         versions = self._snapshots.pop(key)
-        if not message["replace"] and not self.scopes.synced(scope):
+        if not message.replace and not self.scopes.synced(scope):
             return  # awaiting the initial sync: only a replacing snapshot makes this device synced
-        await self.store.write(self.replica.apply_snapshot, scope, group["partitions"], versions, message["vv"],
-                               message["replace"])
-        if message["replace"]:
+        await self.store.write(self.replica.apply_snapshot, scope, group.partitions, versions, message.vv,
+                               message.replace)
+        if message.replace:
             self.scopes.mark_synced(scope)
-        log.info("applied %s snapshot of %s from %s (%d versions)", "replacing" if message["replace"] else "merging",
-                 scope, connection.device["name"], len(versions))
-        await connection.send({"type": "ack", "id": message["id"]})
+        log.info("applied %s snapshot of %s from %s (%d versions)", "replacing" if message.replace else "merging",
+                 scope, connection.device.name, len(versions))
+        await connection.send({"type": "ack", "id": message.id})
 
     # -- sync to group --------------------------------------------------------------------------
 
@@ -394,12 +394,12 @@ class SyncEngine:
         group = self.domain.group(group_name)
         if group is None:
             raise NotFound(f"device group {group_name!r} does not exist", target=group_name)
-        if source not in group["members"]:
+        if source not in group.members:
             raise Conflict(f"{source} is not a member of device group {group_name}", target="from")
-        if source == self.domain.me["name"]:
+        if source == self.domain.me.name:
             return await self._sync_from_here(group)
         device = self.domain.device_named(source)
-        view = self.peers.get(device["id"]) if device else None
+        view = self.peers.get(device.id) if device else None
         request_id = f"{self.domain.device_id}-{next(self._ids)}"
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = waiter
@@ -428,21 +428,22 @@ class SyncEngine:
         with contextlib.suppress(ConnectionClosed):
             await connection.send(reply)
 
-    async def _sync_from_here(self, group: dict[str, Any]) -> dict[str, Any]:
-        scope = group["name"]
+    async def _sync_from_here(self, group: GroupRecord) -> dict[str, Any]:
+        scope = group.name
         await self.store.write(self.replica.sequence_pending, scope)
-        members = [d for d in self.domain.peers() if d["name"] in group["members"]]
-        views = [self.peers.get(d["id"]) for d in members]
-        missing = [d["name"] for d, v in zip(members, views, strict=True) if v is None or not v.connected]
+        members = [d for d in self.domain.peers() if d.name in group.members]
+        by_name = {d.name: self.peers.get(d.id) for d in members}
+        missing = [name for name, view in by_name.items() if view is None or not view.connected]
         if missing:
             raise Conflict(f"not connected to {', '.join(missing)}: cannot sync the group", target="from")
+        views = [view for view in by_name.values() if view is not None]
         mine = self.digest(scope)
-        full = not group["auto_sync"] or group["full_load_on_sync"] or any(
-            v.status.get(scope, {}).get("pending") or v.status.get(scope, {}).get("buckets") != mine for v in views)
+        full = not group.auto_sync or group.full_load_on_sync or any(
+            (status := v.status.get(scope)) is None or status.pending or status.buckets != mine for v in views)
         if full:
             waiters = []
             for view in views:
-                snapshot_id = self._send_snapshot(view, scope, group["partitions"], replace=True, force=True)
+                snapshot_id = self._send_snapshot(view, scope, group.partitions, replace=True, force=True)
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiters[snapshot_id] = waiter
                 waiters.append(waiter)
@@ -452,13 +453,15 @@ class SyncEngine:
             for view in views:
                 self._serve(view)
             deadline = time.monotonic() + SYNC_TIMEOUT
-            while not all(all(v.status.get(scope, {}).get("vv", {}).get(o, 0) >= s for o, s in vector.items())
-                          for v in views):
+            def caught_up(view: PeerView) -> bool:
+                status = view.status.get(scope)
+                return status is not None and all(status.vv.get(o, 0) >= seq for o, seq in vector.items())
+            while not all(caught_up(view) for view in views):
                 if time.monotonic() > deadline:
                     raise TimeoutError
                 await asyncio.sleep(0.05)
-        return {"mode": "full" if full else "incremental", "from": self.domain.me["name"],
-                "devices": [d["name"] for d in members]}
+        return {"mode": "full" if full else "incremental", "from": self.domain.me.name,
+                "devices": [d.name for d in members]}
 
     async def clear_conflicts(self, scope: str) -> int:
         """Clear the conflict records of a group: their deletes replicate, so on every member."""
@@ -467,7 +470,7 @@ class SyncEngine:
     def _clear_conflicts(self, scope: str) -> int:
         group = self.domain.group(scope)
         with self.store.transaction() as txn:
-            records = [(r.partition, r.name) for partition in (group["partitions"] if group else [])
+            records = [(r.partition, r.name) for partition in (group.partitions if group else [])
                        for r in txn.records(CONFLICTS, partition=partition)]
             for partition, name in records:
                 txn.delete(CONFLICTS, partition, name)

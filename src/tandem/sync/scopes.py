@@ -1,8 +1,7 @@
 """Which changes replicate where: the device groups this device belongs to, seen as scopes."""
 
-from typing import Any
-
 from tandem.models import Partition
+from tandem.models.cluster import GroupRecord
 from tandem.store import GLOBAL, ScopeRule, Store
 from tandem.trust.domain import Domain
 
@@ -17,23 +16,23 @@ class Scopes:
     def __init__(self, store: Store, domain: Domain) -> None:
         self._store = store
         self._domain = domain
-        self._by_partition: dict[str, dict[str, Any]] = {}
+        self._by_partition: dict[str, GroupRecord] = {}
         self.refresh()
 
     def refresh(self) -> None:
         """Follow the domain's groups; mark groups this device newly belongs to as awaiting initial sync."""
-        me = self._domain.me["name"]
+        me = self._domain.me.name
         by_partition = {}
         for group in self._domain.groups():
-            synced_key = f"synced:{group['name']}"
-            if me in group["members"]:
-                for partition in group["partitions"]:
+            synced_key = f"synced:{group.name}"
+            if me in group.members:
+                for partition in group.partitions:
                     by_partition[partition] = group
                 if self._store.meta(synced_key) is None:
-                    self._store.set_meta(synced_key, "1" if group.get("seed") == self._domain.device_id else "0")
+                    self._store.set_meta(synced_key, "1" if group.seed == self._domain.device_id else "0")
             elif self._store.meta(synced_key) is not None:
                 self._store.set_meta(synced_key, None)
-                self._store.drop_scope_versions(group["name"])
+                self._store.drop_scope_versions(group.name)
         self._by_partition = by_partition  # one assignment: the writer thread reads it (`rule`)
 
     def rule(self, kind: str, partition: str, name: str) -> ScopeRule:
@@ -43,15 +42,16 @@ class Scopes:
         group = self._by_partition.get(name if kind == Partition.kind else partition)
         if group is None:
             return LOCAL
-        return ScopeRule(group["name"], sequenced=group["auto_sync"])
+        return ScopeRule(group.name, sequenced=group.auto_sync)
 
-    def mine(self) -> list[dict[str, Any]]:
+    def mine(self) -> list[GroupRecord]:
         """The groups this device is a member of."""
-        return [g for g in self._domain.groups() if self._domain.me["name"] in g["members"]]
+        return [g for g in self._domain.groups() if self._domain.me.name in g.members]
 
-    def group(self, scope: str) -> dict[str, Any] | None:
+    def group(self, scope: str) -> GroupRecord | None:
+        """The group of this name if this device is a member of it."""
         group = self._domain.group(scope)
-        return group if group is not None and self._domain.me["name"] in group["members"] else None
+        return group if group is not None and self._domain.me.name in group.members else None
 
     def synced(self, scope: str) -> bool:
         return self._store.meta(f"synced:{scope}") == "1"

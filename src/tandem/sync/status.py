@@ -3,38 +3,40 @@
 from typing import Any
 
 from tandem.config.integrity import violations
+from tandem.models.cluster import GroupRecord
 from tandem.sync import conflicts
 from tandem.sync.engine import SyncEngine
+from tandem.sync.messages import ScopeStatus
 
 IN_SYNC, PENDING, AWAITING = "In Sync", "Changes Pending", "Awaiting Initial Sync"
 NOT_ALL, DISCONNECTED = "Not All Devices Synced", "Disconnected"
 GROUP_ORDER = (DISCONNECTED, AWAITING, PENDING, NOT_ALL)
 
 
-def _member_status(scope_status: dict[str, Any] | None, mine: dict[str, Any], connected: bool) -> str:
+def _member_status(scope_status: ScopeStatus | None, mine: ScopeStatus, connected: bool) -> str:
     if not connected or scope_status is None:
         return DISCONNECTED
-    if not scope_status["synced"]:
+    if not scope_status.synced:
         return AWAITING
-    if scope_status["pending"]:
+    if scope_status.pending:
         return PENDING
-    if scope_status["vv"] != mine["vv"] or scope_status["buckets"] != mine["buckets"]:
+    if scope_status.vv != mine.vv or scope_status.buckets != mine.buckets:
         return NOT_ALL
     return IN_SYNC
 
 
-def group_status(engine: SyncEngine, group: dict[str, Any]) -> dict[str, Any]:
+def group_status(engine: SyncEngine, group: GroupRecord) -> dict[str, Any]:
     """The group's status, each member's (with the age in seconds of the last status it sent here: how fresh
     the verdict is), the last commit each member has from each origin, and the conflicts: the replicated
-    records of lost concurrent writes, then the rules the merged configuration breaks."""
-    scope = group["name"]
+    records of lost concurrent writes, then the rules the merged configuration breaks. The body of
+    `GET /api/device-groups/{name}/status`."""
+    scope = group.name
     domain = engine.domain
-    names = {d["id"]: d["name"] for d in domain.devices()}
-    me = domain.me["name"]
-    in_group = me in group["members"]
-    mine = engine.scope_status(scope) if in_group else None
+    names = {d.id: d.name for d in domain.devices()}
+    me = domain.me.name
+    mine = engine.scope_status(scope) if me in group.members else None
     members = []
-    for name in group["members"]:
+    for name in group.members:
         device = domain.device_named(name)
         if device is None:
             members.append({"name": name, "status": DISCONNECTED, "connected": False, "pending_changes": 0,
@@ -43,21 +45,20 @@ def group_status(engine: SyncEngine, group: dict[str, Any]) -> dict[str, Any]:
         if name == me:
             status, connected, message, age = mine, True, "", 0.0
         else:
-            view = engine.peers.get(device["id"])
+            view = engine.peers.get(device.id)
             connected = view is not None and view.connected
             status = view.status.get(scope) if view is not None else None
             message = view.message if view is not None else "no link"
             seconds = view.status_age if view is not None else None
             age = round(seconds, 3) if seconds is not None else None
         state = DISCONNECTED if mine is None else _member_status(status, mine, connected)
-        vector = status["vv"] if status else {}
+        vector = status.vv if status else {}
         members.append({"name": name, "status": state, "connected": connected,
-                        "pending_changes": status["pending"] if status else 0,
+                        "pending_changes": status.pending if status else 0,
                         "last_commit": {names.get(origin, origin): seq for origin, seq in sorted(vector.items())},
                         "last_exchange": age, "message": message})
     states = {m["status"] for m in members}
     overall = next((s for s in GROUP_ORDER if s in states), IN_SYNC)
-    partitions = group["partitions"]
-    found = conflicts.presented(engine.store, partitions, names)
-    found += [violation.present() for violation in violations(engine.store, partitions)]
-    return {"name": scope, "type": group["type"], "status": overall, "members": members, "conflicts": found}
+    found = conflicts.presented(engine.store, group.partitions, names)
+    found += [violation.present() for violation in violations(engine.store, group.partitions)]
+    return {"name": scope, "type": group.type, "status": overall, "members": members, "conflicts": found}

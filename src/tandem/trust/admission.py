@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from tandem.errors import BadGateway, Conflict, Invalid, NotFound
-from tandem.models.cluster import JoinRequest, TrustRequest
+from tandem.models.cluster import JoinRequest, TrustedDevice, TrustRequest
 from tandem.models.fingerprints import format_fingerprint
-from tandem.trust.domain import MEMBER, Domain
+from tandem.trust.domain import DEVICE, Domain
 from tandem.trust.identity import certificate_fingerprint
 
 TIMEOUT = 10.0
@@ -60,7 +60,7 @@ def _remote_error(response: httpx.Response, name: str) -> str:
         return f"{name} answered {response.status_code}"
 
 
-async def add_device(domain: Domain, request: TrustRequest) -> dict[str, Any]:
+async def add_device(domain: Domain, request: TrustRequest) -> TrustedDevice:
     """Bring the device at `request.url` into this domain; returns its record."""
     url = request.url.rstrip("/")
     parts = urlsplit(url)
@@ -82,16 +82,18 @@ async def add_device(domain: Domain, request: TrustRequest) -> dict[str, Any]:
             client.headers["Authorization"] = f"Bearer {login.json()['token']}"
             who = (await client.get("/api/device")).json()
             _check_clashes(domain, who, fingerprint)
-            join = JoinRequest(domain_id=domain.domain_id, secret=domain.secret, records=domain.state()["records"])
-            answer = await client.post("/api/trust/join", json=join.model_dump())
+            answer = await client.post("/api/trust/join", json=domain.join_request().model_dump())
         except httpx.HTTPError as error:
             raise BadGateway(f"cannot talk to {url}: {error}", target="url") from None
     if answer.status_code == 409:
         raise Conflict(_remote_error(answer, who["name"]), target="url")
     if answer.status_code != 200:
         raise BadGateway(_remote_error(answer, who["name"]), target="url")
-    record = answer.json()
-    if record.get("fingerprint") != fingerprint or record.get("id") != who["id"]:
+    try:
+        record = TrustedDevice.model_validate(answer.json())
+    except ValueError:  # not JSON, or not a device record (pydantic.ValidationError)
+        raise BadGateway(f"{who['name']} answered with a malformed device record", target="url") from None
+    if record.fingerprint != fingerprint or record.id != who["id"]:
         raise BadGateway(f"{who['name']} answered with another identity", target="url")
     domain.put_device(record)
     return record
@@ -99,28 +101,29 @@ async def add_device(domain: Domain, request: TrustRequest) -> dict[str, Any]:
 
 def _check_clashes(domain: Domain, who: dict[str, Any], fingerprint: str) -> None:
     known = domain.device(who["id"])
-    if known is not None and known["fingerprint"] != fingerprint:
-        raise Conflict(f"the certificate of {known['name']} changed since it was pinned "
-                       f"({known['fingerprint']} then, {fingerprint} now); remove it from trust first",
+    if known is not None and known.fingerprint != fingerprint:
+        raise Conflict(f"the certificate of {known.name} changed since it was pinned "
+                       f"({known.fingerprint} then, {fingerprint} now); remove it from trust first",
                        target="fingerprint")
     if known is not None:
-        raise Conflict(f"{known['name']} is already in the trust domain", target="url")
+        raise Conflict(f"{known.name} is already in the trust domain", target="url")
     named = domain.device_named(who["name"])
     if named is not None:
         raise Conflict(f"another device named {who['name']} is in the trust domain", target="url")
 
 
-def join(domain: Domain, request: JoinRequest) -> dict[str, Any]:
+def join(domain: Domain, request: JoinRequest) -> TrustedDevice:
     """Adopt the domain a member invites this device into; returns this device's record."""
+    me = domain.me
     others = domain.peers()
     if others and request.domain_id != domain.domain_id:
-        raise Conflict(f"{domain.me['name']} already belongs to a trust domain with "
-                       f"{', '.join(d['name'] for d in others)}; remove it from there first")
+        raise Conflict(f"{me.name} already belongs to a trust domain with "
+                       f"{', '.join(d.name for d in others)}; remove it from there first")
     for record in request.records:
-        if record.kind == "device" and not record.deleted and record.body["name"] == domain.me["name"] \
+        if record.kind == DEVICE and not record.deleted and record.body["name"] == me.name \
                 and record.body["id"] != domain.device_id:
-            raise Conflict(f"the trust domain already has a device named {domain.me['name']}")
-    domain.adopt(request.model_dump())
+            raise Conflict(f"the trust domain already has a device named {me.name}")
+    domain.adopt(request)
     return domain.me
 
 
@@ -129,14 +132,13 @@ def remove_device(domain: Domain, name: str) -> None:
     device = domain.device_named(name)
     if device is None:
         raise NotFound(f"no trusted device {name!r}", target=name)
-    if device["id"] == domain.device_id:
+    if device.id == domain.device_id:
         raise Invalid("a device cannot remove itself: remove it from another member", target="name")
     for group in domain.groups():
-        if name in group["members"]:
-            domain.put_group(dict(group, members=[m for m in group["members"] if m != name]))
+        if name in group.members:
+            domain.put_group(group.model_copy(update={"members": [m for m in group.members if m != name]}))
     for traffic_group in domain.traffic_groups():
-        if name in traffic_group["ha_order"]:
-            domain.put_traffic_group(dict(traffic_group, ha_order=[m for m in traffic_group["ha_order"] if m != name]))
-    if domain.record(MEMBER, device["id"]) is not None:
-        domain.delete(MEMBER, device["id"])  # a device added again later starts not evacuated
-    domain.remove_device(device["id"])
+        if name in traffic_group.ha_order:
+            domain.put_traffic_group(traffic_group.model_copy(
+                update={"ha_order": [m for m in traffic_group.ha_order if m != name]}))
+    domain.remove_device(device.id)

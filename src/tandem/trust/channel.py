@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from tandem.models.cluster import TrustedDevice
 from tandem.tasks import cancel
 from tandem.trust import tls
 from tandem.trust.domain import Domain
@@ -34,7 +35,7 @@ REFUSED = 4403
 class Connection:
     """One peer connection: JSON messages in and out."""
 
-    def __init__(self, websocket: Any, device: dict[str, Any]) -> None:
+    def __init__(self, websocket: Any, device: TrustedDevice) -> None:
         self._ws = websocket
         self.device = device
         self._sending = asyncio.Lock()
@@ -87,16 +88,16 @@ class PeerServer:
     def refresh(self) -> None:
         """Follow the trust list: trust new devices' certificates, drop connections of removed ones."""
         for device in self._domain.peers():
-            if device["fingerprint"] not in self._trusted:
-                tls.trust(self._context, device["cert"])
-                self._trusted.add(device["fingerprint"])
+            if device.fingerprint not in self._trusted:
+                tls.trust(self._context, device.cert)
+                self._trusted.add(device.fingerprint)
         for websocket, fingerprint in list(self._connections.items()):
             if self._trusted_device(fingerprint) is None:
                 asyncio.get_running_loop().create_task(websocket.close(REFUSED, "no longer trusted"))
 
-    def _trusted_device(self, fingerprint: str | None) -> dict[str, Any] | None:
+    def _trusted_device(self, fingerprint: str | None) -> TrustedDevice | None:
         device = self._domain.device_with_fingerprint(fingerprint) if fingerprint else None
-        return None if device is None or device["id"] == self._domain.device_id else device
+        return None if device is None or device.id == self._domain.device_id else device
 
     async def _handle(self, websocket: ServerConnection) -> None:
         fingerprint = tls.peer_fingerprint(websocket.transport.get_extra_info("ssl_object"))
@@ -118,7 +119,7 @@ class PeerServer:
 class PeerLink:
     """Keeps a connection to one trusted device, dialing again whenever it drops."""
 
-    def __init__(self, identity: Identity, device: dict[str, Any], on_connection: Handler) -> None:
+    def __init__(self, identity: Identity, device: TrustedDevice, on_connection: Handler) -> None:
         self.device = device
         self._identity = identity
         self._on_connection = on_connection
@@ -136,12 +137,12 @@ class PeerLink:
         delay = RETRY_MIN
         while True:
             try:
-                context = tls.client_context(self._identity, self.device["cert"])
-                async with connect(f"wss://{self.device['peer_url']}{PATH}", ssl=context, open_timeout=3,
+                context = tls.client_context(self._identity, self.device.cert)
+                async with connect(f"wss://{self.device.peer_url}{PATH}", ssl=context, open_timeout=3,
                                    ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, max_size=MAX_MESSAGE,
                                    compression=None) as websocket:
                     fingerprint = tls.peer_fingerprint(websocket.transport.get_extra_info("ssl_object"))
-                    if fingerprint != self.device["fingerprint"]:
+                    if fingerprint != self.device.fingerprint:
                         raise ssl.SSLError(f"certificate {fingerprint} is not the one pinned")
                     self.connected, self.message, delay = True, "", RETRY_MIN
                     await self._on_connection(Connection(websocket, self.device))
@@ -156,7 +157,7 @@ class PeerLink:
             except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as error:
                 self.message = f"unreachable: {error}"
             except Exception as error:  # the link must outlive any bug in a conversation
-                log.exception("peer link to %s failed", self.device["name"])
+                log.exception("peer link to %s failed", self.device.name)
                 self.message = f"error: {error}"
             finally:
                 self.connected = False

@@ -1,9 +1,11 @@
 """The trust domain's state: trusted devices and device groups, as records merged by clock stamp.
 
-Every record has a key, a body, a hybrid-logical-clock stamp, the device that wrote it and a
-deleted flag. Two states merge record by record, the greater (stamp, origin) winning, so every
-device that has seen the same records holds the same state whatever the order it saw them in.
-Devices exchange their whole state (it is small) when they connect and whenever it changes.
+Every record has a kind, a key, a body, a hybrid-logical-clock stamp, the device that wrote it and a
+deleted flag (`models.cluster.DomainRecord`). Two states merge record by record, the greater (stamp,
+origin) winning, so every device that has seen the same records holds the same state whatever the
+order it saw them in. Devices exchange their whole state (it is small) when they connect and whenever
+it changes. Readers get the typed body of each live record (`TrustedDevice`, `GroupRecord`,
+`TrafficGroup`, `MemberState`, `ClusterSettings`, `PeerRecord`); the wire and SQLite forms stay inside.
 """
 
 import hashlib
@@ -11,11 +13,22 @@ import logging
 import secrets
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from tandem.models.cluster import DomainState
+from tandem.models.cluster import (
+    RECORD_MODELS,
+    ClusterSettings,
+    DomainRecord,
+    DomainState,
+    GroupRecord,
+    JoinRequest,
+    MemberState,
+    TrafficGroup,
+    TrustedDevice,
+)
+from tandem.models.peering import PeerRecord
 from tandem.store import Store
 
 log = logging.getLogger("tandem.domain")
@@ -25,27 +38,46 @@ MEMBER, CLUSTER, PEER = "member", "cluster", "peer"
 """Kinds of record: a member's cluster-wide state (evacuated), the cluster's settings (its name),
 and the relationships with peer clusters."""
 
+RecordKey = tuple[str, str]
+M = TypeVar("M", bound=BaseModel)
+
 
 class Domain:
     """This device's view of its trust domain."""
 
-    def __init__(self, store: Store, self_record: dict[str, Any]) -> None:
+    def __init__(self, store: Store, me: TrustedDevice) -> None:
         self._store = store
         self.device_id = store.device_id
         self.listeners: list[Callable[[], None]] = []
         """Called after every change of the state."""
-        self._records: dict[tuple[str, str], dict[str, Any]] = {
-            (r["kind"], r["key"]): r for r in store.domain_records()}
+        self._records: dict[RecordKey, DomainRecord] = {}
+        self._bodies: dict[RecordKey, BaseModel] = {}
+        """The typed body of every live record."""
+        for record in store.domain_records():
+            self._remember(record)
         if store.meta("domain_id") is None or store.meta("domain_secret") is None:
             self._new_domain()
-        if self.device(self.device_id) != self_record:
-            self._write(DEVICE, self.device_id, self_record)
-
-    # -- reads ----------------------------------------------------------------------------------
+        if self.device(self.device_id) != me:
+            self._write(DEVICE, self.device_id, me)
 
     def _new_domain(self) -> None:
         self._store.set_meta("domain_id", str(uuid.uuid4()))
         self._store.set_meta("domain_secret", secrets.token_hex(32))
+
+    def _remember(self, record: DomainRecord) -> None:
+        key = (record.kind, record.key)
+        self._records[key] = record
+        if record.deleted:
+            self._bodies.pop(key, None)
+        else:
+            self._bodies[key] = RECORD_MODELS[record.kind].model_validate(record.body)
+
+    def _forget_all(self) -> None:
+        self._store.clear_domain()
+        self._records.clear()
+        self._bodies.clear()
+
+    # -- reads ----------------------------------------------------------------------------------
 
     @property
     def secret(self) -> str:
@@ -60,127 +92,151 @@ class Domain:
         assert domain_id is not None
         return domain_id
 
+    def _live(self, kind: str, model: type[M]) -> list[M]:
+        return [body for (k, _), body in sorted(self._bodies.items(), key=lambda item: item[0])
+                if k == kind and isinstance(body, model)]
+
+    def _one(self, kind: str, key: str, model: type[M]) -> M | None:
+        body = self._bodies.get((kind, key))
+        return body if isinstance(body, model) else None
+
     @property
     def cluster_name(self) -> str:
         """The cluster's name (its settings record), by default `cluster-` and the start of the domain id."""
-        settings = self.record(CLUSTER, CLUSTER)
-        return settings["name"] if settings else f"cluster-{self.domain_id[:8]}"
+        settings = self._one(CLUSTER, CLUSTER, ClusterSettings)
+        return settings.name if settings else f"cluster-{self.domain_id[:8]}"
 
-    def records(self, kind: str) -> list[dict[str, Any]]:
-        """The bodies of the live records of one kind, by key."""
-        return [r["body"] for (k, _), r in sorted(self._records.items()) if k == kind and not r["deleted"]]
+    def devices(self) -> list[TrustedDevice]:
+        """The trusted devices, this one included, by name."""
+        return sorted(self._live(DEVICE, TrustedDevice), key=lambda d: d.name)
 
-    def record(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The body of one live record, or None."""
-        record = self._records.get((kind, key))
-        return None if record is None or record["deleted"] else record["body"]
-
-    def devices(self) -> list[dict[str, Any]]:
-        """The trusted devices, this one included."""
-        return sorted(self.records(DEVICE), key=lambda d: d["name"])
-
-    def peers(self) -> list[dict[str, Any]]:
+    def peers(self) -> list[TrustedDevice]:
         """The trusted devices but this one."""
-        return [d for d in self.devices() if d["id"] != self.device_id]
+        return [d for d in self.devices() if d.id != self.device_id]
 
-    def device(self, device_id: str) -> dict[str, Any] | None:
-        return self.record(DEVICE, device_id)
+    def device(self, device_id: str) -> TrustedDevice | None:
+        return self._one(DEVICE, device_id, TrustedDevice)
 
-    def device_named(self, name: str) -> dict[str, Any] | None:
-        return next((d for d in self.devices() if d["name"] == name), None)
+    def device_named(self, name: str) -> TrustedDevice | None:
+        return next((d for d in self.devices() if d.name == name), None)
 
-    def device_with_fingerprint(self, fingerprint: str) -> dict[str, Any] | None:
-        return next((d for d in self.devices() if d["fingerprint"] == fingerprint), None)
+    def device_with_fingerprint(self, fingerprint: str) -> TrustedDevice | None:
+        return next((d for d in self.devices() if d.fingerprint == fingerprint), None)
 
     @property
-    def me(self) -> dict[str, Any]:
+    def me(self) -> TrustedDevice:
         me = self.device(self.device_id)
         assert me is not None
         return me
 
     def evacuated(self, device_id: str) -> bool:
         """Whether the cluster evacuated the device (it takes no traffic group)."""
-        state = self.record(MEMBER, device_id)
-        return bool(state and state["evacuated"])
+        state = self._one(MEMBER, device_id, MemberState)
+        return state is not None and state.evacuated
 
-    def groups(self) -> list[dict[str, Any]]:
-        return sorted(self.records(GROUP), key=lambda g: g["name"])
+    def groups(self) -> list[GroupRecord]:
+        """The device groups, by name."""
+        return self._live(GROUP, GroupRecord)
 
-    def group(self, name: str) -> dict[str, Any] | None:
-        return self.record(GROUP, name)
+    def group(self, name: str) -> GroupRecord | None:
+        return self._one(GROUP, name, GroupRecord)
 
-    def traffic_groups(self) -> list[dict[str, Any]]:
-        return sorted(self.records(TRAFFIC_GROUP), key=lambda g: g["name"])
+    def traffic_groups(self) -> list[TrafficGroup]:
+        """The traffic groups, by name."""
+        return self._live(TRAFFIC_GROUP, TrafficGroup)
 
-    def traffic_group(self, name: str) -> dict[str, Any] | None:
-        return self.record(TRAFFIC_GROUP, name)
+    def traffic_group(self, name: str) -> TrafficGroup | None:
+        return self._one(TRAFFIC_GROUP, name, TrafficGroup)
 
-    def put_traffic_group(self, body: dict[str, Any]) -> None:
-        self.put(TRAFFIC_GROUP, body["name"], body)
+    def peer_records(self) -> list[PeerRecord]:
+        """The relationships with peer clusters, by uuid."""
+        return self._live(PEER, PeerRecord)
 
-    def delete_traffic_group(self, name: str) -> None:
-        self.delete(TRAFFIC_GROUP, name)
+    def peer_record(self, uuid: str) -> PeerRecord | None:
+        return self._one(PEER, uuid, PeerRecord)
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> DomainState:
         """Everything a peer needs to merge this state: the domain id and every record."""
-        return {"domain_id": self.domain_id, "records": list(self._records.values())}
+        return DomainState.model_construct(domain_id=self.domain_id, records=list(self._records.values()))
+
+    def join_request(self) -> JoinRequest:
+        """What a device being added needs: the state and the domain's secret."""
+        return JoinRequest.model_construct(domain_id=self.domain_id, secret=self.secret,
+                                           records=list(self._records.values()))
 
     def digest(self) -> str:
         """A short hash of the record stamps: equal digests, equal states."""
-        stamps = sorted(f"{k}/{key}/{r['hlc']}/{r['origin']}" for (k, key), r in self._records.items())
+        stamps = sorted(f"{k}/{key}/{r.hlc}/{r.origin}" for (k, key), r in self._records.items())
         return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
 
     # -- changes --------------------------------------------------------------------------------
 
-    def _write(self, kind: str, key: str, body: dict[str, Any], deleted: bool = False) -> None:
-        record = {"kind": kind, "key": key, "body": body, "hlc": self._store.clock.now(),
-                  "origin": self.device_id, "deleted": deleted}
+    def _write(self, kind: str, key: str, body: BaseModel, deleted: bool = False) -> None:
+        record = DomainRecord.model_construct(kind=kind, key=key, body=body.model_dump(),
+                                              hlc=self._store.clock.now(), origin=self.device_id, deleted=deleted)
         self._store.put_domain_record(record)
-        self._records[(kind, key)] = record
+        self._remember(record)
         self._changed()
 
     def _changed(self) -> None:
         for listener in self.listeners:
             listener()
 
-    def put(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        """Write one record (every member takes it on merge)."""
-        self._write(kind, key, body)
+    def _delete(self, kind: str, key: str) -> None:
+        """A tombstone that wins over every older write (it keeps the last body)."""
+        record = self._records[(kind, key)]
+        self._write(kind, key, RECORD_MODELS[kind].model_validate(record.body), deleted=True)
 
-    def delete(self, kind: str, key: str) -> None:
-        """Delete one record: a tombstone that wins over every older write."""
-        self._write(kind, key, self._records[(kind, key)]["body"], deleted=True)
-
-    def put_device(self, body: dict[str, Any]) -> None:
-        self.put(DEVICE, body["id"], body)
+    def put_device(self, device: TrustedDevice) -> None:
+        self._write(DEVICE, device.id, device)
 
     def remove_device(self, device_id: str) -> None:
-        self.delete(DEVICE, device_id)
+        """Remove a device from trust, and its cluster-wide state (a device added again starts afresh)."""
+        if self._one(MEMBER, device_id, MemberState) is not None:
+            self._delete(MEMBER, device_id)
+        self._delete(DEVICE, device_id)
 
-    def put_group(self, body: dict[str, Any]) -> None:
-        self.put(GROUP, body["name"], body)
+    def set_evacuated(self, device_id: str, evacuated: bool) -> None:
+        self._write(MEMBER, device_id, MemberState(id=device_id, evacuated=evacuated))
+
+    def rename_cluster(self, name: str) -> None:
+        self._write(CLUSTER, CLUSTER, ClusterSettings(name=name))
+
+    def put_group(self, group: GroupRecord) -> None:
+        self._write(GROUP, group.name, group)
 
     def delete_group(self, name: str) -> None:
-        self.delete(GROUP, name)
+        self._delete(GROUP, name)
 
-    def merge(self, state: dict[str, Any]) -> bool:
-        """Take every record of `state` that is newer than ours; True if anything changed.
-        A state from another domain, or malformed, is ignored. If it removes this device, it leaves."""
+    def put_traffic_group(self, group: TrafficGroup) -> None:
+        self._write(TRAFFIC_GROUP, group.name, group)
+
+    def delete_traffic_group(self, name: str) -> None:
+        self._delete(TRAFFIC_GROUP, name)
+
+    def put_peer_record(self, record: PeerRecord) -> None:
+        self._write(PEER, record.uuid, record)
+
+    def delete_peer_record(self, uuid: str) -> None:
+        self._delete(PEER, uuid)
+
+    def merge(self, wire_state: object) -> bool:
+        """Take every record of a peer's state (its wire form) that is newer than ours; True if anything
+        changed. A state from another domain, or malformed, is ignored. If it removes this device, it leaves."""
         try:
-            state = DomainState.model_validate(state).model_dump()
+            state = DomainState.model_validate(wire_state)
         except ValidationError:
             log.warning("ignored a malformed trust domain state")
             return False
-        if state["domain_id"] != self.domain_id:
+        if state.domain_id != self.domain_id:
             return False
         changed = False
-        for record in state.get("records", []):
-            key = (record["kind"], record["key"])
-            self._store.clock.observe(record["hlc"])
-            mine = self._records.get(key)
-            if mine is None or (record["hlc"], record["origin"]) > (mine["hlc"], mine["origin"]):
+        for record in state.records:
+            self._store.clock.observe(record.hlc)
+            mine = self._records.get((record.kind, record.key))
+            if mine is None or (record.hlc, record.origin) > (mine.hlc, mine.origin):
                 self._store.put_domain_record(record)
-                self._records[key] = record
+                self._remember(record)
                 changed = True
         if changed:
             if self.device(self.device_id) is None:
@@ -189,23 +245,22 @@ class Domain:
             self._changed()
         return changed
 
-    def adopt(self, state: dict[str, Any]) -> None:
-        """Join the domain of `state`: its id and records replace ours (this device's record stays)."""
+    def adopt(self, join: JoinRequest) -> None:
+        """Join the domain of `join`: its id and records replace ours (this device's record stays)."""
         me = self.me
-        self._store.clear_domain()
-        self._store.set_meta("domain_id", state["domain_id"])
-        self._store.set_meta("domain_secret", state["secret"])
-        self._records = {}
-        for record in state["records"]:
-            self._store.clock.observe(record["hlc"])
+        self._forget_all()
+        self._store.set_meta("domain_id", join.domain_id)
+        self._store.set_meta("domain_secret", join.secret)
+        for record in join.records:
+            self._store.clock.observe(record.hlc)
             self._store.put_domain_record(record)
-            self._records[(record["kind"], record["key"])] = record
+            self._remember(record)
         self._write(DEVICE, self.device_id, me)
 
     def leave(self) -> None:
         """Start a domain of this device alone (it was removed from its domain)."""
-        me = self.me if self.device(self.device_id) else self._records[(DEVICE, self.device_id)]["body"]
-        self._store.clear_domain()
+        me = self.me if self.device(self.device_id) else TrustedDevice.model_validate(
+            self._records[(DEVICE, self.device_id)].body)
+        self._forget_all()
         self._new_domain()
-        self._records = {}
         self._write(DEVICE, self.device_id, me)
