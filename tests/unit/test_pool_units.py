@@ -54,6 +54,14 @@ class Node:
 NAMES: dict[str, str] = {}
 
 
+def pool_at(pool: str) -> dict[str, str]:
+    """The identity of a pool in Common, as the parent of its members."""
+    return {"partition": "Common", "pool": pool}
+
+
+def member_at(pool: str, key: str) -> dict[str, str]:
+    return pool_at(pool) | {"member": key}
+
 def _all():
     from tandem.config.query import Query
 
@@ -109,7 +117,7 @@ def test_a_member_added_while_its_pool_is_deleted_is_a_conflict_and_never_reatta
     a.config.create(Pool(name="p"))
     deliver(cluster)
     deliver([b, c])
-    b.config.create_member("Common", "p", member("10.0.0.9"))          # {b, c}
+    b.config.create(member("10.0.0.9"), parent=pool_at("p"))          # {b, c}
     deliver([b, c])
     later()
     a.config.delete(Pool, {"partition": "Common", "name": "p"})         # {a}
@@ -148,7 +156,7 @@ def test_the_same_pool_created_on_both_sides_is_one_or_the_other(cluster):
     a.config.create(Pool(name="twin", members=[member("10.0.0.1")], description="a"))
     later()
     b.config.create(Pool(name="twin", members=[member("10.0.0.2")], description="b"))
-    b.config.create_member("Common", "twin", member("10.0.0.3"))
+    b.config.create(member("10.0.0.3"), parent=pool_at("twin"))
     converged(cluster)
     for node in cluster:
         assert node.pool("twin")["description"] == "b" and node.members("twin") == ["10.0.0.2:80", "10.0.0.3:80"]
@@ -189,31 +197,31 @@ def test_changes_of_different_members_all_apply(cluster):
     a, b, c = cluster
     a.config.create(Pool(name="s", members=[member("10.0.0.1"), member("10.0.0.2")]))
     deliver(cluster)
-    a.config.create_member("Common", "s", member("10.0.0.5"))
-    b.config.delete_member("Common", "s", "10.0.0.1:80")
-    c.config.update_member("Common", "s", "10.0.0.2:80", {"enabled": False})
+    a.config.create(member("10.0.0.5"), parent=pool_at("s"))
+    b.config.delete(PoolMember, member_at("s", "10.0.0.1:80"))
+    c.config.update(PoolMember, member_at("s", "10.0.0.2:80"), {"enabled": False})
     b.config.update(Pool, {"partition": "Common", "name": "s"}, {"description": "changed"})
     config = converged(cluster)
     (pool,) = [p for p in config["pools"] if p["name"] == "s"]
     assert pool["description"] == "changed"
     assert [(m["address"], m["enabled"]) for m in pool["members"]] == [("10.0.0.2", False), ("10.0.0.5", True)]
     assert a.conflicts() == []
-    assert c.config.read_member("Common", "s", "10.0.0.2:80")["enabled"] is False
+    assert c.config.read(PoolMember, member_at("s", "10.0.0.2:80"))["enabled"] is False
     with pytest.raises(NotFound):
-        c.config.read_member("Common", "s", "10.0.0.1:80")
+        c.config.read(PoolMember, member_at("s", "10.0.0.1:80"))
     a.config.update(Pool, {"partition": "Common", "name": "s"}, {"members": [{"address": "10.0.0.1", "port": 80}]})
-    assert a.config.read_member("Common", "s", "10.0.0.1:80")["enabled"] is True  # the replacement hides overlays
+    assert a.config.read(PoolMember, member_at("s", "10.0.0.1:80"))["enabled"] is True  # the replacement hides overlays
     with pytest.raises(NotFound):
-        a.config.read_member("Common", "s", "10.0.0.5:80")
+        a.config.read(PoolMember, member_at("s", "10.0.0.5:80"))
 
 
 def test_the_same_member_changed_on_both_sides_is_a_conflict(cluster):
     a, b, _ = cluster
     a.config.create(Pool(name="t", members=[member("10.0.0.1")]))
     deliver(cluster)
-    a.config.update_member("Common", "t", "10.0.0.1:80", {"description": "from a"})
+    a.config.update(PoolMember, member_at("t", "10.0.0.1:80"), {"description": "from a"})
     later()
-    b.config.update_member("Common", "t", "10.0.0.1:80", {"description": "from b"})
+    b.config.update(PoolMember, member_at("t", "10.0.0.1:80"), {"description": "from b"})
     converged(cluster)
     assert a.pool("t")["members"][0]["description"] == "from b"
     (conflict,) = a.conflicts()
@@ -224,11 +232,11 @@ def test_a_single_member_change_and_a_replacement_follow_their_stamps(cluster):
     a, b, _ = cluster
     a.config.create(Pool(name="u", members=[member("10.0.0.1")]))
     deliver(cluster)
-    b.config.create_member("Common", "u", member("10.0.0.7"))        # before the replacement: lost
+    b.config.create(member("10.0.0.7"), parent=pool_at("u"))        # before the replacement: lost
     later()
     a.config.update(Pool, {"partition": "Common", "name": "u"}, {"members": [{"address": "10.0.0.2", "port": 80}]})
     later()
-    b.config.create_member("Common", "u", member("10.0.0.8"))        # after it: applies on top
+    b.config.create(member("10.0.0.8"), parent=pool_at("u"))        # after it: applies on top
     converged(cluster)
     assert a.members("u") == ["10.0.0.2:80", "10.0.0.8:80"]
     (conflict,) = a.conflicts()
@@ -271,7 +279,7 @@ def test_a_third_device_records_a_lost_member_change_whichever_write_it_hears_fi
     a.config.create(Pool(name="x", members=[member("10.0.0.1")]))
     deliver(cluster)
     a.config.delete(Pool, {"partition": "Common", "name": "x"})
-    b.config.update_member("Common", "x", "10.0.0.1:80", {"enabled": False})
+    b.config.update(PoolMember, member_at("x", "10.0.0.1:80"), {"enabled": False})
     for source in (a, b) if delete_first else (b, a):
         c.replica.apply_commits(SCOPE, list(source.sent))
     (conflict,) = c.conflicts()
@@ -283,7 +291,7 @@ def test_a_member_change_recorded_lost_is_withdrawn_when_what_hid_it_loses_in_tu
     a, b, c = cluster
     a.config.create(Pool(name="y"))
     deliver(cluster)
-    c.config.create_member("Common", "y", member("10.0.0.9"))
+    c.config.create(member("10.0.0.9"), parent=pool_at("y"))
     a.config.delete(Pool, {"partition": "Common", "name": "y"})
     later()
     b.config.update(Pool, {"partition": "Common", "name": "y"}, {"description": "kept"})
@@ -315,8 +323,8 @@ def test_a_store_of_the_earlier_format_keeps_its_members(tmp_path):
         "10.0.0.1", "10.0.0.2"]
     with pytest.raises(Conflict, match="used by virtual /Common/v"):  # the reference index was built
         config.delete(Pool, {"partition": "Common", "name": "web"})
-    config.create_member("Common", "web", member("10.0.0.4"))
-    config.delete_member("Common", "web", "10.0.0.1:80")
+    config.create(member("10.0.0.4"), parent=pool_at("web"))
+    config.delete(PoolMember, member_at("web", "10.0.0.1:80"))
     assert [m["address"] for m in config.read(Pool, {"partition": "Common", "name": "web"})["members"]] == [
         "10.0.0.2", "10.0.0.4"]
     store.close()
@@ -329,8 +337,8 @@ def test_a_mirror_sends_one_member_of_a_large_pool_not_the_pool(tmp_path):
     source.config.create(Pool(name="big", members=[member(f"10.0.{i // 250}.{i % 250}") for i in range(1000)]))
     assert mirror.apply_state(target.store, "Common", mirror.snapshot(source.store, "Common")) == 1
     pool_commit = target.store.version("pools", "Common", "big").hlc
-    source.config.create_member("Common", "big", member("10.9.9.9"))
-    source.config.delete_member("Common", "big", "10.0.0.1:80")
+    source.config.create(member("10.9.9.9"), parent=pool_at("big"))
+    source.config.delete(PoolMember, member_at("big", "10.0.0.1:80"))
     changes = [[kind, name, mirror.presented(source.store, kind, "Common", name)]
                for kind, name in (("members", "big/10.9.9.9:80"), ("members", "big/10.0.0.1:80"))]
     assert changes[1][2] is None

@@ -14,7 +14,6 @@ from tandem.api import (
     routes_device,
     routes_failover,
     routes_leases,
-    routes_members,
     routes_peering,
     routes_testing,
     routes_users,
@@ -36,7 +35,6 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_device.router)
     for router in routes_config.ROUTERS:
         app.include_router(router)
-    app.include_router(routes_members.router)
     app.include_router(routes_users.router)
     app.include_router(routes_batch.router)
     app.include_router(routes_leases.router)

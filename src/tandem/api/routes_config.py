@@ -1,6 +1,7 @@
 """CRUD routes of the configuration resources, built once for every resource model."""
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -10,11 +11,12 @@ from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import counted, job_response
 from tandem.api.responses import JSON
 from tandem.auth import Principal
-from tandem.models import Monitor, Partition, Pool, Resource, VirtualServer
-from tandem.models.fields import NAME_PATTERN
+from tandem.models import Monitor, Partition, Pool, PoolMember, Resource, VirtualServer
+from tandem.models.fields import NAME_PATTERN, member_key
 from tandem.models.partial import changes, patch_model
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
+MemberPath = Annotated[str, Path(max_length=80, description="address:port, IPv6 as [address]:port")]
 
 
 async def _partitioned_identity(partition: NamePath, name: NamePath) -> dict[str, str]:
@@ -25,9 +27,22 @@ async def _global_identity(name: NamePath) -> dict[str, str]:
     return {"name": name}
 
 
+async def _pool_identity(partition: NamePath, pool: NamePath) -> dict[str, str]:
+    return {"partition": partition, "pool": pool}
+
+
+async def _member_identity(partition: NamePath, pool: NamePath, member: MemberPath) -> dict[str, str]:
+    return {"partition": partition, "pool": pool, "member": member}
+
+
+async def _no_parent() -> dict[str, str]:
+    return {}
+
+
 def require_write(principal: Principal, model: type[Resource], partition: str | None) -> None:
-    """Partitioned objects: the caller must be allowed to change that partition; others: admins only."""
-    if "partition" in model.identity and partition is not None:
+    """Partitioned objects (and their children): the caller must be allowed to change that partition;
+    others: admins only."""
+    if "partition" in model.identity + model.parent_keys and partition is not None:
         principal.require_write(partition)
     else:
         principal.require_admin()
@@ -40,48 +55,73 @@ def require_bulk_write(principal: Principal, model: type[Resource], filters: dic
     require_write(principal, model, partition if exact else None)
 
 
+def _paths(model: type[Resource]) -> tuple[str, str, Callable[..., Any], Callable[..., Any]]:
+    """A resource's collection prefix and item path, and the dependencies reading its parent's
+    identity and its own from the URL: `/api/pools` + `/{partition}/{name}`, or for a child
+    `/api/pools/{partition}/{pool}/members` + `/{member}`."""
+    if model.parent_kind is not None:
+        parent_path = "".join(f"/{{{key}}}" for key in model.parent_keys)
+        return (f"/api/{model.parent_kind}{parent_path}/{model.kind}", f"/{{{model.path_key}}}",
+                _pool_identity, _member_identity)
+    if "partition" in model.identity:
+        return f"/api/{model.kind}", "/{partition}/{name}", _no_parent, _partitioned_identity
+    return f"/api/{model.kind}", "/{name}", _no_parent, _global_identity
+
+
+def _described(model: type[Resource], parent: dict[str, str]) -> str:
+    """What a bulk job changes: `pools`, or `members of /Common/web`."""
+    return f"{model.kind} of /" + "/".join(parent.values()) if parent else model.kind
+
+
 def config_router(model: type[Resource]) -> APIRouter:
     """Routes for one resource: collection GET/POST/PATCH/DELETE and item GET/PATCH/DELETE."""
-    router = APIRouter(prefix=f"/api/{model.kind}", tags=[model.kind])
-    partitioned = "partition" in model.identity
-    identity_dep = _partitioned_identity if partitioned else _global_identity
-    item_path = "/{partition}/{name}" if partitioned else "/{name}"
+    prefix, item_path, parent_dep, identity_dep = _paths(model)
+    router = APIRouter(prefix=prefix, tags=[model.kind])
     known_fields = list(model.model_fields)
     Patch = patch_model(model)
+    Parent = Annotated[dict[str, str], Depends(parent_dep)]
     Identity = Annotated[dict[str, str], Depends(identity_dep)]
 
-    def location(stored: dict[str, Any]) -> str:
-        return f"/api/{model.kind}/" + "/".join(stored[k] for k in model.identity)
+    def location(parent: dict[str, str], stored: dict[str, Any]) -> str:
+        if model.parent_kind is not None:
+            return f"{prefix.format(**parent)}/{member_key(stored['address'], stored['port'])}"
+        return f"{prefix}/" + "/".join(stored[k] for k in model.identity)
+
+    def write_partition(parent: dict[str, str], body: Resource | None = None) -> str | None:
+        return parent.get("partition", getattr(body, "partition", None))
 
     @router.get("", summary=f"List {model.kind}")
-    async def list_collection(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-        records, after = await asyncio.to_thread(device.config.page, model, parse_query(request, known_fields))
+    async def list_collection(request: Request, parent: Parent, device: DeviceDep, _: PrincipalDep) -> JSON:
+        records, after = await asyncio.to_thread(device.config.page, model, parse_query(request, known_fields),
+                                                 parent)
         return page_response(request, records, after)
 
     @router.post("", status_code=201, response_model=model, summary=f"Create one of {model.kind}")
-    async def create(body: model, device: DeviceDep, principal: PrincipalDep) -> JSON:  # type: ignore[valid-type]
-        require_write(principal, model, getattr(body, "partition", None))
-        stored = await device.write(device.config.create, body)
-        return JSON(stored, status_code=201, headers={"Location": location(stored)})
+    async def create(body: model, parent: Parent, device: DeviceDep,  # type: ignore[valid-type]
+                     principal: PrincipalDep) -> JSON:
+        require_write(principal, model, write_partition(parent, body))
+        stored = await device.write(device.config.create, body, None, parent)
+        return JSON(stored, status_code=201, headers={"Location": location(parent, stored)})
 
     @router.patch("", status_code=202, summary=f"Change every matching one of {model.kind} (a job)")
-    async def patch_collection(request: Request, body: Patch, device: DeviceDep,  # type: ignore[valid-type]
-                               principal: PrincipalDep) -> JSON:
+    async def patch_collection(request: Request, body: Patch, parent: Parent,  # type: ignore[valid-type]
+                               device: DeviceDep, principal: PrincipalDep) -> JSON:
         query = parse_query(request, known_fields)
         require_filter(query)
-        require_bulk_write(principal, model, query.filters)
+        require_bulk_write(principal, model, parent or query.filters)
         patch = changes(body)
-        job = device.jobs.start(f"update {model.kind} matching {query.filters}",
-                                lambda: counted(device, device.config.update_matching, model, query, patch))
+        job = device.jobs.start(f"update {_described(model, parent)} matching {query.filters}", lambda: counted(
+            device, device.config.update_matching, model, query, patch, parent))
         return job_response(job)
 
     @router.delete("", status_code=202, summary=f"Delete every matching one of {model.kind} (a job)")
-    async def delete_collection(request: Request, device: DeviceDep, principal: PrincipalDep) -> JSON:
+    async def delete_collection(request: Request, parent: Parent, device: DeviceDep,
+                                principal: PrincipalDep) -> JSON:
         query = parse_query(request, known_fields)
         require_filter(query)
-        require_bulk_write(principal, model, query.filters)
-        job = device.jobs.start(f"delete {model.kind} matching {query.filters}",
-                                lambda: counted(device, device.config.delete_matching, model, query))
+        require_bulk_write(principal, model, parent or query.filters)
+        job = device.jobs.start(f"delete {_described(model, parent)} matching {query.filters}",
+                                lambda: counted(device, device.config.delete_matching, model, query, parent))
         return job_response(job)
 
     @router.get(item_path, response_model=model, summary=f"Read one of {model.kind}")
@@ -91,15 +131,15 @@ def config_router(model: type[Resource]) -> APIRouter:
     @router.patch(item_path, response_model=model, summary=f"Change one of {model.kind}")
     async def update(identity: Identity, body: Patch, device: DeviceDep,  # type: ignore[valid-type]
                      principal: PrincipalDep) -> JSON:
-        require_write(principal, model, identity.get("partition"))
+        require_write(principal, model, write_partition(identity))
         return JSON(await device.write(device.config.update, model, identity, changes(body)))
 
     @router.delete(item_path, status_code=204, summary=f"Delete one of {model.kind}")
     async def delete(identity: Identity, device: DeviceDep, principal: PrincipalDep) -> None:
-        require_write(principal, model, identity.get("partition"))
+        require_write(principal, model, write_partition(identity))
         await device.write(device.config.delete, model, identity)
 
     return router
 
 
-ROUTERS = [config_router(model) for model in (Partition, Monitor, Pool, VirtualServer)]
+ROUTERS = [config_router(model) for model in (Partition, Monitor, Pool, PoolMember, VirtualServer)]

@@ -23,6 +23,12 @@ class Resource(BaseModel):
     """The store kind and the collection name under /api."""
     identity: ClassVar[tuple[str, ...]] = ("partition", "name")
     """The fields that name the object; they cannot be changed by PATCH."""
+    parent_kind: ClassVar[str | None] = None
+    """A child resource's parent collection (`pools` for members), None for a top-level one."""
+    parent_keys: ClassVar[tuple[str, ...]] = ()
+    """A child's path segments naming its parent (`partition`, `pool`)."""
+    path_key: ClassVar[str] = "name"
+    """A child's path segment naming it within its parent (`member`: `address:port`)."""
 
 
 class Partition(Resource):
@@ -66,6 +72,9 @@ class PoolMember(Resource):
 
     kind: ClassVar[str] = "members"
     identity: ClassVar[tuple[str, ...]] = ("address", "port")
+    parent_kind: ClassVar[str | None] = "pools"
+    parent_keys: ClassVar[tuple[str, ...]] = ("partition", "pool")
+    path_key: ClassVar[str] = "member"
 
     address: IPAddress
     port: Port

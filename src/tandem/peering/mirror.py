@@ -20,8 +20,9 @@ import orjson
 from pydantic import ValidationError
 
 from tandem.config import units
+from tandem.config.objects import write_object
+from tandem.config.pool_members import stored_member, write_member
 from tandem.config.presentation import present
-from tandem.config.service import stored_member, write_member, write_object
 from tandem.errors import ApiError
 from tandem.models import Monitor, Partition, Pool, PoolMember, VirtualServer
 from tandem.models.fields import member_key

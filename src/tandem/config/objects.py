@@ -1,0 +1,153 @@
+"""Top-level configuration objects (partitions, monitors, pools, virtual servers, users): where each is
+stored, and its create, update and delete inside a transaction, with the reference checks.
+
+A pool's record holds its member list (`units`): writing a pool writes the unit."""
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from tandem.config import integrity, units
+from tandem.config.presentation import HIDDEN_FIELDS, present
+from tandem.config.query import Query
+from tandem.config.validation import validate
+from tandem.errors import Conflict, Invalid, NotFound
+from tandem.models import Partition, Pool, Resource, User
+from tandem.models.conflict import CONFLICTS
+from tandem.models.lease import LEASES
+from tandem.store import GLOBAL, Body, Store, Transaction
+from tandem.store.draft import Draft
+
+Identity = dict[str, Any]
+"""The fields that name an object (`Resource.identity`, and for a child its parent's: `Resource.parent_keys`)."""
+Txn = Transaction | Draft
+"""Where writes go: a transaction on the writer, or a draft computed away from it."""
+Source = Transaction | Draft | Store
+"""What reads go through."""
+WRITE_ONLY_FIELDS = {"password"}
+"""Accepted but never stored as given."""
+
+
+def store_key(model: type[Resource], identity: Identity) -> tuple[str, str]:
+    """Where the object `identity` names is stored: (partition, name)."""
+    return (identity["partition"], identity["name"]) if "partition" in model.identity else (GLOBAL, identity["name"])
+
+
+def key_of(obj: Resource) -> tuple[str, str]:
+    return store_key(type(obj), {field: getattr(obj, field) for field in type(obj).identity})
+
+
+def comparable(obj: Resource) -> Body:
+    """`obj` as it would be presented once stored (members in their stored order)."""
+    shown = obj.model_dump(exclude=WRITE_ONLY_FIELDS)
+    if isinstance(obj, Pool):
+        shown["members"] = units.member_list(obj)
+    return shown
+
+
+def write_object(txn: Txn, obj: Resource, stored: Body | None, current: Body | None, extra: Body | None = None) -> None:
+    """Store `obj`, new (`stored` None: it gets its incarnation) or over its `stored` record (presented as
+    `current`, whose hidden fields it keeps), without the API's checks; `extra`: server-side fields."""
+    model = type(obj)
+    partition, name = key_of(obj)
+    stamp = txn.stamp()
+    kept = {k: v for k, v in (stored or {}).items() if k in HIDDEN_FIELDS}
+    exclude = WRITE_ONLY_FIELDS | ({"members"} if isinstance(obj, Pool) else set())
+    body = obj.model_dump(exclude=exclude) | kept | (extra or {})
+    body.setdefault("incarnation", str(stamp))
+    if isinstance(obj, Pool):
+        body = units.stored_pool(obj, body, stamp, stored, current["members"] if current else [])
+    txn.put(model.kind, partition, name, body, stamp)
+
+
+class Collection(Protocol):
+    """The objects of one resource: top-level (`Objects`) or children of another (`PoolMembers`). Writes go
+    to `txn` without the read-only check (`ConfigService` makes it); `parent` names the parent of a child
+    (`{"partition", "pool"}`), empty for the top level."""
+
+    model: type[Resource]
+
+    def partition_of(self, identity: Identity) -> str: ...
+    def read(self, source: Source, identity: Identity) -> Body: ...
+    def create(self, txn: Txn, obj: Resource, parent: Identity, extra: Body | None) -> Identity: ...
+    def update(self, txn: Txn, identity: Identity, patch: Body, extra: Body | None) -> None: ...
+    def delete(self, txn: Txn, identity: Identity) -> None: ...
+    def matching(self, txn: Txn, parent: Identity, query: Query) -> list[Identity]: ...
+    def page(self, source: Store, parent: Identity, query: Query) -> tuple[list[Body], tuple[str, str] | None]: ...
+
+
+class Objects:
+    """The objects of one top-level resource."""
+
+    def __init__(self, model: type[Resource]) -> None:
+        self.model = model
+        self._global = "partition" not in model.identity
+
+    def partition_of(self, identity: Identity) -> str:
+        """The partition whose write permission and read-only state govern the object."""
+        return identity["name"] if self.model is Partition else identity.get("partition", GLOBAL)
+
+    def stored(self, source: Source, identity: Identity) -> Body:
+        """The stored record; NotFound if there is none."""
+        partition, name = store_key(self.model, identity)
+        body = source.get(self.model.kind, partition, name)
+        if body is None:
+            where = f"/{partition}/{name}" if partition else name
+            raise NotFound(f"{self.model.__name__} {where} does not exist", target=where)
+        return body
+
+    def read(self, source: Source, identity: Identity) -> Body:
+        return present(source, self.model.kind, self.stored(source, identity))
+
+    def create(self, txn: Txn, obj: Resource, parent: Identity, extra: Body | None) -> Identity:
+        partition, name = key_of(obj)
+        if txn.exists(self.model.kind, partition, name):
+            raise Conflict(f"{self.model.__name__} {name!r} already exists", target="name")
+        integrity.check_references(txn, obj)
+        write_object(txn, obj, None, None, extra)
+        return {field: getattr(obj, field) for field in self.model.identity}
+
+    def replace(self, txn: Txn, obj: Resource) -> bool:
+        """Make the stored object equal to `obj` (writing nothing if it already is); False if there is none."""
+        stored = txn.get(self.model.kind, *key_of(obj))
+        if stored is None:
+            return False
+        integrity.check_references(txn, obj)
+        current = present(txn, self.model.kind, stored)
+        if comparable(obj) != current:
+            write_object(txn, obj, stored, current)
+        return True
+
+    def update(self, txn: Txn, identity: Identity, patch: Body, extra: Body | None) -> None:
+        stored = self.stored(txn, identity)
+        for field in self.model.identity:
+            if field in patch and patch[field] != stored.get(field):
+                raise Invalid(f"{field} cannot be changed", target=field)
+        current = present(txn, self.model.kind, stored)
+        obj = validate(self.model, current | patch)
+        integrity.check_references(txn, obj)
+        if isinstance(obj, User):
+            integrity.check_admin_remains(txn, obj.name, obj.role)
+        write_object(txn, obj, stored, current, extra)
+
+    def delete(self, txn: Txn, identity: Identity) -> None:
+        partition, name = store_key(self.model, identity)
+        self.stored(txn, identity)
+        integrity.check_unreferenced(txn, self.model.kind, partition, name)
+        if self.model is User:
+            integrity.check_admin_remains(txn, name, None)
+        if self.model is Partition:  # what it keeps beside its configuration goes with it
+            for kind in (LEASES, CONFLICTS):
+                for record in list(txn.records(kind, partition=name)):
+                    txn.delete(kind, name, record.name)
+        txn.delete(self.model.kind, partition, name)
+
+    def matching(self, txn: Txn, parent: Identity, query: Query) -> list[Identity]:
+        partition = GLOBAL if self._global else None
+        return [r.body for r in txn.records(self.model.kind, partition=partition) if query.matches(r.body)]
+
+    def page(self, source: Store, parent: Identity, query: Query) -> tuple[list[Body], tuple[str, str] | None]:
+        partition = GLOBAL if self._global else None
+        records: Iterator[tuple[tuple[str, str], Body]] = (
+            ((r.partition, r.name), present(source, self.model.kind, r.body))
+            for r in source.records(self.model.kind, partition=partition, after=query.after))
+        return query.page(records, self.model.identity)
