@@ -1,10 +1,11 @@
 """What a source wants served, the same for every source: one service, its ports, members and monitor."""
 
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tandem.models.fields import IPAddress, Name, Port
+from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP, LbMethod, MonitorSettings, Protocol
 
 
 class Member(BaseModel):
@@ -22,20 +23,8 @@ class ServicePort(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     port: Port
-    protocol: Literal["tcp"] = "tcp"
+    protocol: Protocol = "tcp"
     members: list[Member] = Field(default_factory=list, max_length=100_000)
-
-
-class MonitorSpec(BaseModel):
-    """The health monitor of a service's pools."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["tcp", "http"]
-    interval: float = Field(5.0, ge=0.05, le=3600)
-    timeout: float = Field(16.0, ge=0.05, le=3600)
-    path: str | None = Field(None, max_length=1024, pattern=r"^/[\x21-\x7e]*$")
-    expected_status: int | None = Field(None, ge=100, le=599)
 
 
 class Service(BaseModel):
@@ -46,10 +35,10 @@ class Service(BaseModel):
 
     key: str = Field(min_length=1, max_length=200)
     address: IPAddress | None = None
-    traffic_group: Name = "traffic-group-1"
+    traffic_group: Name = DEFAULT_TRAFFIC_GROUP
     ports: list[ServicePort] = Field(min_length=1, max_length=64)
-    monitor: MonitorSpec | None = None
-    lb_method: Literal["round-robin", "least-connections"] = "round-robin"
+    monitor: MonitorSettings | None = None
+    lb_method: LbMethod = DEFAULT_LB_METHOD
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> Self:

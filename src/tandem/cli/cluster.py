@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tandem.cli.choices import GroupTypeChoice
 from tandem.cli.connection import Settings, connect, resolve_target
 from tandem.cli.errors import CliError
 from tandem.cli.output import Column, Output
 from tandem.lab.state import LabState, default_lab_dir, load_lab
+from tandem.models import DEFAULT_PARTITION
+from tandem.models.cluster import GROUP_LIMITS, SYNC_FAILOVER, SYNC_ONLY
 
 if TYPE_CHECKING:
     from tandem.sdk import Client, ClusterManager, ClusterMember
     from tandem.sdk.cluster_members import ClusterMembers
 
-DEFAULT_PARTITION = "Common"
 DEFAULT_TIMEOUT = 60.0
 
 app = typer.Typer(
@@ -45,11 +46,6 @@ app = typer.Typer(
          "talks to is the root: it adds the others to its trust domain and creates or changes the group.",
     no_args_is_help=True,
 )
-
-
-class GroupType(enum.StrEnum):
-    sync_failover = "sync-failover"
-    sync_only = "sync-only"
 
 
 GROUP_COLUMNS = [Column("name"), Column("type"), Column("members"), Column("partitions"),
@@ -220,7 +216,7 @@ def _manager(ctx: typer.Context, name: str, devices: Devices) -> tuple[ClusterMa
             clients[member] = devices.member(member, trust.get(member))
     partitions = list(getattr(group, "partitions", None) or [DEFAULT_PARTITION])
     manager = ClusterManager(devices=list(clients.values()), device_group_name=name,
-                             device_group_type=getattr(group, "type", "sync-failover"),
+                             device_group_type=getattr(group, "type", SYNC_FAILOVER),
                              device_group_partition=partitions[0])
     return manager, clients
 
@@ -269,10 +265,11 @@ def cluster_list(ctx: typer.Context) -> None:
 def cluster_create(
     ctx: typer.Context,
     name: NameArgument,
-    group_type: Annotated[GroupType, typer.Option(
+    group_type: Annotated[GroupTypeChoice, typer.Option(
         "--type", "-t", case_sensitive=False,
-        help="sync-failover: config sync and failover (at most 8 devices); sync-only: config sync (at most 32).",
-    )] = GroupType.sync_failover,
+        help=f"sync-failover: config sync and failover (at most {GROUP_LIMITS[SYNC_FAILOVER]} devices); "
+             f"sync-only: config sync (at most {GROUP_LIMITS[SYNC_ONLY]}).",
+    )] = GroupTypeChoice.sync_failover,
     partition: Annotated[str, typer.Option("--partition", "-p", help="The partition the group syncs.")]
     = DEFAULT_PARTITION,
     device: Annotated[list[str] | None, typer.Option(

@@ -61,6 +61,8 @@ from tandem.lab.processes import (
     stop_devices,
 )
 from tandem.lab.state import LabBackend, LabDevice, LabState, default_lab_dir, load_lab, remove_lab, save_lab
+from tandem.models import DEFAULT_PARTITION
+from tandem.models.cluster import GROUP_LIMITS, IN_SYNC, SYNC_FAILOVER, SYNC_ONLY
 
 app = typer.Typer(
     help="A local lab: several devices on this host, each on its own loopback address (127.0.10.1, "
@@ -71,15 +73,13 @@ app = typer.Typer(
 DEFAULT_DEVICES = 2
 DEFAULT_ADDRESS_BASE = "127.0.10.1"
 DEFAULT_PORT = 8443
-LAB_PARTITION = "Common"
-MAX_SYNC_FAILOVER = 8
-MAX_SYNC_ONLY = 32
+MAX_SYNC_FAILOVER = GROUP_LIMITS[SYNC_FAILOVER]
+MAX_SYNC_ONLY = GROUP_LIMITS[SYNC_ONLY]
 CLUSTER_TIMEOUT = 60.0
 START_TIMEOUT = 30.0
 PASSWORD_FILE = "admin-password"
 LOG_FILE = "daemon.log"
 DEMO_TIMEOUT = 30.0
-IN_SYNC = "In Sync"
 
 LAB_COLUMNS = [
     Column("name"),
@@ -256,7 +256,7 @@ def up(
         from tandem.cli.cluster import show_status
 
         output.out.print()
-        output.out.print(f"device group {LAB_GROUP} ({group_status.get('type')}, partition {LAB_PARTITION}): "
+        output.out.print(f"device group {LAB_GROUP} ({group_status.get('type')}, partition {DEFAULT_PARTITION}): "
                          f"{group_status.get('status')}", style="bold", highlight=False)
         show_status(output, group_status, group=False)
     if demo_info is not None:
@@ -271,7 +271,7 @@ def up(
 
 def lab_group_type(count: int) -> str:
     """The type of the lab's device group for `count` devices: sync-failover while it may be, else sync-only."""
-    return "sync-failover" if count <= MAX_SYNC_FAILOVER else "sync-only"
+    return SYNC_FAILOVER if count <= MAX_SYNC_FAILOVER else SYNC_ONLY
 
 
 def form_cluster(output: Output, state: LabState, timeout: float) -> dict[str, Any]:
@@ -299,12 +299,12 @@ def form_cluster(output: Output, state: LabState, timeout: float) -> dict[str, A
             if not output.json:
                 output.note(f"cluster {LAB_GROUP} is in the devices' data already: waiting until it is In Sync")
             ClusterManager().manage_existing(devices=clients, device_group_name=LAB_GROUP,
-                                             device_group_type=group_type, device_group_partition=LAB_PARTITION)
+                                             device_group_type=group_type, device_group_partition=DEFAULT_PARTITION)
             return _wait_in_sync(clients, [d.name for d in state.devices], timeout)
         if not output.json:
             output.note(f"forming cluster {LAB_GROUP} ({group_type}) of {len(clients)} devices")
         ClusterManager().create(devices=clients, device_group_name=LAB_GROUP, device_group_type=group_type,
-                                device_group_partition=LAB_PARTITION, timeout=timeout,
+                                device_group_partition=DEFAULT_PARTITION, timeout=timeout,
                                 progress=None if output.json else output.note)
         return DeviceGroup(name=LAB_GROUP).status(connection=clients[0])
     except (TandemError, CliError) as exc:

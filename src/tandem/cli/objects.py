@@ -14,31 +14,14 @@ from typing import Annotated, Any
 
 import typer
 
+from tandem.cli.choices import LbMethodChoice, MonitorTypeChoice, RoleChoice
 from tandem.cli.connection import Settings, connect, read_password_file
 from tandem.cli.errors import CliError
 from tandem.cli.output import Column, Output, format_value
+from tandem.models import DEFAULT_PARTITION
 from tandem.models.fields import member_key
 
-DEFAULT_PARTITION = "Common"
-
-
 # -- shared pieces ------------------------------------------------------------------------------
-
-class MonitorType(enum.StrEnum):
-    tcp = "tcp"
-    http = "http"
-
-
-class LbMethod(enum.StrEnum):
-    round_robin = "round-robin"
-    least_connections = "least-connections"
-
-
-class Role(enum.StrEnum):
-    admin = "admin"
-    manager = "manager"
-    auditor = "auditor"
-
 
 def _settings(ctx: typer.Context) -> Settings:
     return ctx.obj if isinstance(ctx.obj, Settings) else Settings()
@@ -237,7 +220,7 @@ def monitor_show(ctx: typer.Context, name: NameArgument, partition: PartitionOpt
 def monitor_create(
     ctx: typer.Context,
     name: NameArgument,
-    type_: Annotated[MonitorType, typer.Option("--type", help="What to check.")],
+    type_: Annotated[MonitorTypeChoice, typer.Option("--type", help="What to check.")],
     partition: PartitionOption = DEFAULT_PARTITION,
     path: PathOption = None,
     expected_status: ExpectedStatusOption = None,
@@ -257,7 +240,8 @@ def monitor_update(
     ctx: typer.Context,
     name: NameArgument,
     partition: PartitionOption = DEFAULT_PARTITION,
-    type_: Annotated[MonitorType | None, typer.Option("--type", show_default=False, help="What to check.")] = None,
+    type_: Annotated[MonitorTypeChoice | None,
+                     typer.Option("--type", show_default=False, help="What to check.")] = None,
     path: PathOption = None,
     expected_status: ExpectedStatusOption = None,
     interval: IntervalOption = None,
@@ -267,7 +251,7 @@ def monitor_update(
     """Change a monitor: only the options given are sent."""
     changes = _changes(type=type_, path=path, expected_status=expected_status, interval=interval,
                        timeout=timeout, description=description)
-    if type_ is MonitorType.tcp:
+    if type_ == "tcp":
         # a tcp monitor has no path or expected status: clear them (sent only if they were set)
         changes.setdefault("path", None)
         changes.setdefault("expected_status", None)
@@ -301,7 +285,7 @@ POOL_COLUMNS = [Column("partition"), Column("name"), Column("lb_method", "lb met
                 Column("members", render=_members_summary), Column("description")]
 MEMBER_COLUMNS = [Column("address"), Column("port"), Column("enabled"), Column("description")]
 
-LbMethodOption = Annotated[LbMethod | None, typer.Option(
+LbMethodOption = Annotated[LbMethodChoice | None, typer.Option(
     "--lb-method", show_default=False, help="How to pick a member. [default: round-robin]")]
 MonitorOption = Annotated[str | None, typer.Option(
     "--monitor", show_default=False, help="A monitor: NAME (same partition) or /PARTITION/NAME.")]
@@ -663,7 +647,7 @@ def user_show(ctx: typer.Context, name: NameArgument) -> None:
 def user_create(
     ctx: typer.Context,
     name: NameArgument,
-    role: Annotated[Role, typer.Option("--role", help="admin: everything; manager: changes objects in its "
+    role: Annotated[RoleChoice, typer.Option("--role", help="admin: everything; manager: changes objects in its "
                                                       "partitions; auditor: reads.")],
     partitions: UserPartitionsOption = None,
     password_file: NewPasswordFileOption = None,
@@ -685,7 +669,7 @@ def user_create(
 def user_update(
     ctx: typer.Context,
     name: NameArgument,
-    role: Annotated[Role | None, typer.Option("--role", show_default=False, help="The new role.")] = None,
+    role: Annotated[RoleChoice | None, typer.Option("--role", show_default=False, help="The new role.")] = None,
     partitions: UserPartitionsOption = None,
     password_file: NewPasswordFileOption = None,
     set_password: Annotated[bool, typer.Option(
@@ -696,7 +680,7 @@ def user_update(
     changes = _changes(role=role, description=description)
     if partitions:
         changes["partitions"] = list(partitions)
-    elif role is not None and role is not Role.manager:
+    elif role is not None and role != "manager":
         changes["partitions"] = []  # only managers are limited to partitions
     if password_file is not None or set_password:
         changes["password"] = _new_password(ctx, password_file)

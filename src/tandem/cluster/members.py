@@ -14,7 +14,7 @@ from typing import Any
 from tandem.errors import NotFound
 from tandem.failover.rule import ACTIVE
 from tandem.failover.service import FailoverService
-from tandem.models.cluster import GroupRecord, TrustedDevice, TrustRequest
+from tandem.models.cluster import SYNC_FAILOVER, GroupRecord, TrustedDevice, TrustRequest
 from tandem.sync.engine import SyncEngine
 from tandem.trust.domain import Domain
 
@@ -144,7 +144,7 @@ class ClusterMembers:
     def _view(self, record: TrustedDevice, seen: dict[str, _Seen]) -> dict[str, Any]:
         name, me = record.name, seen[record.id]
         groups = [g for g in self._domain.groups() if name in g.members]
-        failover_group = next((g for g in groups if g.type == "sync-failover"), None)
+        failover_group = next((g for g in groups if g.type == SYNC_FAILOVER), None)
         roles = [role for role, has in ((DATABASE, bool(groups)), (FAILOVER, failover_group is not None),
                                         (ACTIVE, me.active)) if has]
         if me.evacuated:

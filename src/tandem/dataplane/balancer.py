@@ -8,12 +8,12 @@ the same order.
 """
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal, NamedTuple
+from typing import NamedTuple, get_args
 
 from tandem.models.fields import member_key
+from tandem.models.resources import LbMethod
 
-LbMethod = Literal["round-robin", "least-connections"]
-LB_METHODS: tuple[str, ...] = ("round-robin", "least-connections")
+LB_METHODS: tuple[str, ...] = get_args(LbMethod)
 
 
 class Target(NamedTuple):

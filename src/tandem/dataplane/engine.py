@@ -18,6 +18,15 @@ from tandem.dataplane.monitor import MonitorConfig, PoolMonitor
 from tandem.dataplane.proxy import VirtualServerProxy
 from tandem.dataplane.stats import Counters, PoolStats, Stats
 from tandem.models.fields import member_key, resolve_reference
+from tandem.models.resources import (
+    DEFAULT_LB_METHOD,
+    DEFAULT_PARTITION,
+    DEFAULT_TRAFFIC_GROUP,
+    HTTP_PATH,
+    HTTP_STATUS,
+    MONITOR_INTERVAL,
+    MONITOR_TIMEOUT,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +50,7 @@ class ServedPool:
 
     partition: str
     name: str
-    lb_method: str = "round-robin"
+    lb_method: str = DEFAULT_LB_METHOD
     members: tuple[ServedMember, ...] = ()
     monitor: MonitorConfig | None = None
 
@@ -64,7 +73,7 @@ class ServedVirtual:
     port: int
     pool: ServedPool | None = None
     enabled: bool = True
-    traffic_group: str = "traffic-group-1"
+    traffic_group: str = DEFAULT_TRAFFIC_GROUP
 
     @property
     def key(self) -> str:
@@ -73,9 +82,10 @@ class ServedVirtual:
 
 def monitor_from_config(monitor: Mapping[str, Any]) -> MonitorConfig:
     """A `Monitor` resource (dict as the API returns it) as the engine uses it."""
-    return MonitorConfig(type=monitor["type"], interval=float(monitor.get("interval") or 5.0),
-                         timeout=float(monitor.get("timeout") or 16.0), path=monitor.get("path") or "/",
-                         expected_status=int(monitor.get("expected_status") or 200))
+    return MonitorConfig(type=monitor["type"], interval=float(monitor.get("interval") or MONITOR_INTERVAL),
+                         timeout=float(monitor.get("timeout") or MONITOR_TIMEOUT),
+                         path=monitor.get("path") or HTTP_PATH,
+                         expected_status=int(monitor.get("expected_status") or HTTP_STATUS))
 
 
 def served_from_config(virtual: Mapping[str, Any], pool: Mapping[str, Any] | None,
@@ -84,15 +94,15 @@ def served_from_config(virtual: Mapping[str, Any], pool: Mapping[str, Any] | Non
     served_pool = None
     if pool is not None:
         served_pool = ServedPool(
-            partition=pool.get("partition", "Common"), name=pool["name"],
-            lb_method=pool.get("lb_method", "round-robin"),
+            partition=pool.get("partition", DEFAULT_PARTITION), name=pool["name"],
+            lb_method=pool.get("lb_method", DEFAULT_LB_METHOD),
             members=tuple(ServedMember(m["address"], int(m["port"]), bool(m.get("enabled", True)))
                           for m in pool.get("members") or ()),
             monitor=monitor_from_config(monitor) if monitor is not None else None)
-    return ServedVirtual(partition=virtual.get("partition", "Common"), name=virtual["name"],
+    return ServedVirtual(partition=virtual.get("partition", DEFAULT_PARTITION), name=virtual["name"],
                          address=virtual["address"], port=int(virtual["port"]), pool=served_pool,
                          enabled=bool(virtual.get("enabled", True)),
-                         traffic_group=virtual.get("traffic_group", "traffic-group-1"))
+                         traffic_group=virtual.get("traffic_group", DEFAULT_TRAFFIC_GROUP))
 
 
 def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]],
@@ -103,19 +113,19 @@ def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[M
     to a missing pool gives a virtual without pool; to a missing monitor, a pool without monitor.
     A virtual whose configuration cannot be served (malformed) is left out, with a warning."""
     groups = set(traffic_groups) if traffic_groups is not None else None
-    pools_by_key = {(p.get("partition", "Common"), p["name"]): p for p in pools}
-    monitors_by_key = {(m.get("partition", "Common"), m["name"]): m for m in monitors}
+    pools_by_key = {(p.get("partition", DEFAULT_PARTITION), p["name"]): p for p in pools}
+    monitors_by_key = {(m.get("partition", DEFAULT_PARTITION), m["name"]): m for m in monitors}
     served = []
     for virtual in virtuals:
         if not virtual.get("enabled", True):
             continue
-        if groups is not None and virtual.get("traffic_group", "traffic-group-1") not in groups:
+        if groups is not None and virtual.get("traffic_group", DEFAULT_TRAFFIC_GROUP) not in groups:
             continue
-        partition = virtual.get("partition", "Common")
+        partition = virtual.get("partition", DEFAULT_PARTITION)
         pool = pools_by_key.get(resolve_reference(partition, virtual["pool"])) if virtual.get("pool") else None
         monitor = None
         if pool is not None and pool.get("monitor"):
-            monitor = monitors_by_key.get(resolve_reference(pool.get("partition", "Common"), pool["monitor"]))
+            monitor = monitors_by_key.get(resolve_reference(pool.get("partition", DEFAULT_PARTITION), pool["monitor"]))
         try:
             served.append(served_from_config(virtual, pool, monitor))
         except (KeyError, TypeError, ValueError) as error:  # one bad object must not stop the others
@@ -206,7 +216,7 @@ class BuiltinEngine:
 
             for key, virtual in wanted.items():
                 pool_entry = self._pools.get(virtual.pool.key) if virtual.pool is not None else None
-                balancer = pool_entry.balancer if pool_entry is not None else Balancer("round-robin", [])
+                balancer = pool_entry.balancer if pool_entry is not None else Balancer(DEFAULT_LB_METHOD, [])
                 pool_stats = pool_entry.stats if pool_entry is not None else PoolStats()
                 entry = self._virtuals.get(key)
                 if entry is None:
@@ -227,7 +237,7 @@ class BuiltinEngine:
                         self.errors.pop(key, None)
 
     def _proxy(self, virtual: ServedVirtual, stats: Stats) -> VirtualServerProxy:
-        return VirtualServerProxy(virtual.key, virtual.address, virtual.port, Balancer("round-robin", []), stats,
+        return VirtualServerProxy(virtual.key, virtual.address, virtual.port, Balancer(DEFAULT_LB_METHOD, []), stats,
                                   connect_timeout=self.connect_timeout)
 
     def _retire(self, proxy: VirtualServerProxy) -> None:

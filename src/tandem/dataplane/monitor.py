@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 from tandem.models.fields import member_key
+from tandem.models.resources import HTTP_PATH, HTTP_STATUS, MONITOR_INTERVAL, MONITOR_TIMEOUT, MonitorType
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,14 @@ STATUS_LINE_LIMIT = 8192
 class MonitorConfig:
     """What a monitor checks and how often (the `Monitor` resource's fields the engine uses)."""
 
-    type: Literal["tcp", "http"]
-    interval: float = 5.0
-    timeout: float = 16.0
-    path: str = "/"
-    expected_status: int = 200
+    type: MonitorType
+    interval: float = MONITOR_INTERVAL
+    timeout: float = MONITOR_TIMEOUT
+    path: str = HTTP_PATH
+    expected_status: int = HTTP_STATUS
 
     def __post_init__(self) -> None:
-        if self.type not in ("tcp", "http"):
+        if self.type not in get_args(MonitorType):
             raise ValueError(f"unknown monitor type {self.type!r}, expected tcp or http")
         if self.interval <= 0 or self.timeout <= 0:
             raise ValueError("monitor interval and timeout must be positive")

@@ -12,7 +12,7 @@ from tandem.errors import ApiError, Conflict, NotFound
 from tandem.failover.heartbeat import heartbeat_key
 from tandem.failover.rule import OFFLINE, STANDBY, Member
 from tandem.failover.snapshot import FailoverConfig, FailoverReport, Peer, TrafficGroupConfig, TrafficGroupReport
-from tandem.models.cluster import GroupRecord, TrafficGroup
+from tandem.models.cluster import SYNC_FAILOVER, GroupRecord, TrafficGroup
 from tandem.models.fields import parse_host_port
 from tandem.store import Store
 from tandem.tasks import cancel
@@ -89,7 +89,7 @@ class FailoverService:
     def device_group(self) -> GroupRecord | None:
         """The sync-failover group this device is a member of, if any."""
         me = self._domain.me.name
-        return next((g for g in self._domain.groups() if g.type == "sync-failover" and me in g.members), None)
+        return next((g for g in self._domain.groups() if g.type == SYNC_FAILOVER and me in g.members), None)
 
     def traffic_groups(self) -> list[TrafficGroup]:
         group = self.device_group()

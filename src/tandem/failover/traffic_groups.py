@@ -4,7 +4,7 @@ from typing import Any
 
 from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
-from tandem.models.cluster import TrafficGroup
+from tandem.models.cluster import SYNC_FAILOVER, TrafficGroup
 from tandem.trust.domain import Domain
 
 
@@ -12,7 +12,7 @@ def _check(domain: Domain, group: TrafficGroup) -> None:
     device_group = domain.group(group.device_group)
     if device_group is None:
         raise Invalid(f"device_group: device group {group.device_group!r} does not exist", target="device_group")
-    if device_group.type != "sync-failover":
+    if device_group.type != SYNC_FAILOVER:
         raise Invalid("device_group: traffic groups fail over within a sync-failover group", target="device_group")
     for name in group.ha_order:
         if name not in device_group.members:

@@ -18,11 +18,12 @@ from tandem.lab.errors import LabError, Reporter
 from tandem.lab.processes import child_env, log_tail, port_in_use, process_alive, send_signal
 from tandem.lab.secrets import read_password_file
 from tandem.lab.state import LabBackend, LabState, default_lab_dir, save_lab
+from tandem.models.resources import DEFAULT_TRAFFIC_GROUP
 
 PEER_PORT_OFFSET = 1
 LAB_GROUP = "lab"
 STOP_GRACE = 5.0
-DEMO_TRAFFIC_GROUP = "traffic-group-1"
+DEMO_TRAFFIC_GROUP = DEFAULT_TRAFFIC_GROUP
 DEMO_MONITOR = "web-http"
 DEMO_POOL = "web"
 DEMO_VIRTUAL = "www"

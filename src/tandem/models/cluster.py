@@ -1,14 +1,24 @@
 """Models of clustering: trusted devices, device groups, and adding a device to trust."""
 
-from typing import Literal, Self
+from typing import Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tandem.models.fields import Description, IPAddress, Name
 from tandem.models.peering import PeerRecord
+from tandem.models.resources import DEFAULT_PARTITION
 
-GROUP_LIMITS = {"sync-failover": 8, "sync-only": 32}
+GroupType = Literal["sync-failover", "sync-only"]
+SYNC_FAILOVER, SYNC_ONLY = get_args(GroupType)
+"""Config sync and failover (traffic groups); config sync only."""
+GROUP_TYPES: tuple[str, ...] = get_args(GroupType)
+GROUP_LIMITS = {SYNC_FAILOVER: 8, SYNC_ONLY: 32}
 """The most members a device group of each type may have."""
+
+SyncStatus = Literal["In Sync", "Changes Pending", "Awaiting Initial Sync", "Not All Devices Synced", "Disconnected"]
+IN_SYNC, CHANGES_PENDING, AWAITING_INITIAL_SYNC, NOT_ALL_SYNCED, DISCONNECTED = get_args(SyncStatus)
+"""A member's sync status, and a group's (its members' worst)."""
+SYNC_STATUSES: tuple[str, ...] = get_args(SyncStatus)
 
 
 class DeviceGroup(BaseModel):
@@ -17,9 +27,9 @@ class DeviceGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    type: Literal["sync-failover", "sync-only"]
+    type: GroupType
     members: list[Name] = Field(default_factory=list)
-    partitions: list[Name] = Field(default_factory=lambda: ["Common"])
+    partitions: list[Name] = Field(default_factory=lambda: [DEFAULT_PARTITION])
     auto_sync: bool = True
     full_load_on_sync: bool = False
     heartbeat_interval: float = Field(0.2, ge=0.02, le=10)

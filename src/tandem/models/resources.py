@@ -12,6 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tandem.models.fields import Description, IPAddress, Name, Port, Reference
 
 DEFAULT_PARTITION = "Common"
+DEFAULT_TRAFFIC_GROUP = "traffic-group-1"
+
+MonitorType = Literal["tcp", "http"]
+LbMethod = Literal["round-robin", "least-connections"]
+Protocol = Literal["tcp"]
+Role = Literal["admin", "manager", "auditor"]
+
+DEFAULT_LB_METHOD: LbMethod = "round-robin"
+MONITOR_INTERVAL, MONITOR_TIMEOUT = 5.0, 16.0
+"""Seconds between probes, and without an answer before a member is down."""
+HTTP_PATH, HTTP_STATUS = "/", 200
+"""What an http monitor asks for and expects unless told."""
 
 
 class Resource(BaseModel):
@@ -41,19 +53,17 @@ class Partition(Resource):
     description: Description = ""
 
 
-class Monitor(Resource):
-    """A health monitor: `tcp` (connect) or `http` (GET `path`, expect `expected_status`)."""
+class MonitorSettings(BaseModel):
+    """How a health monitor probes: `tcp` (connect) or `http` (GET `path`, expect `expected_status`).
+    A `Monitor` resource is these settings named; an agent's service carries them unnamed."""
 
-    kind: ClassVar[str] = "monitors"
+    model_config = ConfigDict(extra="forbid")
 
-    partition: Name = DEFAULT_PARTITION
-    name: Name
-    type: Literal["tcp", "http"]
-    interval: float = Field(5.0, ge=0.05, le=3600)
-    timeout: float = Field(16.0, ge=0.05, le=3600)
+    type: MonitorType
+    interval: float = Field(MONITOR_INTERVAL, ge=0.05, le=3600)
+    timeout: float = Field(MONITOR_TIMEOUT, ge=0.05, le=3600)
     path: str | None = Field(None, max_length=1024, pattern=r"^/[\x21-\x7e]*$")
     expected_status: int | None = Field(None, ge=100, le=599)
-    description: Description = ""
 
     @model_validator(mode="after")
     def _http_fields(self) -> Self:
@@ -62,9 +72,19 @@ class Monitor(Resource):
                 if getattr(self, field) is not None:
                     raise ValueError(f"{field}: only http monitors take a {field}")
         else:
-            self.path = self.path or "/"
-            self.expected_status = self.expected_status or 200
+            self.path = self.path or HTTP_PATH
+            self.expected_status = self.expected_status or HTTP_STATUS
         return self
+
+
+class Monitor(Resource, MonitorSettings):
+    """A health monitor resource: its settings, named in a partition."""
+
+    kind: ClassVar[str] = "monitors"
+
+    partition: Name = DEFAULT_PARTITION
+    name: Name
+    description: Description = ""
 
 
 class PoolMember(Resource):
@@ -89,7 +109,7 @@ class Pool(Resource):
 
     partition: Name = DEFAULT_PARTITION
     name: Name
-    lb_method: Literal["round-robin", "least-connections"] = "round-robin"
+    lb_method: LbMethod = DEFAULT_LB_METHOD
     monitor: Reference | None = None
     members: list[PoolMember] = Field(default_factory=list, max_length=100_000)
     description: Description = ""
@@ -104,9 +124,9 @@ class VirtualServer(Resource):
     name: Name
     address: IPAddress
     port: Port
-    protocol: Literal["tcp"] = "tcp"
+    protocol: Protocol = "tcp"
     pool: Reference | None = None
-    traffic_group: Name = "traffic-group-1"
+    traffic_group: Name = DEFAULT_TRAFFIC_GROUP
     enabled: bool = True
     description: Description = ""
 
@@ -118,7 +138,7 @@ class User(Resource):
     identity: ClassVar[tuple[str, ...]] = ("name",)
 
     name: Name
-    role: Literal["admin", "manager", "auditor"]
+    role: Role
     partitions: list[Name] = Field(default_factory=list, max_length=256)
     password: str | None = Field(None, min_length=8, max_length=256)
     description: Description = ""

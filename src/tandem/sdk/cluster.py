@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tandem.models import DEFAULT_PARTITION
+from tandem.models.cluster import GROUP_LIMITS, GROUP_TYPES, IN_SYNC, SYNC_FAILOVER
 from tandem.models.fingerprints import format_fingerprint
 from tandem.sdk.client import Client
-from tandem.sdk.clustering import DEVICE_GROUP_TYPES, IN_SYNC, MAX_MEMBERS, DeviceGroup, TrustedDevice
+from tandem.sdk.clustering import DeviceGroup, TrustedDevice
 from tandem.sdk.errors import TandemError
 
 Cluster = namedtuple("Cluster", "device_group_name device_group_type device_group_partition devices")
@@ -92,7 +93,7 @@ class ClusterManager:
         self._refuse_if_managing()
         devices = kwargs["devices"]
         group_name = kwargs["device_group_name"]
-        group_type = kwargs.get("device_group_type") or "sync-failover"
+        group_type = kwargs.get("device_group_type") or SYNC_FAILOVER
         partition = kwargs.get("device_group_partition") or DEFAULT_PARTITION
         _check_arguments(devices, group_name, group_type, partition)
         names = self._device_names(devices)
@@ -142,7 +143,7 @@ class ClusterManager:
         *,
         devices: Sequence[Client],
         device_group_name: str,
-        device_group_type: str = "sync-failover",
+        device_group_type: str = SYNC_FAILOVER,
         device_group_partition: str = DEFAULT_PARTITION,
         timeout: float = DEFAULT_TIMEOUT,
         progress: Progress = None,
@@ -433,9 +434,9 @@ def _check_arguments(devices: Any, group_name: Any, group_type: Any, partition: 
     """Refuse what cannot form a cluster, before any request: TandemError `invalid_argument`."""
     if not isinstance(group_name, str) or not group_name:
         raise _invalid(f"device_group_name must be a non-empty string, not {group_name!r}", "device_group_name")
-    if group_type not in DEVICE_GROUP_TYPES:
+    if group_type not in GROUP_TYPES:
         raise _invalid(
-            f"device_group_type must be one of {', '.join(DEVICE_GROUP_TYPES)}, not {group_type!r}",
+            f"device_group_type must be one of {', '.join(GROUP_TYPES)}, not {group_type!r}",
             "device_group_type",
         )
     if not isinstance(partition, str) or not partition:
@@ -454,7 +455,7 @@ def _check_arguments(devices: Any, group_name: Any, group_type: Any, partition: 
         if key in seen:
             raise _invalid(f"{client.url} is given twice (devices {seen[key]} and {index})", client.url)
         seen[key] = index
-    limit = MAX_MEMBERS[group_type]
+    limit = GROUP_LIMITS[group_type]
     if len(devices) > limit:
         raise _invalid(f"a {group_type} device group holds at most {limit} devices, {len(devices)} given", "devices")
 

@@ -19,13 +19,6 @@ from tandem.sdk.resource import Resource
 if TYPE_CHECKING:
     from tandem.sdk.client import Client
 
-DEVICE_GROUP_TYPES = ("sync-failover", "sync-only")
-MAX_MEMBERS = {"sync-failover": 8, "sync-only": 32}
-"""The most devices a group of each type holds."""
-
-IN_SYNC = "In Sync"
-SYNC_STATUSES = (IN_SYNC, "Changes Pending", "Awaiting Initial Sync", "Not All Devices Synced", "Disconnected")
-
 
 class TrustedDevice(Resource):
     """A device of the trust domain: `/api/trust/devices/{name}`.

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.models import Partition
-from tandem.models.cluster import DeviceGroup, GroupRecord
+from tandem.models.cluster import SYNC_FAILOVER, DeviceGroup, GroupRecord
 from tandem.store import GLOBAL, Store
 from tandem.sync.engine import SyncEngine
 from tandem.sync.status import group_status
@@ -38,7 +38,7 @@ def _check(domain: Domain, store: Store, group: DeviceGroup) -> None:
         if shared:
             raise Conflict(f"partition {sorted(shared)[0]} is already synced by device group {other.name}",
                            target="partitions")
-        if group.type == other.type == "sync-failover":
+        if group.type == other.type == SYNC_FAILOVER:
             both = set(other.members) & set(group.members)
             if both:
                 raise Conflict(f"{sorted(both)[0]} is already in sync-failover group {other.name}",
@@ -103,7 +103,7 @@ class DeviceGroups:
         """Add `partition` to the device group through which this device syncs (its sync-failover group
         first), if it has one."""
         me = self._domain.me.name
-        mine = sorted((g for g in self._domain.groups() if me in g.members), key=lambda g: g.type != "sync-failover")
+        mine = sorted((g for g in self._domain.groups() if me in g.members), key=lambda g: g.type != SYNC_FAILOVER)
         if mine and partition not in mine[0].partitions:
             self.update(mine[0].name, {"partitions": [*mine[0].partitions, partition]})
 

@@ -3,25 +3,31 @@
 from typing import Any
 
 from tandem.config.integrity import violations
-from tandem.models.cluster import GroupRecord
+from tandem.models.cluster import (
+    AWAITING_INITIAL_SYNC,
+    CHANGES_PENDING,
+    DISCONNECTED,
+    IN_SYNC,
+    NOT_ALL_SYNCED,
+    GroupRecord,
+)
 from tandem.sync import conflicts
 from tandem.sync.engine import SyncEngine
 from tandem.sync.messages import ScopeStatus
 
-IN_SYNC, PENDING, AWAITING = "In Sync", "Changes Pending", "Awaiting Initial Sync"
-NOT_ALL, DISCONNECTED = "Not All Devices Synced", "Disconnected"
-GROUP_ORDER = (DISCONNECTED, AWAITING, PENDING, NOT_ALL)
+GROUP_ORDER = (DISCONNECTED, AWAITING_INITIAL_SYNC, CHANGES_PENDING, NOT_ALL_SYNCED)
+"""The worst first: a group's status is the first of these any member has, else In Sync."""
 
 
 def _member_status(scope_status: ScopeStatus | None, mine: ScopeStatus, connected: bool) -> str:
     if not connected or scope_status is None:
         return DISCONNECTED
     if not scope_status.synced:
-        return AWAITING
+        return AWAITING_INITIAL_SYNC
     if scope_status.pending:
-        return PENDING
+        return CHANGES_PENDING
     if scope_status.vv != mine.vv or scope_status.buckets != mine.buckets:
-        return NOT_ALL
+        return NOT_ALL_SYNCED
     return IN_SYNC
 
 

@@ -22,8 +22,9 @@ import watchfiles
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tandem.agents.service import Member, MonitorSpec, Service, ServicePort
+from tandem.agents.service import Member, Service, ServicePort
 from tandem.models.fields import IPAddress, Name, Port, parse_host_port
+from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP, MonitorSettings
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE = 4 << 20
@@ -44,9 +45,9 @@ class FileService(BaseModel):
     ports: list[Port] | None = Field(None, min_length=1, max_length=64)
     protocol: str = "tcp"
     members: list[Member] = Field(default_factory=list, max_length=100_000)
-    monitor: MonitorSpec | None = None
-    lb_method: str = "round-robin"
-    traffic_group: Name = "traffic-group-1"
+    monitor: MonitorSettings | None = None
+    lb_method: str = DEFAULT_LB_METHOD
+    traffic_group: Name = DEFAULT_TRAFFIC_GROUP
 
     @field_validator("members", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from tandem.agents.metrics import Metrics
 from tandem.agents.service import Service
+from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP
 
 log = logging.getLogger("tandem.agent.kubernetes")
 
@@ -70,8 +71,8 @@ def service_of(service: dict[str, Any], slices: list[dict[str, Any]]) -> Service
         return Service.model_validate({
             "key": f"{metadata.get('namespace')}/{metadata.get('name')}",
             "address": annotations.get("address") or spec.get("loadBalancerIP") or None,
-            "traffic_group": annotations.get("traffic-group", "traffic-group-1"), "ports": ports, "monitor": monitor,
-            "lb_method": annotations.get("lb-method", "round-robin")})
+            "traffic_group": annotations.get("traffic-group", DEFAULT_TRAFFIC_GROUP), "ports": ports,
+            "monitor": monitor, "lb_method": annotations.get("lb-method", DEFAULT_LB_METHOD)})
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
