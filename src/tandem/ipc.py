@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,20 @@ MAX_FRAME = 64 << 20
 REALTIME_PRIORITY = 10
 PRIORITY_NICE = -20
 
-Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any] | None] | None]
+Message = dict[str, Any]
+"""A message as it is framed: a JSON object with a `type` (the edge between processes)."""
+Handler = Callable[[Message], Message | Awaitable[Message | None] | None]
 """Handles one message; for a request, returns the answer's fields (an exception: an error answer)."""
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """A child process as the API shows it."""
+
+    pid: int | None
+    """None: not running now."""
+    restarts: int
+    """How often it was started again."""
 
 
 class ChannelClosed(Exception):
@@ -55,14 +68,14 @@ class Channel:
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME)
         return cls(reader, writer)
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Message) -> None:
         """Queue a message (never blocks; dropped when the channel is closed)."""
         if self.closed:
             return
         payload = orjson.dumps(message)
         self._writer.write(HEADER.pack(len(payload)) + payload)
 
-    async def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def request(self, message: Message, timeout: float) -> Message:
         """Send a request and wait for its answer (`serve` must be running); TimeoutError, ChannelClosed,
         or RuntimeError with the other side's error."""
         if self.closed:
@@ -78,7 +91,7 @@ class Channel:
             raise RuntimeError(answer["error"])
         return answer
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         try:
             header = await self._reader.readexactly(HEADER.size)
             (length,) = HEADER.unpack(header)
@@ -209,6 +222,9 @@ class Child:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+    def status(self) -> ProcessStatus:
+        return ProcessStatus(self.pid, self.restarts)
 
 
 def child_sockets(fds: list[int]) -> list[socket.socket]:

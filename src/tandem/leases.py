@@ -11,13 +11,12 @@ device answering.
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from tandem.config.query import Query
 from tandem.errors import Conflict, NotFound
 from tandem.models import Partition
 from tandem.models.lease import LEASES, AcquireRequest, Lease
-from tandem.store import GLOBAL, Store, Transaction
+from tandem.store import GLOBAL, Body, Store, Transaction
 
 KNOWN_FIELDS = list(Lease.model_fields)
 IDENTITY = ("partition", "name")
@@ -27,7 +26,7 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
-def present(body: dict[str, Any], now: float) -> dict[str, Any]:
+def present(body: Body, now: float) -> Body:
     """A stored lease as the API shows it, judged at `now`."""
     return {"partition": body["partition"], "name": body["name"], "holder": body["holder"], "ttl": body["ttl"],
             "acquired_at": _iso(body["acquired_at"]), "renewed_at": _iso(body["renewed_at"]),
@@ -36,7 +35,7 @@ def present(body: dict[str, Any], now: float) -> dict[str, Any]:
             "data": body["data"]}
 
 
-def _state(body: dict[str, Any], now: float) -> str:
+def _state(body: Body, now: float) -> str:
     """Who holds the lease and until when, for error messages."""
     if body["expires_at"] > now:
         return f"held by {body['holder']} until {_iso(body['expires_at'])}"
@@ -50,17 +49,17 @@ class Leases:
         self._store = store
         self._clock = clock
 
-    def page(self, query: Query) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+    def page(self, query: Query) -> tuple[list[Body], tuple[str, str] | None]:
         """One page of the leases matching `query` (filters apply to the presented fields)."""
         now = self._clock()
         records = (((r.partition, r.name), present(r.body, now))
                    for r in self._store.records(LEASES, after=query.after))
         return query.page(records, IDENTITY)
 
-    def read(self, partition: str, name: str) -> dict[str, Any]:
+    def read(self, partition: str, name: str) -> Body:
         return present(self._stored(self._store, partition, name), self._clock())
 
-    def acquire(self, partition: str, name: str, request: AcquireRequest) -> dict[str, Any]:
+    def acquire(self, partition: str, name: str, request: AcquireRequest) -> Body:
         """Take the lease if it is free, expired or already this holder's (a renewal, which keeps
         `acquired_at` and, unless given, `data`); with `request.version`, only at that version."""
         now = self._clock()
@@ -83,7 +82,7 @@ class Leases:
             txn.put(LEASES, partition, name, body)
         return present(body, now)
 
-    def release(self, partition: str, name: str, holder: str) -> dict[str, Any]:
+    def release(self, partition: str, name: str, holder: str) -> Body:
         """End the lease now (it stays, expired, so its version keeps growing); only its holder may.
         Releasing a lease that already expired changes nothing."""
         now = self._clock()
@@ -104,7 +103,7 @@ class Leases:
             txn.delete(LEASES, partition, name)
 
     @staticmethod
-    def _stored(txn: Transaction | Store, partition: str, name: str) -> dict[str, Any]:
+    def _stored(txn: Transaction | Store, partition: str, name: str) -> Body:
         body = txn.get(LEASES, partition, name)
         if body is None:
             raise NotFound(f"lease {partition}/{name} does not exist", target=f"{partition}/{name}")

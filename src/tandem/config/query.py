@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tandem.errors import BadRequest
+from tandem.store import Body
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
@@ -48,20 +49,20 @@ class Query:
                 raise BadRequest(f"unknown query parameter {key!r}", target=key)
         return query
 
-    def matches(self, record: dict[str, Any]) -> bool:
+    def matches(self, record: Body) -> bool:
         return all(_matches(record.get(name), pattern) for name, pattern in self.filters.items())
 
-    def project(self, record: dict[str, Any], identity: Iterable[str]) -> dict[str, Any]:
+    def project(self, record: Body, identity: Iterable[str]) -> Body:
         if self.fields is None:
             return record
         wanted = [*identity, *self.fields]
         return {k: record[k] for k in wanted if k in record}
 
-    def page(self, records: Iterator[tuple[tuple[str, str], dict[str, Any]]],
-             identity: Iterable[str]) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+    def page(self, records: Iterator[tuple[tuple[str, str], Body]],
+             identity: Iterable[str]) -> tuple[list[Body], tuple[str, str] | None]:
         """The matching records of one page, and the key to continue after (None on the last page)."""
         identity = tuple(identity)
-        out: list[dict[str, Any]] = []
+        out: list[Body] = []
         last_key: tuple[str, str] | None = None
         for key, record in records:
             if not self.matches(record):

@@ -24,12 +24,12 @@ conflicts (with `overlay_alive`, `overlays_of` and `pool_key`).
 """
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Literal
 
 from tandem.errors import Invalid
 from tandem.models import Pool, PoolMember
 from tandem.models.fields import member_key
-from tandem.store import Record, Version
+from tandem.store import Body, Record, Version
 from tandem.store.clock import Stamp
 
 POOLS = Pool.kind
@@ -60,14 +60,14 @@ def overlay_key(name: str) -> str:
     return name.rpartition("/")[2]
 
 
-def keyed(members: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def keyed(members: Iterable[Body]) -> dict[str, Body]:
     """Members by `address:port`."""
     return {member_key(m["address"], m["port"]): m for m in members}
 
 
-def member_list(pool: Pool) -> list[dict[str, Any]]:
+def member_list(pool: Pool) -> list[Body]:
     """The members of a pool being written, as stored; `Invalid` naming a member listed twice."""
-    members: dict[str, dict[str, Any]] = {}
+    members: dict[str, Body] = {}
     for index, member in enumerate(pool.members):
         key = member_key(member.address, member.port)
         if key in members:
@@ -76,7 +76,7 @@ def member_list(pool: Pool) -> list[dict[str, Any]]:
     return [members[key] for key in sorted(members)]
 
 
-def resolve(pool_body: dict[str, Any], overlays: Iterable[Record]) -> list[dict[str, Any]]:
+def resolve(pool_body: Body, overlays: Iterable[Record]) -> list[Body]:
     """The members of a stored pool version: its list, changed by the overlays (of its incarnation)
     made after its last replacement; in `address:port` order."""
     since = pool_body.get("members_since", "")
@@ -92,7 +92,7 @@ def resolve(pool_body: dict[str, Any], overlays: Iterable[Record]) -> list[dict[
     return [members[key] for key in sorted(members)]
 
 
-def member_of(pool_body: dict[str, Any], overlay: Record | None, key: str) -> dict[str, Any] | None:
+def member_of(pool_body: Body, overlay: Record | None, key: str) -> Body | None:
     """One member of a stored pool version (None: it has no such member), given the overlay of that
     member in the pool's incarnation, if any: a single lookup where `resolve` reads them all."""
     if overlay is not None and str(overlay.stamp) > pool_body.get("members_since", ""):
@@ -100,8 +100,8 @@ def member_of(pool_body: dict[str, Any], overlay: Record | None, key: str) -> di
     return next((m for m in pool_body.get("members", []) if member_key(m["address"], m["port"]) == key), None)
 
 
-def stored_pool(pool: Pool, body: dict[str, Any], stamp: Stamp, before: dict[str, Any] | None,
-                members_before: list[dict[str, Any]]) -> dict[str, Any]:
+def stored_pool(pool: Pool, body: Body, stamp: Stamp, before: Body | None,
+                members_before: list[Body]) -> Body:
     """The record of a pool written at `stamp` (`body`: its other fields): a replacement when its
     members differ from `members_before` (or it is new), else a change that keeps the list and the
     stamp of the last replacement, so that overlays made concurrently elsewhere still apply."""

@@ -10,6 +10,7 @@ Configuration changes are sent within `SETTLE` seconds (changes coming in bursts
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from tandem.errors import ApiError, NotFound
 from tandem.failover.service import DATAPLANE_SOCKET, FailoverService
 from tandem.models import Monitor, Pool, VirtualServer
 from tandem.models.fields import resolve_reference
-from tandem.store import Store
+from tandem.store import Body, Store
 from tandem.tasks import cancel
 from tandem.trust.domain import Domain
 
@@ -35,6 +36,35 @@ class DataPlaneUnavailable(ApiError):
     status, code = 503, "unavailable"
 
 
+@dataclass(frozen=True)
+class Desired:
+    """What the data plane process may serve: the enabled virtual servers with the pools (members
+    included) and monitors they use, as stored, and the traffic groups known."""
+
+    virtuals: list[Body]
+    pools: list[Body]
+    monitors: list[Body]
+    traffic_groups: list[str]
+
+    def message(self) -> ipc.Message:
+        return {"type": "desired", "virtuals": self.virtuals, "pools": self.pools, "monitors": self.monitors,
+                "traffic_groups": self.traffic_groups}
+
+
+@dataclass(frozen=True)
+class ServingStatus:
+    """What this device serves (`GET /api/dataplane/status`): the floating addresses it holds (and those it
+    could not), and the data plane process's errors, virtual servers and pools with their counters and
+    member health, by `/partition/name`, as that process reports them."""
+
+    addresses: list[str]
+    address_errors: dict[str, str]
+    errors: dict[str, str]
+    virtuals: dict[str, ipc.Message]
+    pools: dict[str, ipc.Message]
+    process: ipc.ProcessStatus
+
+
 class DataPlane:
     """Starts the data plane process and keeps it told what the configuration says."""
 
@@ -47,7 +77,7 @@ class DataPlane:
         self._child = ipc.Child("dataplane", "tandem.dataplane.daemon", ["--socket", DATAPLANE_SOCKET], data_dir,
                                 self._sockets, self._started)
         self._listening: asyncio.Task | None = None
-        self._sent: dict[str, Any] | None = None
+        self._sent: Desired | None = None
         self._violations: set[Violation] = set()
 
     @staticmethod
@@ -84,13 +114,13 @@ class DataPlane:
             except Exception:  # the data plane must outlive any one failure; the next change sends again
                 log.exception("computing what the data plane serves failed")
 
-    def _send(self, desired: dict[str, Any]) -> None:
+    def _send(self, desired: Desired) -> None:
         channel = self._child.channel
         if channel is not None and not channel.closed and desired != self._sent:
-            channel.send(desired)
+            channel.send(desired.message())
             self._sent = desired
 
-    def desired(self) -> dict[str, Any]:
+    def desired(self) -> Desired:
         """What the data plane process may serve (its `desired` message), and, to the failover process, the
         addresses of the virtual servers of each traffic group (and of none)."""
         unserved = {(v.partition, v.name) for v in self._check_integrity() if v.kind == VirtualServer.kind}
@@ -120,8 +150,7 @@ class DataPlane:
                 standalone.add(virtual["address"])
         self._failover.set_virtual_addresses({tg: tuple(sorted(a)) for tg, a in by_traffic_group.items()},
                                              tuple(sorted(standalone)))
-        return {"type": "desired", "virtuals": virtuals, "pools": list(pools.values()),
-                "monitors": list(monitors.values()), "traffic_groups": sorted(known)}
+        return Desired(virtuals, list(pools.values()), list(monitors.values()), sorted(known))
 
     def _check_integrity(self) -> set[Violation]:
         """The rules the configuration breaks, each logged once when it appears."""
@@ -135,9 +164,8 @@ class DataPlane:
     def pid(self) -> int | None:
         return self._child.pid
 
-    async def status(self) -> dict[str, Any]:
-        """What this device serves: the addresses it holds, and the data plane process's virtual servers and
-        pools with their counters and member health."""
+    async def status(self) -> ServingStatus:
+        """What this device serves now."""
         channel = self._child.channel
         if channel is None or channel.closed:
             raise DataPlaneUnavailable("the data plane process is not running (it is being started again)")
@@ -145,18 +173,17 @@ class DataPlane:
             served = await channel.request({"type": "status"}, ANSWER_TIMEOUT)
         except (TimeoutError, ipc.ChannelClosed) as error:
             raise DataPlaneUnavailable(f"the data plane process did not answer: {error}") from None
-        return {"addresses": self._failover.addresses, "address_errors": self._failover.address_errors,
-                "errors": served["errors"], "virtuals": served["virtuals"], "pools": served["pools"],
-                "process": {"pid": self.pid, "restarts": self._child.restarts}}
+        return ServingStatus(self._failover.addresses, self._failover.address_errors, served["errors"],
+                             served["virtuals"], served["pools"], self._child.status())
 
-    async def virtual_stats(self, partition: str, name: str) -> dict[str, Any]:
-        stats = (await self.status())["virtuals"].get(f"/{partition}/{name}")
+    async def virtual_stats(self, partition: str, name: str) -> ipc.Message:
+        stats = (await self.status()).virtuals.get(f"/{partition}/{name}")
         if stats is None:
             raise NotFound(f"virtual server /{partition}/{name} is not served by this device", target=name)
         return stats
 
-    async def pool_stats(self, partition: str, name: str) -> dict[str, Any]:
-        stats = (await self.status())["pools"].get(f"/{partition}/{name}")
+    async def pool_stats(self, partition: str, name: str) -> ipc.Message:
+        stats = (await self.status()).pools.get(f"/{partition}/{name}")
         if stats is None:
             raise NotFound(f"pool /{partition}/{name} is not served by this device", target=name)
         return stats

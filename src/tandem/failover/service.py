@@ -12,9 +12,16 @@ from tandem.errors import ApiError, Conflict, NotFound
 from tandem.failover.heartbeat import heartbeat_key
 from tandem.failover.rule import OFFLINE, STANDBY, Member
 from tandem.failover.snapshot import FailoverConfig, FailoverReport, Peer, TrafficGroupConfig, TrafficGroupReport
+from tandem.failover.status import (
+    DataplaneStatus,
+    FailoverStatus,
+    HeartbeatStatus,
+    MemberStatus,
+    TrafficGroupStatus,
+)
 from tandem.models.cluster import SYNC_FAILOVER, GroupRecord, TrafficGroup
 from tandem.models.fields import parse_host_port
-from tandem.store import Store
+from tandem.store import FailoverEvent, Store
 from tandem.tasks import cancel
 from tandem.trust.domain import Domain
 
@@ -73,7 +80,7 @@ class FailoverService:
         self._config = None
         self.config_changed()
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    def _handle(self, message: ipc.Message) -> None:
         if message["type"] == "state":
             self._report, self._report_at = FailoverReport.load(message["report"]), time.monotonic()
         elif message["type"] == "event":
@@ -177,7 +184,7 @@ class FailoverService:
     def address_errors(self) -> dict[str, str]:
         return dict(self._report.address_errors) if self._report else {}
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> FailoverStatus:
         """This device's failover state as the failover process last reported it (ages brought up to now): the
         body of `GET /api/failover/status`."""
         group = self.device_group()
@@ -186,32 +193,35 @@ class FailoverService:
         groups = []
         for traffic_group in self.traffic_groups():
             reported = self._reported_group(traffic_group.name)
-            members = [{"name": m.name, "alive": m.alive, "offline": m.offline, "state": m.state,
-                        "last_heard_s": None if m.last_heard_s is None else round(m.last_heard_s + elapsed, 3)}
-                       for m in (reported.members if reported else ())]
-            groups.append({"name": traffic_group.name, "state": reported.state if reported else STANDBY,
-                           "active_device": reported.active_device if reported else None,
-                           "declined": reported.declined if reported else False,
-                           "ha_order": list(reported.ha_order if reported else traffic_group.ha_order),
-                           "addresses": traffic_group.addresses, "auto_failback": traffic_group.auto_failback,
-                           "members": members})
+            members = tuple(
+                MemberStatus(m.name, m.alive, m.offline, m.state,
+                             None if m.last_heard_s is None else round(m.last_heard_s + elapsed, 3))
+                for m in (reported.members if reported else ()))
+            groups.append(TrafficGroupStatus(
+                name=traffic_group.name, state=reported.state if reported else STANDBY,
+                active_device=reported.active_device if reported else None,
+                declined=reported.declined if reported else False,
+                ha_order=tuple(reported.ha_order if reported else traffic_group.ha_order),
+                addresses=tuple(traffic_group.addresses), auto_failback=traffic_group.auto_failback,
+                members=members))
         report = self._report
         counters = vars(report.heartbeat.counters) if report else {}
         silent_s = report.dataplane_silent_s if report else None
-        return {"device": self._domain.me.name, "device_group": group.name if group else None,
-                "offline": self.out_of_service, "evacuated": self.evacuated,
-                "state": OFFLINE if self.out_of_service else "online", "reason": report.reason if report else "",
-                "heartbeat": {**counters, "interval": interval, "timeout": timeout},
-                "dataplane": {"answering": report is not None and silent_s is None, "silent_s": silent_s},
-                "process": {"pid": self.pid, "restarts": self._child.restarts}, "traffic_groups": groups}
+        return FailoverStatus(
+            device=self._domain.me.name, device_group=group.name if group else None,
+            offline=self.out_of_service, evacuated=self.evacuated,
+            state=OFFLINE if self.out_of_service else "online", reason=report.reason if report else "",
+            heartbeat=HeartbeatStatus(**counters, interval=interval, timeout=timeout),
+            dataplane=DataplaneStatus(answering=report is not None and silent_s is None, silent_s=silent_s),
+            process=self._child.status(), traffic_groups=tuple(groups))
 
-    def events(self, limit: int, traffic_group: str | None = None) -> list[dict[str, Any]]:
+    def events(self, limit: int, traffic_group: str | None = None) -> list[FailoverEvent]:
         """The last `limit` transitions of this device (of one traffic group), oldest first."""
         return self._store.events(limit, traffic_group)
 
     # -- operator actions -------------------------------------------------------------------------
 
-    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, message: ipc.Message) -> ipc.Message:
         channel = self._child.channel
         if channel is None or channel.closed:
             raise FailoverUnavailable("the failover process is not running (it is being started again)")

@@ -2,7 +2,7 @@
 
 from tandem.store.database import GLOBAL, LOCAL_SCOPE, ScopeRule, Store, Transaction
 from tandem.store.reader import Reader, Record
-from tandem.store.records import Body, LogRecord, Vector, Version
+from tandem.store.records import Body, FailoverEvent, LogRecord, Vector, Version
 
-__all__ = ["GLOBAL", "LOCAL_SCOPE", "Body", "LogRecord", "Reader", "Record", "ScopeRule", "Store", "Transaction",
-           "Vector", "Version"]
+__all__ = ["GLOBAL", "LOCAL_SCOPE", "Body", "FailoverEvent", "LogRecord", "Reader", "Record", "ScopeRule", "Store",
+           "Transaction", "Vector", "Version"]

@@ -42,7 +42,7 @@ from tandem.models.cluster import DomainRecord
 from tandem.store.clock import HybridClock, Stamp
 from tandem.store.digest import BUCKETS, Digest, bucket_of, combine, home_partition, version_hash
 from tandem.store.reader import LOG_COLUMNS, IndexOf, Reader, Record, connect, log_record
-from tandem.store.records import Body, DraftWrite, Key, LogRecord, Vector, Version
+from tandem.store.records import Body, DraftWrite, FailoverEvent, Key, LogRecord, Vector, Version
 
 log = logging.getLogger("tandem.store")
 
@@ -589,14 +589,13 @@ class Store(Reader):
         self._queue(self.db_execute, "INSERT INTO events (at, traffic_group, from_state, to_state, reason)"
                     " VALUES (?, ?, ?, ?, ?)", (at or time.time(), traffic_group, from_state, to_state, reason))
 
-    def events(self, limit: int, traffic_group: str | None = None) -> list[dict[str, Any]]:
+    def events(self, limit: int, traffic_group: str | None = None) -> list[FailoverEvent]:
         """The latest events, oldest first."""
         sql, args = "SELECT id, at, traffic_group, from_state, to_state, reason FROM events", []
         if traffic_group is not None:
             sql, args = sql + " WHERE traffic_group = ?", [traffic_group]
         rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
-        keys = ("id", "at", "traffic_group", "from_state", "to_state", "reason")
-        return [dict(zip(keys, row, strict=True)) for row in reversed(rows)]
+        return [FailoverEvent(*row) for row in reversed(rows)]
 
     # -- tokens (local to this device, never replicated) -----------------------------------------
 

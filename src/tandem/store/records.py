@@ -92,3 +92,15 @@ class LogRecord:
     def wire(self) -> dict[str, Any]:
         """The form peers receive (`tandem.sync.messages.Commits`)."""
         return {"origin": self.origin, "seq": self.seq, "vv": self.vv, "changes": self.changes}
+
+
+@dataclass(frozen=True)
+class FailoverEvent:
+    """A failover transition of this device, as recorded (`at`: seconds since the epoch)."""
+
+    id: int
+    at: float
+    traffic_group: str
+    from_state: str
+    to_state: str
+    reason: str

@@ -26,7 +26,7 @@ from tandem.store import LogRecord, Store, Version
 from tandem.sync.messages import COMMITS, MAX_RECORD_CHANGES, SNAPSHOT, STATUS, Commits, ScopeStatus, Snapshot
 from tandem.sync.replica import SNAPSHOT_PART, Replica
 from tandem.sync.scopes import Scopes
-from tandem.trust.channel import Connection, PeerLink, PeerServer
+from tandem.trust.channel import Connection, Message, PeerLink, PeerServer
 from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity
 
@@ -73,7 +73,7 @@ class PeerView:
             return self.link.message or "not connected"
         return f"no status from it for {time.monotonic() - self.status_at:.1f} s"
 
-    def send(self, message: dict[str, Any]) -> bool:
+    def send(self, message: Message) -> bool:
         if self.outbox is None:
             return False
         self.outbox.put_nowait(message)
@@ -168,7 +168,7 @@ class SyncEngine:
 
     # -- status ---------------------------------------------------------------------------------
 
-    def _domain_message(self) -> dict[str, Any]:
+    def _domain_message(self) -> Message:
         return {"type": "domain", "domain": self.domain.state().model_dump()}
 
     def digest(self, scope: str) -> list[int]:
@@ -181,11 +181,11 @@ class SyncEngine:
         return ScopeStatus(vv=vector, buckets=buckets, pending=self.store.pending_count(scope),
                            synced=self.scopes.synced(scope))
 
-    def status_message(self) -> dict[str, Any]:
+    def status_message(self) -> Message:
         return {"type": "status", "domain_digest": self.domain.digest(),
                 "scopes": {g.name: self.scope_status(g.name).model_dump() for g in self.scopes.mine()}}
 
-    def _peer_status(self, view: PeerView | None, message: dict[str, Any]) -> bool:
+    def _peer_status(self, view: PeerView | None, message: Message) -> bool:
         """Record a peer's status; False (and the message dropped) if it is malformed."""
         try:
             status = STATUS.validate_python(message)
@@ -222,7 +222,7 @@ class SyncEngine:
             while True:
                 await connection.send(await outbox.get())
 
-    def _on_reply(self, view: PeerView, message: dict[str, Any]) -> None:
+    def _on_reply(self, view: PeerView, message: Message) -> None:
         kind = message["type"]
         if kind == "status":
             if self._peer_status(view, message):
@@ -389,7 +389,7 @@ class SyncEngine:
 
     # -- sync to group --------------------------------------------------------------------------
 
-    async def sync_to_group(self, group_name: str, source: str) -> dict[str, Any]:
+    async def sync_to_group(self, group_name: str, source: str) -> Message:
         """Make `source`'s configuration the group's (run there, asked over the channel if need be)."""
         group = self.domain.group(group_name)
         if group is None:
@@ -414,8 +414,8 @@ class SyncEngine:
             raise Conflict(answer["error"], target="from")
         return answer["result"]
 
-    async def _sync_requested(self, connection: Connection, message: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"type": "sync-done", "id": message.get("id")}
+    async def _sync_requested(self, connection: Connection, message: Message) -> None:
+        reply: Message = {"type": "sync-done", "id": message.get("id")}
         try:
             group = self._member_scope(connection, message.get("group"))
             if group is None:
@@ -428,7 +428,7 @@ class SyncEngine:
         with contextlib.suppress(ConnectionClosed):
             await connection.send(reply)
 
-    async def _sync_from_here(self, group: GroupRecord) -> dict[str, Any]:
+    async def _sync_from_here(self, group: GroupRecord) -> Message:
         scope = group.name
         await self.store.write(self.replica.sequence_pending, scope)
         members = [d for d in self.domain.peers() if d.name in group.members]

@@ -31,6 +31,9 @@ PING_INTERVAL, PING_TIMEOUT = 1.0, 3.0
 RETRY_MIN, RETRY_MAX = 0.1, 2.0
 REFUSED = 4403
 
+Message = dict[str, Any]
+"""A message between peers as it goes on the wire: a JSON object with a `type`."""
+
 
 class Connection:
     """One peer connection: JSON messages in and out."""
@@ -40,11 +43,11 @@ class Connection:
         self.device = device
         self._sending = asyncio.Lock()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         async with self._sending:
             await self._ws.send(orjson.dumps(message).decode())
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         """The next message; ConnectionClosed when the connection ends. A message that is not a
         JSON object closes the connection (a peer that sends garbage is not to be trusted)."""
         data = await self._ws.recv()

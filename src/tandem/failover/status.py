@@ -1,0 +1,61 @@
+"""This device's failover state as the API shows it (`GET /api/failover/status`): the failover process's
+last report, with the configuration it works from and ages brought up to now. Records encode to JSON
+as they are (orjson encodes dataclasses)."""
+
+from dataclasses import dataclass
+
+from tandem.failover.heartbeat import Counters
+from tandem.ipc import ProcessStatus
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    name: str
+    alive: bool
+    offline: bool
+    state: str
+    last_heard_s: float | None
+    """Seconds since its last heartbeat (None: this device, or never heard)."""
+
+
+@dataclass(frozen=True)
+class TrafficGroupStatus:
+    name: str
+    state: str
+    """This device's state for it."""
+    active_device: str | None
+    declined: bool
+    ha_order: tuple[str, ...]
+    addresses: tuple[str, ...]
+    auto_failback: bool
+    members: tuple[MemberStatus, ...]
+
+
+@dataclass
+class HeartbeatStatus(Counters):
+    """The heartbeat counters, and the group's interval and timeout (seconds)."""
+
+    interval: float = 0.2
+    timeout: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataplaneStatus:
+    answering: bool
+    silent_s: float | None
+    """Seconds the data plane process has not answered (None: it answers)."""
+
+
+@dataclass(frozen=True)
+class FailoverStatus:
+    device: str
+    device_group: str | None
+    offline: bool
+    """This device takes no traffic group: offline, evacuated, or its data plane does not answer."""
+    evacuated: bool
+    state: str
+    reason: str
+    heartbeat: HeartbeatStatus
+    dataplane: DataplaneStatus
+    process: ProcessStatus
+    traffic_groups: tuple[TrafficGroupStatus, ...]
