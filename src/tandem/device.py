@@ -22,7 +22,7 @@ from tandem.failover.service import FailoverService
 from tandem.failover.traffic_groups import TrafficGroups
 from tandem.jobs import Jobs
 from tandem.leases import Leases
-from tandem.models import DEFAULT_PARTITION, Partition, User
+from tandem.models import DEFAULT_PARTITION, DeviceInfo, Partition, User
 from tandem.models.cluster import TrustedDevice
 from tandem.peering.service import PeeringService
 from tandem.store import Store
@@ -156,11 +156,11 @@ class Device:
         """Wait until the small writes queued so far (tokens, trust domain records) are committed."""
         await self.store.flush()
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> DeviceInfo:
         """This device: `GET /api/device`."""
-        return {"name": self.name, "id": self.store.device_id, "fingerprint": self.identity.fingerprint,
-                "management_url": self.management_url, "version": __version__,
-                "last_commit_id": self.store.last_commit_id()}
+        return DeviceInfo(name=self.name, id=self.store.device_id, fingerprint=self.identity.fingerprint,
+                          management_url=self.management_url, version=__version__,
+                          last_commit_id=self.store.last_commit_id())
 
     def close(self) -> None:
         self.batches.close()

@@ -37,7 +37,7 @@ async def whoami(principal: PrincipalDep) -> JSON:
 
 @router.get("/device", response_model=DeviceInfo, summary="This device")
 async def device_info(device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.info())
+    return JSON(device.info().model_dump())
 
 
 @router.get("/openapi.json", include_in_schema=False)

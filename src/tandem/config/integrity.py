@@ -9,12 +9,12 @@ breaks in the stored configuration, and says how every device resolves each, the
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from tandem.errors import Conflict, Invalid
 from tandem.models import DEFAULT_PARTITION, Monitor, Partition, Pool, Resource, User, VirtualServer
 from tandem.models.fields import resolve_reference
-from tandem.store import GLOBAL, Store, Transaction
+from tandem.store import GLOBAL, Body, Store, Transaction
 
 PARTITIONED_KINDS = (Monitor.kind, Pool.kind, VirtualServer.kind)
 
@@ -70,7 +70,7 @@ def _destination(address: str, port: int, protocol: str) -> str:
     return f"{address} {port} {protocol}"
 
 
-def references(kind: str, partition: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+def references(kind: str, partition: str, body: Body) -> list[tuple[str, str]]:
     """What the store keeps an index of for an object (`Store.index_of`): the monitor a pool uses, the pool
     and the destination of a virtual server, so that the checks above are lookups."""
     if kind == Pool.kind and body.get("monitor"):
@@ -106,7 +106,7 @@ class Violation:
     served: bool
     """False: the object is not served; True: served without what it lacks."""
 
-    def present(self) -> dict[str, Any]:
+    def present(self) -> Body:
         resolution = "not served" if not self.served else "served without health monitoring"
         return {"type": "integrity", "kind": self.kind, "partition": self.partition, "name": self.name,
                 "devices": [], "rule": self.rule, "objects": [f"/{self.partition}/{self.name}", self.other],

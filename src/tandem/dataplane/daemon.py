@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from tandem import ipc
 from tandem.dataplane.engine import BuiltinEngine, ServedVirtual, served_from_objects
@@ -69,7 +68,7 @@ class DataPlaneProcess:
                 await asyncio.sleep(RETRY)
                 self._wake.set()
 
-    def _from_management(self, message: dict[str, Any]) -> dict[str, Any] | None:
+    def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
         if kind == "desired":
             self._virtuals = served_from_objects(message["virtuals"], message["pools"], message["monitors"])
@@ -83,7 +82,7 @@ class DataPlaneProcess:
     async def _failover_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await ipc.Channel(reader, writer).serve(self._from_failover)
 
-    def _from_failover(self, message: dict[str, Any]) -> dict[str, Any] | None:
+    def _from_failover(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
         if kind == "ping":
             return {}

@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from tandem import ipc
 from tandem.failover.addresses import AddressProvider, provider
@@ -85,7 +84,7 @@ class Failover:
         self._cleaned: set[str] = set()
         """Floating addresses already taken off once (a crashed run may have left them on the interface)."""
         self._tasks: list[asyncio.Task] = []
-        self._served: dict[str, Any] | None = None
+        self._served: ipc.Message | None = None
         self._reported_out: bool | None = None
 
     # -- running ------------------------------------------------------------------------------------
@@ -108,7 +107,7 @@ class Failover:
             self._transport.close()
             await self._release_all()
 
-    def _handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
+    def _handle(self, message: ipc.Message) -> ipc.Message | None:
         """A message of the management process; the state it reports next (before any answer) shows its effect."""
         kind = message["type"]
         if kind == "config":
@@ -282,7 +281,7 @@ class Failover:
             self._control.send(event)
         return True
 
-    def _force_standby(self, traffic_group: str) -> dict[str, Any]:
+    def _force_standby(self, traffic_group: str) -> ipc.Message:
         config = self.config
         if config is None or not any(t.name == traffic_group for t in config.traffic_groups):
             return {"code": "not_found"}
@@ -295,7 +294,7 @@ class Failover:
 
     # -- what this device serves -----------------------------------------------------------------------
 
-    def served(self) -> dict[str, Any]:
+    def served(self) -> ipc.Message:
         """The traffic groups the data plane serves now, and whether it serves virtual servers of none."""
         config = self.config
         active = sorted(name for name, state in self.states.items() if state == ACTIVE)

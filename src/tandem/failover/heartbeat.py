@@ -5,7 +5,6 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -95,7 +94,7 @@ class Sender:
     boot: int = field(default_factory=time.time_ns)
     seq: int = 0
 
-    def next(self, offline: bool, groups: dict[str, Any]) -> Heartbeat:
+    def next(self, offline: bool, groups: dict[str, GroupState]) -> Heartbeat:
         self.seq += 1
         return Heartbeat(device=self.device, boot=self.boot, seq=self.seq, time=time.time(), offline=offline,
                          groups=groups)

@@ -9,12 +9,12 @@ in, reads who it is, checks that nothing clashes, and only then posts the domain
 import asyncio
 import contextlib
 import ssl
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from tandem.errors import BadGateway, Conflict, Invalid, NotFound
+from tandem.models.api import DeviceInfo
 from tandem.models.cluster import JoinRequest, TrustedDevice, TrustRequest
 from tandem.models.fingerprints import format_fingerprint
 from tandem.trust.domain import DEVICE, Domain
@@ -80,36 +80,46 @@ async def add_device(domain: Domain, request: TrustRequest) -> TrustedDevice:
             if login.status_code != 200:
                 raise BadGateway(_remote_error(login, url), target="url")
             client.headers["Authorization"] = f"Bearer {login.json()['token']}"
-            who = (await client.get("/api/device")).json()
+            who = _device_info(await client.get("/api/device"), url)
             _check_clashes(domain, who, fingerprint)
             answer = await client.post("/api/trust/join", json=domain.join_request().model_dump())
         except httpx.HTTPError as error:
             raise BadGateway(f"cannot talk to {url}: {error}", target="url") from None
     if answer.status_code == 409:
-        raise Conflict(_remote_error(answer, who["name"]), target="url")
+        raise Conflict(_remote_error(answer, who.name), target="url")
     if answer.status_code != 200:
-        raise BadGateway(_remote_error(answer, who["name"]), target="url")
+        raise BadGateway(_remote_error(answer, who.name), target="url")
     try:
         record = TrustedDevice.model_validate(answer.json())
     except ValueError:  # not JSON, or not a device record (pydantic.ValidationError)
-        raise BadGateway(f"{who['name']} answered with a malformed device record", target="url") from None
-    if record.fingerprint != fingerprint or record.id != who["id"]:
-        raise BadGateway(f"{who['name']} answered with another identity", target="url")
+        raise BadGateway(f"{who.name} answered with a malformed device record", target="url") from None
+    if record.fingerprint != fingerprint or record.id != who.id:
+        raise BadGateway(f"{who.name} answered with another identity", target="url")
     domain.put_device(record)
     return record
 
 
-def _check_clashes(domain: Domain, who: dict[str, Any], fingerprint: str) -> None:
-    known = domain.device(who["id"])
+def _device_info(response: httpx.Response, url: str) -> DeviceInfo:
+    """The device record `GET /api/device` answered; BadGateway if it is none."""
+    if response.status_code != 200:
+        raise BadGateway(_remote_error(response, url), target="url")
+    try:
+        return DeviceInfo.model_validate_json(response.content)
+    except ValueError:  # pydantic.ValidationError
+        raise BadGateway(f"{url} answered with a malformed device record", target="url") from None
+
+
+def _check_clashes(domain: Domain, who: DeviceInfo, fingerprint: str) -> None:
+    known = domain.device(who.id)
     if known is not None and known.fingerprint != fingerprint:
         raise Conflict(f"the certificate of {known.name} changed since it was pinned "
                        f"({known.fingerprint} then, {fingerprint} now); remove it from trust first",
                        target="fingerprint")
     if known is not None:
         raise Conflict(f"{known.name} is already in the trust domain", target="url")
-    named = domain.device_named(who["name"])
+    named = domain.device_named(who.name)
     if named is not None:
-        raise Conflict(f"another device named {who['name']} is in the trust domain", target="url")
+        raise Conflict(f"another device named {who.name} is in the trust domain", target="url")
 
 
 def join(domain: Domain, request: JoinRequest) -> TrustedDevice:
