@@ -10,7 +10,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from devices import RunningDevice
 
-__all__ = ["RunningDevice", "machine", "percentile", "rss_mb"]
+__all__ = ["RunningDevice", "anchor", "machine", "percentile", "rss_mb"]
+
+ANCHORS = Path(os.environ.get("TANDEM_ANCHORS", Path(__file__).resolve().parents[2] / "shared" / "anchors"))
+"""Where the reference measurements live (keepalived-takeover, haproxy-ratio): the directory named by
+TANDEM_ANCHORS, else `shared/anchors` beside the checkout. Without them the reference figures are null."""
+
+
+def anchor(name: str) -> Path:
+    """The reference script `name` (it may not exist: the caller reports its figures as null)."""
+    return ANCHORS / name
 
 
 def machine() -> str:

@@ -5,7 +5,7 @@ uvloop) against the same backend reached directly, with the same load generator.
 The backend is nginx (nginx-light) when installed, else a small uvloop HTTP server; the load is
 wrk over keep-alive connections (`wrk -t1 -cCONNS -dSECSs --latency`), direct and proxied runs
 alternating for ROUNDS rounds; figures are medians. With haproxy, nginx and wrk installed, the
-reference script ../shared/anchors/haproxy-ratio gives HAProxy's ratio on this machine too.
+reference script haproxy-ratio (`common.ANCHORS`) gives HAProxy's ratio on this machine too.
 
 Prints progress on stderr and, last, one JSON line: rps, direct_rps, ratio (rps / direct_rps, of
 the medians), ratio_of_rounds (median of the per-round ratios, as the HAProxy script computes its
@@ -28,11 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, rss_mb
+from common import anchor, machine, rss_mb
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-ANCHOR = ROOT.parent / "shared" / "anchors" / "haproxy-ratio"
+ANCHOR = anchor("haproxy-ratio")
 VIRTUAL_ADDRESS = "127.0.100.1"
 
 NGINX_CONF = """worker_processes 1; pid {work}/nginx.pid; error_log {work}/nginx.err; daemon on;

@@ -2,7 +2,7 @@
 """Failover benchmark: how long the floating address takes to answer again after the active device dies,
 beside keepalived (VRRP) measured the same way on the same kind of topology in the same run.
 
-The lab (tests/netns/netlab.py) is the anchor's (/work/shared/anchors/keepalived-takeover): a bridge
+The lab (tests/netns/netlab.py) is the one of the reference script keepalived-takeover (`common.ANCHORS`): a bridge
 namespace and three hosts on veth, addresses in 198.18.0.0/15; the two routers are Tandem devices
 (`tandem serve --addresses linux`), a first in HA order, each proxying the virtual server
 198.18.0.100:8080 to a local backend that answers the host's name. Each run, as the anchor: a active
@@ -34,14 +34,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, percentile
+from common import anchor, machine, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "netns"))
 
 import netlab  # noqa: E402
 
-ANCHOR = ROOT.parent / "shared" / "anchors" / "keepalived-takeover"
+ANCHOR = anchor("keepalived-takeover")
 CLIENT_DEADLINE = 10.0
 """Seconds the client polls before a run counts as failed (the timers are at most 1 s)."""
 REBUILDS = 3

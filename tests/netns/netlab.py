@@ -1,5 +1,5 @@
 """Two Tandem devices and a client in network namespaces: the failover lab of the tests and of
-`bench/failover.py`, built like `/work/shared/anchors/keepalived-takeover` builds its own.
+`bench/failover.py`, built like the reference script keepalived-takeover builds its own.
 
 A switch namespace holds a bridge; hosts `a` and `b` (the devices) and `c` (the client) hang on it
 by veth pairs (`eth0` in the host, `p0`/`p1`/`p2` on the bridge), addresses 198.18.0.1-3/16 (the
@@ -28,13 +28,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+
+TESTS = str(Path(__file__).resolve().parent.parent)
+if TESTS not in sys.path:  # bench/ and the client script put only this folder on sys.path
+    sys.path.append(TESTS)
+
+from waiting import wait_until  # noqa: E402  (tests/waiting.py; also imported from here by bench/)
 
 T = TypeVar("T")
 
@@ -510,27 +516,24 @@ class Lab:
         host.wait_ready()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               detail: Callable[[], Any] | None = None, interval: float = 0.05) -> Any:
-    """Poll `predicate` until truthy (returned); on timeout fail with `what`, the last error and `detail()`."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (httpx.HTTPError, OSError, KeyError, ValueError, AssertionError, StopIteration) as error:
-            last_error = f"{type(error).__name__}: {error}"
-        if time.monotonic() > deadline:
-            break
-        time.sleep(interval)
-    message = f"timed out after {timeout} s waiting for {what}"
-    if last_error:
-        message += f"\nlast error: {last_error}"
-    if detail is not None:
-        message += f"\n{detail()}"
-    raise AssertionError(message)
+@contextlib.contextmanager
+def formed(lab: Lab, log_lines: int = 40) -> Iterator[Lab]:
+    """`lab` built, started and formed for the block; whatever happens, each device's last `log_lines` log
+    lines are printed to stderr (pytest shows them when the test fails), then the lab is closed."""
+    try:
+        lab.build()
+        lab.start()
+        lab.form()
+        yield lab
+    finally:
+        print_logs(lab.hosts.values(), log_lines)
+        lab.close()
+
+
+def print_logs(hosts: Iterable[Host], lines: int = 40) -> None:
+    """The last `lines` lines of each host's device log, on stderr."""
+    for host in hosts:
+        print(f"--- {host.name}.log\n{host.log_tail(lines)}", file=sys.stderr)
 
 
 def count_loop(seconds: float, concurrency: int, pause: float = 0.0) -> None:
