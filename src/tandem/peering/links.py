@@ -14,6 +14,7 @@ from typing import Any
 
 from tandem.models.peering import PeerRecord
 from tandem.peering import secure
+from tandem.peering.records import ClusterStatus, MemberHealth, told_members
 from tandem.peering.wire import Channel, RemoteError, WireError
 from tandem.tasks import cancel
 
@@ -36,8 +37,8 @@ class LinkKey:
 class Link:
     """One session to one remote device, kept open and probed."""
 
-    def __init__(self, target: LinkKey, local_uuid: str, status: Callable[[], dict[str, Any]],
-                 on_reply: Callable[[str, dict[str, Any]], None]) -> None:
+    def __init__(self, target: LinkKey, local_uuid: str, status: Callable[[], ClusterStatus],
+                 on_reply: Callable[[str, tuple[MemberHealth, ...]], None]) -> None:
         self.target = target
         self._local_uuid = local_uuid
         self._status = status
@@ -69,9 +70,10 @@ class Link:
                 await secure.client_session(channel, self._local_uuid, self.target.key, self.target.encryption)
                 self.channel = channel
                 while True:
-                    reply = await channel.call({"type": "status", "cluster": self._status()}, PROBE_TIMEOUT)
+                    reply = await channel.call({"type": "status", "cluster": self._status().frame()},
+                                               PROBE_TIMEOUT)
                     self.ok, self.message, self.last_ok, delay = True, "", time.time(), RETRY_MIN
-                    self._on_reply(self.target.uuid, reply)
+                    self._on_reply(self.target.uuid, told_members(reply))
                     await asyncio.sleep(PROBE_INTERVAL)
             except asyncio.CancelledError:
                 raise

@@ -72,7 +72,17 @@ def digest(objects: list[list[Any]]) -> str:
     return hashlib.sha256(b"\n".join(lines)).hexdigest()
 
 
-def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[tuple[str, str, dict[str, Any] | None]]:
+@dataclass(frozen=True)
+class Change:
+    """One object of a partition (or one member of a pool) to write as `body`, or to delete (`body` None)."""
+
+    kind: str
+    name: str
+    body: dict[str, Any] | None
+    """As the API presents it."""
+
+
+def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[Change]:
     """Objects (or changes: a None body deletes) from a peer, each of `models` and valid for `partition`;
     ValueError if not."""
     if not isinstance(objects, list) or len(objects) > 1_000_000:
@@ -93,16 +103,16 @@ def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[tupl
                 raise ValueError(f"{kind} {name} is not in partition {partition}")
             if kind == PoolMember.kind and name.partition("/")[2] != member_key(model.address, model.port):
                 raise ValueError(f"member {name} is not {member_key(model.address, model.port)}")
-        out.append((kind, name, body))
+        out.append(Change(kind, name, body))
     return out
 
 
 def apply_state(store: Store, partition: str, objects: Any) -> int:
     """Make the partition equal to `objects`; the number of objects written or deleted."""
-    wanted = {(kind, name): body for kind, name, body in _checked(partition, objects, MODELS)}
+    wanted = {(c.kind, c.name): c.body for c in _checked(partition, objects, MODELS)}
     current = {(kind, name): body for kind, name, body in snapshot(store, partition)}
-    changes = [(kind, name, body) for (kind, name), body in wanted.items() if current.get((kind, name)) != body]
-    changes += [(kind, name, None) for (kind, name) in current.keys() - wanted.keys()]
+    changes = [Change(kind, name, body) for (kind, name), body in wanted.items() if current.get((kind, name)) != body]
+    changes += [Change(kind, name, None) for (kind, name) in current.keys() - wanted.keys()]
     return _write(store, partition, changes)
 
 
@@ -110,26 +120,39 @@ def apply_changes(store: Store, partition: str, changes: Any) -> int:
     return _write(store, partition, _checked(partition, changes, CHANGES))
 
 
-def _write(store: Store, partition: str, changes: list[tuple[str, str, dict[str, Any] | None]]) -> int:
+def _write(store: Store, partition: str, changes: list[Change]) -> int:
     """Write the changes, objects first, then single members (of the pools as just written)."""
     if not changes:
         return 0
     with store.transaction() as txn:
-        for kind, name, body in sorted(changes, key=lambda change: change[0] == PoolMember.kind):
-            if kind == PoolMember.kind:
-                pool, _, key = name.partition("/")
+        for change in sorted(changes, key=lambda change: change.kind == PoolMember.kind):
+            if change.kind == PoolMember.kind:
+                pool, _, key = change.name.partition("/")
                 stored = txn.get(Pool.kind, partition, pool)
-                if stored is not None and stored_member(txn, stored, key) != body:
-                    write_member(txn, stored, key, body)
+                if stored is not None and stored_member(txn, stored, key) != change.body:
+                    write_member(txn, stored, key, change.body)
                 continue
-            where = _where(kind, partition, name)
+            where = _where(change.kind, partition, change.name)
             stored = txn.get(*where)
-            if body is not None:
-                current = present(txn, kind, stored) if stored is not None else None
-                write_object(txn, MODELS[kind].model_validate(body), stored, current)
+            if change.body is not None:
+                current = present(txn, change.kind, stored) if stored is not None else None
+                write_object(txn, MODELS[change.kind].model_validate(change.body), stored, current)
             elif stored is not None:
                 txn.delete(*where)
     return len(changes)
+
+
+@dataclass(frozen=True)
+class MirrorView:
+    """One mirrored partition as the API shows it."""
+
+    partition: str
+    state: str
+    pusher: str | None
+    """The device pushing it (this cluster's peering leader), if known."""
+    last_sync: str | None
+    objects: int | None
+    message: str
 
 
 @dataclass
@@ -169,13 +192,13 @@ class MirrorSource:
     def state(self, uuid: str, partition: str) -> MirrorState:
         return self.states.setdefault((uuid, partition), MirrorState())
 
-    def view(self, uuid: str, partition: str, pusher: str | None) -> dict[str, Any]:
+    def view(self, uuid: str, partition: str, pusher: str | None) -> MirrorView:
         state = self.state(uuid, partition)
         if not self._is_leader():
-            return {"partition": partition, "state": "remote", "pusher": pusher, "last_sync": None, "objects": None,
-                    "message": f"pushed by {pusher}" if pusher else "no device of this cluster pushes it now"}
-        return {"partition": partition, "state": state.state, "pusher": pusher, "last_sync": iso(state.last_sync),
-                "objects": state.objects, "message": state.message}
+            return MirrorView(partition=partition, state="remote", pusher=pusher, last_sync=None, objects=None,
+                              message=f"pushed by {pusher}" if pusher else "no device of this cluster pushes it now")
+        return MirrorView(partition=partition, state=state.state, pusher=pusher, last_sync=iso(state.last_sync),
+                          objects=state.objects, message=state.message)
 
     def keys_changed(self, keys: list[tuple[str, str, str]]) -> None:
         """Note the objects of mirrored partitions that changed (here or replicated from a member)."""

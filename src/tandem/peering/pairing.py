@@ -19,8 +19,8 @@ FAILURES_ALLOWED, FAILURE_WINDOW = 5, 60.0
 """Failed pairings from one host within the window, after which it is refused until the window passes."""
 
 
-class RemoteCluster(BaseModel):
-    """How a cluster describes itself when pairing."""
+class ClusterDescription(BaseModel):
+    """How a cluster describes itself when pairing (this one, or the remote one)."""
 
     uuid: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=63)
@@ -29,7 +29,7 @@ class RemoteCluster(BaseModel):
 
 @dataclass
 class Pairing:
-    remote: RemoteCluster
+    remote: ClusterDescription
     key: str
     encryption: Encryption
 
@@ -42,7 +42,7 @@ def _refusal(error: RemoteError) -> Exception:
     return Conflict(f"the remote cluster refused: {error}", target="remote.ip_addresses")
 
 
-async def pair_with(addresses: list[str], passphrase: str, proposed: Encryption, local: dict[str, Any],
+async def pair_with(addresses: list[str], passphrase: str, proposed: Encryption, local: ClusterDescription,
                     rekey: bool = False) -> Pairing | None:
     """Pair with the cluster at `addresses` (the first that answers), or agree a new key with it
     (`rekey`). None if it holds nothing to pair with yet (its admin will pair from there); Forbidden
@@ -55,7 +55,8 @@ async def pair_with(addresses: list[str], passphrase: str, proposed: Encryption,
             unreachable.append(str(error))
             continue
         try:
-            offers = await channel.call({"type": "pair", "cluster": local, "encryption": proposed, "rekey": rekey})
+            offers = await channel.call({"type": "pair", "cluster": local.model_dump(), "encryption": proposed,
+                                        "rekey": rekey})
             count = offers.get("count")
             if offers["type"] != "pair-offers" or not isinstance(count, int) or not 1 <= count <= 64:
                 raise WireError("malformed answer to a pairing request")
@@ -63,7 +64,7 @@ async def pair_with(addresses: list[str], passphrase: str, proposed: Encryption,
             encryption = paired.reply.get("encryption")
             if paired.reply["type"] != "paired" or encryption not in ("none", "tls-psk"):
                 raise WireError("malformed end of pairing")
-            return Pairing(RemoteCluster.model_validate(paired.reply.get("cluster")), paired.key, encryption)
+            return Pairing(ClusterDescription.model_validate(paired.reply.get("cluster")), paired.key, encryption)
         except RemoteError as error:
             if error.code == "none":
                 return None
@@ -103,17 +104,17 @@ class Limiter:
         self._failures.setdefault(host, deque()).append(time.monotonic())
 
 
-async def respond(channel: Channel, hello: dict[str, Any], relationships: Relationships, local: dict[str, Any],
-                  limiter: Limiter) -> None:
+async def respond(channel: Channel, hello: dict[str, Any], relationships: Relationships,
+                  local: ClusterDescription, limiter: Limiter) -> None:
     """Answer a pairing request against this cluster's pending relationships."""
     try:
-        remote = RemoteCluster.model_validate(hello.get("cluster"))
+        remote = ClusterDescription.model_validate(hello.get("cluster"))
     except ValidationError:
         return await channel.fail("malformed", "malformed pairing request")
     proposed = hello.get("encryption")
     if proposed not in ("none", "tls-psk"):
         return await channel.fail("malformed", "unknown encryption")
-    if remote.uuid == local["uuid"]:
+    if remote.uuid == local.uuid:
         return await channel.fail("self", "a cluster cannot peer with itself")
     if proposed == "tls-psk" and not PSK_SUPPORTED:
         return await channel.fail("encryption", "this cluster cannot use tls-psk (it needs Python 3.13)")
@@ -141,4 +142,4 @@ async def respond(channel: Channel, hello: dict[str, Any], relationships: Relati
     record = live[index]
     encryption: Encryption = "tls-psk" if "tls-psk" in (record.encryption_proposed, proposed) else "none"
     relationships.put(paired_record(record, Pairing(remote, key, encryption), relationships))
-    await channel.send({"type": "paired", "cluster": local, "encryption": encryption})
+    await channel.send({"type": "paired", "cluster": local.model_dump(), "encryption": encryption})

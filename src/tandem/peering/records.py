@@ -1,12 +1,65 @@
 """The peer relationships this cluster keeps in its trust domain, and how the API shows them."""
 
 import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from tandem.errors import NotFound
 from tandem.models.peering import PeerRecord
 from tandem.trust.domain import Domain
+
+MAX_REMOTE_MEMBERS = 64
+
+
+@dataclass(frozen=True)
+class MemberHealth:
+    """How one member of a cluster is, as its cluster tells a peer (None: not told, or not as a string)."""
+
+    server_name: str | None = None
+    status: str | None = None
+    message: str | None = None
+
+    def told(self) -> dict[str, str]:
+        """The fields told, as the API shows a remote member."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What a cluster tells its peers of itself on every status exchange: who it is, how its members are."""
+
+    uuid: str
+    name: str
+    members: tuple[MemberHealth, ...]
+
+    def frame(self) -> dict[str, Any]:
+        """Its wire form (a member's field not told is null)."""
+        return {"uuid": self.uuid, "name": self.name, "members": [asdict(m) for m in self.members]}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def told_members(reply: dict[str, Any]) -> tuple[MemberHealth, ...]:
+    """The remote members' health from a status answer, kept to known fields of the right types."""
+    cluster = reply.get("cluster")
+    members = cluster.get("members") if isinstance(cluster, dict) else None
+    if not isinstance(members, list):
+        return ()
+    return tuple(MemberHealth(_text(m.get("server_name")), _text(m.get("status")), _text(m.get("message")))
+                 for m in members[:MAX_REMOTE_MEMBERS] if isinstance(m, dict))
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """A relationship's state as this device sees it, since when, and the remote members it hears of."""
+
+    state: str
+    update_time: str | None
+    message: str
+    remote_members: tuple[MemberHealth, ...] = ()
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -70,17 +123,17 @@ def authentication_state(record: PeerRecord, now: float | None = None) -> str:
     return "absent"
 
 
-def view(record: PeerRecord, status: dict[str, Any], local_network: list[str]) -> dict[str, Any]:
+def view(record: PeerRecord, status: PeerStatus, local_network: list[str]) -> dict[str, Any]:
     """The API's shape of a relationship (ONTAP's field names; the passphrase is never shown here)."""
     return {
         "uuid": record.uuid,
         "name": record.name,
         "remote": {"name": record.remote_name, "uuid": record.remote_uuid,
-                   "ip_addresses": record.remote_addresses, "members": status.get("remote_members", [])},
+                   "ip_addresses": record.remote_addresses, "members": [m.told() for m in status.remote_members]},
         "authentication": {"in_use": authentication_state(record), "expiry_time": iso(record.expires_at),
                            "rekey_pending": bool(record.key and record.passphrase)},
         "encryption": {"proposed": record.encryption_proposed, "state": record.encryption_state},
-        "status": {"state": status["state"], "update_time": status["update_time"], "message": status["message"]},
+        "status": {"state": status.state, "update_time": status.update_time, "message": status.message},
         "ipspace": "Default",
         "local_network": {"ip_addresses": local_network},
         "initial_allowed_partitions": record.initial_allowed_partitions,

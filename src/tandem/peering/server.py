@@ -25,7 +25,7 @@ Handler = Callable[[str, dict[str, Any]], dict[str, Any] | Awaitable[dict[str, A
 class InterclusterServer:
     """Accepts connections of peer clusters on this device's intercluster address."""
 
-    def __init__(self, relationships: Relationships, local: Callable[[], dict[str, Any]],
+    def __init__(self, relationships: Relationships, local: Callable[[], pairing.ClusterDescription],
                  handlers: dict[str, Handler]) -> None:
         self._relationships = relationships
         self._local = local

@@ -6,15 +6,24 @@ import secrets
 import time
 import uuid as uuids
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.models import Partition
 from tandem.models.peering import DEFAULT_EXPIRY, Authentication, PeerCreate, PeerPatch, PeerRecord, parse_duration
 from tandem.peering.links import Link, LinkKey, LinkSet
-from tandem.peering.mirror import MirrorSource, MirrorTarget
-from tandem.peering.pairing import pair_with, paired_record
-from tandem.peering.records import Relationships, authentication_state, iso, view
+from tandem.peering.mirror import MirrorSource, MirrorTarget, MirrorView
+from tandem.peering.pairing import ClusterDescription, pair_with, paired_record
+from tandem.peering.records import (
+    ClusterStatus,
+    MemberHealth,
+    PeerStatus,
+    Relationships,
+    authentication_state,
+    iso,
+    view,
+)
 from tandem.peering.secure import PSK_SUPPORTED
 from tandem.peering.server import InterclusterServer
 from tandem.peering.wire import WireError
@@ -23,17 +32,6 @@ from tandem.trust.domain import Domain
 
 SETTLE_TIMEOUT = 3.0
 """How long a create or patch that paired waits for its sessions to open, so that its answer shows them."""
-MAX_REMOTE_MEMBERS = 64
-
-
-def _members_of(reply: dict[str, Any]) -> list[dict[str, str]]:
-    """The remote members' health from a status answer, kept to known fields of the right types."""
-    cluster = reply.get("cluster")
-    members = cluster.get("members") if isinstance(cluster, dict) else None
-    if not isinstance(members, list):
-        return []
-    return [{k: m[k] for k in ("server_name", "status", "message") if isinstance(m.get(k), str)}
-            for m in members[:MAX_REMOTE_MEMBERS] if isinstance(m, dict)]
 
 
 class PeeringService:
@@ -53,11 +51,12 @@ class PeeringService:
         target = MirrorTarget(store, self.relationships, adopt_partition,
                               synced=lambda partition: any(partition in g.partitions for g in domain.groups()))
         self._server = InterclusterServer(self.relationships, self.local, {
-            "status": lambda _uuid, _request: {"type": "status", "cluster": self.status_payload()},
+            "status": lambda _uuid, _request: {"type": "status", "cluster": self.cluster_status().frame()},
             "delete": self._deleted_by_remote,
             "mirror-digest": target.digest, "mirror-state": target.state, "mirror-changes": target.changes,
             "mirror-stop": target.stop})
-        self._remote: dict[str, dict[str, Any]] = {}
+        self._remote: dict[str, tuple[MemberHealth, ...]] = {}
+        """The members of each relationship's remote cluster, as its last status answer told them."""
         self._since: dict[str, tuple[str, float]] = {}
         self._running = False
 
@@ -88,10 +87,10 @@ class PeeringService:
         self.mirrors.wake()
 
     def _new_link(self, key: LinkKey) -> Link:
-        return Link(key, self._domain.domain_id, self.status_payload, self._on_reply)
+        return Link(key, self._domain.domain_id, self.cluster_status, self._on_reply)
 
-    def _on_reply(self, uuid: str, reply: dict[str, Any]) -> None:
-        self._remote[uuid] = {"members": _members_of(reply)}
+    def _on_reply(self, uuid: str, members: tuple[MemberHealth, ...]) -> None:
+        self._remote[uuid] = members
 
     # -- what this cluster tells -----------------------------------------------------------------
 
@@ -99,18 +98,20 @@ class PeeringService:
         """The intercluster addresses of this cluster's devices."""
         return [d.intercluster_url for d in self._domain.devices() if d.intercluster_url]
 
-    def local(self) -> dict[str, Any]:
-        return {"uuid": self._domain.domain_id, "name": self._domain.cluster_name, "addresses": self.local_network()}
+    def local(self) -> ClusterDescription:
+        """How this cluster describes itself when pairing (sent as it is: the peer validates it)."""
+        return ClusterDescription.model_construct(uuid=self._domain.domain_id, name=self._domain.cluster_name,
+                                                  addresses=self.local_network())
 
-    def status_payload(self) -> dict[str, Any]:
-        members = [{k: m.get(k) for k in ("server_name", "status", "message")} for m in self._members()]
-        return {"uuid": self._domain.domain_id, "name": self._domain.cluster_name, "members": members}
+    def cluster_status(self) -> ClusterStatus:
+        members = tuple(MemberHealth(m.get("server_name"), m.get("status"), m.get("message")) for m in self._members())
+        return ClusterStatus(self._domain.domain_id, self._domain.cluster_name, members)
 
     # -- views -------------------------------------------------------------------------------------
 
-    def status(self, record: PeerRecord) -> dict[str, Any]:
+    def status(self, record: PeerRecord) -> PeerStatus:
         """The relationship's state as this device sees it, and since when."""
-        remote_members: list[dict[str, Any]] = []
+        remote_members: tuple[MemberHealth, ...] = ()
         if not record.key:
             state = "pending"
             message = ("the passphrase expired: patch a new one" if authentication_state(record) == "expired" else
@@ -123,11 +124,11 @@ class PeeringService:
             if record.passphrase:
                 message = "; ".join(filter(None, [message, "a new passphrase awaits the remote cluster"]))
             if up:
-                remote_members = self._remote.get(record.uuid, {}).get("members", [])
+                remote_members = self._remote.get(record.uuid, ())
         since = self._since.get(record.uuid)
         if since is None or since[0] != state:
             since = self._since[record.uuid] = (state, time.time())
-        return {"state": state, "update_time": iso(since[1]), "message": message, "remote_members": remote_members}
+        return PeerStatus(state, iso(since[1]), message, remote_members)
 
     def view(self, record: PeerRecord, shown_passphrase: str | None = None) -> dict[str, Any]:
         shown = view(record, self.status(record), self.local_network())
@@ -218,17 +219,16 @@ class PeeringService:
     async def update(self, uuid: str, body: PeerPatch) -> dict[str, Any]:
         """Rename, change the remote addresses, or agree a new key (a new passphrase, perhaps with a new
         proposed encryption): a wrong passphrase changes nothing."""
-        record = self.relationships.get(uuid)
-        changes: dict[str, Any] = {}
+        record = updated = self.relationships.get(uuid)
         if body.name is not None and body.name != record.name:
             if any(r.name == body.name for r in self.relationships.all()):
                 raise Conflict(f"a cluster peer named {body.name!r} already exists", target="name")
-            changes |= {"name": body.name, "name_given": True}
+            updated = updated.model_copy(update={"name": body.name, "name_given": True})
         if body.remote is not None:
-            changes["remote_addresses"] = body.remote.ip_addresses
+            updated = updated.model_copy(update={"remote_addresses": body.remote.ip_addresses})
         if body.initial_allowed_partitions is not None:
             self._check_partitions(body.initial_allowed_partitions)
-            changes["initial_allowed_partitions"] = body.initial_allowed_partitions
+            updated = updated.model_copy(update={"initial_allowed_partitions": body.initial_allowed_partitions})
         auth = body.authentication
         rekey = auth is not None and (auth.passphrase is not None or auth.generate_passphrase)
         if body.encryption is not None and not rekey:
@@ -243,8 +243,8 @@ class PeeringService:
             self._check_encryption(proposed)
             passphrase, expires_at, generated = self._secret(auth)
             shown = passphrase if generated else None
-            changes |= {"passphrase": passphrase, "expires_at": expires_at, "encryption_proposed": proposed}
-        updated = record.model_copy(update=changes)
+            updated = updated.model_copy(update={"passphrase": passphrase, "expires_at": expires_at,
+                                                 "encryption_proposed": proposed})
         addresses = updated.remote_addresses
         if rekey and addresses and not shown:
             pairing = await pair_with(addresses, updated.passphrase or "", updated.encryption_proposed, self.local(),
@@ -287,15 +287,18 @@ class PeeringService:
 
     # -- mirrors -------------------------------------------------------------------------------------
 
-    def mirror_views(self, uuid: str) -> list[dict[str, Any]]:
+    def _mirror_views(self, uuid: str) -> list[MirrorView]:
         record = self.relationships.get(uuid)
         pusher = self._domain.me.name if self.is_leader() else None
         return [self.mirrors.view(uuid, p, pusher) for p in record.mirrors]
 
+    def mirror_views(self, uuid: str) -> list[dict[str, Any]]:
+        return [asdict(m) for m in self._mirror_views(uuid)]
+
     def mirror_view(self, uuid: str, partition: str) -> dict[str, Any]:
         if partition not in self.relationships.get(uuid).mirrors:
             raise NotFound(f"partition {partition} is not mirrored to this peer", target=partition)
-        return next(m for m in self.mirror_views(uuid) if m["partition"] == partition)
+        return asdict(next(m for m in self._mirror_views(uuid) if m.partition == partition))
 
     async def add_mirror(self, uuid: str, partition: str) -> dict[str, Any]:
         record = self.relationships.get(uuid)
