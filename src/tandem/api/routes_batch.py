@@ -8,7 +8,8 @@ from tandem.api.responses import JSON
 from tandem.api.routes_config import require_write
 from tandem.config.batches import InvalidBatch
 from tandem.errors import ApiError
-from tandem.models.batch import MODELS, BatchRequest, BatchResult
+from tandem.models.batch import BatchRequest, BatchResult
+from tandem.models.resources import CONFIG_MODELS
 
 router = APIRouter(prefix="/api/batch", tags=["batch"])
 
@@ -23,7 +24,7 @@ async def batch(request: Request, device: DeviceDep, principal: PrincipalDep) ->
     def check(touched: list[tuple[str, str | None]]) -> None:
         for index, (resource, partition) in enumerate(touched):
             try:
-                require_write(principal, MODELS[resource], partition)
+                require_write(principal, CONFIG_MODELS[resource], partition)
             except ApiError as error:
                 raise type(error)(f"operation {index}: {error.message}", target=f"operations.{index}") from None
 

@@ -5,10 +5,9 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tandem.models.fields import Name
-from tandem.models.resources import CONFIG_RESOURCES, DEFAULT_PARTITION, Resource
+from tandem.models.resources import CONFIG_MODELS, DEFAULT_PARTITION, Resource
 
 MAX_OPERATIONS = 10_000
-MODELS: dict[str, type[Resource]] = {model.kind: model for model in CONFIG_RESOURCES}
 """The resources a batch may change, by collection name."""
 
 Action = Literal["create", "replace", "update", "delete"]
@@ -37,7 +36,7 @@ class Operation(BaseModel):
 
     @property
     def model(self) -> type[Resource]:
-        return MODELS[self.resource]
+        return CONFIG_MODELS[self.resource]
 
     def object_identity(self) -> dict[str, str]:
         """The identity fields of the object this operation changes."""

@@ -1,6 +1,6 @@
 """Models of clustering: trusted devices, device groups, and adding a device to trust."""
 
-from typing import Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -153,3 +153,121 @@ class JoinRequest(DomainState):
     model_config = ConfigDict(extra="forbid")
 
     secret: str = Field(min_length=32, max_length=128)
+
+
+MemberStatus = Literal["Online", "Offline", "Evacuated"]
+"""A cluster member's status, as the device asked sees it now."""
+
+
+class MemberConfigField(BaseModel):
+    """One thing a new member must supply: the field `key` of the body of `entity`, posted to `name`."""
+
+    entity: str
+    name: str
+    key: str
+    description: str
+
+
+class ClusterView(BaseModel):
+    """The cluster as one device sees it: the body of `GET /api/cluster`."""
+
+    server_name: str
+    """The device asked."""
+    enabled: bool
+    """It is in a trust domain with other devices."""
+    member_config: list[MemberConfigField]
+    cluster_name: str
+    uuid: str
+    """The trust domain's id."""
+
+
+class ClusterMemberView(BaseModel):
+    """A member of the cluster as one device sees it now: the body of `GET /api/cluster/members/{name}`."""
+
+    server_name: str
+    url: str
+    database: bool
+    status: MemberStatus
+    message: str
+    roles: list[str]
+
+
+class TrustedDeviceView(BaseModel):
+    """A trusted device as the API shows it, with this device's link to it: the body of
+    `GET /api/trust/devices/{name}`."""
+
+    name: str
+    id: str
+    fingerprint: str
+    management_url: str
+    peer_url: str
+    self: bool
+    """It is the device asked."""
+    connected: bool | None
+    """Whether the link of the device asked to it is up (None for the device asked itself)."""
+    message: str
+
+
+class MemberSyncStatus(BaseModel):
+    """A group member's sync status as one device sees it."""
+
+    name: str
+    status: SyncStatus
+    connected: bool
+    pending_changes: int
+    last_commit: dict[str, int]
+    """The last commit the member has from each origin (by device name)."""
+    last_exchange: float | None
+    """The age in seconds of the last status the member sent (None: never heard)."""
+    message: str
+
+
+class ConflictSide(BaseModel):
+    """The winning or losing side of a write conflict."""
+
+    device: str
+    value: dict[str, Any] | None
+    """The object as presented, None for a delete or a member's removal."""
+
+
+class ConflictView(BaseModel):
+    """A write conflict: the record of a lost concurrent write, as a group's status shows it."""
+
+    type: Literal["write"] = "write"
+    kind: str
+    partition: str
+    name: str
+    devices: list[str]
+    winner: ConflictSide
+    loser: ConflictSide
+    message: str
+    detected_at: str
+    """ISO 8601, UTC."""
+    member: str | None = Field(None, exclude_if=lambda member: member is None)
+    """The pool member the conflict is about (absent when it is about a whole object)."""
+
+
+class ViolationView(BaseModel):
+    """A rule of the API the merged configuration breaks, and how every device resolves it."""
+
+    type: Literal["integrity"] = "integrity"
+    kind: str
+    partition: str
+    name: str
+    devices: list[str]
+    rule: str
+    objects: list[str]
+    message: str
+    resolution: str
+
+
+class GroupStatus(BaseModel):
+    """A device group's sync status as one device sees it: the body of `GET /api/device-groups/{name}/status`."""
+
+    name: str
+    type: GroupType
+    status: SyncStatus
+    """The members' worst."""
+    members: list[MemberSyncStatus]
+    conflicts: list[Annotated[ConflictView | ViolationView, Field(discriminator="type")]]
+    """The lost concurrent writes, oldest first, then the rules the merged configuration breaks."""

@@ -154,3 +154,5 @@ class User(Resource):
 
 CONFIG_RESOURCES: tuple[type[Resource], ...] = (Partition, Monitor, Pool, VirtualServer)
 """The resources that make up a device's configuration, in dependency order."""
+CONFIG_MODELS: dict[str, type[Resource]] = {model.kind: model for model in CONFIG_RESOURCES}
+"""The same, by store kind."""

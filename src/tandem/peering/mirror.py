@@ -26,6 +26,7 @@ from tandem.config.presentation import present
 from tandem.errors import ApiError
 from tandem.models import Monitor, Partition, Pool, PoolMember, VirtualServer
 from tandem.models.fields import member_key
+from tandem.models.resources import CONFIG_MODELS
 from tandem.peering.links import LinkSet
 from tandem.peering.records import Relationships, iso
 from tandem.peering.wire import WireError
@@ -34,9 +35,8 @@ from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.peering")
 
-MODELS = {model.kind: model for model in (Partition, Monitor, Pool, VirtualServer)}
 """What a partition's state is made of (a pool with its members)."""
-CHANGES = MODELS | {PoolMember.kind: PoolMember}
+CHANGES = CONFIG_MODELS | {PoolMember.kind: PoolMember}
 """What a change may be about: one of those, or one member of a pool (named `POOL/ADDRESS:PORT`), so that
 a member added to a large pool sends that member, not the pool."""
 RETRY = 0.5
@@ -109,7 +109,7 @@ def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[Chan
 
 def apply_state(store: Store, partition: str, objects: Any) -> int:
     """Make the partition equal to `objects`; the number of objects written or deleted."""
-    wanted = {(c.kind, c.name): c.body for c in _checked(partition, objects, MODELS)}
+    wanted = {(c.kind, c.name): c.body for c in _checked(partition, objects, CONFIG_MODELS)}
     current = {(kind, name): body for kind, name, body in snapshot(store, partition)}
     changes = [Change(kind, name, body) for (kind, name), body in wanted.items() if current.get((kind, name)) != body]
     changes += [Change(kind, name, None) for (kind, name) in current.keys() - wanted.keys()]
@@ -136,7 +136,7 @@ def _write(store: Store, partition: str, changes: list[Change]) -> int:
             stored = txn.get(*where)
             if change.body is not None:
                 current = present(txn, change.kind, stored) if stored is not None else None
-                write_object(txn, MODELS[change.kind].model_validate(change.body), stored, current)
+                write_object(txn, CONFIG_MODELS[change.kind].model_validate(change.body), stored, current)
             elif stored is not None:
                 txn.delete(*where)
     return len(changes)
@@ -210,7 +210,7 @@ class MirrorSource:
                 partition = changed_partition
                 kind = PoolMember.kind
                 name = f"{units.overlay_parent(changed_name)[0]}/{units.overlay_key(changed_name)}"
-            elif changed_kind in MODELS:
+            elif changed_kind in CONFIG_MODELS:
                 kind, name = changed_kind, changed_name
                 partition = name if kind == Partition.kind else changed_partition
             else:
