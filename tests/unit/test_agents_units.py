@@ -4,11 +4,12 @@ pools, and sharing by rendezvous hashing."""
 import pytest
 
 from tandem.agents.addresses import Addresses, parse_pool
-from tandem.agents.objects import objects, owner_of
+from tandem.agents.objects import comparable, objects, owner_of
 from tandem.agents.partition import PartitionState
 from tandem.agents.runtime import owner
 from tandem.agents.service import Service
 from tandem.agents.sources.kubernetes import service_of
+from tandem.models import Pool
 
 
 def k8s_service(ports: list[dict], annotations: dict | None = None, kind: str = "LoadBalancer", **spec) -> dict:
@@ -63,17 +64,17 @@ def test_the_plan_writes_only_the_difference_and_touches_nothing_unmarked() -> N
     wanted = objects(service(), "10.9.0.1", "apps", "prod")
     state.load({})
     operations, problem = state.plan("shop/web", wanted)
-    assert problem is None and [op["resource"] for op in operations] == ["pools", "virtuals"]
+    assert problem is None and [op.resource for op in operations] == ["pools", "virtuals"]
     state.applied(operations)
     assert state.plan("shop/web", wanted) == ([], None)
     scaled = objects(service(members=2), "10.9.0.1", "apps", "prod")
-    assert [op["resource"] for op in state.plan("shop/web", scaled)[0]] == ["pools"]
-    assert [(op["action"], op["resource"]) for op in state.plan("shop/web", {})[0]] == [
+    assert [op.resource for op in state.plan("shop/web", scaled)[0]] == ["pools"]
+    assert [(op.action, op.resource) for op in state.plan("shop/web", {})[0]] == [
         ("delete", "virtuals"), ("delete", "pools")]
     other = PartitionState("apps", "prod")
-    other.load({("pools", "shop_web-80"): {"name": "shop_web-80", "description": "made by hand"}})
+    other.load({("pools", "shop_web-80"): comparable("pools", {"name": "shop_web-80", "description": "made by hand"})})
     assert "not the agent's" in other.plan("shop/web", wanted)[1]
-    assert owner_of({"description": "managed by tandem agent test: shop/web"}, "prod") is None
+    assert owner_of(Pool(name="shop_web-80", description="managed by tandem agent test: shop/web"), "prod") is None
 
 
 def test_an_address_pool_is_given_out_once_and_only_by_the_agent_it_belongs_to() -> None:

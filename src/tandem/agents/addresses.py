@@ -54,7 +54,7 @@ class Addresses:
         if service.address is not None:
             for (address, _), other in destinations.items():
                 if address == service.address and owner_of(other, self._environment) != service.key:
-                    return None, f"address {address} is taken by virtual server {other['name']}"
+                    return None, f"address {address} is taken by virtual server {other.name}"
             return service.address, None
         current = state.address_of(service.key)
         pool = self._pools.get(service.traffic_group)

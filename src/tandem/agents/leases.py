@@ -7,7 +7,7 @@ Names: `tandem-ENV-agent-HOST` (an agent's liveness, and the status it publishes
 
 import asyncio
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -20,13 +20,42 @@ DATA_ANNOTATION = "tandem.io/agent"
 
 
 @dataclass(frozen=True)
+class AgentStatus:
+    """What an agent publishes in its lease: the view it works with (the host ids of the live agents, for
+    the other agents), and how it is doing (for `tandem agent status`)."""
+
+    view: tuple[str, ...]
+    instance: str
+    source: str
+    """The kind of its source: `file`, `kubernetes`."""
+    owned: int
+    """How many services it writes."""
+    leader: bool
+    device: str
+    """The URL of the device it writes to."""
+    last_reconcile: float | None
+    """When its last reconcile ended (epoch seconds)."""
+    error: str | None
+    problem_count: int
+    problems: dict[str, str]
+    """A few of the services with a problem, and the problem (shortened)."""
+    source_errors: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Lease:
     name: str
     holder: str
     expired: bool
     data: dict[str, Any]
+    """What the holder published, as JSON (an agent's lease: its AgentStatus); shown by `tandem agent status`."""
     remaining: float = 0.0
     """Seconds until it expires (if not renewed), as the store judged when listed."""
+
+    @property
+    def view(self) -> list[str]:
+        """The view an agent published in its lease (empty if none)."""
+        return list(self.data.get("view") or [])
 
 
 def agent_lease(environment: str, host_id: str) -> str:
@@ -38,8 +67,8 @@ def leader_lease(environment: str) -> str:
 
 
 class LeaseStore(Protocol):
-    async def acquire(self, name: str, holder: str, ttl: float, data: dict[str, Any] | None = None) -> bool:
-        """Take or renew the lease; False if another holder has it."""
+    async def acquire(self, name: str, holder: str, ttl: float, status: AgentStatus | None = None) -> bool:
+        """Take or renew the lease (publishing `status`, an agent's); False if another holder has it."""
 
     async def release(self, name: str, holder: str) -> None: ...
 
@@ -53,7 +82,8 @@ class DeviceLeases:
         self._devices = devices
         self._partition = partition
 
-    async def acquire(self, name: str, holder: str, ttl: float, data: dict[str, Any] | None = None) -> bool:
+    async def acquire(self, name: str, holder: str, ttl: float, status: AgentStatus | None = None) -> bool:
+        data = None if status is None else asdict(status)
         try:
             await self._devices.call(lambda c: c.leases.acquire(self._partition, name, holder, ttl, data))
         except TandemError as error:
@@ -96,11 +126,11 @@ class KubernetesLeases:
     def _expired(cls, lease: Any, now: datetime) -> bool:
         return cls._remaining(lease, now) < 0
 
-    def _acquire(self, name: str, holder: str, ttl: float, data: dict[str, Any] | None) -> bool:
+    def _acquire(self, name: str, holder: str, ttl: float, status: AgentStatus | None) -> bool:
         from kubernetes.client import ApiException, V1Lease, V1LeaseSpec, V1ObjectMeta
 
         now = datetime.now(UTC)
-        annotations = {DATA_ANNOTATION: orjson.dumps(data or {}).decode()}
+        annotations = {DATA_ANNOTATION: orjson.dumps(status if status is not None else {}).decode()}
         try:
             lease = self._api.read_namespaced_lease(name, self._namespace)
         except ApiException as error:
@@ -130,8 +160,8 @@ class KubernetesLeases:
             raise
         return True
 
-    async def acquire(self, name: str, holder: str, ttl: float, data: dict[str, Any] | None = None) -> bool:
-        return await asyncio.to_thread(self._acquire, name, holder, ttl, data)
+    async def acquire(self, name: str, holder: str, ttl: float, status: AgentStatus | None = None) -> bool:
+        return await asyncio.to_thread(self._acquire, name, holder, ttl, status)
 
     def _release(self, name: str, holder: str) -> None:
         from kubernetes.client import ApiException

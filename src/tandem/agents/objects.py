@@ -10,12 +10,16 @@ import re
 from typing import Any
 
 from tandem.agents.service import Service
-from tandem.models import Monitor, Pool, VirtualServer
+from tandem.models import Monitor, Pool, PoolMember, VirtualServer
 
 ObjectKey = tuple[str, str]
 """(resource, name): monitors, pools, virtuals."""
+ConfigObject = Monitor | Pool | VirtualServer
+"""An object of the partition, as the device stores it."""
 ORDER = (Monitor.kind, Pool.kind, VirtualServer.kind)
 """The order to create in (references point backwards); deletes go the other way."""
+MODELS: dict[str, type[ConfigObject]] = {model.kind: model for model in (Monitor, Pool, VirtualServer)}
+"""The model of each resource the agent writes, by collection name."""
 MARK = "managed by tandem agent {environment}: {key}"
 _MARK = re.compile(r"^managed by tandem agent (?P<environment>\S+): (?P<key>\S+)$")
 
@@ -28,37 +32,38 @@ def base_name(key: str) -> str:
     return name
 
 
-def owner_of(body: dict[str, Any], environment: str) -> str | None:
-    """The service key an object belongs to, if this environment's agents made it."""
-    match = _MARK.match(body.get("description") or "")
+def owner_of(obj: ConfigObject, environment: str) -> str | None:
+    """The service key an object belongs to, if this environment's agents made it (the mark in its description)."""
+    match = _MARK.match(obj.description)
     return match["key"] if match and match["environment"] == environment else None
 
 
-def objects(service: Service, address: str, partition: str, environment: str) -> dict[ObjectKey, dict[str, Any]]:
-    """The objects that serve `service` at `address`, as the device stores them (full bodies)."""
+def objects(service: Service, address: str, partition: str, environment: str) -> dict[ObjectKey, ConfigObject]:
+    """The objects that serve `service` at `address`, as the device stores them (pool members sorted)."""
     mark = MARK.format(environment=environment, key=service.key)
     base = base_name(service.key)
-    out: dict[ObjectKey, dict[str, Any]] = {}
+    out: dict[ObjectKey, ConfigObject] = {}
     monitor = None
     if service.monitor is not None:
         monitor = base
         out[(Monitor.kind, base)] = Monitor(partition=partition, name=base, description=mark,
-                                            **service.monitor.model_dump()).model_dump()
+                                            **service.monitor.model_dump())
     for port in service.ports:
         name = f"{base}-{port.port}"
-        members = sorted(({"address": m.address, "port": m.port} for m in port.members),
-                         key=lambda m: (m["address"], m["port"]))
+        members = [PoolMember(address=m.address, port=m.port)
+                   for m in sorted(port.members, key=lambda m: (m.address, m.port))]
         out[(Pool.kind, name)] = Pool(partition=partition, name=name, lb_method=service.lb_method, monitor=monitor,
-                                      members=members, description=mark).model_dump()
+                                      members=members, description=mark)
         out[(VirtualServer.kind, name)] = VirtualServer(
             partition=partition, name=name, address=address, port=port.port, protocol=port.protocol, pool=name,
-            traffic_group=service.traffic_group, description=mark).model_dump()
+            traffic_group=service.traffic_group, description=mark)
     return out
 
 
-def comparable(resource: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A stored body in the form `objects` makes (pool members sorted, as full member bodies)."""
-    if resource == Pool.kind:
-        members = sorted(body.get("members") or [], key=lambda m: (m["address"], m["port"]))
-        return dict(body, members=members)
-    return body
+def comparable(resource: str, body: dict[str, Any]) -> ConfigObject:
+    """A stored body (as the API returns it) in the form `objects` makes: its model, pool members sorted.
+    Two objects are the same when their models are equal (every field, the description and its mark too)."""
+    obj = MODELS[resource].model_validate(body)
+    if isinstance(obj, Pool):
+        return obj.model_copy(update={"members": sorted(obj.members, key=lambda m: (m.address, m.port))})
+    return obj

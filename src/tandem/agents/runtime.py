@@ -18,16 +18,16 @@ import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import orjson
 
 from tandem.agents.addresses import Addresses
 from tandem.agents.devices import Devices, Unreachable
-from tandem.agents.leases import LeaseStore, agent_lease, leader_lease
+from tandem.agents.leases import AgentStatus, LeaseStore, agent_lease, leader_lease
 from tandem.agents.metrics import Metrics
-from tandem.agents.objects import ObjectKey, objects
+from tandem.agents.objects import ConfigObject, ObjectKey, objects
 from tandem.agents.partition import Operation, PartitionState, ordered, read_partition
 from tandem.agents.service import Service
 from tandem.sdk import TandemError
@@ -94,7 +94,7 @@ def owner(key: str, view: list[str]) -> str | None:
 class _Built:
     service: Service
     address: str
-    objects: dict[ObjectKey, dict[str, Any]]
+    objects: dict[ObjectKey, ConfigObject]
 
 
 @dataclass
@@ -142,16 +142,16 @@ class Agent:
     def holds_lease(self) -> bool:
         return time.monotonic() < self.lease_until
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AgentStatus:
         """What the agent publishes in its lease, for the others and for `tandem agent status` (a few
         problems, shortened: a lease's data is small)."""
-        status = {"view": self.published, "instance": self.instance, "source": self.source.kind,
-                  "owned": self._owned, "leader": self.leader, "device": self.devices.url,
-                  "last_reconcile": self.last_reconcile, "error": (self.last_error or "")[:200] or None,
-                  "problem_count": len(self.problems), "problems": _sample(self.problems),
-                  "source_errors": _sample(self.source.errors)}
+        status = AgentStatus(view=tuple(self.published), instance=self.instance, source=self.source.kind,
+                             owned=self._owned, leader=self.leader, device=self.devices.url,
+                             last_reconcile=self.last_reconcile, error=(self.last_error or "")[:200] or None,
+                             problem_count=len(self.problems), problems=_sample(self.problems),
+                             source_errors=_sample(self.source.errors))
         if len(orjson.dumps(status)) > STATUS_BYTES:
-            status["problems"], status["source_errors"] = {}, {}
+            status = replace(status, problems={}, source_errors={})
         return status
 
     async def _renew(self) -> bool:
@@ -197,7 +197,7 @@ class Agent:
                 live = {lease.name.removeprefix(f"tandem-{environment}-agent-"): lease for lease in leases
                         if lease.name.startswith(f"tandem-{environment}-agent-") and not lease.expired}
                 me = self.options.host_id
-                others = {host: list(lease.data.get("view") or []) for host, lease in live.items() if host != me}
+                others = {host: lease.view for host, lease in live.items() if host != me}
                 # look again the moment another agent's lease would run out, not up to a cycle later
                 wait = min([wait, *(lease.remaining + 0.01 for host, lease in live.items() if host != me)])
                 view = sorted(set(live) | {me})
@@ -357,14 +357,14 @@ class Agent:
             return  # the lease ran out while planning
         batch = ordered([op for ops in plans.values() for op in ops])
         try:
-            await self.devices.call(lambda c: c.batch(batch))
+            await self.devices.call(lambda c: c.batch([op.json() for op in batch]))
         except TandemError as error:
             if error.status_code is None or error.status_code >= 500:
                 raise
             log.warning("batch of %d operations refused (%s): writing service by service", len(batch), error)
             for key, operations in plans.items():
                 try:
-                    await self.devices.call(lambda c, ops=operations: c.batch(ops))
+                    await self.devices.call(lambda c, ops=operations: c.batch([op.json() for op in ops]))
                 except TandemError as refused:
                     if refused.status_code is None or refused.status_code >= 500:
                         raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -147,23 +147,52 @@ NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The object's 
 DescriptionOption = Annotated[str | None, typer.Option("--description", show_default=False, help="Free text.")]
 
 
+Shower = Callable[[typer.Context, dict[str, Any]], None]
+
+
+def _add_read_commands(app: typer.Typer, cls_name: str, noun: str, columns: list[Column], *, partitioned: bool,
+                       helps: tuple[str, str], show: Shower | None = None) -> None:
+    """`list` and `show` of one resource (`helps`: their help texts; `show` shows a record)."""
+    shown = show or (lambda ctx, record: _show(ctx, record))
+    empty = f"no {noun}s"
+    if partitioned:
+        def list_objects(ctx: typer.Context, partition: ListPartitionOption = None,
+                         filters: FilterOption = None) -> None:
+            _list(ctx, cls_name, columns, filters=filters, extra={"partition": partition}, empty=empty)
+
+        def show_object(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
+            shown(ctx, _get(ctx, cls_name, partition=partition, name=name).to_dict())
+    else:
+        def list_objects(ctx: typer.Context, filters: FilterOption = None) -> None:  # type: ignore[misc]
+            _list(ctx, cls_name, columns, filters=filters, empty=empty)
+
+        def show_object(ctx: typer.Context, name: NameArgument) -> None:  # type: ignore[misc]
+            shown(ctx, _get(ctx, cls_name, name=name).to_dict())
+    app.command("list", help=helps[0])(list_objects)
+    app.command("show", help=helps[1])(show_object)
+
+
+def _add_delete_command(app: typer.Typer, cls_name: str, noun: str, *, partitioned: bool, help: str) -> None:
+    """`delete` of one resource."""
+    if partitioned:
+        def delete_object(ctx: typer.Context, name: NameArgument,
+                          partition: PartitionOption = DEFAULT_PARTITION) -> None:
+            _delete(ctx, cls_name, partition=partition, name=name)
+            _done(ctx, "deleted", noun, _path(partition, name))
+    else:
+        def delete_object(ctx: typer.Context, name: NameArgument) -> None:  # type: ignore[misc]
+            _delete(ctx, cls_name, name=name)
+            _done(ctx, "deleted", noun, name)
+    app.command("delete", help=help)(delete_object)
+
+
 # -- partitions ---------------------------------------------------------------------------------
 
 partition_app = typer.Typer(help="Partitions: namespaces of configuration objects (the unit of sync and RBAC).",
                             no_args_is_help=True)
 PARTITION_COLUMNS = [Column("name"), Column("description")]
-
-
-@partition_app.command("list")
-def partition_list(ctx: typer.Context, filters: FilterOption = None) -> None:
-    """List partitions."""
-    _list(ctx, "Partition", PARTITION_COLUMNS, filters=filters, empty="no partitions")
-
-
-@partition_app.command("show")
-def partition_show(ctx: typer.Context, name: NameArgument) -> None:
-    """Show one partition."""
-    _show(ctx, _get(ctx, "Partition", name=name).to_dict())
+_add_read_commands(partition_app, "Partition", "partition", PARTITION_COLUMNS, partitioned=False,
+                   helps=("List partitions.", "Show one partition."))
 
 
 @partition_app.command("create")
@@ -180,11 +209,8 @@ def partition_update(ctx: typer.Context, name: NameArgument, description: Descri
     _done(ctx, "updated", "partition", name, obj.to_dict())
 
 
-@partition_app.command("delete")
-def partition_delete(ctx: typer.Context, name: NameArgument) -> None:
-    """Delete a partition (it must be empty)."""
-    _delete(ctx, "Partition", name=name)
-    _done(ctx, "deleted", "partition", name)
+_add_delete_command(partition_app, "Partition", "partition", partitioned=False,
+                    help="Delete a partition (it must be empty).")
 
 
 # -- monitors -----------------------------------------------------------------------------------
@@ -193,6 +219,8 @@ monitor_app = typer.Typer(help="Health monitors: tcp (connect) or http (GET a pa
                           no_args_is_help=True)
 MONITOR_COLUMNS = [Column("partition"), Column("name"), Column("type"), Column("interval"), Column("timeout"),
                    Column("path"), Column("expected_status", "expected status"), Column("description")]
+_add_read_commands(monitor_app, "Monitor", "monitor", MONITOR_COLUMNS, partitioned=True,
+                   helps=("List monitors.", "Show one monitor."))
 
 PathOption = Annotated[str | None, typer.Option("--path", show_default=False,
                                                 help="http: the path to GET. [default: /]")]
@@ -202,18 +230,6 @@ IntervalOption = Annotated[float | None, typer.Option(
     "--interval", show_default=False, help="Seconds between checks. [default: 5]")]
 TimeoutOption = Annotated[float | None, typer.Option(
     "--timeout", show_default=False, help="Seconds without a good check before a member is down. [default: 16]")]
-
-
-@monitor_app.command("list")
-def monitor_list(ctx: typer.Context, partition: ListPartitionOption = None, filters: FilterOption = None) -> None:
-    """List monitors."""
-    _list(ctx, "Monitor", MONITOR_COLUMNS, filters=filters, extra={"partition": partition}, empty="no monitors")
-
-
-@monitor_app.command("show")
-def monitor_show(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
-    """Show one monitor."""
-    _show(ctx, _get(ctx, "Monitor", partition=partition, name=name).to_dict())
 
 
 @monitor_app.command("create")
@@ -259,11 +275,7 @@ def monitor_update(
     _done(ctx, "updated", "monitor", _path(partition, name), obj.to_dict())
 
 
-@monitor_app.command("delete")
-def monitor_delete(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
-    """Delete a monitor (no pool may use it)."""
-    _delete(ctx, "Monitor", partition=partition, name=name)
-    _done(ctx, "deleted", "monitor", _path(partition, name))
+_add_delete_command(monitor_app, "Monitor", "monitor", partitioned=True, help="Delete a monitor (no pool may use it).")
 
 
 # -- pools --------------------------------------------------------------------------------------
@@ -307,16 +319,8 @@ def _show_pool(ctx: typer.Context, record: dict[str, Any], verb: str | None = No
     output.records(members, MEMBER_COLUMNS, title="members", empty="no members")
 
 
-@pool_app.command("list")
-def pool_list(ctx: typer.Context, partition: ListPartitionOption = None, filters: FilterOption = None) -> None:
-    """List pools (with their number of members)."""
-    _list(ctx, "Pool", POOL_COLUMNS, filters=filters, extra={"partition": partition}, empty="no pools")
-
-
-@pool_app.command("show")
-def pool_show(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
-    """Show one pool and its members."""
-    _show_pool(ctx, _get(ctx, "Pool", partition=partition, name=name).to_dict())
+_add_read_commands(pool_app, "Pool", "pool", POOL_COLUMNS, partitioned=True, show=_show_pool,
+                   helps=("List pools (with their number of members).", "Show one pool and its members."))
 
 
 @pool_app.command("create")
@@ -358,12 +362,8 @@ def pool_update(
     _show_pool(ctx, obj.to_dict(), "updated")
 
 
-@pool_app.command("delete")
-def pool_delete(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
-    """Delete a pool (no virtual server may use it)."""
-    _delete(ctx, "Pool", partition=partition, name=name)
-    _done(ctx, "deleted", "pool", _path(partition, name))
 
+_add_delete_command(pool_app, "Pool", "pool", partitioned=True, help="Delete a pool (no virtual server may use it).")
 
 POOL_STATS_COLUMNS = [Column("member", no_wrap=True), Column("health"), Column("enabled"),
                       Column("connections_current", "connections"), Column("connections_total", "total"),
@@ -474,6 +474,8 @@ def _destination(_value: Any, record: Mapping[str, Any]) -> str:
 VIRTUAL_COLUMNS = [Column("partition"), Column("name"), Column("destination", render=_destination, no_wrap=True),
                    Column("pool"), Column("traffic_group", "traffic group"), Column("enabled"),
                    Column("description")]
+_add_read_commands(virtual_app, "VirtualServer", "virtual server", VIRTUAL_COLUMNS, partitioned=True,
+                   helps=("List virtual servers.", "Show one virtual server."))
 
 AddressOption = Annotated[str | None, typer.Option("--address", show_default=False,
                                                    help="Destination IPv4 or IPv6 address.")]
@@ -485,19 +487,6 @@ TrafficGroupOption = Annotated[str | None, typer.Option(
                                                 "[default: traffic-group-1]")]
 EnabledOption = Annotated[bool | None, typer.Option(
     "--enable/--disable", show_default=False, help="Serve traffic or not. [default on create: --enable]")]
-
-
-@virtual_app.command("list")
-def virtual_list(ctx: typer.Context, partition: ListPartitionOption = None, filters: FilterOption = None) -> None:
-    """List virtual servers."""
-    _list(ctx, "VirtualServer", VIRTUAL_COLUMNS, filters=filters, extra={"partition": partition},
-          empty="no virtual servers")
-
-
-@virtual_app.command("show")
-def virtual_show(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
-    """Show one virtual server."""
-    _show(ctx, _get(ctx, "VirtualServer", partition=partition, name=name).to_dict())
 
 
 @virtual_app.command("create")
@@ -594,11 +583,7 @@ def virtual_stats(ctx: typer.Context, name: NameArgument, partition: PartitionOp
     output.record(stats, fields=fields, title=f"virtual server {_path(partition, name)}")
 
 
-@virtual_app.command("delete")
-def virtual_delete(ctx: typer.Context, name: NameArgument, partition: PartitionOption = DEFAULT_PARTITION) -> None:
-    """Delete a virtual server."""
-    _delete(ctx, "VirtualServer", partition=partition, name=name)
-    _done(ctx, "deleted", "virtual server", _path(partition, name))
+_add_delete_command(virtual_app, "VirtualServer", "virtual server", partitioned=True, help="Delete a virtual server.")
 
 
 # -- users --------------------------------------------------------------------------------------
@@ -606,6 +591,9 @@ def virtual_delete(ctx: typer.Context, name: NameArgument, partition: PartitionO
 user_app = typer.Typer(help="API users and their roles (admins only). Passwords are read from a file or "
                             "prompted, never given as arguments.", no_args_is_help=True)
 USER_COLUMNS = [Column("name"), Column("role"), Column("partitions"), Column("description")]
+_add_read_commands(user_app, "User", "user", USER_COLUMNS, partitioned=False,
+                   show=lambda ctx, record: _show(ctx, record, skip=("password",)),
+                   helps=("List users.", "Show one user."))
 
 UserPartitionsOption = Annotated[list[str] | None, typer.Option(
     "--partition", "-p", show_default=False,
@@ -629,18 +617,6 @@ def _new_password(ctx: typer.Context, password_file: Path | None) -> str:
     if not password:
         raise CliError("the password is empty")
     return password
-
-
-@user_app.command("list")
-def user_list(ctx: typer.Context, filters: FilterOption = None) -> None:
-    """List users."""
-    _list(ctx, "User", USER_COLUMNS, filters=filters, empty="no users")
-
-
-@user_app.command("show")
-def user_show(ctx: typer.Context, name: NameArgument) -> None:
-    """Show one user."""
-    _show(ctx, _get(ctx, "User", name=name).to_dict(), skip=("password",))
 
 
 @user_app.command("create")
@@ -689,11 +665,7 @@ def user_update(
     _done(ctx, "updated", "user", name, record)
 
 
-@user_app.command("delete")
-def user_delete(ctx: typer.Context, name: NameArgument) -> None:
-    """Delete a user."""
-    _delete(ctx, "User", name=name)
-    _done(ctx, "deleted", "user", name)
+_add_delete_command(user_app, "User", "user", partitioned=False, help="Delete a user.")
 
 
 # -- device and jobs ----------------------------------------------------------------------------
