@@ -43,8 +43,7 @@ class Node:
 
     def conflicts(self) -> list[dict]:
         names = {node_id: name for node_id, name in NAMES.items()}
-        return [{k: v for k, v in c.items() if k != "detected_at"}
-                for c in conflicts.presented(self.store, ["Common"], names)]
+        return [c.model_dump(exclude={"detected_at"}) for c in conflicts.views(self.store, ["Common"], names)]
 
     def configuration(self) -> dict:
         return {kind: [present for present in self.config.page(model, _all())[0]]

@@ -24,24 +24,24 @@ router = APIRouter(prefix="/api", tags=["cluster"])
 
 @router.get("/trust", summary="The trust domain: its id and devices")
 async def trust(device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON({"domain_id": device.trust.domain_id, "devices": device.trust.views()})
+    return JSON({"domain_id": device.trust.domain_id, "devices": [d.model_dump() for d in device.trust.views()]})
 
 
 @router.get("/trust/devices", summary="The trusted devices")
 async def trusted_devices(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return paged(request, device.trust.views(), DEVICE_FIELDS)
+    return paged(request, [d.model_dump() for d in device.trust.views()], DEVICE_FIELDS)
 
 
 @router.get("/trust/devices/{name}", summary="One trusted device")
 async def trusted_device(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.trust.view(name))
+    return JSON(device.trust.view(name).model_dump())
 
 
 @router.post("/trust/devices", status_code=201, summary="Add a device to the trust domain")
 async def add_device(body: TrustRequest, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     view = await device.trust.add(body)
-    return JSON(view, status_code=201, headers={"Location": f"/api/trust/devices/{view['name']}"})
+    return JSON(view.model_dump(), status_code=201, headers={"Location": f"/api/trust/devices/{view.name}"})
 
 
 @router.delete("/trust/devices/{name}", status_code=204, summary="Remove a device from the trust domain")
@@ -88,7 +88,7 @@ async def delete_group(name: NamePath, device: DeviceDep, principal: PrincipalDe
 
 @router.get("/device-groups/{name}/status", summary="Sync status of a device group")
 async def status(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.groups.status(name))
+    return JSON(device.groups.status(name).model_dump())
 
 
 @router.post("/device-groups/{name}/sync", status_code=202, summary="Sync from one device to the group (a job)")

@@ -26,7 +26,7 @@ class ClusterUpdate(BaseModel):
 
 @router.get("", summary="The cluster: this member's name, whether it is clustered, what a new member supplies")
 async def cluster(device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.members.cluster())
+    return JSON(device.members.cluster().model_dump())
 
 
 @router.patch("", summary="Name the cluster")
@@ -34,26 +34,26 @@ async def update_cluster(body: ClusterUpdate, device: DeviceDep, principal: Prin
     principal.require_admin()
     if body.cluster_name is not None:
         device.members.rename(body.cluster_name)
-    return JSON(device.members.cluster())
+    return JSON(device.members.cluster().model_dump())
 
 
 @router.get("/members", summary="The cluster's members and their status")
 async def list_members(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return paged(request, device.members.views(), FIELDS, key="server_name")
+    return paged(request, [view.model_dump() for view in device.members.views()], FIELDS, key="server_name")
 
 
 @router.get("/members/{name}", summary="One member and its status")
 async def read_member(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.members.view(name))
+    return JSON(device.members.view(name).model_dump())
 
 
 @router.post("/members/{name}/evacuate", summary="Hand a member's traffic groups to the others; it takes none")
 async def evacuate(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(await device.members.evacuate(name))
+    return JSON((await device.members.evacuate(name)).model_dump())
 
 
 @router.post("/members/{name}/restore", summary="Let an evacuated member take traffic groups again")
 async def restore(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(await device.members.restore(name))
+    return JSON((await device.members.restore(name)).model_dump())

@@ -1,15 +1,13 @@
 """The trusted devices as the API shows them (with this device's link to each), and adding and removing
 them (`tandem.trust.admission`)."""
 
-from typing import Any
-
 from tandem.errors import NotFound
-from tandem.models.cluster import JoinRequest, TrustedDevice, TrustRequest
+from tandem.models.cluster import JoinRequest, TrustedDevice, TrustedDeviceView, TrustRequest
 from tandem.sync.engine import SyncEngine
 from tandem.trust import admission
 from tandem.trust.domain import Domain
 
-FIELDS = ["name", "id", "fingerprint", "management_url", "peer_url", "self", "connected", "message"]
+FIELDS = list(TrustedDeviceView.model_fields)
 
 
 class TrustedDevices:
@@ -23,17 +21,17 @@ class TrustedDevices:
     def domain_id(self) -> str:
         return self._domain.domain_id
 
-    def views(self) -> list[dict[str, Any]]:
+    def views(self) -> list[TrustedDeviceView]:
         """Every trusted device, by name, with whether this device's link to it is up."""
         return [self._view(d) for d in self._domain.devices()]
 
-    def view(self, name: str) -> dict[str, Any]:
+    def view(self, name: str) -> TrustedDeviceView:
         record = self._domain.device_named(name)
         if record is None:
             raise NotFound(f"no trusted device {name!r}", target=name)
         return self._view(record)
 
-    async def add(self, request: TrustRequest) -> dict[str, Any]:
+    async def add(self, request: TrustRequest) -> TrustedDeviceView:
         """Bring the device `request` names into the domain; its view."""
         return self._view(await admission.add_device(self._domain, request))
 
@@ -44,11 +42,11 @@ class TrustedDevices:
         """Join the domain a member invites this device into; this device's record."""
         return admission.join(self._domain, request)
 
-    def _view(self, record: TrustedDevice) -> dict[str, Any]:
+    def _view(self, record: TrustedDevice) -> TrustedDeviceView:
         itself = record.id == self._domain.device_id
         link = self._sync.peers.get(record.id)
         connected = None if itself else bool(link and link.connected)
         message = "" if itself else (link.message if link else "no link")
-        return {"name": record.name, "id": record.id, "fingerprint": record.fingerprint,
-                "management_url": record.management_url, "peer_url": record.peer_url, "self": itself,
-                "connected": connected, "message": message}
+        return TrustedDeviceView(name=record.name, id=record.id, fingerprint=record.fingerprint,
+                                 management_url=record.management_url, peer_url=record.peer_url, self=itself,
+                                 connected=connected, message=message)

@@ -9,20 +9,29 @@ itself as offline, and the other members take its traffic groups by the failover
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import get_args
 
 from tandem.errors import NotFound
 from tandem.failover.rule import ACTIVE
 from tandem.failover.service import FailoverService
-from tandem.models.cluster import SYNC_FAILOVER, GroupRecord, TrustedDevice, TrustRequest
+from tandem.models.cluster import (
+    SYNC_FAILOVER,
+    ClusterMemberView,
+    ClusterView,
+    GroupRecord,
+    MemberConfigField,
+    MemberStatus,
+    TrustedDevice,
+    TrustRequest,
+)
 from tandem.sync.engine import SyncEngine
 from tandem.trust.domain import Domain
 
-ONLINE, OFFLINE, EVACUATED = "Online", "Offline", "Evacuated"
+ONLINE, OFFLINE, EVACUATED = get_args(MemberStatus)
 DATABASE, FAILOVER = "database", "failover"
 """Roles: the member holds a full replica (it is in a device group); it is in a sync-failover group;
 and `active` (for at least one traffic group, as this device hears)."""
-FIELDS = ["server_name", "url", "database", "status", "message", "roles"]
+FIELDS = list(ClusterMemberView.model_fields)
 HEAR_POLL, HEAR_WAIT = 0.01, 2.0
 """After evacuating or restoring a member this device hears: how often, and at most how long, to listen for
 its heartbeats to take the change before answering."""
@@ -33,8 +42,8 @@ _JOIN_FIELDS = {
     "password": "That user's password (used once, never stored)",
     "fingerprint": "Optional: the SHA-256 fingerprint the new member's certificate must have",
 }
-MEMBER_CONFIG = [{"entity": "trust-request", "name": "/api/trust/devices", "key": key,
-                  "description": _JOIN_FIELDS[key]} for key in TrustRequest.model_fields]
+MEMBER_CONFIG = [MemberConfigField(entity="trust-request", name="/api/trust/devices", key=key,
+                                    description=_JOIN_FIELDS[key]) for key in TrustRequest.model_fields]
 """What a new member must supply: the body of `POST /api/trust/devices`, posted to any member."""
 
 
@@ -62,35 +71,35 @@ class ClusterMembers:
         self._failover = failover
         self._sync = sync
 
-    def cluster(self) -> dict[str, Any]:
-        """`{"server_name", "enabled", "member_config", "cluster_name", "uuid"}` of this device's cluster."""
+    def cluster(self) -> ClusterView:
+        """This device's cluster."""
         domain = self._domain
-        return {"server_name": domain.me.name, "enabled": bool(domain.peers()), "member_config": MEMBER_CONFIG,
-                "cluster_name": domain.cluster_name, "uuid": domain.domain_id}
+        return ClusterView(server_name=domain.me.name, enabled=bool(domain.peers()), member_config=MEMBER_CONFIG,
+                           cluster_name=domain.cluster_name, uuid=domain.domain_id)
 
     def rename(self, name: str) -> None:
         """Name the cluster (every member takes the name)."""
         self._domain.rename_cluster(name)
 
-    def views(self) -> list[dict[str, Any]]:
+    def views(self) -> list[ClusterMemberView]:
         """Every member (the trusted devices, this one included), by name, as this device sees them now."""
         seen = self._seen()
         return [self._view(record, seen) for record in self._domain.devices()]
 
-    def view(self, name: str) -> dict[str, Any]:
+    def view(self, name: str) -> ClusterMemberView:
         """One member as this device sees it now; NotFound if no trusted device has that name."""
         return self._view(self._member(name), self._seen())
 
-    async def evacuate(self, name: str) -> dict[str, Any]:
+    async def evacuate(self, name: str) -> ClusterMemberView:
         """Hand all of the member's traffic groups to the other members and keep it from taking any (allowed
         even when nobody can take them: its view says so); its view."""
         return await self._set_evacuated(name, True)
 
-    async def restore(self, name: str) -> dict[str, Any]:
+    async def restore(self, name: str) -> ClusterMemberView:
         """Undo an evacuation: the member can be chosen for traffic groups again; its view."""
         return await self._set_evacuated(name, False)
 
-    async def _set_evacuated(self, name: str, evacuated: bool) -> dict[str, Any]:
+    async def _set_evacuated(self, name: str, evacuated: bool) -> ClusterMemberView:
         record = self._member(name)
         if self._domain.evacuated(record.id) != evacuated:
             self._domain.set_evacuated(record.id, evacuated)
@@ -141,7 +150,7 @@ class ClusterMembers:
                 seen[device_id] = _Seen(link.message if link else "no link", False, evacuated, active)
         return seen
 
-    def _view(self, record: TrustedDevice, seen: dict[str, _Seen]) -> dict[str, Any]:
+    def _view(self, record: TrustedDevice, seen: dict[str, _Seen]) -> ClusterMemberView:
         name, me = record.name, seen[record.id]
         groups = [g for g in self._domain.groups() if name in g.members]
         failover_group = next((g for g in groups if g.type == SYNC_FAILOVER), None)
@@ -156,8 +165,8 @@ class ClusterMembers:
             status, message = ONLINE, "offline for failover: it takes no traffic group"
         else:
             status, message = ONLINE, "Fully operational"
-        return {"server_name": name, "url": record.management_url, "database": bool(groups), "status": status,
-                "message": message, "roles": roles}
+        return ClusterMemberView(server_name=name, url=record.management_url, database=bool(groups), status=status,
+                                 message=message, roles=roles)
 
     def _evacuation(self, name: str, group: GroupRecord | None, seen: dict[str, _Seen]) -> str:
         domain = self._domain

@@ -11,6 +11,7 @@ from typing import Any
 
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.models import Partition
+from tandem.models.cluster import ClusterMemberView
 from tandem.models.peering import DEFAULT_EXPIRY, Authentication, PeerCreate, PeerPatch, PeerRecord, parse_duration
 from tandem.peering.links import Link, LinkKey, LinkSet
 from tandem.peering.mirror import MirrorSource, MirrorTarget, MirrorView
@@ -38,7 +39,7 @@ class PeeringService:
     """Cluster peering as one device takes part in it."""
 
     def __init__(self, store: Store, domain: Domain, listen: tuple[str, int] | None,
-                 members: Callable[[], list[dict[str, Any]]], is_leader: Callable[[], bool],
+                 members: Callable[[], list[ClusterMemberView]], is_leader: Callable[[], bool],
                  adopt_partition: Callable[[str], None]) -> None:
         self._store = store
         self._domain = domain
@@ -104,7 +105,7 @@ class PeeringService:
                                                   addresses=self.local_network())
 
     def cluster_status(self) -> ClusterStatus:
-        members = tuple(MemberHealth(m.get("server_name"), m.get("status"), m.get("message")) for m in self._members())
+        members = tuple(MemberHealth(m.server_name, m.status, m.message) for m in self._members())
         return ClusterStatus(self._domain.domain_id, self._domain.cluster_name, members)
 
     # -- views -------------------------------------------------------------------------------------

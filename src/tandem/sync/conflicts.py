@@ -16,6 +16,7 @@ from typing import Any, Literal
 from tandem.config import units
 from tandem.config.presentation import present
 from tandem.models import CONFIG_RESOURCES, Partition, Pool
+from tandem.models.cluster import ConflictSide, ConflictView
 from tandem.models.conflict import CONFLICTS
 from tandem.store import Body, Store, Transaction, Version
 
@@ -83,17 +84,17 @@ def _record_key(loser: Version) -> tuple[str, str]:
     return name if kind == Partition.kind else partition, hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def presented(store: Store, partitions: list[str], names: dict[str, str]) -> list[dict[str, Any]]:
+def views(store: Store, partitions: list[str], names: dict[str, str]) -> list[ConflictView]:
     """The conflict records of these partitions as the status shows them, oldest first; `names`
     maps device ids to names."""
     out = []
     for partition in partitions:
         for r in store.records(CONFLICTS, partition=partition):
             out.append(_present(r.body, names))
-    return sorted(out, key=lambda c: (c["detected_at"], c["kind"], c["partition"], c["name"]))
+    return sorted(out, key=lambda c: (c.detected_at, c.kind, c.partition, c.name))
 
 
-def _present(body: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+def _present(body: dict[str, Any], names: dict[str, str]) -> ConflictView:
     winner, loser = body["winner"], body["loser"]
     winner_name = names.get(winner["origin"], winner["origin"])
     loser_name = names.get(loser["origin"], loser["origin"])
@@ -112,12 +113,9 @@ def _present(body: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
             return "deleted" if side["value"] is None else "changed"
         message = (f"{where} {act(loser)} on {loser_name} and {act(winner)} on {winner_name} at the same time: "
                    f"{winner_name}'s, the later, is kept")
-    shown: dict[str, Any] = {
-        "type": "write", "kind": body["kind"], "partition": body["partition"], "name": body["name"],
-        "devices": sorted({winner_name, loser_name}),
-        "winner": {"device": winner_name, "value": winner["value"]},
-        "loser": {"device": loser_name, "value": loser["value"]},
-        "message": message, "detected_at": datetime.fromtimestamp(body["detected_at"], UTC).isoformat()}
-    if body["member"]:
-        shown["member"] = body["member"]
-    return shown
+    return ConflictView(
+        kind=body["kind"], partition=body["partition"], name=body["name"], devices=sorted({winner_name, loser_name}),
+        winner=ConflictSide(device=winner_name, value=winner["value"]),
+        loser=ConflictSide(device=loser_name, value=loser["value"]),
+        message=message, detected_at=datetime.fromtimestamp(body["detected_at"], UTC).isoformat(),
+        member=body["member"] or None)

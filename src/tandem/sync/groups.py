@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.models import Partition
-from tandem.models.cluster import SYNC_FAILOVER, DeviceGroup, GroupRecord
+from tandem.models.cluster import SYNC_FAILOVER, DeviceGroup, GroupRecord, GroupStatus
 from tandem.store import GLOBAL, Store
 from tandem.sync.engine import SyncEngine
 from tandem.sync.status import group_status
@@ -107,7 +107,7 @@ class DeviceGroups:
         if mine and partition not in mine[0].partitions:
             self.update(mine[0].name, {"partitions": [*mine[0].partitions, partition]})
 
-    def status(self, name: str) -> dict[str, Any]:
+    def status(self, name: str) -> GroupStatus:
         """The group's sync status as this device sees it (`tandem.sync.status`)."""
         return group_status(self._sync, self.get(name))
 

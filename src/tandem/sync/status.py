@@ -1,7 +1,5 @@
 """Sync status of a device group as this device sees it."""
 
-from typing import Any
-
 from tandem.config.integrity import violations
 from tandem.models.cluster import (
     AWAITING_INITIAL_SYNC,
@@ -10,6 +8,10 @@ from tandem.models.cluster import (
     IN_SYNC,
     NOT_ALL_SYNCED,
     GroupRecord,
+    GroupStatus,
+    MemberSyncStatus,
+    SyncStatus,
+    ViolationView,
 )
 from tandem.sync import conflicts
 from tandem.sync.engine import SyncEngine
@@ -19,7 +21,7 @@ GROUP_ORDER = (DISCONNECTED, AWAITING_INITIAL_SYNC, CHANGES_PENDING, NOT_ALL_SYN
 """The worst first: a group's status is the first of these any member has, else In Sync."""
 
 
-def _member_status(scope_status: ScopeStatus | None, mine: ScopeStatus, connected: bool) -> str:
+def _member_status(scope_status: ScopeStatus | None, mine: ScopeStatus, connected: bool) -> SyncStatus:
     if not connected or scope_status is None:
         return DISCONNECTED
     if not scope_status.synced:
@@ -31,7 +33,7 @@ def _member_status(scope_status: ScopeStatus | None, mine: ScopeStatus, connecte
     return IN_SYNC
 
 
-def group_status(engine: SyncEngine, group: GroupRecord) -> dict[str, Any]:
+def group_status(engine: SyncEngine, group: GroupRecord) -> GroupStatus:
     """The group's status, each member's (with the age in seconds of the last status it sent here: how fresh
     the verdict is), the last commit each member has from each origin, and the conflicts: the replicated
     records of lost concurrent writes, then the rules the merged configuration breaks. The body of
@@ -45,8 +47,8 @@ def group_status(engine: SyncEngine, group: GroupRecord) -> dict[str, Any]:
     for name in group.members:
         device = domain.device_named(name)
         if device is None:
-            members.append({"name": name, "status": DISCONNECTED, "connected": False, "pending_changes": 0,
-                            "last_commit": {}, "last_exchange": None, "message": "not in the trust domain"})
+            members.append(MemberSyncStatus(name=name, status=DISCONNECTED, connected=False, pending_changes=0,
+                                            last_commit={}, last_exchange=None, message="not in the trust domain"))
             continue
         if name == me:
             status, connected, message, age = mine, True, "", 0.0
@@ -59,12 +61,13 @@ def group_status(engine: SyncEngine, group: GroupRecord) -> dict[str, Any]:
             age = round(seconds, 3) if seconds is not None else None
         state = DISCONNECTED if mine is None else _member_status(status, mine, connected)
         vector = status.vv if status else {}
-        members.append({"name": name, "status": state, "connected": connected,
-                        "pending_changes": status.pending if status else 0,
-                        "last_commit": {names.get(origin, origin): seq for origin, seq in sorted(vector.items())},
-                        "last_exchange": age, "message": message})
-    states = {m["status"] for m in members}
+        members.append(MemberSyncStatus(
+            name=name, status=state, connected=connected, pending_changes=status.pending if status else 0,
+            last_commit={names.get(origin, origin): seq for origin, seq in sorted(vector.items())},
+            last_exchange=age, message=message))
+    states = {m.status for m in members}
     overall = next((s for s in GROUP_ORDER if s in states), IN_SYNC)
-    found = conflicts.presented(engine.store, group.partitions, names)
-    found += [violation.present() for violation in violations(engine.store, group.partitions)]
-    return {"name": scope, "type": group.type, "status": overall, "members": members, "conflicts": found}
+    found = [*conflicts.views(engine.store, group.partitions, names),
+             *(ViolationView.model_validate(violation.present())
+               for violation in violations(engine.store, group.partitions))]
+    return GroupStatus(name=scope, type=group.type, status=overall, members=members, conflicts=found)
