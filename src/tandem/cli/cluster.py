@@ -275,7 +275,7 @@ def cluster_create(
     device: Annotated[list[str] | None, typer.Option(
         "--device", metavar="URL_OR_LABNAME", show_default=False,
         help="A device of the cluster: a lab device's name or a URL; the first is the root. Repeatable. "
-             "[default: every device of the lab]",
+             "\\[default: every device of the lab]",
     )] = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
 ) -> None:
@@ -306,7 +306,7 @@ def cluster_create(
 def cluster_status(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(
-        metavar="[NAME]", show_default=False, help="The device group. [default: the only one]",
+        metavar="[NAME]", show_default=False, help="The device group. \\[default: the only one]",
     )] = None,
 ) -> None:
     """Show a group's sync status as the device sees it: the group, its members, its conflicts."""

@@ -320,7 +320,7 @@ def traffic_group_create(
     name: NameArgument,
     device_group: Annotated[str | None, typer.Option(
         "--device-group", "-g", show_default=False,
-        help="The sync-failover device group it fails over in. [default: the device's]")] = None,
+        help="The sync-failover device group it fails over in. \\[default: the device's]")] = None,
     ha_order: HaOrderOption = None,
     addresses: AddressesOption = None,
     auto_failback: Annotated[bool, typer.Option(

@@ -42,7 +42,7 @@ def main(
     )] = None,
     username: Annotated[str | None, typer.Option(
         "--username", "-u", envvar="TANDEM_USERNAME", rich_help_panel=CONNECTION, show_default=False,
-        help="User to log in as. [default: admin]",
+        help="User to log in as. \\[default: admin]",
     )] = None,
     password_file: Annotated[Path | None, typer.Option(
         "--password-file", rich_help_panel=CONNECTION, show_default=False, dir_okay=False,
@@ -59,11 +59,11 @@ def main(
     )] = False,
     device: Annotated[str | None, typer.Option(
         "--device", "-d", envvar="TANDEM_DEVICE", rich_help_panel=CONNECTION, show_default=False,
-        help="The lab device to talk to (when no --url). [default: the first]",
+        help="The lab device to talk to (when no --url). \\[default: the first]",
     )] = None,
     lab_dir: Annotated[Path | None, typer.Option(
         "--lab-dir", envvar="TANDEM_LAB_DIR", rich_help_panel=CONNECTION, show_default=False, file_okay=False,
-        help="Where the lab lives. [default: /tmp/tandem-lab]",
+        help="Where the lab lives. \\[default: /tmp/tandem-lab]",
     )] = None,
     timeout: Annotated[float, typer.Option(
         "--request-timeout", rich_help_panel=CONNECTION, min=0.1, help="Seconds to wait for each API request.",

@@ -20,6 +20,14 @@ from tandem.cli.errors import CliError
 from tandem.cli.output import Column, Output, format_value
 from tandem.models import DEFAULT_PARTITION
 from tandem.models.fields import member_key
+from tandem.models.resources import (
+    DEFAULT_LB_METHOD,
+    DEFAULT_TRAFFIC_GROUP,
+    HTTP_PATH,
+    HTTP_STATUS,
+    MONITOR_INTERVAL,
+    MONITOR_TIMEOUT,
+)
 
 # -- shared pieces ------------------------------------------------------------------------------
 
@@ -140,7 +148,7 @@ FilterOption = Annotated[list[str] | None, typer.Option(
     help="Only records whose FIELD is VALUE (exact, or a glob with * and ?). Repeatable.",
 )]
 ListPartitionOption = Annotated[str | None, typer.Option(
-    "--partition", "-p", show_default=False, help="Only this partition. [default: all]",
+    "--partition", "-p", show_default=False, help="Only this partition. \\[default: all]",
 )]
 PartitionOption = Annotated[str, typer.Option("--partition", "-p", help="The object's partition.")]
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The object's name.", show_default=False)]
@@ -223,13 +231,15 @@ _add_read_commands(monitor_app, "Monitor", "monitor", MONITOR_COLUMNS, partition
                    helps=("List monitors.", "Show one monitor."))
 
 PathOption = Annotated[str | None, typer.Option("--path", show_default=False,
-                                                help="http: the path to GET. [default: /]")]
+                                                help=f"http: the path to GET. \\[default: {HTTP_PATH}]")]
 ExpectedStatusOption = Annotated[int | None, typer.Option(
-    "--expected-status", min=100, max=599, show_default=False, help="http: the status to expect. [default: 200]")]
+    "--expected-status", min=100, max=599, show_default=False,
+    help=f"http: the status to expect. \\[default: {HTTP_STATUS}]")]
 IntervalOption = Annotated[float | None, typer.Option(
-    "--interval", show_default=False, help="Seconds between checks. [default: 5]")]
+    "--interval", show_default=False, help=f"Seconds between checks. \\[default: {MONITOR_INTERVAL:g}]")]
 TimeoutOption = Annotated[float | None, typer.Option(
-    "--timeout", show_default=False, help="Seconds without a good check before a member is down. [default: 16]")]
+    "--timeout", show_default=False,
+    help=f"Seconds without a good check before a member is down. \\[default: {MONITOR_TIMEOUT:g}]")]
 
 
 @monitor_app.command("create")
@@ -298,7 +308,7 @@ POOL_COLUMNS = [Column("partition"), Column("name"), Column("lb_method", "lb met
 MEMBER_COLUMNS = [Column("address"), Column("port"), Column("enabled"), Column("description")]
 
 LbMethodOption = Annotated[LbMethodChoice | None, typer.Option(
-    "--lb-method", show_default=False, help="How to pick a member. [default: round-robin]")]
+    "--lb-method", show_default=False, help=f"How to pick a member. \\[default: {DEFAULT_LB_METHOD}]")]
 MonitorOption = Annotated[str | None, typer.Option(
     "--monitor", show_default=False, help="A monitor: NAME (same partition) or /PARTITION/NAME.")]
 PoolArgument = Annotated[str, typer.Argument(metavar="POOL", help="The pool's name.", show_default=False)]
@@ -484,7 +494,7 @@ PoolOption = Annotated[str | None, typer.Option("--pool", show_default=False,
                                                 help="The pool: NAME (same partition) or /PARTITION/NAME.")]
 TrafficGroupOption = Annotated[str | None, typer.Option(
     "--traffic-group", show_default=False, help="The traffic group whose active device serves it. "
-                                                "[default: traffic-group-1]")]
+                                                f"\\[default: {DEFAULT_TRAFFIC_GROUP}]")]
 EnabledOption = Annotated[bool | None, typer.Option(
     "--enable/--disable", show_default=False, help="Serve traffic or not. [default on create: --enable]")]
 
