@@ -1,8 +1,13 @@
-"""Tiny real backends for tests, and a client that asks them (or a virtual server in front of them)."""
+"""Tiny real backends for tests, a client that asks them (or a virtual server in front of them), and an
+HTTP(S) server for a handler class."""
 
+import contextlib
+import http.server
 import socket
 import socketserver
+import ssl
 import threading
+from collections.abc import Iterator
 
 
 class Backend(socketserver.ThreadingTCPServer):
@@ -29,3 +34,19 @@ def ask(address: str, port: int, timeout: float = 0.2) -> str | None:
             return s.recv(64).decode() or None
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def http_server(handler: type[http.server.BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+                ) -> Iterator[str]:
+    """`handler` served on 127.0.0.1 (a free port) from a thread, over TLS with the server context `tls`;
+    yields the base URL (`http://127.0.0.1:PORT`, or https). Shut down when the block ends."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

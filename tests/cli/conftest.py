@@ -1,10 +1,13 @@
 """Shared fixtures of the CLI tests."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cli_helpers import CONNECTION_ENV
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
+
+from tandem.cli.main import app
 
 
 @pytest.fixture
@@ -27,3 +30,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, lab_dir: Path) -> dict[str, str |
 @pytest.fixture
 def runner(clean_env: dict[str, str | None]) -> CliRunner:
     return CliRunner(env=clean_env)
+
+
+@pytest.fixture
+def before_connecting(runner: CliRunner) -> Callable[..., Result]:
+    """Run `tandem --url https://127.0.0.1:1 ARGS` with a password set: for what is refused before connecting."""
+
+    def run(*args: str) -> Result:
+        return runner.invoke(app, ["--url", "https://127.0.0.1:1", *args], env={"TANDEM_PASSWORD": "x"})
+
+    return run

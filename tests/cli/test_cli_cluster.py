@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_helpers import record_lab, walk_commands
 
-from tandem.cli import lab as lab_module
 from tandem.cli.cluster import Devices, show_status
 from tandem.cli.connection import Settings
 from tandem.cli.errors import CliError
 from tandem.cli.main import app
 from tandem.cli.output import Output
-from tandem.lab.state import LabDevice, LabState, load_lab, save_lab
+from tandem.lab import cluster as lab_cluster
+from tandem.lab.state import LabState, load_lab
 
 FP1 = ":".join(["a1"] * 32)
 FP2 = ":".join(["b2"] * 32)
@@ -38,33 +39,17 @@ STATUS = {
 }
 
 
-def _commands(command, path=()):
-    yield path, command
-    for name, sub in getattr(command, "commands", {}).items():
-        yield from _commands(sub, (*path, name))
-
-
 @pytest.fixture
 def fake_lab(lab_dir: Path) -> LabState:
     """A lab.json for two devices (no processes: only for resolving names)."""
-    state = LabState(dir=str(lab_dir), address_base="127.0.10.1", port=8443)
-    for i, fingerprint in ((1, FP1), (2, FP2)):
-        data_dir = lab_dir / f"dev-{i}"
-        data_dir.mkdir()
-        (data_dir / "admin-password").write_text(f"password-{i}\n")
-        state.devices.append(LabDevice(
-            name=f"dev-{i}", url=f"https://127.0.10.{i}:8443", listen=f"127.0.10.{i}:8443", fingerprint=fingerprint,
-            password_file=str(data_dir / "admin-password"), pid=None, data_dir=str(data_dir),
-            log=str(data_dir / "daemon.log")))
-    save_lab(state)
-    return state
+    return record_lab(lab_dir, (FP1, FP2), "password-{i}")
 
 
 def test_the_tree_has_the_cluster_commands():
-    paths = {path for path, _ in _commands(typer.main.get_command(app))}
+    paths = {path for path, _ in walk_commands(typer.main.get_command(app))}
     assert {("cluster", verb) for verb in ("create", "status", "add-device", "remove-device", "sync", "teardown",
                                            "list", "clear-conflicts")} <= paths
-    up = dict(_commands(typer.main.get_command(app)))[("lab", "up")]
+    up = dict(walk_commands(typer.main.get_command(app)))[("lab", "up")]
     assert {"--no-cluster", "--cluster-timeout"} <= {opt for param in up.params for opt in param.opts}
 
 
@@ -114,7 +99,7 @@ def test_lab_up_refuses_a_cluster_too_big_before_starting_anything(runner, lab_d
 
 
 def test_lab_group_type():
-    assert [lab_module.lab_group_type(n) for n in (2, 8, 9, 32)] == ["sync-failover", "sync-failover",
+    assert [lab_cluster.lab_group_type(n) for n in (2, 8, 9, 32)] == ["sync-failover", "sync-failover",
                                                                      "sync-only", "sync-only"]
 
 

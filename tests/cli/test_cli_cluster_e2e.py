@@ -6,32 +6,19 @@ runs do not collide. The tests of a module-scoped lab run in order.
 """
 
 import json
-import os
-import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from cli_helpers import LabRun, gone, pick_block, run_tandem, subprocess_env
+from cli_helpers import LabRun
 
-from tandem import Client
+from waiting import wait_until
 
 TIMEOUT = 10.0
 
 
 @dataclass
 class Lab(LabRun):
-    up: Any
-
-
-    def client(self, name: str) -> Client:
-        device = self.device(name)
-        return Client(device["url"], "admin", Path(device["password_file"]).read_text().strip(),
-                      fingerprint=device["fingerprint"])
-
     def trust(self, name: str) -> dict:
         client = self.client(name)
         try:
@@ -40,47 +27,10 @@ class Lab(LabRun):
             client.close()
 
 
-def _start_lab(tmp_path_factory: pytest.TempPathFactory, count: int, *extra: str) -> tuple[Lab, Callable[[], None]]:
-    lab_dir = tmp_path_factory.mktemp("tandem-cluster-lab")
-    base, port = pick_block(devices=count)
-    env = subprocess_env(TANDEM_LAB_DIR=str(lab_dir))
-
-    def down() -> None:
-        state_file = lab_dir / "lab.json"
-        if not state_file.exists():
-            return
-        pids = [d.get("pid") for d in json.loads(state_file.read_text())["devices"]]
-        run_tandem("lab", "down", "--purge", env=env, timeout=60)
-        for pid in pids:  # never leave a daemon behind
-            if pid and not gone(pid) and str(lab_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
-
-    result = run_tandem("lab", "up", "--devices", str(count), "--address-base", base, "--port", str(port), *extra,
-                        env=env, timeout=180)
-    if result.returncode != 0:
-        down()
-        pytest.fail(f"lab up failed:\n{result.stdout}\n{result.stderr}")
-    return Lab(dir=lab_dir, env=env, base=base, port=port, up=result), down
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab, down = _start_lab(tmp_path_factory, 3)
-    try:
+    with Lab.started(tmp_path_factory.mktemp("tandem-cluster-lab"), devices=3) as lab:
         yield lab
-    finally:
-        down()
-
-
-def eventually(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def in_sync(status: dict, members: set[str]) -> bool:
@@ -122,9 +72,9 @@ def test_cluster_status_in_json_and_as_tables(lab):
 def test_a_write_reaches_every_member(lab):
     lab.json("pool", "create", "app", "--member", "10.0.0.1:80")
     for name in ("dev-2", "dev-3"):
-        eventually(lambda name=name: lab.run("--device", name, "pool", "show", "app").returncode == 0,
-                   what=f"pool app on {name}")
-    eventually(lambda: in_sync(lab.json("cluster", "status"), ALL), what="lab In Sync again")
+        wait_until(lambda name=name: lab.run("--device", name, "pool", "show", "app").returncode == 0,
+                   TIMEOUT, f"pool app on {name}", retry=())
+    wait_until(lambda: in_sync(lab.json("cluster", "status"), ALL), TIMEOUT, "lab In Sync again", retry=())
     status = lab.json("--device", "dev-3", "cluster", "status")
     dev1 = next(m for m in status["members"] if m["name"] == "dev-1")
     assert dev1["last_commit"].get("dev-1", 0) >= 1
@@ -133,7 +83,7 @@ def test_a_write_reaches_every_member(lab):
 def test_cluster_sync(lab):
     job = lab.json("cluster", "sync", "lab", "--from", "dev-2")
     assert job["state"] == "succeeded", job
-    eventually(lambda: in_sync(lab.json("cluster", "status"), ALL), what="lab In Sync after the sync")
+    wait_until(lambda: in_sync(lab.json("cluster", "status"), ALL), TIMEOUT, "lab In Sync after the sync", retry=())
     table = lab.run("cluster", "sync", "lab", "--from", "dev-1")
     assert table.returncode == 0, table.stderr
     assert "synced device group lab from dev-1" in table.stdout
@@ -169,8 +119,7 @@ def test_teardown(lab):
 
 
 def test_create_grow_shrink_teardown_from_urls_and_lab_names(tmp_path_factory):
-    lab, down = _start_lab(tmp_path_factory, 3, "--no-cluster")
-    try:
+    with Lab.started(tmp_path_factory.mktemp("tandem-cluster-lab"), "--no-cluster", devices=3) as lab:
         assert lab.state()["device_group"] is None
         assert "device group" not in lab.up.stdout
         assert [d["name"] for d in lab.trust("dev-2")["devices"]] == ["dev-2"]
@@ -205,5 +154,3 @@ def test_create_grow_shrink_teardown_from_urls_and_lab_names(tmp_path_factory):
         assert "tore down cluster pair" in torn.stdout
         for name in ("dev-1", "dev-2"):
             assert [d["name"] for d in lab.trust(name)["devices"]] == [name]
-    finally:
-        down()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from cli_helpers import run_tandem, subprocess_env
+from cli_helpers import run_tandem, subprocess_env, walk_commands
 
-from tandem.cli import lab as lab_module
+from devices import free_port
 from tandem.cli.errors import CliError
 from tandem.cli.main import app
 from tandem.cli.objects import parse_filters, parse_member
@@ -19,14 +19,7 @@ from tandem.lab.state import LabDevice
 from tandem.models.fields import parse_host_port as parse_listen
 from tandem.trust.identity import certificate_fingerprint
 
-
-def _commands(command, path=()):
-    yield path, command
-    for name, sub in getattr(command, "commands", {}).items():
-        yield from _commands(sub, (*path, name))
-
-
-ALL_COMMANDS = [path for path, _ in _commands(typer.main.get_command(app))]
+ALL_COMMANDS = [path for path, _ in walk_commands(typer.main.get_command(app))]
 
 
 def test_the_tree_has_the_promised_commands():
@@ -50,7 +43,7 @@ def test_help_on_every_command(runner, path):
 
 
 def test_no_command_takes_a_password_as_argument():
-    for path, command in _commands(typer.main.get_command(app)):
+    for path, command in walk_commands(typer.main.get_command(app)):
         for param in getattr(command, "params", []):
             for opt in (*param.opts, *param.secondary_opts):
                 assert opt not in ("--password", "--pass", "--passwd", "--secret"), (path, opt)
@@ -86,14 +79,8 @@ def test_no_device_is_a_json_error_in_json_mode(runner):
     assert "no device" in error["message"]
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_device_is_an_sdk_error_not_a_traceback(runner):
-    url = f"https://127.0.0.1:{_closed_port()}"
+    url = f"https://127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["--url", url, "--insecure", "partition", "list"],
                            env={"TANDEM_PASSWORD": "whatever1"})
     assert result.exit_code == 1
@@ -103,30 +90,27 @@ def test_unreachable_device_is_an_sdk_error_not_a_traceback(runner):
 
 
 def test_unreachable_device_with_pin_is_an_error(runner):
-    url = f"https://127.0.0.1:{_closed_port()}"
+    url = f"https://127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["--url", url, "--fingerprint", ":".join(["ab"] * 32), "device", "show"],
                            env={"TANDEM_PASSWORD": "whatever1"})
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ")
 
 
-def test_bad_filter_is_refused_before_connecting(runner):
-    result = runner.invoke(app, ["--url", "https://127.0.0.1:1", "pool", "list", "--filter", "name"],
-                           env={"TANDEM_PASSWORD": "x"})
+def test_bad_filter_is_refused_before_connecting(before_connecting):
+    result = before_connecting("pool", "list", "--filter", "name")
     assert result.exit_code == 1
     assert result.stderr == "error: 'name' is not FIELD=VALUE (target: --filter)\n"
 
 
-def test_bad_fingerprint_is_refused(runner):
-    result = runner.invoke(app, ["--url", "https://127.0.0.1:1", "--fingerprint", "nope", "device", "show"],
-                           env={"TANDEM_PASSWORD": "x"})
+def test_bad_fingerprint_is_refused(before_connecting):
+    result = before_connecting("--fingerprint", "nope", "device", "show")
     assert result.exit_code == 1
     assert "(target: --fingerprint)" in result.stderr
 
 
-def test_update_without_options_is_refused(runner):
-    result = runner.invoke(app, ["--url", "https://127.0.0.1:1", "pool", "update", "web"],
-                           env={"TANDEM_PASSWORD": "x"})
+def test_update_without_options_is_refused(before_connecting):
+    result = before_connecting("pool", "update", "web")
     assert result.exit_code == 1
     assert "nothing to update" in result.stderr
 
@@ -215,25 +199,25 @@ def test_parse_listen():
 # -- lab helpers ----------------------------------------------------------------------------------
 
 def test_device_addresses():
-    assert lab_module.device_addresses("127.0.10.1", 3) == ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
-    assert lab_module.device_addresses("127.0.10.255", 2) == ["127.0.10.255", "127.0.11.0"]
+    assert lab_processes.device_addresses("127.0.10.1", 3) == ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
+    assert lab_processes.device_addresses("127.0.10.255", 2) == ["127.0.10.255", "127.0.11.0"]
     with pytest.raises(LabError):
-        lab_module.device_addresses("::1", 1)
+        lab_processes.device_addresses("::1", 1)
     with pytest.raises(LabError):
-        lab_module.device_addresses("not-an-address", 1)
+        lab_processes.device_addresses("not-an-address", 1)
 
 
 def test_process_alive_only_for_tandem_serve():
-    assert lab_module.process_alive(None) is False
-    assert lab_module.process_alive(0) is False
+    assert lab_processes.process_alive(None) is False
+    assert lab_processes.process_alive(0) is False
     # this test process is alive but is not a `tandem serve` of that data dir: never signalled
-    assert lab_module.process_alive(os.getpid(), "/nonexistent") is False
+    assert lab_processes.process_alive(os.getpid(), "/nonexistent") is False
 
 
 def test_stop_devices_of_dead_processes(tmp_path):
     device = LabDevice(name="dev-1", url="https://127.0.0.1:1", listen="127.0.0.1:1", fingerprint=None,
                        password_file="", pid=None, data_dir=str(tmp_path), log="")
-    assert lab_module.stop_devices([device], grace=0.1) == {"dev-1": "not running"}
+    assert lab_processes.stop_devices([device], grace=0.1) == {"dev-1": "not running"}
 
 
 def test_log_tail(tmp_path):

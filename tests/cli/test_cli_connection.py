@@ -3,11 +3,12 @@
 from pathlib import Path
 
 import pytest
+from cli_helpers import record_lab
 
 from tandem.cli.connection import Settings, fingerprint_option, read_password_file, resolve_target
 from tandem.cli.errors import CliError
 from tandem.lab.errors import LabError
-from tandem.lab.state import LabDevice, LabState, load_lab, save_lab
+from tandem.lab.state import LabState, load_lab
 
 FP1 = ":".join(["11"] * 32)
 FP2 = ":".join(["22"] * 32)
@@ -15,20 +16,9 @@ FP3 = ":".join(["ab"] * 32)
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> LabState:
+def lab(lab_dir: Path) -> LabState:
     """A recorded lab of two devices (no processes: resolution only reads the state)."""
-    lab_dir = tmp_path / "lab"
-    devices = []
-    for i, fp in ((1, FP1), (2, FP2)):
-        data_dir = lab_dir / f"dev-{i}"
-        data_dir.mkdir(parents=True)
-        (data_dir / "admin-password").write_text(f"lab-secret-{i}\n")
-        devices.append(LabDevice(name=f"dev-{i}", url=f"https://127.0.10.{i}:8443", listen=f"127.0.10.{i}:8443",
-                                 fingerprint=fp, password_file=str(data_dir / "admin-password"), pid=None,
-                                 data_dir=str(data_dir), log=str(data_dir / "daemon.log")))
-    state = LabState(dir=str(lab_dir), address_base="127.0.10.1", port=8443, devices=devices)
-    save_lab(state)
-    return state
+    return record_lab(lab_dir, (FP1, FP2), "lab-secret-{i}")
 
 
 def settings(lab_dir: Path, **kwargs) -> Settings:

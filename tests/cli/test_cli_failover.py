@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_helpers import walk_commands
 
-from tandem.cli import lab as lab_module
 from tandem.cli.errors import CliError
 from tandem.cli.failover import heartbeat_line, parse_names, show_status, status_rows
 from tandem.cli.main import app
@@ -36,14 +36,8 @@ STATUS = {
 }
 
 
-def _commands(command, path=()):
-    yield path, command
-    for name, sub in getattr(command, "commands", {}).items():
-        yield from _commands(sub, (*path, name))
-
-
 def test_the_tree_has_the_failover_commands():
-    paths = {path for path, _ in _commands(typer.main.get_command(app))}
+    paths = {path for path, _ in walk_commands(typer.main.get_command(app))}
     expected = {("failover", verb) for verb in ("status", "events", "force-standby", "offline", "online")}
     expected |= {("traffic-group", verb) for verb in ("list", "show", "create", "update", "delete")}
     expected |= {("virtual", "stats"), ("pool", "stats")}
@@ -98,20 +92,17 @@ def test_failover_commands_need_a_device(runner):
     assert "no lab is up" in result.stderr
 
 
-def test_traffic_group_update_without_options_is_refused(runner):
-    result = runner.invoke(app, ["--url", "https://127.0.0.1:1", "traffic-group", "update", "tg"],
-                           env={"TANDEM_PASSWORD": "x"})
+def test_traffic_group_update_without_options_is_refused(before_connecting):
+    result = before_connecting("traffic-group", "update", "tg")
     assert result.exit_code == 1
     assert "nothing to update" in result.stderr
-    result = runner.invoke(app, ["--url", "https://127.0.0.1:1", "traffic-group", "update", "tg", "--address",
-                                 "127.0.0.9", "--no-addresses"], env={"TANDEM_PASSWORD": "x"})
+    result = before_connecting("traffic-group", "update", "tg", "--address", "127.0.0.9", "--no-addresses")
     assert result.exit_code == 1
     assert "contradict" in result.stderr
 
 
-def test_failover_device_option_cannot_go_with_url(runner):
-    result = runner.invoke(app, ["--url", "https://127.0.0.1:1", "failover", "status", "--device", "dev-2"],
-                           env={"TANDEM_PASSWORD": "x"})
+def test_failover_device_option_cannot_go_with_url(before_connecting):
+    result = before_connecting("failover", "status", "--device", "dev-2")
     assert result.exit_code == 1
     assert "(target: --device)" in result.stderr
 
@@ -123,30 +114,30 @@ def _random_base() -> str:
 
 
 def test_default_vip_and_host_port():
-    assert lab_module.default_vip("127.0.10.1") == "127.0.10.100:8080"
-    assert lab_module.default_vip("127.1.2.1") == "127.1.2.100:8080"
+    assert lab_demo.default_vip("127.0.10.1") == "127.0.10.100:8080"
+    assert lab_demo.default_vip("127.1.2.1") == "127.1.2.100:8080"
     with pytest.raises(LabError) as caught:
-        lab_module.default_vip("127.255.255.200")
+        lab_demo.default_vip("127.255.255.200")
     assert caught.value.target == "--vip"
-    assert lab_module.split_host_port("[::1]:8080", "--vip") == ("::1", 8080)
+    assert lab_demo.split_host_port("[::1]:8080", "--vip") == ("::1", 8080)
     assert lab_demo.host_port("::1", 8080) == "[::1]:8080"
     for bad in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:x", ":80", "127.0.0.1:70000"):
         with pytest.raises(LabError):
-            lab_module.split_host_port(bad, "--vip")
+            lab_demo.split_host_port(bad, "--vip")
 
 
 def test_check_vip_refuses_what_a_lab_cannot_serve():
     with pytest.raises(LabError, match="not a loopback address"):
-        lab_module.check_vip("10.0.0.1:80", ["127.0.10.1"], 8443)
+        lab_demo.check_vip("10.0.0.1:80", ["127.0.10.1"], 8443)
     with pytest.raises(LabError, match="management or peer"):
-        lab_module.check_vip("127.0.10.1:8444", ["127.0.10.1"], 8443)
+        lab_demo.check_vip("127.0.10.1:8444", ["127.0.10.1"], 8443)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
         with pytest.raises(LabError, match="already in use"):
-            lab_module.check_vip(f"127.0.0.1:{port}", [], 8443)
-    assert lab_module.check_vip("127.0.0.1:1", [], 8443) == ("127.0.0.1", 1)
+            lab_demo.check_vip(f"127.0.0.1:{port}", [], 8443)
+    assert lab_demo.check_vip("127.0.0.1:1", [], 8443) == ("127.0.0.1", 1)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -199,13 +190,13 @@ def test_demo_hints_name_the_lab_dir_when_it_is_not_the_default(lab_dir, monkeyp
         state.devices.append(LabDevice(name=f"dev-{i}", url="u", listen="l", fingerprint=None, password_file="p",
                                        pid=None, data_dir="d", log="l"))
     monkeypatch.setenv("TANDEM_LAB_DIR", str(lab_dir))
-    hints = lab_module.demo_hints(state, lab_dir)
+    hints = lab_demo.demo_hints(state, lab_dir)
     assert hints[0].startswith("curl http://127.0.10.100:8080/ ")
     assert any("lab kill dev-1" in line for line in hints)
     assert any("failover status --device dev-2" in line for line in hints)
     assert not any("--lab-dir" in line for line in hints)
     monkeypatch.setenv("TANDEM_LAB_DIR", str(tmp_path / "elsewhere"))
-    assert all(f"--lab-dir {lab_dir}" in line for line in lab_module.demo_hints(state, lab_dir)
+    assert all(f"--lab-dir {lab_dir}" in line for line in lab_demo.demo_hints(state, lab_dir)
                if not line.startswith("curl"))
 
 
@@ -222,14 +213,14 @@ def test_lab_backend_answers_its_name(tmp_path):
         port = int(port_file.read_text())
         backend = LabBackend(name="backend-7", address="127.0.0.1", port=port, pid=proc.pid, dir=str(tmp_path),
                              log="", port_file=str(port_file))
-        body = lab_module.fetch("127.0.0.1", port)
+        body = lab_demo.fetch("127.0.0.1", port)
         assert body is not None and body.splitlines()[0] == "backend-7" and body.splitlines()[1].startswith("host: ")
-        assert lab_module.backend_answers(backend)
-        assert lab_module.backend_alive(backend)
-        assert not lab_module.backend_alive(LabBackend(**{**backend.__dict__, "port_file": "/elsewhere"}))
-        assert lab_module.stop_backends([backend]) == {"backend-7": "stopped"}
+        assert lab_demo.backend_answers(backend)
+        assert lab_demo.backend_alive(backend)
+        assert not lab_demo.backend_alive(LabBackend(**{**backend.__dict__, "port_file": "/elsewhere"}))
+        assert lab_demo.stop_backends([backend]) == {"backend-7": "stopped"}
         assert proc.wait(5) == 0
-        assert lab_module.fetch("127.0.0.1", port, timeout=0.5) is None
+        assert lab_demo.fetch("127.0.0.1", port, timeout=0.5) is None
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,16 +7,15 @@ default) and a random management port. The tests of this module run in order aga
 """
 
 import http.client
-import json
-import os
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_helpers import LabRun, free, gone, pick_block, run_tandem, subprocess_env
+from cli_helpers import LabRun, free, gone
+
+from waiting import wait_until
 
 TG = "traffic-group-1"
 TAKEOVER = 3.0
@@ -25,10 +24,10 @@ TAKEOVER = 3.0
 
 @dataclass
 class Lab(LabRun):
-    vip: tuple[str, int]
-    up_stdout: str
-    up_stderr: str
-
+    @property
+    def vip(self) -> tuple[str, int]:
+        """The demo's virtual server: .100:8080 of the lab's block (the default)."""
+        return self.base.rsplit(".", 1)[0] + ".100", 8080
 
     def group(self, *device: str) -> dict:
         """The lab's traffic group as a device (`--device dev-2`, or the first) sees it."""
@@ -52,36 +51,8 @@ def get(address: str, port: int, timeout: float = 0.5) -> str | None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("tandem-failover-lab")
-    base, port = pick_block(((100, 8080),))
-    env = subprocess_env(TANDEM_LAB_DIR=str(lab_dir))
-
-    def pids() -> list[int]:
-        state_file = lab_dir / "lab.json"
-        if not state_file.exists():
-            return []
-        state = json.loads(state_file.read_text())
-        return [p["pid"] for p in state["devices"] + state.get("backends", []) if p.get("pid")]
-
-    def down() -> None:
-        left = pids()
-        if left:
-            run_tandem("lab", "down", "--purge", env=env, timeout=60)
-        for pid in left:  # never leave a process behind
-            if not gone(pid) and str(lab_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
-
-    result = run_tandem("lab", "up", "--devices", "2", "--address-base", base, "--port", str(port), env=env,
-                        timeout=180)
-    if result.returncode != 0:
-        down()
-        pytest.fail(f"lab up failed:\n{result.stdout}\n{result.stderr}")
-    vip = (base.rsplit(".", 1)[0] + ".100", 8080)
-    try:
-        yield Lab(dir=lab_dir, env=env, base=base, port=port, vip=vip, up_stdout=result.stdout,
-                  up_stderr=result.stderr)
-    finally:
-        down()
+    with Lab.started(tmp_path_factory.mktemp("tandem-failover-lab"), also=((100, 8080),)) as lab:
+        yield lab
 
 
 def test_lab_up_sets_up_a_virtual_server_and_says_how_to_watch_it_fail_over(lab: Lab) -> None:
@@ -92,12 +63,12 @@ def test_lab_up_sets_up_a_virtual_server_and_says_how_to_watch_it_fail_over(lab:
     for backend in state["backends"]:
         assert backend["address"] == "127.0.0.1" and backend["port"] > 0 and not gone(backend["pid"])
         assert Path(backend["log"]).is_file()
-    out = lab.up_stdout
+    out = lab.up.stdout
     assert f"curl http://{vip}/" in out
     assert "lab kill dev-1" in out
     assert "failover status --device dev-2" in out
     assert out.index("lab kill dev-1") < out.index("failover status --device dev-2")
-    assert "creating traffic group traffic-group-1" in lab.up_stderr
+    assert "creating traffic group traffic-group-1" in lab.up.stderr
 
 
 def test_the_virtual_server_answers_from_both_backends(lab: Lab) -> None:
@@ -213,10 +184,7 @@ def test_lab_down_stops_devices_and_backends(lab: Lab) -> None:
     result = lab.json("lab", "down")
     assert result["devices"] == {"dev-1": "stopped", "dev-2": "stopped"}
     assert result["backends"] == {"backend-1": "stopped", "backend-2": "stopped"}
-    deadline = time.monotonic() + 5
-    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert all(gone(pid) for pid in pids)
+    wait_until(lambda: all(gone(pid) for pid in pids), 5, "the lab's processes to exit")
     assert get(*lab.vip) is None
     assert free(*lab.vip)
     assert not (lab.dir / "lab.json").exists()

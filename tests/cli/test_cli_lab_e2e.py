@@ -6,15 +6,13 @@ The tests of this module run in order against one lab.
 """
 
 import json
-import os
-import signal
 import stat
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_helpers import LabRun, free, gone, pick_block, run_tandem, subprocess_env
+from cli_helpers import LabRun, free, gone
+
+from waiting import wait_until
 
 try:
     from tandem.daemon import serve as _serve  # noqa: F401
@@ -26,32 +24,12 @@ except ImportError:  # the daemon is written in parallel
 pytestmark = pytest.mark.skipif(not DAEMON, reason="tandem.daemon.serve is not available yet")
 
 
-@dataclass
-class Lab(LabRun):
-    up_stdout: str
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     lab_dir = tmp_path_factory.mktemp("tandem-lab")
-    base, port = pick_block()
-    env = subprocess_env(TANDEM_LAB_DIR=str(lab_dir))
     # --no-demo: this module is about devices and objects; tests/cli/test_cli_failover_e2e.py covers the demo
-    result = run_tandem("lab", "up", "--devices", "2", "--dir", str(lab_dir), "--address-base", base,
-                        "--port", str(port), "--no-demo", env=env, timeout=120)
-    assert result.returncode == 0, f"lab up failed:\n{result.stdout}\n{result.stderr}"
-    try:
-        yield Lab(dir=lab_dir, env=env, base=base, port=port, up_stdout=result.stdout)
-    finally:
-        state_file = lab_dir / "lab.json"
-        if state_file.exists():
-            pids = [d.get("pid") for d in json.loads(state_file.read_text())["devices"]]
-            run_tandem("lab", "down", "--purge", env=env, timeout=60)
-            for pid in pids:  # belt and braces: never leave a daemon behind
-                if pid and not gone(pid):
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if str(lab_dir).encode() in cmdline:
-                        os.kill(pid, signal.SIGKILL)
+    with LabRun.started(lab_dir, "--dir", str(lab_dir), "--no-demo") as lab:
+        yield lab
 
 
 def test_lab_up_prints_urls_fingerprints_and_password_files(lab):
@@ -60,10 +38,10 @@ def test_lab_up_prints_urls_fingerprints_and_password_files(lab):
     second = lab.base.rsplit(".", 1)[0] + ".2"
     assert [d["url"] for d in state["devices"]] == [f"https://{lab.base}:{lab.port}", f"https://{second}:{lab.port}"]
     for device in state["devices"]:
-        assert device["name"] in lab.up_stdout
-        assert device["url"] in lab.up_stdout
-        assert device["fingerprint"] in lab.up_stdout
-        assert device["password_file"] in lab.up_stdout
+        assert device["name"] in lab.up.stdout
+        assert device["url"] in lab.up.stdout
+        assert device["fingerprint"] in lab.up.stdout
+        assert device["password_file"] in lab.up.stdout
         assert Path(device["data_dir"]) == lab.dir / device["name"]
         password_file = Path(device["password_file"])
         assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
@@ -213,13 +191,11 @@ def test_partition_and_user_with_their_own_login(lab, tmp_path):
 
 
 def test_jobs(lab):
-    from tandem.sdk import Client, Partition
+    from tandem.sdk import Partition
 
-    dev1 = lab.device("dev-1")
     for name in ("bulk-1", "bulk-2"):
         lab.json("partition", "create", name)
-    client = Client(dev1["url"], "admin", Path(dev1["password_file"]).read_text().strip(),
-                    fingerprint=dev1["fingerprint"])
+    client = lab.client("dev-1")
     try:
         job = Partition.delete_collection(connection=client, name="bulk-*")
     finally:
@@ -270,10 +246,7 @@ def test_lab_down_stops_everything(lab):
     pids = [d["pid"] for d in lab.state()["devices"]]
     result = lab.run("lab", "down")
     assert result.returncode == 0, result.stderr
-    deadline = time.monotonic() + 5
-    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert all(gone(pid) for pid in pids)
+    wait_until(lambda: all(gone(pid) for pid in pids), 5, "the lab's devices to exit")
     assert not (lab.dir / "lab.json").exists()
     assert (lab.dir / "dev-1").is_dir()  # data kept without --purge
     status = lab.run("lab", "status")

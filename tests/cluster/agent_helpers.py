@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster_helpers import Cluster, check, wait_until
+from cluster_helpers import Cluster, check
 
 from devices import free_port
+from waiting import wait_until
 
 PARTITION = "apps"
 ENVIRONMENT = "test"

@@ -8,7 +8,7 @@ device, the whole configuration of a device, whether all devices hold the same o
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +18,8 @@ import httpx
 from cutproxy import CutProxy
 
 from devices import RunningDevice, free_port
+from waiting import wait_until
 
-POLL = 0.05
 SYNC_TIMEOUT = 30.0
 CONFIG_KINDS = ("partitions", "monitors", "pools", "virtuals")
 """The synced objects, read back through their collections (pool members come embedded in pools)."""
@@ -57,37 +57,6 @@ def api_session(device: RunningDevice, timeout: float = 10.0) -> httpx.Client:
     """A keep-alive httpx client of `device`'s API, logged in as admin."""
     return httpx.Client(base_url=device.url, verify=False, timeout=timeout,
                         auth=TandemAuth(device.url, "admin", device.admin_password))
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               detail: Callable[[], Any] | None = None, interval: float = POLL) -> Any:
-    """Poll `predicate` until it returns something truthy (returned). On timeout fail with `what`,
-    the last exception the predicate raised, and `detail()` (e.g. the sync status of every device)."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (httpx.HTTPError, OSError, KeyError, ValueError, AssertionError) as exc:
-            last_error = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() > deadline:
-            break
-        time.sleep(interval)
-    message = [f"timed out after {timeout} s waiting for {what}"]
-    if last_error:
-        message.append(f"last error: {last_error}")
-    if detail is not None:
-        try:
-            shown = detail()
-        except Exception as exc:  # the detail is for the message only
-            shown = f"(detail failed: {type(exc).__name__}: {exc})"
-        if isinstance(shown, dict):  # one line per entry (e.g. per device)
-            message += [f"{key}: {json.dumps(value, sort_keys=True, default=str)}" for key, value in shown.items()]
-        else:
-            message.append(str(shown))
-    raise AssertionError("\n".join(message))
 
 
 def check(response: httpx.Response, *statuses: int) -> httpx.Response:

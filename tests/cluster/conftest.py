@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 from agent_helpers import setup_cluster
-from cluster_helpers import Cluster, wait_until
+from cluster_helpers import Cluster
 from peering_helpers import Site, start_site
 
 from k8s.fakeapi import FakeKubernetes
+from waiting import wait_until
 
 ClusterFactory = Callable[[], Cluster]
 _live: list[Cluster] = []

@@ -5,11 +5,12 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster_helpers import Cluster, Node, check, wait_until
+from cluster_helpers import Cluster, Node, check
 from cutproxy import CutProxy
 
 from devices import free_port
 from tandem.peering.secure import PSK_SUPPORTED
+from waiting import wait_until
 
 PASSPHRASE = "correct horse battery"
 DEFAULT_ENCRYPTION = "tls-psk" if PSK_SUPPORTED else "none"

@@ -8,10 +8,11 @@ import httpx
 import pytest
 from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
 from cli_helpers import run_tandem, subprocess_env
-from cluster_helpers import Cluster, check, wait_until
+from cluster_helpers import Cluster, check
 
 from backends import Backend, ask
 from devices import ADMIN_PASSWORD
+from waiting import wait_until
 
 
 @pytest.fixture

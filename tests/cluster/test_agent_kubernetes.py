@@ -5,10 +5,11 @@ are written back, bad Services are skipped, the agent watches instead of polling
 from pathlib import Path
 
 from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
-from cluster_helpers import Cluster, wait_until
+from cluster_helpers import Cluster
 
 from backends import Backend, ask
 from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
+from waiting import wait_until
 
 
 def kubernetes_args(kube: FakeKubernetes, where: Path) -> list[str]:

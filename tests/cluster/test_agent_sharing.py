@@ -8,9 +8,10 @@ from datetime import datetime
 from pathlib import Path
 
 from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
-from cluster_helpers import Cluster, check, wait_until
+from cluster_helpers import Cluster, check
 
 from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
+from waiting import wait_until
 
 SERVICES = 30
 LEASE_TTL = 2.0

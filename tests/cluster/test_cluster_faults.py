@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from cluster_helpers import GROUP, Cluster, api_session, check, pool_names, wait_until
+from cluster_helpers import GROUP, Cluster, api_session, check, pool_names
+
+from waiting import wait_until
 
 
 @dataclass

@@ -3,7 +3,9 @@
 import time
 
 import pytest
-from cluster_helpers import GROUP, Cluster, check, error_of, pool_names, read_collection, wait_until
+from cluster_helpers import GROUP, Cluster, check, error_of, pool_names, read_collection
+
+from waiting import wait_until
 
 
 def write_on(node, index: int) -> None:

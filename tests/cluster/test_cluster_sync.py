@@ -4,7 +4,9 @@ device, and manual sync with auto-sync off."""
 import time
 
 import pytest
-from cluster_helpers import GROUP, Cluster, check, error_of, pool_names, wait_job, wait_until
+from cluster_helpers import GROUP, Cluster, check, error_of, pool_names, wait_job
+
+from waiting import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ import ssl
 from pathlib import Path
 
 import pytest
-from cluster_helpers import Cluster, check, error_of, wait_until
+from cluster_helpers import Cluster, check, error_of
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from devices import free_port
 from tandem.trust.identity import load_or_create
+from waiting import wait_until
 
 
 def trust_state(node) -> dict:

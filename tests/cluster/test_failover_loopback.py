@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cluster_helpers import Cluster, check, wait_until
+from cluster_helpers import Cluster, check
 
 from backends import Backend, ask
+from waiting import wait_until
 
 TIMEOUT = 1.0
 TG = "traffic-group-1"

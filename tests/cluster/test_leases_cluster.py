@@ -1,6 +1,8 @@
 """Leases replicate in the device group of their partition, like configuration objects (2 real devices)."""
 
-from cluster_helpers import SYNC_TIMEOUT, check, error_of, wait_until
+from cluster_helpers import SYNC_TIMEOUT, check, error_of
+
+from waiting import wait_until
 
 
 def lease_on(node, partition: str, name: str) -> dict | None:

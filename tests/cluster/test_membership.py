@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cluster_helpers import Cluster, Node, TandemAuth, api_session, check, error_of, wait_until
+from cluster_helpers import Cluster, Node, TandemAuth, api_session, check, error_of
 
 from backends import Backend, ask
+from waiting import wait_until
 
 TIMEOUT = 1.0
 TG = "traffic-group-1"

@@ -10,8 +10,10 @@ import struct
 import time
 
 import httpx
-from cluster_helpers import check, config_diff, error_of, wait_until
+from cluster_helpers import check, config_diff, error_of
 from peering_helpers import DEFAULT_ENCRYPTION, Site, create_peer, needs_psk, pair
+
+from waiting import wait_until
 
 
 def offer(site: Site, **authentication) -> dict:

@@ -5,10 +5,11 @@ import json
 from pathlib import Path
 
 from cli_helpers import run_tandem, subprocess_env
-from cluster_helpers import check, wait_until
+from cluster_helpers import check
 from peering_helpers import Site
 
 from devices import ADMIN_PASSWORD
+from waiting import wait_until
 
 
 def tandem(site: Site, *args: str, ok: bool = True, **env: str) -> str:

@@ -9,10 +9,11 @@ the module's tests.
 """
 
 import pytest
-from cluster_helpers import check, error_of, wait_until
+from cluster_helpers import check, error_of
 from peering_helpers import PASSPHRASE, Site, create_peer, needs_psk
 
 from tandem import Client, ClusterPeer, TandemError
+from waiting import wait_until
 
 
 def rejected(site: Site, body: dict, rule: str) -> dict:

@@ -14,6 +14,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.informer import SharedInformer
 
 from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
+from waiting import wait_until
 
 SERVICE_NAME = "kubernetes.io/service-name"
 
@@ -59,13 +60,6 @@ def collect(func: Callable[..., Any], *args: Any, until: Callable[[list[dict]], 
         if until and until(events):
             w.stop()
     return events
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def reason(exc: ApiException) -> str:
@@ -353,12 +347,14 @@ def test_client_informer_relists_after_410(fake: FakeKubernetes, core: client.Co
         def names() -> list[str]:
             return sorted(s.metadata.name for s in informer.cache.list())
 
-        wait_for(lambda: names() == ["a"] and fake.watchers("Service") == 1)
+        wait_until(lambda: names() == ["a"] and fake.watchers("Service") == 1, 5, "the informer's first list",
+                   interval=0.02, retry=())
         fake.compact()
         fake.close_watches()  # the informer resumes from its last version, gets 410 and lists again
-        wait_for(lambda: fake.count("list") == 2 and fake.watchers("Service") == 1)
+        wait_until(lambda: fake.count("list") == 2 and fake.watchers("Service") == 1, 5, "the list after the 410",
+                   interval=0.02, retry=())
         fake.apply("Service", make_service("b"))
-        wait_for(lambda: names() == ["a", "b"])
+        wait_until(lambda: names() == ["a", "b"], 5, "service b in the informer's cache", interval=0.02, retry=())
         assert fake.count("list", "services") == 2
     finally:
         informer.stop()

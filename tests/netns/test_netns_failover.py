@@ -5,13 +5,14 @@ devices themselves (address on eth0, gratuitous ARP) and reached by the client t
 Needs root and iproute2 (skipped otherwise; CI runs as root).
 """
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netlab import VIP, Lab, available, check, wait_until
+from netlab import VIP, Lab, available, check, formed
+
+from waiting import wait_until
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
@@ -26,16 +27,8 @@ gratuitous ARP, the client's 50 ms connect timeout."""
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """The lab formed: a active, b standby, the virtual server answering from a. Always torn down;
     the devices' logs are printed (shown when the test fails)."""
-    lab = Lab(tmp_path, interval=INTERVAL, timeout=TIMEOUT)
-    try:
-        lab.build()
-        lab.start()
-        lab.form()
+    with formed(Lab(tmp_path, interval=INTERVAL, timeout=TIMEOUT), log_lines=60) as lab:
         yield lab
-    finally:
-        for host in lab.hosts.values():
-            print(f"--- {host.name}.log\n{host.log_tail(60)}", file=sys.stderr)
-        lab.close()
 
 
 def dataplane_addresses(lab: Lab, name: str) -> list[str]:

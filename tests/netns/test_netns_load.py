@@ -13,14 +13,15 @@ Needs root and iproute2 (skipped otherwise; CI runs as root).
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netlab import TRAFFIC_GROUP, Lab, available, check, wait_until
+from netlab import TRAFFIC_GROUP, Lab, available, check, formed
+
+from waiting import wait_until
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
@@ -32,16 +33,8 @@ POLL = 0.1
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path, env={"TANDEM_TEST_HOOKS": "1"})
-    try:
-        lab.build()
-        lab.start()
-        lab.form()
+    with formed(Lab(tmp_path, env={"TANDEM_TEST_HOOKS": "1"})) as lab:
         yield lab
-    finally:
-        for host in lab.hosts.values():
-            print(f"--- {host.name}.log\n{host.log_tail(40)}", file=sys.stderr)
-        lab.close()
 
 
 def transitions(lab: Lab, name: str) -> list[dict]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netlab import available, check
+from netlab import available, check, print_logs
 from partitionlab import PartitionLab, Round
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
@@ -32,8 +32,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PartitionLab]:
         try:
             yield lab
         finally:
-            for host in lab.hosts:
-                print(f"--- {host.name}.log\n{host.log_tail(40)}", file=sys.stderr)
+            print_logs(lab.hosts)
 
 
 def assert_clean(result: Round) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from tandem import Client, Cluster, ClusterManager, DeviceGroup, Pool, TandemError, TrustedDevice
 from tandem.models.fingerprints import format_fingerprint
+from waiting import not_found, wait_until
 
 TIMEOUT = 30.0
 REPLICATION = 10.0
@@ -29,23 +30,6 @@ def start(device_factory: Callable[..., Any]) -> Iterator[Callable[[int], tuple[
     yield factory
     for client in opened:
         client.close()
-
-
-def eventually(check: Callable[[], Any], timeout: float = REPLICATION, what: str = "the condition") -> Any:
-    """Call `check` until it returns a true value (TandemError 404 counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except TandemError as exc:
-            if exc.status_code != 404:
-                raise
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def trusted_names(client: Client) -> set[str]:
@@ -99,14 +83,15 @@ def test_create_replicates_writes_and_teardown_leaves_each_device_alone(start: A
 
     # a write on either device appears on the other
     Pool(name="web", members=[{"address": "10.0.0.1", "port": 80}], connection=clients[0]).post()
-    replica = eventually(lambda: Pool(name="web").get(connection=clients[1]), what="the pool on dev-2")
+    replica = wait_until(lambda: Pool(name="web").get(connection=clients[1]),
+                         REPLICATION, "the pool on dev-2", retry=not_found)
     assert [(m["address"], m["port"]) for m in replica.members] == [("10.0.0.1", 80)]
     Pool(name="api", connection=clients[1]).post()
-    eventually(lambda: Pool(name="api").get(connection=clients[0]), what="the pool on dev-1")
+    wait_until(lambda: Pool(name="api").get(connection=clients[0]), REPLICATION, "the pool on dev-1", retry=not_found)
     replica.lb_method = "least-connections"
     replica.patch(connection=clients[1])
-    eventually(lambda: Pool(name="web").get(connection=clients[0]).lb_method == "least-connections",
-               what="the change on dev-1")
+    wait_until(lambda: Pool(name="web").get(connection=clients[0]).lb_method == "least-connections",
+               REPLICATION, "the change on dev-1", retry=not_found)
 
     lines.clear()
     manager.teardown(timeout=TIMEOUT, progress=lines.append)
@@ -168,7 +153,8 @@ def test_grow_and_shrink(start: Any) -> None:
     manager = ClusterManager()
     manager.create(devices=first_two, device_group_name="dg", timeout=TIMEOUT)
     Pool(name="before", connection=clients[0]).post()
-    eventually(lambda: Pool(name="before").get(connection=clients[1]), what="the pool on dev-2")
+    wait_until(lambda: Pool(name="before").get(connection=clients[1]),
+               REPLICATION, "the pool on dev-2", retry=not_found)
 
     lines: list[str] = []
     cluster = manager.add_devices(third, timeout=TIMEOUT, progress=lines.append)
@@ -179,7 +165,8 @@ def test_grow_and_shrink(start: Any) -> None:
     # the new member got the group's configuration (its initial sync), and takes part in it
     assert Pool(name="before").get(connection=third).name == "before"
     Pool(name="from-3", connection=third).post()
-    eventually(lambda: Pool(name="from-3").get(connection=clients[0]), what="dev-3's pool on dev-1")
+    wait_until(lambda: Pool(name="from-3").get(connection=clients[0]),
+               REPLICATION, "dev-3's pool on dev-1", retry=not_found)
     assert ClusterManager(devices=clients, device_group_name="dg").cluster.devices is clients
 
     with pytest.raises(TandemError, match="dev-1 is the root"):
@@ -195,7 +182,7 @@ def test_grow_and_shrink(start: Any) -> None:
     # dev-3 keeps its configuration; new writes no longer reach it
     assert Pool(name="from-3").get(connection=third).name == "from-3"
     Pool(name="after", connection=clients[0]).post()
-    eventually(lambda: Pool(name="after").get(connection=clients[1]), what="the pool on dev-2")
+    wait_until(lambda: Pool(name="after").get(connection=clients[1]), REPLICATION, "the pool on dev-2", retry=not_found)
     with pytest.raises(TandemError) as caught:
         Pool(name="after").get(connection=third)
     assert caught.value.status_code == 404
@@ -214,8 +201,8 @@ def test_a_removed_device_can_come_back(start: Any) -> None:
         Pool(name=f"while-away-{turn}", connection=clients[0]).post()
         manager.add_devices(clients[2], timeout=TIMEOUT)
         assert manager.cluster is not None and manager.cluster.devices == clients
-        eventually(lambda turn=turn: Pool(name=f"while-away-{turn}").get(connection=clients[2]),
-                   what="the pool written while dev-3 was away")
+        wait_until(lambda turn=turn: Pool(name=f"while-away-{turn}").get(connection=clients[2]),
+                   REPLICATION, "the pool written while dev-3 was away", retry=not_found)
         # the links stay up: the group is still In Sync a moment later
         time.sleep(1)
         assert_in_sync(clients, "dg", {"dev-1", "dev-2", "dev-3"})

@@ -7,36 +7,16 @@ The devices are shared by the tests of this module (each test uses traffic group
 import contextlib
 import random
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from backends import Backend, ask
 from tandem import Client, Failover, Pool, TandemError, TrafficGroup, VirtualServer
 from tandem.sdk import connection
+from waiting import not_found, wait_until
 
 TIMEOUT = 10.0
 """Failover moves within the heartbeat timeout (1 s) plus a heartbeat; replication well under a second."""
-
-
-def eventually(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:
-    """Call `check` until it returns a true value (a TandemError 404 counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except TandemError as exc:
-            if exc.status_code != 404:
-                raise
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
-        time.sleep(0.05)
 
 
 def test_traffic_group_crud_replicates_and_validates(pair: list[Client]) -> None:
@@ -49,13 +29,15 @@ def test_traffic_group_crud_replicates_and_validates(pair: list[Client]) -> None
     assert TrafficGroup.find(connection=one, name="tg-c*").ha_order == ["dev-2", "dev-1"]
 
     # a record of the trust domain: it reaches the other member
-    replica = eventually(lambda: TrafficGroup(name="tg-crud").get(connection=two), what="tg-crud on dev-2")
+    replica = wait_until(lambda: TrafficGroup(name="tg-crud").get(connection=two),
+                         TIMEOUT, "tg-crud on dev-2", retry=not_found)
     assert replica.to_dict() == group.to_dict()
 
     replica.auto_failback = True
     replica.description = "changed on dev-2"
     assert replica.patch(connection=two).auto_failback is True
-    eventually(lambda: TrafficGroup(name="tg-crud").get(connection=one).auto_failback, what="the change on dev-1")
+    wait_until(lambda: TrafficGroup(name="tg-crud").get(connection=one).auto_failback,
+               TIMEOUT, "the change on dev-1", retry=not_found)
 
     with pytest.raises(TandemError) as caught:
         TrafficGroup(name="tg-crud", device_group="dg").post(connection=one)
@@ -71,8 +53,8 @@ def test_traffic_group_crud_replicates_and_validates(pair: list[Client]) -> None
     assert (caught.value.status_code, caught.value.target) == (409, "addresses")  # floats with tg-crud already
 
     TrafficGroup(name="tg-crud").delete(connection=two)
-    eventually(lambda: "tg-crud" not in {g.name for g in TrafficGroup.get_collection(connection=one)},
-               what="tg-crud gone from dev-1")
+    wait_until(lambda: "tg-crud" not in {g.name for g in TrafficGroup.get_collection(connection=one)},
+               TIMEOUT, "tg-crud gone from dev-1", retry=not_found)
     with pytest.raises(TandemError) as caught:
         TrafficGroup(name="tg-crud").get(connection=one)
     assert caught.value.code == "not_found"
@@ -126,11 +108,13 @@ def test_status_events_force_standby_offline_online(pair: list[Client]) -> None:
     offline = failover_two.offline()
     assert (offline["offline"], offline["state"]) == (True, "offline")
     failover_one.wait_active(tg, "dev-1", timeout=TIMEOUT)
-    eventually(lambda: failover_two.traffic_group(tg)["state"] == "offline", what="dev-2 offline for the group")
-    eventually(lambda: next(m for m in failover_one.traffic_group(tg)["members"] if m["name"] == "dev-2")["offline"],
-               what="dev-1 to hear that dev-2 is offline")
+    wait_until(lambda: failover_two.traffic_group(tg)["state"] == "offline",
+               TIMEOUT, "dev-2 offline for the group", retry=not_found)
+    wait_until(lambda: next(m for m in failover_one.traffic_group(tg)["members"] if m["name"] == "dev-2")["offline"],
+               TIMEOUT, "dev-1 to hear that dev-2 is offline", retry=not_found)
     assert failover_two.online()["state"] == "online"
-    eventually(lambda: failover_two.traffic_group(tg)["state"] == "standby", what="dev-2 standby again")
+    wait_until(lambda: failover_two.traffic_group(tg)["state"] == "standby",
+               TIMEOUT, "dev-2 standby again", retry=not_found)
     assert failover_one.active_device(tg) == "dev-1"
 
     # events: oldest first, filtered, limited
@@ -184,9 +168,9 @@ def test_virtual_server_and_pool_stats_on_the_active_device(pair: list[Client]) 
         Pool(name="stats-pool", members=[{"address": "127.0.0.1", "port": backend.port}], connection=one).post()
         virtual = VirtualServer(name="stats-vs", address=vip[0], port=vip[1], pool="stats-pool", traffic_group=tg,
                                 connection=one).post()
-        eventually(lambda: ask(*vip) == "stats-backend", what="the virtual server to answer")
-        stats = eventually(lambda: (s := virtual.stats(connection=two))["connections_total"] >= 1 and s,
-                           what="a connection counted on dev-2")
+        wait_until(lambda: ask(*vip) == "stats-backend", TIMEOUT, "the virtual server to answer", retry=not_found)
+        stats = wait_until(lambda: (s := virtual.stats(connection=two))["connections_total"] >= 1 and s,
+                           TIMEOUT, "a connection counted on dev-2", retry=not_found)
         assert (stats["address"], stats["port"], stats["pool"], stats["listening"]) == (
             vip[0], vip[1], "/Common/stats-pool", True)
         assert {"connections_current", "bytes_in", "bytes_out", "error"} <= set(stats)

@@ -1,13 +1,11 @@
 """`client.cluster` (the membership view) against real devices: two `tandem serve` processes on loopback
 formed into a sync-failover group with ClusterManager, a traffic group, real heartbeats. No mocks."""
 
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from tandem import Client, ClusterInfo, ClusterMember, Failover, TandemError, TrafficGroup, User
+from waiting import wait_until
 
 TG = "tg-sdk"
 TIMEOUT = 10.0
@@ -19,15 +17,6 @@ def tg_pair(pair: list[Client]) -> list[Client]:
     TrafficGroup(name=TG, device_group="dg", ha_order=["dev-1", "dev-2"]).post(connection=pair[0])
     Failover(pair[0]).wait_active(TG, "dev-1", timeout=TIMEOUT)
     return pair
-
-
-def eventually(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + TIMEOUT
-    while not (last := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {TIMEOUT} s waiting for {what}; last: {last!r}")
-        time.sleep(0.05)
-    return last
 
 
 def statuses(client: Client) -> dict[str, str]:
@@ -47,7 +36,8 @@ def test_the_cluster_object_has_the_lxd_attributes(tg_pair):
 
 def test_members_all_and_get(tg_pair):
     one, _ = tg_pair
-    eventually(lambda: statuses(one) == {"dev-1": "Online", "dev-2": "Online"}, "both members Online")
+    wait_until(lambda: statuses(one) == {"dev-1": "Online", "dev-2": "Online"},
+               TIMEOUT, "both members Online", retry=())
     members = one.cluster.get().members.all()
     assert all(isinstance(m, ClusterMember) for m in members)
     assert [(m.server_name, m.url, m.database, m.message) for m in members] == [
@@ -71,18 +61,19 @@ def test_evacuate_and_restore(tg_pair):
     assert member.evacuate() is member
     assert member.status == "Evacuated" and member.message == "evacuated: its traffic groups are served by others"
     Failover(one).wait_active(TG, "dev-2", timeout=TIMEOUT)
-    eventually(lambda: statuses(one)["dev-1"] == "Evacuated", "dev-1 to see itself Evacuated")
+    wait_until(lambda: statuses(one)["dev-1"] == "Evacuated", TIMEOUT, "dev-1 to see itself Evacuated", retry=())
     assert member.evacuate().status == "Evacuated"  # idempotent
     assert member.restore().status == "Online"
-    eventually(lambda: statuses(one)["dev-1"] == "Online", "dev-1 to see itself Online again")
-    eventually(lambda: Failover(one).traffic_group(TG)["state"] == "standby", "dev-1 standby once restored")
+    wait_until(lambda: statuses(one)["dev-1"] == "Online", TIMEOUT, "dev-1 to see itself Online again", retry=())
+    wait_until(lambda: Failover(one).traffic_group(TG)["state"] == "standby",
+               TIMEOUT, "dev-1 standby once restored", retry=())
     assert Failover(one).active_device(TG) == "dev-2"
 
 
 def test_rename_and_a_read_only_user(tg_pair):
     one, two = tg_pair
     assert one.cluster.rename("site-b").cluster_name == "site-b"
-    eventually(lambda: two.cluster.get().cluster_name == "site-b", "dev-2 to take the name")
+    wait_until(lambda: two.cluster.get().cluster_name == "site-b", TIMEOUT, "dev-2 to take the name", retry=())
     User(name="watcher", role="auditor", password="watcher-pass").post(connection=one)
     auditor = Client(one.url, "watcher", "watcher-pass", fingerprint=one.fingerprint)
     try:

@@ -4,7 +4,6 @@ import datetime
 import http.server
 import json
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from backends import http_server
 from tandem.models.fingerprints import format_fingerprint, normalize_fingerprint
 from tandem.sdk import Client, TandemError
 from tandem.sdk.tls import pinned_context
@@ -125,16 +125,8 @@ def https_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     seen: list[str] = []
-    handler = type("Handler", (_Handler,), {"requests": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", fingerprint, seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(type("Handler", (_Handler,), {"requests": seen}), tls=context) as url:
+        yield url, fingerprint, seen
 
 
 def test_right_fingerprint_connects(https_server: tuple[str, str, list[str]]) -> None:

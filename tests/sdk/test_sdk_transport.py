@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from backends import http_server
 from tandem.sdk import Client, TandemError, transport
 
 
@@ -51,16 +52,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server() -> Iterator[tuple[str, list[int], list[str]]]:
     connections: list[int] = []
     paths: list[str] = []
-    handler = type("Handler", (_Handler,), {"connections": connections, "paths": paths})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", connections, paths
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with http_server(type("Handler", (_Handler,), {"connections": connections, "paths": paths})) as url:
+        yield url, connections, paths
 
 
 def test_one_keep_alive_connection(server: tuple[str, list[int], list[str]]) -> None:
