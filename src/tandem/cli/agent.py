@@ -105,7 +105,6 @@ def agent_run(
     """Run an agent until stopped: it keeps its share of the source's services written to the partition."""
     from tandem.agents.addresses import Addresses, parse_pool
     from tandem.agents.devices import Devices
-    from tandem.agents.leases import DeviceLeases, KubernetesLeases
     from tandem.agents.metrics import Metrics
     from tandem.agents.runtime import Agent, AgentError, DuplicateHost, Options
     from tandem.models.fields import parse_host_port
@@ -126,19 +125,7 @@ def agent_run(
     devices = Devices(device, settings.username or os.environ.get("TANDEM_USERNAME") or "admin", _password(settings),
                       verify=not settings.insecure, fingerprint=settings.fingerprint)
     metrics = Metrics()
-    if source == "kubernetes":
-        from kubernetes.client import CoordinationV1Api
-
-        from tandem.agents.sources.kubernetes import KubernetesSource
-
-        api = _kubernetes(kubeconfig)
-        agent_source: Any = KubernetesSource(api, metrics)
-        leases: Any = KubernetesLeases(CoordinationV1Api(api), lease_namespace)
-    else:
-        from tandem.agents.sources.files import FileSource
-
-        assert path is not None
-        agent_source, leases = FileSource(path), DeviceLeases(devices, partition)
+    agent_source, leases = _source_and_leases(source, path, kubeconfig, lease_namespace, devices, partition, metrics)
     agent = Agent(Options(environment, host_id, partition, lease_ttl), agent_source, leases, devices,
                   Addresses(pools, environment), metrics)
     if listen:
@@ -153,6 +140,25 @@ def agent_run(
     finally:
         metrics.close()
         devices.close()
+
+
+def _source_and_leases(source: str, path: Path | None, kubeconfig: Path | None, lease_namespace: str,
+                       devices: Any, partition: str, metrics: Any) -> tuple[Any, Any]:
+    """The agent's source of services and where its leases live: Kubernetes (Lease objects) or a folder of
+    files (leases on the devices)."""
+    from tandem.agents.leases import DeviceLeases, KubernetesLeases
+
+    if source == "kubernetes":
+        from kubernetes.client import CoordinationV1Api
+
+        from tandem.agents.sources.kubernetes import KubernetesSource
+
+        api = _kubernetes(kubeconfig)
+        return KubernetesSource(api, metrics), KubernetesLeases(CoordinationV1Api(api), lease_namespace)
+    from tandem.agents.sources.files import FileSource
+
+    assert path is not None
+    return FileSource(path), DeviceLeases(devices, partition)
 
 
 @app.command("status")
