@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -222,17 +222,11 @@ def _ensure(resource: Any, fields: dict[str, Any], connection: Any) -> Any:
 def setup_demo(output: Reporter, state: LabState, vip: tuple[str, int], timeout: float) -> dict[str, Any]:
     """Start the backends, create the traffic group, monitor, pool and virtual server on dev-1, wait until
     the virtual server answers; what was set up. LabError (devices and backends left up) on failure."""
-    from tandem.sdk import Client, Failover, Monitor, Pool, TandemError, TrafficGroup, VirtualServer
+    from tandem.sdk import Client, TandemError
 
-    lab_dir = Path(state.dir)
-    say = (lambda _line: None) if output.json else output.note
-    state.backends = [
-        LabBackend(name=name, address=BACKEND_ADDRESS, port=0, pid=None, dir=str(lab_dir / name),
-                   log=str(lab_dir / name / BACKEND_LOG), port_file=str(lab_dir / name / BACKEND_PORT_FILE))
-        for name in DEMO_BACKENDS
-    ]
+    say: Callable[[str], None] = (lambda _line: None) if output.json else output.note
+    state.backends = _demo_backends(Path(state.dir))
     address, port = vip
-    names = [d.name for d in state.devices]
     clients: list[Client] = []
     deadline = time.monotonic() + timeout
     try:
@@ -242,27 +236,7 @@ def setup_demo(output: Reporter, state: LabState, vip: tuple[str, int], timeout:
         for device in state.devices:
             password = read_password_file(Path(device.password_file), option="lab admin password file")
             clients.append(Client(device.url, "admin", password, fingerprint=device.fingerprint))
-        root = clients[0]
-        say(f"creating traffic group {DEMO_TRAFFIC_GROUP} (HA order {', '.join(names)})")
-        group_fields = {"device_group": LAB_GROUP, "ha_order": names}
-        _ensure(TrafficGroup(name=DEMO_TRAFFIC_GROUP, **group_fields), group_fields, root)
-        # every device must know the traffic group before the virtual server reaches it (a device
-        # serves a virtual server whose traffic group it does not know)
-        active_device = None
-        for client, name in zip(clients, names, strict=True):
-            heard = Failover(client).wait_active(DEMO_TRAFFIC_GROUP, timeout=max(1.0, deadline - time.monotonic()))
-            active_device = active_device or heard["active_device"]
-            say(f"{name} hears {heard['active_device']} active for {DEMO_TRAFFIC_GROUP}")
-        monitor = {"type": "http", "interval": 1.0, "timeout": 1.0, "path": "/", "expected_status": 200}
-        _ensure(Monitor(name=DEMO_MONITOR, **monitor), monitor, root)
-        members = [{"address": b.address, "port": b.port} for b in state.backends]
-        pool = {"lb_method": "round-robin", "monitor": DEMO_MONITOR, "members": members}
-        say(f"creating pool {DEMO_POOL} ({', '.join(host_port(b.address, b.port) for b in state.backends)}) "
-            f"and virtual server {DEMO_VIRTUAL} on {host_port(address, port)}")
-        _ensure(Pool(name=DEMO_POOL, **pool), pool, root)
-        virtual = {"address": address, "port": port, "pool": DEMO_POOL, "traffic_group": DEMO_TRAFFIC_GROUP,
-                   "enabled": True}
-        _ensure(VirtualServer(name=DEMO_VIRTUAL, **virtual), virtual, root)
+        active_device = _configure_demo(say, state, clients, vip, deadline)
     except (TandemError, LabError) as exc:
         message = getattr(exc, "message", str(exc))
         raise LabError(f"the devices are up, but setting up the virtual server failed: {message} "
@@ -275,21 +249,65 @@ def setup_demo(output: Reporter, state: LabState, vip: tuple[str, int], timeout:
     state.traffic_group = DEMO_TRAFFIC_GROUP
     state.vip = host_port(address, port)
     save_lab(state)
-    answer = None
-    while answer is None:
-        body = fetch(address, port, timeout=1.0)
-        if body is not None and body.split("\n", 1)[0] in DEMO_BACKENDS:
-            answer = body.split("\n", 1)[0]
-        elif time.monotonic() >= deadline:
-            raise LabError(f"the lab is up, but virtual server {DEMO_VIRTUAL} does not answer on "
-                           f"http://{state.vip}/ after {timeout:g} s (see `tandem failover status` and "
-                           "`tandem lab down`)", code="lab_demo_failed")
-        else:
-            time.sleep(0.1)
+    answer = _wait_answer(state, vip, deadline, timeout)
     say(f"http://{state.vip}/ answers ({answer})")
     return {"vip": state.vip, "url": f"http://{state.vip}/", "traffic_group": DEMO_TRAFFIC_GROUP,
             "active_device": active_device, "virtual_server": DEMO_VIRTUAL, "pool": DEMO_POOL, "monitor": DEMO_MONITOR,
             "backends": [{"name": b.name, "url": b.url, "pid": b.pid} for b in state.backends]}
+
+
+def _demo_backends(lab_dir: Path) -> list[LabBackend]:
+    return [
+        LabBackend(name=name, address=BACKEND_ADDRESS, port=0, pid=None, dir=str(lab_dir / name),
+                   log=str(lab_dir / name / BACKEND_LOG), port_file=str(lab_dir / name / BACKEND_PORT_FILE))
+        for name in DEMO_BACKENDS
+    ]
+
+
+def _configure_demo(say: Callable[[str], None], state: LabState, clients: list[Any], vip: tuple[str, int],
+                    deadline: float) -> str | None:
+    """Create the traffic group, monitor, pool and virtual server on dev-1 (the first client); the device
+    every device hears active for the traffic group."""
+    from tandem.sdk import Failover, Monitor, Pool, TrafficGroup, VirtualServer
+
+    address, port = vip
+    names = [d.name for d in state.devices]
+    root = clients[0]
+    say(f"creating traffic group {DEMO_TRAFFIC_GROUP} (HA order {', '.join(names)})")
+    group_fields = {"device_group": LAB_GROUP, "ha_order": names}
+    _ensure(TrafficGroup(name=DEMO_TRAFFIC_GROUP, **group_fields), group_fields, root)
+    # every device must know the traffic group before the virtual server reaches it (a device
+    # serves a virtual server whose traffic group it does not know)
+    active_device = None
+    for client, name in zip(clients, names, strict=True):
+        heard = Failover(client).wait_active(DEMO_TRAFFIC_GROUP, timeout=max(1.0, deadline - time.monotonic()))
+        active_device = active_device or heard["active_device"]
+        say(f"{name} hears {heard['active_device']} active for {DEMO_TRAFFIC_GROUP}")
+    monitor = {"type": "http", "interval": 1.0, "timeout": 1.0, "path": "/", "expected_status": 200}
+    _ensure(Monitor(name=DEMO_MONITOR, **monitor), monitor, root)
+    members = [{"address": b.address, "port": b.port} for b in state.backends]
+    pool = {"lb_method": "round-robin", "monitor": DEMO_MONITOR, "members": members}
+    say(f"creating pool {DEMO_POOL} ({', '.join(host_port(b.address, b.port) for b in state.backends)}) "
+        f"and virtual server {DEMO_VIRTUAL} on {host_port(address, port)}")
+    _ensure(Pool(name=DEMO_POOL, **pool), pool, root)
+    virtual = {"address": address, "port": port, "pool": DEMO_POOL, "traffic_group": DEMO_TRAFFIC_GROUP,
+               "enabled": True}
+    _ensure(VirtualServer(name=DEMO_VIRTUAL, **virtual), virtual, root)
+    return active_device
+
+
+def _wait_answer(state: LabState, vip: tuple[str, int], deadline: float, timeout: float) -> str:
+    """Wait until the virtual server answers with a backend's name (until `deadline`); that name."""
+    address, port = vip
+    while True:
+        body = fetch(address, port, timeout=1.0)
+        if body is not None and body.split("\n", 1)[0] in DEMO_BACKENDS:
+            return body.split("\n", 1)[0]
+        if time.monotonic() >= deadline:
+            raise LabError(f"the lab is up, but virtual server {DEMO_VIRTUAL} does not answer on "
+                           f"http://{state.vip}/ after {timeout:g} s (see `tandem failover status` and "
+                           "`tandem lab down`)", code="lab_demo_failed")
+        time.sleep(0.1)
 
 
 def program() -> str:

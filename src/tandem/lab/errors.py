@@ -4,6 +4,10 @@ from typing import Protocol
 
 from rich.console import Console
 
+REQUEST_ERROR = "cli_error"
+"""The code of a request the lab turns down before it acts (a busy port, a lab already up, a device that is
+not running...): the code the CLI gives the failures it finds itself, which these were."""
+
 
 class LabError(Exception):
     """A failure the lab detects (a bad address, a device that does not start, a virtual server that does not
