@@ -34,7 +34,7 @@ REALTIME_PRIORITY = 10
 PRIORITY_NICE = -20
 
 Message = dict[str, Any]
-"""A message as it is framed: a JSON object with a `type` (the edge between processes)."""
+"""A message as it is framed, between a device's processes or between peers: a JSON object with a `type`."""
 Handler = Callable[[Message], Message | Awaitable[Message | None] | None]
 """Handles one message; for a request, returns the answer's fields (an exception: an error answer)."""
 

@@ -11,7 +11,8 @@ from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import counted, job_response
 from tandem.api.responses import JSON
 from tandem.auth import Principal
-from tandem.models import Monitor, Partition, Pool, PoolMember, Resource, VirtualServer
+from tandem.config.query import Query
+from tandem.models import CONFIG_RESOURCES, PoolMember, Resource
 from tandem.models.fields import NAME_PATTERN, member_key
 from tandem.models.partial import changes, patch_model
 
@@ -87,6 +88,17 @@ def config_router(model: type[Resource]) -> APIRouter:
             return f"{prefix.format(**parent)}/{member_key(stored['address'], stored['port'])}"
         return f"{prefix}/" + "/".join(stored[k] for k in model.identity)
 
+    def bulk_query(request: Request, principal: Principal, parent: dict[str, str]) -> Query:
+        """The filters of a bulk change (some required), once the caller may make it: for a child, on
+        its parent's partition (checked first); else as `require_bulk_write` says."""
+        if parent:
+            require_write(principal, model, parent["partition"])
+        query = parse_query(request, known_fields)
+        require_filter(query)
+        if not parent:
+            require_bulk_write(principal, model, query.filters)
+        return query
+
     def write_partition(parent: dict[str, str], body: Resource | None = None) -> str | None:
         return parent.get("partition", getattr(body, "partition", None))
 
@@ -106,9 +118,7 @@ def config_router(model: type[Resource]) -> APIRouter:
     @router.patch("", status_code=202, summary=f"Change every matching one of {model.kind} (a job)")
     async def patch_collection(request: Request, body: Patch, parent: Parent,  # type: ignore[valid-type]
                                device: DeviceDep, principal: PrincipalDep) -> JSON:
-        query = parse_query(request, known_fields)
-        require_filter(query)
-        require_bulk_write(principal, model, parent or query.filters)
+        query = bulk_query(request, principal, parent)
         patch = changes(body)
         job = device.jobs.start(f"update {_described(model, parent)} matching {query.filters}", lambda: counted(
             device, device.config.update_matching, model, query, patch, parent))
@@ -117,9 +127,7 @@ def config_router(model: type[Resource]) -> APIRouter:
     @router.delete("", status_code=202, summary=f"Delete every matching one of {model.kind} (a job)")
     async def delete_collection(request: Request, parent: Parent, device: DeviceDep,
                                 principal: PrincipalDep) -> JSON:
-        query = parse_query(request, known_fields)
-        require_filter(query)
-        require_bulk_write(principal, model, parent or query.filters)
+        query = bulk_query(request, principal, parent)
         job = device.jobs.start(f"delete {_described(model, parent)} matching {query.filters}",
                                 lambda: counted(device, device.config.delete_matching, model, query, parent))
         return job_response(job)
@@ -142,4 +150,4 @@ def config_router(model: type[Resource]) -> APIRouter:
     return router
 
 
-ROUTERS = [config_router(model) for model in (Partition, Monitor, Pool, PoolMember, VirtualServer)]
+ROUTERS = [config_router(model) for model in (*CONFIG_RESOURCES, PoolMember)]

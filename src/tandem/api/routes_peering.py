@@ -24,10 +24,6 @@ MIRROR_FIELDS = ["partition", "state", "pusher", "last_sync", "objects", "messag
 router = APIRouter(prefix="/api/cluster/peers", tags=["cluster peers"])
 
 
-def _uuid(device: Device, key: str) -> str:
-    return device.peering.relationships.named(key).uuid
-
-
 def _matching(request: Request, device: Device) -> list[str]:
     query = parse_query(request, PEER_FIELDS)
     require_filter(query)
@@ -74,40 +70,40 @@ async def delete_peers(request: Request, device: DeviceDep, principal: Principal
 
 @router.get("/{key}", summary="Read a cluster peer")
 async def read_peer(key: KeyPath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.peering.get(_uuid(device, key)))
+    return JSON(device.peering.get(device.peering.uuid_of(key)))
 
 
 @router.patch("/{key}", summary="Rotate the passphrase, change remote addresses or the proposed encryption")
 async def update_peer(key: KeyPath, body: PeerPatch, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(await device.peering.update(_uuid(device, key), body))
+    return JSON(await device.peering.update(device.peering.uuid_of(key), body))
 
 
 @router.delete("/{key}", summary="Delete a relationship (on both clusters when the other is reachable)")
 async def delete_peer(key: KeyPath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    return JSON(await device.peering.delete(_uuid(device, key)))
+    return JSON(await device.peering.delete(device.peering.uuid_of(key)))
 
 
 @router.get("/{key}/mirrors", summary="The partitions mirrored to this peer")
 async def list_mirrors(request: Request, key: KeyPath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return paged(request, device.peering.mirror_views(_uuid(device, key)), MIRROR_FIELDS, key="partition")
+    return paged(request, device.peering.mirror_views(device.peering.uuid_of(key)), MIRROR_FIELDS, key="partition")
 
 
 @router.post("/{key}/mirrors", status_code=201, summary="Mirror a partition of this cluster to the peer")
 async def add_mirror(key: KeyPath, body: MirrorRequest, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
-    uuid = _uuid(device, key)
+    uuid = device.peering.uuid_of(key)
     mirror = await device.peering.add_mirror(uuid, body.partition)
     return JSON(mirror, status_code=201, headers={"Location": f"/api/cluster/peers/{uuid}/mirrors/{body.partition}"})
 
 
 @router.get("/{key}/mirrors/{partition}", summary="One mirrored partition")
 async def read_mirror(key: KeyPath, partition: KeyPath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.peering.mirror_view(_uuid(device, key), partition))
+    return JSON(device.peering.mirror_view(device.peering.uuid_of(key), partition))
 
 
 @router.delete("/{key}/mirrors/{partition}", status_code=204, summary="Stop mirroring a partition (the peer keeps it)")
 async def remove_mirror(key: KeyPath, partition: KeyPath, device: DeviceDep, principal: PrincipalDep) -> None:
     principal.require_admin()
-    await device.peering.remove_mirror(_uuid(device, key), partition)
+    await device.peering.remove_mirror(device.peering.uuid_of(key), partition)

@@ -258,7 +258,7 @@ TRAFFIC_GROUP_COLUMNS = [
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The traffic group's name.", show_default=False)]
 HaOrderOption = Annotated[str | None, typer.Option(
     "--ha-order", metavar="DEV,DEV,...", show_default=False,
-    help="Device names, most preferred first, comma-separated. [default on create: the group's members by name]")]
+    help="Device names, most preferred first, comma-separated. \\[default on create: the group's members by name]")]
 AddressesOption = Annotated[list[str] | None, typer.Option(
     "--address", "-a", metavar="IP", show_default=False,
     help="A floating address that moves with the traffic group. Repeatable; on update replaces the list.")]

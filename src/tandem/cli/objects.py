@@ -496,7 +496,7 @@ TrafficGroupOption = Annotated[str | None, typer.Option(
     "--traffic-group", show_default=False, help="The traffic group whose active device serves it. "
                                                 f"\\[default: {DEFAULT_TRAFFIC_GROUP}]")]
 EnabledOption = Annotated[bool | None, typer.Option(
-    "--enable/--disable", show_default=False, help="Serve traffic or not. [default on create: --enable]")]
+    "--enable/--disable", show_default=False, help="Serve traffic or not. \\[default on create: --enable]")]
 
 
 @virtual_app.command("create")

@@ -13,6 +13,7 @@ from typing import Literal
 
 from tandem.errors import Conflict, Invalid
 from tandem.models import DEFAULT_PARTITION, Monitor, Partition, Pool, Resource, User, VirtualServer
+from tandem.models.cluster import ViolationView
 from tandem.models.fields import resolve_reference
 from tandem.store import GLOBAL, Body, Store, Transaction
 
@@ -106,11 +107,15 @@ class Violation:
     served: bool
     """False: the object is not served; True: served without what it lacks."""
 
-    def present(self) -> Body:
-        resolution = "not served" if not self.served else "served without health monitoring"
-        return {"type": "integrity", "kind": self.kind, "partition": self.partition, "name": self.name,
-                "devices": [], "rule": self.rule, "objects": [f"/{self.partition}/{self.name}", self.other],
-                "message": f"{self.message}: {resolution}", "resolution": resolution}
+    @property
+    def resolution(self) -> str:
+        return "not served" if not self.served else "served without health monitoring"
+
+    def view(self) -> ViolationView:
+        """As the sync status shows it, with how every device resolves it."""
+        return ViolationView(kind=self.kind, partition=self.partition, name=self.name, devices=[], rule=self.rule,
+                             objects=[f"/{self.partition}/{self.name}", self.other],
+                             message=f"{self.message}: {self.resolution}", resolution=self.resolution)
 
 
 def violations(store: Store, partitions: Collection[str] | None = None) -> list[Violation]:

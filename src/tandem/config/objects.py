@@ -3,7 +3,7 @@ stored, and its create, update and delete inside a transaction, with the referen
 
 A pool's record holds its member list (`units`): writing a pool writes the unit."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from tandem.config import integrity, units
@@ -17,8 +17,10 @@ from tandem.models.lease import LEASES
 from tandem.store import GLOBAL, Body, Store, Transaction
 from tandem.store.draft import Draft
 
-Identity = dict[str, Any]
+ObjectIdentity = dict[str, Any]
 """The fields that name an object (`Resource.identity`, and for a child its parent's: `Resource.parent_keys`)."""
+Check = Callable[[ObjectIdentity], None]
+"""Raises if the object (or parent) named may not be changed here."""
 Txn = Transaction | Draft
 """Where writes go: a transaction on the writer, or a draft computed away from it."""
 Source = Transaction | Draft | Store
@@ -27,7 +29,7 @@ WRITE_ONLY_FIELDS = {"password"}
 """Accepted but never stored as given."""
 
 
-def store_key(model: type[Resource], identity: Identity) -> tuple[str, str]:
+def store_key(model: type[Resource], identity: ObjectIdentity) -> tuple[str, str]:
     """Where the object `identity` names is stored: (partition, name)."""
     return (identity["partition"], identity["name"]) if "partition" in model.identity else (GLOBAL, identity["name"])
 
@@ -66,13 +68,15 @@ class Collection(Protocol):
 
     model: type[Resource]
 
-    def partition_of(self, identity: Identity) -> str: ...
-    def read(self, source: Source, identity: Identity) -> Body: ...
-    def create(self, txn: Txn, obj: Resource, parent: Identity, extra: Body | None) -> Identity: ...
-    def update(self, txn: Txn, identity: Identity, patch: Body, extra: Body | None) -> None: ...
-    def delete(self, txn: Txn, identity: Identity) -> None: ...
-    def matching(self, txn: Txn, parent: Identity, query: Query) -> list[Identity]: ...
-    def page(self, source: Store, parent: Identity, query: Query) -> tuple[list[Body], tuple[str, str] | None]: ...
+    def partition_of(self, identity: ObjectIdentity) -> str: ...
+    def read(self, source: Source, identity: ObjectIdentity) -> Body: ...
+    def create(self, txn: Txn, obj: Resource, parent: ObjectIdentity, extra: Body | None) -> ObjectIdentity: ...
+    def update(self, txn: Txn, identity: ObjectIdentity, patch: Body, extra: Body | None) -> None: ...
+    def delete(self, txn: Txn, identity: ObjectIdentity) -> None: ...
+    def update_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, patch: Body, check: Check) -> int: ...
+    def delete_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, check: Check) -> int: ...
+    def page(self, source: Store, parent: ObjectIdentity,
+             query: Query) -> tuple[list[Body], tuple[str, str] | None]: ...
 
 
 class Objects:
@@ -82,11 +86,11 @@ class Objects:
         self.model = model
         self._global = "partition" not in model.identity
 
-    def partition_of(self, identity: Identity) -> str:
+    def partition_of(self, identity: ObjectIdentity) -> str:
         """The partition whose write permission and read-only state govern the object."""
         return identity["name"] if self.model is Partition else identity.get("partition", GLOBAL)
 
-    def stored(self, source: Source, identity: Identity) -> Body:
+    def stored(self, source: Source, identity: ObjectIdentity) -> Body:
         """The stored record; NotFound if there is none."""
         partition, name = store_key(self.model, identity)
         body = source.get(self.model.kind, partition, name)
@@ -95,10 +99,10 @@ class Objects:
             raise NotFound(f"{self.model.__name__} {where} does not exist", target=where)
         return body
 
-    def read(self, source: Source, identity: Identity) -> Body:
+    def read(self, source: Source, identity: ObjectIdentity) -> Body:
         return present(source, self.model.kind, self.stored(source, identity))
 
-    def create(self, txn: Txn, obj: Resource, parent: Identity, extra: Body | None) -> Identity:
+    def create(self, txn: Txn, obj: Resource, parent: ObjectIdentity, extra: Body | None) -> ObjectIdentity:
         partition, name = key_of(obj)
         if txn.exists(self.model.kind, partition, name):
             raise Conflict(f"{self.model.__name__} {name!r} already exists", target="name")
@@ -117,7 +121,7 @@ class Objects:
             write_object(txn, obj, stored, current)
         return True
 
-    def update(self, txn: Txn, identity: Identity, patch: Body, extra: Body | None) -> None:
+    def update(self, txn: Txn, identity: ObjectIdentity, patch: Body, extra: Body | None) -> None:
         stored = self.stored(txn, identity)
         for field in self.model.identity:
             if field in patch and patch[field] != stored.get(field):
@@ -129,7 +133,7 @@ class Objects:
             integrity.check_admin_remains(txn, obj.name, obj.role)
         write_object(txn, obj, stored, current, extra)
 
-    def delete(self, txn: Txn, identity: Identity) -> None:
+    def delete(self, txn: Txn, identity: ObjectIdentity) -> None:
         partition, name = store_key(self.model, identity)
         self.stored(txn, identity)
         integrity.check_unreferenced(txn, self.model.kind, partition, name)
@@ -141,11 +145,25 @@ class Objects:
                     txn.delete(kind, name, record.name)
         txn.delete(self.model.kind, partition, name)
 
-    def matching(self, txn: Txn, parent: Identity, query: Query) -> list[Identity]:
+    def _matching(self, txn: Txn, query: Query) -> list[Body]:
         partition = GLOBAL if self._global else None
         return [r.body for r in txn.records(self.model.kind, partition=partition) if query.matches(r.body)]
 
-    def page(self, source: Store, parent: Identity, query: Query) -> tuple[list[Body], tuple[str, str] | None]:
+    def update_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, patch: Body, check: Check) -> int:
+        matched = self._matching(txn, query)
+        for body in matched:
+            check(body)
+            self.update(txn, body, patch, None)
+        return len(matched)
+
+    def delete_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, check: Check) -> int:
+        matched = self._matching(txn, query)
+        for body in matched:
+            check(body)
+            self.delete(txn, body)
+        return len(matched)
+
+    def page(self, source: Store, parent: ObjectIdentity, query: Query) -> tuple[list[Body], tuple[str, str] | None]:
         partition = GLOBAL if self._global else None
         records: Iterator[tuple[tuple[str, str], Body]] = (
             ((r.partition, r.name), present(source, self.model.kind, r.body))

@@ -4,7 +4,7 @@ each change of one member is an overlay of the pool's unit (`units`), never a re
 from collections.abc import Iterator
 
 from tandem.config import units
-from tandem.config.objects import Identity, Objects, Source, Txn
+from tandem.config.objects import Check, ObjectIdentity, Objects, Source, Txn
 from tandem.config.presentation import pool_members
 from tandem.config.query import Query
 from tandem.config.validation import validate
@@ -13,7 +13,7 @@ from tandem.models import Pool, PoolMember, Resource
 from tandem.models.fields import member_key, parse_member_key
 from tandem.store import Body, Store
 
-POOLS = Objects(Pool)
+POOL_OBJECTS = Objects(Pool)
 
 
 def stored_member(source: Source, pool: Body, key: str) -> Body | None:
@@ -28,11 +28,11 @@ def write_member(txn: Txn, pool: Body, key: str, member: Body | None) -> None:
     txn.put(units.OVERLAYS, pool["partition"], name, {"member": member})
 
 
-def _pool(identity: Identity) -> Identity:
+def _pool(identity: ObjectIdentity) -> ObjectIdentity:
     return {"partition": identity["partition"], "name": identity["pool"]}
 
 
-def _key(identity: Identity) -> str:
+def _key(identity: ObjectIdentity) -> str:
     """The member key of an identity (`member` from a URL, or `address` and `port`) as stored
     (`address:port`, the address normalized); NotFound if malformed."""
     try:
@@ -54,47 +54,62 @@ class PoolMembers:
 
     model: type[Resource] = PoolMember
 
-    def partition_of(self, identity: Identity) -> str:
+    def partition_of(self, identity: ObjectIdentity) -> str:
         return identity["partition"]
 
-    def _existing(self, source: Source, identity: Identity) -> tuple[Body, str, Body]:
+    def _existing(self, source: Source, identity: ObjectIdentity) -> tuple[Body, str, Body]:
         """The stored pool, the member's key and the member; NotFound for either."""
-        pool = POOLS.stored(source, _pool(identity))
+        pool = POOL_OBJECTS.stored(source, _pool(identity))
         key = _key(identity)
         member = stored_member(source, pool, key)
         if member is None:
             raise NotFound(f"pool /{identity['partition']}/{identity['pool']} has no member {key}", target="member")
         return pool, key, member
 
-    def read(self, source: Source, identity: Identity) -> Body:
+    def read(self, source: Source, identity: ObjectIdentity) -> Body:
         return self._existing(source, identity)[2]
 
-    def create(self, txn: Txn, obj: Resource, parent: Identity, extra: Body | None) -> Identity:
+    def create(self, txn: Txn, obj: Resource, parent: ObjectIdentity, extra: Body | None) -> ObjectIdentity:
         assert isinstance(obj, PoolMember)
-        pool = POOLS.stored(txn, _pool(parent))
+        pool = POOL_OBJECTS.stored(txn, _pool(parent))
         key = member_key(obj.address, obj.port)
         if stored_member(txn, pool, key) is not None:
             raise Conflict(f"pool /{parent['partition']}/{parent['pool']} already has member {key}", target="address")
         write_member(txn, pool, key, obj.model_dump())
         return parent | {"member": key}
 
-    def update(self, txn: Txn, identity: Identity, patch: Body, extra: Body | None) -> None:
+    def update(self, txn: Txn, identity: ObjectIdentity, patch: Body, extra: Body | None) -> None:
         pool, key, current = self._existing(txn, identity)
         _check_identity(current, patch)
         write_member(txn, pool, key, validate(PoolMember, current | patch).model_dump())
 
-    def delete(self, txn: Txn, identity: Identity) -> None:
+    def delete(self, txn: Txn, identity: ObjectIdentity) -> None:
         pool, key, _ = self._existing(txn, identity)
         write_member(txn, pool, key, None)
 
-    def matching(self, txn: Txn, parent: Identity, query: Query) -> list[Identity]:
-        pool = POOLS.stored(txn, _pool(parent))
-        return [parent | {"member": key} for key, body in units.keyed(pool_members(txn, pool)).items()
-                if query.matches(body)]
+    def _matching(self, txn: Txn, parent: ObjectIdentity, query: Query, check: Check) -> tuple[Body, dict[str, Body]]:
+        """The stored pool and its members matching `query`, by key; the pool read once."""
+        check(parent)
+        pool = POOL_OBJECTS.stored(txn, _pool(parent))
+        members = units.keyed(pool_members(txn, pool))
+        return pool, {key: body for key, body in members.items() if query.matches(body)}
 
-    def page(self, source: Store, parent: Identity, query: Query) -> tuple[list[Body], tuple[str, str] | None]:
+    def update_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, patch: Body, check: Check) -> int:
+        pool, matched = self._matching(txn, parent, query, check)
+        for key, current in matched.items():
+            _check_identity(current, patch)
+            write_member(txn, pool, key, validate(PoolMember, current | patch).model_dump())
+        return len(matched)
+
+    def delete_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, check: Check) -> int:
+        pool, matched = self._matching(txn, parent, query, check)
+        for key in matched:
+            write_member(txn, pool, key, None)
+        return len(matched)
+
+    def page(self, source: Store, parent: ObjectIdentity, query: Query) -> tuple[list[Body], tuple[str, str] | None]:
         partition, pool_name = parent["partition"], parent["pool"]
-        members = units.keyed(pool_members(source, POOLS.stored(source, _pool(parent))))
+        members = units.keyed(pool_members(source, POOL_OBJECTS.stored(source, _pool(parent))))
         records: Iterator[tuple[tuple[str, str], Body]] = (
             ((partition, f"{pool_name}/{key}"), body) for key, body in members.items()
             if query.after is None or (partition, f"{pool_name}/{key}") > query.after)

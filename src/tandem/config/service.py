@@ -13,18 +13,17 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from tandem.config.objects import Collection, Identity, Objects, Txn, store_key
+from tandem.config.objects import Collection, ObjectIdentity, Objects, Txn, store_key
 from tandem.config.pool_members import PoolMembers
 from tandem.config.query import Query
 from tandem.config.validation import invalid_from
 from tandem.errors import ApiError, Conflict, Invalid, NotFound
-from tandem.models import Monitor, Partition, Pool, PoolMember, Resource, User, VirtualServer
+from tandem.models import CONFIG_RESOURCES, PoolMember, Resource, User
 from tandem.models.batch import Operation
 from tandem.models.partial import changes, patch_model
 from tandem.store import Body, Store
 
 M = TypeVar("M", bound=BaseModel)
-NO_PARENT: Identity = {}
 
 
 def _body(model: type[M], data: Body) -> M:
@@ -59,29 +58,30 @@ class ConfigService:
         self.read_only = read_only
         """Why a partition may not be changed here (it is a peer cluster's mirror), or None."""
         self._collections: dict[type[Resource], Collection] = {
-            model: Objects(model) for model in (Partition, Monitor, Pool, VirtualServer, User)}
+            model: Objects(model) for model in (*CONFIG_RESOURCES, User)}
         self._collections[PoolMember] = PoolMembers()
 
-    def _writable(self, collection: Collection, identity: Identity) -> None:
+    def _writable(self, collection: Collection, identity: ObjectIdentity) -> None:
+        """Conflict if the object (or parent) `identity` names is in a partition read-only here."""
         locked = self.read_only(collection.partition_of(identity))
         if locked:
             raise Conflict(locked, target="partition")
 
-    def read(self, model: type[Resource], identity: Identity) -> Body:
+    def read(self, model: type[Resource], identity: ObjectIdentity) -> Body:
         """The object as presented; NotFound if there is none."""
         return self._collections[model].read(self.store, identity)
 
-    def stored(self, model: type[Resource], identity: Identity) -> Body | None:
+    def stored(self, model: type[Resource], identity: ObjectIdentity) -> Body | None:
         """The stored body of a top-level object, hidden fields included, or None."""
         return self.store.get(model.kind, *store_key(model, identity))
 
-    def create(self, obj: Resource, extra: Body | None = None, parent: Identity = NO_PARENT) -> Body:
+    def create(self, obj: Resource, extra: Body | None = None, parent: ObjectIdentity | None = None) -> Body:
         """Store a new object; `Conflict` if it exists. `extra` holds server-side fields."""
         with self.store.transaction() as txn:
-            identity = self._create(txn, obj, extra, parent)
+            identity = self._create(txn, obj, extra, parent or {})
         return self.read(type(obj), identity)
 
-    def _create(self, txn: Txn, obj: Resource, extra: Body | None, parent: Identity) -> Identity:
+    def _create(self, txn: Txn, obj: Resource, extra: Body | None, parent: ObjectIdentity) -> ObjectIdentity:
         collection = self._collections[type(obj)]
         self._writable(collection, parent or {field: getattr(obj, field) for field in type(obj).identity})
         return collection.create(txn, obj, parent, extra)
@@ -92,49 +92,49 @@ class ConfigService:
         assert isinstance(objects, Objects)
         self._writable(objects, {field: getattr(obj, field) for field in type(obj).identity})
         if not objects.replace(txn, obj):
-            objects.create(txn, obj, NO_PARENT, None)
+            objects.create(txn, obj, {}, None)
 
-    def update(self, model: type[Resource], identity: Identity, patch: Body, extra: Body | None = None) -> Body:
+    def update(self, model: type[Resource], identity: ObjectIdentity, patch: Body, extra: Body | None = None) -> Body:
         """Merge `patch` into the stored object and store it if the result is valid."""
         with self.store.transaction() as txn:
             self._update(txn, model, identity, patch, extra)
         return self.read(model, identity)
 
-    def _update(self, txn: Txn, model: type[Resource], identity: Identity, patch: Body, extra: Body | None) -> None:
+    def _update(self, txn: Txn, model: type[Resource], identity: ObjectIdentity, patch: Body,
+                extra: Body | None) -> None:
         collection = self._collections[model]
         self._writable(collection, identity)
         collection.update(txn, identity, patch, extra)
 
-    def delete(self, model: type[Resource], identity: Identity) -> None:
+    def delete(self, model: type[Resource], identity: ObjectIdentity) -> None:
         """Delete an object; `Conflict` if something still refers to it."""
         with self.store.transaction() as txn:
             self._delete(txn, model, identity)
 
-    def _delete(self, txn: Txn, model: type[Resource], identity: Identity) -> None:
+    def _delete(self, txn: Txn, model: type[Resource], identity: ObjectIdentity) -> None:
         collection = self._collections[model]
         self._writable(collection, identity)
         collection.delete(txn, identity)
 
     def page(self, model: type[Resource], query: Query,
-             parent: Identity = NO_PARENT) -> tuple[list[Body], tuple[str, str] | None]:
+             parent: ObjectIdentity | None = None) -> tuple[list[Body], tuple[str, str] | None]:
         """One page of the collection matching `query`, and the cursor of the next page."""
-        return self._collections[model].page(self.store, parent, query)
+        return self._collections[model].page(self.store, parent or {}, query)
 
-    def update_matching(self, model: type[Resource], query: Query, patch: Body, parent: Identity = NO_PARENT) -> int:
+    def update_matching(self, model: type[Resource], query: Query, patch: Body,
+                        parent: ObjectIdentity | None = None) -> int:
         """Apply `patch` to every object matching `query`, all in one transaction; the count changed."""
+        collection = self._collections[model]
         with self.store.transaction() as txn:
-            matched = self._collections[model].matching(txn, parent, query)
-            for identity in matched:
-                self._update(txn, model, identity, patch, None)
-        return len(matched)
+            return collection.update_matching(txn, parent or {}, query, patch,
+                                              lambda identity: self._writable(collection, identity))
 
-    def delete_matching(self, model: type[Resource], query: Query, parent: Identity = NO_PARENT) -> int:
+    def delete_matching(self, model: type[Resource], query: Query, parent: ObjectIdentity | None = None) -> int:
         """Delete every object matching `query`, all in one transaction; the count deleted."""
+        collection = self._collections[model]
         with self.store.transaction() as txn:
-            matched = self._collections[model].matching(txn, parent, query)
-            for identity in matched:
-                self._delete(txn, model, identity)
-        return len(matched)
+            return collection.delete_matching(txn, parent or {}, query,
+                                              lambda identity: self._writable(collection, identity))
 
     # -- batches --------------------------------------------------------------------------------
 
@@ -165,6 +165,6 @@ class ConfigService:
         else:
             obj = _body(model, operation.body | identity)
             if operation.action == "create":
-                self._create(txn, obj, None, NO_PARENT)
+                self._create(txn, obj, None, {})
             else:
                 self._replace(txn, obj)

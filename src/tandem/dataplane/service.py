@@ -53,7 +53,7 @@ class Desired:
 
 @dataclass(frozen=True)
 class ServingStatus:
-    """What this device serves (`GET /api/dataplane/status`): the floating addresses it holds (and those it
+    """What this device serves (`GET /api/dataplane`): the floating addresses it holds (and those it
     could not), and the data plane process's errors, virtual servers and pools with their counters and
     member health, by `/partition/name`, as that process reports them."""
 
@@ -156,13 +156,9 @@ class DataPlane:
         """The rules the configuration breaks, each logged once when it appears."""
         found = set(violations(self._store))
         for violation in sorted(found - self._violations, key=lambda v: v.message):
-            log.warning("the merged configuration breaks a rule: %s", violation.present()["message"])
+            log.warning("the merged configuration breaks a rule: %s", violation.view().message)
         self._violations = found
         return found
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
 
     async def status(self) -> ServingStatus:
         """What this device serves now."""

@@ -33,6 +33,7 @@ from tandem.failover.snapshot import (
     TrafficGroupConfig,
     TrafficGroupReport,
 )
+from tandem.models.cluster import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
 from tandem.models.fields import parse_host_port
 from tandem.tasks import cancel
 
@@ -138,7 +139,7 @@ class Failover:
 
     def _timers(self) -> tuple[float, float]:
         config = self.config
-        return (config.interval, config.timeout) if config and config.group else (0.2, 1.0)
+        return (config.interval, config.timeout) if config and config.group else (HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT)
 
     async def _beat(self) -> None:
         """A heartbeat every interval, on a fixed cadence (the time taken by the work does not add up)."""

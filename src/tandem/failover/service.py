@@ -15,11 +15,10 @@ from tandem.failover.snapshot import FailoverConfig, FailoverReport, Peer, Traff
 from tandem.failover.status import (
     DataplaneStatus,
     FailoverStatus,
-    HeartbeatStatus,
-    MemberStatus,
+    TrafficGroupMember,
     TrafficGroupStatus,
 )
-from tandem.models.cluster import SYNC_FAILOVER, GroupRecord, TrafficGroup
+from tandem.models.cluster import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, SYNC_FAILOVER, GroupRecord, TrafficGroup
 from tandem.models.fields import parse_host_port
 from tandem.store import FailoverEvent, Store
 from tandem.tasks import cancel
@@ -87,10 +86,6 @@ class FailoverService:
             self._store.add_event(message["traffic_group"], message["from_state"], message["to_state"],
                                   message["reason"], message["at"])
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
     # -- the configuration it works from -------------------------------------------------------------
 
     def device_group(self) -> GroupRecord | None:
@@ -120,8 +115,8 @@ class FailoverService:
                 peers.append(Peer(device.id, name, host, port))
         return FailoverConfig(
             device_id=domain.device_id, device_name=domain.me.name, key=heartbeat_key(domain.secret).hex(),
-            group=group.name if group else None, interval=group.heartbeat_interval if group else 0.2,
-            timeout=group.heartbeat_timeout if group else 1.0,
+            group=group.name if group else None, interval=group.heartbeat_interval if group else HEARTBEAT_INTERVAL,
+            timeout=group.heartbeat_timeout if group else HEARTBEAT_TIMEOUT,
             peers=tuple(peers), trusted=frozenset(d.id for d in domain.devices()),
             traffic_groups=tuple(
                 TrafficGroupConfig(t.name, tuple(t.ha_order), t.auto_failback,
@@ -188,13 +183,14 @@ class FailoverService:
         """This device's failover state as the failover process last reported it (ages brought up to now): the
         body of `GET /api/failover/status`."""
         group = self.device_group()
-        interval, timeout = (group.heartbeat_interval, group.heartbeat_timeout) if group else (0.2, 1.0)
+        interval, timeout = ((group.heartbeat_interval, group.heartbeat_timeout) if group
+                             else (HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT))
         elapsed = self._elapsed()
         groups = []
         for traffic_group in self.traffic_groups():
             reported = self._reported_group(traffic_group.name)
             members = tuple(
-                MemberStatus(m.name, m.alive, m.offline, m.state,
+                TrafficGroupMember(m.name, m.alive, m.offline, m.state,
                              None if m.last_heard_s is None else round(m.last_heard_s + elapsed, 3))
                 for m in (reported.members if reported else ()))
             groups.append(TrafficGroupStatus(
@@ -205,13 +201,12 @@ class FailoverService:
                 addresses=tuple(traffic_group.addresses), auto_failback=traffic_group.auto_failback,
                 members=members))
         report = self._report
-        counters = vars(report.heartbeat.counters) if report else {}
         silent_s = report.dataplane_silent_s if report else None
         return FailoverStatus(
             device=self._domain.me.name, device_group=group.name if group else None,
             offline=self.out_of_service, evacuated=self.evacuated,
             state=OFFLINE if self.out_of_service else "online", reason=report.reason if report else "",
-            heartbeat=HeartbeatStatus(**counters, interval=interval, timeout=timeout),
+            heartbeat={**(vars(report.heartbeat.counters) if report else {}), "interval": interval, "timeout": timeout},
             dataplane=DataplaneStatus(answering=report is not None and silent_s is None, silent_s=silent_s),
             process=self._child.status(), traffic_groups=tuple(groups))
 

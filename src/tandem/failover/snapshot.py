@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from tandem.failover.heartbeat import Counters
+from tandem.models.cluster import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class FailoverConfig:
     """The heartbeat key (hex), derived from the trust domain's secret."""
     group: str | None = None
     """This device's sync-failover group (None: it serves on its own)."""
-    interval: float = 0.2
-    timeout: float = 1.0
+    interval: float = HEARTBEAT_INTERVAL
+    timeout: float = HEARTBEAT_TIMEOUT
     peers: tuple[Peer, ...] = ()
     trusted: frozenset[str] = frozenset()
     """Ids of the devices of the trust domain: heartbeats of others are dropped."""

@@ -4,12 +4,11 @@ as they are (orjson encodes dataclasses)."""
 
 from dataclasses import dataclass
 
-from tandem.failover.heartbeat import Counters
 from tandem.ipc import ProcessStatus
 
 
 @dataclass(frozen=True)
-class MemberStatus:
+class TrafficGroupMember:
     name: str
     alive: bool
     offline: bool
@@ -28,15 +27,7 @@ class TrafficGroupStatus:
     ha_order: tuple[str, ...]
     addresses: tuple[str, ...]
     auto_failback: bool
-    members: tuple[MemberStatus, ...]
-
-
-@dataclass
-class HeartbeatStatus(Counters):
-    """The heartbeat counters, and the group's interval and timeout (seconds)."""
-
-    interval: float = 0.2
-    timeout: float = 1.0
+    members: tuple[TrafficGroupMember, ...]
 
 
 @dataclass(frozen=True)
@@ -55,7 +46,8 @@ class FailoverStatus:
     evacuated: bool
     state: str
     reason: str
-    heartbeat: HeartbeatStatus
+    heartbeat: dict[str, float]
+    """The heartbeat counters (once the failover process reported), the interval and the timeout."""
     dataplane: DataplaneStatus
     process: ProcessStatus
     traffic_groups: tuple[TrafficGroupStatus, ...]

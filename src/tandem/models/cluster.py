@@ -14,6 +14,8 @@ SYNC_FAILOVER, SYNC_ONLY = get_args(GroupType)
 GROUP_TYPES: tuple[str, ...] = get_args(GroupType)
 GROUP_LIMITS = {SYNC_FAILOVER: 8, SYNC_ONLY: 32}
 """The most members a device group of each type may have."""
+HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT = 0.2, 1.0
+"""A group's heartbeat timers unless told (seconds): how often, and silent how long before a member is dead."""
 
 SyncStatus = Literal["In Sync", "Changes Pending", "Awaiting Initial Sync", "Not All Devices Synced", "Disconnected"]
 IN_SYNC, CHANGES_PENDING, AWAITING_INITIAL_SYNC, NOT_ALL_SYNCED, DISCONNECTED = get_args(SyncStatus)
@@ -32,8 +34,8 @@ class DeviceGroup(BaseModel):
     partitions: list[Name] = Field(default_factory=lambda: [DEFAULT_PARTITION])
     auto_sync: bool = True
     full_load_on_sync: bool = False
-    heartbeat_interval: float = Field(0.2, ge=0.02, le=10)
-    heartbeat_timeout: float = Field(1.0, ge=0.05, le=60)
+    heartbeat_interval: float = Field(HEARTBEAT_INTERVAL, ge=0.02, le=10)
+    heartbeat_timeout: float = Field(HEARTBEAT_TIMEOUT, ge=0.05, le=60)
     description: Description = ""
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ against it; a PATCH is merged into the stored resource and the result validated 
 again, so there is one definition of what a valid resource is.
 """
 
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,6 +53,23 @@ class Partition(Resource):
     description: Description = ""
 
 
+MonitorInterval = Annotated[float, Field(ge=0.05, le=3600)]
+"""Seconds: between probes, or without an answer before a member is down."""
+MonitorPath = Annotated[str | None, Field(max_length=1024, pattern=r"^/[\x21-\x7e]*$")]
+ExpectedStatus = Annotated[int | None, Field(ge=100, le=599)]
+
+
+def _http_fields(settings: "MonitorSettings | Monitor") -> None:
+    """tcp monitors take no path nor expected status; http ones get the defaults."""
+    if settings.type == "tcp":
+        for field in ("path", "expected_status"):
+            if getattr(settings, field) is not None:
+                raise ValueError(f"{field}: only http monitors take a {field}")
+    else:
+        settings.path = settings.path or HTTP_PATH
+        settings.expected_status = settings.expected_status or HTTP_STATUS
+
+
 class MonitorSettings(BaseModel):
     """How a health monitor probes: `tcp` (connect) or `http` (GET `path`, expect `expected_status`).
     A `Monitor` resource is these settings named; an agent's service carries them unnamed."""
@@ -60,31 +77,35 @@ class MonitorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: MonitorType
-    interval: float = Field(MONITOR_INTERVAL, ge=0.05, le=3600)
-    timeout: float = Field(MONITOR_TIMEOUT, ge=0.05, le=3600)
-    path: str | None = Field(None, max_length=1024, pattern=r"^/[\x21-\x7e]*$")
-    expected_status: int | None = Field(None, ge=100, le=599)
+    interval: MonitorInterval = MONITOR_INTERVAL
+    timeout: MonitorInterval = MONITOR_TIMEOUT
+    path: MonitorPath = None
+    expected_status: ExpectedStatus = None
 
     @model_validator(mode="after")
-    def _http_fields(self) -> Self:
-        if self.type == "tcp":
-            for field in ("path", "expected_status"):
-                if getattr(self, field) is not None:
-                    raise ValueError(f"{field}: only http monitors take a {field}")
-        else:
-            self.path = self.path or HTTP_PATH
-            self.expected_status = self.expected_status or HTTP_STATUS
+    def _http(self) -> Self:
+        _http_fields(self)
         return self
 
 
-class Monitor(Resource, MonitorSettings):
-    """A health monitor resource: its settings, named in a partition."""
+class Monitor(Resource):
+    """A health monitor resource: `MonitorSettings` named in a partition."""
 
     kind: ClassVar[str] = "monitors"
 
     partition: Name = DEFAULT_PARTITION
     name: Name
+    type: MonitorType
+    interval: MonitorInterval = MONITOR_INTERVAL
+    timeout: MonitorInterval = MONITOR_TIMEOUT
+    path: MonitorPath = None
+    expected_status: ExpectedStatus = None
     description: Description = ""
+
+    @model_validator(mode="after")
+    def _http(self) -> Self:
+        _http_fields(self)
+        return self
 
 
 class PoolMember(Resource):

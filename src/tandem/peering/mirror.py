@@ -73,7 +73,7 @@ def digest(objects: list[list[Any]]) -> str:
 
 
 @dataclass(frozen=True)
-class Change:
+class MirrorChange:
     """One object of a partition (or one member of a pool) to write as `body`, or to delete (`body` None)."""
 
     kind: str
@@ -82,7 +82,7 @@ class Change:
     """As the API presents it."""
 
 
-def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[Change]:
+def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[MirrorChange]:
     """Objects (or changes: a None body deletes) from a peer, each of `models` and valid for `partition`;
     ValueError if not."""
     if not isinstance(objects, list) or len(objects) > 1_000_000:
@@ -103,7 +103,7 @@ def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[Chan
                 raise ValueError(f"{kind} {name} is not in partition {partition}")
             if kind == PoolMember.kind and name.partition("/")[2] != member_key(model.address, model.port):
                 raise ValueError(f"member {name} is not {member_key(model.address, model.port)}")
-        out.append(Change(kind, name, body))
+        out.append(MirrorChange(kind, name, body))
     return out
 
 
@@ -111,8 +111,9 @@ def apply_state(store: Store, partition: str, objects: Any) -> int:
     """Make the partition equal to `objects`; the number of objects written or deleted."""
     wanted = {(c.kind, c.name): c.body for c in _checked(partition, objects, CONFIG_MODELS)}
     current = {(kind, name): body for kind, name, body in snapshot(store, partition)}
-    changes = [Change(kind, name, body) for (kind, name), body in wanted.items() if current.get((kind, name)) != body]
-    changes += [Change(kind, name, None) for (kind, name) in current.keys() - wanted.keys()]
+    changes = [MirrorChange(kind, name, body) for (kind, name), body in wanted.items()
+               if current.get((kind, name)) != body]
+    changes += [MirrorChange(kind, name, None) for (kind, name) in current.keys() - wanted.keys()]
     return _write(store, partition, changes)
 
 
@@ -120,7 +121,7 @@ def apply_changes(store: Store, partition: str, changes: Any) -> int:
     return _write(store, partition, _checked(partition, changes, CHANGES))
 
 
-def _write(store: Store, partition: str, changes: list[Change]) -> int:
+def _write(store: Store, partition: str, changes: list[MirrorChange]) -> int:
     """Write the changes, objects first, then single members (of the pools as just written)."""
     if not changes:
         return 0

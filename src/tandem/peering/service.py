@@ -137,6 +137,10 @@ class PeeringService:
             shown["authentication"]["passphrase"] = shown_passphrase
         return shown
 
+    def uuid_of(self, key: str) -> str:
+        """The uuid of the relationship `key` names (its uuid or its name); NotFound if none."""
+        return self.relationships.named(key).uuid
+
     def all(self) -> list[dict[str, Any]]:
         return [self.view(r) for r in sorted(self.relationships.all(), key=lambda r: r.name)]
 

@@ -13,15 +13,16 @@ Statuses (`Online`, `Offline`, `Evacuated`) are those the device asked sees now:
 docs/clustering.md, "Membership view".
 """
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, get_args
 
+from tandem.models.cluster import MemberStatus
 from tandem.sdk.paging import records
 from tandem.sdk.resource import segment
 
 if TYPE_CHECKING:
     from tandem.sdk.client import Client
 
-ONLINE, OFFLINE, EVACUATED = "Online", "Offline", "Evacuated"
+ONLINE, OFFLINE, EVACUATED = get_args(MemberStatus)
 
 _CLUSTER = "/api/cluster"
 _MEMBERS = "/api/cluster/members"

@@ -36,7 +36,8 @@ class Resource:
 
     Subclasses set `_model` (the resource's model in `tandem.models`) and what the model does not
     know: `_collection` (a path, with `{parent}` placeholders for parent keys) unless it is
-    `/api/{model.kind}`, `_parents` (names of the parent keys, in order) and `_identity` unless the
+    `/api/{model.kind}` (for a child, `/api/{parent_kind}/{parent keys...}/{kind}`), `_parents`
+    (names of the parent keys, in order) unless the model's `parent_keys`, and `_identity` unless the
     model has one. `_identity_defaults` come from the defaults of the model's identity fields.
     The model only describes: bodies are not validated here, the device's errors tell what is wrong.
     """
@@ -56,8 +57,12 @@ class Resource:
         model = cls.__dict__.get("_model")
         if model is None:
             return
+        parent_kind = getattr(model, "parent_kind", None)
         if "_collection" not in cls.__dict__ and hasattr(model, "kind"):
-            cls._collection = f"/api/{model.kind}"
+            parents = "".join(f"/{{{key}}}" for key in model.parent_keys) if parent_kind else ""
+            cls._collection = f"/api/{parent_kind}{parents}/{model.kind}" if parent_kind else f"/api/{model.kind}"
+        if "_parents" not in cls.__dict__ and parent_kind:
+            cls._parents = model.parent_keys
         if "_identity" not in cls.__dict__ and hasattr(model, "identity"):
             cls._identity = model.identity
         if "_identity_defaults" not in cls.__dict__:

@@ -57,8 +57,6 @@ class PoolMember(Resource):
     """
 
     _model = models.PoolMember
-    _collection = "/api/pools/{partition}/{pool}/members"
-    _parents = ("partition", "pool")
 
     def _item_segments(self) -> list[str]:
         address: Any = self._key_value("address")

@@ -18,13 +18,15 @@ Vector = dict[str, int]
 Key = tuple[str, str, str]
 """An object's key in the store: (kind, partition, name)."""
 
-_Id = Annotated[str, Field(min_length=1, max_length=64)]
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+"""A device id, or a scope, as a peer may send it."""
 _Kind = Annotated[str, Field(min_length=1, max_length=64)]
 _Partition = Annotated[str, Field(max_length=64)]
 _Name = Annotated[str, Field(min_length=1, max_length=200)]
 _Clock = Annotated[int, Field(ge=0)]
 _Seq = Annotated[int, Field(ge=1)]
-_Vector = dict[_Id, Annotated[int, Field(ge=0)]]
+CheckedVector = dict[Id, Annotated[int, Field(ge=0)]]
+"""A version vector as a peer may send it."""
 
 Change = tuple[_Kind, _Partition, _Name, _Clock, Body | None]
 """One change of a log record: kind, partition, name, stamp clock, body (None: deleted)."""
@@ -40,9 +42,9 @@ class Version:
     name: _Name
     body: Body | None
     hlc: _Clock
-    origin: _Id
+    origin: Id
     seq: _Seq | None
-    vv: _Vector
+    vv: CheckedVector
     deleted: bool
 
     @property
@@ -77,9 +79,9 @@ class LogRecord:
     """One transaction of one device in one scope: its changes, with one sequence number and vector (None:
     pending, not sent until sequenced). `id` and `scope` say where this device keeps it (never sent)."""
 
-    origin: _Id
+    origin: Id
     seq: _Seq | None
-    vv: _Vector
+    vv: CheckedVector
     changes: list[Change]
     scope: str = field(default="", compare=False)
     id: int = field(default=0, compare=False)

@@ -14,9 +14,8 @@ from tandem.models.conflict import CONFLICTS
 from tandem.models.lease import LEASES
 from tandem.store import LogRecord, Version
 from tandem.store.digest import BUCKETS
+from tandem.store.records import CheckedVector, Id
 
-Id = Annotated[str, Field(min_length=1, max_length=64)]
-Vector = dict[Id, Annotated[int, Field(ge=0)]]
 REPLICATED_KINDS = frozenset({*(m.kind for m in (*CONFIG_RESOURCES, PoolMember)), LEASES, CONFLICTS})
 """The kinds of objects that replicate: configuration, and the leases and conflict records kept in its
 partitions."""
@@ -56,7 +55,7 @@ class Snapshot(_Message):
     scope: Id
     replace: bool
     last: bool
-    vv: Vector | None
+    vv: CheckedVector | None
     versions: list[Version] = Field(max_length=100_000)
 
     @model_validator(mode="after")
@@ -68,7 +67,7 @@ class Snapshot(_Message):
 class ScopeStatus(_Message):
     """What a device has of one scope: its vector, its digest, its pending changes, whether it is synced."""
 
-    vv: Vector
+    vv: CheckedVector
     buckets: list[Annotated[int, Field(ge=0)]] = Field(min_length=BUCKETS, max_length=BUCKETS)
     pending: Annotated[int, Field(ge=0)]
     synced: bool

@@ -11,7 +11,6 @@ from tandem.models.cluster import (
     GroupStatus,
     MemberSyncStatus,
     SyncStatus,
-    ViolationView,
 )
 from tandem.sync import conflicts
 from tandem.sync.engine import SyncEngine
@@ -68,6 +67,6 @@ def group_status(engine: SyncEngine, group: GroupRecord) -> GroupStatus:
     states = {m.status for m in members}
     overall = next((s for s in GROUP_ORDER if s in states), IN_SYNC)
     found = [*conflicts.views(engine.store, group.partitions, names),
-             *(ViolationView.model_validate(violation.present())
+             *(violation.view()
                for violation in violations(engine.store, group.partitions))]
     return GroupStatus(name=scope, type=group.type, status=overall, members=members, conflicts=found)

@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from tandem.ipc import Message
 from tandem.models.cluster import TrustedDevice
 from tandem.tasks import cancel
 from tandem.trust import tls
@@ -31,8 +32,6 @@ PING_INTERVAL, PING_TIMEOUT = 1.0, 3.0
 RETRY_MIN, RETRY_MAX = 0.1, 2.0
 REFUSED = 4403
 
-Message = dict[str, Any]
-"""A message between peers as it goes on the wire: a JSON object with a `type`."""
 
 
 class Connection:

@@ -1,8 +1,8 @@
 """TLS contexts of the peer channel: both sides present their device certificate, both pin."""
 
-import hashlib
 import ssl
 
+from tandem.models.fingerprints import fingerprint
 from tandem.trust.identity import Identity
 
 
@@ -39,4 +39,4 @@ def client_context(identity: Identity, pinned_cert: str) -> ssl.SSLContext:
 def peer_fingerprint(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
     """The SHA-256 fingerprint of the certificate the other side presented."""
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    return hashlib.sha256(der).digest().hex(":") if der else None
+    return fingerprint(der) if der else None
