@@ -78,6 +78,10 @@ class PoolMembers:
         write_member(txn, pool, key, obj.model_dump())
         return parent | {"member": key}
 
+    def created(self, source: Source, obj: Resource, identity: ObjectIdentity) -> Body:
+        """The member just created: as written (a member is presented as it is stored)."""
+        return obj.model_dump()
+
     def update(self, txn: Txn, identity: ObjectIdentity, patch: Body, extra: Body | None) -> None:
         pool, key, current = self._existing(txn, identity)
         _check_identity(current, patch)

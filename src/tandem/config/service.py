@@ -79,7 +79,7 @@ class ConfigService:
         """Store a new object; `Conflict` if it exists. `extra` holds server-side fields."""
         with self.store.transaction() as txn:
             identity = self._create(txn, obj, extra, parent or {})
-        return self.read(type(obj), identity)
+        return self._collections[type(obj)].created(self.store, obj, identity)
 
     def _create(self, txn: Txn, obj: Resource, extra: Body | None, parent: ObjectIdentity) -> ObjectIdentity:
         collection = self._collections[type(obj)]
