@@ -2,22 +2,14 @@
 
 import pytest
 
-from tandem.config import ConfigService, integrity
 from tandem.errors import Conflict
 from tandem.models import Partition
 from tandem.models.batch import Operation
-from tandem.store import Store
 
 
 @pytest.fixture
-def config(tmp_path):
-    store = Store(tmp_path / "t.db", index_of=integrity.references)
-    service = ConfigService(store)
-    for name in ("Common", "mirror"):
-        service.create(Partition(name=name))
-    service.read_only = lambda partition: "mirror is a peer cluster's mirror" if partition == "mirror" else None
-    yield service
-    store.close()
+def config(mirrored_config):
+    return mirrored_config()
 
 
 @pytest.mark.parametrize(("operation", "target"), [
