@@ -5,7 +5,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,6 +15,7 @@ from typing import Any, Self
 import pytest
 
 from tandem import Client
+from tandem.lab.processes import port_in_use
 from tandem.lab.state import LabDevice, LabState, save_lab
 
 CONNECTION_ENV = ("TANDEM_URL", "TANDEM_USERNAME", "TANDEM_PASSWORD", "TANDEM_FINGERPRINT", "TANDEM_DEVICE",
@@ -61,13 +61,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def free(address: str, port: int) -> bool:
     """Nothing listens on address:port (connections in TIME_WAIT do not count: devices bind with SO_REUSEADDR)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-    return True
+    return not port_in_use(address, port)
 
 
 def pick_block(also: tuple[tuple[int, int], ...] = (), devices: int = 2) -> tuple[str, int]:
