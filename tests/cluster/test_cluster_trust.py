@@ -1,6 +1,7 @@
 """Trust domain: adding devices (from any member, spreading to all), refusals that change nothing,
 removal, and a peer channel that only trusted certificates get through."""
 
+import http.server
 import ssl
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from cluster_helpers import Cluster, check, error_of
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
+from backends import http_server
 from devices import free_port
 from tandem.trust.identity import load_or_create
 from waiting import wait_until
@@ -94,6 +96,40 @@ def test_unreachable_address_is_a_502_naming_the_url(domain):
         "url": f"https://127.0.0.1:{free_port()}", "username": "admin", "password": "whatever-password"})
     assert response.status_code == 502, response.text
     assert error_of(response)["target"] == "url"
+    assert trust_state(domain["dev-1"]) == before
+
+
+class _NoDeviceRecord(http.server.BaseHTTPRequestHandler):
+    """Logs anyone in, then answers `GET /api/device` with something that is no device record."""
+
+    def _json(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._json(b'{"token": "t"}')
+
+    def do_GET(self) -> None:
+        self._json(b'{"name": "dev-9"}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_device_answering_no_device_record_is_a_502_and_changes_nothing(domain, tmp_path):
+    fake = load_or_create(tmp_path / "fake", "dev-9", ["127.0.0.1"])
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(fake.cert_path, fake.key_path)
+    before = trust_state(domain["dev-1"])
+    with http_server(_NoDeviceRecord, tls) as url:
+        response = domain["dev-1"].api.post("/api/trust/devices", json={
+            "url": url, "username": "admin", "password": "whatever-password"})
+    assert response.status_code == 502, response.text
+    assert error_of(response)["target"] == "url" and "malformed device record" in error_of(response)["message"]
     assert trust_state(domain["dev-1"]) == before
 
 
