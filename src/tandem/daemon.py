@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from tandem.api import create_app
+from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.device import Device, DeviceError, admin_password_from
 from tandem.models.fields import parse_host_port
 
@@ -69,8 +70,8 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),
-                            ssl_certfile=str(device.identity.cert_path), http="httptools",
-                            log_level="warning", access_log=False, timeout_keep_alive=75, lifespan="off",
+                            ssl_certfile=str(device.identity.cert_path), http=LimitedHttpProtocol,
+                            log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE, lifespan="off",
                             proxy_headers=False, server_header=False, timeout_graceful_shutdown=1)
     log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s", name, device.store.device_id,
              device.management_url, *device.peer_listen, device.identity.fingerprint)

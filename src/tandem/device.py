@@ -26,12 +26,18 @@ from tandem.models import DEFAULT_PARTITION, DeviceInfo, Partition, User
 from tandem.models.cluster import TrustedDevice
 from tandem.peering.service import PeeringService
 from tandem.store import Store
+from tandem.store.database import read_meta
 from tandem.sync.engine import SyncEngine
 from tandem.sync.groups import DeviceGroups
 from tandem.trust.domain import Domain
-from tandem.trust.identity import Identity, load_or_create, write_private
+from tandem.trust.identity import Identity, IdentityError, import_pair, load_or_create, regenerate, write_private
 
 ADMIN_PASSWORD_FILE = "admin-password"
+STORE_FILE = "tandem.db"
+IDENTITY_DIR = "identity"
+PRIVATE_DIR = 0o700
+"""The mode of the data directory and the directories in it, whatever the umask: only the device's user
+enters them (the store holds the trust domain's secret and password hashes)."""
 T = TypeVar("T")
 
 
@@ -77,8 +83,8 @@ class Device:
         `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`;
         peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering)."""
         try:
-            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            store = Store(data_dir / "tandem.db", durable=durable, index_of=integrity.references)
+            _private_dir(data_dir)
+            store = Store(data_dir / STORE_FILE, durable=durable, index_of=integrity.references)
             upgrade(store)
         except (OSError, sqlite3.Error) as error:
             raise DeviceError(f"cannot open the store in {data_dir}: {error}") from None
@@ -89,8 +95,13 @@ class Device:
             provider(addresses, interface)  # refused here, with a clear error, rather than in the failover process
         except (OSError, ValueError) as error:
             raise DeviceError(str(error)) from None
-        (data_dir / "run").mkdir(exist_ok=True, mode=0o700)
-        identity = load_or_create(data_dir / "identity", name, [host])
+        try:
+            _private_dir(data_dir / "run")
+            identity = load_or_create(data_dir / IDENTITY_DIR, name, [host], existing=known is not None)
+        except OSError as error:
+            raise DeviceError(f"cannot set up {data_dir}: {error}") from None
+        except IdentityError as error:
+            raise DeviceError(str(error)) from None
         management_url = f"https://{_host_port(host, port)}"
         peer_listen = peer_listen or (host, port + 1)
         me = TrustedDevice(id=store.device_id, name=name, fingerprint=identity.fingerprint,
@@ -160,7 +171,7 @@ class Device:
         """This device: `GET /api/device`."""
         return DeviceInfo(name=self.name, id=self.store.device_id, fingerprint=self.identity.fingerprint,
                           management_url=self.management_url, version=__version__,
-                          last_commit_id=self.store.last_commit_id())
+                          last_commit_id=self.store.last_commit_id(), logins=self.sessions.throttle.stats())
 
     def close(self) -> None:
         self.batches.close()
@@ -171,6 +182,36 @@ def _leads(domain: Domain, sync: SyncEngine) -> bool:
     """Whether this device leads its cluster's chores (the first by name of the devices it can reach)."""
     reachable = [d.name for d in domain.peers() if (view := sync.peers.get(d.id)) and view.connected]
     return domain.me.name <= min(reachable, default=domain.me.name)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    path.chmod(PRIVATE_DIR)  # also one made before, or under a wider umask
+
+
+def regenerate_identity(data_dir: Path, hosts: list[str] | None = None) -> Identity:
+    """Give the device kept in `data_dir` (stopped) a new key pair and certificate (`identity.regenerate`)."""
+    name = read_meta(data_dir / STORE_FILE, "device_name")
+    if name is None:
+        raise DeviceError(f"{data_dir} holds no device: `tandem serve` creates one, with its identity")
+    try:
+        return regenerate(data_dir / IDENTITY_DIR, name, hosts)
+    except OSError as error:
+        raise DeviceError(f"cannot write the identity in {data_dir}: {error}") from None
+
+
+def import_identity(data_dir: Path, cert: Path, key: Path) -> Identity:
+    """Make the certificate and key in these files (a matching pair) the identity of the device kept in
+    `data_dir` (stopped, or not created yet)."""
+    try:
+        cert_pem, key_pem = cert.read_bytes(), key.read_bytes()
+        _private_dir(data_dir)
+        name = read_meta(data_dir / STORE_FILE, "device_name") or ""
+        return import_pair(data_dir / IDENTITY_DIR, name, cert_pem, key_pem)
+    except OSError as error:
+        raise DeviceError(f"cannot import the identity: {error}") from None
+    except IdentityError as error:
+        raise DeviceError(str(error)) from None
 
 
 def _host_port(host: str, port: int) -> str:

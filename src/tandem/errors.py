@@ -50,3 +50,19 @@ class UnsupportedMediaType(ApiError):
 
 class Invalid(ApiError):
     status, code = 422, "validation_error"
+
+
+class TooManyRequests(ApiError):
+    """Refused for now: try again after `retry_after` seconds (sent as `Retry-After`)."""
+
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, retry_after: float, target: str | None = None) -> None:
+        super().__init__(message, target)
+        self.retry_after = retry_after
+
+
+class InsufficientStorage(ApiError):
+    """The device cannot write its data (its disk is full, or failing): nothing was changed."""
+
+    status, code = 507, "insufficient_storage"

@@ -12,9 +12,16 @@ async def device(request: Request) -> Device:
     return request.app.state.device
 
 
+def source(request: Request) -> str:
+    """The caller's address, which failed logins are counted by."""
+    return request.client.host if request.client else ""
+
+
 async def principal(request: Request) -> Principal:
-    """The caller, authenticated from the Authorization header; 401 otherwise."""
-    return await request.app.state.device.sessions.authenticate(request.headers.get("authorization"))
+    """The caller, authenticated from the Authorization header; 401 otherwise (429 while failed Basic
+    logins back off)."""
+    return await request.app.state.device.sessions.authenticate(request.headers.get("authorization"),
+                                                                source(request))
 
 
 DeviceDep = Annotated[Device, Depends(device)]

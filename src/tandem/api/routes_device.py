@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from tandem.api.deps import DeviceDep, PrincipalDep
+from tandem.api.deps import DeviceDep, PrincipalDep, source
+from tandem.api.openapi import errors
 from tandem.api.responses import JSON
 from tandem.models import DeviceInfo, Health, LoginRequest, Token
 
@@ -16,9 +17,10 @@ async def health(device: DeviceDep) -> JSON:
     return JSON({"status": "ok", "name": device.name})
 
 
-@router.post("/auth/login", response_model=Token, summary="Log in: a token to send as `Authorization: Bearer`")
-async def login(body: LoginRequest, device: DeviceDep) -> JSON:
-    token, expires_at, who = await device.sessions.login(body.username, body.password)
+@router.post("/auth/login", response_model=Token, responses=errors(401, 429),
+             summary="Log in: a token to send as `Authorization: Bearer`")
+async def login(body: LoginRequest, request: Request, device: DeviceDep) -> JSON:
+    token, expires_at, who = await device.sessions.login(body.username, body.password, source(request))
     return JSON({"token": token, "expires_at": datetime.fromtimestamp(expires_at, UTC), "username": who.username,
                  "role": who.role})
 

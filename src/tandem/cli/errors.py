@@ -21,7 +21,8 @@ class CliError(Exception):
         self.code = code
 
 
-def _output_of(ctx: Any) -> Output:
+def output_of(ctx: Any) -> Output:
+    """The output the command line was set up with (plain output when it ran without the main callback)."""
     obj = getattr(ctx, "obj", None)
     output = getattr(obj, "output", None)
     return output if isinstance(output, Output) else Output()
@@ -65,6 +66,6 @@ class TandemGroup(TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:
-            if report(_output_of(ctx), exc):
+            if report(output_of(ctx), exc):
                 raise typer.Exit(1) from None
             raise

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tandem.cli import agent, cluster, failover, lab, objects, peer, serve
+from tandem.cli import agent, cluster, failover, identity, lab, objects, peer, serve
 from tandem.cli.connection import Settings, close
 from tandem.cli.errors import TandemGroup
 from tandem.cli.output import Output, OutputFormat
@@ -84,4 +84,5 @@ app.add_typer(agent.app, name="agent", rich_help_panel="Automation")
 app.add_typer(failover.app, name="failover", rich_help_panel="Failover")
 app.add_typer(failover.traffic_group_app, name="traffic-group", rich_help_panel="Failover")
 app.command("serve", rich_help_panel="Device")(serve.serve)
+app.add_typer(identity.app, name="identity", rich_help_panel="Device")
 app.add_typer(lab.app, name="lab", rich_help_panel="Lab")

@@ -49,8 +49,16 @@ class Job(BaseModel):
     finished_at: datetime | None = None
 
 
+class LoginStats(BaseModel):
+    """Failed logins on one device since it started (HTTP Basic included)."""
+
+    failed: int = Field(description="wrong user name or password")
+    throttled: int = Field(description="attempts refused with 429 while backing off")
+    backing_off: int = Field(description="(user, source address) pairs and source addresses backing off now")
+
+
 class DeviceInfo(BaseModel):
-    """This device: its identity and where its log stands."""
+    """This device: its identity, where its log stands, and its failed logins."""
 
     name: str
     id: str
@@ -58,6 +66,7 @@ class DeviceInfo(BaseModel):
     management_url: str
     version: str
     last_commit_id: int
+    logins: LoginStats | None = None
 
 
 class Health(BaseModel):

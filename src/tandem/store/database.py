@@ -17,6 +17,11 @@ for them). Version vectors and digests change in memory only when a transaction 
 The database runs in WAL mode with `synchronous=NORMAL`: a transaction is in the WAL when COMMIT
 returns, so an acknowledged write survives the process being killed at any moment
 (`synchronous=FULL`, `durable=True`, also survives a power cut, at a cost per write).
+
+The database and its WAL and shared-memory files are readable by their owner only (they hold the trust
+domain's secret and password hashes). A transaction that cannot be written (disk full, I/O error) is
+rolled back whole and raises `InsufficientStorage`; reads go on, and writes succeed again once there is
+room, without a restart.
 """
 
 import asyncio
@@ -24,6 +29,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -38,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from tandem.errors import InsufficientStorage
 from tandem.models.cluster import DomainRecord
 from tandem.store.clock import HybridClock, Stamp
 from tandem.store.digest import BUCKETS, Digest, bucket_of, combine, home_partition, version_hash
@@ -55,6 +62,10 @@ CHECKPOINT_EVERY = 1.0
 """Seconds between copies of the WAL into the database (by the checkpoint thread)."""
 WRITER_CACHE_KIB = 65536
 """Page cache of the writer's connection (SQLite's default is 2 MiB): a 10,000-object write stays in it."""
+PRIVATE = 0o600
+"""The mode of the database and its WAL and shared-memory files."""
+_SQLITE_IOERR, _SQLITE_FULL = 10, 13
+"""SQLite's primary result codes of a write the disk refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,36 @@ ScopeOf = Callable[[str, str, str], ScopeRule]
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
+
+
+def make_private(path: Path) -> None:
+    """Create the database file `path` readable by its owner only, and make it and its WAL and shared-memory
+    files so if they exist (SQLite gives the ones it creates later the database's mode), whatever the umask."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(file, PRIVATE)
+
+
+def read_meta(path: Path, key: str) -> str | None:
+    """A metadata value of the store in `path` (None: no store, or no such value), read only: for tools that
+    run while the device is stopped."""
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # no meta table: not a device's store yet
+            return None
+    return row[0] if row else None
+
+
+def storage_error(error: sqlite3.Error) -> InsufficientStorage | None:
+    """The API's error for a write the disk refused (full, or failing), else None."""
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF not in (_SQLITE_FULL, _SQLITE_IOERR):
+        return None
+    return InsufficientStorage(f"the device cannot write its data ({error}); nothing was changed: free space in its"
+                               " data directory and retry")
 
 
 class Transaction:
@@ -183,6 +224,7 @@ class Store(Reader):
         """The store in `path`; `index_of` names the references of each object to index (none by default)."""
         self.path = path
         self._durable = durable
+        make_private(path)
         self._writer_db = self._connect()
         self._writer_db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._writer_db.executescript(resources.files("tandem.store").joinpath("schema.sql").read_text())
@@ -266,9 +308,19 @@ class Store(Reader):
 
     def _checkpoint_loop(self) -> None:
         db = self._connect()
+        failing = False
         try:
             while not self._closing.wait(CHECKPOINT_EVERY):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as error:  # a full disk: the WAL keeps the data, tried again next time
+                    if not failing:
+                        log.error("cannot copy the WAL into the database: %s", error)
+                    failing = True
+                else:
+                    if failing:
+                        log.info("copying the WAL into the database again")
+                    failing = False
         finally:
             db.close()
 
@@ -388,17 +440,29 @@ class Store(Reader):
         if self._pending is not None:
             raise RuntimeError("transactions do not nest")
         pending = self._pending = _Pending()
-        self.db.execute("BEGIN IMMEDIATE")
+        db = self.db
         try:
+            db.execute("BEGIN IMMEDIATE")
             yield pending
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            db.execute("COMMIT")
+        except BaseException as error:
+            self._roll_back()
+            if isinstance(error, sqlite3.Error) and (refused := storage_error(error)) is not None:
+                raise refused from error
             raise
         else:
-            self.db.execute("COMMIT")
             self._publish(pending)
         finally:
             self._pending = None
+
+    def _roll_back(self) -> None:
+        """End the failed transaction: nothing of it stays (SQLite may have rolled it back already, as after a
+        failed COMMIT on a full disk, or left it open); what it changed in memory is dropped with `_pending`."""
+        if self._writer_db.in_transaction:
+            try:
+                self._writer_db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                log.error("cannot roll back a failed transaction: %s", error)
 
     def _publish(self, pending: "_Pending") -> None:
         with self.lock:
