@@ -3,7 +3,8 @@
 With encryption `tls-psk` the connection is upgraded to TLS 1.3 keyed by the relationship's key
 (the PSK identity is the client cluster's uuid): everything after the hello is encrypted, and only
 a holder of the key completes the handshake. With `none` the two sides prove the key to each other
-by HMAC over fresh nonces; the frames that follow travel in clear.
+by HMAC over fresh nonces; the frames that follow travel in clear. Only then may frames be larger
+than `wire.PREAUTH_MAX_FRAME`.
 """
 
 import hashlib
@@ -70,6 +71,7 @@ async def client_session(channel: Channel, cluster_uuid: str, key: str, encrypti
     ready = await channel.receive()
     if ready["type"] != "ready":
         raise WireError(f"expected ready, got {ready['type']!r}")
+    channel.authenticated()
 
 
 async def server_session(channel: Channel, client_nonce: str, key: str, encryption: str,
@@ -88,4 +90,5 @@ async def server_session(channel: Channel, client_nonce: str, key: str, encrypti
         if answer["type"] != "proof" or not hmac.compare_digest(
                 str(answer.get("proof", "")), _proof(key, b"client", client_nonce, nonce)):
             raise AuthenticationFailed("the client did not prove the relationship's key")
+    channel.authenticated()
     await channel.send({"type": "ready"})

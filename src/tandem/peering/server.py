@@ -15,6 +15,11 @@ log = logging.getLogger("tandem.peering")
 
 IDLE_TIMEOUT = 30.0
 """A session that sends nothing for this long is closed (links probe every second)."""
+MAX_UNAUTHENTICATED = 64
+"""Connections that have not authenticated yet (pairing, or a session's handshake) held at once: more are
+refused with `busy` (a link tries again within seconds)."""
+AUTH_TIMEOUT = 10.0
+"""Seconds a connection has to pair or to open its session; then it is closed."""
 
 UNKNOWN = "this cluster has no relationship with yours (deleted here?)"
 
@@ -31,6 +36,7 @@ class InterclusterServer:
         self._local = local
         self._handlers = handlers
         self._limiter = pairing.Limiter()
+        self._unauthenticated = 0
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -45,13 +51,18 @@ class InterclusterServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         channel = Channel(reader, writer)
         try:
-            hello = await channel.receive()
-            if hello["type"] == "pair":
-                await pairing.respond(channel, hello, self._relationships, self._local(), self._limiter)
-            elif hello["type"] == "session":
-                await self._session(channel, hello)
-            else:
-                await channel.fail("malformed", f"unknown request {hello['type']!r}")
+            if self._unauthenticated >= MAX_UNAUTHENTICATED:
+                return await channel.fail("busy", "too many connections are authenticating here: try again")
+            self._unauthenticated += 1
+            try:
+                async with asyncio.timeout(AUTH_TIMEOUT):
+                    session = await self._authenticate(channel)
+            except TimeoutError:
+                raise WireError(f"not authenticated within {AUTH_TIMEOUT:g} s") from None
+            finally:
+                self._unauthenticated -= 1
+            if session is not None:
+                await self._session(channel, *session)
         except WireError as error:
             log.debug("intercluster connection from %s ended: %s", channel.peer_host, error)
         except Exception:  # a bug in one conversation must not take the listener down
@@ -59,17 +70,30 @@ class InterclusterServer:
         finally:
             await channel.close()
 
-    async def _session(self, channel: Channel, hello: dict[str, Any]) -> None:
+    async def _authenticate(self, channel: Channel) -> tuple[str, str] | None:
+        """Answer the hello: a pairing (None once done), or a session's handshake (its cluster and key)."""
+        hello = await channel.receive()
+        if hello["type"] == "pair":
+            await pairing.respond(channel, hello, self._relationships, self._local(), self._limiter)
+            return None
+        if hello["type"] != "session":
+            await channel.fail("malformed", f"unknown request {hello['type']!r}")
+            return None
         cluster = str(hello.get("cluster", ""))
         record = self._relationships.with_cluster(cluster)
         if record is None or record.key is None:
-            return await channel.fail("unknown", UNKNOWN)
+            await channel.fail("unknown", UNKNOWN)
+            return None
         encryption = record.encryption_state or "none"
         if hello.get("encryption") != encryption:
-            return await channel.fail("encryption", f"this relationship uses encryption {encryption}")
+            await channel.fail("encryption", f"this relationship uses encryption {encryption}")
+            return None
         key = record.key
         await secure.server_session(channel, str(hello.get("nonce", "")), key, encryption,
                                     lambda identity: key if identity == cluster else None)
+        return cluster, key
+
+    async def _session(self, channel: Channel, cluster: str, key: str) -> None:
         while True:
             request = await channel.receive(IDLE_TIMEOUT)
             current = self._relationships.with_cluster(cluster)

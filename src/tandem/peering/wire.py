@@ -1,7 +1,8 @@
 """The intercluster wire: length-prefixed JSON frames over TCP, upgraded to TLS-PSK when the relationship asks.
 
 A frame is a 4-byte big-endian length and a JSON object with a string `type`. Anything else ends the
-conversation: a peer cluster is a stranger until it proves the relationship's key.
+conversation: a peer cluster is a stranger until it proves the relationship's key, and until then
+(pairing, a session's handshake) a frame is at most `PREAUTH_MAX_FRAME`.
 """
 
 import asyncio
@@ -13,6 +14,10 @@ from typing import Any
 import orjson
 
 MAX_FRAME = 64 << 20
+"""The largest frame once the other side has authenticated (a mirrored partition goes whole)."""
+PREAUTH_MAX_FRAME = 16 << 10
+"""The largest frame before then: the messages of pairing and of a session's handshake are well under it.
+A larger announced length ends the conversation before the frame is read."""
 TIMEOUT = 5.0
 
 
@@ -27,6 +32,7 @@ class Channel:
         self._reader = reader
         self._writer = writer
         self._calling = asyncio.Lock()
+        self.max_frame = PREAUTH_MAX_FRAME
         self.peer_host = str((writer.get_extra_info("peername") or ("?",))[0])
 
     @classmethod
@@ -50,7 +56,7 @@ class Channel:
         try:
             header = await asyncio.wait_for(self._reader.readexactly(4), timeout)
             (length,) = struct.unpack(">I", header)
-            if length > MAX_FRAME:
+            if length > self.max_frame:
                 raise WireError(f"frame of {length} bytes is over the limit")
             data = await asyncio.wait_for(self._reader.readexactly(length), timeout)
         except asyncio.IncompleteReadError:
@@ -74,6 +80,10 @@ class Channel:
         async with self._calling:
             await self.send(message)
             return await self.receive(timeout)
+
+    def authenticated(self) -> None:
+        """The other side proved the relationship's key: its frames may now be up to `MAX_FRAME`."""
+        self.max_frame = MAX_FRAME
 
     async def fail(self, code: str, message: str) -> None:
         """Tell the other side why the conversation ends (it raises RemoteError there)."""
