@@ -98,7 +98,7 @@ STATUS_COLUMNS = [
 def heartbeat_line(status: Mapping[str, Any]) -> str:
     beat = status.get("heartbeat") or {}
     counters = ", ".join(f"{key} {format_value(beat.get(key))}" for key in ("received", "forged", "replayed",
-                                                                                "malformed") if key in beat)
+                                                                                "stale", "malformed") if key in beat)
     return (f"heartbeats every {format_value(beat.get('interval'))} s, dead after "
             f"{format_value(beat.get('timeout'))} s: {counters}")
 
@@ -118,6 +118,9 @@ def show_status(output: Output, status: Mapping[str, Any]) -> None:
         output.records(rows, STATUS_COLUMNS)
     else:
         output.note("no traffic groups" + (f" in device group {group}" if group else ""))
+    for group_status in status.get("traffic_groups") or ():
+        for address, reason in (group_status.get("address_errors") or {}).items():
+            output.note(f"{group_status.get('name')}: cannot add {address}: {reason}")
     output.out.print(heartbeat_line(status), highlight=False)
 
 

@@ -563,11 +563,13 @@ def _not_served_here(ctx: typer.Context, exc: Any, what: str) -> None:
     from tandem.sdk import Failover
 
     try:
-        groups = Failover(connect(_settings(ctx))).status().get("traffic_groups") or []
+        status = Failover(connect(_settings(ctx))).status()
     except _sdk().TandemError:
         raise exc from None
+    groups = status.get("traffic_groups") or []
     actives = sorted({str(g["active_device"]) for g in groups if g.get("active_device")})
-    hint = f"; ask the active device (--device {actives[0]})" if len(actives) == 1 else ""
+    elsewhere = len(actives) == 1 and actives[0] != status.get("device")  # not this device: its error says why
+    hint = f"; ask the active device (--device {actives[0]})" if elsewhere else ""
     raise CliError(f"{exc.message}{hint}", target=what, code="not_found") from None
 
 

@@ -65,6 +65,10 @@ class ServingStatus:
     process: ipc.ProcessStatus
 
 
+def _address_error(address: str, address_errors: dict[str, str]) -> str:
+    return f"its address {address} cannot be added to this device: {address_errors[address]}"
+
+
 class DataPlane:
     """Starts the data plane process and keeps it told what the configuration says."""
 
@@ -123,7 +127,9 @@ class DataPlane:
     def desired(self) -> Desired:
         """What the data plane process may serve (its `desired` message), and, to the failover process, the
         addresses of the virtual servers of each traffic group (and of none)."""
-        unserved = {(v.partition, v.name) for v in self._check_integrity() if v.kind == VirtualServer.kind}
+        found = self._check_integrity()
+        unserved = {(v.partition, v.name) for v in found if v.kind == VirtualServer.kind}
+        unmonitored = {(v.partition, v.name) for v in found if v.kind == Pool.kind}
         virtuals = [r.body for r in self._store.records(VirtualServer.kind)
                     if r.body.get("enabled", True) and (r.partition, r.name) not in unserved]
         pools, monitors = {}, {}
@@ -135,7 +141,7 @@ class DataPlane:
             if pool is None or key in pools:
                 continue
             pools[key] = present(self._store, Pool.kind, pool)
-            if pool.get("monitor"):
+            if pool.get("monitor") and key not in unmonitored:
                 monitor_key = resolve_reference(key[0], pool["monitor"])
                 monitor = self._store.get(Monitor.kind, *monitor_key)
                 if monitor is not None:
@@ -169,13 +175,25 @@ class DataPlane:
             served = await channel.request({"type": "status"}, ANSWER_TIMEOUT)
         except (TimeoutError, ipc.ChannelClosed) as error:
             raise DataPlaneUnavailable(f"the data plane process did not answer: {error}") from None
-        return ServingStatus(self._failover.addresses, self._failover.address_errors, served["errors"],
-                             served["virtuals"], served["pools"], self._child.status())
+        address_errors = self._failover.address_errors
+        virtuals = {}
+        for key, stats in served["virtuals"].items():
+            if not stats.get("error") and stats.get("address") in address_errors:
+                stats = {**stats, "error": _address_error(stats["address"], address_errors)}
+            virtuals[key] = stats
+        return ServingStatus(self._failover.addresses, address_errors, served["errors"], virtuals, served["pools"],
+                             self._child.status())
 
     async def virtual_stats(self, partition: str, name: str) -> ipc.Message:
-        stats = (await self.status()).virtuals.get(f"/{partition}/{name}")
+        """Its counters; its `error` says why it cannot be reached (it cannot listen, or its address cannot be
+        added here). NotFound if it is not served here (with why, when its address is the cause)."""
+        status = await self.status()
+        stats = status.virtuals.get(f"/{partition}/{name}")
         if stats is None:
-            raise NotFound(f"virtual server /{partition}/{name} is not served by this device", target=name)
+            virtual = self._store.get(VirtualServer.kind, partition, name)
+            address = virtual.get("address") if virtual else None
+            why = f": {_address_error(address, status.address_errors)}" if address in status.address_errors else ""
+            raise NotFound(f"virtual server /{partition}/{name} is not served by this device{why}", target=name)
         return stats
 
     async def pool_stats(self, partition: str, name: str) -> ipc.Message:

@@ -10,6 +10,9 @@ it (`FailoverConfig`), and reports its state and transitions back.
 The data plane must answer: it is asked every heartbeat interval, and after a heartbeat timeout
 without an answer the device takes itself out of service (its heartbeats say so, so another member
 takes its traffic groups) until it answers again.
+
+What makes heartbeats unreplayable survives its restarts (`replay.py`); lasting faults (an address it
+cannot add, a member whose clock is off) are logged when they change, not at every retry (`faults.py`).
 """
 
 import argparse
@@ -19,10 +22,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tandem import ipc
+from tandem.failover import replay
 from tandem.failover.addresses import AddressProvider, provider
-from tandem.failover.heartbeat import Counters, GroupState, Heartbeat, Receiver, Sender, seal
+from tandem.failover.faults import Faults
+from tandem.failover.heartbeat import CLOCK_WINDOW, Counters, GroupState, Heartbeat, Receiver, Sender, seal
 from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
 from tandem.failover.snapshot import (
     FailoverConfig,
@@ -44,7 +50,9 @@ EXPIRY_SLACK = 0.001
 STATE_EVERY = 0.5
 """Seconds between state reports to the management process when nothing changes (ages move on)."""
 RETRY = 0.05
-"""Seconds before trying again an address that could not be added or removed."""
+"""Seconds before trying again an address that could not be added or removed; doubled at each failure in a
+row, up to `RETRY_MAX`."""
+RETRY_MAX = 5.0
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -58,10 +66,15 @@ class _Endpoint(asyncio.DatagramProtocol):
 class Failover:
     """The state of one device's failover, driven by heartbeats, the clock and the configuration."""
 
-    def __init__(self, addresses: AddressProvider, listen: tuple[str, int], dataplane_socket: str) -> None:
+    def __init__(self, addresses: AddressProvider, listen: tuple[str, int], dataplane_socket: str,
+                 state_path: Path) -> None:
         self._addresses = addresses
         self._listen = listen
         self._dataplane_socket = dataplane_socket
+        self._state_path = state_path
+        self._kept = replay.ReplayState()
+        """What the last run kept (read when this one starts)."""
+        self._unsaved = asyncio.Event()
         self.config: FailoverConfig | None = None
         self.states: dict[str, str] = {}
         self.declined: set[str] = set()
@@ -80,7 +93,8 @@ class Failover:
         self._dataplane_answer = 0.0
         """When the data plane last answered (0: never)."""
         self.held: set[str] = set()
-        self.address_errors: dict[str, str] = {}
+        self.address_faults = Faults(log, "address")
+        self._clock_faults = Faults(log, "heartbeats of")
         self._addresses_wanted = asyncio.Event()
         self._cleaned: set[str] = set()
         """Floating addresses already taken off once (a crashed run may have left them on the interface)."""
@@ -92,12 +106,14 @@ class Failover:
 
     async def run(self, control: ipc.Channel) -> None:
         self._control = control
+        self._kept = await asyncio.to_thread(replay.load, self._state_path)
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self._datagram),
                                                                  local_addr=self._listen)
         self._started = time.monotonic()
         self._tasks = [loop.create_task(self._beat()), loop.create_task(self._report()),
-                       loop.create_task(self._hold_addresses()), loop.create_task(self._watch_dataplane())]
+                       loop.create_task(self._hold_addresses()), loop.create_task(self._watch_dataplane()),
+                       loop.create_task(self._keep_replay_state())]
         try:
             await control.serve(self._handle)  # until the management process is gone
         finally:
@@ -106,6 +122,7 @@ class Failover:
             for expiry in self._expiries.values():
                 expiry.cancel()
             self._transport.close()
+            self._save_replay_state()
             await self._release_all()
 
     def _handle(self, message: ipc.Message) -> ipc.Message | None:
@@ -129,7 +146,9 @@ class Failover:
     def _configure(self, config: FailoverConfig) -> None:
         key = bytes.fromhex(config.key)
         if self._receiver is None:
-            self._receiver, self._sender = Receiver(key, self.counters), Sender(config.device_id)
+            self._receiver = Receiver(key, self.counters, dict(self._kept.last), self._stale)
+            self._sender = Sender(config.device_id, max(time.time_ns(), self._kept.boot + 1))
+            self._unsaved.set()
         self._receiver.key = key
         self.config = config
         self._addresses_wanted.set()
@@ -174,6 +193,8 @@ class Failover:
         heartbeat = self._receiver.open(data)
         if heartbeat is None or heartbeat.device not in self.config.trusted:
             return
+        self._clock_faults.clear(self._name(heartbeat.device))
+        self._unsaved.set()
         previous = self._heard.get(heartbeat.device)
         self._heard[heartbeat.device] = (time.monotonic(), heartbeat)
         self.evaluate()
@@ -310,9 +331,14 @@ class Failover:
         return {address for t in config.traffic_groups if self.states.get(t.name) == ACTIVE for address in t.addresses}
 
     async def _hold_addresses(self) -> None:
-        """Add and remove floating addresses to match the traffic groups this device is active for."""
+        """Add and remove floating addresses to match the traffic groups this device is active for; those that
+        fail are tried again after `RETRY`, less often while they keep failing (at once when what is wanted
+        changes)."""
+        retry: float | None = None
         while True:
-            await self._addresses_wanted.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(retry):
+                    await self._addresses_wanted.wait()
             self._addresses_wanted.clear()
             config = self.config
             if config is None:
@@ -328,20 +354,19 @@ class Failover:
             for address in sorted(self.held - wanted):
                 if await self._apply(self._addresses.remove, address):
                     self.held.discard(address)
-            if self.held != self.wanted_addresses():
-                await asyncio.sleep(RETRY)
-                self._addresses_wanted.set()
+            for address in self.address_faults.keys() - self.wanted_addresses() - self.held:
+                self.address_faults.clear(address)  # not wanted any more: nothing is failing
+            failing = self.held != self.wanted_addresses()
+            retry = (min(2 * retry, RETRY_MAX) if retry else RETRY) if failing else None
             self._report_now()
 
     async def _apply(self, change: Callable[[str], None], address: str) -> bool:
         try:
             await asyncio.to_thread(change, address)
         except Exception as error:  # netlink, permissions, a bad address: report it, keep the rest
-            if self.address_errors.get(address) != str(error):
-                log.warning("address %s: %s", address, error)
-            self.address_errors[address] = str(error)
+            self.address_faults.fail(address, str(error))
             return False
-        self.address_errors.pop(address, None)
+        self.address_faults.clear(address)
         return True
 
     async def _release_all(self) -> None:
@@ -402,6 +427,44 @@ class Failover:
             self._dataplane.send(served)
         self._served = served
 
+    # -- what outlives a restart, and the members' clocks ------------------------------------------------
+
+    async def _keep_replay_state(self) -> None:
+        """Save what makes heartbeats unreplayable when it changed, at most every `replay.SAVE_EVERY` seconds."""
+        while True:
+            await self._unsaved.wait()
+            self._unsaved.clear()
+            state = self._replay_state()
+            if state is not None:
+                try:
+                    await asyncio.to_thread(replay.save, self._state_path, state)
+                except OSError as error:
+                    log.warning("cannot save %s: %s", self._state_path, error)
+            await asyncio.sleep(replay.SAVE_EVERY)
+
+    def _replay_state(self) -> replay.ReplayState | None:
+        if self._receiver is None or self._sender is None or self.config is None:
+            return None
+        trusted = self.config.trusted
+        return replay.ReplayState(self._sender.boot, {d: s for d, s in self._receiver.last.items() if d in trusted})
+
+    def _save_replay_state(self) -> None:
+        state = self._replay_state()
+        if state is not None:
+            with contextlib.suppress(OSError):
+                replay.save(self._state_path, state)
+
+    def _stale(self, device: str, skew: float) -> None:
+        """A heartbeat stamped outside the clock window was dropped: warned of once, then every
+        `faults.REPEAT_EVERY` seconds while its sender's are."""
+        side = "ahead of" if skew > 0 else "behind"
+        self._clock_faults.fail(self._name(device), f"stamped more than {CLOCK_WINDOW:.0f} s {side} this device's "
+                                                    "clock: dropped (keep the members' clocks in step, NTP)")
+
+    def _name(self, device_id: str) -> str:
+        config = self.config
+        return next((p.name for p in config.peers if p.id == device_id), repr(device_id)) if config else repr(device_id)
+
     # -- reports to the management process ---------------------------------------------------------------
 
     async def _report(self) -> None:
@@ -437,7 +500,7 @@ class Failover:
             out_of_service=self.out_of_service, reason=self._why_out() if self.out_of_service else "",
             heartbeat=HeartbeatReport(interval, timeout, dataclasses.replace(self.counters)),
             traffic_groups=tuple(groups), peers=peers, addresses=tuple(sorted(self.held)),
-            address_errors=dict(self.address_errors),
+            address_errors=self.address_faults.messages(),
             dataplane_silent_s=round(silence, 3) if silence is not None else None)
 
     def _age(self, device_id: str, now: float) -> float | None:
@@ -449,7 +512,7 @@ class Failover:
 async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
     host, port = parse_host_port(args.listen)
     addresses = await asyncio.to_thread(provider, args.addresses, args.interface)  # netlink: off the loop
-    await Failover(addresses, (host, port), args.dataplane_socket).run(control)
+    await Failover(addresses, (host, port), args.dataplane_socket, Path(args.state)).run(control)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -457,6 +520,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--addresses", default="loopback", help="the address provider: loopback or linux")
     parser.add_argument("--interface", help="the interface of the linux address provider")
     parser.add_argument("--dataplane-socket", required=True, help="the data plane process's Unix socket")
+    parser.add_argument("--state", default=replay.STATE_FILE,
+                        help="the file of what makes heartbeats unreplayable across restarts")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Heartbeats: small UDP datagrams, authenticated with HMAC-SHA256 under a key derived from the
-trust domain's secret, numbered so that a replayed one is recognised and dropped."""
+trust domain's secret, numbered so that a replayed one is recognised and dropped, and stamped with the
+sender's clock so that one from outside `CLOCK_WINDOW` (an old capture) is dropped too."""
 
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -13,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TAG_BYTES = 32
 MAX_DATAGRAM = 8192
+CLOCK_WINDOW = 30.0
+"""Seconds a heartbeat's time may be off the receiver's clock (the members' clocks are kept in step, NTP)."""
 
 
 def heartbeat_key(domain_secret: str) -> bytes:
@@ -51,6 +55,8 @@ class Counters:
     received: int = 0
     forged: int = 0
     replayed: int = 0
+    stale: int = 0
+    """Heartbeats stamped outside the clock window (an old capture replayed, or a member's clock is off)."""
     malformed: int = 0
     sent: int = 0
     late: int = 0
@@ -59,14 +65,18 @@ class Counters:
 
 @dataclass
 class Receiver:
-    """Checks heartbeats: authentic, well formed, newer than the last one of their sender."""
+    """Checks heartbeats: authentic, well formed, stamped within the clock window, newer than the last one of
+    their sender."""
 
     key: bytes
     counters: Counters = field(default_factory=Counters)
-    _last: dict[str, tuple[int, int]] = field(default_factory=dict)
+    last: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """The greatest (boot, seq) heard of each sender (the failover process keeps it across its restarts)."""
+    on_stale: Callable[[str, float], None] = lambda device, skew: None
+    """Told of each stale heartbeat: its sender, how far its time was off this clock (seconds, + ahead)."""
 
     def open(self, datagram: bytes) -> Heartbeat | None:
-        """The heartbeat in `datagram`, or None (counted) if it is forged, malformed or a replay."""
+        """The heartbeat in `datagram`, or None (counted) if it is forged, malformed, stale or a replay."""
         tag, payload = datagram[:TAG_BYTES], datagram[TAG_BYTES:]
         if len(datagram) > MAX_DATAGRAM or not hmac.compare_digest(
                 tag, hmac.new(self.key, payload, hashlib.sha256).digest()):
@@ -77,18 +87,24 @@ class Receiver:
         except (orjson.JSONDecodeError, ValidationError):
             self.counters.malformed += 1
             return None
+        skew = heartbeat.time - time.time()
+        if not abs(skew) <= CLOCK_WINDOW:  # NaN and infinities too
+            self.counters.stale += 1
+            self.on_stale(heartbeat.device, skew)
+            return None
         stamp = (heartbeat.boot, heartbeat.seq)
-        if stamp <= self._last.get(heartbeat.device, (-1, -1)):
+        if stamp <= self.last.get(heartbeat.device, (-1, -1)):
             self.counters.replayed += 1
             return None
-        self._last[heartbeat.device] = stamp
+        self.last[heartbeat.device] = stamp
         self.counters.received += 1
         return heartbeat
 
 
 @dataclass
 class Sender:
-    """Numbers this device's heartbeats: a boot epoch (so a restart never reuses numbers) and a sequence."""
+    """Numbers this device's heartbeats: a boot epoch (so a restart never reuses numbers: the failover process
+    starts it above the last one it kept) and a sequence."""
 
     device: str
     boot: int = field(default_factory=time.time_ns)

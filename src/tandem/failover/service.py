@@ -186,6 +186,8 @@ class FailoverService:
         interval, timeout = ((group.heartbeat_interval, group.heartbeat_timeout) if group
                              else (HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT))
         elapsed = self._elapsed()
+        errors = self.address_errors
+        floating = {t.name: t.addresses for t in self._config.traffic_groups} if self._config else {}
         groups = []
         for traffic_group in self.traffic_groups():
             reported = self._reported_group(traffic_group.name)
@@ -199,7 +201,8 @@ class FailoverService:
                 declined=reported.declined if reported else False,
                 ha_order=tuple(reported.ha_order if reported else traffic_group.ha_order),
                 addresses=tuple(traffic_group.addresses), auto_failback=traffic_group.auto_failback,
-                members=members))
+                members=members, address_errors={a: errors[a] for a in floating.get(traffic_group.name, ())
+                                                 if a in errors}))
         report = self._report
         silent_s = report.dataplane_silent_s if report else None
         return FailoverStatus(

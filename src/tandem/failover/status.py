@@ -28,6 +28,8 @@ class TrafficGroupStatus:
     addresses: tuple[str, ...]
     auto_failback: bool
     members: tuple[TrafficGroupMember, ...]
+    address_errors: dict[str, str]
+    """Its floating addresses (its own and its virtual servers') this device cannot add now, with why."""
 
 
 @dataclass(frozen=True)
