@@ -1,4 +1,5 @@
-"""Referential integrity: what an object refers to must exist, and what is referred to stays.
+"""Referential integrity: what an object refers to must exist, in its own partition or `Common` (the partition
+rule, `may_use`), and what is referred to stays.
 
 A write is checked on the device that makes it (`check_references`, `check_unreferenced`). Writes
 made on two sides of a network partition may each pass there and break a rule once merged (a
@@ -41,8 +42,16 @@ def check_references(txn: Transaction, obj: Resource) -> None:
                 raise Invalid(f"partition {name!r} does not exist", target="partitions")
 
 
+def may_use(partition: str, target_partition: str) -> bool:
+    """The partition rule: an object may use objects of its own partition and of `Common`, nothing else."""
+    return target_partition in (partition, DEFAULT_PARTITION)
+
+
 def _require(txn: Transaction, kind: str, partition: str, reference: str, field: str) -> None:
     ref_partition, ref_name = resolve_reference(partition, reference)
+    if not may_use(partition, ref_partition):  # checked first: says nothing of what another partition holds
+        raise Invalid(f"{field} /{ref_partition}/{ref_name} is in partition {ref_partition}: an object of "
+                      f"{partition} may use only objects of {partition} and {DEFAULT_PARTITION}", target=field)
     if not txn.exists(kind, ref_partition, ref_name):
         raise Invalid(f"{field} /{ref_partition}/{ref_name} does not exist", target=field)
 
@@ -60,8 +69,8 @@ def check_unreferenced(txn: Transaction, kind: str, partition: str, name: str) -
                 raise Conflict(f"partition {name!r} is assigned to user {user.name!r}", target="name")
     elif kind in (Monitor.kind, Pool.kind):
         field = kind[:-1]
-        users = txn.referrers(field, f"/{partition}/{name}")
-        if users:
+        users = [user for user in txn.referrers(field, f"/{partition}/{name}") if may_use(user[1], partition)]
+        if users:  # a use the partition rule forbids (replicated from an older peer) does not hold it
             user_kind, user_partition, user_name = users[0]
             raise Conflict(f"{field} /{partition}/{name} is used by {user_kind[:-1]} /{user_partition}/{user_name}",
                            target="name")
@@ -100,7 +109,7 @@ class Violation:
     kind: str
     partition: str
     name: str
-    rule: Literal["partition", "reference", "destination"]
+    rule: Literal["partition", "reference", "cross-partition", "destination"]
     other: str
     """The object it lacks or clashes with, as `/partition/name` (a partition: its name)."""
     message: str
@@ -121,10 +130,11 @@ class Violation:
 def violations(store: Store, partitions: Collection[str] | None = None) -> list[Violation]:
     """The API's rules that the stored configuration breaks (in `partitions`, or anywhere), from the
     reference index (no object is read whole but those sharing a destination). Every device resolves
-    them the same way: an object in a partition that does not exist counts as absent; a virtual server
-    whose pool is absent is not served; a pool whose monitor is absent is served without health
-    monitoring; of virtual servers sharing a destination (address, port, protocol), the one created
-    first among those otherwise served is served, the others are not."""
+    them the same way: an object in a partition that does not exist counts as absent, and so does, to
+    its user, an object the partition rule forbids it to use (`may_use`: a change an older peer
+    replicated); a virtual server whose pool is absent is not served; a pool whose monitor is absent is
+    served without health monitoring; of virtual servers sharing a destination (address, port,
+    protocol), the one created first among those otherwise served is served, the others are not."""
     existing = {name for _, name in store.keys(Partition.kind)}
     live = {kind: set(store.keys(kind)) for kind in PARTITIONED_KINDS}
     found: list[Violation] = []
@@ -145,15 +155,20 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
     for field, target_kind in (("monitor", Monitor.kind), ("pool", Pool.kind)):
         for value, kind, partition, name in store.refs(field):
             _, target_partition, target_name = value.split("/")
-            if (kind, partition, name) in absent or (
-                    target_partition in existing and (target_partition, target_name) in live[target_kind]):
+            if (kind, partition, name) in absent:
                 continue
+            use = f"{kind[:-1]} /{partition}/{name} uses {field} {value}"
+            if not may_use(partition, target_partition):
+                rule, message = "cross-partition", (f"{use}, of another partition (it may use only objects of "
+                                                    f"{partition} and {DEFAULT_PARTITION})")
+            elif target_partition in existing and (target_partition, target_name) in live[target_kind]:
+                continue
+            else:
+                rule, message = "reference", f"{use}, which does not exist"
             if kind == VirtualServer.kind:
                 unserved.add((kind, partition, name))
             if wanted(partition):
-                found.append(Violation(kind, partition, name, "reference", value,
-                                       f"{kind[:-1]} /{partition}/{name} uses {field} {value}, which does not exist",
-                                       served=kind == Pool.kind))
+                found.append(Violation(kind, partition, name, rule, value, message, served=kind == Pool.kind))
     destinations: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for value, kind, partition, name in store.refs("destination"):
         if (kind, partition, name) not in unserved:

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tandem.models.fields import Description, IPAddress, Name
+from tandem.models.fields import Description, HttpsUrl, IPAddress, Name
 from tandem.models.peering import PeerRecord
 from tandem.models.resources import DEFAULT_PARTITION
 
@@ -75,7 +75,7 @@ class TrustRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(pattern=r"^https://[^/\s]+(:\d+)?/?$", max_length=300)
+    url: HttpsUrl
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
     fingerprint: str | None = Field(None, max_length=200)

@@ -17,22 +17,33 @@ Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Description = Annotated[str, StringConstraints(max_length=255)]
 
 
+INTERFACE_NAME_RE = re.compile(r"(?!\.\.?\Z)[\x21-\x7e]{1,15}")
+"""A Linux interface name as an IPv6 scope may hold: 1 to 15 printable ASCII characters, not `.` nor `..`
+(`/`, `:` and `%` are refused apart)."""
+
+
 def _normalize_address(value: str) -> str:
     try:
-        return ipaddress.ip_address(value).compressed
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    scope = getattr(address, "scope_id", None)
+    if scope is not None and (not INTERFACE_NAME_RE.fullmatch(scope) or any(c in scope for c in "/:%")):
+        raise ValueError(f"{value!r} has a scope that is not an interface name (1-15 printable characters, "
+                         "no '/', ':' or '%')")
+    return address.compressed
 
 
 IPAddress = Annotated[str, StringConstraints(strict=True, max_length=64), AfterValidator(_normalize_address)]
-"""An IPv4 or IPv6 address, stored in its compressed form."""
+"""An IPv4 or IPv6 address, stored in its compressed form; an IPv6 one may carry a scope (`fe80::1%eth0`),
+which must be an interface name."""
 
 
 def _check_reference(value: str) -> str:
     parts = value.split("/")
-    if len(parts) == 1 and NAME_RE.match(value):
+    if len(parts) == 1 and NAME_RE.fullmatch(value):
         return value
-    if len(parts) == 3 and parts[0] == "" and NAME_RE.match(parts[1]) and NAME_RE.match(parts[2]):
+    if len(parts) == 3 and parts[0] == "" and NAME_RE.fullmatch(parts[1]) and NAME_RE.fullmatch(parts[2]):
         return value
     raise ValueError(f"{value!r} is not a name or a /partition/name reference")
 
@@ -47,6 +58,48 @@ def resolve_reference(partition: str, reference: str) -> tuple[str, str]:
         _, ref_partition, name = reference.split("/")
         return ref_partition, name
     return partition, reference
+
+
+DNS_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+HTTPS_URL_RE = re.compile(r"https://(?P<host>\[[^\]/]*\]|[^\[\]/:]*)(?::(?P<port>[0-9]{1,5}))?/?")
+
+
+def parse_https_url(value: str) -> tuple[str, int]:
+    """`https://HOST[:PORT][/]` into its host (a bracketed IPv6 address without brackets) and port (443 if
+    none); ValueError unless HOST is an IPv4 address, a bracketed IPv6 address or a DNS name (labels of 1 to 63
+    letters, digits and `-`) and PORT is 1-65535."""
+    match = HTTPS_URL_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not https://HOST[:PORT]")
+    host, port = match["host"], int(match["port"] or 443)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+        if address.scope_id is not None:
+            raise ValueError(f"{host!r} has a scope, which a URL's IPv6 address may not have")
+        return str(address), port
+    labels = host.split(".")
+    if re.fullmatch("[0-9]+", labels[-1]):  # a number last: an IPv4 address or nothing
+        try:
+            return str(ipaddress.IPv4Address(host)), port
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv4 address") from None
+    if len(host) > 253 or not all(DNS_LABEL_RE.fullmatch(label) for label in labels):
+        raise ValueError(f"{host!r} is not a host name (labels of 1-63 letters, digits and '-')")
+    return host, port
+
+
+def _check_https_url(value: str) -> str:
+    parse_https_url(value)
+    return value
+
+
+HttpsUrl = Annotated[str, StringConstraints(strict=True, max_length=300), AfterValidator(_check_https_url)]
+"""`https://HOST[:PORT]`, as `parse_https_url` checks it."""
 
 
 def member_key(address: str, port: int) -> str:

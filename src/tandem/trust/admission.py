@@ -9,13 +9,13 @@ in, reads who it is, checks that nothing clashes, and only then posts the domain
 import asyncio
 import contextlib
 import ssl
-from urllib.parse import urlsplit
 
 import httpx
 
 from tandem.errors import BadGateway, Conflict, Invalid, NotFound
 from tandem.models.api import DeviceInfo
 from tandem.models.cluster import JoinRequest, TrustedDevice, TrustRequest
+from tandem.models.fields import parse_https_url
 from tandem.models.fingerprints import format_fingerprint
 from tandem.trust.domain import DEVICE, Domain
 from tandem.trust.identity import certificate_fingerprint
@@ -36,12 +36,14 @@ async def _fetch_certificate(host: str, port: int) -> str:
     context.verify_mode = ssl.CERT_NONE  # only to read the certificate, which is then pinned
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context), TIMEOUT)
-    except (OSError, TimeoutError) as error:
+    except (OSError, TimeoutError, ValueError) as error:  # ValueError: a name IDNA cannot encode
         raise BadGateway(f"cannot reach {host}:{port}: {error}", target="url") from None
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+    if not der:
+        raise BadGateway(f"{host}:{port} showed no certificate", target="url")
     return ssl.DER_cert_to_PEM_cert(der)
 
 
@@ -63,28 +65,29 @@ def _remote_error(response: httpx.Response, name: str) -> str:
 async def add_device(domain: Domain, request: TrustRequest) -> TrustedDevice:
     """Bring the device at `request.url` into this domain; returns its record."""
     url = request.url.rstrip("/")
-    parts = urlsplit(url)
-    if parts.hostname is None:
-        raise Invalid("url: no host", target="url")
-    cert = await _fetch_certificate(parts.hostname, parts.port or 443)
+    try:
+        host, port = parse_https_url(url)
+    except ValueError as error:  # the model checks it: a request built without validation
+        raise Invalid(f"url: {error}", target="url") from None
+    cert = await _fetch_certificate(host, port)
     fingerprint = certificate_fingerprint(cert.encode())
     if request.fingerprint and _expected(request.fingerprint) != fingerprint:
         raise Conflict(f"the certificate at {url} has fingerprint {fingerprint}, not the one expected",
                        target="fingerprint")
-    async with _pinned_client(url, cert) as client:
-        try:
+    try:
+        async with _pinned_client(url, cert) as client:
             login = await client.post("/api/auth/login", json={"username": request.username,
                                                                "password": request.password})
             if login.status_code == 401:
                 raise Invalid(f"{url} refused the credentials", target="password")
             if login.status_code != 200:
                 raise BadGateway(_remote_error(login, url), target="url")
-            client.headers["Authorization"] = f"Bearer {login.json()['token']}"
+            client.headers["Authorization"] = f"Bearer {_token(login, url)}"
             who = _device_info(await client.get("/api/device"), url)
             _check_clashes(domain, who, fingerprint)
             answer = await client.post("/api/trust/join", json=domain.join_request().model_dump())
-        except httpx.HTTPError as error:
-            raise BadGateway(f"cannot talk to {url}: {error}", target="url") from None
+    except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as error:  # SSLError: a certificate unusable to pin
+        raise BadGateway(f"cannot talk to {url}: {error}", target="url") from None
     if answer.status_code == 409:
         raise Conflict(_remote_error(answer, who.name), target="url")
     if answer.status_code != 200:
@@ -97,6 +100,17 @@ async def add_device(domain: Domain, request: TrustRequest) -> TrustedDevice:
         raise BadGateway(f"{who.name} answered with another identity", target="url")
     domain.put_device(record)
     return record
+
+
+def _token(response: httpx.Response, url: str) -> str:
+    """The token a login answered; BadGateway if it answered none."""
+    try:
+        token = response.json()["token"]
+    except (ValueError, KeyError, TypeError):
+        token = None
+    if not isinstance(token, str) or not (token.isascii() and token.isprintable()):  # it goes in a header
+        raise BadGateway(f"{url} answered its login without a token", target="url")
+    return token
 
 
 def _device_info(response: httpx.Response, url: str) -> DeviceInfo:
