@@ -6,6 +6,7 @@ from tandem._version import __version__
 from tandem.api import (
     errors,
     jobs,
+    openapi,
     routes_batch,
     routes_cluster,
     routes_cluster_members,
@@ -30,6 +31,7 @@ def create_app(device: Device) -> FastAPI:
                   default_response_class=JSON)
     app.state.device = device
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(JsonBodies)
     app.add_middleware(DurableWrites, flush=device.flush)
     app.include_router(routes_device.router)

@@ -4,10 +4,23 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
+from pydantic import BaseModel
 
+from tandem.api.openapi import errors
 from tandem.api.responses import JSON
 from tandem.config import Query
 from tandem.errors import BadRequest
+
+QUERIED = errors(400)
+"""`responses=` of an operation that reads a collection query (fields, filters, paging): 400 if it is wrong."""
+
+
+class Page(BaseModel):
+    """A collection answer: one page of records (the fields asked for) and the link to the next page."""
+
+    records: list[dict[str, Any]]
+    num_records: int
+    next: str | None
 
 
 def parse_query(request: Request, known_fields: list[str]) -> Query:

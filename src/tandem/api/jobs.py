@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from tandem.api.collections import Page
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
 from tandem.device import Device
@@ -26,7 +27,7 @@ def job_response(job: Job) -> JSON:
     return JSON(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
 
 
-@router.get("", summary="List recent jobs")
+@router.get("", response_model=Page, summary="List recent jobs")
 async def list_jobs(device: DeviceDep, _: PrincipalDep) -> JSON:
     records = [job.model_dump(mode="json") for job in device.jobs.all()]
     return JSON({"records": records, "num_records": len(records), "next": None})

@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict
 
-from tandem.api.collections import paged
+from tandem.api.collections import QUERIED, Page, paged
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
 from tandem.cluster.members import FIELDS
+from tandem.models.cluster import ClusterMemberView, ClusterView
 from tandem.models.fields import NAME_PATTERN, Name
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
@@ -24,12 +25,13 @@ class ClusterUpdate(BaseModel):
     cluster_name: Name | None = None
 
 
-@router.get("", summary="The cluster: this member's name, whether it is clustered, what a new member supplies")
+@router.get("", response_model=ClusterView,
+            summary="The cluster: this member's name, whether it is clustered, what a new member supplies")
 async def cluster(device: DeviceDep, _: PrincipalDep) -> JSON:
     return JSON(device.members.cluster().model_dump())
 
 
-@router.patch("", summary="Name the cluster")
+@router.patch("", response_model=ClusterView, summary="Name the cluster")
 async def update_cluster(body: ClusterUpdate, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     if body.cluster_name is not None:
@@ -37,23 +39,25 @@ async def update_cluster(body: ClusterUpdate, device: DeviceDep, principal: Prin
     return JSON(device.members.cluster().model_dump())
 
 
-@router.get("/members", summary="The cluster's members and their status")
+@router.get("/members", response_model=Page, responses=QUERIED, summary="The cluster's members and their status")
 async def list_members(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
     return paged(request, [view.model_dump() for view in device.members.views()], FIELDS, key="server_name")
 
 
-@router.get("/members/{name}", summary="One member and its status")
+@router.get("/members/{name}", response_model=ClusterMemberView, summary="One member and its status")
 async def read_member(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
     return JSON(device.members.view(name).model_dump())
 
 
-@router.post("/members/{name}/evacuate", summary="Hand a member's traffic groups to the others; it takes none")
+@router.post("/members/{name}/evacuate", response_model=ClusterMemberView,
+             summary="Hand a member's traffic groups to the others; it takes none")
 async def evacuate(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     return JSON((await device.members.evacuate(name)).model_dump())
 
 
-@router.post("/members/{name}/restore", summary="Let an evacuated member take traffic groups again")
+@router.post("/members/{name}/restore", response_model=ClusterMemberView,
+             summary="Let an evacuated member take traffic groups again")
 async def restore(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     return JSON((await device.members.restore(name)).model_dump())

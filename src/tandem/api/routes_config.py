@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from tandem.api.collections import page_response, parse_query, require_filter
+from tandem.api.collections import QUERIED, Page, page_response, parse_query, require_filter
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import counted, job_response
 from tandem.api.responses import JSON
 from tandem.auth import Principal
 from tandem.config.query import Query
-from tandem.models import CONFIG_RESOURCES, PoolMember, Resource
+from tandem.models import CONFIG_RESOURCES, Job, PoolMember, Resource
 from tandem.models.fields import NAME_PATTERN, member_key
 from tandem.models.partial import changes, patch_model
 
@@ -102,7 +102,7 @@ def config_router(model: type[Resource]) -> APIRouter:
     def write_partition(parent: dict[str, str], body: Resource | None = None) -> str | None:
         return parent.get("partition", getattr(body, "partition", None))
 
-    @router.get("", summary=f"List {model.kind}")
+    @router.get("", response_model=Page, responses=QUERIED, summary=f"List {model.kind}")
     async def list_collection(request: Request, parent: Parent, device: DeviceDep, _: PrincipalDep) -> JSON:
         records, after = await asyncio.to_thread(device.config.page, model, parse_query(request, known_fields),
                                                  parent)
@@ -115,7 +115,7 @@ def config_router(model: type[Resource]) -> APIRouter:
         stored = await device.write(device.config.create, body, None, parent)
         return JSON(stored, status_code=201, headers={"Location": location(parent, stored)})
 
-    @router.patch("", status_code=202, summary=f"Change every matching one of {model.kind} (a job)")
+    @router.patch("", status_code=202, response_model=Job, summary=f"Change every matching one of {model.kind} (a job)")
     async def patch_collection(request: Request, body: Patch, parent: Parent,  # type: ignore[valid-type]
                                device: DeviceDep, principal: PrincipalDep) -> JSON:
         query = bulk_query(request, principal, parent)
@@ -124,7 +124,8 @@ def config_router(model: type[Resource]) -> APIRouter:
             device, device.config.update_matching, model, query, patch, parent))
         return job_response(job)
 
-    @router.delete("", status_code=202, summary=f"Delete every matching one of {model.kind} (a job)")
+    @router.delete("", status_code=202, response_model=Job, responses=QUERIED,
+                   summary=f"Delete every matching one of {model.kind} (a job)")
     async def delete_collection(request: Request, parent: Parent, device: DeviceDep,
                                 principal: PrincipalDep) -> JSON:
         query = bulk_query(request, principal, parent)

@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from tandem.api.collections import paged
+from tandem.api.collections import QUERIED, Page, paged
 from tandem.api.deps import DeviceDep, PrincipalDep
+from tandem.api.openapi import errors
 from tandem.api.responses import JSON
+from tandem.failover.status import FailoverStatus
 from tandem.models.cluster import TrafficGroup
 from tandem.models.fields import NAME_PATTERN
 from tandem.models.partial import changes, patch_model
@@ -17,7 +19,7 @@ TrafficGroupPatch = patch_model(TrafficGroup)
 router = APIRouter(prefix="/api", tags=["failover"])
 
 
-@router.get("/traffic-groups", summary="List traffic groups")
+@router.get("/traffic-groups", response_model=Page, responses=QUERIED, summary="List traffic groups")
 async def list_traffic_groups(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
     return paged(request, [t.model_dump() for t in device.traffic_groups.all()], list(TrafficGroup.model_fields))
 
@@ -47,19 +49,20 @@ async def delete_traffic_group(name: NamePath, device: DeviceDep, principal: Pri
     device.traffic_groups.delete(name)
 
 
-@router.get("/failover/status", summary="This device's failover state: traffic groups, members, heartbeats")
+@router.get("/failover/status", response_model=FailoverStatus,
+            summary="This device's failover state: traffic groups, members, heartbeats")
 async def failover_status(device: DeviceDep, _: PrincipalDep) -> JSON:
     return JSON(device.failover.status())
 
 
-@router.get("/failover/events", summary="Failover transitions of this device, oldest first")
+@router.get("/failover/events", response_model=Page, summary="Failover transitions of this device, oldest first")
 async def failover_events(device: DeviceDep, _: PrincipalDep, traffic_group: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSON:
     records = device.failover.events(limit, traffic_group)
     return JSON({"records": records, "num_records": len(records), "next": None})
 
 
-@router.post("/failover/traffic-groups/{name}/force-standby",
+@router.post("/failover/traffic-groups/{name}/force-standby", response_model=FailoverStatus, responses=errors(503),
              summary="Hand a traffic group this device is active for to the next device")
 async def force_standby(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
@@ -67,14 +70,16 @@ async def force_standby(name: NamePath, device: DeviceDep, principal: PrincipalD
     return JSON(device.failover.status())
 
 
-@router.post("/failover/offline", summary="Take this device out: it takes no traffic group")
+@router.post("/failover/offline", response_model=FailoverStatus, responses=errors(503),
+             summary="Take this device out: it takes no traffic group")
 async def offline(device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     await device.failover.set_offline(True)
     return JSON(device.failover.status())
 
 
-@router.post("/failover/online", summary="Bring this device back (and clear its forced standbys)")
+@router.post("/failover/online", response_model=FailoverStatus, responses=errors(503),
+             summary="Bring this device back (and clear its forced standbys)")
 async def online(device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     await device.failover.set_offline(False)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from tandem.api.collections import page_response, parse_query
+from tandem.api.collections import QUERIED, Page, page_response, parse_query
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
 from tandem.leases import KNOWN_FIELDS
@@ -16,7 +16,8 @@ NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 router = APIRouter(prefix="/api/leases", tags=["leases"])
 
 
-@router.get("", summary="List leases (filter with partition=P, holder=H, expired=true...)")
+@router.get("", response_model=Page, responses=QUERIED,
+            summary="List leases (filter with partition=P, holder=H, expired=true...)")
 async def list_leases(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
     records, after = device.leases.page(parse_query(request, KNOWN_FIELDS))
     return page_response(request, records, after)

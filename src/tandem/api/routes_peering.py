@@ -8,11 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from tandem.api.collections import paged, parse_query, require_filter
+from tandem.api.collections import QUERIED, Page, paged, parse_query, require_filter
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.jobs import job_response
+from tandem.api.openapi import errors
 from tandem.api.responses import JSON
 from tandem.device import Device
+from tandem.models import Job
 from tandem.models.fields import NAME_PATTERN
 from tandem.models.peering import MirrorRequest, PeerCreate, PeerPatch
 
@@ -31,20 +33,21 @@ def _matching(request: Request, device: Device) -> list[str]:
 
 
 @router.get("/", include_in_schema=False)  # ONTAP's examples name the collection with a trailing slash
-@router.get("", summary="List the cluster peers")
+@router.get("", response_model=Page, responses=QUERIED, summary="List the cluster peers")
 async def list_peers(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
     return paged(request, device.peering.all(), PEER_FIELDS)
 
 
 @router.post("/", status_code=201, include_in_schema=False)
-@router.post("", status_code=201, summary="Create a peer relationship, or an offer (generate_passphrase alone)")
+@router.post("", status_code=201, responses=errors(502),
+             summary="Create a peer relationship, or an offer (generate_passphrase alone)")
 async def create_peer(body: PeerCreate, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     peer = await device.peering.create(body)
     return JSON(peer, status_code=201, headers={"Location": f"/api/cluster/peers/{peer['uuid']}"})
 
 
-@router.patch("", status_code=202, summary="Change every matching cluster peer (a job)")
+@router.patch("", status_code=202, response_model=Job, summary="Change every matching cluster peer (a job)")
 async def patch_peers(request: Request, body: PeerPatch, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     uuids = _matching(request, device)
@@ -57,7 +60,8 @@ async def patch_peers(request: Request, body: PeerPatch, device: DeviceDep, prin
     return job_response(device.jobs.start(f"update {len(uuids)} cluster peers", work))
 
 
-@router.delete("", status_code=202, summary="Delete every matching cluster peer (a job)")
+@router.delete("", status_code=202, response_model=Job, responses=QUERIED,
+               summary="Delete every matching cluster peer (a job)")
 async def delete_peers(request: Request, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     uuids = _matching(request, device)
@@ -73,7 +77,8 @@ async def read_peer(key: KeyPath, device: DeviceDep, _: PrincipalDep) -> JSON:
     return JSON(device.peering.get(device.peering.uuid_of(key)))
 
 
-@router.patch("/{key}", summary="Rotate the passphrase, change remote addresses or the proposed encryption")
+@router.patch("/{key}", responses=errors(502),
+              summary="Rotate the passphrase, change remote addresses or the proposed encryption")
 async def update_peer(key: KeyPath, body: PeerPatch, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     return JSON(await device.peering.update(device.peering.uuid_of(key), body))
@@ -85,7 +90,7 @@ async def delete_peer(key: KeyPath, device: DeviceDep, principal: PrincipalDep) 
     return JSON(await device.peering.delete(device.peering.uuid_of(key)))
 
 
-@router.get("/{key}/mirrors", summary="The partitions mirrored to this peer")
+@router.get("/{key}/mirrors", response_model=Page, responses=QUERIED, summary="The partitions mirrored to this peer")
 async def list_mirrors(request: Request, key: KeyPath, device: DeviceDep, _: PrincipalDep) -> JSON:
     return paged(request, device.peering.mirror_views(device.peering.uuid_of(key)), MIRROR_FIELDS, key="partition")
 

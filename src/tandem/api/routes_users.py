@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from tandem.api.collections import page_response, parse_query
+from tandem.api.collections import Page, page_response, parse_query
 from tandem.api.deps import DeviceDep, PrincipalDep
+from tandem.api.openapi import errors
 from tandem.api.responses import JSON
 from tandem.errors import Invalid
 from tandem.models import User
@@ -19,7 +20,7 @@ KNOWN_FIELDS = [f for f in User.model_fields if f != "password"]
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-@router.get("", summary="List users")
+@router.get("", response_model=Page, responses=errors(400, 403), summary="List users")
 async def list_users(request: Request, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     records, after = device.config.page(User, parse_query(request, KNOWN_FIELDS))
@@ -36,7 +37,7 @@ async def create_user(body: User, device: DeviceDep, principal: PrincipalDep) ->
     return JSON(stored, status_code=201, headers={"Location": f"/api/users/{stored['name']}"})
 
 
-@router.get("/{name}", response_model=User, summary="Read a user")
+@router.get("/{name}", response_model=User, responses=errors(403), summary="Read a user")
 async def read_user(name: NamePath, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     return JSON(device.config.read(User, {"name": name}))
