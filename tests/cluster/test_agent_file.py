@@ -88,3 +88,12 @@ def test_a_bad_file_is_reported_and_changes_nothing(lab: Cluster, folder: Path, 
     assert shown.returncode == 0, shown.stderr
     [row] = json.loads(shown.stdout)
     assert row["host_id"] == "host-a" and row["alive"] and row["leader"] and row["owned"] == 3, row
+    # `agent status` shows the source errors (a file that is not YAML, a service missing its port, ...) and counts them
+    assert sorted(row["source_errors"]) == ["a.yaml", "c.yaml", "d.yaml"] and row["problem_count"] == 3, row
+    assert row["source_errors"]["a.yaml"].startswith("not valid YAML")
+    assert row["source_errors"]["c.yaml"] == "port: give port or ports"
+    table = run_tandem("--url", device.url, "--fingerprint", device.fingerprint, "agent", "status", "--partition",
+                       "apps", env=subprocess_env(TANDEM_PASSWORD=ADMIN_PASSWORD, COLUMNS="400"))
+    assert table.returncode == 0, table.stderr
+    assert "source errors" in table.stdout and "c.yaml: port: give port or ports" in table.stdout, table.stdout
+    assert "a.yaml: not valid YAML" in table.stdout and "d.yaml: " in table.stdout, table.stdout

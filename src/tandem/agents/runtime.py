@@ -144,12 +144,16 @@ class Agent:
 
     def status(self) -> AgentStatus:
         """What the agent publishes in its lease, for the others and for `tandem agent status` (a few
-        problems, shortened: a lease's data is small)."""
+        problems, shortened: a lease's data is small). Its source errors are those it reports (its share,
+        as for services); `problem_count` counts them with the services that have a problem."""
+        errors = self.source.errors
+        mine = self.mine(set(errors))
+        source_errors = {key: error for key, error in errors.items() if key in mine}
         status = AgentStatus(view=tuple(self.published), instance=self.instance, source=self.source.kind,
                              owned=self._owned, leader=self.leader, device=self.devices.url,
                              last_reconcile=self.last_reconcile, error=(self.last_error or "")[:200] or None,
-                             problem_count=len(self.problems), problems=_sample(self.problems),
-                             source_errors=_sample(self.source.errors))
+                             problem_count=len(self.problems.keys() | mine), problems=_sample(self.problems),
+                             source_errors=_sample(source_errors))
         if len(orjson.dumps(status)) > STATUS_BYTES:
             status = replace(status, problems={}, source_errors={})
         return status

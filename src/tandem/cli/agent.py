@@ -35,6 +35,7 @@ STATUS_COLUMNS = [
     Column("host_id", "host id", no_wrap=True), Column("alive"), Column("leader"), Column("source"),
     Column("owned", "services owned"), Column("device"), Column("last_reconcile", "last reconcile"),
     Column("problem_count", "problems"), Column("error"),
+    Column("source_errors", "source errors", lambda errors, _: "\n".join(f"{k}: {v}" for k, v in errors.items())),
 ]
 
 
@@ -173,7 +174,7 @@ def agent_status(
                           ] = None,
     lease_namespace: Annotated[str, typer.Option("--lease-namespace")] = "default",
 ) -> None:
-    """The agents: host ids, alive, leader, what each owns, last reconcile, errors."""
+    """The agents: host ids, alive, leader, what each owns, last reconcile, problems, errors, source errors."""
     if kubeconfig is not None:
         from kubernetes.client import CoordinationV1Api
 
@@ -190,11 +191,13 @@ def agent_status(
         if match is None or (environment and match["env"] != environment):
             continue
         data = lease.get("data") or {}
+        source_errors = data.get("source_errors")
         rows.append({"environment": match["env"], "host_id": match["host"], "alive": not lease["expired"],
                      "leader": bool(data.get("leader")), "source": data.get("source"), "owned": data.get("owned"),
                      "device": data.get("device"), "last_reconcile": format_epoch(data.get("last_reconcile")),
                      "problem_count": data.get("problem_count", 0), "error": data.get("error") or "",
-                     "problems": data.get("problems") or {}, "instance": data.get("instance")})
+                     "problems": data.get("problems") or {}, "instance": data.get("instance"),
+                     "source_errors": source_errors if isinstance(source_errors, dict) else {}})
     _settings(ctx).output.records(rows, STATUS_COLUMNS, empty="no agents")
 
 

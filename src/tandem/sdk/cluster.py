@@ -24,7 +24,8 @@ Manage an existing cluster (checked on every device):
 The first device is the root: it adds the others to its trust domain (with each Client's URL,
 username, password and pinned fingerprint) and creates the group. Every change waits until each
 device of the cluster sees the expected result, polling every 0.1 s, and raises TandemError
-(`code="timeout"`) with the last state seen when that does not happen in time.
+(`code="timeout"`) with the last state seen when that does not happen in time. `create` checks
+what it can before its first change and undoes its changes when a later step fails.
 """
 
 import time
@@ -32,12 +33,16 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from tandem.models import DEFAULT_PARTITION
 from tandem.models.cluster import GROUP_LIMITS, GROUP_TYPES, IN_SYNC, SYNC_FAILOVER
+from tandem.models.cluster import DeviceGroup as DeviceGroupModel
 from tandem.models.fingerprints import format_fingerprint
 from tandem.sdk.client import Client
 from tandem.sdk.clustering import DeviceGroup, TrustedDevice
 from tandem.sdk.errors import TandemError
+from tandem.sdk.resources import Partition
 
 Cluster = namedtuple("Cluster", "device_group_name device_group_type device_group_partition devices")
 """A device group and its devices (the SDK Clients given), as a ClusterManager sees it."""
@@ -152,8 +157,12 @@ class ClusterManager:
         device as a member and `partitions=[device_group_partition]`, then waits until each device
         sees the group In Sync. Devices already trusted by the root are not added again.
 
-        Refused (TandemError) when this manager already manages a cluster, with no devices, with the
-        same device twice, or with more devices than the group type holds.
+        Refused (TandemError) before any change when this manager already manages a cluster, with no
+        devices, the same device twice, more devices than the group type holds, a group name or
+        partition the model refuses, a name taken, a partition missing or synced by another group, a
+        device unreachable or in another trust domain. When a later step fails, what was done is
+        undone (the group deleted, the devices added removed, the last first) and the error raised;
+        its message says so if the undo failed too.
         """
         self._refuse_if_managing()
         _check_arguments(devices, device_group_name, device_group_type, device_group_partition)
@@ -161,18 +170,26 @@ class ClusterManager:
         names = self._device_names(devices)
         root, root_name = devices[0], names[0]
         _say(progress, f"root device: {root_name} ({root.url})")
-        if device_group_name in {group.name for group in DeviceGroup.get_collection(connection=root)}:
-            raise TandemError(409, "conflict", f"device group {device_group_name!r} already exists on {root_name}",
-                              device_group_name)
-        self._trust(root, list(devices[1:]), progress)
-        _say(progress, f"creating device group {device_group_name} ({device_group_type}) on {root_name}")
-        DeviceGroup(
-            name=device_group_name,
-            type=device_group_type,
-            members=names,
-            partitions=[device_group_partition],
-        ).post(connection=root)
-        self._wait_in_sync(devices, device_group_name, names, deadline, timeout, progress)
+        _check_new_group(root, root_name, device_group_name, device_group_type, device_group_partition, names)
+        to_add = self._check_trust(root, list(zip(devices[1:], names[1:], strict=True)), progress)
+        added: list[tuple[Client, str]] = []
+        created = False
+        try:
+            for client, name in to_add:
+                self._trust_one(root, client, name, progress)
+                added.append((client, name))
+            _say(progress, f"creating device group {device_group_name} ({device_group_type}) on {root_name}")
+            DeviceGroup(
+                name=device_group_name,
+                type=device_group_type,
+                members=names,
+                partitions=[device_group_partition],
+            ).post(connection=root)
+            created = True
+            self._wait_in_sync(devices, device_group_name, names, deadline, timeout, progress)
+        except Exception as error:
+            self._undo_create(error, devices, device_group_name if created else None, added, timeout, progress)
+            raise
         self.cluster = Cluster(device_group_name, device_group_type, device_group_partition, devices)
         _say(progress, f"cluster {device_group_name} is In Sync on {len(devices)} device(s)")
         return self.cluster
@@ -184,15 +201,9 @@ class ClusterManager:
         deadline = time.monotonic() + timeout
         devices = list(cluster.devices)
         names = self._device_names(devices)
-        root, group_name = devices[0], cluster.device_group_name
-        _say(progress, f"deleting device group {group_name} on {names[0]}")
-        try:
-            DeviceGroup(name=group_name).delete(connection=root)
-        except TandemError as exc:
-            if exc.status_code != 404:
-                raise
-        self._wait_group_gone(devices, group_name, deadline, timeout, progress)
-        self._untrust(root, list(zip(devices[1:], names[1:], strict=True)), deadline, timeout, progress)
+        group_name = cluster.device_group_name
+        self._dismantle(devices, group_name, list(zip(devices[1:], names[1:], strict=True)), deadline, timeout,
+                        progress)
         self.cluster = None
         _say(progress, f"cluster {group_name} is torn down")
 
@@ -211,7 +222,8 @@ class ClusterManager:
         all_names = self._device_names([*devices, *clients])
         new_names = all_names[len(devices):]
         root = devices[0]
-        self._trust(root, list(clients), progress)
+        for client, name in self._check_trust(root, list(zip(clients, new_names, strict=True)), progress):
+            self._trust_one(root, client, name, progress)
         group = DeviceGroup(name=cluster.device_group_name).get(connection=root)
         members = list(getattr(group, "members", None) or [])
         group.members = members + [name for name in new_names if name not in members]
@@ -300,31 +312,92 @@ class ClusterManager:
             seen[name] = client
         return names
 
-    def _trust(self, root: Client, clients: list[Client], progress: Progress) -> None:
-        """Have the root add each device it does not trust yet to its trust domain."""
-        trusted = {device.name for device in TrustedDevice.get_collection(connection=root)}
+    def _check_trust(
+        self, root: Client, clients: list[tuple[Client, str]], progress: Progress
+    ) -> list[tuple[Client, str]]:
+        """Read the trust view of the root and of each device; the devices the root must add, or
+        TandemError when one of them cannot join (another domain, a name taken, no credentials)."""
         root_name = self._device_name(root)
-        for client in clients:
-            name = self._device_name(client)
-            if name in trusted:
+        root_view = root.trust()
+        trusted = {str(device.get("name")) for device in root_view.get("devices", ())}
+        to_add = []
+        for client, name in clients:
+            view = client.trust()
+            if view.get("domain_id") == root_view.get("domain_id"):
                 _say(progress, f"{name} is already trusted by {root_name}")
                 continue
+            others = sorted({str(device.get("name")) for device in view.get("devices", ())} - {name})
+            if others:
+                raise TandemError(409, "conflict", f"{name} already belongs to a trust domain with "
+                                  f"{', '.join(others)}; remove it from there first", name)
+            if name in trusted:
+                raise TandemError(409, "conflict", f"{root_name} already trusts a device named {name}, and the "
+                                  f"{name} at {client.url} is not in its trust domain", name)
             if not client.username or not client.password:
                 raise _invalid(
                     f"{client.url}: adding {name} to the trust domain needs its admin username and password, "
                     "and this Client has none",
                     name,
                 )
-            fingerprint = client.fingerprint or client.device().get("fingerprint")
-            _say(progress, f"{root_name} adds {name} ({client.url}) to its trust domain")
-            TrustedDevice.add(
-                client.url,
-                client.username,
-                client.password,
-                format_fingerprint(fingerprint) if fingerprint else None,
-                connection=root,
-            )
-            trusted.add(name)
+            to_add.append((client, name))
+        return to_add
+
+    def _trust_one(self, root: Client, client: Client, name: str, progress: Progress) -> None:
+        """Have the root add the device to its trust domain (pinning the Client's fingerprint)."""
+        fingerprint = client.fingerprint or client.device().get("fingerprint")
+        _say(progress, f"{self._device_name(root)} adds {name} ({client.url}) to its trust domain")
+        TrustedDevice.add(
+            client.url,
+            client.username,
+            client.password,
+            format_fingerprint(fingerprint) if fingerprint else None,
+            connection=root,
+        )
+
+    def _undo_create(
+        self,
+        error: Exception,
+        devices: Sequence[Client],
+        group_name: str | None,
+        added: list[tuple[Client, str]],
+        timeout: float,
+        progress: Progress,
+    ) -> None:
+        """After a failed create, delete the group it created and remove the devices it added (the last
+        first); a failure of this undo is told in `error`, which the caller raises."""
+        if group_name is None and not added:
+            return
+        try:
+            _say(progress, f"create failed ({error}); undoing its changes")
+            self._dismantle(devices, group_name, added[::-1], time.monotonic() + timeout, timeout, progress)
+        except Exception as undo_error:
+            note = f"undoing the changes failed too, so some may remain: {undo_error}"
+            if isinstance(error, TandemError):
+                error.message = f"{error.message} ({note})"
+            else:
+                error.add_note(note)
+
+    def _dismantle(
+        self,
+        devices: Sequence[Client],
+        group_name: str | None,
+        leaving: list[tuple[Client, str]],
+        deadline: float,
+        timeout: float,
+        progress: Progress,
+    ) -> None:
+        """Delete the group (if any) through the root, wait until no device has it, then remove `leaving`
+        from the trust domain."""
+        root = devices[0]
+        if group_name is not None:
+            _say(progress, f"deleting device group {group_name} on {self._device_name(root)}")
+            try:
+                DeviceGroup(name=group_name).delete(connection=root)
+            except TandemError as exc:
+                if exc.status_code != 404:
+                    raise
+            self._wait_group_gone(devices, group_name, deadline, timeout, progress)
+        self._untrust(root, leaving, deadline, timeout, progress)
 
     def _untrust(
         self, root: Client, leaving: list[tuple[Client, str]], deadline: float, timeout: float, progress: Progress
@@ -432,16 +505,18 @@ def _names_list(names: Iterable[str]) -> str:
 
 def _check_arguments(devices: Any, group_name: Any, group_type: Any, partition: Any) -> None:
     """Refuse what cannot form a cluster, before any request: TandemError `invalid_argument`."""
-    if not isinstance(group_name, str) or not group_name:
-        raise _invalid(f"device_group_name must be a non-empty string, not {group_name!r}", "device_group_name")
     if group_type not in GROUP_TYPES:
         raise _invalid(
             f"device_group_type must be one of {', '.join(GROUP_TYPES)}, not {group_type!r}",
             "device_group_type",
         )
-    if not isinstance(partition, str) or not partition:
-        raise _invalid(f"device_group_partition must be a non-empty string, not {partition!r}",
-                       "device_group_partition")
+    try:
+        DeviceGroupModel.model_validate({"name": group_name, "type": group_type, "partitions": [partition]})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        argument = "device_group_name" if first["loc"][:1] == ("name",) else "device_group_partition"
+        value = group_name if argument == "device_group_name" else partition
+        raise _invalid(f"{argument} {value!r} is not a valid name: {first['msg']}", argument) from None
     if isinstance(devices, str | bytes) or not isinstance(devices, Sequence):
         raise _invalid(f"devices must be a list of tandem.Client objects, not {type(devices).__name__}", "devices")
     if not devices:
@@ -458,6 +533,31 @@ def _check_arguments(devices: Any, group_name: Any, group_type: Any, partition: 
     limit = GROUP_LIMITS[group_type]
     if len(devices) > limit:
         raise _invalid(f"a {group_type} device group holds at most {limit} devices, {len(devices)} given", "devices")
+
+
+def _check_new_group(
+    root: Client, root_name: str, group_name: str, group_type: str, partition: str, names: list[str]
+) -> None:
+    """Refuse, before any change, a group the root would refuse: its name taken, its partition missing or
+    synced by another group, a device already in another sync-failover group (TandemError 409 or 422)."""
+    groups = list(DeviceGroup.get_collection(connection=root))
+    if group_name in {group.name for group in groups}:
+        raise TandemError(409, "conflict", f"device group {group_name!r} already exists on {root_name}", group_name)
+    for group in groups:
+        if partition in (getattr(group, "partitions", None) or []):
+            raise TandemError(409, "conflict", f"partition {partition} is already synced by device group "
+                              f"{group.name}", "device_group_partition")
+        both = sorted(set(getattr(group, "members", None) or []) & set(names))
+        if group_type == SYNC_FAILOVER and getattr(group, "type", None) == SYNC_FAILOVER and both:
+            raise TandemError(409, "conflict", f"{both[0]} is already in sync-failover group {group.name}",
+                              both[0])
+    try:
+        Partition(name=partition).get(connection=root)
+    except TandemError as exc:
+        if exc.status_code != 404:
+            raise
+        raise TandemError(422, "validation_error", f"partition {partition!r} does not exist on {root_name}",
+                          "device_group_partition") from None
 
 
 def _describe_status(name: str, status: dict[str, Any], expected: set[str]) -> tuple[bool, str]:

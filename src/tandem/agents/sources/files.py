@@ -135,7 +135,7 @@ class FileSource:
             self.errors.pop(file.name, None)
         except (OSError, UnicodeDecodeError, ValueError) as error:
             self.errors[file.name] = str(error)
-            log.warning("%s: %s (its services stay as they were)", file, error)
+            log.warning("%r: %r (its services stay as they were)", str(file), str(error))
 
     def load(self) -> None:
         for file in sorted(self.path.iterdir()) if self.path.is_dir() else []:
@@ -156,4 +156,4 @@ class FileSource:
     async def report(self, key: str, address: str | None, problem: str | None) -> None:
         """Files have nowhere to write back: problems go to the log and to the agent's status."""
         if problem:
-            log.warning("%s: %s", key, problem)
+            log.warning("%r: %r", key, problem)
