@@ -8,6 +8,9 @@ import socketserver
 import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+
+from tandem.trust.identity import load_or_create
 
 
 class Backend(socketserver.ThreadingTCPServer):
@@ -50,3 +53,14 @@ def http_server(handler: type[http.server.BaseHTTPRequestHandler], tls: ssl.SSLC
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def fake_device(handler: type[http.server.BaseHTTPRequestHandler], directory: Path) -> Iterator[str]:
+    """`handler` served over HTTPS with a device identity of its own (`dev-9`, kept in `directory`), as a
+    device that answers admission wrongly would; yields its https URL."""
+    identity = load_or_create(directory, "dev-9", ["127.0.0.1"])
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(identity.cert_path, identity.key_path)
+    with http_server(handler, tls) as url:
+        yield url

@@ -1,11 +1,13 @@
 """Real devices for tests: `tandem serve` processes on loopback, each with its own data directory."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,3 +109,21 @@ class RunningDevice:
         """An SDK client that pins this device's certificate."""
         return Client(self.url, username=username, password=password or self.admin_password,
                       fingerprint=self.fingerprint)
+
+
+@contextlib.contextmanager
+def running(base: Path, names: tuple[str, ...]) -> Iterator[list[Client]]:
+    """Devices `names` started, each with its data directory in `base`; yields a pinned admin Client for each,
+    and closes and stops them all when the block ends."""
+    devices = [RunningDevice(name=name, data_dir=base / name) for name in names]
+    clients: list[Client] = []
+    try:
+        for device in devices:
+            device.start()
+            clients.append(device.client())
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+        for device in devices:
+            device.stop()

@@ -6,12 +6,11 @@ of its own, with no device group (`as_before` checks it before and after).
 """
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devices import RunningDevice
+from devices import running
 from tandem import Client, ClusterManager, DeviceGroup, Partition, TandemError, TrustedDevice
 from tandem.models.fingerprints import format_fingerprint
 from waiting import wait_until
@@ -23,19 +22,8 @@ NAMES = ("dev-1", "dev-2", "dev-3", "dev-4")
 @pytest.fixture(scope="module")
 def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Client]]:
     """dev-1..dev-4, each alone; a pinned admin Client for each."""
-    base: Path = tmp_path_factory.mktemp("rollback")
-    devices = [RunningDevice(name=name, data_dir=base / name) for name in NAMES]
-    opened: list[Client] = []
-    try:
-        for device in devices:
-            device.start()
-            opened.append(device.client())
+    with running(tmp_path_factory.mktemp("rollback"), NAMES) as opened:
         yield opened
-    finally:
-        for client in opened:
-            client.close()
-        for device in devices:
-            device.stop()
 
 
 def state(client: Client) -> tuple[list[str], list[str]]:

@@ -10,7 +10,7 @@ from cluster_helpers import Cluster, check, error_of
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
-from backends import http_server
+from backends import fake_device
 from devices import free_port
 from tandem.trust.identity import load_or_create
 from waiting import wait_until
@@ -121,11 +121,8 @@ class _NoDeviceRecord(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_device_answering_no_device_record_is_a_502_and_changes_nothing(domain, tmp_path):
-    fake = load_or_create(tmp_path / "fake", "dev-9", ["127.0.0.1"])
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(fake.cert_path, fake.key_path)
     before = trust_state(domain["dev-1"])
-    with http_server(_NoDeviceRecord, tls) as url:
+    with fake_device(_NoDeviceRecord, tmp_path / "fake") as url:
         response = domain["dev-1"].api.post("/api/trust/devices", json={
             "url": url, "username": "admin", "password": "whatever-password"})
     assert response.status_code == 502, response.text

@@ -9,11 +9,10 @@ import pytest
 from api_http import error_of, session
 from pydantic import ValidationError
 
-from backends import http_server
+from backends import fake_device
 from tandem.agents.service import Member
 from tandem.models import PoolMember, VirtualServer
 from tandem.models.cluster import TrafficGroup
-from tandem.trust.identity import load_or_create
 
 BAD_URLS = ["https://127.0.0.1:99999", "https://127.0.0.1:0", "https://]x", "https://a..b", "https://-a.example",
             "https://999.1.1.1", "https://[::1%25lo]", "https://[nope]:443", "https://a.example\n",
@@ -61,10 +60,7 @@ class _LoginWithoutToken(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_device_answering_a_login_without_a_token_is_a_502(api, tmp_path):
-    fake = load_or_create(tmp_path / "fake", "dev-9", ["127.0.0.1"])
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(fake.cert_path, fake.key_path)
-    with http_server(_LoginWithoutToken, tls) as url:
+    with fake_device(_LoginWithoutToken, tmp_path / "fake") as url:
         response = api.post("/api/trust/devices", json={"url": url, "username": "admin", "password": "x"})
     assert response.status_code == 502, response.text
     assert error_of(response)["target"] == "url" and "without a token" in error_of(response)["message"]

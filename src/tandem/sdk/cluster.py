@@ -28,9 +28,10 @@ device of the cluster sees the expected result, polling every 0.1 s, and raises 
 what it can before its first change and undoes its changes when a later step fails.
 """
 
+import contextlib
 import time
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -391,11 +392,8 @@ class ClusterManager:
         root = devices[0]
         if group_name is not None:
             _say(progress, f"deleting device group {group_name} on {self._device_name(root)}")
-            try:
+            with _gone_already_ok():
                 DeviceGroup(name=group_name).delete(connection=root)
-            except TandemError as exc:
-                if exc.status_code != 404:
-                    raise
             self._wait_group_gone(devices, group_name, deadline, timeout, progress)
         self._untrust(root, leaving, deadline, timeout, progress)
 
@@ -405,11 +403,8 @@ class ClusterManager:
         """Remove devices from the root's trust domain, then wait until each is alone in its own."""
         for _client, name in leaving:
             _say(progress, f"removing {name} from the trust domain")
-            try:
+            with _gone_already_ok():
                 TrustedDevice(name=name).delete(connection=root)
-            except TandemError as exc:
-                if exc.status_code != 404:
-                    raise
         for client, name in leaving:
 
             def alone(client: Client = client, name: str = name) -> tuple[bool, str]:
@@ -585,3 +580,13 @@ def _wait(check: Callable[[], tuple[bool, str]], deadline: float, timeout: float
         if time.monotonic() >= deadline:
             raise TandemError(None, "timeout", f"waited {timeout:g} s for {what}; last seen: {last}")
         time.sleep(POLL_INTERVAL)
+
+
+@contextlib.contextmanager
+def _gone_already_ok() -> Iterator[None]:
+    """A delete answered 404 is done (what it removes is gone already); any other error goes on."""
+    try:
+        yield
+    except TandemError as exc:
+        if exc.status_code != 404:
+            raise
