@@ -9,6 +9,7 @@ from typing import Any
 from tandem._version import __version__
 
 __all__ = [
+    "Certificate",
     "Client",
     "Cluster",
     "ClusterInfo",

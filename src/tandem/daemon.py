@@ -13,6 +13,7 @@ import uvicorn
 from tandem.api import create_app
 from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.device import Device, DeviceError, admin_password_from
+from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
 
 log = logging.getLogger("tandem")
@@ -55,9 +56,10 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
 def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | None = None,
           token_ttl: float = 3600.0, durable: bool = False, peer_listen: str | None = None,
           peer_advertise: str | None = None, log_retention: int = 100_000, addresses: str = "loopback",
-          interface: str | None = None, intercluster_listen: str | None = None) -> None:
+          interface: str | None = None, intercluster_listen: str | None = None,
+          engine: EngineRequest = DEFAULT_ENGINE) -> None:
     """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
-    and its peer channel on `peer_listen` (default: port + 1)."""
+    and its peer channel on `peer_listen` (default: port + 1), its traffic with `engine`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         host, port = parse_host_port(listen)
@@ -66,15 +68,17 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
                              peer_listen=parse_host_port(peer_listen) if peer_listen else None,
                              peer_advertise=parse_host_port(peer_advertise) if peer_advertise else None,
                              addresses=addresses, interface=interface,
-                             intercluster_listen=parse_host_port(intercluster_listen) if intercluster_listen else None)
+                             intercluster_listen=parse_host_port(intercluster_listen) if intercluster_listen else None,
+                             engine=engine)
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),
                             ssl_certfile=str(device.identity.cert_path), http=LimitedHttpProtocol,
                             log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE, lifespan="off",
                             proxy_headers=False, server_header=False, timeout_graceful_shutdown=1)
-    log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s", name, device.store.device_id,
-             device.management_url, *device.peer_listen, device.identity.fingerprint)
+    log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s, data plane engine %s %s", name,
+             device.store.device_id, device.management_url, *device.peer_listen, device.identity.fingerprint,
+             device.dataplane.engine.name, device.dataplane.engine.version)
     try:
         _run_loop(_run(device, config))
     except OSError as error:

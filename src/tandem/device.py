@@ -15,6 +15,7 @@ from tandem.cluster.members import ClusterMembers
 from tandem.config import ConfigService, integrity
 from tandem.config.batches import BatchWorker
 from tandem.config.upgrade import upgrade
+from tandem.dataplane.choice import EngineUnavailable, choose
 from tandem.dataplane.service import DataPlane
 from tandem.errors import ApiError
 from tandem.failover.addresses import provider
@@ -23,6 +24,7 @@ from tandem.failover.traffic_groups import TrafficGroups
 from tandem.jobs import Jobs
 from tandem.leases import Leases
 from tandem.models import DEFAULT_PARTITION, DeviceInfo, Partition, User
+from tandem.models.api import DEFAULT_ENGINE, EngineInfo, EngineRequest
 from tandem.models.cluster import TrustedDevice
 from tandem.peering.service import PeeringService
 from tandem.store import Store
@@ -78,10 +80,15 @@ class Device:
              peer_advertise: tuple[str, int] | None = None, admin_password: str | None = None,
              token_ttl: float = 3600.0, durable: bool = False, log_retention: int = 100_000,
              addresses: str = "loopback", interface: str | None = None,
-             intercluster_listen: tuple[str, int] | None = None) -> "Device":
+             intercluster_listen: tuple[str, int] | None = None, engine: EngineRequest = DEFAULT_ENGINE) -> "Device":
         """Open (on first start: create) the device kept in `data_dir`. The peer channel listens on
         `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`;
-        peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering)."""
+        peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering).
+        Its data plane runs the `engine` asked for (`dataplane.choice.choose`)."""
+        try:
+            chosen = choose(engine)  # before anything is written: a refused start changes nothing
+        except EngineUnavailable as error:
+            raise DeviceError(str(error)) from None
         try:
             _private_dir(data_dir)
             store = Store(data_dir / STORE_FILE, durable=durable, index_of=integrity.references)
@@ -113,7 +120,7 @@ class Device:
         domain = Domain(store, me)
         sync = SyncEngine(store, domain, identity, log_retention=log_retention)
         failover = FailoverService(store, domain, peer_listen, addresses, interface, data_dir)
-        dataplane = DataPlane(store, domain, failover, data_dir)
+        dataplane = DataPlane(store, domain, failover, data_dir, chosen)
         members = ClusterMembers(domain, failover, sync)
         groups = DeviceGroups(domain, store, sync)
         peering = PeeringService(store, domain, intercluster_listen, members=members.views,
@@ -171,7 +178,8 @@ class Device:
         """This device: `GET /api/device`."""
         return DeviceInfo(name=self.name, id=self.store.device_id, fingerprint=self.identity.fingerprint,
                           management_url=self.management_url, version=__version__,
-                          last_commit_id=self.store.last_commit_id(), logins=self.sessions.throttle.stats())
+                          last_commit_id=self.store.last_commit_id(), logins=self.sessions.throttle.stats(),
+                          engine=EngineInfo(name=self.dataplane.engine.name, version=self.dataplane.engine.version))
 
     def close(self) -> None:
         self.batches.close()

@@ -212,6 +212,7 @@ def test_jobs(lab):
 def test_lab_status(lab):
     status = lab.json("lab", "status")
     assert [(d["name"], d["alive"], d["health"]) for d in status] == [("dev-1", True, "ok"), ("dev-2", True, "ok")]
+    assert [d["engine"].split(" ")[0] for d in status] == ["builtin", "builtin"]  # the default engine
     table = lab.run("lab", "status")
     assert table.returncode == 0
     assert "dev-2" in table.stdout and "running" in table.stdout

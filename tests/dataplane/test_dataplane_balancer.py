@@ -1,4 +1,4 @@
-"""Member choice: round-robin and least-connections over enabled, healthy members."""
+"""Member choice: round-robin, least-connections, random and source-hash over enabled, healthy members."""
 
 import pytest
 
@@ -52,4 +52,21 @@ def test_member_keys_and_ipv6() -> None:
 
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="lb method"):
-        Balancer("random", [A])
+        Balancer("fastest", [A])
+
+
+def test_source_hash_keeps_a_client_on_its_member_and_skips_one_down() -> None:
+    balancer = Balancer("source-hash", [A, B, C])
+    clients = [f"192.0.2.{n}" for n in range(32)]
+    first = {client: balancer.pick(client).key for client in clients}
+    assert first == {client: balancer.pick(client).key for client in clients}
+    assert len(set(first.values())) == 3
+    down = first[clients[0]]
+    balancer.health = lambda key: "down" if key == down else "up"
+    assert balancer.pick(clients[0]).key != down
+    assert all(balancer.pick(c).key == k for c, k in first.items() if k != down)
+
+
+def test_random_spreads_over_eligible_members_only() -> None:
+    balancer = Balancer("random", [A, B, ("10.0.0.3", 80, False)])
+    assert {balancer.pick().key for _ in range(200)} == {"10.0.0.1:80", "10.0.0.2:80"}

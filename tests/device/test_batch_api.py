@@ -54,8 +54,9 @@ def test_a_batch_creates_replaces_updates_and_deletes_in_order(api):
     assert api.get("/api/monitors/Common/http").json()["path"] == "/ok"
     web = api.get("/api/pools/Common/web").json()
     # replace: the pool equals the body, defaults included (the old lb_method and description are gone)
-    assert web == {"partition": "Common", "name": "web", "lb_method": "round-robin", "monitor": "http",
-                   "members": [{"address": "10.0.0.3", "port": 80, "enabled": True, "description": ""}],
+    assert web == {"partition": "Common", "name": "web", "lb_method": "round-robin", "persistence": "none",
+                   "monitor": "http",
+                   "members": [{"address": "10.0.0.3", "port": 80, "enabled": True, "weight": 1, "description": ""}],
                    "description": ""}
     assert api.get("/api/pools/Common/new").status_code == 200
     virtual = api.get("/api/virtuals/Common/www").json()

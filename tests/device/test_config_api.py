@@ -64,7 +64,7 @@ BAD_CREATES = [
     ("/api/virtuals", {"name": "v", "address": "10.0.0.3", "port": 80, "protocol": "udp"}, 422, "protocol"),
     ("/api/virtuals", {"name": "../etc", "address": "10.0.0.3", "port": 80}, 422, "name"),
     ("/api/virtuals", {"name": "v", "partition": "nope", "address": "10.0.0.3", "port": 80}, 422, "partition"),
-    ("/api/pools", {"name": "p", "lb_method": "random"}, 422, "lb_method"),
+    ("/api/pools", {"name": "p", "lb_method": "fastest"}, 422, "lb_method"),
     ("/api/pools", {"name": "p", "colour": "blue"}, 422, "colour"),
     ("/api/pools", {"name": "p", "members": [{"address": "10.0.0.1", "port": 80}] * 2}, 422, "members.1"),
     ("/api/pools", {"name": "p", "members": [{"address": "x", "port": 80}]}, 422, "members.0.address"),

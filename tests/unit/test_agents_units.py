@@ -45,7 +45,7 @@ def test_services_not_for_tandem_are_ignored() -> None:
     ([{"port": 80}], {"tandem.io/monitor": "icmp"}, "monitor.type"),
     ([{"port": 80}], {"tandem.io/monitor": "tcp", "tandem.io/monitor-interval": "soon"}, "monitor.interval"),
     ([{"port": 80}], {"tandem.io/address": "10.0.0.300"}, "address"),
-    ([{"port": 80}], {"tandem.io/lb-method": "random"}, "lb_method"),
+    ([{"port": 80}], {"tandem.io/lb-method": "fastest"}, "lb_method"),
     ([{"port": 80}], {"tandem.io/colour": "blue"}, "unknown annotation tandem.io/colour"),
     ([], {}, "ports"),
 ])

@@ -4,7 +4,7 @@ import enum
 from typing import Any, get_args
 
 from tandem.models.cluster import GroupType
-from tandem.models.resources import LbMethod, MonitorType, Role
+from tandem.models.resources import LbMethod, MonitorType, Persistence, Protocol, Role
 
 
 def choices(name: str, literal: Any) -> type[enum.StrEnum]:
@@ -14,5 +14,7 @@ def choices(name: str, literal: Any) -> type[enum.StrEnum]:
 
 MonitorTypeChoice = choices("MonitorTypeChoice", MonitorType)
 LbMethodChoice = choices("LbMethodChoice", LbMethod)
+PersistenceChoice = choices("PersistenceChoice", Persistence)
+ProtocolChoice = choices("ProtocolChoice", Protocol)
 RoleChoice = choices("RoleChoice", Role)
 GroupTypeChoice = choices("GroupTypeChoice", GroupType)

@@ -27,6 +27,7 @@ import typer
 
 from tandem.cli.connection import Settings
 from tandem.cli.output import Column, Output
+from tandem.cli.serve import EngineOption
 from tandem.lab.control import Killed, Restarted, Stopped, kill_process, require_lab, start_again, stop_lab
 from tandem.lab.demo import DEMO_MONITOR, DEMO_POOL, DEMO_TRAFFIC_GROUP, DEMO_VIRTUAL, LAB_GROUP, demo_hints, program
 from tandem.lab.plan import (
@@ -42,6 +43,7 @@ from tandem.lab.plan import (
 from tandem.lab.state import LabBackend, LabState, default_lab_dir
 from tandem.lab.status import LabStatus, lab_status, vip_answer
 from tandem.models import DEFAULT_PARTITION
+from tandem.models.api import DEFAULT_ENGINE
 
 app = typer.Typer(
     help="A local lab: several devices on this host, each on its own loopback address (127.0.10.1, "
@@ -61,6 +63,7 @@ STATUS_COLUMNS = [
     Column("pid"),
     Column("state"),
     Column("health"),
+    Column("engine", render=lambda v, r: v or "-"),
 ]
 FAILOVER_COLUMN = Column("failover", render=lambda v, r: "-" if v is None else f"{v}" + (
     " (forced)" if r.get("failover_forced") else ""))
@@ -123,6 +126,9 @@ def up(
     no_demo: Annotated[bool, typer.Option(
         "--no-demo", help="No backends, traffic group, pool nor virtual server: only the devices and the cluster.",
     )] = False,
+    engine: Annotated[EngineOption, typer.Option(
+        "--engine", help="The devices' data plane engine (`tandem serve --engine`).",
+    )] = EngineOption(DEFAULT_ENGINE),
 ) -> None:
     """Start a lab of --devices devices dev-1..dev-N and wait until each one answers.
 
@@ -139,7 +145,7 @@ def up(
     output = _settings(ctx).output
     request = LabRequest(lab_dir=_lab_dir(ctx, directory), devices=devices, address_base=address_base, port=port,
                          timeout=timeout, cluster=not no_cluster, cluster_timeout=cluster_timeout, vip=vip,
-                         demo=not no_demo)
+                         demo=not no_demo, engine=engine.value)
     started = start_lab(output, request)
     if output.json:
         output.print_json({**started.state.to_dict(), "cluster": started.cluster, "demo": started.demo})
@@ -201,7 +207,7 @@ def _show_stopped(output: Output, stopped: Stopped, purge: bool) -> None:
 
 @app.command()
 def status(ctx: typer.Context, directory: DirOption = None) -> None:
-    """Show each lab device and backend: URL, pid, whether it runs and answers; each device's failover state.
+    """Show each lab device and backend: URL, pid, whether it runs and answers; each device's engine and failover state.
 
     Devices answer /api/health; with the demo, the `failover` column is each device's state for
     traffic-group-1 and the last line says which device is active and what the virtual server answers.

@@ -1,4 +1,5 @@
-"""Configuration object commands: partition, monitor, pool (and members), virtual, user, device, job.
+"""Configuration object commands: partition, monitor, pool (and members), virtual, user, device, job
+(certificate: `cli.certificates`).
 
 Every command reaches the device through the SDK (`tandem.sdk`). Updates read the object,
 change the attributes the options name and `patch()` it, so only those fields are sent.
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tandem.cli.choices import LbMethodChoice, MonitorTypeChoice, RoleChoice
+from tandem.cli.choices import LbMethodChoice, MonitorTypeChoice, PersistenceChoice, ProtocolChoice, RoleChoice
 from tandem.cli.connection import Settings, connect, read_password_file
 from tandem.cli.errors import CliError
 from tandem.cli.output import Column, Output, format_value
@@ -68,6 +69,30 @@ def parse_member(text: str) -> tuple[str, int]:
     if not port_text.isdigit():
         raise CliError(f"{port_text!r} is not a port number", target="port")
     return host, int(port_text)
+
+
+def parse_weighted_member(text: str) -> tuple[str, int, int | None]:
+    """`ADDRESS:PORT[:WEIGHT]` (IPv6 as `[ADDRESS]:PORT[:WEIGHT]`) → (address, port, weight or None)."""
+    after_address = text.rpartition("]")[2] if text.startswith("[") else text
+    if after_address.count(":") != 2:  # an IPv6 address without brackets takes no weight
+        return (*parse_member(text), None)
+    text, _, weight_text = text.rpartition(":")
+    if not weight_text.isdigit():
+        raise CliError(f"{weight_text!r} is not a weight (0-256)", target="weight")
+    return (*parse_member(text), int(weight_text))
+
+
+def read_rules_file(path: Path) -> list[Any]:
+    """The rules in a JSON or YAML file (a list of rule objects); the device validates them."""
+    import yaml
+
+    try:
+        rules = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CliError(f"cannot read rules from {str(path)!r}: {exc}", target="--rules-file") from None
+    if not isinstance(rules, list):
+        raise CliError(f"{str(path)!r} does not hold a list of rules", target="--rules-file")
+    return rules
 
 
 def _changes(**options: Any) -> dict[str, Any]:
@@ -303,12 +328,18 @@ def _members_summary(members: Any, _record: Mapping[str, Any]) -> str:
     return f"{len(members)}" + (f" ({disabled} disabled)" if disabled else "")
 
 
-POOL_COLUMNS = [Column("partition"), Column("name"), Column("lb_method", "lb method"), Column("monitor"),
-                Column("members", render=_members_summary), Column("description")]
-MEMBER_COLUMNS = [Column("address"), Column("port"), Column("enabled"), Column("description")]
+POOL_COLUMNS = [Column("partition"), Column("name"), Column("lb_method", "lb method"), Column("persistence"),
+                Column("monitor"), Column("members", render=_members_summary), Column("description")]
+MEMBER_COLUMNS = [Column("address"), Column("port"), Column("weight"), Column("enabled"), Column("description")]
 
 LbMethodOption = Annotated[LbMethodChoice | None, typer.Option(
     "--lb-method", show_default=False, help=f"How to pick a member. \\[default: {DEFAULT_LB_METHOD}]")]
+PersistenceOption = Annotated[PersistenceChoice | None, typer.Option(
+    "--persistence", show_default=False,
+    help="Keep a client on one member: by source address, or by cookie (http). \\[default: none]")]
+WeightOption = Annotated[int | None, typer.Option(
+    "--weight", min=0, max=256, show_default=False,
+    help="Its share of new connections relative to the others' (0: none). \\[default: 1]")]
 MonitorOption = Annotated[str | None, typer.Option(
     "--monitor", show_default=False, help="A monitor: NAME (same partition) or /PARTITION/NAME.")]
 PoolArgument = Annotated[str, typer.Argument(metavar="POOL", help="The pool's name.", show_default=False)]
@@ -339,16 +370,20 @@ def pool_create(
     name: NameArgument,
     partition: PartitionOption = DEFAULT_PARTITION,
     lb_method: LbMethodOption = None,
+    persistence: PersistenceOption = None,
     monitor: MonitorOption = None,
     members: Annotated[list[str] | None, typer.Option(
-        "--member", "-m", metavar="ADDRESS:PORT", show_default=False, help="A member to start with. Repeatable.",
+        "--member", "-m", metavar="ADDRESS:PORT[:WEIGHT]", show_default=False,
+        help="A member to start with (IPv6: [ADDRESS]:PORT[:WEIGHT]). Repeatable.",
     )] = None,
     description: DescriptionOption = None,
 ) -> None:
     """Create a pool."""
-    fields = _changes(partition=partition, name=name, lb_method=lb_method, monitor=monitor, description=description)
+    fields = _changes(partition=partition, name=name, lb_method=lb_method, persistence=persistence, monitor=monitor,
+                      description=description)
     if members:
-        fields["members"] = [dict(zip(("address", "port"), parse_member(m), strict=True)) for m in members]
+        fields["members"] = [_changes(address=address, port=port, weight=weight)
+                             for address, port, weight in map(parse_weighted_member, members)]
     _show_pool(ctx, _create(ctx, "Pool", **fields).to_dict(), "created")
 
 
@@ -358,6 +393,7 @@ def pool_update(
     name: NameArgument,
     partition: PartitionOption = DEFAULT_PARTITION,
     lb_method: LbMethodOption = None,
+    persistence: PersistenceOption = None,
     monitor: MonitorOption = None,
     no_monitor: Annotated[bool, typer.Option("--no-monitor", help="Remove the pool's monitor.")] = False,
     description: DescriptionOption = None,
@@ -365,7 +401,7 @@ def pool_update(
     """Change a pool: only the options given are sent. Members: `tandem pool member ...`."""
     if monitor is not None and no_monitor:
         raise CliError("--monitor and --no-monitor contradict each other", target="--monitor")
-    changes = _changes(lb_method=lb_method, monitor=monitor, description=description)
+    changes = _changes(lb_method=lb_method, persistence=persistence, monitor=monitor, description=description)
     if no_monitor:
         changes["monitor"] = None
     obj = _update(ctx, "Pool", {"partition": partition, "name": name}, changes)
@@ -415,11 +451,12 @@ def member_add(
     member: MemberArgument,
     partition: PartitionOption = DEFAULT_PARTITION,
     disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled (no new traffic).")] = False,
+    weight: WeightOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Add a member to a pool."""
     address, port = parse_member(member)
-    fields = _changes(address=address, port=port, description=description)
+    fields = _changes(address=address, port=port, weight=weight, description=description)
     if disabled:
         fields["enabled"] = False
     obj = _create(ctx, "PoolMember", partition, pool, **fields)
@@ -454,6 +491,18 @@ def _set_member_enabled(ctx: typer.Context, pool: str, member: str, partition: s
           obj.to_dict())
 
 
+@member_app.command("update")
+def member_update(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
+                  partition: PartitionOption = DEFAULT_PARTITION, weight: WeightOption = None,
+                  description: DescriptionOption = None) -> None:
+    """Change a member's weight or description: only the options given are sent."""
+    address, port = parse_member(member)
+    obj = _update(ctx, "PoolMember", {"address": address, "port": port},
+                  _changes(weight=weight, description=description), partition, pool)
+    _done(ctx, "updated", "member", f"{_member_label(obj.to_dict(), member)} of pool {_path(partition, pool)}",
+          obj.to_dict())
+
+
 @member_app.command("enable")
 def member_enable(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
                   partition: PartitionOption = DEFAULT_PARTITION) -> None:
@@ -481,9 +530,13 @@ def _destination(_value: Any, record: Mapping[str, Any]) -> str:
     return f"{format_value(address)}:{format_value(port)}"
 
 
+def _rules_summary(rules: Any, _record: Mapping[str, Any]) -> str:
+    return str(len(rules)) if isinstance(rules, list) else format_value(rules)
+
+
 VIRTUAL_COLUMNS = [Column("partition"), Column("name"), Column("destination", render=_destination, no_wrap=True),
-                   Column("pool"), Column("traffic_group", "traffic group"), Column("enabled"),
-                   Column("description")]
+                   Column("protocol"), Column("pool"), Column("rules", render=_rules_summary),
+                   Column("traffic_group", "traffic group"), Column("enabled"), Column("description")]
 _add_read_commands(virtual_app, "VirtualServer", "virtual server", VIRTUAL_COLUMNS, partitioned=True,
                    helps=("List virtual servers.", "Show one virtual server."))
 
@@ -497,6 +550,34 @@ TrafficGroupOption = Annotated[str | None, typer.Option(
                                                 f"\\[default: {DEFAULT_TRAFFIC_GROUP}]")]
 EnabledOption = Annotated[bool | None, typer.Option(
     "--enable/--disable", show_default=False, help="Serve traffic or not. \\[default on create: --enable]")]
+ProtocolOption = Annotated[ProtocolChoice | None, typer.Option(
+    "--protocol", show_default=False,
+    help="tcp (forward connections), http (rules), https (rules, TLS with --certificate). \\[default: tcp]")]
+CertificateOption = Annotated[list[str] | None, typer.Option(
+    "--certificate", metavar="CERTIFICATE", show_default=False,
+    help="https: a certificate, NAME or /PARTITION/NAME; the first is the default, others picked by SNI. "
+         "Repeatable (on update: replaces the list).")]
+RulesFileOption = Annotated[Path | None, typer.Option(
+    "--rules-file", metavar="FILE", show_default=False, dir_okay=False,
+    help="http/https: a JSON or YAML file with the list of rules, applied in order (on update: replaces them; "
+         "[] removes them).")]
+ForwardedForOption = Annotated[bool | None, typer.Option(
+    "--forwarded-for/--no-forwarded-for", show_default=False,
+    help="http/https: add X-Forwarded-For and Forwarded to requests. \\[default on create: --forwarded-for]")]
+ProxyProtocolOption = Annotated[bool | None, typer.Option(
+    "--proxy-protocol/--no-proxy-protocol", show_default=False,
+    help="tcp: send the client's address to members with the PROXY protocol v2. "
+         "\\[default on create: --no-proxy-protocol]")]
+
+
+def _l7_changes(protocol: ProtocolChoice | None, certificates: list[str] | None, rules_file: Path | None,
+                forwarded_for: bool | None, proxy_protocol: bool | None) -> dict[str, Any]:
+    """The options of http/https virtual servers (and the PROXY protocol) that were given."""
+    changes = _changes(protocol=protocol, certificates=certificates or None, forwarded_for=forwarded_for,
+                       proxy_protocol=proxy_protocol)
+    if rules_file is not None:
+        changes["rules"] = read_rules_file(rules_file)
+    return changes
 
 
 @virtual_app.command("create")
@@ -506,15 +587,21 @@ def virtual_create(
     address: Annotated[str, typer.Option("--address", help="Destination IPv4 or IPv6 address.")],
     port: Annotated[int, typer.Option("--port", help="Destination port (1-65535).")],
     partition: PartitionOption = DEFAULT_PARTITION,
+    protocol: ProtocolOption = None,
     pool: PoolOption = None,
+    certificates: CertificateOption = None,
+    rules_file: RulesFileOption = None,
+    forwarded_for: ForwardedForOption = None,
+    proxy_protocol: ProxyProtocolOption = None,
     traffic_group: TrafficGroupOption = None,
     enabled: EnabledOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Create a virtual server."""
-    obj = _create(ctx, "VirtualServer", **_changes(partition=partition, name=name, address=address, port=port,
-                                                   pool=pool, traffic_group=traffic_group, enabled=enabled,
-                                                   description=description))
+    fields = _changes(partition=partition, name=name, address=address, port=port, pool=pool,
+                      traffic_group=traffic_group, enabled=enabled, description=description)
+    fields |= _l7_changes(protocol, certificates, rules_file, forwarded_for, proxy_protocol)
+    obj = _create(ctx, "VirtualServer", **fields)
     _done(ctx, "created", "virtual server", _path(partition, name), obj.to_dict())
 
 
@@ -525,8 +612,14 @@ def virtual_update(
     partition: PartitionOption = DEFAULT_PARTITION,
     address: AddressOption = None,
     port: PortOption = None,
+    protocol: ProtocolOption = None,
     pool: PoolOption = None,
     no_pool: Annotated[bool, typer.Option("--no-pool", help="Detach the pool.")] = False,
+    certificates: CertificateOption = None,
+    no_certificates: Annotated[bool, typer.Option("--no-certificates", help="Remove the certificates.")] = False,
+    rules_file: RulesFileOption = None,
+    forwarded_for: ForwardedForOption = None,
+    proxy_protocol: ProxyProtocolOption = None,
     traffic_group: TrafficGroupOption = None,
     enabled: EnabledOption = None,
     description: DescriptionOption = None,
@@ -534,10 +627,15 @@ def virtual_update(
     """Change a virtual server: only the options given are sent."""
     if pool is not None and no_pool:
         raise CliError("--pool and --no-pool contradict each other", target="--pool")
+    if certificates and no_certificates:
+        raise CliError("--certificate and --no-certificates contradict each other", target="--certificate")
     changes = _changes(address=address, port=port, pool=pool, traffic_group=traffic_group, enabled=enabled,
                        description=description)
+    changes |= _l7_changes(protocol, certificates, rules_file, forwarded_for, proxy_protocol)
     if no_pool:
         changes["pool"] = None
+    if no_certificates:
+        changes["certificates"] = []
     obj = _update(ctx, "VirtualServer", {"partition": partition, "name": name}, changes)
     _done(ctx, "updated", "virtual server", _path(partition, name), obj.to_dict())
 
@@ -723,9 +821,12 @@ def job_show(
 
 def groups() -> list[tuple[str, typer.Typer]]:
     """The object command groups, in the order `tandem --help` lists them."""
+    from tandem.cli.certificates import certificate_app  # it builds on this module's helpers
+
     return [
         ("partition", partition_app),
         ("monitor", monitor_app),
+        ("certificate", certificate_app),
         ("pool", pool_app),
         ("virtual", virtual_app),
         ("user", user_app),

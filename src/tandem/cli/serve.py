@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
+from tandem.cli.choices import choices
+from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DEFAULT_TOKEN_TTL = 3600.0
+EngineOption = choices("EngineOption", EngineRequest)
 
 
 def _check_listen(value: str) -> str:
@@ -62,6 +65,9 @@ def serve(
     durable: Annotated[bool, typer.Option(
         "--durable", help="Flush every commit to disk (survives a power cut, slower writes).",
     )] = False,
+    engine: Annotated[EngineOption, typer.Option(
+        "--engine", help="The data plane engine: haproxy, builtin (TCP only), or auto (haproxy when on PATH).",
+    )] = EngineOption(DEFAULT_ENGINE),
 ) -> None:
     """Run a device: its HTTPS management API on --listen, its data in --data-dir. Stops on Ctrl-C or SIGTERM."""
     from tandem.daemon import serve as run_daemon  # lazily: keeps `tandem --help` fast
@@ -69,4 +75,4 @@ def serve(
     run_daemon(name=name, data_dir=data_dir, listen=listen, admin_password_file=admin_password_file,
                token_ttl=token_ttl, durable=durable, peer_listen=peer_listen, peer_advertise=peer_advertise,
                log_retention=log_retention, addresses=addresses, interface=interface,
-               intercluster_listen=intercluster_listen)
+               intercluster_listen=intercluster_listen, engine=engine.value)

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tandem.errors import Conflict, Invalid
-from tandem.models import DEFAULT_PARTITION, Monitor, Partition, Pool, Resource, User, VirtualServer
+from tandem.models import DEFAULT_PARTITION, Certificate, Monitor, Partition, Pool, Resource, User, VirtualServer
 from tandem.models.cluster import ViolationView
 from tandem.models.fields import resolve_reference
 from tandem.store import GLOBAL, Body, Store, Transaction
 
-PARTITIONED_KINDS = (Monitor.kind, Pool.kind, VirtualServer.kind)
+PARTITIONED_KINDS = (Monitor.kind, Certificate.kind, Pool.kind, VirtualServer.kind)
+TRANSPORTS = {"tcp": "tcp", "http": "tcp", "https": "tcp"}
+"""The transport a virtual server's protocol listens on: a destination is (address, port, transport)."""
 
 
 def check_references(txn: Transaction, obj: Resource) -> None:
@@ -31,11 +33,16 @@ def check_references(txn: Transaction, obj: Resource) -> None:
     if isinstance(obj, VirtualServer):
         if obj.pool:
             _require(txn, Pool.kind, partition, obj.pool, "pool")
+        for index, rule in enumerate(obj.rules):
+            if rule.pool:
+                _require(txn, Pool.kind, partition, rule.pool, f"rules.{index}.pool")
+        for index, certificate in enumerate(obj.certificates):
+            _require(txn, Certificate.kind, partition, certificate, f"certificates.{index}")
         for _, other_partition, other_name in txn.referrers("destination",
                                                             _destination(obj.address, obj.port, obj.protocol)):
             if (other_partition, other_name) != (obj.partition, obj.name):
-                raise Conflict(f"destination {obj.address}:{obj.port} ({obj.protocol}) is already used by virtual "
-                               f"server /{other_partition}/{other_name}", target="port")
+                raise Conflict(f"destination {obj.address}:{obj.port} ({TRANSPORTS[obj.protocol]}) is already used "
+                               f"by virtual server /{other_partition}/{other_name}", target="port")
     if isinstance(obj, User):
         for name in obj.partitions:
             if not txn.exists(Partition.kind, GLOBAL, name):
@@ -67,7 +74,7 @@ def check_unreferenced(txn: Transaction, kind: str, partition: str, name: str) -
         for user in txn.records(User.kind, partition=GLOBAL):
             if name in user.body.get("partitions", []):
                 raise Conflict(f"partition {name!r} is assigned to user {user.name!r}", target="name")
-    elif kind in (Monitor.kind, Pool.kind):
+    elif kind in (Monitor.kind, Pool.kind, Certificate.kind):
         field = kind[:-1]
         users = [user for user in txn.referrers(field, f"/{partition}/{name}") if may_use(user[1], partition)]
         if users:  # a use the partition rule forbids (replicated from an older peer) does not hold it
@@ -77,18 +84,22 @@ def check_unreferenced(txn: Transaction, kind: str, partition: str, name: str) -
 
 
 def _destination(address: str, port: int, protocol: str) -> str:
-    return f"{address} {port} {protocol}"
+    return f"{address} {port} {TRANSPORTS.get(protocol, protocol)}"
 
 
 def references(kind: str, partition: str, body: Body) -> list[tuple[str, str]]:
-    """What the store keeps an index of for an object (`Store.index_of`): the monitor a pool uses, the pool
-    and the destination of a virtual server, so that the checks above are lookups."""
+    """What the store keeps an index of for an object (`Store.index_of`): the monitor a pool uses, the
+    destination of a virtual server, the pools it and its rules use (`pool`) and its certificates
+    (`certificate`), so that the checks above are lookups."""
     if kind == Pool.kind and body.get("monitor"):
         return [("monitor", "/{}/{}".format(*resolve_reference(partition, body["monitor"])))]
     if kind == VirtualServer.kind:
         out = [("destination", _destination(body["address"], body["port"], body.get("protocol", "tcp")))]
-        if body.get("pool"):
-            out.append(("pool", "/{}/{}".format(*resolve_reference(partition, body["pool"]))))
+        pools = [body.get("pool"), *(rule.get("pool") for rule in body.get("rules", ()))]
+        uses = [("pool", pool) for pool in pools if pool]
+        uses += [("certificate", certificate) for certificate in body.get("certificates", ())]
+        out += dict.fromkeys((field, "/{}/{}".format(*resolve_reference(partition, reference)))
+                             for field, reference in uses)
         return out
     return []
 
@@ -132,9 +143,9 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
     reference index (no object is read whole but those sharing a destination). Every device resolves
     them the same way: an object in a partition that does not exist counts as absent, and so does, to
     its user, an object the partition rule forbids it to use (`may_use`: a change an older peer
-    replicated); a virtual server whose pool is absent is not served; a pool whose monitor is absent is
-    served without health monitoring; of virtual servers sharing a destination (address, port,
-    protocol), the one created first among those otherwise served is served, the others are not."""
+    replicated); a virtual server whose pool, a rule's pool or a certificate is absent is not served; a pool
+    whose monitor is absent is served without health monitoring; of virtual servers sharing a destination
+    (address, port, transport), the one created first among those otherwise served is served, the others are not."""
     existing = {name for _, name in store.keys(Partition.kind)}
     live = {kind: set(store.keys(kind)) for kind in PARTITIONED_KINDS}
     found: list[Violation] = []
@@ -152,7 +163,7 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
                                            f"{kind[:-1]} /{partition}/{name} is in partition {partition}, "
                                            "which does not exist", served=False))
     unserved = set(absent)
-    for field, target_kind in (("monitor", Monitor.kind), ("pool", Pool.kind)):
+    for field, target_kind in (("monitor", Monitor.kind), ("pool", Pool.kind), ("certificate", Certificate.kind)):
         for value, kind, partition, name in store.refs(field):
             _, target_partition, target_name = value.split("/")
             if (kind, partition, name) in absent:

@@ -1,4 +1,4 @@
-"""Top-level configuration objects (partitions, monitors, pools, virtual servers, users): where each is
+"""Top-level configuration objects (partitions, monitors, certificates, pools, virtual servers, users): where each is
 stored, and its create, update and delete inside a transaction, with the reference checks.
 
 A pool's record holds its member list (`units`): writing a pool writes the unit."""
@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from tandem.config import integrity, units
-from tandem.config.presentation import HIDDEN_FIELDS, present
+from tandem.config.presentation import HIDDEN_FIELDS, model_fields, present, without_secrets
 from tandem.config.query import Query
 from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
-from tandem.models import Partition, Pool, Resource, User
+from tandem.models import Certificate, Partition, Pool, Resource, User
 from tandem.models.conflict import CONFLICTS
 from tandem.models.lease import LEASES
+from tandem.models.pem import chain_info, check_validity
 from tandem.store import GLOBAL, Body, Store, Transaction
 from tandem.store.draft import Draft
 
@@ -38,9 +39,14 @@ def key_of(obj: Resource) -> tuple[str, str]:
     return store_key(type(obj), {field: getattr(obj, field) for field in type(obj).identity})
 
 
+def stored_fields(obj: Resource, exclude: set[str]) -> Body:
+    """`obj`'s fields but `exclude`, not its computed ones (a certificate's `status`: shown, never stored)."""
+    return obj.model_dump(exclude=exclude | set(type(obj).model_computed_fields))
+
+
 def comparable(obj: Resource) -> Body:
-    """`obj` as it would be presented once stored (members in their stored order)."""
-    shown = obj.model_dump(exclude=WRITE_ONLY_FIELDS)
+    """`obj` as it would be stored (members in their stored order; write-only fields as they are kept)."""
+    shown = stored_fields(obj, WRITE_ONLY_FIELDS)
     if isinstance(obj, Pool):
         shown["members"] = units.member_list(obj)
     return shown
@@ -54,11 +60,28 @@ def write_object(txn: Txn, obj: Resource, stored: Body | None, current: Body | N
     stamp = txn.stamp()
     kept = {k: v for k, v in (stored or {}).items() if k in HIDDEN_FIELDS}
     exclude = WRITE_ONLY_FIELDS | ({"members"} if isinstance(obj, Pool) else set())
-    body = obj.model_dump(exclude=exclude) | kept | (extra or {})
+    body = stored_fields(obj, exclude) | kept | (extra or {})
     body.setdefault("incarnation", str(stamp))
     if isinstance(obj, Pool):
         body = units.stored_pool(obj, body, stamp, stored, current["members"] if current else [])
     txn.put(model.kind, partition, name, body, stamp)
+
+
+def checked_certificate(obj: Resource, stored: Body | None) -> Resource:
+    """`obj`, or for a certificate: without a key it takes the `stored` one (checked against it again; a new
+    certificate must have one), and a chain that is new must be valid now (not expired, not before its time)."""
+    if not isinstance(obj, Certificate):
+        return obj
+    if obj.key is None:
+        if stored is None:
+            raise Invalid("key: a new certificate needs its private key", target="key")
+        obj = validate(Certificate, stored_fields(obj, set()) | {"key": stored.get("key")})
+    if stored is None or obj.certificate != stored.get("certificate"):
+        try:
+            check_validity(chain_info(obj.certificate))
+        except ValueError as error:
+            raise Invalid(str(error), target="certificate") from None
+    return obj
 
 
 class Collection(Protocol):
@@ -107,6 +130,7 @@ class Objects:
         partition, name = key_of(obj)
         if txn.exists(self.model.kind, partition, name):
             raise Conflict(f"{self.model.__name__} {name!r} already exists", target="name")
+        obj = checked_certificate(obj, None)
         integrity.check_references(txn, obj)
         write_object(txn, obj, None, None, extra)
         return {field: getattr(obj, field) for field in self.model.identity}
@@ -120,8 +144,9 @@ class Objects:
         stored = txn.get(self.model.kind, *key_of(obj))
         if stored is None:
             return False
+        obj = checked_certificate(obj, stored)
         integrity.check_references(txn, obj)
-        current = present(txn, self.model.kind, stored)
+        current = model_fields(txn, self.model.kind, stored)
         if comparable(obj) != current:
             write_object(txn, obj, stored, current)
         return True
@@ -131,8 +156,8 @@ class Objects:
         for field in self.model.identity:
             if field in patch and patch[field] != stored.get(field):
                 raise Invalid(f"{field} cannot be changed", target=field)
-        current = present(txn, self.model.kind, stored)
-        obj = validate(self.model, current | patch)
+        current = model_fields(txn, self.model.kind, stored)
+        obj = checked_certificate(validate(self.model, current | patch), stored)
         integrity.check_references(txn, obj)
         if isinstance(obj, User):
             integrity.check_admin_remains(txn, obj.name, obj.role)
@@ -152,7 +177,8 @@ class Objects:
 
     def _matching(self, txn: Txn, query: Query) -> list[Body]:
         partition = GLOBAL if self._global else None
-        return [r.body for r in txn.records(self.model.kind, partition=partition) if query.matches(r.body)]
+        kind = self.model.kind
+        return [r.body for r in txn.records(kind, partition=partition) if query.matches(without_secrets(kind, r.body))]
 
     def update_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, patch: Body, check: Check) -> int:
         matched = self._matching(txn, query)

@@ -1,12 +1,15 @@
-"""Choosing the pool member for a new connection: `round-robin` and `least-connections`.
+"""Choosing the pool member for a new connection: `round-robin`, `least-connections`, `random` and
+`source-hash` (the client's address picks the member, so a client keeps its member while the pool is unchanged).
 
 Only members that are enabled and not marked down by the pool's monitor are eligible
 ("unchecked", before a monitor's first answer, counts as eligible). The balancer gives the order
 in which to try members for one connection, each member at most once, so that the proxy can fall
-back to the next one when a member refuses or times out. It is deterministic: the same state gives
-the same order.
+back to the next one when a member refuses or times out. But for `random`, it is deterministic: the same
+state (and client) gives the same order.
 """
 
+import random
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, get_args
 
@@ -59,17 +62,26 @@ class Balancer:
         health = self.health
         return [m for m in self.members if m.enabled and health(m.key) != "down"]
 
-    def candidates(self) -> Iterator[Target]:
+    def candidates(self, client: str = "") -> Iterator[Target]:
         """The eligible members in the order to try them for one new connection, lazily; taking the
         first one advances the rotation.
 
         round-robin: in configuration order, starting after the member chosen last time.
         least-connections: fewest open connections first, ties in round-robin order.
+        random, source-hash: in configuration order from a random member, or from the one the hash of the
+        `client` address names.
         """
         members = self.members
         count = len(members)
         start = self._next % count if count else 0
         health = self.health
+        if count and self.method in ("random", "source-hash"):
+            start = random.randrange(count) if self.method == "random" else zlib.crc32(client.encode()) % count
+            for offset in range(count):
+                member = members[(start + offset) % count]
+                if member.enabled and health(member.key) != "down":
+                    yield member
+            return
         if self.method == "round-robin":
             first = True
             for offset in range(count):
@@ -97,6 +109,6 @@ class Balancer:
         for _, _, index in ranked:
             yield members[index]
 
-    def pick(self) -> Target | None:
-        """The member for one new connection, or None when no member is eligible."""
-        return next(self.candidates(), None)
+    def pick(self, client: str = "") -> Target | None:
+        """The member for one new connection (from `client`), or None when no member is eligible."""
+        return next(self.candidates(client), None)

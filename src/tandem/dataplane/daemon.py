@@ -5,7 +5,8 @@ It runs apart from the management process (`python -m tandem.dataplane.daemon`, 
 process tells it what the configuration says (every virtual server with its pool and monitor, by
 traffic group); the failover process, which connects to its Unix socket, tells it which traffic groups
 are active here and asks it every heartbeat interval whether it answers (a data plane that stops
-answering makes the device step down).
+answering makes the device step down). It serves with the engine the management process chose
+(`--engine builtin|haproxy`, `dataplane.choice`).
 """
 
 import argparse
@@ -13,7 +14,9 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Protocol
 
 from tandem import ipc
 from tandem.dataplane.engine import BuiltinEngine, ServedVirtual, served_from_objects
@@ -21,15 +24,32 @@ from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.dataplane")
 
-RETRY = 0.05
-"""Seconds before trying again a virtual server that could not listen."""
 STOP_DRAIN = 2.0
+
+
+class Engine(Protocol):
+    """What the data plane process asks of its engine (`BuiltinEngine`, `HaproxyEngine`)."""
+
+    name: str
+    version: str
+    errors: dict[str, str]
+    """Virtual servers (by `/partition/name`) not served, with why."""
+
+    async def apply(self, desired: Iterable[ServedVirtual]) -> None: ...
+
+    def retry_after(self) -> float | None:
+        """Seconds before `apply` should run again though nothing changed (a virtual server could not listen
+        yet); None: nothing to try again (what is not served cannot be, until the configuration changes)."""
+
+    async def stop_all(self, drain_timeout: float) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 class DataPlaneProcess:
     """What to serve, from the two other processes, and the engine serving it."""
 
-    def __init__(self, engine: BuiltinEngine, socket_path: Path) -> None:
+    def __init__(self, engine: Engine, socket_path: Path) -> None:
         self.engine = engine
         self._socket_path = socket_path
         self._virtuals: list[ServedVirtual] = []
@@ -64,14 +84,16 @@ class DataPlaneProcess:
                 await self.engine.apply(self.served())
             except Exception:  # the data plane must outlive any one failure; the next change retries
                 log.exception("applying the configuration failed")
-            if self.engine.errors:
-                await asyncio.sleep(RETRY)
+            retry = self.engine.retry_after()
+            if retry is not None:
+                await asyncio.sleep(retry)
                 self._wake.set()
 
     def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
         if kind == "desired":
-            self._virtuals = served_from_objects(message["virtuals"], message["pools"], message["monitors"])
+            self._virtuals = served_from_objects(message["virtuals"], message["pools"], message["monitors"],
+                                                 message.get("certificates", ()))
             self._known = set(message["traffic_groups"])
             self._wake.set()
             return None
@@ -95,12 +117,26 @@ class DataPlaneProcess:
         raise ValueError(f"unknown message {kind!r}")
 
 
+def make_engine(args: argparse.Namespace) -> Engine:
+    """The engine the management process chose (`--engine`)."""
+    if args.engine == "haproxy":
+        from tandem.dataplane.haproxy_engine import HaproxyEngine  # lazily: only a HAProxy device loads it
+
+        return HaproxyEngine(args.runtime_dir, args.binary)
+    return BuiltinEngine()
+
+
 async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
-    await DataPlaneProcess(BuiltinEngine(), Path(args.socket)).run(control)
+    await DataPlaneProcess(make_engine(args), Path(args.socket)).run(control)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", required=True, help="the Unix socket the failover process connects to")
+    parser.add_argument("--engine", choices=("builtin", "haproxy"), default="builtin",
+                        help="the engine serving traffic (chosen by the management process)")
+    parser.add_argument("--runtime-dir", type=Path, required=True,
+                        help="HAProxy's runtime directory (absolute): its configuration and sockets")
+    parser.add_argument("--binary", default="haproxy", help="the haproxy binary")
 
 
 if __name__ == "__main__":

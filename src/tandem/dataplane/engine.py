@@ -8,11 +8,13 @@ accepting at once and drains its open connections in the background for up to `d
 """
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from tandem._version import __version__
 from tandem.dataplane.balancer import LB_METHODS, Balancer
 from tandem.dataplane.monitor import MonitorConfig, PoolMonitor
 from tandem.dataplane.proxy import VirtualServerProxy
@@ -30,14 +32,20 @@ from tandem.models.resources import (
 
 log = logging.getLogger(__name__)
 
+NOT_TCP = "the builtin engine serves tcp virtual servers only: run the device with --engine haproxy"
+RETRY = 0.05
+"""Seconds before trying again a virtual server that could not listen."""
+
 
 @dataclass(frozen=True)
 class ServedMember:
-    """A pool member to send to (when enabled and not down)."""
+    """A pool member to send to (when enabled and not down); `weight` 0: no new connections (the builtin
+    balancer ignores other weights: every eligible member counts the same)."""
 
     address: str
     port: int
     enabled: bool = True
+    weight: int = 1
 
     @property
     def key(self) -> str:
@@ -53,6 +61,7 @@ class ServedPool:
     lb_method: str = DEFAULT_LB_METHOD
     members: tuple[ServedMember, ...] = ()
     monitor: MonitorConfig | None = None
+    persistence: str = "none"
 
     def __post_init__(self) -> None:
         if self.lb_method not in LB_METHODS:
@@ -64,8 +73,42 @@ class ServedPool:
 
 
 @dataclass(frozen=True)
+class ServedCertificate:
+    """A certificate as served: its PEM chain (leaf first) and `key`, its PEM private key (never shown in
+    a repr); `reference` is its `/partition/name` (a field already holds the name `key`)."""
+
+    partition: str
+    name: str
+    certificate: str
+    key: str = field(repr=False)
+
+    @property
+    def reference(self) -> str:
+        return f"/{self.partition}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ServedRule:
+    """One rule of an http/https virtual server: every given condition must hold (None / empty: any);
+    the first rule that matches acts (`forward` to `pool`, `redirect` to `location` with `status`,
+    `respond` with `status`, `reject`)."""
+
+    name: str
+    host: str | None = None
+    path: str | None = None
+    path_type: str = "prefix"
+    methods: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    action: str = "forward"
+    pool: ServedPool | None = None
+    location: str | None = None
+    status: int | None = None
+
+
+@dataclass(frozen=True)
 class ServedVirtual:
-    """One virtual server as the engine serves it. `pool` None: connections are accepted and closed."""
+    """One virtual server as the engine serves it. `pool` None: connections are accepted and closed
+    (http/https: requests no rule takes are answered 503)."""
 
     partition: str
     name: str
@@ -74,6 +117,11 @@ class ServedVirtual:
     pool: ServedPool | None = None
     enabled: bool = True
     traffic_group: str = DEFAULT_TRAFFIC_GROUP
+    protocol: str = "tcp"
+    rules: tuple[ServedRule, ...] = ()
+    certificates: tuple[ServedCertificate, ...] = ()
+    forwarded_for: bool = True
+    proxy_protocol: bool = False
 
     @property
     def key(self) -> str:
@@ -88,33 +136,70 @@ def monitor_from_config(monitor: Mapping[str, Any]) -> MonitorConfig:
                          expected_status=int(monitor.get("expected_status") or HTTP_STATUS))
 
 
+def _served_pool(pool: Mapping[str, Any], monitor: Mapping[str, Any] | None) -> ServedPool:
+    return ServedPool(
+        partition=pool.get("partition", DEFAULT_PARTITION), name=pool["name"],
+        lb_method=pool.get("lb_method", DEFAULT_LB_METHOD),
+        members=tuple(ServedMember(m["address"], int(m["port"]), bool(m.get("enabled", True)),
+                                   int(m.get("weight", 1)))
+                      for m in pool.get("members") or ()),
+        monitor=monitor_from_config(monitor) if monitor is not None else None,
+        persistence=pool.get("persistence", "none"))
+
+
+def _served_rule(rule: Mapping[str, Any], pool: ServedPool | None) -> ServedRule:
+    match = rule.get("match") or {}
+    return ServedRule(name=rule["name"], host=match.get("host"), path=match.get("path"),
+                      path_type=match.get("path_type", "prefix"), methods=tuple(match.get("methods") or ()),
+                      headers=tuple((h["name"], h["value"]) for h in match.get("headers") or ()),
+                      action=rule["action"], pool=pool, location=rule.get("location"), status=rule.get("status"))
+
+
 def served_from_config(virtual: Mapping[str, Any], pool: Mapping[str, Any] | None,
-                       monitor: Mapping[str, Any] | None) -> ServedVirtual:
-    """A `VirtualServer` dict with its `Pool` dict (members included) and that pool's `Monitor` dict."""
-    served_pool = None
-    if pool is not None:
-        served_pool = ServedPool(
-            partition=pool.get("partition", DEFAULT_PARTITION), name=pool["name"],
-            lb_method=pool.get("lb_method", DEFAULT_LB_METHOD),
-            members=tuple(ServedMember(m["address"], int(m["port"]), bool(m.get("enabled", True)))
-                          for m in pool.get("members") or ()),
-            monitor=monitor_from_config(monitor) if monitor is not None else None)
+                       monitor: Mapping[str, Any] | None, rule_pools: Sequence[ServedPool | None] = (),
+                       certificates: Sequence[ServedCertificate] = ()) -> ServedVirtual:
+    """A `VirtualServer` dict with its `Pool` dict (members included) and that pool's `Monitor` dict;
+    `rule_pools` the pool of each of its rules (in order; missing ones None), `certificates` its own."""
+    rules = virtual.get("rules") or ()
+    pools = list(rule_pools) + [None] * (len(rules) - len(rule_pools))
+    served_rules = tuple(_served_rule(rule, rule_pool) for rule, rule_pool in zip(rules, pools, strict=False))
     return ServedVirtual(partition=virtual.get("partition", DEFAULT_PARTITION), name=virtual["name"],
-                         address=virtual["address"], port=int(virtual["port"]), pool=served_pool,
+                         address=virtual["address"], port=int(virtual["port"]),
+                         pool=_served_pool(pool, monitor) if pool is not None else None,
                          enabled=bool(virtual.get("enabled", True)),
-                         traffic_group=virtual.get("traffic_group", DEFAULT_TRAFFIC_GROUP))
+                         traffic_group=virtual.get("traffic_group", DEFAULT_TRAFFIC_GROUP),
+                         protocol=virtual.get("protocol", "tcp"),
+                         rules=served_rules,
+                         certificates=tuple(certificates), forwarded_for=bool(virtual.get("forwarded_for", True)),
+                         proxy_protocol=bool(virtual.get("proxy_protocol", False)))
 
 
 def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]],
-                        monitors: Iterable[Mapping[str, Any]],
+                        monitors: Iterable[Mapping[str, Any]], certificates: Iterable[Mapping[str, Any]] = (),
                         traffic_groups: Iterable[str] | None = None) -> list[ServedVirtual]:
     """The enabled virtual servers of `traffic_groups` (all when None), references resolved: the
-    lists of virtuals, pools (members included) and monitors as the API returns them. A reference
-    to a missing pool gives a virtual without pool; to a missing monitor, a pool without monitor.
-    A virtual whose configuration cannot be served (malformed) is left out, with a warning."""
+    lists of virtuals, pools (members included), monitors and certificates (keys included) as the
+    API returns them. A reference to a missing pool gives a virtual (or rule) without pool; to a
+    missing monitor, a pool without monitor; to a missing certificate, none. A virtual whose
+    configuration cannot be served (malformed) is left out, with a warning."""
     groups = set(traffic_groups) if traffic_groups is not None else None
     pools_by_key = {(p.get("partition", DEFAULT_PARTITION), p["name"]): p for p in pools}
     monitors_by_key = {(m.get("partition", DEFAULT_PARTITION), m["name"]): m for m in monitors}
+    certificates_by_key = {(c.get("partition", DEFAULT_PARTITION), c["name"]): c for c in certificates}
+    served_pools: dict[tuple[str, str], ServedPool] = {}
+
+    def served_pool(partition: str, reference: str | None) -> tuple[Mapping[str, Any] | None, ServedPool | None]:
+        pool = pools_by_key.get(resolve_reference(partition, reference)) if reference else None
+        if pool is None:
+            return None, None
+        key = (pool.get("partition", DEFAULT_PARTITION), pool["name"])
+        if key not in served_pools:
+            monitor = None
+            if pool.get("monitor"):
+                monitor = monitors_by_key.get(resolve_reference(key[0], pool["monitor"]))
+            served_pools[key] = _served_pool(pool, monitor)
+        return pool, served_pools[key]
+
     served = []
     for virtual in virtuals:
         if not virtual.get("enabled", True):
@@ -122,12 +207,17 @@ def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[M
         if groups is not None and virtual.get("traffic_group", DEFAULT_TRAFFIC_GROUP) not in groups:
             continue
         partition = virtual.get("partition", DEFAULT_PARTITION)
-        pool = pools_by_key.get(resolve_reference(partition, virtual["pool"])) if virtual.get("pool") else None
-        monitor = None
-        if pool is not None and pool.get("monitor"):
-            monitor = monitors_by_key.get(resolve_reference(pool.get("partition", DEFAULT_PARTITION), pool["monitor"]))
         try:
-            served.append(served_from_config(virtual, pool, monitor))
+            _, pool = served_pool(partition, virtual.get("pool"))
+            rule_pools = [served_pool(partition, rule.get("pool"))[1] for rule in virtual.get("rules") or ()]
+            certs = []
+            for reference in virtual.get("certificates") or ():
+                cert = certificates_by_key.get(resolve_reference(partition, reference))
+                if cert is not None and cert.get("key"):
+                    certs.append(ServedCertificate(cert.get("partition", DEFAULT_PARTITION), cert["name"],
+                                                   cert["certificate"], cert["key"]))
+            served.append(dataclasses.replace(served_from_config(virtual, None, None, rule_pools, certs),
+                                              pool=pool))
         except (KeyError, TypeError, ValueError) as error:  # one bad object must not stop the others
             log.warning("virtual server /%s/%s not served: bad configuration: %r", partition,
                         virtual.get("name"), error)
@@ -154,13 +244,17 @@ def _members(pool: ServedPool) -> list[tuple[str, int]]:
 
 
 def _balancer(pool: ServedPool, monitor: PoolMonitor, stats: PoolStats) -> Balancer:
-    return Balancer(pool.lb_method, [(m.address, m.port, m.enabled) for m in pool.members],
+    return Balancer(pool.lb_method, [(m.address, m.port, m.enabled and m.weight > 0) for m in pool.members],
                     health=monitor.state, connections=stats.current)
 
 
 @dataclass
 class BuiltinEngine:
-    """Serves virtual servers with asyncio TCP proxies; works on any asyncio loop."""
+    """Serves tcp virtual servers with asyncio TCP proxies; works on any asyncio loop. http/https ones
+    are not served (`errors` says why); pools' persistence and member weights other than 0 are ignored."""
+
+    name: ClassVar[str] = "builtin"
+    version: ClassVar[str] = __version__
 
     connect_timeout: float = 3.0
     """Seconds to wait for a member to accept a connection before trying the next one."""
@@ -173,12 +267,26 @@ class BuiltinEngine:
         self._virtuals: dict[str, _VirtualEntry] = {}
         self._pools: dict[str, _PoolEntry] = {}
         self._draining: set[asyncio.Task[None]] = set()
+        self._refused: dict[str, ServedVirtual] = {}
         self._lock = asyncio.Lock()
 
     async def apply(self, desired: Iterable[ServedVirtual]) -> None:
         """Serve exactly the enabled virtual servers of `desired` (idempotent)."""
         async with self._lock:
-            wanted = {v.key: v for v in desired if v.enabled}
+            wanted: dict[str, ServedVirtual] = {}
+            self._refused.clear()
+            for virtual in desired:
+                if not virtual.enabled:
+                    continue
+                if virtual.protocol == "tcp":
+                    wanted[virtual.key] = virtual
+                else:
+                    self._refused[virtual.key] = virtual
+            for key in self._refused:
+                self.errors[key] = NOT_TCP
+            for key in [key for key, message in self.errors.items() if message == NOT_TCP]:
+                if key not in self._refused:
+                    del self.errors[key]
             pools: dict[str, ServedPool] = {}
             for virtual in wanted.values():
                 if virtual.pool is not None:
@@ -252,6 +360,7 @@ class BuiltinEngine:
         async with self._lock:
             proxies = [entry.proxy for entry in self._virtuals.values()]
             self._virtuals.clear()
+            self._refused.clear()
             self.errors.clear()
             for proxy in proxies:
                 proxy.stop_accepting()
@@ -265,6 +374,10 @@ class BuiltinEngine:
     def virtuals(self) -> dict[str, ServedVirtual]:
         """What is being served, by virtual key."""
         return {key: entry.served for key, entry in self._virtuals.items()}
+
+    def retry_after(self) -> float | None:
+        """`RETRY` while a virtual server could not listen; None when every error is lasting (not tcp)."""
+        return RETRY if any(message != NOT_TCP for message in self.errors.values()) else None
 
     def listening(self, key: str) -> bool:
         entry = self._virtuals.get(key)
@@ -280,6 +393,10 @@ class BuiltinEngine:
                 "pool": served.pool.key if served.pool is not None else None,
                 "listening": entry.proxy.listening, "error": self.errors.get(key),
             } | entry.stats.virtual.snapshot()
+        for key, served in self._refused.items():
+            virtuals[key] = {"address": served.address, "port": served.port,
+                             "pool": served.pool.key if served.pool is not None else None,
+                             "listening": False, "error": NOT_TCP} | Counters().snapshot()
         pools: dict[str, dict[str, Any]] = {}
         for key, pool_entry in self._pools.items():
             members = {}

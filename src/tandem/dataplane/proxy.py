@@ -114,7 +114,8 @@ class _Client(asyncio.Protocol):
     async def _connect(self) -> None:
         proxy = self.proxy
         loop = asyncio.get_running_loop()
-        for target in proxy.balancer.candidates():
+        peer = self.transport.get_extra_info("peername")
+        for target in proxy.balancer.candidates(peer[0] if peer else ""):
             if self.done:
                 return
             counters = proxy.stats.pool.member(target.key)

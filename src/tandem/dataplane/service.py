@@ -10,16 +10,17 @@ Configuration changes are sent within `SETTLE` seconds (changes coming in bursts
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tandem import ipc
 from tandem.config.integrity import Violation, violations
-from tandem.config.presentation import present
+from tandem.config.presentation import model_fields, present
+from tandem.dataplane.choice import BUILTIN, EngineChoice
 from tandem.errors import ApiError, NotFound
 from tandem.failover.service import DATAPLANE_SOCKET, FailoverService
-from tandem.models import Monitor, Pool, VirtualServer
+from tandem.models import Certificate, Monitor, Pool, VirtualServer
 from tandem.models.fields import resolve_reference
 from tandem.store import Body, Store
 from tandem.tasks import cancel
@@ -30,6 +31,8 @@ log = logging.getLogger("tandem.dataplane")
 SETTLE = 0.1
 ANSWER_TIMEOUT = 5.0
 """Seconds to wait for the data plane process to answer a request."""
+HAPROXY_RUNTIME_DIR = "run/haproxy"
+"""HAProxy's runtime directory (its configuration, sockets), in the data directory."""
 
 
 class DataPlaneUnavailable(ApiError):
@@ -39,16 +42,17 @@ class DataPlaneUnavailable(ApiError):
 @dataclass(frozen=True)
 class Desired:
     """What the data plane process may serve: the enabled virtual servers with the pools (members
-    included) and monitors they use, as stored, and the traffic groups known."""
+    included), monitors and certificates (with their keys) they use, as stored, and the traffic groups known."""
 
     virtuals: list[Body]
     pools: list[Body]
     monitors: list[Body]
     traffic_groups: list[str]
+    certificates: list[Body] = field(default_factory=list)
 
     def message(self) -> ipc.Message:
         return {"type": "desired", "virtuals": self.virtuals, "pools": self.pools, "monitors": self.monitors,
-                "traffic_groups": self.traffic_groups}
+                "traffic_groups": self.traffic_groups, "certificates": self.certificates}
 
 
 @dataclass(frozen=True)
@@ -69,17 +73,29 @@ def _address_error(address: str, address_errors: dict[str, str]) -> str:
     return f"its address {address} cannot be added to this device: {address_errors[address]}"
 
 
+def _child_arguments(engine: EngineChoice, data_dir: Path) -> list[str]:
+    """The data plane process's arguments: its socket (relative to the data directory, its working
+    directory), its engine, HAProxy's runtime directory (absolute: HAProxy takes a relative socket path
+    for a host name) and, for HAProxy, the binary chosen."""
+    runtime_dir = (data_dir / HAPROXY_RUNTIME_DIR).absolute()
+    arguments = ["--socket", DATAPLANE_SOCKET, "--engine", engine.name, "--runtime-dir", str(runtime_dir)]
+    return arguments + (["--binary", engine.binary] if engine.binary else [])
+
+
 class DataPlane:
     """Starts the data plane process and keeps it told what the configuration says."""
 
-    def __init__(self, store: Store, domain: Domain, failover: FailoverService, data_dir: Path) -> None:
+    def __init__(self, store: Store, domain: Domain, failover: FailoverService, data_dir: Path,
+                 engine: EngineChoice = BUILTIN) -> None:
         self._store = store
         self._domain = domain
         self._failover = failover
+        self.engine = engine
+        """The engine the data plane process runs (chosen once, when the device opens)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._child = ipc.Child("dataplane", "tandem.dataplane.daemon", ["--socket", DATAPLANE_SOCKET], data_dir,
-                                self._sockets, self._started)
+        self._child = ipc.Child("dataplane", "tandem.dataplane.daemon", _child_arguments(engine, data_dir),
+                                data_dir, self._sockets, self._started)
         self._listening: asyncio.Task | None = None
         self._sent: Desired | None = None
         self._violations: set[Violation] = set()
@@ -133,10 +149,11 @@ class DataPlane:
         virtuals = [r.body for r in self._store.records(VirtualServer.kind)
                     if r.body.get("enabled", True) and (r.partition, r.name) not in unserved]
         pools, monitors = {}, {}
-        for virtual in virtuals:
-            if not virtual.get("pool"):
-                continue
-            key = resolve_reference(virtual["partition"], virtual["pool"])
+        uses = [(virtual["partition"], reference) for virtual in virtuals  # its pool, then its rules'
+                for reference in (virtual.get("pool"), *(rule.get("pool") for rule in virtual.get("rules", ())))
+                if reference]
+        for partition, reference in uses:
+            key = resolve_reference(partition, reference)
             pool = self._store.get(Pool.kind, *key)
             if pool is None or key in pools:
                 continue
@@ -146,6 +163,13 @@ class DataPlane:
                 monitor = self._store.get(Monitor.kind, *monitor_key)
                 if monitor is not None:
                     monitors[monitor_key] = monitor
+        certificates = {}  # read whole: the data plane needs the keys the API never shows
+        for virtual in virtuals:
+            for reference in virtual.get("certificates", ()):
+                key = resolve_reference(virtual["partition"], reference)
+                certificate = self._store.get(Certificate.kind, *key)
+                if certificate is not None and key not in certificates:
+                    certificates[key] = model_fields(self._store, Certificate.kind, certificate)
         known = {t.name for t in self._domain.traffic_groups()}
         by_traffic_group: dict[str, set[str]] = {}
         standalone: set[str] = set()
@@ -156,7 +180,8 @@ class DataPlane:
                 standalone.add(virtual["address"])
         self._failover.set_virtual_addresses({tg: tuple(sorted(a)) for tg, a in by_traffic_group.items()},
                                              tuple(sorted(standalone)))
-        return Desired(virtuals, list(pools.values()), list(monitors.values()), sorted(known))
+        return Desired(virtuals, list(pools.values()), list(monitors.values()), sorted(known),
+                       list(certificates.values()))
 
     def _check_integrity(self) -> set[Violation]:
         """The rules the configuration breaks, each logged once when it appears."""

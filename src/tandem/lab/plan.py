@@ -24,6 +24,7 @@ from tandem.lab.demo import LAB_GROUP, PEER_PORT_OFFSET, check_vip, default_vip,
 from tandem.lab.errors import REQUEST_ERROR, LabError, Reporter
 from tandem.lab.processes import device_addresses, port_in_use, start_devices
 from tandem.lab.state import LabDevice, LabState, load_lab, remove_lab, save_lab
+from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 
 DEFAULT_DEVICES = 2
 DEFAULT_ADDRESS_BASE = "127.0.10.1"
@@ -55,6 +56,8 @@ class LabRequest:
     """ADDRESS:PORT of the demo virtual server (None: the address base + 99, port 8080)."""
     demo: bool = True
     """Set up the demo (backends, traffic group, pool, virtual server) on a sync-failover cluster."""
+    engine: EngineRequest = DEFAULT_ENGINE
+    """The devices' data plane engine (`tandem serve --engine`)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def _start_devices(reporter: Reporter, plan: LabPlan) -> LabState:
         state.devices.append(LabDevice(
             name=f"dev-{i}", url=f"https://{address}:{request.port}", listen=f"{address}:{request.port}",
             fingerprint=None, password_file=str(data_dir / PASSWORD_FILE), pid=None, data_dir=str(data_dir),
-            log=str(data_dir / LOG_FILE),
+            log=str(data_dir / LOG_FILE), engine=request.engine,
         ))
     try:
         start_devices(reporter, state, state.devices, request.timeout, f"starting {request.devices} device(s)")

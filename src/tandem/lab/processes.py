@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from tandem.lab.errors import LabError, Reporter
 from tandem.lab.state import LabDevice, LabState, save_lab
+from tandem.models.api import DEFAULT_ENGINE
 from tandem.trust.identity import certificate_fingerprint
 
 STOP_GRACE = 5.0
@@ -161,7 +162,7 @@ def spawn(device: LabDevice) -> subprocess.Popen[bytes]:
         log.flush()
         return subprocess.Popen(
             [sys.executable, "-m", "tandem", "serve", "--name", device.name, "--data-dir", device.data_dir,
-             "--listen", device.listen],
+             "--listen", device.listen, "--engine", device.engine or DEFAULT_ENGINE],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=child_env(), cwd=data_dir,
         )

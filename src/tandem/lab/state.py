@@ -35,6 +35,8 @@ class LabDevice:
     log: str
     killed: bool | None = None
     """True after `tandem lab kill` (until `tandem lab start`): `lab status` says killed, not stopped."""
+    engine: str | None = None
+    """The data plane engine it runs (`tandem serve --engine`; None: the default, `DEFAULT_ENGINE`)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabDevice:

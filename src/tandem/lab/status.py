@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from tandem.lab.cluster import failover_state
+from tandem.lab.cluster import admin_client, failover_state
 from tandem.lab.control import running
 from tandem.lab.demo import backend_answers, fetch, split_host_port
+from tandem.lab.errors import LabError
 from tandem.lab.processes import check_health
 from tandem.lab.state import LabBackend, LabDevice, LabState
 
 
 @dataclass
 class LabStatus:
-    """One row per device (`kind` device: pid, alive, state, health, and with the demo `failover` and
-    `failover_forced`) and per backend (`kind` backend)."""
+    """One row per device (`kind` device: pid, alive, state, health, engine, and with the demo `failover`
+    and `failover_forced`) and per backend (`kind` backend)."""
 
     devices: list[dict[str, Any]]
     backends: list[dict[str, Any]]
@@ -45,19 +47,38 @@ def process_state(alive: bool, killed: bool | None, pid: int | None) -> str:
 
 
 def device_row(state: LabState, device: LabDevice) -> dict[str, Any]:
-    """The device's status row: its process, its /api/health and, with the demo, its failover state."""
+    """The device's status row: its process, its /api/health, its data plane engine (`haproxy 2.6.12`; None
+    when it does not say) and, with the demo, its failover state."""
     alive = running(device)
     health = check_health(device) if alive else None
     row = {
         "kind": "device", "name": device.name, "url": device.url, "pid": device.pid if alive else None,
         "alive": alive, "state": process_state(alive, device.killed, device.pid),
         "health": (health or {}).get("status", "not answering") if alive else "-",
+        "engine": device_engine(device) if health else None,
         "fingerprint": device.fingerprint, "data_dir": device.data_dir, "log": device.log,
     }
     if state.traffic_group:
         group = failover_state(device, state.traffic_group) if health else None
         row |= failover_fields(group, bool(alive and health))
     return row
+
+
+def device_engine(device: LabDevice, timeout: float = 2.0) -> str | None:
+    """`NAME VERSION` of the data plane engine the device says it runs (`GET /api/device`, logged in with the
+    lab's admin password file); None when it does not answer or say."""
+    try:
+        client = admin_client(device, timeout=timeout)
+    except LabError:
+        return None
+    try:
+        engine = client.device().get("engine") or {}
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+    return f"{engine['name']} {engine['version']}" if engine.get("name") else None
 
 
 def failover_fields(group: dict[str, Any] | None, answering: bool) -> dict[str, Any]:

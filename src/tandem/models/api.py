@@ -57,8 +57,22 @@ class LoginStats(BaseModel):
     backing_off: int = Field(description="(user, source address) pairs and source addresses backing off now")
 
 
+EngineRequest = Literal["auto", "haproxy", "builtin"]
+"""The data plane engine asked for (`tandem serve --engine`): auto takes HAProxy when found, else builtin."""
+DEFAULT_ENGINE: EngineRequest = "builtin"
+"""The engine a device runs unless told: builtin until failover with HAProxy on both devices is proven (issue 15
+is still open); `--engine auto` or `haproxy` opt in."""
+
+
+class EngineInfo(BaseModel):
+    """The data plane engine this device runs, and its version (builtin: Tandem's)."""
+
+    name: Literal["builtin", "haproxy"]
+    version: str
+
+
 class DeviceInfo(BaseModel):
-    """This device: its identity, where its log stands, and its failed logins."""
+    """This device: its identity, where its log stands, its failed logins and its data plane engine."""
 
     name: str
     id: str
@@ -67,6 +81,7 @@ class DeviceInfo(BaseModel):
     version: str
     last_commit_id: int
     logins: LoginStats | None = None
+    engine: EngineInfo
 
 
 class Health(BaseModel):

@@ -20,9 +20,9 @@ class Operation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Action
-    resource: Literal["partitions", "monitors", "pools", "virtuals"]
+    resource: Literal["partitions", "monitors", "certificates", "pools", "virtuals"]
     partition: Name | None = None
-    """The partition of a monitor, pool or virtual server (default Common); partitions have none."""
+    """The partition of a monitor, certificate, pool or virtual server (default Common); partitions have none."""
     name: Name
     body: dict[str, Any] = Field(default_factory=dict)
 

@@ -5,19 +5,35 @@ against it; a PATCH is merged into the stored resource and the result validated 
 again, so there is one definition of what a valid resource is.
 """
 
+from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from tandem.models import pem
 from tandem.models.fields import Description, IPAddress, Name, Port, Reference
+from tandem.models.http_fields import (
+    PATH_MAX,
+    REDIRECT_STATUSES,
+    HeaderName,
+    HeaderValue,
+    Host,
+    HttpMethod,
+    Location,
+    PathType,
+    RuleAction,
+    check_path,
+)
 
 DEFAULT_PARTITION = "Common"
 DEFAULT_TRAFFIC_GROUP = "traffic-group-1"
 
 MonitorType = Literal["tcp", "http"]
-LbMethod = Literal["round-robin", "least-connections"]
-Protocol = Literal["tcp"]
+LbMethod = Literal["round-robin", "least-connections", "source-hash", "random"]
+Protocol = Literal["tcp", "http", "https"]
+Persistence = Literal["none", "source", "cookie"]
 Role = Literal["admin", "manager", "auditor"]
+CertificateStatus = Literal["valid", "expiring", "expired"]
 
 DEFAULT_LB_METHOD: LbMethod = "round-robin"
 MONITOR_INTERVAL, MONITOR_TIMEOUT = 5.0, 16.0
@@ -108,6 +124,54 @@ class Monitor(Resource):
         return self
 
 
+class Certificate(Resource):
+    """A TLS certificate in a partition: a PEM chain (leaf first, then each issuer) and the leaf's private
+    key. `key` is write-only: stored and replicated, never returned; a write without it keeps the stored
+    one. Reads add what the leaf shows (computed, read-only, never stored: `models.pem`)."""
+
+    kind: ClassVar[str] = "certificates"
+
+    partition: Name = DEFAULT_PARTITION
+    name: Name
+    certificate: str = Field(max_length=pem.MAX_CHAIN)
+    key: str | None = Field(None, max_length=pem.MAX_KEY, json_schema_extra={"writeOnly": True})
+    description: Description = ""
+
+    @model_validator(mode="after")
+    def _pem(self) -> Self:
+        chain = pem.load_chain(self.certificate)
+        if self.key is not None:
+            pem.check_key(self.key, chain[0])
+        return self
+
+    def _shown(self) -> pem.Shown:
+        return pem.chain_info(self.certificate).shown(datetime.now(UTC))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def subjects(self) -> list[str]:
+        """The leaf's common name, then its DNS names."""
+        return self._shown().subjects
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def not_after(self) -> str:
+        """When the leaf expires (ISO 8601 UTC)."""
+        return self._shown().not_after
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the leaf (`ab:cd:...`)."""
+        return self._shown().fingerprint
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> CertificateStatus:
+        """`valid`, `expiring` (within 30 days) or `expired`."""
+        return self._shown().status
+
+
 class PoolMember(Resource):
     """A pool member: a backend `address:port`, enabled or disabled."""
 
@@ -120,24 +184,94 @@ class PoolMember(Resource):
     address: IPAddress
     port: Port
     enabled: bool = True
+    weight: int = Field(1, ge=0, le=256)
+    """Its share of new connections relative to the other members' (0: none)."""
     description: Description = ""
 
 
 class Pool(Resource):
-    """A pool of members with a load-balancing method and an optional health monitor."""
+    """A pool of members with a load-balancing method, a persistence and an optional health monitor."""
 
     kind: ClassVar[str] = "pools"
 
     partition: Name = DEFAULT_PARTITION
     name: Name
     lb_method: LbMethod = DEFAULT_LB_METHOD
+    persistence: Persistence = "none"
+    """`source`: a client address sticks to a member; `cookie`: a client holding the cookie does (http)."""
     monitor: Reference | None = None
     members: list[PoolMember] = Field(default_factory=list, max_length=100_000)
     description: Description = ""
 
 
+class HeaderMatch(BaseModel):
+    """A request header a rule matches: `name` present with exactly `value`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: HeaderName
+    value: HeaderValue
+
+
+class RuleMatch(BaseModel):
+    """What a request must be for a rule to apply: every condition given holds; none given matches all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: Host | None = None
+    path: Annotated[str | None, Field(max_length=PATH_MAX, strict=True)] = None
+    path_type: PathType = "prefix"
+    methods: list[HttpMethod] = Field(default_factory=list, max_length=7)
+    headers: list[HeaderMatch] = Field(default_factory=list, max_length=8)
+
+    @model_validator(mode="after")
+    def _path(self) -> Self:
+        if self.path is not None:
+            try:
+                check_path(self.path, self.path_type)
+            except ValueError as error:
+                raise ValueError(f"path: {error}") from None
+        return self
+
+
+_TAKES = {"pool": "forward", "location": "redirect", "status": "redirect or respond"}
+"""Which actions take each of a rule's optional fields."""
+
+
+class Rule(BaseModel):
+    """An HTTP rule: when `match` holds, forward to `pool`, redirect to `location`, respond with `status`,
+    or reject."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    action: RuleAction
+    pool: Reference | None = None
+    location: Location | None = None
+    status: int | None = None
+
+    @model_validator(mode="after")
+    def _action(self) -> Self:
+        needs = {"forward": "pool", "redirect": "location", "respond": "status"}.get(self.action)
+        for field in ("pool", "location", "status"):
+            if field == needs and getattr(self, field) is None:
+                raise ValueError(f"{field}: a {self.action} rule needs a {field}")
+            if field != needs and getattr(self, field) is not None and (self.action, field) != ("redirect", "status"):
+                raise ValueError(f"{field}: only a {_TAKES[field]} rule takes a {field}")
+        if self.action == "redirect":
+            self.status = 302 if self.status is None else self.status
+            if self.status not in REDIRECT_STATUSES:
+                raise ValueError(f"status: a redirect's status is one of {', '.join(map(str, REDIRECT_STATUSES))}")
+        if self.action == "respond" and not 200 <= self.status <= 599:  # type: ignore[operator]
+            raise ValueError("status: a respond rule's status is 200-599")
+        return self
+
+
 class VirtualServer(Resource):
-    """A virtual server: a destination `address:port` served by a pool, on a traffic group."""
+    """A virtual server: a destination `address:port` served by a pool, on a traffic group. An http or https
+    one applies its rules in order (the first that matches wins; none: `pool`); an https one terminates TLS
+    with its certificates (chosen by SNI, the first by default)."""
 
     kind: ClassVar[str] = "virtuals"
 
@@ -147,9 +281,39 @@ class VirtualServer(Resource):
     port: Port
     protocol: Protocol = "tcp"
     pool: Reference | None = None
+    rules: list[Rule] = Field(default_factory=list, max_length=200)
+    certificates: list[Reference] = Field(default_factory=list, max_length=16)
+    forwarded_for: bool = True
+    """http/https: add `X-Forwarded-For` and `Forwarded` to requests."""
+    proxy_protocol: bool = False
+    """tcp: send the client's address to members with the PROXY protocol v2."""
     traffic_group: Name = DEFAULT_TRAFFIC_GROUP
     enabled: bool = True
     description: Description = ""
+
+    @model_validator(mode="after")
+    def _protocol(self) -> Self:
+        if self.protocol == "tcp":
+            for field in ("rules", "certificates"):
+                if getattr(self, field):
+                    raise ValueError(f"{field}: a tcp virtual server takes no {field}")
+        elif self.proxy_protocol:
+            raise ValueError("proxy_protocol: only a tcp virtual server sends the PROXY protocol")
+        if self.protocol == "https" and not self.certificates:
+            raise ValueError("certificates: an https virtual server needs at least one certificate")
+        if self.protocol == "http" and self.certificates:
+            raise ValueError("certificates: only an https virtual server takes certificates")
+        _unique("certificates", self.certificates)
+        _unique("rules", [rule.name for rule in self.rules], ".name")
+        return self
+
+
+def _unique(field: str, values: list[str], suffix: str = "") -> None:
+    seen = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise ValueError(f"{field}.{index}{suffix}: {value!r} is given twice")
+        seen.add(value)
 
 
 class User(Resource):
@@ -173,7 +337,7 @@ class User(Resource):
         return self
 
 
-CONFIG_RESOURCES: tuple[type[Resource], ...] = (Partition, Monitor, Pool, VirtualServer)
+CONFIG_RESOURCES: tuple[type[Resource], ...] = (Partition, Monitor, Certificate, Pool, VirtualServer)
 """The resources that make up a device's configuration, in dependency order."""
 CONFIG_MODELS: dict[str, type[Resource]] = {model.kind: model for model in CONFIG_RESOURCES}
 """The same, by store kind."""

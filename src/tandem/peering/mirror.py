@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from tandem.config import units
 from tandem.config.objects import write_object
 from tandem.config.pool_members import stored_member, write_member
-from tandem.config.presentation import present
+from tandem.config.presentation import model_fields
 from tandem.errors import ApiError
-from tandem.models import Monitor, Partition, Pool, PoolMember, VirtualServer
+from tandem.models import Certificate, Monitor, Partition, Pool, PoolMember, VirtualServer
 from tandem.models.fields import member_key
 from tandem.models.resources import CONFIG_MODELS
 from tandem.peering.links import LinkSet
@@ -47,23 +47,25 @@ def _where(kind: str, partition: str, name: str) -> tuple[str, str, str]:
 
 
 def presented(store: Store, kind: str, partition: str, name: str) -> dict[str, Any] | None:
-    """One object of the partition (or one member of a pool) as the API presents it, or None."""
+    """One object of the partition (or one member of a pool) as its model's fields (a certificate's key
+    included: the mirror may serve it), or None."""
     if kind == PoolMember.kind:
         pool, _, key = name.partition("/")
         stored = store.get(Pool.kind, partition, pool)
         return None if stored is None else stored_member(store, stored, key)
     body = store.get(*_where(kind, partition, name))
-    return None if body is None else present(store, kind, body)
+    return None if body is None else model_fields(store, kind, body)
 
 
 def snapshot(store: Store, partition: str) -> list[list[Any]]:
-    """The partition's objects as [kind, name, body] (bodies as presented), the partition itself first."""
+    """The partition's objects as [kind, name, body] (bodies as `presented`), the partition itself first."""
     objects: list[list[Any]] = []
     body = presented(store, Partition.kind, partition, partition)
     if body is not None:
         objects.append([Partition.kind, partition, body])
-    for kind in (Monitor.kind, Pool.kind, VirtualServer.kind):
-        objects.extend([kind, r.name, present(store, kind, r.body)] for r in store.records(kind, partition=partition))
+    for kind in (Monitor.kind, Certificate.kind, Pool.kind, VirtualServer.kind):
+        objects.extend([kind, r.name, model_fields(store, kind, r.body)]
+                       for r in store.records(kind, partition=partition))
     return objects
 
 
@@ -79,7 +81,7 @@ class MirrorChange:
     kind: str
     name: str
     body: dict[str, Any] | None
-    """As the API presents it."""
+    """As its model's fields (`presented`)."""
 
 
 def _checked(partition: str, objects: Any, models: dict[str, type]) -> list[MirrorChange]:
@@ -136,7 +138,7 @@ def _write(store: Store, partition: str, changes: list[MirrorChange]) -> int:
             where = _where(change.kind, partition, change.name)
             stored = txn.get(*where)
             if change.body is not None:
-                current = present(txn, change.kind, stored) if stored is not None else None
+                current = model_fields(txn, change.kind, stored) if stored is not None else None
                 write_object(txn, CONFIG_MODELS[change.kind].model_validate(change.body), stored, current)
             elif stored is not None:
                 txn.delete(*where)

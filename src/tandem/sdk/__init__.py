@@ -16,9 +16,10 @@ from tandem.sdk.failover import Failover, TrafficGroup
 from tandem.sdk.job import Job
 from tandem.sdk.peering import ClusterPeer
 from tandem.sdk.resource import Resource
-from tandem.sdk.resources import Monitor, Partition, Pool, PoolMember, User, VirtualServer
+from tandem.sdk.resources import Certificate, Monitor, Partition, Pool, PoolMember, User, VirtualServer
 
 __all__ = [
+    "Certificate",
     "Client",
     "Cluster",
     "ClusterInfo",

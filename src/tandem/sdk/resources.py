@@ -26,6 +26,18 @@ class Monitor(Resource):
     _model = models.Monitor
 
 
+class Certificate(Resource):
+    """A TLS certificate: `/api/certificates/{partition}/{name}`, a PEM chain (`certificate`) and its private
+    `key`. The key is write-only: `post` and `patch` send it, then the object forgets it (no read returns it);
+    reads bring `subjects`, `not_after`, `fingerprint` and `status`."""
+
+    _model = models.Certificate
+
+    def _remember(self, data: Any) -> None:
+        self.__dict__.pop("key", None)
+        super()._remember(data)
+
+
 class Pool(Resource):
     """A pool: `/api/pools/{partition}/{name}`; `members` is the embedded list of member dicts."""
 
@@ -39,7 +51,8 @@ class Pool(Resource):
 
 
 class VirtualServer(Resource):
-    """A virtual server: `/api/virtuals/{partition}/{name}`."""
+    """A virtual server: `/api/virtuals/{partition}/{name}`; `rules` is a list of rule dicts (the shape of
+    `tandem.models.Rule`), `certificates` a list of references."""
 
     _model = models.VirtualServer
 

@@ -1,0 +1,244 @@
+"""One haproxy.cfg from the virtual servers to serve (the HAProxy engine's renderer).
+
+No name a user chose reaches the file: frontends, backends and servers are named by a hash of what
+they stand for (`Rendering` keeps the map). Values that must reach it (paths, hosts, header values,
+locations, regexes) are single-quoted by `quote` (HAProxy's strong quoting: nothing is interpreted
+inside; a quote itself is written `\\'` between two quoted parts); values HAProxy would interpret
+further (the `%` of a log-format location) are escaped, and values that cannot be written safely
+(control characters, header names outside `[A-Za-z0-9_.-]`) leave their virtual server unserved
+with the reason in `Rendering.errors`.
+"""
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tandem.dataplane.engine import ServedPool, ServedRule, ServedVirtual
+from tandem.models.http_fields import HEADER_NAME_RE
+
+BALANCE = {"round-robin": "roundrobin", "least-connections": "leastconn", "source-hash": "source",
+           "random": "random"}
+COOKIE = "TANDEMSRV"
+TIMEOUTS = ("timeout connect 5s", "timeout client 60s", "timeout server 60s", "timeout http-request 30s",
+            "timeout queue 10s", "timeout tunnel 1h")
+
+
+class Unrenderable(ValueError):
+    """A value that cannot be written into the configuration safely."""
+
+
+def quote(value: str) -> str:
+    """`value` as one HAProxy configuration word, nothing in it interpreted (section 2.2)."""
+    if any(not 0x20 <= ord(c) <= 0x7E for c in value):
+        raise Unrenderable(f"{value!r} holds a character the haproxy engine cannot write")
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def quote_format(value: str) -> str:
+    """`value` as a log-format word that yields `value` itself (`%` doubled)."""
+    return quote(value.replace("%", "%%"))
+
+
+def identifier(prefix: str, *parts: str) -> str:
+    """A safe, stable configuration name for what `parts` name."""
+    return f"{prefix}_{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:16]}"
+
+
+def endpoint(address: str, port: int) -> str:
+    """`address:port` as HAProxy reads it (the address checked to be an IP address)."""
+    ip = ipaddress.ip_address(address)
+    return f"ipv6@{ip}:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What of a server the runtime API can change without a reload."""
+
+    weight: int
+    state: str
+    """ready, drain (weight 0) or maint (disabled)."""
+
+
+@dataclass
+class Rendering:
+    """A rendered configuration: its text, the files it names (relative to the runtime directory: content),
+    the names it gave (virtual key: frontend, (pool key, mode or `tcp+proxy`): backend, (backend, member key): server),
+    the servers' runtime state, and the virtual servers left out with why."""
+
+    text: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    frontends: dict[str, str] = field(default_factory=dict)
+    backends: dict[tuple[str, str], str] = field(default_factory=dict)
+    servers: dict[tuple[str, str], str] = field(default_factory=dict)
+    states: dict[tuple[str, str], ServerState] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def skeleton(self) -> str:
+        """The text with every server's weight and state masked: equal skeletons differ only in what the
+        runtime API changes."""
+        return re.sub(r" weight \d+( disabled)?", "", self.text)
+
+
+def _global(runtime_dir: Path) -> list[str]:
+    return ["global",
+            f"    stats socket {runtime_dir / 'haproxy.sock'} mode 600 level admin expose-fd listeners",
+            "    nbthread 1", "    hard-stop-after 30s", f"    pidfile {runtime_dir / 'haproxy.pid'}",
+            "", "defaults", "    log global", *(f"    {t}" for t in TIMEOUTS), ""]
+
+
+def _conditions(index: int, rule: ServedRule) -> tuple[list[str], list[str]]:
+    """ACL lines and names for one rule (all must hold)."""
+    acls, names = [], []
+
+    def acl(suffix: str, criterion: str) -> None:
+        name = f"r{index}_{suffix}"
+        acls.append(f"    acl {name} {criterion}")
+        names.append(name)
+
+    if rule.host is not None:
+        host = rule.host.lower()
+        if host.startswith("*."):
+            acl("host", f"req.hdr(host),field(1,:),lower -m end {quote(host[1:])}")
+        else:
+            acl("host", f"req.hdr(host),field(1,:),lower -m str {quote(host)}")
+    if rule.path is not None:
+        match = {"exact": "-m str", "prefix": "-m beg", "regex": "-m reg"}[rule.path_type]
+        acl("path", f"path {match} {quote(rule.path)}")
+    if rule.methods:
+        for method in rule.methods:
+            if not method.isalpha():
+                raise Unrenderable(f"rule {rule.name!r}: method {method!r}")
+        acl("method", "method " + " ".join(rule.methods))
+    for number, (name, value) in enumerate(rule.headers):
+        if not HEADER_NAME_RE.fullmatch(name):
+            raise Unrenderable(f"rule {rule.name!r}: header name {name!r} cannot be matched by the haproxy engine")
+        acl(f"h{number}", f"req.hdr({name}) -m str {quote(value)}")
+    return acls, names
+
+
+class _Renderer:
+    def __init__(self, runtime_dir: Path) -> None:
+        self.runtime_dir = runtime_dir
+        self.out = Rendering()
+        self.backend_text: dict[str, list[str]] = {}
+
+    def backend(self, pool: ServedPool, mode: str, proxy_protocol: bool = False) -> str:
+        flavour = mode + ("+proxy" if proxy_protocol else "")
+        name = identifier("b", pool.key, flavour)
+        self.out.backends[(pool.key, flavour)] = name
+        if name in self.backend_text:
+            return name
+        lines = [f"backend {name}", f"    mode {mode}", f"    balance {BALANCE[pool.lb_method]}"]
+        cookie = pool.persistence == "cookie" and mode == "http"
+        if cookie:
+            lines.append(f"    cookie {COOKIE} insert indirect nocache")
+        elif pool.persistence != "none":
+            lines += ["    stick-table type ip size 1m expire 30m", "    stick on src"]
+        check = ""
+        monitor = pool.monitor
+        if monitor is not None:
+            rise, fall = getattr(monitor, "rise", 1), getattr(monitor, "fall", 1)
+            check = (f" check inter {int(monitor.interval * 1000)}ms rise {int(rise)} fall {int(fall)}")
+            lines.append(f"    timeout check {int(monitor.timeout * 1000)}ms")
+            if monitor.type == "http":
+                method = getattr(monitor, "method", "GET")
+                if not str(method).isalpha():
+                    raise Unrenderable(f"monitor method {method!r}")
+                lines.append("    option httpchk")
+                send = f"    http-check send meth {method} uri {quote(monitor.path)}"
+                host = getattr(monitor, "host", None)
+                send += f" ver HTTP/1.1 hdr Host {quote(host)}" if host else " ver HTTP/1.0"
+                lines += [send, f"    http-check expect status {int(monitor.expected_status)}"]
+        for member in pool.members:
+            server = identifier("s", member.key)
+            self.out.servers[(name, member.key)] = server
+            weight = max(0, min(256, int(member.weight)))
+            state = "maint" if not member.enabled else "drain" if weight == 0 else "ready"
+            self.out.states[(name, server)] = ServerState(weight, state)
+            line = f"    server {server} {endpoint(member.address, member.port)} weight {weight}"
+            line += " disabled" if not member.enabled else ""
+            line += check
+            line += " send-proxy-v2" if proxy_protocol else ""
+            if cookie:
+                line += f" cookie {server}"
+            lines.append(line)
+        self.backend_text[name] = [*lines, ""]
+        return name
+
+    def virtual(self, virtual: ServedVirtual) -> list[str]:
+        name = identifier("f", virtual.key)
+        mode = "tcp" if virtual.protocol == "tcp" else "http"
+        bind = f"    bind {endpoint(virtual.address, virtual.port)} transparent"  # IP_FREEBIND: before its address
+        lines = [f"frontend {name}", f"    mode {mode}"]
+        if virtual.protocol == "https":
+            if not virtual.certificates:
+                raise Unrenderable("an https virtual server needs at least one certificate")
+            entries = []
+            for certificate in virtual.certificates:
+                file = f"certs/{identifier('c', certificate.reference)}.pem"
+                chain = certificate.certificate.strip() + "\n" + certificate.key.strip() + "\n"
+                self.out.files[file] = chain
+                entries.append(str(self.runtime_dir / file))
+            crt_list = f"certs/{identifier('l', virtual.key)}.list"
+            self.out.files[crt_list] = "".join(f"{entry}\n" for entry in entries)
+            bind += f" ssl crt-list {self.runtime_dir / crt_list} alpn h2,http/1.1"
+        lines.append(bind)
+        if mode == "tcp":
+            if virtual.pool is not None:
+                lines.append(f"    default_backend {self.backend(virtual.pool, mode, virtual.proxy_protocol)}")
+            return [*lines, ""]
+        if virtual.forwarded_for:
+            proto = "https" if virtual.protocol == "https" else "http"
+            lines += ["    option forwardfor", f"    http-request set-header Forwarded 'for=\"%[src]\";proto={proto}'"]
+        actions = []
+        for index, rule in enumerate(virtual.rules):
+            acls, names = _conditions(index, rule)
+            lines += acls
+            lines.append(f"    http-request set-var(txn.tandem_rule) int({index})"
+                         f" if !{{ var(txn.tandem_rule) -m found }}" + "".join(f" {n}" for n in names))
+            chosen = f"if {{ var(txn.tandem_rule) -m int {index} }}"
+            if rule.action == "forward":
+                if rule.pool is None:
+                    lines.append(f"    http-request return status 503 {chosen}")
+                else:
+                    actions.append(f"    use_backend {self.backend(rule.pool, mode)} {chosen}")
+            elif rule.action == "redirect":
+                location = quote_format(rule.location or "/")
+                lines.append(f"    http-request redirect location {location} code {int(rule.status or 302)} {chosen}")
+            elif rule.action == "respond":
+                lines.append(f"    http-request return status {int(rule.status or 200)} {chosen}")
+            elif rule.action == "reject":
+                lines.append(f"    http-request deny {chosen}")
+            else:
+                raise Unrenderable(f"rule {rule.name!r}: unknown action {rule.action!r}")
+        lines += actions
+        if virtual.pool is not None:
+            lines.append(f"    default_backend {self.backend(virtual.pool, mode)}")
+        return [*lines, ""]
+
+
+def render(virtuals: list[ServedVirtual], runtime_dir: Path) -> Rendering:
+    """The configuration serving `virtuals`; those that cannot be written are left out (`errors`)."""
+    renderer = _Renderer(runtime_dir)
+    frontends: list[str] = []
+    for virtual in virtuals:
+        if not virtual.enabled:
+            continue
+        before = (dict(renderer.out.files), dict(renderer.backend_text), dict(renderer.out.backends),
+                  dict(renderer.out.servers), dict(renderer.out.states))
+        try:
+            virtual_lines = renderer.virtual(virtual)
+        except (Unrenderable, KeyError, ValueError) as error:
+            (renderer.out.files, renderer.backend_text, renderer.out.backends,
+             renderer.out.servers, renderer.out.states) = before
+            renderer.out.errors[virtual.key] = f"not served: {error}"
+            continue
+        renderer.out.frontends[virtual.key] = identifier("f", virtual.key)
+        frontends += virtual_lines
+    lines = _global(runtime_dir) + frontends
+    for text in renderer.backend_text.values():
+        lines += text
+    renderer.out.text = "\n".join(lines) + "\n"
+    return renderer.out

@@ -1,0 +1,208 @@
+"""The HAProxy engine: serves virtual servers (tcp, http, https) with one supervised HAProxy.
+
+`apply` renders the configuration (`haproxy_config`), and, when only member weights and states
+changed, sets them through the runtime API; otherwise it checks the new configuration with
+`haproxy -c` and reloads hitlessly (`haproxy_process`). A refused configuration leaves the previous
+one serving and HAProxy's message in `errors`. Counters and member health come from `show stat`.
+"""
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tandem.dataplane import haproxy_runtime
+from tandem.dataplane.choice import EngineUnavailable, haproxy_version
+from tandem.dataplane.engine import ServedVirtual
+from tandem.dataplane.haproxy_config import Rendering, render
+from tandem.dataplane.haproxy_process import ConfigurationRefused, HaproxyProcess, StartFailed
+from tandem.tasks import cancel
+
+log = logging.getLogger("tandem.dataplane.haproxy")
+
+STATS_INTERVAL = 1.0
+"""Seconds between two reads of HAProxy's counters."""
+RETRY = 1.0
+"""Seconds before trying again a configuration HAProxy accepted but could not load (a port in use)."""
+
+
+@dataclass
+class _Served:
+    rendering: Rendering
+    virtuals: dict[str, ServedVirtual]
+
+
+class HaproxyEngine:
+    """Serves virtual servers with HAProxy; same calls as `BuiltinEngine`."""
+
+    name = "haproxy"
+
+    def __init__(self, runtime_dir: Path, binary: str = "haproxy") -> None:
+        try:
+            self.version = haproxy_version(binary)
+        except EngineUnavailable:
+            self.version = "unknown"
+        self.errors: dict[str, str] = {}
+        """Virtual servers (key `/partition/name`) not served as asked, with the reason."""
+        self.process = HaproxyProcess(runtime_dir, binary)
+        self._served: _Served | None = None
+        self._refused: str | None = None
+        self._refusal = ""
+        self._retry_at = 0.0
+        """When to try the refused configuration again (never: `haproxy -c` refused it)."""
+        self._wanted: dict[str, ServedVirtual] = {}
+        self._rows: list[dict[str, str]] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def retry_after(self) -> float | None:
+        """Until the refused configuration may be tried again when HAProxy could not load it (a port in use);
+        None when nothing waits (or `haproxy -c` refused it: only a change of configuration helps)."""
+        if self._refused is None or self._retry_at == math.inf:
+            return None
+        return max(0.0, self._retry_at - time.monotonic())
+
+    @property
+    def restarts(self) -> int:
+        """How many times HAProxy died and was started again."""
+        return self.process.restarts
+
+    async def apply(self, desired: Iterable[ServedVirtual]) -> None:
+        """Serve exactly the enabled virtual servers of `desired` (idempotent)."""
+        async with self._lock:
+            wanted = {virtual.key: virtual for virtual in desired if virtual.enabled}
+            rendering = render(list(wanted.values()), self.process.runtime_dir)
+            errors = dict(rendering.errors)
+            served = self._served
+            if served is not None and rendering.text == served.rendering.text:
+                self.errors = errors
+                return
+            self._wanted = wanted
+            changed = [key for key in rendering.frontends if served is None or served.virtuals.get(key) != wanted[key]]
+            if rendering.text == self._refused and time.monotonic() < self._retry_at:
+                self.errors = errors | dict.fromkeys(changed or rendering.frontends, self._refusal)
+                return
+            try:
+                if served is not None and rendering.skeleton() == served.rendering.skeleton() \
+                        and rendering.files == served.rendering.files:
+                    await self._set_servers(served.rendering, rendering)
+                else:
+                    await self._reload(rendering)
+            except (ConfigurationRefused, StartFailed, OSError, RuntimeError, TimeoutError) as error:
+                self._refused, self._refusal = rendering.text, str(error)
+                self._retry_at = math.inf if isinstance(error, ConfigurationRefused) else time.monotonic() + RETRY
+                log.warning("configuration not applied: %r", self._refusal)
+                self.errors = errors | dict.fromkeys(changed or rendering.frontends, self._refusal)
+                return
+            self._refused = None
+            self._served = _Served(rendering, {key: v for key, v in wanted.items() if key in rendering.frontends})
+            self.errors = errors
+            await self.refresh_stats()  # what is listening now, not at the last poll
+            if self._poller is None:
+                self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _set_servers(self, old: Rendering, new: Rendering) -> None:
+        for (backend, server), state in new.states.items():
+            if old.states.get((backend, server)) != state:
+                await haproxy_runtime.set_server(self.process.stats_socket, backend, server, state.weight,
+                                                 state.state)
+        self.process.write_files({"haproxy.cfg": new.text})  # what a restart starts with
+
+    async def _reload(self, rendering: Rendering) -> None:
+        self.process.prepare()
+        self.process.write_files(rendering.files)
+        await self.process.check(rendering.text)
+        await self.process.use(rendering.text)
+        self.process.remove_unused(rendering.files)
+
+    async def stop_all(self, drain_timeout: float) -> None:
+        """Stop serving everything: HAProxy stops accepting and lets connections finish for `drain_timeout`."""
+        async with self._lock:
+            if self._poller is not None:
+                await cancel(self._poller)
+                self._poller = None
+            await self.process.stop(drain_timeout)
+            self._served = None
+            self._refused = None
+            self._wanted = {}
+            self._rows = []
+            self.errors = {}
+
+    async def refresh_stats(self) -> None:
+        """Read HAProxy's counters now (they are read every STATS_INTERVAL anyway)."""
+        with contextlib.suppress(OSError, TimeoutError, ValueError):
+            self._rows = await haproxy_runtime.show_stat(self.process.stats_socket)
+
+    async def _poll(self) -> None:
+        while True:
+            await self.refresh_stats()
+            await asyncio.sleep(STATS_INTERVAL)
+
+    @property
+    def virtuals(self) -> dict[str, ServedVirtual]:
+        """What is being served, by virtual key."""
+        return dict(self._served.virtuals) if self._served is not None else {}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and health, shaped as `BuiltinEngine.stats()` (plus `requests` per virtual server)."""
+        rows = {(row.get("pxname"), row.get("svname")): row for row in self._rows}
+        virtuals: dict[str, Any] = {}
+        pools: dict[str, dict[str, Any]] = {}
+        for key, error in self.errors.items():
+            virtual = self._wanted.get(key)
+            if virtual is not None:
+                virtuals[key] = {"address": virtual.address, "port": virtual.port,
+                                 "pool": virtual.pool.key if virtual.pool is not None else None,
+                                 "listening": False, "error": error} | _counters({}) | {"requests": 0}
+        if self._served is None:
+            return {"virtuals": virtuals, "pools": pools}
+        rendering = self._served.rendering
+        for key, virtual in self._served.virtuals.items():
+            row = rows.get((rendering.frontends[key], "FRONTEND"), {})
+            virtuals[key] = {"address": virtual.address, "port": virtual.port,
+                             "pool": virtual.pool.key if virtual.pool is not None else None,
+                             "listening": bool(row) and row.get("status") == "OPEN",
+                             "error": self.errors.get(key)} | _counters(row) | {"requests": _int(row, "req_tot")}
+            served_pools = [virtual.pool] + [rule.pool for rule in virtual.rules]
+            for pool in served_pools:
+                if pool is None or pool.key in pools:
+                    continue
+                backends = [name for (pool_key, _), name in rendering.backends.items() if pool_key == pool.key]
+                members = {}
+                for member in pool.members:
+                    found = [rows.get((backend, rendering.servers.get((backend, member.key)))) for backend in backends]
+                    found = [row for row in found if row]
+                    counters = {name: sum(_counters(row)[name] for row in found) for name in _counters({})}
+                    members[member.key] = {"health": _health(found[0] if found else {}, pool.monitor is not None),
+                                           "enabled": member.enabled, "weight": member.weight} | counters
+                pools[pool.key] = members
+        return {"virtuals": virtuals, "pools": pools}
+
+
+def _int(row: dict[str, str], name: str) -> int:
+    value = row.get(name) or ""
+    return int(value) if value.isdigit() else 0
+
+
+def _counters(row: dict[str, str]) -> dict[str, int]:
+    return {"connections_total": _int(row, "stot"), "connections_current": _int(row, "scur"),
+            "bytes_in": _int(row, "bin"), "bytes_out": _int(row, "bout")}
+
+
+def _health(row: dict[str, str], monitored: bool) -> str:
+    """up, down or unchecked, as the builtin monitors say it."""
+    if not monitored:
+        return "up"
+    status = row.get("status", "")
+    check = row.get("check_status", "")
+    if status.startswith("DOWN") or (status in ("MAINT", "DRAIN") and check.startswith("L") and "OK" not in check):
+        return "down"
+    if status.startswith("UP") or (check.startswith("L") and "OK" in check):
+        return "up"
+    return "unchecked"
+

@@ -1,0 +1,48 @@
+"""HAProxy's runtime API (the stats socket and the master CLI, Unix sockets): commands, `show stat`."""
+
+import asyncio
+import csv
+import io
+from pathlib import Path
+
+ANSWER_TIMEOUT = 5.0
+
+
+async def command(socket: Path, line: str, timeout: float = ANSWER_TIMEOUT) -> str:
+    """Send one command line to an HAProxy CLI socket; its whole answer."""
+    if "\n" in line or "\r" in line or ";" in line:
+        raise ValueError("one command per line, without separators")
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_unix_connection(socket)
+        try:
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+            return (await reader.read()).decode(errors="replace")
+        finally:
+            writer.close()
+
+
+async def worker_pid(socket: Path) -> int | None:
+    """The pid of the worker answering on the stats socket (None: none answers)."""
+    try:
+        answer = await command(socket, "show info", timeout=1.0)
+    except (OSError, TimeoutError):
+        return None
+    for line in answer.splitlines():
+        if line.startswith("Pid:"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+async def show_stat(socket: Path) -> list[dict[str, str]]:
+    """`show stat` as rows (pxname, svname, status, scur, stot, bin, bout, req_tot, check_status, ...)."""
+    answer = await command(socket, "show stat")
+    return list(csv.DictReader(io.StringIO(answer.lstrip("# "))))
+
+
+async def set_server(socket: Path, backend: str, server: str, weight: int, state: str) -> None:
+    """Change a server's weight and state (ready, drain, maint) without a reload."""
+    for line in (f"set server {backend}/{server} state {state}", f"set weight {backend}/{server} {weight}"):
+        answer = (await command(socket, line)).strip()
+        if answer:
+            raise RuntimeError(f"haproxy refused {line!r}: {answer}")

@@ -1,0 +1,426 @@
+"""The HAProxy engine with a real haproxy and real backends on loopback, driven in-process."""
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dataplane_helpers import Backend, HttpBackend, hold, until
+
+from pki import TestCA
+from tandem.dataplane import haproxy_runtime
+from tandem.dataplane.engine import (
+    BuiltinEngine,
+    ServedCertificate,
+    ServedMember,
+    ServedPool,
+    ServedRule,
+    ServedVirtual,
+    served_from_objects,
+)
+from tandem.dataplane.haproxy_config import quote, render
+from tandem.dataplane.haproxy_engine import HaproxyEngine
+from tandem.dataplane.monitor import MonitorConfig
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+
+HOST = "127.0.0.1"
+TRICKY = "a'b \"c\" #d %e \\f $HOME ${X}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def run(test: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    async def bounded() -> Any:
+        async with asyncio.timeout(60):
+            return await test(*args)
+
+    return asyncio.run(bounded())
+
+
+async def request(port: int, path: str = "/", headers: dict[str, str] | None = None,
+                  method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.0 request; status, headers (lower-case names) and body."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    lines = [f"{method} {path} HTTP/1.0", *(f"{k}: {v}" for k, v in (headers or {"Host": "test"}).items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    answer = await reader.read()
+    writer.close()
+    head, _, content = answer.partition(b"\r\n\r\n")
+    status_line, *fields = head.decode().split("\r\n")
+    return int(status_line.split()[1]), {k.lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}, \
+        content
+
+
+def pool(name: str, *backends: HttpBackend | Any, **options: Any) -> ServedPool:
+    weights = options.pop("weights", None) or [1] * len(backends)
+    return ServedPool("Common", name, members=tuple(ServedMember(HOST, b.port, weight=w)
+                                                    for b, w in zip(backends, weights, strict=True)), **options)
+
+
+@pytest.fixture
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("hx")) / "run"
+
+
+def test_tcp_forwarding_weights_and_runtime_changes(runtime: Path) -> None:
+    async def scenario() -> None:
+        a, b = await HttpBackend("A").start(), await HttpBackend("B").start()
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        try:
+            virtual = ServedVirtual("Common", "tcp", HOST, port, pool("p", a, b, weights=[1, 0]))
+            elsewhere = ServedVirtual("Common", "far", "192.0.2.10", port, pool("q", a))  # not on this host (yet)
+            await engine.apply([virtual, elsewhere])
+            assert engine.errors == {}
+            assert {(await request(port))[2] for _ in range(6)} == {b"A"}  # weight 0 gets nothing
+            pid = await haproxy_runtime.worker_pid(engine.process.stats_socket)
+            await engine.apply([ServedVirtual("Common", "tcp", HOST, port, pool("p", a, b, weights=[1, 3])),
+                                elsewhere])
+            answers = [(await request(port))[2] for _ in range(8)]
+            assert answers.count(b"B") == 6 and answers.count(b"A") == 2
+            assert await haproxy_runtime.worker_pid(engine.process.stats_socket) == pid  # no reload
+            await engine.refresh_stats()
+            stats = engine.stats()
+            assert stats["virtuals"]["/Common/tcp"]["connections_total"] >= 14
+            assert stats["pools"]["/Common/p"][f"{HOST}:{b.port}"]["health"] == "up"
+            assert os.stat(runtime).st_mode & 0o777 == 0o700
+            for name in ("haproxy.sock", "master.sock"):
+                assert os.stat(runtime / name).st_mode & 0o777 == 0o600
+        finally:
+            await engine.stop_all(0)
+            a.close()
+            b.close()
+        assert engine.process.running is False
+
+    run(scenario)
+
+
+def test_drain_keeps_open_connections_and_sends_new_ones_elsewhere(runtime: Path) -> None:
+    async def scenario() -> None:
+        a, b = await hold("A"), await hold("B")
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        try:
+            await engine.apply([ServedVirtual("Common", "d", HOST, port, pool("p", a, b, weights=[1, 0]))])
+            reader, writer = await asyncio.open_connection(HOST, port)
+            assert await reader.readline() == b"A\n"
+            await engine.apply([ServedVirtual("Common", "d", HOST, port, pool("p", a, b, weights=[0, 1]))])
+            for _ in range(3):
+                other_reader, other = await asyncio.open_connection(HOST, port)
+                assert await other_reader.readline() == b"B\n"
+                other.close()
+            await asyncio.sleep(0.3)
+            assert not reader.at_eof() and a.accepted == 1  # the drained member's connection is still open
+            writer.close()
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_http_rules_route_redirect_respond_reject(runtime: Path) -> None:
+    async def scenario() -> None:
+        a, b, c = [await HttpBackend(n).start() for n in "ABC"]
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        rules = (
+            ServedRule("api", host="api.example.com", path="/v1", pool=pool("pb", b)),
+            ServedRule("wild", host="*.img.example.com", pool=pool("pc", c)),
+            ServedRule("moved", path="/old", path_type="exact", action="redirect", location="https://new.example/x",
+                       status=301),
+            ServedRule("teapot", path="^/t[0-9]+$", path_type="regex", methods=("POST",), action="respond",
+                       status=418),
+            ServedRule("deny", path="/admin", action="reject"),
+            ServedRule("shadow", path="/admin", pool=pool("pb", b)),  # never reached: the first match wins
+        )
+        try:
+            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("pa", a), protocol="http",
+                                              rules=rules)])
+            assert engine.errors == {}
+            assert (await request(port, "/v1/x", {"Host": "API.example.com:80"}))[2] == b"B"
+            assert (await request(port, "/v2", {"Host": "api.example.com"}))[2] == b"A"
+            assert (await request(port, "/", {"Host": "x.img.example.com"}))[2] == b"C"
+            assert (await request(port, "/", {"Host": "img.example.com"}))[2] == b"A"
+            status, headers, _ = await request(port, "/old")
+            assert (status, headers["location"]) == (301, "https://new.example/x")
+            assert (await request(port, "/old/more"))[2] == b"A"
+            assert (await request(port, "/t42", method="POST"))[0] == 418
+            assert (await request(port, "/t42"))[2] == b"A"
+            assert (await request(port, "/admin/users"))[0] == 403
+            seen = a.requests[-1].decode().lower()
+            assert "x-forwarded-for: 127.0.0.1" in seen and 'forwarded: for="127.0.0.1";proto=http' in seen
+            await engine.refresh_stats()
+            assert engine.stats()["virtuals"]["/Common/web"]["requests"] >= 9
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_monitors_become_checks_and_proxy_protocol_reaches_members(runtime: Path) -> None:
+    signatures: list[bytes] = []
+
+    async def first_bytes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        signatures.append(await reader.readexactly(12))
+
+    async def scenario() -> None:
+        good, failing = await HttpBackend("G").start(), await HttpBackend("F", status=500).start()
+        proxied = await Backend(first_bytes).start()
+        port, proxy_port, empty_port = free_port(), free_port(), free_port()
+        engine = HaproxyEngine(runtime)
+        monitor = MonitorConfig("http", interval=0.1, timeout=1.0, path="/health", expected_status=200)
+        try:
+            await engine.apply([
+                ServedVirtual("Common", "m", HOST, port, pool("p", good, failing, monitor=monitor)),
+                ServedVirtual("Common", "pp", HOST, proxy_port, pool("q", proxied), proxy_protocol=True),
+                ServedVirtual("Common", "empty", HOST, empty_port)])
+            assert engine.errors == {}
+
+            async def health() -> dict[str, str]:
+                await engine.refresh_stats()
+                return {key: member["health"] for key, member in engine.stats()["pools"]["/Common/p"].items()}
+
+            deadline = time.monotonic() + 10
+            while await health() != {f"{HOST}:{good.port}": "up", f"{HOST}:{failing.port}": "down"}:
+                assert time.monotonic() < deadline, await health()
+                await asyncio.sleep(0.05)
+            assert {(await request(port))[2] for _ in range(4)} == {b"G"}
+            assert good.requests[0].startswith(b"GET /health HTTP/1.0")
+            _, writer = await asyncio.open_connection(HOST, proxy_port)
+            writer.write(b"x" * 12)
+            await until(lambda: bool(signatures), what="the member to get a connection")
+            writer.close()
+            assert signatures[0] == b"\r\n\r\n\x00\r\nQUIT\n"  # the PROXY v2 signature
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_cookie_persistence(runtime: Path) -> None:
+    async def scenario() -> None:
+        a, b = await HttpBackend("A").start(), await HttpBackend("B").start()
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        try:
+            await engine.apply([ServedVirtual("Common", "c", HOST, port, pool("p", a, b, persistence="cookie"),
+                                              protocol="http")])
+            _, headers, first = await request(port)
+            cookie = headers["set-cookie"].split(";")[0]
+            assert cookie.startswith("TANDEMSRV=")
+            for _ in range(6):
+                assert (await request(port, headers={"Host": "t", "Cookie": cookie}))[2] == first
+            assert {(await request(port))[2] for _ in range(4)} == {b"A", b"B"}  # without: balanced
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_https_picks_the_certificate_by_sni(runtime: Path) -> None:
+    ca = TestCA()
+    one, two = ca.issue("one.example", "one.example"), ca.issue("two.example", "two.example")
+
+    def handshake(port: int, name: str) -> tuple[str, str | None, bytes]:
+        context = ssl.create_default_context(cadata=ca.pem)
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT  # the test CA's leaves carry no key identifiers
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection((HOST, port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=name) as tls:
+            subject = dict(item[0] for item in tls.getpeercert()["subject"])["commonName"]
+            protocol = tls.selected_alpn_protocol()
+        context.set_alpn_protocols(["http/1.1"])
+        with socket.create_connection((HOST, port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(4096):
+                answer += chunk
+        return subject, protocol, answer.partition(b"\r\n\r\n")[2]
+
+    async def scenario() -> None:
+        a = await HttpBackend("A").start()
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        certificates = (ServedCertificate("Common", "one", one.chain, one.key),
+                        ServedCertificate("Common", "two", two.chain, two.key))
+        try:
+            await engine.apply([ServedVirtual("Common", "tls", HOST, port, pool("p", a), protocol="https",
+                                              certificates=certificates)])
+            assert engine.errors == {}
+            assert await asyncio.to_thread(handshake, port, "two.example") == ("two.example", "h2", b"A")
+            assert (await asyncio.to_thread(handshake, port, "one.example"))[0] == "one.example"
+            files = list((runtime / "certs").iterdir())
+            assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+            assert one.key.strip() not in (runtime / "haproxy.cfg").read_text()
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_killed_haproxy_serves_again_within_a_second(runtime: Path) -> None:
+    async def scenario() -> None:
+        a = await HttpBackend("A").start()
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        try:
+            await engine.apply([ServedVirtual("Common", "k", HOST, port, pool("p", a))])
+            master = int((runtime / "haproxy.pid").read_text())
+            os.kill(master, signal.SIGKILL)
+            killed = time.monotonic()
+
+            async def answers() -> bool:
+                try:
+                    return (await request(port))[2] == b"A"
+                except (OSError, IndexError, ValueError):
+                    return False
+
+            while not (engine.restarts == 1 and await answers()):
+                assert time.monotonic() - killed < 5.0, "haproxy did not come back"
+                await asyncio.sleep(0.02)
+            assert time.monotonic() - killed < 1.0  # about 0.3 s on a 2-core machine
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_refused_configuration_keeps_the_previous_one_serving(runtime: Path) -> None:
+    async def scenario() -> None:
+        a = await HttpBackend("A").start()
+        port, other = free_port(), free_port()
+        engine = HaproxyEngine(runtime)
+        good = ServedVirtual("Common", "good", HOST, port, pool("p", a), protocol="http")
+        bad = ServedVirtual("Common", "bad", HOST, other, pool("p", a), protocol="http",
+                            rules=(ServedRule("r", path="(", path_type="regex", action="reject"),))
+        try:
+            await engine.apply([good])
+            await engine.apply([good, bad])
+            assert "haproxy refused the configuration" in engine.errors["/Common/bad"]
+            assert "regex" in engine.errors["/Common/bad"].lower() and "/Common/good" not in engine.errors
+            assert engine.stats()["virtuals"]["/Common/bad"]["error"] == engine.errors["/Common/bad"]
+            assert (await request(port))[2] == b"A"
+            await engine.apply([good])
+            assert engine.errors == {}
+            pid = await haproxy_runtime.worker_pid(engine.process.stats_socket)
+            fixed = ServedVirtual("Common", "bad", HOST, other, pool("p", a), protocol="http")
+            await engine.apply([good, fixed])  # a hitless reload: a new worker serves both
+            assert engine.errors == {}
+            assert await haproxy_runtime.worker_pid(engine.process.stats_socket) != pid
+            assert (await request(port))[2] == (await request(other))[2] == b"A"
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_values_are_quoted_and_arrive_intact(runtime: Path) -> None:
+    async def scenario() -> None:
+        a, b = await HttpBackend("A").start(), await HttpBackend("B").start()
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        name = "we'ird #name"
+        rules = (ServedRule(name, headers=(("X-Tricky", TRICKY),), pool=pool(name, b)),
+                 ServedRule("loc", path="/go", action="redirect", location="/to?a='1'&b=%41#x\\y"))
+        newline = ServedVirtual("Common", "nl", HOST, free_port(), pool("p", a), protocol="http",
+                                rules=(ServedRule("n", path="/a\nglobal", action="reject"),))
+        try:
+            await engine.apply([ServedVirtual("Common", name, HOST, port, pool("p", a), protocol="http", rules=rules),
+                                newline])
+            text = (runtime / "haproxy.cfg").read_text()
+            assert name not in text and "\nglobal\n" not in text.split("defaults")[1]
+            assert engine.errors["/Common/nl"].startswith("not served:")
+            assert (await request(port, headers={"Host": "t", "X-Tricky": TRICKY}))[2] == b"B"
+            assert (await request(port, headers={"Host": "t", "X-Tricky": TRICKY[:-1]}))[2] == b"A"
+            assert (await request(port, "/go"))[1]["location"] == "/to?a='1'&b=%41#x\\y"
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_rendering_quotes_every_value_and_haproxy_accepts_it(tmp_path: Path) -> None:
+    assert quote("a'b") == "'a'\\''b'"
+    with pytest.raises(ValueError):
+        quote("a\nb")
+    rules = (ServedRule("r", host="*.example.com", path=TRICKY.replace(" ", ""), headers=(("X-A", TRICKY),),
+                        methods=("GET", "PUT"),
+                        pool=ServedPool("Common", "p", members=(ServedMember(HOST, 81),),
+                                        monitor=MonitorConfig("http", path="/h'#%\\\"$X"))),
+             ServedRule("bad", headers=(("X'#", "v"),), action="reject"))
+    virtuals = [ServedVirtual("Common", "a", HOST, 8080, protocol="http", rules=rules[:1]),
+                ServedVirtual("Common", "b", HOST, 8081, protocol="http", rules=rules)]
+    rendering = render(virtuals, tmp_path)
+    assert set(rendering.errors) == {"/Common/b"}
+    (tmp_path / "h.cfg").write_text(rendering.text)
+    check = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "h.cfg")], capture_output=True, text=True,
+                           check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_builtin_engine_refuses_http_virtuals() -> None:
+    async def scenario() -> None:
+        engine = BuiltinEngine()
+        await engine.apply([ServedVirtual("Common", "h", HOST, free_port(), protocol="https")])
+        message = "the builtin engine serves tcp virtual servers only: run the device with --engine haproxy"
+        assert engine.errors == {"/Common/h": message}
+        assert engine.stats()["virtuals"]["/Common/h"]["error"] == message
+        await engine.apply([])
+        assert engine.errors == {} and engine.stats()["virtuals"] == {}
+        await engine.stop_all(0.1)
+
+    run(scenario)
+
+
+def test_served_from_objects_reads_rules_certificates_and_weights() -> None:
+    virtuals = [{"partition": "Common", "name": "v", "address": HOST, "port": 443, "protocol": "https",
+                 "pool": "web", "certificates": ["site"], "forwarded_for": False,
+                 "rules": [{"name": "r", "match": {"host": "a.example", "headers": [{"name": "X", "value": "1"}]},
+                            "action": "forward", "pool": "/Common/api"}]}]
+    pools = [{"partition": "Common", "name": "web", "persistence": "cookie",
+              "members": [{"address": "10.0.0.1", "port": 80, "weight": 7}]},
+             {"partition": "Common", "name": "api", "members": []}]
+    certificates = [{"partition": "Common", "name": "site", "certificate": "CERT", "key": "KEY"}]
+    (served,) = served_from_objects(virtuals, pools, [], certificates)
+    assert served.protocol == "https" and served.forwarded_for is False
+    assert served.pool is not None and served.pool.persistence == "cookie" and served.pool.members[0].weight == 7
+    assert served.rules[0].pool is not None and served.rules[0].pool.key == "/Common/api"
+    assert served.rules[0].headers == (("X", "1"),)
+    assert served.certificates == (ServedCertificate("Common", "site", "CERT", "KEY"),)
+    assert "KEY" not in repr(served.certificates[0])
+
+
+def test_an_haproxy_left_by_a_previous_data_plane_process_is_stopped(runtime: Path) -> None:
+    runtime.mkdir(mode=0o700, parents=True)
+    (runtime / "haproxy.cfg").write_text("defaults\n    timeout client 1s\n    timeout server 1s\n"
+                                         "    timeout connect 1s\n")
+    left = subprocess.Popen(["haproxy", "-W", "-f", str(runtime / "haproxy.cfg"), "-p", str(runtime / "haproxy.pid")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def scenario() -> None:
+        await until(lambda: (runtime / "haproxy.pid").exists(), what="the pid file")
+        engine = HaproxyEngine(runtime)
+        try:
+            await engine.apply([])
+            await until(lambda: left.poll() is not None, what="the old haproxy to stop")
+            assert engine.process.running
+        finally:
+            await engine.stop_all(0)
+            if left.poll() is None:
+                left.kill()
+
+    run(scenario)

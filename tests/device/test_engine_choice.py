@@ -1,0 +1,110 @@
+"""`tandem serve --engine auto|haproxy|builtin`: the engine chosen once by the management process, shown by
+`GET /api/device`, handed to the data plane process; HAProxy asked for but missing stops the start."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devices import free_port
+from tandem._version import __version__
+from tandem.dataplane.choice import BUILTIN, EngineChoice, EngineUnavailable, choose, haproxy_version
+from waiting import wait_until
+
+HAPROXY = shutil.which("haproxy")
+
+
+def dataplane_arguments(pid: int) -> list[str]:
+    """The arguments of the data plane process started by management process `pid` (empty: none yet)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            args = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and "tandem.dataplane.daemon" in args:
+            return args
+    return []
+
+
+def option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def started_with(device) -> list[str]:
+    assert device.process is not None
+    wait_until(lambda: dataplane_arguments(device.process.pid), timeout=30, what="the data plane process")
+    return dataplane_arguments(device.process.pid)
+
+
+def test_builtin_engine_when_asked(device_factory):
+    device = device_factory("dev-1", extra_args=["--engine", "builtin"])
+    with device.client() as client:
+        assert client.device()["engine"] == {"name": "builtin", "version": __version__}
+        args = started_with(device)
+        assert (option(args, "--engine"), option(args, "--runtime-dir")) == (
+            "builtin", str(device.data_dir / "run" / "haproxy"))
+        serving = wait_until(lambda: client.request("GET", "/api/dataplane"), timeout=30, what="the data plane",
+                             retry=lambda error: getattr(error, "status_code", None) == 503)  # not answering yet
+        assert serving["process"]["restarts"] == 0  # it runs the engine it was given
+
+
+@pytest.mark.skipif(HAPROXY is None, reason="no haproxy on PATH")
+def test_auto_takes_haproxy_when_on_path(device_factory):
+    device = device_factory("dev-1", extra_args=["--engine", "auto"])
+    version = haproxy_version(HAPROXY)
+    with device.client() as client:
+        assert client.device()["engine"] == {"name": "haproxy", "version": version}
+    assert version[0].isdigit() and "." in version
+    args = started_with(device)
+    assert (option(args, "--engine"), option(args, "--runtime-dir"), option(args, "--binary")) == (
+        "haproxy", str(device.data_dir / "run" / "haproxy"), HAPROXY)
+
+
+def test_haproxy_asked_but_missing_stops_the_start(tmp_path):
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and not (Path(d) / "haproxy").exists())
+    data_dir = tmp_path / "dev-1"
+    done = subprocess.run(
+        [sys.executable, "-m", "tandem", "serve", "--name", "dev-1", "--data-dir", str(data_dir),
+         "--listen", f"127.0.0.1:{free_port()}", "--engine", "haproxy"],
+        env=dict(os.environ, PATH=path, TANDEM_ADMIN_PASSWORD="lab-admin-pass"),
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("tandem serve: --engine haproxy: no haproxy binary on PATH (install the "
+                                   "distribution's haproxy package, or use --engine builtin)")
+    assert not data_dir.exists()  # refused before anything was written
+
+
+def fake_haproxy(directory: Path, script: str) -> str:
+    directory.mkdir()
+    binary = directory / "haproxy"
+    binary.write_text(f"#!/bin/sh\n{script}\n")
+    binary.chmod(0o755)
+    return str(binary)
+
+
+def test_choose(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert choose("builtin") == choose("auto") == BUILTIN == EngineChoice("builtin", __version__, None)
+    with pytest.raises(EngineUnavailable, match="no haproxy binary on PATH"):
+        choose("haproxy")
+    with pytest.raises(EngineUnavailable, match="unknown engine 'nginx'"):
+        choose("nginx")  # type: ignore[arg-type]
+
+    good = fake_haproxy(tmp_path / "good", 'echo "HAProxy version 2.9.1-1~bpo12+1 2024/01/31 - https://haproxy.org/"'
+                                           '; echo "Status: stable branch"')
+    monkeypatch.setenv("PATH", str(tmp_path / "good"))
+    assert choose("auto") == choose("haproxy") == EngineChoice("haproxy", "2.9.1", good)
+    assert choose("builtin") == BUILTIN
+
+    fake_haproxy(tmp_path / "broken", "echo 'segfault' >&2; exit 139")
+    monkeypatch.setenv("PATH", str(tmp_path / "broken"))
+    assert choose("auto") == BUILTIN  # logged, and served by the builtin engine
+    with pytest.raises(EngineUnavailable, match="did not tell a version"):
+        choose("haproxy")
