@@ -37,6 +37,9 @@ class Engine(Protocol):
 
     async def apply(self, desired: Iterable[ServedVirtual]) -> None: ...
 
+    async def refresh_stats(self) -> None:
+        """Bring the counters `stats` gives up to date (an engine that keeps them current does nothing)."""
+
     def retry_after(self) -> float | None:
         """Seconds before `apply` should run again though nothing changed (a virtual server could not listen
         yet); None: nothing to try again (what is not served cannot be, until the configuration changes)."""
@@ -89,7 +92,7 @@ class DataPlaneProcess:
                 await asyncio.sleep(retry)
                 self._wake.set()
 
-    def _from_management(self, message: ipc.Message) -> ipc.Message | None:
+    async def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
         if kind == "desired":
             self._virtuals = served_from_objects(message["virtuals"], message["pools"], message["monitors"],
@@ -98,6 +101,7 @@ class DataPlaneProcess:
             self._wake.set()
             return None
         if kind == "status":
+            await self.engine.refresh_stats()
             return {"errors": dict(self.engine.errors), **self.engine.stats()}
         raise ValueError(f"unknown message {kind!r}")
 

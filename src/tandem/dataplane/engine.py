@@ -375,6 +375,9 @@ class BuiltinEngine:
         """What is being served, by virtual key."""
         return {key: entry.served for key, entry in self._virtuals.items()}
 
+    async def refresh_stats(self) -> None:
+        """Nothing to do: the proxies count as they go."""
+
     def retry_after(self) -> float | None:
         """`RETRY` while a virtual server could not listen; None when every error is lasting (not tcp)."""
         return RETRY if any(message != NOT_TCP for message in self.errors.values()) else None

@@ -59,9 +59,8 @@ class LoginStats(BaseModel):
 
 EngineRequest = Literal["auto", "haproxy", "builtin"]
 """The data plane engine asked for (`tandem serve --engine`): auto takes HAProxy when found, else builtin."""
-DEFAULT_ENGINE: EngineRequest = "builtin"
-"""The engine a device runs unless told: builtin until failover with HAProxy on both devices is proven (issue 15
-is still open); `--engine auto` or `haproxy` opt in."""
+DEFAULT_ENGINE: EngineRequest = "auto"
+"""The engine a device runs unless told (`tandem serve`, `tandem lab up`)."""
 
 
 class EngineInfo(BaseModel):
