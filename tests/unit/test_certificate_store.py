@@ -3,10 +3,10 @@ chain is checked against the stored key, and the data plane and a peer cluster's
 
 import pytest
 
+from dataplane_desired import desired_of
 from pki import TestCA
 from tandem.config import ConfigService, integrity
 from tandem.config.query import Query
-from tandem.dataplane.service import DataPlane
 from tandem.errors import Conflict, Invalid
 from tandem.models import Certificate, Partition, VirtualServer
 from tandem.models.batch import Operation
@@ -106,22 +106,12 @@ def test_in_use_by_a_virtual_server_it_stays(config, ca):
     assert refused.value.target == "name" and "used by virtual /Common/v" in refused.value.message
 
 
-class _Domain:
-    def traffic_groups(self) -> list:
-        return []
-
-
-class _Failover:
-    def set_virtual_addresses(self, by_traffic_group: dict, standalone: tuple) -> None:
-        pass
-
-
 def test_the_data_plane_gets_the_certificates_it_serves_with_their_keys(config, ca, tmp_path):
     issued, unused = ca.issue("d.example.com"), ca.issue("u.example.com")
     config.create(Certificate(name="site", certificate=issued.chain, key=issued.key))
     config.create(Certificate(name="unused", certificate=unused.chain, key=unused.key))
     config.create(VirtualServer(name="v", address="192.0.2.1", port=443, protocol="https", certificates=["site"]))
-    desired = DataPlane(config.store, _Domain(), _Failover(), tmp_path).desired()  # type: ignore[arg-type]
+    desired = desired_of(config.store, tmp_path)
     assert desired.certificates == [{"partition": "Common", "name": "site", "certificate": issued.chain,
                                      "key": issued.key, "description": ""}]
     assert desired.message()["certificates"] == desired.certificates

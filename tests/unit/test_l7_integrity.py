@@ -3,22 +3,12 @@ is reported and not served; the data plane is sent the pools its rules forward t
 
 import pytest
 
+from dataplane_desired import desired_of
 from tandem.config import ConfigService, integrity
 from tandem.config.integrity import violations
 from tandem.config.objects import write_object
-from tandem.dataplane.service import DataPlane
 from tandem.models import Partition, Pool, VirtualServer
 from tandem.store import Store
-
-
-class _Domain:
-    def traffic_groups(self) -> list:
-        return []
-
-
-class _Failover:
-    def set_virtual_addresses(self, by_traffic_group: dict, standalone: tuple) -> None:
-        pass
 
 
 def forward(name: str, pool: str) -> dict:
@@ -60,6 +50,6 @@ def test_a_missing_or_foreign_rule_pool_or_certificate_is_a_violation(store):
 
 
 def test_the_data_plane_gets_the_pools_of_rules_and_not_what_breaks_a_rule(store, tmp_path):
-    desired = DataPlane(store, _Domain(), _Failover(), tmp_path).desired()  # type: ignore[arg-type]
+    desired = desired_of(store, tmp_path)
     assert [v["name"] for v in desired.virtuals] == ["ok"]
     assert sorted(p["name"] for p in desired.pools) == ["api", "web"]

@@ -4,10 +4,10 @@ nothing of the partition it reaches into."""
 
 import pytest
 
+from dataplane_desired import desired_of
 from tandem.config import ConfigService, integrity
 from tandem.config.integrity import violations
 from tandem.config.objects import write_object
-from tandem.dataplane.service import DataPlane
 from tandem.errors import Invalid
 from tandem.models import Monitor, Partition, Pool, Resource, VirtualServer
 from tandem.store import ScopeRule, Store
@@ -21,16 +21,6 @@ def _store(tmp_path, name: str) -> Store:
     store.scope_of = lambda kind, partition, obj: ScopeRule(SCOPE) if partition or kind == "partitions" \
         else ScopeRule(sequenced=False)
     return store
-
-
-class _Domain:
-    def traffic_groups(self) -> list:
-        return []
-
-
-class _Failover:
-    def set_virtual_addresses(self, by_traffic_group: dict, standalone: tuple) -> None:
-        pass
 
 
 @pytest.fixture
@@ -70,7 +60,7 @@ def test_a_replicated_use_of_another_partition_is_reported(replicated):
 
 def test_what_breaks_the_rule_is_not_served_and_a_foreign_monitor_not_used(replicated, tmp_path):
     _, new = replicated
-    desired = DataPlane(new, _Domain(), _Failover(), tmp_path).desired()  # type: ignore[arg-type]
+    desired = desired_of(new, tmp_path)
     assert sorted(v["name"] for v in desired.virtuals) == ["ok", "w"]
     assert sorted((p["partition"], p["name"]) for p in desired.pools) == [("A", "q"), ("Common", "cp")]
     assert desired.monitors == []  # q is served without health monitoring
