@@ -60,6 +60,7 @@ class HaproxyProcess:
             with os.fdopen(fd, "w") as file:
                 file.write(content)
             os.replace(temporary, path)
+
     def remove_unused(self, files: dict[str, str]) -> None:
         """Remove the certificate files `files` (those of the configuration in use) no longer name."""
         for path in (self.runtime_dir / "certs").iterdir():
@@ -92,8 +93,7 @@ class HaproxyProcess:
         before = await haproxy_runtime.worker_pid(self.stats_socket)
         await haproxy_runtime.command(self.master_socket, "reload")
         if not await self._new_worker(before):
-            raise StartFailed("haproxy could not load the configuration (see haproxy.log in "
-                                       f"{self.runtime_dir})")
+            raise StartFailed(f"haproxy could not load the configuration (see haproxy.log in {self.runtime_dir})")
 
     def _stop_orphan(self) -> None:
         """Kill the HAProxy a previous data plane process left running with this runtime directory."""
