@@ -72,7 +72,8 @@ def pool(name: str, *backends: HttpBackend | Any, **options: Any) -> ServedPool:
 
 @pytest.fixture
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(tmp_path_factory.mktemp("hx")) / "run"
+    """A runtime directory whose path holds a space and a quote (a data directory the operator chose)."""
+    return Path(tmp_path_factory.mktemp("hx")) / "run dir's"
 
 
 def test_tcp_forwarding_weights_and_runtime_changes(runtime: Path) -> None:
@@ -289,10 +290,14 @@ def test_killed_haproxy_serves_again_within_a_second(runtime: Path) -> None:
                 except (OSError, IndexError, ValueError):
                     return False
 
-            while not (engine.restarts == 1 and await answers()):
+            while not (engine.status().restarts == 1 and await answers()):
                 assert time.monotonic() - killed < 5.0, "haproxy did not come back"
                 await asyncio.sleep(0.02)
             assert time.monotonic() - killed < 1.0  # about 0.3 s on a 2-core machine
+            [event] = engine.status().events
+            assert (event.kind, event.message) == (
+                "restarted", f"haproxy (pid {master}) exited with -9: started again (restart 1)")
+            assert killed - 1.0 < event.at - time.time() + time.monotonic() < killed + 1.0
         finally:
             await engine.stop_all(0)
 
@@ -314,8 +319,11 @@ def test_refused_configuration_keeps_the_previous_one_serving(runtime: Path) -> 
             assert "regex" in engine.errors["/Common/bad"].lower() and "/Common/good" not in engine.errors
             assert engine.stats()["virtuals"]["/Common/bad"]["error"] == engine.errors["/Common/bad"]
             assert (await request(port))[2] == b"A"
+            await engine.apply([good, bad])  # the same refusal again: no second event
             await engine.apply([good])
             assert engine.errors == {}
+            assert [(e.kind, e.message.startswith("configuration not applied: haproxy refused"))
+                    for e in engine.status().events] == [("refused", True), ("recovered", False)]
             pid = await haproxy_runtime.worker_pid(engine.process.stats_socket)
             fixed = ServedVirtual("Common", "bad", HOST, other, pool("p", a), protocol="http")
             await engine.apply([good, fixed])  # a hitless reload: a new worker serves both

@@ -3,6 +3,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +20,12 @@ HAPROXY = shutil.which("haproxy")
 
 def dataplane_arguments(pid: int) -> list[str]:
     """The arguments of the data plane process started by management process `pid` (empty: none yet)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for child in children(pid):
         try:
-            ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
-            args = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
-        except (OSError, IndexError, ValueError):
+            args = [a.decode() for a in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
             continue
-        if ppid == pid and "tandem.dataplane.daemon" in args:
+        if "tandem.dataplane.daemon" in args:
             return args
     return []
 
@@ -52,6 +50,7 @@ def test_builtin_engine_when_asked(device_factory):
         serving = wait_until(lambda: client.request("GET", "/api/dataplane"), timeout=30, what="the data plane",
                              retry=lambda error: getattr(error, "status_code", None) == 503)  # not answering yet
         assert serving["process"]["restarts"] == 0  # it runs the engine it was given
+        assert serving["engine"] == {"name": "builtin", "version": __version__, "restarts": 0, "events": []}
 
 
 @pytest.mark.skipif(HAPROXY is None, reason="no haproxy on PATH")
@@ -64,6 +63,45 @@ def test_auto_takes_haproxy_when_on_path(device_factory):
     args = started_with(device)
     assert (option(args, "--engine"), option(args, "--runtime-dir"), option(args, "--binary")) == (
         "haproxy", str(device.data_dir / "run" / "haproxy"), HAPROXY)
+    pid_file = device.data_dir / "run" / "haproxy" / "haproxy.pid"
+    with device.client() as client:
+        client.request("POST", "/api/virtuals", json={"name": "v", "address": "127.0.0.1", "port": free_port()})
+        wait_until(lambda: client.request("GET", "/api/dataplane")["virtuals"].get("/Common/v", {}).get("listening"),
+                   timeout=30, what="HAProxy serving", retry=lambda error: getattr(error, "status_code", None) == 503)
+        master = int(pid_file.read_text())
+        os.kill(master, signal.SIGKILL)  # started again at once, and the device says so
+        wait_until(lambda: client.request("GET", "/api/dataplane")["engine"]["restarts"] == 1, timeout=5,
+                   what="HAProxy started again")
+        engine = client.request("GET", "/api/dataplane")["engine"]
+    assert (engine["name"], engine["version"]) == ("haproxy", version)
+    assert [(e["kind"], e["message"]) for e in engine["events"]] == [
+        ("restarted", f"haproxy (pid {master}) exited with -9: started again (restart 1)")]
+    master = wait_until(lambda: int(pid_file.read_text()) != master and int(pid_file.read_text()), timeout=5,
+                        what="the new HAProxy's pid")
+    haproxy = {master, *children(master)}
+    assert len(haproxy) >= 2 and all(Path(f"/proc/{pid}").exists() for pid in haproxy)  # master and worker
+    device.kill()  # kill -9 of the device's daemon: its HAProxy goes with it, nothing left serving
+    wait_until(lambda: not any(alive(pid) for pid in haproxy), timeout=5, what="HAProxy gone with its device")
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid`."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                found.add(int(proc.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent)."""
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_haproxy_asked_but_missing_stops_the_start(tmp_path):

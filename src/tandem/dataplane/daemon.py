@@ -15,11 +15,13 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
 from tandem import ipc
 from tandem.dataplane.engine import BuiltinEngine, ServedVirtual, served_from_objects
+from tandem.dataplane.engine_events import EngineStatus
 from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.dataplane")
@@ -47,6 +49,9 @@ class Engine(Protocol):
     async def stop_all(self, drain_timeout: float) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
+
+    def status(self) -> EngineStatus:
+        """Which engine, its restarts and events."""
 
 
 class DataPlaneProcess:
@@ -102,7 +107,7 @@ class DataPlaneProcess:
             return None
         if kind == "status":
             await self.engine.refresh_stats()
-            return {"errors": dict(self.engine.errors), **self.engine.stats()}
+            return {"errors": dict(self.engine.errors), "engine": asdict(self.engine.status()), **self.engine.stats()}
         raise ValueError(f"unknown message {kind!r}")
 
     async def _failover_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

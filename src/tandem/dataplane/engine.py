@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from tandem._version import __version__
 from tandem.dataplane.balancer import LB_METHODS, Balancer
+from tandem.dataplane.engine_events import EngineStatus
 from tandem.dataplane.monitor import MonitorConfig, PoolMonitor
 from tandem.dataplane.proxy import VirtualServerProxy
 from tandem.dataplane.stats import Counters, PoolStats, Stats
@@ -262,6 +263,10 @@ class BuiltinEngine:
     """Seconds a virtual server that stops being served lets its open connections finish."""
     errors: dict[str, str] = field(default_factory=dict)
     """Virtual servers (key `/partition/name`) that could not listen, with the reason; retried by apply()."""
+
+    def status(self) -> EngineStatus:
+        """This engine (it runs in the data plane process: no restarts, no events of its own)."""
+        return EngineStatus(self.name, self.version)
 
     def __post_init__(self) -> None:
         self._virtuals: dict[str, _VirtualEntry] = {}

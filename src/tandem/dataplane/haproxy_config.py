@@ -83,8 +83,9 @@ class Rendering:
 
 def _global(runtime_dir: Path) -> list[str]:
     return ["global",
-            f"    stats socket {runtime_dir / 'haproxy.sock'} mode 600 level admin expose-fd listeners",
-            "    nbthread 1", "    hard-stop-after 30s", f"    pidfile {runtime_dir / 'haproxy.pid'}",
+            f"    stats socket {quote(str(runtime_dir / 'haproxy.sock'))} mode 600 level admin expose-fd listeners",
+            f"    crt-base {quote(str(runtime_dir))}",  # a crt-list names its files relative to it: no quoting there
+            "    nbthread 1", "    hard-stop-after 30s", f"    pidfile {quote(str(runtime_dir / 'haproxy.pid'))}",
             "", "defaults", "    log global", *(f"    {t}" for t in TIMEOUTS), ""]
 
 
@@ -180,10 +181,10 @@ class _Renderer:
                 file = f"certs/{identifier('c', certificate.reference)}.pem"
                 chain = certificate.certificate.strip() + "\n" + certificate.key.strip() + "\n"
                 self.out.files[file] = chain
-                entries.append(str(self.runtime_dir / file))
+                entries.append(file)
             crt_list = f"certs/{identifier('l', virtual.key)}.list"
             self.out.files[crt_list] = "".join(f"{entry}\n" for entry in entries)
-            bind += f" ssl crt-list {self.runtime_dir / crt_list} alpn h2,http/1.1"
+            bind += f" ssl crt-list {quote(str(self.runtime_dir / crt_list))} alpn h2,http/1.1"
         lines.append(bind)
         if mode == "tcp":
             if virtual.pool is not None:

@@ -8,7 +8,6 @@ one serving and HAProxy's message in `errors`. Counters and member health come f
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Iterable
@@ -19,11 +18,10 @@ from typing import Any
 from tandem.dataplane import haproxy_runtime
 from tandem.dataplane.choice import EngineUnavailable, haproxy_version
 from tandem.dataplane.engine import ServedVirtual
+from tandem.dataplane.engine_events import EngineStatus
 from tandem.dataplane.haproxy_config import Rendering, render
 from tandem.dataplane.haproxy_process import ConfigurationRefused, HaproxyProcess, StartFailed
 from tandem.tasks import cancel
-
-log = logging.getLogger("tandem.dataplane.haproxy")
 
 STATS_INTERVAL = 1.0
 """Seconds between two reads of HAProxy's counters."""
@@ -67,10 +65,9 @@ class HaproxyEngine:
             return None
         return max(0.0, self._retry_at - time.monotonic())
 
-    @property
-    def restarts(self) -> int:
-        """How many times HAProxy died and was started again."""
-        return self.process.restarts
+    def status(self) -> EngineStatus:
+        """This engine, how many times HAProxy died and was started again, and its events."""
+        return EngineStatus(self.name, self.version, self.process.restarts, self.process.events.recent())
 
     async def apply(self, desired: Iterable[ServedVirtual]) -> None:
         """Serve exactly the enabled virtual servers of `desired` (idempotent)."""
@@ -80,6 +77,7 @@ class HaproxyEngine:
             errors = dict(rendering.errors)
             served = self._served
             if served is not None and rendering.text == served.rendering.text:
+                self._recovered()
                 self.errors = errors
                 return
             self._wanted = wanted
@@ -94,17 +92,24 @@ class HaproxyEngine:
                 else:
                     await self._reload(rendering)
             except (ConfigurationRefused, StartFailed, OSError, RuntimeError, TimeoutError) as error:
+                if (rendering.text, str(error)) != (self._refused, self._refusal):  # not each retry
+                    self.process.events.record("refused", f"configuration not applied: {error}")
                 self._refused, self._refusal = rendering.text, str(error)
                 self._retry_at = math.inf if isinstance(error, ConfigurationRefused) else time.monotonic() + RETRY
-                log.warning("configuration not applied: %r", self._refusal)
                 self.errors = errors | dict.fromkeys(changed or rendering.frontends, self._refusal)
                 return
-            self._refused = None
+            self._recovered()
             self._served = _Served(rendering, {key: v for key, v in wanted.items() if key in rendering.frontends})
             self.errors = errors
             await self.refresh_stats()  # what is listening now, not at the last poll
             if self._poller is None:
                 self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    def _recovered(self) -> None:
+        """What is wanted is served: a refusal before it is over."""
+        if self._refused is not None:
+            self.process.events.record("recovered", "the configuration wanted is served")
+            self._refused = None
 
     async def _set_servers(self, old: Rendering, new: Rendering) -> None:
         for (backend, server), state in new.states.items():

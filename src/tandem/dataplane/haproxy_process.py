@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tandem import ipc
 from tandem.dataplane import haproxy_runtime
+from tandem.dataplane.engine_events import EngineEvents
 from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.dataplane.haproxy")
@@ -41,6 +42,8 @@ class HaproxyProcess:
         self.stats_socket = runtime_dir / "haproxy.sock"
         self.master_socket = runtime_dir / "master.sock"
         self.restarts = 0
+        self.events = EngineEvents()
+        """Its restarts, recorded as they happen."""
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -140,8 +143,8 @@ class HaproxyProcess:
             if self._stopping:
                 return
             self.restarts += 1
-            log.warning("haproxy (pid %d) exited with %d: starting it again (restart %d)", process.pid, code,
-                        self.restarts)
+            self.events.record("restarted", f"haproxy (pid {process.pid}) exited with {code}: started again"
+                                            f" (restart {self.restarts})")
             try:
                 await self._start()
             except (OSError, StartFailed) as error:

@@ -18,6 +18,7 @@ from tandem import ipc
 from tandem.config.integrity import Violation, violations
 from tandem.config.presentation import model_fields, present
 from tandem.dataplane.choice import BUILTIN, EngineChoice
+from tandem.dataplane.engine_events import EngineEvent, EngineStatus
 from tandem.errors import ApiError, NotFound
 from tandem.failover.service import DATAPLANE_SOCKET, FailoverService
 from tandem.models import Certificate, Monitor, Pool, VirtualServer
@@ -67,6 +68,7 @@ class ServingStatus:
     virtuals: dict[str, ipc.Message]
     pools: dict[str, ipc.Message]
     process: ipc.ProcessStatus
+    engine: EngineStatus
 
 
 def _address_error(address: str, address_errors: dict[str, str]) -> str:
@@ -206,8 +208,10 @@ class DataPlane:
             if not stats.get("error") and stats.get("address") in address_errors:
                 stats = {**stats, "error": _address_error(stats["address"], address_errors)}
             virtuals[key] = stats
+        engine = served["engine"]
         return ServingStatus(self._failover.addresses, address_errors, served["errors"], virtuals, served["pools"],
-                             self._child.status())
+                             self._child.status(),
+                             EngineStatus(**engine | {"events": [EngineEvent(**e) for e in engine["events"]]}))
 
     async def virtual_stats(self, partition: str, name: str) -> ipc.Message:
         """Its counters; its `error` says why it cannot be reached (it cannot listen, or its address cannot be

@@ -59,10 +59,8 @@ class LoginStats(BaseModel):
 
 EngineRequest = Literal["auto", "haproxy", "builtin"]
 """The data plane engine asked for (`tandem serve --engine`): auto takes HAProxy when found, else builtin."""
-DEFAULT_ENGINE: EngineRequest = "builtin"
-"""The engine a device runs unless told (`tandem serve`, `tandem lab up`): builtin until failover with HAProxy
-holds (issue 15 is open: after a kill -9 of the active device on loopback, the address has been seen answered
-while the other device was still standby); `--engine auto` or `haproxy` opt in."""
+DEFAULT_ENGINE: EngineRequest = "auto"
+"""The engine a device runs unless told (`tandem serve`, `tandem lab up`)."""
 
 
 class EngineInfo(BaseModel):
