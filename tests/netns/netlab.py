@@ -226,6 +226,8 @@ class Host:
     """The address provider: `linux` (floating addresses on eth0) or `loopback` (none to move)."""
     env: dict[str, str] = field(default_factory=dict)
     """More environment of the daemon (e.g. TANDEM_TEST_HOOKS=1)."""
+    engine: str | None = None
+    """The data plane engine (`tandem serve --engine`; None: the default)."""
     daemon: subprocess.Popen | None = None
     backend: subprocess.Popen | None = None
     api: Api = field(init=False)
@@ -266,7 +268,8 @@ class Host:
             self.daemon = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns.name, sys.executable, "-m", "tandem", "serve", "--name", self.name,
                  "--data-dir", str(self.data_dir), "--listen", f"{self.address}:{MGMT_PORT}",
-                 "--addresses", self.provider, "--interface", "eth0"],
+                 "--addresses", self.provider, "--interface", "eth0",
+                 *(["--engine", self.engine] if self.engine else [])],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.api.reset()
 
@@ -336,14 +339,14 @@ class Lab:
 
     def __init__(self, work: Path, interval: float = 0.2, timeout: float = 1.0, auto_failback: bool = False,
                  devices: tuple[str, ...] = ("a", "b"), client: str | None = "c", provider: str = "linux",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, engine: str | None = None) -> None:
         self.work = work
         self.interval, self.timeout, self.auto_failback = interval, timeout, auto_failback
         self.prefix = f"tn{os.getpid()}x{next(_labs)}"
         self.attached = (*devices, *([client] if client else []))
         """The hosts on the bridge."""
         self.ns = {role: Namespace(f"{self.prefix}{role}") for role in ("sw", *self.attached)}
-        self.hosts = {name: Host(name, self.ns[name], work, provider, env or {}) for name in devices}
+        self.hosts = {name: Host(name, self.ns[name], work, provider, env or {}, engine) for name in devices}
         self._created: list[str] = []
 
     @property

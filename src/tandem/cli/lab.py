@@ -13,7 +13,9 @@ With a sync-failover cluster it also sets up something to curl and watch fail ov
 detached processes on 127.0.0.1, free ports, directory `DIR/backend-i`), traffic group
 `traffic-group-1` (HA order dev-1..dev-N), an http monitor, pool `web` of the two backends and
 virtual server `www` on a floating loopback address (`--vip`, default the address base + 99,
-port 8080: 127.0.10.100:8080), and waits until the virtual server answers.
+port 8080: 127.0.10.100:8080), and waits until the virtual server answers. Beside it, on the next two
+ports, an HTTP virtual server with host rules to two pools and an HTTPS one with a certificate from a CA
+the lab makes (`tandem.lab.l7`); only the haproxy engine serves these two.
 
 Each command parses its options, calls the lab (`tandem.lab.plan`, `control`, `status`) and prints.
 """
@@ -30,6 +32,7 @@ from tandem.cli.output import Column, Output
 from tandem.cli.serve import EngineOption
 from tandem.lab.control import Killed, Restarted, Stopped, kill_process, require_lab, start_again, stop_lab
 from tandem.lab.demo import DEMO_MONITOR, DEMO_POOL, DEMO_TRAFFIC_GROUP, DEMO_VIRTUAL, LAB_GROUP, demo_hints, program
+from tandem.lab.l7 import HTTP_VIRTUAL, HTTPS_VIRTUAL, L7_ENGINE
 from tandem.lab.plan import (
     CLUSTER_TIMEOUT,
     DEFAULT_ADDRESS_BASE,
@@ -137,7 +140,9 @@ def up(
 
     A sync-failover lab also gets a virtual server to curl and watch fail over (unless --no-demo): two
     HTTP backends (backend-1, backend-2 on 127.0.0.1), traffic group traffic-group-1 (HA order dev-1,
-    dev-2, ...), monitor web-http, pool web and virtual server www on --vip, active on dev-1.
+    dev-2, ...), monitor web-http, pool web and virtual server www on --vip, active on dev-1; on the next
+    two ports, www-http (host app.lab → pool app, api.lab → pool api) and www-https (certificate lab-tls
+    from a lab CA, DIR/lab-ca.pem), which need --engine haproxy (the builtin engine leaves them unserved).
 
     Prints each device's management URL, certificate fingerprint and admin password file, the group,
     and how to watch a failover.
@@ -174,8 +179,16 @@ def _show_demo(output: Output, started: LabStarted, lab_dir: Path) -> None:
     output.out.print(f"virtual server {DEMO_VIRTUAL} on http://{state.vip}/ (traffic group {DEMO_TRAFFIC_GROUP}, "
                      f"active on {demo['active_device']}), pool {DEMO_POOL}: "
                      + ", ".join(f"{b.name} {b.url}" for b in state.backends), style="bold", highlight=False)
-    output.out.print("Watch it fail over:", highlight=False)
-    for line in demo_hints(state, lab_dir):
+    l7 = demo["l7"]
+    if l7["served"]:
+        output.out.print(f"virtual servers {HTTP_VIRTUAL} on {l7['http']} (host rules) and {HTTPS_VIRTUAL} on "
+                         f"{l7['https']} (lab CA: {l7['ca']})", style="bold", highlight=False)
+    else:
+        output.out.print(f"virtual servers {HTTP_VIRTUAL} on {l7['http']} and {HTTPS_VIRTUAL} on {l7['https']} "
+                         f"are created but not served: the builtin engine serves tcp only; they need HAProxy "
+                         f"(`lab up --engine {L7_ENGINE}`)", highlight=False)
+    output.out.print("Try it:", highlight=False)
+    for line in demo_hints(state, lab_dir, l7["served"]):
         output.out.print(f"  {line}", highlight=False, soft_wrap=True)
 
 

@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from tandem.lab.errors import LabError, Reporter
+from tandem.lab.l7 import (
+    CA_FILE,
+    CERTIFICATE,
+    HOST_POOLS,
+    HTTP_VIRTUAL,
+    HTTPS_VIRTUAL,
+    L7_ENGINE,
+    client_context,
+    l7_objects,
+    l7_ports,
+    make_tls,
+)
 from tandem.lab.processes import child_env, log_tail, port_in_use, process_alive, send_signal
 from tandem.lab.secrets import read_password_file
 from tandem.lab.state import LabBackend, LabState, default_lab_dir, save_lab
@@ -35,20 +48,22 @@ BACKEND_PORT_FILE = "port"
 VIP_OFFSET = 99
 VIP_PORT = 8080
 
-
-
 def backend_alive(backend: LabBackend) -> bool:
     """Whether the backend's recorded pid is a live `tandem.lab.backends` process of this lab."""
     return process_alive(backend.pid, backend.port_file, marker=BACKEND_MODULE)
 
 
-def fetch(address: str, port: int, timeout: float = 1.0) -> str | None:
-    """The body of `GET /` on address:port when it answers 200 within `timeout`, else None."""
+def fetch(address: str, port: int, timeout: float = 1.0, host: str | None = None,
+          context: ssl.SSLContext | None = None) -> str | None:
+    """The body of `GET /` on address:port (with header `Host: host` when given; over TLS with `context`
+    when given) when it answers 200 within `timeout`, else None."""
     import http.client
 
-    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    connection = (http.client.HTTPSConnection(address, port, timeout=timeout, context=context) if context
+                  else http.client.HTTPConnection(address, port, timeout=timeout))
+    headers = {"User-Agent": "tandem-lab"} | ({"Host": host} if host else {})
     try:
-        connection.request("GET", "/", headers={"User-Agent": "tandem-lab"})
+        connection.request("GET", "/", headers=headers)
         response = connection.getresponse()
         body = response.read().decode(errors="replace")
     except (OSError, http.client.HTTPException):
@@ -188,7 +203,8 @@ def default_vip(address_base: str) -> str:
 
 def check_vip(vip: str, devices: list[str], port: int) -> tuple[str, int]:
     """The demo destination, checked: a loopback address (the lab's address provider floats those only),
-    not a device's management or peer port, nothing listening on it yet."""
+    not a device's management or peer port, nothing listening on it nor on the HTTP and HTTPS virtual
+    servers' ports after it."""
     address, vip_port = split_host_port(vip, "--vip")
     try:
         parsed = ipaddress.ip_address(address)
@@ -197,10 +213,17 @@ def check_vip(vip: str, devices: list[str], port: int) -> tuple[str, int]:
     if not parsed.is_loopback:
         raise LabError(f"{address} is not a loopback address: lab devices float loopback addresses only",
                        target="--vip")
-    if str(parsed) in devices and vip_port in (port, port + PEER_PORT_OFFSET):
-        raise LabError(f"{vip} is a device's management or peer address", target="--vip")
-    if port_in_use(str(parsed), vip_port):
-        raise LabError(f"{vip} is already in use (another lab?): give another --vip ADDRESS:PORT", target="--vip")
+    ports = (vip_port, *l7_ports(vip_port))
+    if ports[-1] > 65535:
+        raise LabError(f"{vip}: the HTTP and HTTPS virtual servers take the next two ports: give a lower port",
+                       target="--vip")
+    if str(parsed) in devices and {port, port + PEER_PORT_OFFSET} & set(ports):
+        raise LabError(f"{vip} (or one of the next two ports) is a device's management or peer address",
+                       target="--vip")
+    busy = [host_port(str(parsed), p) for p in ports if port_in_use(str(parsed), p)]
+    if busy:
+        raise LabError(f"{', '.join(busy)} already in use (another lab?): give another --vip ADDRESS:PORT",
+                       target="--vip")
     return str(parsed), vip_port
 
 
@@ -237,6 +260,7 @@ def setup_demo(output: Reporter, state: LabState, vip: tuple[str, int], timeout:
             password = read_password_file(Path(device.password_file), option="lab admin password file")
             clients.append(Client(device.url, "admin", password, fingerprint=device.fingerprint))
         active_device = _configure_demo(say, state, clients, vip, deadline)
+        l7_served = _configure_l7(say, state, clients, vip)
     except (TandemError, LabError) as exc:
         message = getattr(exc, "message", str(exc))
         raise LabError(f"the devices are up, but setting up the virtual server failed: {message} "
@@ -251,9 +275,12 @@ def setup_demo(output: Reporter, state: LabState, vip: tuple[str, int], timeout:
     save_lab(state)
     answer = _wait_answer(state, vip, deadline, timeout)
     say(f"http://{state.vip}/ answers ({answer})")
+    l7 = l7_urls(state) | {"served": l7_served}
+    if l7_served:
+        _wait_l7(say, state, vip, deadline, timeout)
     return {"vip": state.vip, "url": f"http://{state.vip}/", "traffic_group": DEMO_TRAFFIC_GROUP,
             "active_device": active_device, "virtual_server": DEMO_VIRTUAL, "pool": DEMO_POOL, "monitor": DEMO_MONITOR,
-            "backends": [{"name": b.name, "url": b.url, "pid": b.pid} for b in state.backends]}
+            "backends": [{"name": b.name, "url": b.url, "pid": b.pid} for b in state.backends], "l7": l7}
 
 
 def _demo_backends(lab_dir: Path) -> list[LabBackend]:
@@ -296,6 +323,48 @@ def _configure_demo(say: Callable[[str], None], state: LabState, clients: list[A
     return active_device
 
 
+def _configure_l7(say: Callable[[str], None], state: LabState, clients: list[Any], vip: tuple[str, int]) -> bool:
+    """Make the lab CA (written to `DIR/lab-ca.pem`) and its certificate, create the L7 demo's pools and
+    virtual servers on dev-1; whether every device's engine serves them."""
+    address, port = vip
+    tls = make_tls(address)
+    (Path(state.dir) / CA_FILE).write_text(tls.ca)
+    backends = {b.name: (b.address, b.port) for b in state.backends}
+    urls = l7_urls(state, vip)
+    say(f"creating virtual servers {HTTP_VIRTUAL} ({urls['http']}, host rules "
+        + ", ".join(f"{host} → pool {pool}" for host, (pool, _backend) in HOST_POOLS.items())
+        + f") and {HTTPS_VIRTUAL} ({urls['https']}, certificate signed by {urls['ca']})")
+    for resource, fields in l7_objects(address, port, backends, DEMO_POOL, DEMO_TRAFFIC_GROUP, tls):
+        _ensure(resource, fields, clients[0])
+    return all(client.device()["engine"]["name"] == L7_ENGINE for client in clients)
+
+
+def l7_urls(state: LabState, vip: tuple[str, int] | None = None) -> dict[str, str]:
+    """The URLs of the L7 demo's virtual servers (on `vip`, else the lab's), and the lab CA's file."""
+    address, port = vip or split_host_port(state.vip or "", "vip")
+    http_port, https_port = l7_ports(port)
+    return {"http": f"http://{host_port(address, http_port)}/", "https": f"https://{host_port(address, https_port)}/",
+            "ca": str(Path(state.dir) / CA_FILE)}
+
+
+def _wait_l7(say: Callable[[str], None], state: LabState, vip: tuple[str, int], deadline: float,
+             timeout: float) -> None:
+    """Wait until each host rule routes to its backend over HTTP and HTTPS (verified with the lab CA)."""
+    address, port = vip
+    context = client_context(Path(state.dir) / CA_FILE)
+    urls = l7_urls(state, vip)
+    http_port, https_port = l7_ports(port)
+    for host, (_pool, backend) in HOST_POOLS.items():
+        for scheme, virtual_port, tls in (("http", http_port, None), ("https", https_port, context)):
+            while (body := fetch(address, virtual_port, 1.0, host, tls)) is None or body.split("\n", 1)[0] != backend:
+                if time.monotonic() >= deadline:
+                    raise LabError(f"the lab is up, but {urls[scheme]} does not answer for host {host} with "
+                                   f"{backend} after {timeout:g} s (see `tandem virtual stats` and "
+                                   "`tandem lab down`)", code="lab_demo_failed")
+                time.sleep(0.05)
+            say(f"{urls[scheme]} for host {host} answers ({backend})")
+
+
 def _wait_answer(state: LabState, vip: tuple[str, int], deadline: float, timeout: float) -> str:
     """Wait until the virtual server answers with a backend's name (until `deadline`); that name."""
     address, port = vip
@@ -323,14 +392,27 @@ def program() -> str:
     return "tandem"
 
 
-def demo_hints(state: LabState, lab_dir: Path) -> list[str]:
-    """The commands that show a failover in this lab, for people."""
+def demo_hints(state: LabState, lab_dir: Path, l7_served: bool = False) -> list[str]:
+    """The commands that show this lab's demo, for people: with `l7_served`, host routing and TLS too,
+    then a failover."""
     tandem = program()
     if lab_dir.absolute() != default_lab_dir().absolute():
         tandem += f" --lab-dir {lab_dir}"
     first, second = state.devices[0].name, state.devices[1].name
-    lines = [
-        (f"curl http://{state.vip}/", f"{' or '.join(DEMO_BACKENDS)}, through the active device"),
+    lines = [(f"curl http://{state.vip}/", f"{' or '.join(DEMO_BACKENDS)}, through the active device")]
+    if l7_served:
+        urls = l7_urls(state)
+        address, port = split_host_port(state.vip or "", "vip")
+        https_port = l7_ports(port)[1]
+        lines += [(f"curl -H 'Host: {host}' {urls['http']}", f"{backend} only: host rule → pool {pool}")
+                  for host, (pool, backend) in HOST_POOLS.items()]
+        host, (pool, backend) = list(HOST_POOLS.items())[-1]
+        lines += [
+            (f"curl -k {urls['https']}", f"TLS terminated with certificate {CERTIFICATE}"),
+            (f"curl --cacert {urls['ca']} --resolve {host}:{https_port}:{address} https://{host}:{https_port}/",
+             f"{backend}: verified against the lab CA, routed by host to pool {pool}"),
+        ]
+    lines += [
         (f"{tandem} failover status", f"{first} is active for {state.traffic_group}"),
         (f"{tandem} lab kill {first}", "crash the active device"),
         (f"curl http://{state.vip}/", f"answers again within a second or two: {second} took over"),
@@ -339,5 +421,3 @@ def demo_hints(state: LabState, lab_dir: Path) -> list[str]:
     ]
     width = max(len(command) for command, _ in lines)
     return [f"{command:<{width}}  # {comment}" for command, comment in lines]
-
-
