@@ -1,129 +1,59 @@
 #!/usr/bin/env python3
 """Data-plane benchmark: HTTP requests/s through one builtin-engine virtual server (its own process,
-uvloop) against the same backend reached directly, with the same load generator.
+uvloop) against the same backend reached directly; then Tandem's HAProxy engine beside HAProxy configured by
+hand; all with the same load generator.
 
 The backend is nginx (nginx-light) when installed, else a small uvloop HTTP server; the load is
-wrk over keep-alive connections (`wrk -t1 -cCONNS -dSECSs --latency`), direct and proxied runs
-alternating for ROUNDS rounds; figures are medians. With haproxy, nginx and wrk installed, the
-reference script haproxy-ratio (`common.ANCHORS`) gives HAProxy's ratio on this machine too.
+wrk over keep-alive connections (`wrk -t1 -cCONNS -dSECSs --latency`), the runs compared alternating for
+ROUNDS rounds; figures are medians. With haproxy and nginx installed (and unless --no-haproxy), a lone
+`tandem serve --engine haproxy` device serves TCP, HTTP (RULES host/path rules) and HTTPS virtual servers
+beside a hand-written haproxy.cfg doing the same with the same binary (bench/dataplane_haproxy.py), and
+the reference script haproxy-ratio (`common.ANCHORS`) gives HAProxy's ratio to direct on this machine.
 
-Prints progress on stderr and, last, one JSON line: rps, direct_rps, ratio (rps / direct_rps, of
-the medians), ratio_of_rounds (median of the per-round ratios, as the HAProxy script computes its
-own), p99_ms, direct_p99_ms, proxy_cpu_us_per_request (the proxy process's CPU time per proxied
-request: steadier than requests/s on a busy machine), haproxy_ratio (when available), machine, ...
+Prints progress on stderr and, last, one JSON line:
+- builtin engine: rps, direct_rps, ratio (rps / direct_rps, of the medians), ratio_of_rounds (median of the
+  per-round ratios, as the HAProxy script computes its own), p99_ms, direct_p99_ms, proxy_cpu_us_per_request
+  (the proxy process's CPU time per proxied request: steadier than requests/s on a busy machine),
+  proxy_rss_mb, backend, loop;
+- Tandem's HAProxy engine / HAProxy by hand, each with tandem_X_rps and hand_X_rps beside it:
+  haproxy_engine_ratio (X = tcp), l7_ratio (X = l7: requests matching the last of 20 rules), tls_ratio
+  (X = tls: HTTPS termination, keep-alive), tls_handshake_ratio (X = tls_handshake: `Connection: close`, a
+  new TLS connection per request); failed_side_by_side (failed requests in those runs, expected 0);
+- change_p50_ms, change_p99_ms: a pool member added through the SDK until it answers through the virtual
+  server (new connections, each backend answering its own name), over CHANGES changes; change_write_p50_ms
+  (the API write alone);
+- failed_during_changes (of requests_during_changes): wrk's non-2xx/3xx answers and socket errors while
+  CHANGES changes (members added, removed, weights) apply under load;
+- haproxy_ratio, haproxy_rps, haproxy_direct_rps: the reference script; haproxy_version, rules, changes,
+  connections, seconds, rounds, machine.
 
-    .venv/bin/python bench/dataplane.py [--seconds 5] [--rounds 3] [--connections 50] [--no-haproxy]
-    (apt-get install nginx-light wrk haproxy)
+    .venv/bin/python bench/dataplane.py [--seconds 5] [--rounds 3] [--connections 50] [--changes 50]
+                                        [--no-haproxy]
+    (apt-get install nginx-light wrk haproxy; short: --seconds 3 --rounds 3)
 """
 
 import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from common import anchor, machine, rss_mb
+from dataplane_haproxy import IDENTIFIED, RULES, compare
+from traffic import Backend, free_port, start_backend, start_runner, wrk
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 ANCHOR = anchor("haproxy-ratio")
 VIRTUAL_ADDRESS = "127.0.100.1"
-
-NGINX_CONF = """worker_processes 1; pid {work}/nginx.pid; error_log {work}/nginx.err; daemon on;
-events {{ worker_connections 1024; }}
-http {{ access_log off; keepalive_requests 100000;
-  client_body_temp_path {work}; proxy_temp_path {work}; fastcgi_temp_path {work}; uwsgi_temp_path {work};
-  scgi_temp_path {work};
-  server {{ listen 127.0.0.1:{port}; root {work}/www; }} }}
-"""
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"nothing listens on {host}:{port}") from None
-            time.sleep(0.05)
-
-
-def start_runner(work: Path, *args: str) -> subprocess.Popen:
-    """A bench/dataplane_runner.py process, once it says `ready`."""
-    with open(work / f"{args[0]}.err", "w") as errors:
-        process = subprocess.Popen([sys.executable, str(BENCH / "dataplane_runner.py"), *args],
-                                   stdout=subprocess.PIPE, stderr=errors, text=True)
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "ready":
-        raise SystemExit(f"dataplane_runner {args[0]} did not start: {(work / f'{args[0]}.err').read_text()}")
-    return process
-
-
-def start_backend(work: Path) -> tuple[str, int, subprocess.Popen | None]:
-    """nginx when installed (what the HAProxy reference uses), else the runner's tiny HTTP server."""
-    port = free_port("127.0.0.1")
-    if shutil.which("nginx"):
-        (work / "www").mkdir()
-        (work / "www" / "index.html").write_text("ok\n")
-        (work / "nginx.conf").write_text(NGINX_CONF.format(work=work, port=port))
-        subprocess.run(["nginx", "-c", str(work / "nginx.conf")], check=True)
-        wait_listening("127.0.0.1", port)
-        return "nginx", port, None
-    return "python-uvloop", port, start_runner(work, "backend", "--listen", f"127.0.0.1:{port}")
-
-
-def stop_nginx(work: Path) -> None:
-    pid_file = work / "nginx.pid"
-    if pid_file.exists():
-        subprocess.run(["kill", pid_file.read_text().strip()], check=False)
-
-
-def parse_latency(text: str) -> float:
-    """A wrk latency ("812.00us", "1.23ms", "2.01s") in milliseconds."""
-    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
-        if text.endswith(unit):
-            return float(text[: -len(unit)]) * factor
-    raise ValueError(f"unknown latency {text!r}")
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(host: str, port: int, seconds: int, connections: int) -> tuple[float, float, int]:
-    """(requests/s, p99 latency in ms, requests) of one wrk run over keep-alive connections."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://{host}:{port}/"],
-                         capture_output=True, text=True, check=True).stdout
-    rps = p99 = requests = None
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) > 2 and fields[1] == "requests" and fields[2] == "in":
-            requests = int(fields[0])
-        elif line.startswith("Requests/sec:"):
-            rps = float(fields[1])
-        elif len(fields) == 2 and fields[0] == "99%":
-            p99 = parse_latency(fields[1])
-        elif "Non-2xx" in line or "Socket errors" in line:
-            print(f"wrk {host}:{port}: {line.strip()}", file=sys.stderr)
-    if rps is None or p99 is None or requests is None:
-        raise SystemExit(f"cannot read wrk's output:\n{out}")
-    return rps, p99, requests
 
 
 def haproxy_ratio(seconds: int, rounds: int, connections: int) -> dict | None:
@@ -140,59 +70,74 @@ def haproxy_ratio(seconds: int, rounds: int, connections: int) -> dict | None:
     return json.loads(lines[-1])
 
 
+def builtin(work: Path, backend: Backend, args: argparse.Namespace) -> dict:
+    """The builtin engine's figures: its virtual server beside the backend reached directly."""
+    direct_url = f"http://127.0.0.1:{backend.port}/"
+    vs_port = free_port(VIRTUAL_ADDRESS)
+    proxy = start_runner(work, "proxy", "--listen", f"{VIRTUAL_ADDRESS}:{vs_port}",
+                         "--member", f"127.0.0.1:{backend.port}")
+    proxy_url = f"http://{VIRTUAL_ADDRESS}:{vs_port}/"
+    try:
+        wrk(direct_url, 1, args.connections)  # warm up both
+        wrk(proxy_url, 1, args.connections)
+        direct, proxied, cpu = [], [], 0.0
+        for round_ in range(args.rounds):
+            direct.append(wrk(direct_url, args.seconds, args.connections))
+            used = cpu_seconds(proxy.pid)
+            proxied.append(wrk(proxy_url, args.seconds, args.connections))
+            cpu += cpu_seconds(proxy.pid) - used
+            print(f"round {round_ + 1}: direct {direct[-1].rps:.0f} req/s p99 {direct[-1].p99_ms:.2f} ms, "
+                  f"proxied {proxied[-1].rps:.0f} req/s p99 {proxied[-1].p99_ms:.2f} ms", file=sys.stderr)
+        proxy_rss = rss_mb(proxy.pid)
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+    rps = statistics.median(r.rps for r in proxied)
+    direct_rps = statistics.median(r.rps for r in direct)
+    return {
+        "rps": round(rps),
+        "direct_rps": round(direct_rps),
+        "ratio": round(rps / direct_rps, 3),
+        "ratio_of_rounds": round(statistics.median(p.rps / d.rps for p, d in zip(proxied, direct, strict=True)), 3),
+        "p99_ms": round(statistics.median(r.p99_ms for r in proxied), 3),
+        "direct_p99_ms": round(statistics.median(r.p99_ms for r in direct), 3),
+        "proxy_cpu_us_per_request": round(cpu / sum(r.requests for r in proxied) * 1e6, 2),
+        "proxy_rss_mb": proxy_rss,
+        "backend": backend.kind,
+        "loop": "uvloop" if _has_uvloop() else "asyncio",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--no-haproxy", action="store_true", help="skip the HAProxy reference run")
+    parser.add_argument("--changes", type=int, default=50, help="configuration changes timed, and under load")
+    parser.add_argument("--no-haproxy", action="store_true",
+                        help="skip everything HAProxy: Tandem's HAProxy engine, HAProxy by hand, the reference")
     args = parser.parse_args()
+    if args.changes < 2:
+        parser.error("--changes needs at least 2 (for a p99)")
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk (apt-get install wrk)")
+    with_haproxy = not args.no_haproxy and bool(shutil.which("haproxy"))
+    if not args.no_haproxy and not with_haproxy:
+        print("HAProxy runs skipped: no haproxy (apt-get install haproxy)", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="tandem-bench-dataplane-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)  # nginx workers may run as another user
-        backend, backend_port, backend_process = start_backend(work)
-        proxy = None
+        backend = start_backend(work, paths=RULES, identified=IDENTIFIED)
         try:
-            vs_port = free_port(VIRTUAL_ADDRESS)
-            proxy = start_runner(work, "proxy", "--listen", f"{VIRTUAL_ADDRESS}:{vs_port}",
-                                 "--member", f"127.0.0.1:{backend_port}")
-            wrk("127.0.0.1", backend_port, 1, args.connections)  # warm up both
-            wrk(VIRTUAL_ADDRESS, vs_port, 1, args.connections)
-            direct, proxied, cpu = [], [], 0.0
-            for round_ in range(args.rounds):
-                direct.append(wrk("127.0.0.1", backend_port, args.seconds, args.connections))
-                used = cpu_seconds(proxy.pid)
-                proxied.append(wrk(VIRTUAL_ADDRESS, vs_port, args.seconds, args.connections))
-                cpu += cpu_seconds(proxy.pid) - used
-                print(f"round {round_ + 1}: direct {direct[-1][0]:.0f} req/s p99 {direct[-1][1]:.2f} ms, "
-                      f"proxied {proxied[-1][0]:.0f} req/s p99 {proxied[-1][1]:.2f} ms", file=sys.stderr)
-            proxy_rss = rss_mb(proxy.pid)
+            figures = builtin(work, backend, args)
+            if with_haproxy and backend.kind != "nginx":
+                print("HAProxy engine runs skipped: they need nginx (apt-get install nginx-light)", file=sys.stderr)
+            elif with_haproxy:
+                figures |= compare(work, backend, args.seconds, args.rounds, args.connections, args.changes)
         finally:
-            for process in (proxy, backend_process):
-                if process is not None:
-                    process.terminate()
-                    process.wait(10)
-            stop_nginx(work)
-    rps = statistics.median(r[0] for r in proxied)
-    direct_rps = statistics.median(r[0] for r in direct)
-    figures = {
-        "rps": round(rps),
-        "direct_rps": round(direct_rps),
-        "ratio": round(rps / direct_rps, 3),
-        "ratio_of_rounds": round(statistics.median(p[0] / d[0] for p, d in zip(proxied, direct, strict=True)), 3),
-        "p99_ms": round(statistics.median(r[1] for r in proxied), 3),
-        "direct_p99_ms": round(statistics.median(r[1] for r in direct), 3),
-        "proxy_cpu_us_per_request": round(cpu / sum(r[2] for r in proxied) * 1e6, 2),
-        "proxy_rss_mb": proxy_rss,
-        "backend": backend,
-        "loop": "uvloop" if _has_uvloop() else "asyncio",
-        "connections": args.connections,
-        "seconds": args.seconds,
-        "rounds": args.rounds,
-    }
-    if not args.no_haproxy:
+            backend.stop()
+    figures |= {"connections": args.connections, "seconds": args.seconds, "rounds": args.rounds}
+    if with_haproxy:
         reference = haproxy_ratio(args.seconds, args.rounds, args.connections)
         if reference is not None:
             print(f"haproxy reference: {reference}", file=sys.stderr)

@@ -125,3 +125,56 @@ def test_read_rules_file_refuses(tmp_path, content, says):
         read_rules_file(path)
     with pytest.raises(CliError, match="cannot read rules"):
         read_rules_file(tmp_path / "absent.yaml")
+
+
+def test_member_states_monitors_and_pools_over_tls(tandem, tmp_path):
+    code, pool = tandem("pool", "create", "cli7-st", "--member", "10.0.9.1:80", "--member", "10.0.9.2:80")
+    assert code == 0, pool
+    code, member = tandem("pool", "member", "drain", "cli7-st", "10.0.9.1:80")
+    assert (code, member["state"], member["enabled"]) == (0, "drain", True)
+    code, member = tandem("pool", "member", "disable", "cli7-st", "10.0.9.2:80")
+    assert (code, member["state"], member["enabled"]) == (0, "disabled", False)
+    code, member = tandem("pool", "member", "update", "cli7-st", "10.0.9.2:80", "--state", "drain", "--weight", "4")
+    assert (code, member["state"], member["weight"]) == (0, "drain", 4)
+    code, member = tandem("pool", "member", "enable", "cli7-st", "10.0.9.2:80")
+    assert (code, member["state"]) == (0, "enabled")
+    code, member = tandem("pool", "member", "add", "cli7-st", "10.0.9.3:80", "--state", "drain")
+    assert (code, member["state"]) == (0, "drain")
+    code, member = tandem("pool", "member", "add", "cli7-st", "10.0.9.4:80", "--disabled")
+    assert (code, member["state"]) == (0, "disabled")
+    code, error = tandem("pool", "member", "add", "cli7-st", "10.0.9.5:80", "--state", "off")
+    assert code == 2 and "off" in str(error)
+
+    code, monitor = tandem("monitor", "create", "cli7-chk", "--type", "http", "--rise", "3", "--fall", "2",
+                           "--method", "HEAD", "--host", "health.example", "--tls")
+    assert code == 0, monitor
+    assert {k: monitor[k] for k in ("rise", "fall", "method", "host", "tls")} == {
+        "rise": 3, "fall": 2, "method": "HEAD", "host": "health.example", "tls": True}
+    code, monitor = tandem("monitor", "update", "cli7-chk", "--no-host", "--no-tls", "--fall", "5")
+    assert (code, monitor["host"], monitor["tls"], monitor["fall"]) == (0, None, False, 5)
+    code, monitor = tandem("monitor", "update", "cli7-chk", "--type", "tcp")
+    assert (code, monitor["method"], monitor["path"]) == (0, None, None)
+    code, error = tandem("monitor", "update", "cli7-chk", "--type", "http", "--host", "*.example")
+    assert code == 1 and error["error"]["target"] == "host"
+    code, error = tandem("monitor", "create", "cli7-bad", "--type", "http", "--rise", "11")
+    assert code == 2
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(TestCA().pem)
+    code, created = tandem("certificate", "create", "cli7-ca", "--cert", str(bundle))
+    assert code == 0, created
+    code, pool = tandem("pool", "update", "cli7-st", "--tls", "--tls-ca", "cli7-ca", "--tls-server-name", "M.example")
+    assert (code, pool["tls"]) == (0, {"verify": True, "ca": "cli7-ca", "server_name": "m.example"})
+    code, pool = tandem("pool", "update", "cli7-st", "--tls", "--tls-no-verify")
+    assert (code, pool["tls"]) == (0, {"verify": False, "ca": None, "server_name": None})
+    code, error = tandem("pool", "update", "cli7-st", "--tls-server-name", "m.example")
+    assert code == 1 and "go with --tls" in str(error)
+    code, error = tandem("pool", "update", "cli7-st", "--tls")
+    assert code == 1 and error["error"]["target"] == "tls.ca"
+    code, error = tandem("pool", "create", "cli7-tls", "--tls", "--tls-ca", "cli7-absent")
+    assert code == 1 and error["error"]["target"] == "tls.ca"
+    code, pool = tandem("pool", "update", "cli7-st", "--no-tls")
+    assert (code, pool["tls"]) == (0, None)
+    code, error = tandem("virtual", "create", "cli7-bundle", "--address", "192.0.2.81", "--port", "443",
+                         "--protocol", "https", "--certificate", "cli7-ca")
+    assert code == 1 and error["error"]["target"] == "certificates.0"

@@ -35,7 +35,7 @@ def test_a_cluster_forms_converges_and_tears_down(cluster_factory, size):
     assert pool_names(config) == {f"pool-{n}" for n in cluster.names}
     assert {v["name"] for v in config["virtuals"].values()} == {f"vs-{n}" for n in cluster.names}
     assert config["pools"]["Common/pool-dev-1"]["members"] == [
-        {"address": "10.0.0.1", "port": 80, "enabled": True, "weight": 1, "description": ""}]
+        {"address": "10.0.0.1", "port": 80, "state": "enabled", "weight": 1, "description": "", "enabled": True}]
 
     check(nodes[-1].api.delete(f"/api/device-groups/{GROUP}"), 204)
     wait_until(lambda: all(read_collection(n.api, "/api/device-groups") == [] for n in nodes), 10,

@@ -74,8 +74,8 @@ async def test_apply_serves_updates_moves_and_stops() -> None:
     await until(lambda: engine.stats()["virtuals"]["/Common/www"]["connections_current"] == 0)
     request, answer = len(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n"), len(await http_get(a.port))
     assert engine.stats()["pools"]["/Common/web"] == {f"{HOST}:{a.port}": {
-        "health": "up", "enabled": True, "connections_total": 4, "connections_current": 0,
-        "bytes_in": 4 * request, "bytes_out": 4 * answer}}
+        "health": "up", "enabled": True, "state": "enabled", "weight": 1, "connections_total": 4,
+        "connections_current": 0, "bytes_in": 4 * request, "bytes_out": 4 * answer}}
 
     await engine.apply([])
     with pytest.raises(ConnectionRefusedError):

@@ -109,6 +109,37 @@ def test_tcp_forwarding_weights_and_runtime_changes(runtime: Path) -> None:
     run(scenario)
 
 
+def test_a_member_change_reloads_unchecked_and_an_idle_keep_alive_client_loses_nothing(runtime: Path) -> None:
+    async def keep_alive_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, bytes]:
+        writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        length = next(int(line.split(":")[1]) for line in head.split("\r\n")
+                      if line.lower().startswith("content-length"))
+        return int(head.split()[1]), await reader.readexactly(length)
+
+    async def scenario() -> None:
+        a, b = await HttpBackend("A").start(), await HttpBackend("B").start()
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        try:
+            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("p", a), protocol="http")])
+            reader, writer = await asyncio.open_connection(HOST, port)
+            assert await keep_alive_get(reader, writer) == (200, b"A")
+            checked = (runtime / "candidate.cfg").read_text()
+            pid = await haproxy_runtime.worker_pid(engine.process.stats_socket)
+            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("p", a, b), protocol="http")])
+            assert engine.errors == {}
+            assert await haproxy_runtime.worker_pid(engine.process.stats_socket) != pid  # a reload, members only:
+            assert (runtime / "candidate.cfg").read_text() == checked  # no `haproxy -c` for it
+            assert (await keep_alive_get(reader, writer))[0] == 200  # the old worker answers it, then closes
+            writer.close()
+            assert {(await request(port))[2] for _ in range(6)} == {b"A", b"B"}
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
 def test_drain_keeps_open_connections_and_sends_new_ones_elsewhere(runtime: Path) -> None:
     async def scenario() -> None:
         a, b = await hold("A"), await hold("B")

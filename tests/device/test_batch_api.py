@@ -55,8 +55,9 @@ def test_a_batch_creates_replaces_updates_and_deletes_in_order(api):
     web = api.get("/api/pools/Common/web").json()
     # replace: the pool equals the body, defaults included (the old lb_method and description are gone)
     assert web == {"partition": "Common", "name": "web", "lb_method": "round-robin", "persistence": "none",
-                   "monitor": "http",
-                   "members": [{"address": "10.0.0.3", "port": 80, "enabled": True, "weight": 1, "description": ""}],
+                   "monitor": "http", "tls": None,
+                   "members": [{"address": "10.0.0.3", "port": 80, "state": "enabled", "weight": 1, "description": "",
+                                "enabled": True}],
                    "description": ""}
     assert api.get("/api/pools/Common/new").status_code == 200
     virtual = api.get("/api/virtuals/Common/www").json()

@@ -101,7 +101,6 @@ def test_a_change_without_key_keeps_the_stored_key(api, ca):
 
 
 @pytest.mark.parametrize(("case", "target", "message"), [
-    ("missing key", "key", "needs its private key"),
     ("key of another", "key", "does not match"),
     ("invalid pem", "certificate", "not a valid PEM certificate chain"),
     ("not pem", "certificate", "only PEM CERTIFICATE blocks"),
@@ -116,7 +115,6 @@ def test_refusals_write_nothing(api, ca, shared_device, case, target, message):
     issued, other = ca.issue("r.example.com"), ca.issue("o.example.com")
     body = {"name": "refused", "certificate": issued.chain, "key": issued.key}
     body |= {
-        "missing key": {"key": None},
         "key of another": {"key": other.key},
         "invalid pem": {"certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
         "not pem": {"certificate": "hello"},

@@ -167,11 +167,12 @@ def test_pool_and_member_crud(client: Client) -> None:
     name = unique("pool")
     pool = Pool(name=name, lb_method="least-connections",
                 members=[{"address": "10.9.0.1", "port": 80}], connection=client).post()
-    assert pool.members == [{"address": "10.9.0.1", "port": 80, "enabled": True, "weight": 1, "description": ""}]
+    assert pool.members == [{"address": "10.9.0.1", "port": 80, "state": "enabled", "weight": 1, "description": "",
+                             "enabled": True}]
     v6 = PoolMember("Common", name, address="2001:DB8:0::0001", port=8080, connection=client).post()
     assert v6.address == "2001:db8::1"
-    assert v6.to_dict() == {"address": "2001:db8::1", "port": 8080, "enabled": True, "weight": 1,
-                            "description": ""}
+    assert v6.to_dict() == {"address": "2001:db8::1", "port": 8080, "state": "enabled", "weight": 1,
+                            "description": "", "enabled": True}
     v6.enabled = False
     v6.patch()
     read = PoolMember("Common", name, address="2001:db8::1", port=8080, connection=client).get()

@@ -125,8 +125,8 @@ def test_a_member_added_while_its_pool_is_deleted_is_a_conflict_and_never_reatta
         assert node.pool("p") is None
         (conflict,) = node.conflicts()
         assert (conflict["kind"], conflict["name"], conflict["member"]) == ("pools", "p", "10.0.0.9:80")
-        assert conflict["loser"] == {"device": "b", "value": {"address": "10.0.0.9", "port": 80, "enabled": True,
-                                                            "weight": 1, "description": ""}}
+        assert conflict["loser"] == {"device": "b", "value": {"address": "10.0.0.9", "port": 80, "state": "enabled",
+                                                            "weight": 1, "description": "", "enabled": True}}
         assert conflict["winner"] == {"device": "a", "value": None}
         assert "deleted the pool" in conflict["message"]
     c.config.create(Pool(name="p"))

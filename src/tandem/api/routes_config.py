@@ -78,7 +78,7 @@ def config_router(model: type[Resource]) -> APIRouter:
     """Routes for one resource: collection GET/POST/PATCH/DELETE and item GET/PATCH/DELETE."""
     prefix, item_path, parent_dep, identity_dep = _paths(model)
     router = APIRouter(prefix=prefix, tags=[model.kind])
-    known_fields = list(model.model_fields)
+    known_fields = [*model.model_fields, *model.former]
     Patch = patch_model(model)
     Parent = Annotated[dict[str, str], Depends(parent_dep)]
     Identity = Annotated[dict[str, str], Depends(identity_dep)]

@@ -45,8 +45,9 @@ _add_read_commands(certificate_app, "Certificate", "certificate", CERTIFICATE_CO
 CertOption = Annotated[Path, typer.Option(
     "--cert", dir_okay=False, show_default=False, help="File holding the PEM chain: the certificate, then its "
                                                        "issuers.")]
-KeyOption = Annotated[Path, typer.Option(
-    "--key", dir_okay=False, show_default=False, help="File holding the certificate's unencrypted PEM private key.")]
+KeyOption = Annotated[Path | None, typer.Option(
+    "--key", dir_okay=False, show_default=False,
+    help="File holding the certificate's unencrypted PEM private key. Without it: a CA bundle (for `pool --tls-ca`).")]
 
 
 def read_pem(path: Path, option: str, limit: int) -> str:
@@ -66,13 +67,14 @@ def read_pem(path: Path, option: str, limit: int) -> str:
 
 
 @certificate_app.command("create")
-def certificate_create(ctx: typer.Context, name: NameArgument, cert: CertOption, key: KeyOption,
+def certificate_create(ctx: typer.Context, name: NameArgument, cert: CertOption, key: KeyOption = None,
                        partition: PartitionOption = DEFAULT_PARTITION,
                        description: DescriptionOption = None) -> None:
-    """Create a certificate from a PEM chain file and its key file."""
+    """Create a certificate from a PEM chain file and its key file, or a CA bundle (no key)."""
     fields = _changes(partition=partition, name=name, description=description)
-    obj = _create(ctx, "Certificate", **fields, certificate=read_pem(cert, "--cert", MAX_CHAIN),
-                  key=read_pem(key, "--key", MAX_KEY))
+    if key is not None:
+        fields["key"] = read_pem(key, "--key", MAX_KEY)
+    obj = _create(ctx, "Certificate", **fields, certificate=read_pem(cert, "--cert", MAX_CHAIN))
     _done(ctx, "created", "certificate", _path(partition, name), obj.to_dict(), skip=SKIPPED)
 
 

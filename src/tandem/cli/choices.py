@@ -4,7 +4,7 @@ import enum
 from typing import Any, get_args
 
 from tandem.models.cluster import GroupType
-from tandem.models.resources import LbMethod, MonitorType, Persistence, Protocol, Role
+from tandem.models.resources import LbMethod, MemberState, MonitorType, Persistence, Protocol, Role
 
 
 def choices(name: str, literal: Any) -> type[enum.StrEnum]:
@@ -17,4 +17,5 @@ LbMethodChoice = choices("LbMethodChoice", LbMethod)
 PersistenceChoice = choices("PersistenceChoice", Persistence)
 ProtocolChoice = choices("ProtocolChoice", Protocol)
 RoleChoice = choices("RoleChoice", Role)
+MemberStateChoice = choices("MemberStateChoice", MemberState)
 GroupTypeChoice = choices("GroupTypeChoice", GroupType)

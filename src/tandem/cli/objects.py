@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from tandem.cli.choices import LbMethodChoice, MonitorTypeChoice, PersistenceChoice, ProtocolChoice, RoleChoice
+from tandem.cli.choices import (
+    LbMethodChoice,
+    MemberStateChoice,
+    MonitorTypeChoice,
+    PersistenceChoice,
+    ProtocolChoice,
+    RoleChoice,
+)
 from tandem.cli.connection import Settings, connect, read_password_file
 from tandem.cli.errors import CliError
 from tandem.cli.output import Column, Output, format_value
@@ -24,6 +31,7 @@ from tandem.models.fields import member_key
 from tandem.models.resources import (
     DEFAULT_LB_METHOD,
     DEFAULT_TRAFFIC_GROUP,
+    HTTP_METHOD,
     HTTP_PATH,
     HTTP_STATUS,
     MONITOR_INTERVAL,
@@ -248,10 +256,12 @@ _add_delete_command(partition_app, "Partition", "partition", partitioned=False,
 
 # -- monitors -----------------------------------------------------------------------------------
 
-monitor_app = typer.Typer(help="Health monitors: tcp (connect) or http (GET a path, expect a status).",
-                          no_args_is_help=True)
+monitor_app = typer.Typer(help="Health monitors: tcp (connect) or http (a request to a path, expect a status), "
+                               "in the clear or over TLS.", no_args_is_help=True)
 MONITOR_COLUMNS = [Column("partition"), Column("name"), Column("type"), Column("interval"), Column("timeout"),
-                   Column("path"), Column("expected_status", "expected status"), Column("description")]
+                   Column("rise"), Column("fall"), Column("method"), Column("path"),
+                   Column("expected_status", "expected status"), Column("host"), Column("tls"),
+                   Column("description")]
 _add_read_commands(monitor_app, "Monitor", "monitor", MONITOR_COLUMNS, partitioned=True,
                    helps=("List monitors.", "Show one monitor."))
 
@@ -265,6 +275,19 @@ IntervalOption = Annotated[float | None, typer.Option(
 TimeoutOption = Annotated[float | None, typer.Option(
     "--timeout", show_default=False,
     help=f"Seconds without a good check before a member is down. \\[default: {MONITOR_TIMEOUT:g}]")]
+RiseOption = Annotated[int | None, typer.Option(
+    "--rise", min=1, max=10, show_default=False,
+    help="Good checks in a row before a down member is up. \\[default: 1]")]
+FallOption = Annotated[int | None, typer.Option(
+    "--fall", min=1, max=10, show_default=False,
+    help="Failed checks in a row before a member is down. \\[default: 1]")]
+MethodOption = Annotated[str | None, typer.Option(
+    "--method", show_default=False, help=f"http: the request method. \\[default: {HTTP_METHOD}]")]
+HostOption = Annotated[str | None, typer.Option(
+    "--host", show_default=False, help="http: the Host header to send. \\[default: the member's ADDRESS:PORT]")]
+TlsOption = Annotated[bool | None, typer.Option(
+    "--tls/--no-tls", show_default=False,
+    help="Check over TLS (the member's certificate is not verified). \\[default: --no-tls]")]
 
 
 @monitor_app.command("create")
@@ -277,12 +300,18 @@ def monitor_create(
     expected_status: ExpectedStatusOption = None,
     interval: IntervalOption = None,
     timeout: TimeoutOption = None,
+    rise: RiseOption = None,
+    fall: FallOption = None,
+    method: MethodOption = None,
+    host: HostOption = None,
+    tls: TlsOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Create a monitor."""
     obj = _create(ctx, "Monitor", **_changes(partition=partition, name=name, type=type_, path=path,
                                              expected_status=expected_status, interval=interval,
-                                             timeout=timeout, description=description))
+                                             timeout=timeout, rise=rise, fall=fall, method=method, host=host,
+                                             tls=tls, description=description))
     _done(ctx, "created", "monitor", _path(partition, name), obj.to_dict())
 
 
@@ -297,15 +326,26 @@ def monitor_update(
     expected_status: ExpectedStatusOption = None,
     interval: IntervalOption = None,
     timeout: TimeoutOption = None,
+    rise: RiseOption = None,
+    fall: FallOption = None,
+    method: MethodOption = None,
+    host: HostOption = None,
+    no_host: Annotated[bool, typer.Option("--no-host", help="http: send the member's ADDRESS:PORT as Host.")] = False,
+    tls: TlsOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Change a monitor: only the options given are sent."""
+    if host is not None and no_host:
+        raise CliError("--host and --no-host contradict each other", target="--host")
     changes = _changes(type=type_, path=path, expected_status=expected_status, interval=interval,
-                       timeout=timeout, description=description)
+                       timeout=timeout, rise=rise, fall=fall, method=method, host=host, tls=tls,
+                       description=description)
+    if no_host:
+        changes["host"] = None
     if type_ == "tcp":
-        # a tcp monitor has no path or expected status: clear them (sent only if they were set)
-        changes.setdefault("path", None)
-        changes.setdefault("expected_status", None)
+        # a tcp monitor has no http fields: clear them (sent only if they were set)
+        for field in ("path", "expected_status", "method", "host"):
+            changes.setdefault(field, None)
     obj = _update(ctx, "Monitor", {"partition": partition, "name": name}, changes)
     _done(ctx, "updated", "monitor", _path(partition, name), obj.to_dict())
 
@@ -324,13 +364,21 @@ pool_app.add_typer(member_app, name="member")
 def _members_summary(members: Any, _record: Mapping[str, Any]) -> str:
     if not isinstance(members, list):
         return format_value(members)
-    disabled = sum(1 for m in members if isinstance(m, dict) and m.get("enabled") is False)
-    return f"{len(members)}" + (f" ({disabled} disabled)" if disabled else "")
+    states = [m.get("state") for m in members if isinstance(m, dict)]
+    shown = [f"{states.count(state)} {state}" for state in ("disabled", "drain") if state in states]
+    return f"{len(members)}" + (f" ({', '.join(shown)})" if shown else "")
+
+
+def _tls_summary(tls: Any, _record: Mapping[str, Any]) -> str:
+    if not isinstance(tls, dict):
+        return format_value(tls)
+    return f"verified with {tls.get('ca')}" if tls.get("verify") else "not verified"
 
 
 POOL_COLUMNS = [Column("partition"), Column("name"), Column("lb_method", "lb method"), Column("persistence"),
-                Column("monitor"), Column("members", render=_members_summary), Column("description")]
-MEMBER_COLUMNS = [Column("address"), Column("port"), Column("weight"), Column("enabled"), Column("description")]
+                Column("monitor"), Column("tls", render=_tls_summary), Column("members", render=_members_summary),
+                Column("description")]
+MEMBER_COLUMNS = [Column("address"), Column("port"), Column("weight"), Column("state"), Column("description")]
 
 LbMethodOption = Annotated[LbMethodChoice | None, typer.Option(
     "--lb-method", show_default=False, help=f"How to pick a member. \\[default: {DEFAULT_LB_METHOD}]")]
@@ -342,6 +390,28 @@ WeightOption = Annotated[int | None, typer.Option(
     help="Its share of new connections relative to the others' (0: none). \\[default: 1]")]
 MonitorOption = Annotated[str | None, typer.Option(
     "--monitor", show_default=False, help="A monitor: NAME (same partition) or /PARTITION/NAME.")]
+PoolTlsOption = Annotated[bool | None, typer.Option(
+    "--tls/--no-tls", show_default=False,
+    help="Reach the members over TLS (verified against --tls-ca unless --tls-no-verify). \\[default: --no-tls]")]
+TlsCaOption = Annotated[str | None, typer.Option(
+    "--tls-ca", show_default=False,
+    help="The CA bundle to verify members against: a certificate without key, NAME or /PARTITION/NAME.")]
+TlsNoVerifyOption = Annotated[bool, typer.Option("--tls-no-verify", help="With --tls: do not verify the members.")]
+TlsServerNameOption = Annotated[str | None, typer.Option(
+    "--tls-server-name", show_default=False,
+    help="With --tls: the name to ask members for (SNI); verified, their certificate must hold it.")]
+MemberStateOption = Annotated[MemberStateChoice | None, typer.Option(
+    "--state", show_default=False,
+    help="enabled; drain: no new connections, open ones finish; disabled: no traffic. \\[default: enabled]")]
+
+
+def _pool_tls(tls: bool | None, ca: str | None, no_verify: bool, server_name: str | None) -> dict[str, Any]:
+    """The `tls` change the options ask for (none given: none)."""
+    if not tls:
+        if ca is not None or no_verify or server_name is not None:
+            raise CliError("--tls-ca, --tls-no-verify and --tls-server-name go with --tls", target="--tls")
+        return {} if tls is None else {"tls": None}
+    return {"tls": _changes(verify=not no_verify, ca=ca, server_name=server_name)}
 PoolArgument = Annotated[str, typer.Argument(metavar="POOL", help="The pool's name.", show_default=False)]
 MemberArgument = Annotated[str, typer.Argument(
     metavar="ADDRESS:PORT", help="The member, e.g. 10.0.0.1:80 or [2001:db8::1]:80.", show_default=False)]
@@ -372,6 +442,10 @@ def pool_create(
     lb_method: LbMethodOption = None,
     persistence: PersistenceOption = None,
     monitor: MonitorOption = None,
+    tls: PoolTlsOption = None,
+    tls_ca: TlsCaOption = None,
+    tls_no_verify: TlsNoVerifyOption = False,
+    tls_server_name: TlsServerNameOption = None,
     members: Annotated[list[str] | None, typer.Option(
         "--member", "-m", metavar="ADDRESS:PORT[:WEIGHT]", show_default=False,
         help="A member to start with (IPv6: [ADDRESS]:PORT[:WEIGHT]). Repeatable.",
@@ -380,7 +454,7 @@ def pool_create(
 ) -> None:
     """Create a pool."""
     fields = _changes(partition=partition, name=name, lb_method=lb_method, persistence=persistence, monitor=monitor,
-                      description=description)
+                      description=description) | _pool_tls(tls, tls_ca, tls_no_verify, tls_server_name)
     if members:
         fields["members"] = [_changes(address=address, port=port, weight=weight)
                              for address, port, weight in map(parse_weighted_member, members)]
@@ -396,12 +470,17 @@ def pool_update(
     persistence: PersistenceOption = None,
     monitor: MonitorOption = None,
     no_monitor: Annotated[bool, typer.Option("--no-monitor", help="Remove the pool's monitor.")] = False,
+    tls: PoolTlsOption = None,
+    tls_ca: TlsCaOption = None,
+    tls_no_verify: TlsNoVerifyOption = False,
+    tls_server_name: TlsServerNameOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Change a pool: only the options given are sent. Members: `tandem pool member ...`."""
     if monitor is not None and no_monitor:
         raise CliError("--monitor and --no-monitor contradict each other", target="--monitor")
     changes = _changes(lb_method=lb_method, persistence=persistence, monitor=monitor, description=description)
+    changes |= _pool_tls(tls, tls_ca, tls_no_verify, tls_server_name)
     if no_monitor:
         changes["monitor"] = None
     obj = _update(ctx, "Pool", {"partition": partition, "name": name}, changes)
@@ -411,7 +490,7 @@ def pool_update(
 
 _add_delete_command(pool_app, "Pool", "pool", partitioned=True, help="Delete a pool (no virtual server may use it).")
 
-POOL_STATS_COLUMNS = [Column("member", no_wrap=True), Column("health"), Column("enabled"),
+POOL_STATS_COLUMNS = [Column("member", no_wrap=True), Column("health"), Column("state"),
                       Column("connections_current", "connections"), Column("connections_total", "total"),
                       Column("bytes_in", "bytes in"), Column("bytes_out", "bytes out")]
 
@@ -450,15 +529,18 @@ def member_add(
     pool: PoolArgument,
     member: MemberArgument,
     partition: PartitionOption = DEFAULT_PARTITION,
-    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled (no new traffic).")] = False,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled (no traffic).")] = False,
+    state: MemberStateOption = None,
     weight: WeightOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Add a member to a pool."""
     address, port = parse_member(member)
-    fields = _changes(address=address, port=port, weight=weight, description=description)
+    if disabled and state is not None:
+        raise CliError("--disabled and --state contradict each other", target="--disabled")
+    fields = _changes(address=address, port=port, state=state, weight=weight, description=description)
     if disabled:
-        fields["enabled"] = False
+        fields["state"] = "disabled"
     obj = _create(ctx, "PoolMember", partition, pool, **fields)
     record = obj.to_dict()
     _done(ctx, "added", "member", f"{_member_label(record, member)} to pool {_path(partition, pool)}", record)
@@ -483,22 +565,21 @@ def member_remove(ctx: typer.Context, pool: PoolArgument, member: MemberArgument
         output.done(f"removed member {member} from pool {_path(partition, pool)}")
 
 
-def _set_member_enabled(ctx: typer.Context, pool: str, member: str, partition: str, enabled: bool) -> None:
+def _set_member_state(ctx: typer.Context, pool: str, member: str, partition: str, state: str, verb: str) -> None:
     address, port = parse_member(member)
-    obj = _update(ctx, "PoolMember", {"address": address, "port": port}, {"enabled": enabled}, partition, pool)
-    verb = "enabled" if enabled else "disabled"
+    obj = _update(ctx, "PoolMember", {"address": address, "port": port}, {"state": state}, partition, pool)
     _done(ctx, verb, "member", f"{_member_label(obj.to_dict(), member)} of pool {_path(partition, pool)}",
           obj.to_dict())
 
 
 @member_app.command("update")
 def member_update(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
-                  partition: PartitionOption = DEFAULT_PARTITION, weight: WeightOption = None,
-                  description: DescriptionOption = None) -> None:
-    """Change a member's weight or description: only the options given are sent."""
+                  partition: PartitionOption = DEFAULT_PARTITION, state: MemberStateOption = None,
+                  weight: WeightOption = None, description: DescriptionOption = None) -> None:
+    """Change a member's state, weight or description: only the options given are sent."""
     address, port = parse_member(member)
     obj = _update(ctx, "PoolMember", {"address": address, "port": port},
-                  _changes(weight=weight, description=description), partition, pool)
+                  _changes(state=state, weight=weight, description=description), partition, pool)
     _done(ctx, "updated", "member", f"{_member_label(obj.to_dict(), member)} of pool {_path(partition, pool)}",
           obj.to_dict())
 
@@ -507,14 +588,21 @@ def member_update(ctx: typer.Context, pool: PoolArgument, member: MemberArgument
 def member_enable(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
                   partition: PartitionOption = DEFAULT_PARTITION) -> None:
     """Enable a member: it gets new connections again."""
-    _set_member_enabled(ctx, pool, member, partition, True)
+    _set_member_state(ctx, pool, member, partition, "enabled", "enabled")
 
 
 @member_app.command("disable")
 def member_disable(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
                    partition: PartitionOption = DEFAULT_PARTITION) -> None:
-    """Disable a member: it gets no new connections."""
-    _set_member_enabled(ctx, pool, member, partition, False)
+    """Disable a member: it gets no traffic."""
+    _set_member_state(ctx, pool, member, partition, "disabled", "disabled")
+
+
+@member_app.command("drain")
+def member_drain(ctx: typer.Context, pool: PoolArgument, member: MemberArgument,
+                 partition: PartitionOption = DEFAULT_PARTITION) -> None:
+    """Drain a member: it gets no new connections; open ones finish (`member enable` takes it back)."""
+    _set_member_state(ctx, pool, member, partition, "drain", "draining")
 
 
 # -- virtual servers ----------------------------------------------------------------------------

@@ -30,6 +30,8 @@ def check_references(txn: Transaction, obj: Resource) -> None:
         raise Invalid(f"partition {partition!r} does not exist", target="partition")
     if isinstance(obj, Pool) and obj.monitor:
         _require(txn, Monitor.kind, partition, obj.monitor, "monitor")
+    if isinstance(obj, Pool) and obj.tls is not None and obj.tls.ca:
+        _require(txn, Certificate.kind, partition, obj.tls.ca, "tls.ca")
     if isinstance(obj, VirtualServer):
         if obj.pool:
             _require(txn, Pool.kind, partition, obj.pool, "pool")
@@ -38,6 +40,10 @@ def check_references(txn: Transaction, obj: Resource) -> None:
                 _require(txn, Pool.kind, partition, rule.pool, f"rules.{index}.pool")
         for index, certificate in enumerate(obj.certificates):
             _require(txn, Certificate.kind, partition, certificate, f"certificates.{index}")
+            body = txn.get(Certificate.kind, *resolve_reference(partition, certificate))
+            if body is not None and not body.get("key"):
+                raise Invalid(f"certificates.{index} {certificate} has no private key (a CA bundle): an https "
+                              "virtual server needs certificates with their key", target=f"certificates.{index}")
         for _, other_partition, other_name in txn.referrers("destination",
                                                             _destination(obj.address, obj.port, obj.protocol)):
             if (other_partition, other_name) != (obj.partition, obj.name):
@@ -90,9 +96,11 @@ def _destination(address: str, port: int, protocol: str) -> str:
 def references(kind: str, partition: str, body: Body) -> list[tuple[str, str]]:
     """What the store keeps an index of for an object (`Store.index_of`): the monitor a pool uses, the
     destination of a virtual server, the pools it and its rules use (`pool`) and its certificates
-    (`certificate`), so that the checks above are lookups."""
-    if kind == Pool.kind and body.get("monitor"):
-        return [("monitor", "/{}/{}".format(*resolve_reference(partition, body["monitor"])))]
+    (`certificate`, as a pool's CA bundle `tls.ca`), so that the checks above are lookups."""
+    if kind == Pool.kind:
+        uses = [("monitor", body.get("monitor")), ("certificate", (body.get("tls") or {}).get("ca"))]
+        return [(field, "/{}/{}".format(*resolve_reference(partition, reference))) for field, reference in uses
+                if reference]
     if kind == VirtualServer.kind:
         out = [("destination", _destination(body["address"], body["port"], body.get("protocol", "tcp")))]
         pools = [body.get("pool"), *(rule.get("pool") for rule in body.get("rules", ()))]
@@ -144,7 +152,8 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
     them the same way: an object in a partition that does not exist counts as absent, and so does, to
     its user, an object the partition rule forbids it to use (`may_use`: a change an older peer
     replicated); a virtual server whose pool, a rule's pool or a certificate is absent is not served; a pool
-    whose monitor is absent is served without health monitoring; of virtual servers sharing a destination
+    whose monitor is absent is served without health monitoring, one whose CA bundle is absent is not served
+    (its virtual servers say why); of virtual servers sharing a destination
     (address, port, transport), the one created first among those otherwise served is served, the others are not."""
     existing = {name for _, name in store.keys(Partition.kind)}
     live = {kind: set(store.keys(kind)) for kind in PARTITIONED_KINDS}
@@ -179,7 +188,8 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
             if kind == VirtualServer.kind:
                 unserved.add((kind, partition, name))
             if wanted(partition):
-                found.append(Violation(kind, partition, name, rule, value, message, served=kind == Pool.kind))
+                found.append(Violation(kind, partition, name, rule, value, message,
+                                       served=(kind, field) == (Pool.kind, "monitor")))
     destinations: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for value, kind, partition, name in store.refs("destination"):
         if (kind, partition, name) not in unserved:

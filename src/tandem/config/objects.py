@@ -68,13 +68,12 @@ def write_object(txn: Txn, obj: Resource, stored: Body | None, current: Body | N
 
 
 def checked_certificate(obj: Resource, stored: Body | None) -> Resource:
-    """`obj`, or for a certificate: without a key it takes the `stored` one (checked against it again; a new
-    certificate must have one), and a chain that is new must be valid now (not expired, not before its time)."""
+    """`obj`, or for a certificate: without a key it takes the `stored` one if any (checked against it again;
+    a new one without key is a CA bundle), and a chain that is new must be valid now (not expired, not before
+    its time)."""
     if not isinstance(obj, Certificate):
         return obj
-    if obj.key is None:
-        if stored is None:
-            raise Invalid("key: a new certificate needs its private key", target="key")
+    if obj.key is None and stored is not None and stored.get("key"):
         obj = validate(Certificate, stored_fields(obj, set()) | {"key": stored.get("key")})
     if stored is None or obj.certificate != stored.get("certificate"):
         try:

@@ -85,7 +85,7 @@ class PoolMembers:
     def update(self, txn: Txn, identity: ObjectIdentity, patch: Body, extra: Body | None) -> None:
         pool, key, current = self._existing(txn, identity)
         _check_identity(current, patch)
-        write_member(txn, pool, key, validate(PoolMember, current | patch).model_dump())
+        write_member(txn, pool, key, validate(PoolMember, PoolMember.patched(current, patch)).model_dump())
 
     def delete(self, txn: Txn, identity: ObjectIdentity) -> None:
         pool, key, _ = self._existing(txn, identity)
@@ -102,7 +102,7 @@ class PoolMembers:
         pool, matched = self._matching(txn, parent, query, check)
         for key, current in matched.items():
             _check_identity(current, patch)
-            write_member(txn, pool, key, validate(PoolMember, current | patch).model_dump())
+            write_member(txn, pool, key, validate(PoolMember, PoolMember.patched(current, patch)).model_dump())
         return len(matched)
 
     def delete_matching(self, txn: Txn, parent: ObjectIdentity, query: Query, check: Check) -> int:

@@ -89,15 +89,17 @@ def resolve(pool_body: Body, overlays: Iterable[Record]) -> list[Body]:
             members.pop(key, None)
         else:
             members[key] = member
-    return [members[key] for key in sorted(members)]
+    return [PoolMember.current(members[key]) for key in sorted(members)]
 
 
 def member_of(pool_body: Body, overlay: Record | None, key: str) -> Body | None:
     """One member of a stored pool version (None: it has no such member), given the overlay of that
     member in the pool's incarnation, if any: a single lookup where `resolve` reads them all."""
     if overlay is not None and str(overlay.stamp) > pool_body.get("members_since", ""):
-        return overlay.body["member"]
-    return next((m for m in pool_body.get("members", []) if member_key(m["address"], m["port"]) == key), None)
+        member = overlay.body["member"]
+    else:
+        member = next((m for m in pool_body.get("members", []) if member_key(m["address"], m["port"]) == key), None)
+    return None if member is None else PoolMember.current(member)
 
 
 def stored_pool(pool: Pool, body: Body, stamp: Stamp, before: Body | None,

@@ -25,32 +25,55 @@ from tandem.models.resources import (
     DEFAULT_LB_METHOD,
     DEFAULT_PARTITION,
     DEFAULT_TRAFFIC_GROUP,
+    HTTP_METHOD,
     HTTP_PATH,
     HTTP_STATUS,
     MONITOR_INTERVAL,
     MONITOR_TIMEOUT,
+    member_state,
 )
 
 log = logging.getLogger(__name__)
 
 NOT_TCP = "the builtin engine serves tcp virtual servers only: run the device with --engine haproxy"
+NOT_TLS = "the builtin engine does not reach pool members over TLS: run the device with --engine haproxy"
+LASTING = (NOT_TCP, NOT_TLS)
+"""Why the builtin engine does not serve a virtual server whatever it retries."""
 RETRY = 0.05
 """Seconds before trying again a virtual server that could not listen."""
 
 
 @dataclass(frozen=True)
 class ServedMember:
-    """A pool member to send to (when enabled and not down); `weight` 0: no new connections (the builtin
+    """A pool member to send to (when its `state` is `enabled` and it is not down); `drain`: no new
+    connections, open ones finish; `disabled`: none at all. `weight` 0: no new connections (the builtin
     balancer ignores other weights: every eligible member counts the same)."""
 
     address: str
     port: int
-    enabled: bool = True
+    state: str = "enabled"
     weight: int = 1
 
     @property
     def key(self) -> str:
         return member_key(self.address, self.port)
+
+    @property
+    def enabled(self) -> bool:
+        """Not disabled (a draining member is enabled)."""
+        return self.state != "disabled"
+
+
+@dataclass(frozen=True)
+class ServedTls:
+    """How a pool reaches its members over TLS: verified against the PEM CA bundle `ca` (named
+    `ca_reference`, `/partition/name`), or not verified (`verify` false); `server_name`: the SNI sent
+    (and, verified, the name the member's certificate must hold)."""
+
+    verify: bool = True
+    ca: str | None = None
+    ca_reference: str | None = None
+    server_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,8 @@ class ServedPool:
     members: tuple[ServedMember, ...] = ()
     monitor: MonitorConfig | None = None
     persistence: str = "none"
+    tls: ServedTls | None = None
+    """None: members are reached in the clear."""
 
     def __post_init__(self) -> None:
         if self.lb_method not in LB_METHODS:
@@ -134,18 +159,31 @@ def monitor_from_config(monitor: Mapping[str, Any]) -> MonitorConfig:
     return MonitorConfig(type=monitor["type"], interval=float(monitor.get("interval") or MONITOR_INTERVAL),
                          timeout=float(monitor.get("timeout") or MONITOR_TIMEOUT),
                          path=monitor.get("path") or HTTP_PATH,
-                         expected_status=int(monitor.get("expected_status") or HTTP_STATUS))
+                         expected_status=int(monitor.get("expected_status") or HTTP_STATUS),
+                         rise=int(monitor.get("rise") or 1), fall=int(monitor.get("fall") or 1),
+                         method=monitor.get("method") or HTTP_METHOD, host=monitor.get("host"),
+                         tls=bool(monitor.get("tls", False)))
 
 
-def _served_pool(pool: Mapping[str, Any], monitor: Mapping[str, Any] | None) -> ServedPool:
+def _served_tls(pool: Mapping[str, Any], ca: Mapping[str, Any] | None) -> ServedTls | None:
+    tls = pool.get("tls")
+    if tls is None:
+        return None
+    reference = "/{}/{}".format(*resolve_reference(pool.get("partition", DEFAULT_PARTITION), tls["ca"])) \
+        if tls.get("ca") else None
+    return ServedTls(verify=bool(tls.get("verify", True)), ca=ca["certificate"] if ca is not None else None,
+                     ca_reference=reference, server_name=tls.get("server_name"))
+
+
+def _served_pool(pool: Mapping[str, Any], monitor: Mapping[str, Any] | None,
+                 ca: Mapping[str, Any] | None = None) -> ServedPool:
     return ServedPool(
         partition=pool.get("partition", DEFAULT_PARTITION), name=pool["name"],
         lb_method=pool.get("lb_method", DEFAULT_LB_METHOD),
-        members=tuple(ServedMember(m["address"], int(m["port"]), bool(m.get("enabled", True)),
-                                   int(m.get("weight", 1)))
+        members=tuple(ServedMember(m["address"], int(m["port"]), member_state(m), int(m.get("weight", 1)))
                       for m in pool.get("members") or ()),
         monitor=monitor_from_config(monitor) if monitor is not None else None,
-        persistence=pool.get("persistence", "none"))
+        persistence=pool.get("persistence", "none"), tls=_served_tls(pool, ca))
 
 
 def _served_rule(rule: Mapping[str, Any], pool: ServedPool | None) -> ServedRule:
@@ -198,7 +236,9 @@ def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[M
             monitor = None
             if pool.get("monitor"):
                 monitor = monitors_by_key.get(resolve_reference(key[0], pool["monitor"]))
-            served_pools[key] = _served_pool(pool, monitor)
+            ca_reference = (pool.get("tls") or {}).get("ca")
+            ca = certificates_by_key.get(resolve_reference(key[0], ca_reference)) if ca_reference else None
+            served_pools[key] = _served_pool(pool, monitor, ca)
         return pool, served_pools[key]
 
     served = []
@@ -240,19 +280,29 @@ class _VirtualEntry:
     proxy: VirtualServerProxy
 
 
+def _unservable(virtual: ServedVirtual) -> str | None:
+    """Why the builtin engine cannot serve `virtual` (None: it can)."""
+    if virtual.protocol != "tcp":
+        return NOT_TCP
+    if virtual.pool is not None and virtual.pool.tls is not None:
+        return NOT_TLS
+    return None
+
+
 def _members(pool: ServedPool) -> list[tuple[str, int]]:
     return [(m.address, m.port) for m in pool.members]
 
 
 def _balancer(pool: ServedPool, monitor: PoolMonitor, stats: PoolStats) -> Balancer:
-    return Balancer(pool.lb_method, [(m.address, m.port, m.enabled and m.weight > 0) for m in pool.members],
+    return Balancer(pool.lb_method, [(m.address, m.port, m.state == "enabled" and m.weight > 0) for m in pool.members],
                     health=monitor.state, connections=stats.current)
 
 
 @dataclass
 class BuiltinEngine:
-    """Serves tcp virtual servers with asyncio TCP proxies; works on any asyncio loop. http/https ones
-    are not served (`errors` says why); pools' persistence and member weights other than 0 are ignored."""
+    """Serves tcp virtual servers with asyncio TCP proxies; works on any asyncio loop. http/https ones,
+    and those whose pool reaches its members over TLS, are not served (`errors` says why); pools'
+    persistence and member weights other than 0 are ignored."""
 
     name: ClassVar[str] = "builtin"
     version: ClassVar[str] = __version__
@@ -283,13 +333,13 @@ class BuiltinEngine:
             for virtual in desired:
                 if not virtual.enabled:
                     continue
-                if virtual.protocol == "tcp":
+                reason = _unservable(virtual)
+                if reason is None:
                     wanted[virtual.key] = virtual
                 else:
                     self._refused[virtual.key] = virtual
-            for key in self._refused:
-                self.errors[key] = NOT_TCP
-            for key in [key for key, message in self.errors.items() if message == NOT_TCP]:
+                    self.errors[virtual.key] = reason
+            for key in [key for key, message in self.errors.items() if message in LASTING]:
                 if key not in self._refused:
                     del self.errors[key]
             pools: dict[str, ServedPool] = {}
@@ -384,8 +434,8 @@ class BuiltinEngine:
         """Nothing to do: the proxies count as they go."""
 
     def retry_after(self) -> float | None:
-        """`RETRY` while a virtual server could not listen; None when every error is lasting (not tcp)."""
-        return RETRY if any(message != NOT_TCP for message in self.errors.values()) else None
+        """`RETRY` while a virtual server could not listen; None when every error is lasting (`LASTING`)."""
+        return RETRY if any(message not in LASTING for message in self.errors.values()) else None
 
     def listening(self, key: str) -> bool:
         entry = self._virtuals.get(key)
@@ -404,13 +454,13 @@ class BuiltinEngine:
         for key, served in self._refused.items():
             virtuals[key] = {"address": served.address, "port": served.port,
                              "pool": served.pool.key if served.pool is not None else None,
-                             "listening": False, "error": NOT_TCP} | Counters().snapshot()
+                             "listening": False, "error": self.errors.get(key)} | Counters().snapshot()
         pools: dict[str, dict[str, Any]] = {}
         for key, pool_entry in self._pools.items():
             members = {}
             for member in pool_entry.served.members:
                 counters = pool_entry.stats.members.get(member.key) or Counters()
-                members[member.key] = {"health": pool_entry.monitor.state(member.key),
-                                       "enabled": member.enabled} | counters.snapshot()
+                members[member.key] = {"health": pool_entry.monitor.state(member.key), "enabled": member.enabled,
+                                       "state": member.state, "weight": member.weight} | counters.snapshot()
             pools[key] = members
         return {"virtuals": virtuals, "pools": pools}

@@ -58,7 +58,8 @@ class ServerState:
 
     weight: int
     state: str
-    """ready, drain (weight 0) or maint (disabled)."""
+    """ready, drain or maint (disabled). The file cannot say drain: a draining server is written with weight 0,
+    then set to drain (with its weight) through the runtime API."""
 
 
 @dataclass
@@ -75,6 +76,11 @@ class Rendering:
     states: dict[tuple[str, str], ServerState] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
+    def without_servers(self) -> str:
+        """The text without its server lines: equal ones (and equal files) differ only in what Tandem writes
+        from validated addresses, ports and numbers, which HAProxy does not refuse (no `haproxy -c` needed)."""
+        return re.sub(r"^    server .*\n", "", self.text, flags=re.MULTILINE)
+
     def skeleton(self) -> str:
         """The text with every server's weight and state masked: equal skeletons differ only in what the
         runtime API changes."""
@@ -86,7 +92,8 @@ def _global(runtime_dir: Path) -> list[str]:
             f"    stats socket {quote(str(runtime_dir / 'haproxy.sock'))} mode 600 level admin expose-fd listeners",
             f"    crt-base {quote(str(runtime_dir))}",  # a crt-list names its files relative to it: no quoting there
             "    nbthread 1", "    hard-stop-after 30s", f"    pidfile {quote(str(runtime_dir / 'haproxy.pid'))}",
-            "", "defaults", "    log global", *(f"    {t}" for t in TIMEOUTS), ""]
+            "", "defaults", "    log global", *(f"    {t}" for t in TIMEOUTS),
+            "    option idle-close-on-response", ""]  # a reload closes idle keep-alive connections after an answer
 
 
 def _conditions(index: int, rule: ServedRule) -> tuple[list[str], list[str]]:
@@ -140,33 +147,48 @@ class _Renderer:
         check = ""
         monitor = pool.monitor
         if monitor is not None:
-            rise, fall = getattr(monitor, "rise", 1), getattr(monitor, "fall", 1)
-            check = (f" check inter {int(monitor.interval * 1000)}ms rise {int(rise)} fall {int(fall)}")
+            check = f" check inter {int(monitor.interval * 1000)}ms rise {int(monitor.rise)} fall {int(monitor.fall)}"
+            if monitor.tls and pool.tls is None:  # a pool over TLS checks over TLS anyway
+                check += " check-ssl verify none"
             lines.append(f"    timeout check {int(monitor.timeout * 1000)}ms")
             if monitor.type == "http":
-                method = getattr(monitor, "method", "GET")
-                if not str(method).isalpha():
-                    raise Unrenderable(f"monitor method {method!r}")
                 lines.append("    option httpchk")
-                send = f"    http-check send meth {method} uri {quote(monitor.path)}"
-                host = getattr(monitor, "host", None)
-                send += f" ver HTTP/1.1 hdr Host {quote(host)}" if host else " ver HTTP/1.0"
+                send = f"    http-check send meth {quote(monitor.method)} uri {quote(monitor.path)}"
+                send += f" ver HTTP/1.1 hdr Host {quote(monitor.host)}" if monitor.host else " ver HTTP/1.0"
                 lines += [send, f"    http-check expect status {int(monitor.expected_status)}"]
+        tls = self.tls(pool)
         for member in pool.members:
             server = identifier("s", member.key)
             self.out.servers[(name, member.key)] = server
             weight = max(0, min(256, int(member.weight)))
-            state = "maint" if not member.enabled else "drain" if weight == 0 else "ready"
+            state = {"disabled": "maint", "drain": "drain"}.get(member.state, "ready")
             self.out.states[(name, server)] = ServerState(weight, state)
-            line = f"    server {server} {endpoint(member.address, member.port)} weight {weight}"
-            line += " disabled" if not member.enabled else ""
-            line += check
+            written = 0 if state == "drain" else weight
+            line = f"    server {server} {endpoint(member.address, member.port)} weight {written}"
+            line += " disabled" if state == "maint" else ""
+            line += tls + check
             line += " send-proxy-v2" if proxy_protocol else ""
             if cookie:
                 line += f" cookie {server}"
             lines.append(line)
         self.backend_text[name] = [*lines, ""]
         return name
+
+    def tls(self, pool: ServedPool) -> str:
+        """The server options reaching `pool`'s members over TLS (its CA bundle written as a file)."""
+        tls = pool.tls
+        if tls is None:
+            return ""
+        name = tls.server_name
+        sni = f" sni {quote(f'str({name})')}" if name else ""
+        if not tls.verify:
+            return " ssl verify none" + sni
+        if tls.ca is None or tls.ca_reference is None:
+            raise Unrenderable(f"pool {pool.key}: its CA bundle {tls.ca_reference} does not exist")
+        file = f"certs/{identifier('a', tls.ca_reference)}.pem"
+        self.out.files[file] = tls.ca.strip() + "\n"
+        host = f" verifyhost {quote(name)}" if name else ""
+        return f" ssl verify required ca-file {quote(str(self.runtime_dir / file))}{sni}{host}"
 
     def virtual(self, virtual: ServedVirtual) -> list[str]:
         name = identifier("f", virtual.key)

@@ -86,11 +86,12 @@ class HaproxyEngine:
                 self.errors = errors | dict.fromkeys(changed or rendering.frontends, self._refusal)
                 return
             try:
-                if served is not None and rendering.skeleton() == served.rendering.skeleton() \
-                        and rendering.files == served.rendering.files:
+                same_files = served is not None and rendering.files == served.rendering.files
+                if same_files and rendering.skeleton() == served.rendering.skeleton():
                     await self._set_servers(served.rendering, rendering)
                 else:
-                    await self._reload(rendering)
+                    members_only = same_files and rendering.without_servers() == served.rendering.without_servers()
+                    await self._reload(rendering, check=not members_only)
             except (ConfigurationRefused, StartFailed, OSError, RuntimeError, TimeoutError) as error:
                 if (rendering.text, str(error)) != (self._refused, self._refusal):  # not each retry
                     self.process.events.record("refused", f"configuration not applied: {error}")
@@ -118,12 +119,17 @@ class HaproxyEngine:
                                                  state.state)
         self.process.write_files({"haproxy.cfg": new.text})  # what a restart starts with
 
-    async def _reload(self, rendering: Rendering) -> None:
+    async def _reload(self, rendering: Rendering, check: bool) -> None:
+        """Use `rendering`, checked with `haproxy -c` first unless `check` is False (members alone changed)."""
         self.process.prepare()
         self.process.write_files(rendering.files)
-        await self.process.check(rendering.text)
+        if check:
+            await self.process.check(rendering.text)
         await self.process.use(rendering.text)
         self.process.remove_unused(rendering.files)
+        for (backend, server), state in rendering.states.items():
+            if state.state == "drain":  # the file says weight 0: now the state, with its weight
+                await haproxy_runtime.set_server(self.process.stats_socket, backend, server, state.weight, state.state)
 
     async def stop_all(self, drain_timeout: float) -> None:
         """Stop serving everything: HAProxy stops accepting and lets connections finish for `drain_timeout`."""
@@ -184,7 +190,8 @@ class HaproxyEngine:
                     found = [row for row in found if row]
                     counters = {name: sum(_counters(row)[name] for row in found) for name in _counters({})}
                     members[member.key] = {"health": _health(found[0] if found else {}, pool.monitor is not None),
-                                           "enabled": member.enabled, "weight": member.weight} | counters
+                                           "enabled": member.enabled, "state": member.state,
+                                           "weight": member.weight} | counters
                 pools[pool.key] = members
         return {"virtuals": virtuals, "pools": pools}
 

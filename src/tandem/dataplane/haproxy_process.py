@@ -72,7 +72,7 @@ class HaproxyProcess:
 
     async def check(self, text: str) -> None:
         """Raise ConfigurationRefused (HAProxy's message) unless `haproxy -c` accepts `text`."""
-        candidate = self.runtime_dir / "haproxy.cfg.new"
+        candidate = self.runtime_dir / "candidate.cfg"
         fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as file:
             file.write(text)
@@ -94,9 +94,22 @@ class HaproxyProcess:
                 self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
             return
         before = await haproxy_runtime.worker_pid(self.stats_socket)
-        await haproxy_runtime.command(self.master_socket, "reload")
+        await self._reload_command()
         if not await self._new_worker(before):
             raise StartFailed(f"haproxy could not load the configuration (see haproxy.log in {self.runtime_dir})")
+
+    async def _reload_command(self) -> None:
+        """`reload` on the master CLI; the master, which re-executes itself on each reload, may not listen for
+        a moment after the last one (refused: the command did not arrive, so it is sent again)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                await haproxy_runtime.command(self.master_socket, "reload")
+                return
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.01)
 
     def _stop_orphan(self) -> None:
         """Kill the HAProxy a previous data plane process left running with this runtime directory."""

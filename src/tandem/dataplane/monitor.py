@@ -1,24 +1,28 @@
 """Health monitors of the builtin engine: one probe loop per pool member.
 
 `tcp`: the member is up when a TCP connection opens within `timeout`. `http`: the member is up
-when, within `timeout`, it answers `GET path` (HTTP/1.0, `Host: address:port`,
-`Connection: close`) with a status line whose code equals `expected_status`.
+when, within `timeout`, it answers `method path` (HTTP/1.0, `Host: host` or `address:port`,
+`Connection: close`) with a status line whose code equals `expected_status`. With `tls`, the probe
+speaks TLS (the member's certificate is not verified; `host` is sent as SNI): a tcp probe succeeds
+when the handshake completes.
 
 Each member is probed every `interval` seconds (a probe that takes longer delays the next one:
-probes of one member never overlap). A member goes down after one failed probe and up again
-after one successful probe. States: "unchecked" (monitored, no answer yet; it gets traffic),
-"up", "down". A pool without a monitor has every member "up".
+probes of one member never overlap). A member goes down after `fall` failed probes in a row and up
+again after `rise` successful ones in a row. States: "unchecked" (monitored, no answer yet; it gets
+traffic, like an up member: one success makes it up, `fall` failures down), "up", "down". A pool
+without a monitor has every member "up".
 """
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import get_args
 
 from tandem.models.fields import member_key
-from tandem.models.resources import HTTP_PATH, HTTP_STATUS, MONITOR_INTERVAL, MONITOR_TIMEOUT, MonitorType
+from tandem.models.resources import HTTP_METHOD, HTTP_PATH, HTTP_STATUS, MONITOR_INTERVAL, MONITOR_TIMEOUT, MonitorType
 
 log = logging.getLogger(__name__)
 
@@ -35,35 +39,60 @@ class MonitorConfig:
     timeout: float = MONITOR_TIMEOUT
     path: str = HTTP_PATH
     expected_status: int = HTTP_STATUS
+    rise: int = 1
+    fall: int = 1
+    method: str = HTTP_METHOD
+    host: str | None = None
+    tls: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in get_args(MonitorType):
             raise ValueError(f"unknown monitor type {self.type!r}, expected tcp or http")
         if self.interval <= 0 or self.timeout <= 0:
             raise ValueError("monitor interval and timeout must be positive")
+        if self.rise < 1 or self.fall < 1:
+            raise ValueError("monitor rise and fall must be at least 1")
 
 
-async def probe_tcp(address: str, port: int, timeout: float) -> bool:
-    """True when a TCP connection to address:port opens within `timeout` seconds."""
-    loop = asyncio.get_running_loop()
+def _unverified() -> ssl.SSLContext:
+    """A client TLS context that accepts any certificate (a health check, not a trust decision)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+_UNVERIFIED = _unverified()
+
+
+def _tls(tls: bool, host: str | None) -> dict[str, object]:
+    """open_connection's TLS arguments: none, or unverified TLS with `host` as SNI."""
+    return {"ssl": _UNVERIFIED, "server_hostname": host or ""} if tls else {}
+
+
+async def probe_tcp(address: str, port: int, timeout: float, tls: bool = False, host: str | None = None) -> bool:
+    """True when a TCP connection to address:port opens (with `tls`: and its handshake completes) within
+    `timeout` seconds."""
     try:
         async with asyncio.timeout(timeout):
-            transport, _ = await loop.create_connection(asyncio.Protocol, address, port)
+            _, writer = await asyncio.open_connection(address, port, **_tls(tls, host))  # type: ignore[arg-type]
     except (OSError, TimeoutError):
         return False
-    transport.close()
+    writer.transport.abort()
     return True
 
 
-async def probe_http(address: str, port: int, timeout: float, path: str, expected_status: int) -> bool:
-    """True when `GET path` on address:port answers `expected_status` within `timeout` seconds."""
+async def probe_http(address: str, port: int, timeout: float, path: str, expected_status: int,
+                     method: str = HTTP_METHOD, host: str | None = None, tls: bool = False) -> bool:
+    """True when `method path` on address:port (Host: `host`, or address:port) answers `expected_status`
+    within `timeout` seconds."""
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(address, port, limit=STATUS_LINE_LIMIT)
-            host = member_key(address, port)
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n"
-                         "User-Agent: tandem-monitor\r\n\r\n".encode("ascii"))
+            reader, writer = await asyncio.open_connection(address, port, limit=STATUS_LINE_LIMIT,
+                                                           **_tls(tls, host))  # type: ignore[arg-type]
+            writer.write(f"{method} {path} HTTP/1.0\r\nHost: {host or member_key(address, port)}\r\n"
+                         "Connection: close\r\nUser-Agent: tandem-monitor\r\n\r\n".encode("ascii"))
             line = await reader.readline()
     except (OSError, TimeoutError, ValueError, UnicodeEncodeError):
         return False
@@ -78,8 +107,9 @@ async def probe_http(address: str, port: int, timeout: float, path: str, expecte
 async def probe(config: MonitorConfig, address: str, port: int) -> bool:
     """One probe of one member with `config`."""
     if config.type == "http":
-        return await probe_http(address, port, config.timeout, config.path, config.expected_status)
-    return await probe_tcp(address, port, config.timeout)
+        return await probe_http(address, port, config.timeout, config.path, config.expected_status, config.method,
+                                config.host, config.tls)
+    return await probe_tcp(address, port, config.timeout, config.tls, config.host)
 
 
 class PoolMonitor:
@@ -157,6 +187,7 @@ class PoolMonitor:
             self._probe_loop(self.monitor, key, address, port), name=f"monitor {self.pool_key} {key}")
 
     async def _probe_loop(self, config: MonitorConfig, key: str, address: str, port: int) -> None:
+        last, run = None, 0  # the last result and how many times in a row
         while True:
             started = time.monotonic()
             try:
@@ -164,8 +195,17 @@ class PoolMonitor:
             except Exception:
                 log.exception("pool %s member %s: probe failed", self.pool_key, key)
                 healthy = False
-            state = UP if healthy else DOWN
+            run = run + 1 if healthy == last else 1
+            last = healthy
+            state = _next_state(self._states.get(key, UNCHECKED), healthy, run, config)
             if self._states.get(key) != state and key in self._members:
                 log.info("pool %s member %s is %s (%s monitor)", self.pool_key, key, state, config.type)
                 self._states[key] = state
             await asyncio.sleep(max(0.0, config.interval - (time.monotonic() - started)))
+
+
+def _next_state(current: str, healthy: bool, run: int, config: MonitorConfig) -> str:
+    """A member's state after a probe that was `healthy`, the `run`-th such result in a row."""
+    if healthy:
+        return UP if current == UNCHECKED or run >= config.rise else current
+    return DOWN if run >= config.fall else current

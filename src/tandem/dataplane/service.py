@@ -5,7 +5,7 @@ What to serve is every enabled virtual server (of any traffic group) with its po
 monitor, where the configuration breaks a rule (merged replicas can) as `violations` resolves it. The
 data plane process serves those of the traffic groups the failover process says are active here; the
 addresses of each traffic group's virtual servers float with it (the failover process holds them).
-Configuration changes are sent within `SETTLE` seconds (changes coming in bursts go together).
+A configuration change is sent at once, the changes that follow within `SETTLE` seconds together after it.
 """
 
 import asyncio
@@ -108,7 +108,8 @@ class DataPlane:
         return mine, [theirs]
 
     def changed(self) -> None:
-        """The configuration may have changed: tell the data plane process within `SETTLE` seconds."""
+        """The configuration may have changed: tell the data plane process (at once, or with the others
+        coming within `SETTLE` seconds of the last message)."""
         self._wake.set()
 
     async def start(self) -> None:
@@ -129,12 +130,12 @@ class DataPlane:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            await asyncio.sleep(SETTLE)
             self._wake.clear()
             try:
                 self._send(self.desired())
             except Exception:  # the data plane must outlive any one failure; the next change sends again
                 log.exception("computing what the data plane serves failed")
+            await asyncio.sleep(SETTLE)  # what changes meanwhile goes in the next message, together
 
     def _send(self, desired: Desired) -> None:
         channel = self._child.channel
@@ -147,7 +148,7 @@ class DataPlane:
         addresses of the virtual servers of each traffic group (and of none)."""
         found = self._check_integrity()
         unserved = {(v.partition, v.name) for v in found if v.kind == VirtualServer.kind}
-        unmonitored = {(v.partition, v.name) for v in found if v.kind == Pool.kind}
+        unmonitored = {(v.partition, v.name) for v in found if v.kind == Pool.kind and v.served}
         virtuals = [r.body for r in self._store.records(VirtualServer.kind)
                     if r.body.get("enabled", True) and (r.partition, r.name) not in unserved]
         pools, monitors = {}, {}
@@ -166,12 +167,15 @@ class DataPlane:
                 if monitor is not None:
                     monitors[monitor_key] = monitor
         certificates = {}  # read whole: the data plane needs the keys the API never shows
-        for virtual in virtuals:
-            for reference in virtual.get("certificates", ()):
-                key = resolve_reference(virtual["partition"], reference)
-                certificate = self._store.get(Certificate.kind, *key)
-                if certificate is not None and key not in certificates:
-                    certificates[key] = model_fields(self._store, Certificate.kind, certificate)
+        named = [(virtual["partition"], reference) for virtual in virtuals
+                 for reference in virtual.get("certificates", ())]
+        named += [(pool["partition"], pool["tls"]["ca"]) for pool in pools.values()  # the pools' CA bundles
+                  if (pool.get("tls") or {}).get("ca")]
+        for partition, reference in named:
+            key = resolve_reference(partition, reference)
+            certificate = self._store.get(Certificate.kind, *key)
+            if certificate is not None and key not in certificates:
+                certificates[key] = model_fields(self._store, Certificate.kind, certificate)
         known = {t.name for t in self._domain.traffic_groups()}
         by_traffic_group: dict[str, set[str]] = {}
         standalone: set[str] = set()

@@ -15,7 +15,7 @@ def patch_model(model: type[Resource]) -> type:
         fields: dict[str, Any] = {
             name: (_with_metadata(info.annotation, info.metadata) | None, Field(None, description=info.description))
             for name, info in model.model_fields.items()
-        }
+        } | {name: (kind | None, Field(None)) for name, kind in getattr(model, "former", {}).items()}
         _cache[model] = create_model(f"{model.__name__}Patch", __config__=ConfigDict(extra="forbid"), **fields)
     return _cache[model]
 

@@ -6,9 +6,9 @@ again, so there is one definition of what a valid resource is.
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from tandem.models import pem
 from tandem.models.fields import Description, IPAddress, Name, Port, Reference
@@ -29,6 +29,7 @@ DEFAULT_PARTITION = "Common"
 DEFAULT_TRAFFIC_GROUP = "traffic-group-1"
 
 MonitorType = Literal["tcp", "http"]
+MemberState = Literal["enabled", "disabled", "drain"]
 LbMethod = Literal["round-robin", "least-connections", "source-hash", "random"]
 Protocol = Literal["tcp", "http", "https"]
 Persistence = Literal["none", "source", "cookie"]
@@ -38,7 +39,7 @@ CertificateStatus = Literal["valid", "expiring", "expired"]
 DEFAULT_LB_METHOD: LbMethod = "round-robin"
 MONITOR_INTERVAL, MONITOR_TIMEOUT = 5.0, 16.0
 """Seconds between probes, and without an answer before a member is down."""
-HTTP_PATH, HTTP_STATUS = "/", 200
+HTTP_PATH, HTTP_STATUS, HTTP_METHOD = "/", 200, "GET"
 """What an http monitor asks for and expects unless told."""
 
 
@@ -57,6 +58,8 @@ class Resource(BaseModel):
     """A child's path segments naming its parent (`partition`, `pool`)."""
     path_key: ClassVar[str] = "name"
     """A child's path segment naming it within its parent (`member`: `address:port`)."""
+    former: ClassVar[dict[str, type]] = {}
+    """Former fields (name: type): a write may still give them, reads show them (computed), filters take them."""
 
 
 class Partition(Resource):
@@ -73,30 +76,54 @@ MonitorInterval = Annotated[float, Field(ge=0.05, le=3600)]
 """Seconds: between probes, or without an answer before a member is down."""
 MonitorPath = Annotated[str | None, Field(max_length=1024, pattern=r"^/[\x21-\x7e]*$")]
 ExpectedStatus = Annotated[int | None, Field(ge=100, le=599)]
+MonitorCount = Annotated[int, Field(ge=1, le=10, strict=True)]
+"""Consecutive probes that must agree before a member changes state (rise: up, fall: down)."""
+MonitorMethod = Annotated[str | None, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$")]
+"""An HTTP method: an HTTP token."""
+
+
+def _exact_host(value: str) -> str:
+    if value.startswith("*"):
+        raise ValueError("must be a DNS name (example.com), not a wildcard")
+    return value
+
+
+MonitorHost = Annotated[Host | None, AfterValidator(lambda v: v if v is None else _exact_host(v))]
+"""A DNS name, not a wildcard: the Host header an http monitor sends (default: the member's `address:port`),
+the name a pool asks its members for over TLS."""
+_HTTP_ONLY = ("path", "expected_status", "method", "host")
 
 
 def _http_fields(settings: "MonitorSettings | Monitor") -> None:
-    """tcp monitors take no path nor expected status; http ones get the defaults."""
+    """tcp monitors take no path, expected status, method nor host; http ones get the defaults."""
     if settings.type == "tcp":
-        for field in ("path", "expected_status"):
+        for field in _HTTP_ONLY:
             if getattr(settings, field) is not None:
                 raise ValueError(f"{field}: only http monitors take a {field}")
     else:
         settings.path = settings.path or HTTP_PATH
         settings.expected_status = settings.expected_status or HTTP_STATUS
+        settings.method = settings.method or HTTP_METHOD
 
 
 class MonitorSettings(BaseModel):
-    """How a health monitor probes: `tcp` (connect) or `http` (GET `path`, expect `expected_status`).
-    A `Monitor` resource is these settings named; an agent's service carries them unnamed."""
+    """How a health monitor probes: `tcp` (connect) or `http` (`method` `path` with `host`, expect
+    `expected_status`), over TLS when `tls` (not verified); a member goes up after `rise` successes in a
+    row, down after `fall` failures in a row. A `Monitor` resource is these settings named; an agent's
+    service carries them unnamed."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: MonitorType
     interval: MonitorInterval = MONITOR_INTERVAL
     timeout: MonitorInterval = MONITOR_TIMEOUT
+    rise: MonitorCount = 1
+    fall: MonitorCount = 1
     path: MonitorPath = None
     expected_status: ExpectedStatus = None
+    method: MonitorMethod = None
+    host: MonitorHost = None
+    tls: bool = False
 
     @model_validator(mode="after")
     def _http(self) -> Self:
@@ -114,8 +141,13 @@ class Monitor(Resource):
     type: MonitorType
     interval: MonitorInterval = MONITOR_INTERVAL
     timeout: MonitorInterval = MONITOR_TIMEOUT
+    rise: MonitorCount = 1
+    fall: MonitorCount = 1
     path: MonitorPath = None
     expected_status: ExpectedStatus = None
+    method: MonitorMethod = None
+    host: MonitorHost = None
+    tls: bool = False
     description: Description = ""
 
     @model_validator(mode="after")
@@ -127,7 +159,8 @@ class Monitor(Resource):
 class Certificate(Resource):
     """A TLS certificate in a partition: a PEM chain (leaf first, then each issuer) and the leaf's private
     key. `key` is write-only: stored and replicated, never returned; a write without it keeps the stored
-    one. Reads add what the leaf shows (computed, read-only, never stored: `models.pem`)."""
+    one. Created without a key it is a CA bundle (the certificates a pool's `tls.ca` trusts), which an https
+    virtual server cannot use. Reads add what the leaf shows (computed, read-only, never stored: `models.pem`)."""
 
     kind: ClassVar[str] = "certificates"
 
@@ -172,21 +205,83 @@ class Certificate(Resource):
         return self._shown().status
 
 
+def member_state(body: dict[str, Any]) -> MemberState:
+    """A member's state from its fields: `state`, else the former `enabled` (false: disabled)."""
+    state = body.get("state")
+    if state is not None:
+        return state  # type: ignore[no-any-return]
+    return "disabled" if body.get("enabled") is False else "enabled"
+
+
 class PoolMember(Resource):
-    """A pool member: a backend `address:port`, enabled or disabled."""
+    """A pool member: a backend `address:port` in a `state`: `enabled`, `disabled` (no traffic) or `drain`
+    (no new connections; open ones finish). `enabled` is its former switch: read-only, true unless
+    disabled; a write may still give it (false: disabled) when it gives no `state`."""
 
     kind: ClassVar[str] = "members"
     identity: ClassVar[tuple[str, ...]] = ("address", "port")
     parent_kind: ClassVar[str | None] = "pools"
     parent_keys: ClassVar[tuple[str, ...]] = ("partition", "pool")
     path_key: ClassVar[str] = "member"
+    former: ClassVar[dict[str, type]] = {"enabled": bool}
 
     address: IPAddress
     port: Port
-    enabled: bool = True
+    state: MemberState = "enabled"
     weight: int = Field(1, ge=0, le=256)
     """Its share of new connections relative to the other members' (0: none)."""
     description: Description = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_enabled(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "enabled" in data:
+            enabled = data["enabled"]
+            if not isinstance(enabled, bool):
+                raise ValueError("enabled: must be true or false")
+            data = {k: v for k, v in data.items() if k != "enabled"} | {"state": member_state(data)}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def enabled(self) -> bool:
+        """Read-only: false when disabled."""
+        return self.state != "disabled"
+
+    @staticmethod
+    def current(stored: dict[str, Any]) -> dict[str, Any]:
+        """A stored member as this version shows it: one stored before `state` gets its state."""
+        if "state" in stored:
+            return stored
+        state = member_state(stored)
+        return {k: v for k, v in stored.items() if k != "enabled"} | {"state": state, "enabled": state != "disabled"}
+
+    @staticmethod
+    def patched(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        """A stored member's fields with `patch` applied: its `enabled` is derived (dropped), and a patch
+        giving `enabled` without `state` replaces the state."""
+        kept = {k: v for k, v in current.items() if k != "enabled" and not (k == "state" and "enabled" in patch)}
+        return kept | patch
+
+
+class PoolTls(BaseModel):
+    """How a pool reaches its members over TLS: `verify` their certificate chain against the CA bundle
+    `ca` (a certificate without key; required when verifying), or not at all; `server_name` is sent as
+    SNI and, when verifying, must be a name of the member's certificate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verify: bool = True
+    ca: Reference | None = None
+    server_name: MonitorHost = None
+
+    @model_validator(mode="after")
+    def _ca(self) -> Self:
+        if self.verify and self.ca is None:
+            raise ValueError("ca: verifying members needs a CA bundle (a certificate without key)")
+        if not self.verify and self.ca is not None:
+            raise ValueError("ca: only a pool that verifies its members takes a ca")
+        return self
 
 
 class Pool(Resource):
@@ -200,6 +295,8 @@ class Pool(Resource):
     persistence: Persistence = "none"
     """`source`: a client address sticks to a member; `cookie`: a client holding the cookie does (http)."""
     monitor: Reference | None = None
+    tls: PoolTls | None = None
+    """Members are reached over TLS (None: in the clear)."""
     members: list[PoolMember] = Field(default_factory=list, max_length=100_000)
     description: Description = ""
 

@@ -45,7 +45,8 @@ class Pool(Resource):
 
     def stats(self, connection: "Client | None" = None) -> dict[str, Any]:
         """Member health and counters, as the connected device serves the pool now: `{"ADDRESS:PORT":
-        {"health", "enabled", "connections_total", "connections_current", "bytes_in", "bytes_out"}}`;
+        {"health", "state", "enabled", "weight", "connections_total", "connections_current", "bytes_in",
+        "bytes_out"}}` (`state`: enabled, disabled or drain; `enabled`: not disabled);
         TandemError `not_found` when the device does not serve it (a standby, or no virtual server uses it)."""
         return self._conn(connection).request("GET", f"{self._item_path()}/stats")
 
@@ -64,7 +65,8 @@ class VirtualServer(Resource):
 
 
 class PoolMember(Resource):
-    """A member of a pool: `PoolMember("Common", "web", address="10.0.0.1", port=80)`.
+    """A member of a pool: `PoolMember("Common", "web", address="10.0.0.1", port=80)`; its `state` is
+    `enabled`, `disabled` or `drain` (`member.state = "drain"; member.patch()`), `enabled` a read-only mirror.
 
     `/api/pools/{partition}/{pool}/members/{address}:{port}` (IPv6 as `[address]:port`).
     """
