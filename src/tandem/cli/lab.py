@@ -141,7 +141,7 @@ def up(
     A sync-failover lab also gets a virtual server to curl and watch fail over (unless --no-demo): two
     HTTP backends (backend-1, backend-2 on 127.0.0.1), traffic group traffic-group-1 (HA order dev-1,
     dev-2, ...), monitor web-http, pool web and virtual server www on --vip, active on dev-1; on the next
-    two ports, www-http (host app.lab → pool app, api.lab → pool api) and www-https (certificate lab-tls
+    two ports, www-http (host app.lab → pool web-app, api.lab → pool web-api) and www-https (certificate lab-tls
     from a lab CA, DIR/lab-ca.pem), which need --engine haproxy (the builtin engine leaves them unserved).
 
     Prints each device's management URL, certificate fingerprint and admin password file, the group,

@@ -2,8 +2,8 @@
 lab makes.
 
 Beside virtual server `www` (tcp, on the demo's ADDRESS:PORT) the demo creates, on the same floating
-address: pools `app` (backend-1) and `api` (backend-2); virtual server `www-http` on PORT + 1 whose rules
-send host `app.lab` to pool `app` and `api.lab` to pool `api` (any other host: pool `web`); a lab CA
+address: pools `web-app` (backend-1) and `web-api` (backend-2); virtual server `www-http` on PORT + 1 whose rules
+send host `app.lab` to pool `web-app` and `api.lab` to pool `web-api` (any other host: pool `web`); a lab CA
 (`DIR/lab-ca.pem`; its key is never stored) and certificate `lab-tls` it signs for `*.lab` and the
 address; virtual server `www-https` on PORT + 2 that terminates TLS with it and has the same rules.
 Only HAProxy serves http and https virtual servers: with the builtin engine they exist but are not served.
@@ -30,7 +30,7 @@ CA_FILE = "lab-ca.pem"
 HTTP_OFFSET = 1
 HTTPS_OFFSET = 2
 L7_ENGINE = "haproxy"
-HOST_POOLS = {"app.lab": ("app", "backend-1"), "api.lab": ("api", "backend-2")}
+HOST_POOLS = {"app.lab": ("web-app", "backend-1"), "api.lab": ("web-api", "backend-2")}
 """Host → (pool, its one backend)."""
 VALIDITY = timedelta(days=365)
 
