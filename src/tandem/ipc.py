@@ -266,7 +266,7 @@ def child_main(description: str, arguments: Callable[[argparse.ArgumentParser], 
                run: Callable[[argparse.Namespace, Channel], Awaitable[None]], realtime: bool = False) -> None:
     """The entry point of a child process: its arguments (plus `--fd` of its channel to the parent), logging,
     its priority (`raise_priority`), an event loop; `run` with the channel until the parent is gone or
-    SIGTERM."""
+    SIGTERM (which closes the channel)."""
     parser = argparse.ArgumentParser(description=description)
     arguments(parser)
     parser.add_argument("--fd", type=int, action="append", default=[])
@@ -277,11 +277,12 @@ def child_main(description: str, arguments: Callable[[argparse.ArgumentParser], 
     async def main() -> None:
         exit_with_parent()
         (control,) = child_sockets(args.fd)
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await run(args, await Channel.open(control))
+        channel = await Channel.open(control)
+        # SIGTERM ends it as its parent's going does: the channel closes and `run` ends its own way. (Cancelling
+        # `run` could cut short the clean-up the parent's death began a moment before: the failover process
+        # giving its floating addresses up when its parent is killed.)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, channel.close)
+        await run(args, channel)
 
     try:
         import uvloop
