@@ -14,17 +14,17 @@ from tandem.trust.identity import load_or_create
 
 
 class Backend(socketserver.ThreadingTCPServer):
-    """A backend on 127.0.0.1 (a free port) that answers every connection with its name."""
+    """A backend on `host` (127.0.0.1) and `port` (a free one) that answers every connection with its name."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0) -> None:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 self.request.sendall(name.encode())
 
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__((host, port), Handler)
         self.port = self.server_address[1]
         threading.Thread(target=self.serve_forever, daemon=True).start()
 

@@ -36,6 +36,13 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class LeaseLost(Conflict):
+    """A fenced write whose token is older than one the device saw for what it writes: its writer lost
+    its lease (another took the work over)."""
+
+    code = "lease_lost"
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 

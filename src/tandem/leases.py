@@ -6,6 +6,10 @@ configuration object. Every check-and-write is one store transaction: atomic on 
 Between devices replication is eventual. Times are this device's wall clock (epoch seconds
 stored, ISO 8601 UTC presented); `expired` and `remaining` are judged by the clock of the
 device answering.
+
+Every acquire and release stamps the lease with a `token` one above every token in its partition: a
+holder's fencing token (`tandem.config.fences`), growing on this device with each change of any lease
+of the partition, as a Kubernetes resourceVersion grows.
 """
 
 import time
@@ -32,7 +36,7 @@ def present(body: Body, now: float) -> Body:
             "acquired_at": _iso(body["acquired_at"]), "renewed_at": _iso(body["renewed_at"]),
             "expires_at": _iso(body["expires_at"]), "expired": body["expires_at"] <= now,
             "remaining": round(max(0.0, body["expires_at"] - now), 3), "version": body["version"],
-            "data": body["data"]}
+            "token": body.get("token", 0), "data": body["data"]}
 
 
 def _state(body: Body, now: float) -> str:
@@ -40,6 +44,11 @@ def _state(body: Body, now: float) -> str:
     if body["expires_at"] > now:
         return f"held by {body['holder']} until {_iso(body['expires_at'])}"
     return f"free (it expired at {_iso(body['expires_at'])}; its last holder was {body['holder']})"
+
+
+def _next_token(txn: Transaction, partition: str) -> int:
+    """One above every lease token of the partition (a partition holds a few leases: its agents')."""
+    return 1 + max((record.body.get("token", 0) for record in txn.records(LEASES, partition=partition)), default=0)
 
 
 class Leases:
@@ -77,7 +86,7 @@ class Leases:
             renewal = current is not None and current["expires_at"] > now
             body = {"partition": partition, "name": name, "holder": request.holder, "ttl": request.ttl,
                     "acquired_at": current["acquired_at"] if renewal else now, "renewed_at": now,
-                    "expires_at": now + request.ttl, "version": version + 1,
+                    "expires_at": now + request.ttl, "version": version + 1, "token": _next_token(txn, partition),
                     "data": request.data if request.data is not None else current["data"] if renewal else {}}
             txn.put(LEASES, partition, name, body)
         return present(body, now)
@@ -92,7 +101,8 @@ class Leases:
                 raise Conflict(f"lease {partition}/{name} is {_state(body, now)}: only its holder may release it",
                                target="holder")
             if body["expires_at"] > now:
-                body = body | {"expires_at": now, "version": body["version"] + 1}
+                body = body | {"expires_at": now, "version": body["version"] + 1,
+                               "token": _next_token(txn, partition)}
                 txn.put(LEASES, partition, name, body)
         return present(body, now)
 

@@ -31,6 +31,9 @@ def closed_port() -> int:
     ({"--host-id": "Node_A"}, "lowercase letters"),
     ({"--environment": "-x"}, "lowercase letters"),
     ({"--path": "/nonexistent"}, "needs --path, an existing folder"),
+    ({"--selector": "app in (web)"}, "--selector 'app in (web)': label requirements"),
+    ({"--namespace": "Team_A"}, "--namespace 'Team_A': a namespace name"),
+    ({"--load-balancer-class": "two words"}, "--load-balancer-class 'two words': a qualified name"),
 ])
 def test_bad_options_are_refused(tmp_path: Path, closed_port: int, overrides: dict, says: str) -> None:
     code, stderr = agent(*base(tmp_path, closed_port, **overrides))

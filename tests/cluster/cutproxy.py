@@ -1,7 +1,8 @@
 """A TCP proxy a test can cut and heal: the network between a device's peer listener and the others.
 
 A device started with `--peer-advertise` pointing at the proxy is reached by the other devices
-only through it. `cut()` closes every proxied connection and resets new ones until `heal()`.
+only through it. `cut()` closes every proxied connection and resets new ones until `heal()`;
+`hold()` keeps what clients send from reaching the target (a request on its way, delayed) until `release()`.
 Plain threads and sockets: the bytes (mutual TLS) pass through untouched.
 """
 
@@ -39,6 +40,10 @@ class CutProxy:
         """Connections forwarded so far (not counting those refused while cut)."""
         self.captured = bytearray()
         """The first bytes that crossed the proxy, both ways (what an eavesdropper on the link sees)."""
+        self._released = threading.Event()
+        self._released.set()
+        self.held = 0
+        """Bytes from clients held back since the last `hold()`."""
         threading.Thread(target=self._accept_loop, name=f"cutproxy:{self.port}", daemon=True).start()
 
     @property
@@ -60,6 +65,15 @@ class CutProxy:
     def heal(self) -> None:
         with self._lock:
             self._cut = False
+
+    def hold(self) -> None:
+        """Hold what clients send from now on (connections stay open) until `release()`."""
+        self.held = 0
+        self._released.clear()
+
+    def release(self) -> None:
+        """Send on what was held, and what comes next."""
+        self._released.set()
 
     def close(self) -> None:
         self.cut()
@@ -91,13 +105,16 @@ class CutProxy:
                 _close(upstream, reset=True)
                 continue
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+                threading.Thread(target=self._pump, args=(source, sink, source is client), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         try:
             while data := source.recv(65536):
                 if len(self.captured) < CAPTURE_LIMIT:
                     self.captured += data
+                if from_client and not self._released.is_set():
+                    self.held += len(data)
+                    self._released.wait()
                 sink.sendall(data)
         except OSError:
             pass

@@ -1,6 +1,7 @@
 """The Kubernetes source against the test API server (tests/k8s/fakeapi.py, spoken to through the official
 client), with real devices: services reach both devices, traffic follows endpoints, status and Events
-are written back, bad Services are skipped, the agent watches instead of polling."""
+are written back, bad Services are skipped, the agent watches instead of polling, and it serves only the
+Services of its class, namespaces and labels (another controller's are left as they are)."""
 
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtua
 from cluster_helpers import Cluster
 
 from backends import Backend, ask
-from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
+from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_node, make_service
 from waiting import wait_until
 
 
@@ -23,7 +24,12 @@ def slice_for(name: str, backends: list[Backend], port: int = 80, ready: bool = 
 
 
 def ingress(kube: FakeKubernetes, name: str) -> str | None:
-    service = kube.get("services", "default", name) or {}
+    return ingress_of(kube, "default", name)
+
+
+def ingress_of(kube: FakeKubernetes, namespace: str, name: str) -> str | None:
+    """The address written to a Service's status.loadBalancer.ingress (None: none)."""
+    service = kube.get("services", namespace, name) or {}
     entries = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return entries[0]["ip"] if entries else None
 
@@ -92,3 +98,111 @@ def test_a_compacted_history_makes_the_agent_list_again(lab: Cluster, tmp_path: 
     finally:
         agent.stop()
         kube.stop()
+
+
+def test_only_services_of_its_class_namespaces_and_labels_are_touched(lab: Cluster, kube: FakeKubernetes,
+                                                                      tmp_path: Path) -> None:
+    pool, _ = address_pool()
+    args = [*kubernetes_args(kube, tmp_path), "--namespace", "team-a", "--namespace", "team-c",
+            "--selector", "exposed=yes"]
+    agent = AgentProcess(lab, "node-c", tmp_path, args, pool).start()
+    labels = {"exposed": "yes"}
+
+    def service(name: str, namespace: str = "team-a", **extra) -> None:
+        kube.apply("services", make_service(name, namespace, ports=[18095], **extra))
+
+    try:
+        service("mine", labels=labels)
+        service("mine", "team-c", labels=labels)
+        service("metallb", labels=labels, load_balancer_class="metallb.io/metallb",
+                annotations={"tandem.io/colour": "blue"})  # another controller's: not even its annotations are read
+        service("unclassed", labels=labels, load_balancer_class=None)  # no class, and no --default-class
+        service("unlabelled")
+        service("elsewhere", "team-b", labels=labels)
+        wait_virtuals(lab, {"team-a_mine-18095", "team-c_mine-18095"})
+        wait_until(lambda: all(ingress_of(kube, ns, "mine") for ns in ("team-a", "team-c")), 10,
+                   "the addresses written to the agent's Services")
+
+        service("unlabelled", labels=labels)  # enters the selection
+        wait_virtuals(lab, {"team-a_mine-18095", "team-c_mine-18095", "team-a_unlabelled-18095"})
+        service("mine", "team-c")  # leaves it: its objects go
+        wait_virtuals(lab, {"team-a_mine-18095", "team-a_unlabelled-18095"})
+        for namespace, name in (("team-a", "metallb"), ("team-a", "unclassed"), ("team-b", "elsewhere")):
+            assert not (kube.get("services", namespace, name) or {}).get("status"), name  # status untouched
+        assert not [e for e in kube.events() if e["involvedObject"]["name"] != "mine"], kube.events()
+        for namespace, name in (("team-a", "mine"), ("team-a", "unlabelled")):
+            kube.delete("services", namespace, name)
+        wait_virtuals(lab, set())
+    finally:
+        agent.stop()
+
+
+def test_a_problem_that_comes_back_counts_up_its_event(lab: Cluster, kube: FakeKubernetes, tmp_path: Path) -> None:
+    pool, _ = address_pool()
+    agent = AgentProcess(lab, "node-d", tmp_path, kubernetes_args(kube, tmp_path), pool).start()
+    broken = {"tandem.io/colour": "blue"}
+
+    def events() -> list[dict]:
+        return [e for e in kube.events() if e["involvedObject"]["name"] == "flappy"]
+
+    try:
+        for round_ in range(1, 4):
+            kube.apply("services", make_service("flappy", ports=[18096], annotations=broken))
+            wait_until(lambda round_=round_: [e.get("count") for e in events()] == [round_], 10,
+                       f"one Event counted {round_} times", detail=events)
+            kube.apply("services", make_service("flappy", ports=[18096 + round_]))  # a port of its own: the
+            wait_virtuals(lab, {f"default_flappy-{18096 + round_}"})  # agent has seen the Service mended
+        event = events()[0]
+        assert event["reason"] == "TandemNotServed" and "tandem.io/colour" in event["message"]
+        assert event["lastTimestamp"] >= event["firstTimestamp"]
+        kube.delete("services", "default", "flappy")
+        wait_virtuals(lab, set())
+    finally:
+        agent.stop()
+
+
+def test_nodeport_mode_serves_when_the_pod_network_is_unreachable(lab: Cluster, kube: FakeKubernetes,
+                                                                 tmp_path: Path) -> None:
+    """Pods on 10.244.0.0/16 (no route from the devices); the nodes answer on their NodePort."""
+    one = Backend("node-1")
+    two = Backend("node-2", "127.0.0.2", one.port)  # kube-proxy on each node, the same NodePort
+    pool, _ = address_pool()
+    agent = AgentProcess(lab, "node-e", tmp_path, [*kubernetes_args(kube, tmp_path), "--member-mode", "nodeport"],
+                         pool).start()
+    ports = [{"name": "web", "port": 18098, "protocol": "TCP", "nodePort": one.port}]
+    pods = make_endpoint_slice("np", ["10.244.1.5"], ports=[{"name": "web", "port": 8080}],
+                               node_names={"10.244.1.5": "node-2"})
+
+    def members() -> list[tuple[str, int]]:
+        pools = agent_objects(lab.nodes[1], "pools")
+        return [(m["address"], m["port"]) for m in pools.get("default_np-18098", {}).get("members", [])]
+
+    try:
+        kube.apply("nodes", make_node("node-1", "127.0.0.1"))
+        kube.apply("nodes", make_node("node-2", "127.0.0.2"))
+        kube.apply("nodes", make_node("node-3", "127.0.0.3", labels={
+            "node.kubernetes.io/exclude-from-external-load-balancers": "true"}))
+        kube.apply("services", make_service("np", ports=ports))
+        kube.apply("endpointslices", pods)
+        both = [("127.0.0.1", one.port), ("127.0.0.2", one.port)]
+        wait_until(lambda: members() == both, 15, "both usable nodes as members", detail=members)
+        address = wait_until(lambda: ingress(kube, "np"), 10, "the Service's address")
+        answers = {wait_until(lambda: ask(address, 18098), 15, "traffic through a node") for _ in range(20)}
+        assert answers == {"node-1", "node-2"}, answers
+
+        kube.apply("nodes", make_node("node-2", "127.0.0.2", ready=False))
+        wait_until(lambda: members() == both[:1], 15, "a node that is not ready left out", detail=members)
+        kube.apply("services", make_service("np", ports=ports, spec={"externalTrafficPolicy": "Local"}))
+        wait_until(lambda: members() == [], 15, "Local: no ready node has a ready endpoint", detail=members)
+        kube.apply("nodes", make_node("node-2", "127.0.0.2"))
+        wait_until(lambda: members() == both[1:], 15, "Local: only the node with the endpoint", detail=members)
+        wait_until(lambda: ask(address, 18098) == "node-2", 15, "traffic to that node")
+
+        kube.apply("services", make_service("np", ports=ports, annotations={"tandem.io/member-mode": "endpoints"}))
+        wait_until(lambda: members() == [("10.244.1.5", 8080)], 15, "the annotation: endpoints", detail=members)
+        kube.delete("services", "default", "np")
+        wait_virtuals(lab, set())
+    finally:
+        agent.stop()
+        one.shutdown()
+        two.shutdown()

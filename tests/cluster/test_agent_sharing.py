@@ -1,14 +1,18 @@
 """Several agents of one environment share the services (Kubernetes source, Lease objects), with real devices:
 a killed agent's share is written again within its lease; a restarted one takes a share back; a duplicate
-host id is refused; no service ever has two writers; the agent moves to the other device when its device dies."""
+host id is refused; no service ever has two writers; a paused agent's write that arrives after another took
+its work over is refused (fencing); the agent moves to the other device when its device dies."""
 
+import os
 import re
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
 
 from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
 from cluster_helpers import Cluster, check
+from cutproxy import CutProxy
 
 from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
 from waiting import wait_until
@@ -109,6 +113,62 @@ def test_three_agents_share_take_over_rebalance_and_refuse_a_duplicate(lab: Clus
             agent.stop()
     for i in range(SERVICES):
         kube.delete("services", "default", f"svc{i}")
+
+
+def test_a_paused_agents_late_write_is_refused_once_another_took_over(lab: Cluster, kube: FakeKubernetes,
+                                                                      tmp_path: Path) -> None:
+    """Agent a's batch is held on its way to the device (a proxy), a is stopped (SIGSTOP) past its lease, b
+    takes the service over and writes it; then a's batch arrives and a resumes: the device refuses the batch
+    (lease_lost), the partition keeps b's work, and a writes nothing until it has read the leases again."""
+    pool, _ = address_pool()
+    args = ["--source", "kubernetes", "--kubeconfig", str(kube.kubeconfig(tmp_path / "kubeconfig"))]
+    one = lab.nodes[0].device
+    proxy = CutProxy((one.host, one.port))
+    paused = AgentProcess(lab, "paused", tmp_path, args, pool, lease_ttl=LEASE_TTL,
+                          devices=[f"https://{proxy.address}"]).start()
+    other = AgentProcess(lab, "other", tmp_path, args, pool, lease_ttl=LEASE_TTL, devices=[one.url])
+
+    def members() -> set[tuple[str, ...]]:
+        return {tuple(m["address"] for m in agent_objects(node, "pools").get("default_fenced-80", {}).get(
+            "members", [])) for node in lab}
+
+    def endpoints(address: str) -> None:
+        kube.apply("endpointslices", make_endpoint_slice("fenced", [address], ports=[{"name": "port-80",
+                                                                                        "port": 8080}]))
+
+    try:
+        kube.apply("services", make_service("fenced", ports=[80]))
+        endpoints("10.9.0.1")
+        wait_until(lambda: members() == {("10.9.0.1",)}, 20, "the first endpoint on both devices", detail=members)
+
+        proxy.hold()
+        endpoints("10.9.0.2")  # a writes this: its batch waits in the proxy
+        wait_until(lambda: proxy.held > 0, 10, "agent a's batch on its way")
+        os.killpg(paused.process.pid, signal.SIGSTOP)
+        endpoints("10.9.0.3")
+        other.start()  # takes the service over once a's lease ran out
+        wait_until(lambda: members() == {("10.9.0.3",)}, LEASE_TTL + 15, "b's write on both devices",
+                   detail=members)
+
+        proxy.release()  # a's old batch reaches the device; then a wakes up
+        time.sleep(1.0)
+        os.killpg(paused.process.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 3 * LEASE_TTL
+        while time.monotonic() < deadline:
+            assert members() == {("10.9.0.3",)}, "a's late write was applied"
+            time.sleep(0.2)
+        wait_until(lambda: "the lease was lost" in paused.log(), 10, "agent a to learn it lost its lease",
+                   detail=paused.log)
+        endpoints("10.9.0.4")  # both work on: the service is written again, by whichever owns it now
+        wait_until(lambda: members() == {("10.9.0.4",)}, 15, "the next change written", detail=members)
+    finally:
+        proxy.release()
+        if paused.process is not None and paused.process.poll() is None:
+            os.killpg(paused.process.pid, signal.SIGCONT)
+        paused.stop()
+        other.stop()
+        proxy.close()
+        kube.delete("services", "default", "fenced")
 
 
 def test_the_agent_moves_to_the_other_device_and_loses_nothing(lab: Cluster, kube: FakeKubernetes,

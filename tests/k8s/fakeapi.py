@@ -2,9 +2,10 @@
 
 Supported (plain HTTP/1.1 on 127.0.0.1, JSON only, every request needs ``Authorization: Bearer <token>``):
 
-* Resources, all namespaced (any namespace name is accepted; Namespace objects do not exist): core/v1
+* Resources, namespaced (any namespace name is accepted; Namespace objects do not exist): core/v1
   ``services`` (with the ``status`` subresource), discovery.k8s.io/v1 ``endpointslices``, coordination.k8s.io/v1
-  ``leases``, core/v1 ``events`` and events.k8s.io/v1 ``events`` (a separate store: not converted to core/v1).
+  ``leases``, core/v1 ``events`` and events.k8s.io/v1 ``events`` (a separate store: not converted to core/v1);
+  cluster-scoped: core/v1 ``nodes`` (with ``status``; control API namespace ``""``).
 * Verbs: list (all namespaces and per namespace), watch, get, create (POST), replace (PUT), patch, delete.
   PATCH takes JSON merge patch, strategic merge patch (applied as a JSON merge patch: lists are replaced, never
   merged by key; ``$patch`` directives are not understood) and JSON patch (ops add/remove/replace/test).
@@ -26,7 +27,7 @@ Supported (plain HTTP/1.1 on 127.0.0.1, JSON only, every request needs ``Authori
 * List items carry no ``kind``/``apiVersion`` (a real server omits them too); watch event objects do.
 
 Not supported: TLS, authorization, other resources, API discovery (``/api``, ``/apis``, ``/version``),
-cluster-scoped objects, defaulting and validation (beyond metadata.name), clusterIP/nodePort allocation,
+other cluster-scoped objects, defaulting and validation (beyond metadata.name), clusterIP/nodePort allocation,
 finalizers and graceful deletion (delete is immediate), garbage collection, server-side apply, deletecollection,
 pagination (``limit``/``continue`` are ignored: everything is returned), list ``resourceVersion`` semantics (lists
 are always current), a watch from a resourceVersion newer than the current one (treated as current), set-based
@@ -71,6 +72,7 @@ class Resource:
     api_version: str
     status: bool = False  # has the status subresource
     generation: bool = False
+    namespaced: bool = True
 
     @property
     def prefix(self) -> str:
@@ -88,6 +90,7 @@ RESOURCES = (
     Resource("leases", "leases", "Lease", "coordination.k8s.io/v1"),
     Resource("events", "events", "Event", "v1"),
     Resource("events.events.k8s.io", "events", "Event", "events.k8s.io/v1"),
+    Resource("nodes", "nodes", "Node", "v1", status=True, namespaced=False),
 )
 _ROUTE = re.compile(r"(/api/v1|/apis/[^/]+/[^/]+)(?:/namespaces/([^/]+))?/([^/]+)(?:/([^/]+))?(?:/([^/]+))?")
 _LABEL = re.compile(r"\s*(!?)\s*([\w./-]+)\s*(?:(!=|==|=)\s*([\w.-]*))?\s*")
@@ -274,7 +277,7 @@ class FakeKubernetes:
         """Create or replace ``obj`` (namespace defaults to "default"); a missing ``status`` keeps the stored one."""
         res, obj = self._resource(kind), copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
-        ns = meta.setdefault("namespace", "default")
+        ns = meta.setdefault("namespace", "default") if res.namespaced else ""
         with self._cond:
             if (ns, meta.get("name")) not in self._objects[res.name]:
                 return self._create(res, ns, obj, keep_status=True)
@@ -377,7 +380,7 @@ class FakeKubernetes:
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         if not meta.get("name"):
             raise ApiError(422, "Invalid", f"{res.kind} is invalid: metadata.name: Required value", res)
-        if meta.setdefault("namespace", ns) != ns:
+        if (meta.setdefault("namespace", ns) if res.namespaced else meta.get("namespace", "")) != ns:
             raise ApiError(400, "BadRequest", "the namespace of the object does not match the request", res)
         if (ns, meta["name"]) in self._objects[res.name]:
             raise ApiError(409, "AlreadyExists", f'{res.qualified} "{meta["name"]}" already exists', res, meta["name"])
@@ -405,7 +408,8 @@ class FakeKubernetes:
             raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.qualified} "{name}": the '
                            "object has been modified; please apply your changes to the latest version and try again",
                            res, name)
-        if meta.setdefault("name", name) != name or meta.setdefault("namespace", ns) != ns:
+        namespace = meta.setdefault("namespace", ns) if res.namespaced else meta.get("namespace", "")
+        if meta.setdefault("name", name) != name or namespace != ns:
             raise ApiError(400, "BadRequest", "the name/namespace of the object does not match the request", res, name)
         if part == "status" and res.status:
             new = {**copy.deepcopy(old), "status": obj.get("status", {})}
@@ -461,9 +465,10 @@ class FakeKubernetes:
         m = _ROUTE.fullmatch(path)
         res = m and next((r for r in RESOURCES if (r.prefix, r.plural) == (m[1], m[3])), None)
         sub = m and m[5]
-        if not m or not res or (sub and (sub != "status" or not res.status)) or (m[4] and not m[2]):
+        if not m or not res or (sub and (sub != "status" or not res.status)) or (m[2] and not res.namespaced) or (
+                m[4] and not m[2] and res.namespaced):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        ns, name = m[2], m[4]
+        ns, name = m[2] if res.namespaced else "", m[4]
         is_watch = query.get("watch", "").lower() in ("true", "1")
         verbs = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"} if name else \
             {"GET": "watch" if is_watch else "list", "POST": "create"}
@@ -472,7 +477,7 @@ class FakeKubernetes:
             self._requests[(verb or method.lower(), res.name + ("/status" if sub else ""))] += 1
             if verb is None or (method == "POST" and ns is None) or (method == "DELETE" and sub):
                 raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on {res.qualified}")
-            match = _Filter(ns, query.get("labelSelector", ""), query.get("fieldSelector", "")) if verb in (
+            match = _Filter(ns or None, query.get("labelSelector", ""), query.get("fieldSelector", "")) if verb in (
                 "list", "watch") else None
             if verb == "watch":
                 return 200, (res, match)
@@ -622,10 +627,14 @@ class _Handler(BaseHTTPRequestHandler):
 def make_service(name: str, namespace: str = "default", *, ports: list[int | Obj] | None = None,
                  annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None,
                  load_balancer_ip: str | None = None, selector: dict[str, str] | None = None,
-                 service_type: str = "LoadBalancer") -> Obj:
-    """A Service dict; int ports become ``{"name": "port-N", "port": N, "protocol": "TCP", "targetPort": N}``."""
-    spec: Obj = {"type": service_type, "ports": [_port(p, service=True) for p in ports or [80]],
-                 "selector": selector or {"app": name}}
+                 service_type: str = "LoadBalancer", load_balancer_class: str | None = "tandem.io/lb",
+                 spec: Obj | None = None) -> Obj:
+    """A Service dict; int ports become ``{"name": "port-N", "port": N, "protocol": "TCP", "targetPort": N}``.
+    A LoadBalancer Service is of Tandem's class unless told another (None: none); ``spec`` adds fields."""
+    spec = {"type": service_type, "ports": [_port(p, service=True) for p in ports or [80]],
+            "selector": selector or {"app": name}, **(spec or {})}
+    if service_type == "LoadBalancer" and load_balancer_class:
+        spec["loadBalancerClass"] = load_balancer_class
     if load_balancer_ip:
         spec["loadBalancerIP"] = load_balancer_ip
     meta: Obj = {"name": name, "namespace": namespace, "labels": labels or {}, "annotations": annotations or {}}
@@ -633,12 +642,16 @@ def make_service(name: str, namespace: str = "default", *, ports: list[int | Obj
 
 
 def make_endpoint_slice(service: str, addresses: list[str | tuple[str, bool]], namespace: str = "default", *,
-                        name: str | None = None, ports: list[int | Obj] | None = None) -> Obj:
-    """An EndpointSlice dict for ``service``; an address is "10.0.0.1" (ready) or ("10.0.0.1", ready)."""
+                        name: str | None = None, ports: list[int | Obj] | None = None,
+                        node_names: dict[str, str] | None = None) -> Obj:
+    """An EndpointSlice dict for ``service``; an address is "10.0.0.1" (ready) or ("10.0.0.1", ready);
+    ``node_names`` gives an address's ``nodeName``."""
     endpoints = []
     for address in addresses:
         ip, ready = (address, True) if isinstance(address, str) else address
         endpoints.append({"addresses": [ip], "conditions": {"ready": ready, "serving": ready, "terminating": False}})
+        if node_names and ip in node_names:
+            endpoints[-1]["nodeName"] = node_names[ip]
     first = endpoints[0]["addresses"][0] if endpoints else ""
     labels = {"kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "fakeapi"}
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -651,3 +664,10 @@ def _port(port: int | Obj, *, service: bool) -> Obj:
     if isinstance(port, dict):
         return dict(port)
     return {"name": f"port-{port}", "port": port, "protocol": "TCP"} | ({"targetPort": port} if service else {})
+
+
+def make_node(name: str, address: str, *, ready: bool = True, labels: dict[str, str] | None = None) -> Obj:
+    """A Node dict with one InternalIP and its Ready condition."""
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}},
+            "status": {"addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}

@@ -8,13 +8,13 @@ from tandem.agents.objects import comparable, objects, owner_of
 from tandem.agents.partition import PartitionState
 from tandem.agents.runtime import owner
 from tandem.agents.service import Service
-from tandem.agents.sources.kubernetes import service_of
+from tandem.agents.sources.k8s_services import Selection, node_of, service_of
 from tandem.models import Pool
 
 
 def k8s_service(ports: list[dict], annotations: dict | None = None, kind: str = "LoadBalancer", **spec) -> dict:
     return {"metadata": {"namespace": "shop", "name": "web", "annotations": annotations or {}},
-            "spec": {"type": kind, "ports": ports, **spec}}
+            "spec": {"type": kind, "ports": ports, "loadBalancerClass": "tandem.io/lb", **spec}}
 
 
 def slice_of(endpoints: list[tuple[str, bool]], port: int = 8080, name: str = "http") -> dict:
@@ -32,10 +32,65 @@ def test_a_service_takes_the_ready_endpoints_of_the_port_named_alike() -> None:
     assert service.monitor is not None and service.monitor.path == "/health"
 
 
-def test_services_not_for_tandem_are_ignored() -> None:
-    assert service_of(k8s_service([{"port": 80}], kind="ClusterIP"), []) is None
-    assert service_of(k8s_service([{"port": 80}], {"tandem.io/traffic-group": "tg2"}, kind="ClusterIP"), []) \
-        is not None
+def test_only_load_balancers_of_the_agents_class_are_served() -> None:
+    ports = [{"port": 80}]
+    assert service_of(k8s_service(ports), []) is not None
+    assert service_of(k8s_service(ports, kind="ClusterIP"), []) is None
+    assert service_of(k8s_service(ports, {"tandem.io/traffic-group": "tg2"}, kind="ClusterIP"), []) is None
+    assert service_of(k8s_service(ports, loadBalancerClass="metallb.io/metallb"), []) is None
+    # another class's Service is not read at all: its bad annotations are no problem of Tandem's
+    assert service_of(k8s_service(ports, {"tandem.io/colour": "blue"}, loadBalancerClass="other"), []) is None
+    unclassed = k8s_service(ports, loadBalancerClass=None)
+    assert service_of(unclassed, []) is None
+    assert service_of(unclassed, [], Selection(default_class=True)) is not None
+    assert service_of(k8s_service(ports, loadBalancerClass="example.com/edge"), [],
+                      Selection("example.com/edge")) is not None
+
+
+def k8s_node(name: str, address: str, ready: bool = True, **labels: str) -> dict:
+    return {"metadata": {"name": name, "labels": labels},
+            "status": {"addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": address}],
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+NODES = [node_of(k8s_node("n1", "192.0.2.1")), node_of(k8s_node("n2", "192.0.2.2")),
+         node_of(k8s_node("n3", "192.0.2.3", ready=False)),
+         node_of(k8s_node("n4", "192.0.2.4", **{"node.kubernetes.io/exclude-from-external-load-balancers": ""}))]
+
+
+def test_in_nodeport_mode_the_members_are_the_usable_nodes_at_the_nodeport() -> None:
+    ports = [{"name": "http", "port": 80, "nodePort": 30080}]
+    slices = [{"ports": [{"name": "http", "port": 8080}],
+               "endpoints": [{"addresses": ["10.244.1.7"], "conditions": {"ready": True}, "nodeName": "n2"},
+                             {"addresses": ["10.244.3.9"], "conditions": {"ready": True}, "nodeName": "n3"}]}]
+
+    def members(service: dict, mode: str = "nodeport") -> list[tuple[str, int]]:
+        built = service_of(service, slices, nodes=NODES, member_mode=mode)
+        assert built is not None
+        return [(m.address, m.port) for m in built.ports[0].members]
+
+    assert members(k8s_service(ports)) == [("192.0.2.1", 30080), ("192.0.2.2", 30080)]  # n3 not ready, n4 excluded
+    assert members(k8s_service(ports, externalTrafficPolicy="Local")) == [("192.0.2.2", 30080)]
+    assert members(k8s_service(ports), "endpoints") == [("10.244.1.7", 8080), ("10.244.3.9", 8080)]
+    assert members(k8s_service(ports, {"tandem.io/member-mode": "endpoints"})) == [("10.244.1.7", 8080),
+                                                                                   ("10.244.3.9", 8080)]
+    assert members(k8s_service(ports, {"tandem.io/member-mode": "nodeport"}), "endpoints") == [
+        ("192.0.2.1", 30080), ("192.0.2.2", 30080)]
+    with pytest.raises(ValueError, match="port 80: no nodePort"):
+        service_of(k8s_service([{"port": 80}]), slices, nodes=NODES, member_mode="nodeport")
+    with pytest.raises(ValueError, match="member-mode 'pods': endpoints or nodeport"):
+        service_of(k8s_service(ports, {"tandem.io/member-mode": "pods"}), slices, nodes=NODES)
+
+
+@pytest.mark.parametrize(("selection", "says"), [
+    ({"load_balancer_class": "bad class"}, "--load-balancer-class"),
+    ({"namespaces": ("Shop",)}, "--namespace"),
+    ({"selector": "app in (web)"}, "--selector"),
+    ({"selector": "app=web;x"}, "--selector"),
+])
+def test_a_bad_selection_is_refused(selection: dict, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        Selection(**selection)
 
 
 @pytest.mark.parametrize(("ports", "annotations", "says"), [

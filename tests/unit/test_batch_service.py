@@ -4,7 +4,7 @@ import pytest
 
 from tandem.errors import Conflict
 from tandem.models import Partition
-from tandem.models.batch import Operation
+from tandem.models.batch import BatchRequest, Operation
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def test_a_batch_touching_a_read_only_partition_changes_nothing(config, operatio
     before = config.store.last_commit_id()
     first = Operation(action="create", resource="monitors", name="m", body={"type": "tcp"})
     with pytest.raises(Conflict) as refused:
-        config.apply_batch([first, operation])
+        config.apply_batch(BatchRequest(operations=[first, operation]))
     assert refused.value.target == target and "mirror" in refused.value.message
     assert config.store.last_commit_id() == before
     assert config.read(Partition, {"name": "mirror"}) == {"name": "mirror", "description": ""}

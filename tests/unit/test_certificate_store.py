@@ -9,7 +9,7 @@ from tandem.config import ConfigService, integrity
 from tandem.config.query import Query
 from tandem.errors import Conflict, Invalid
 from tandem.models import Certificate, Partition, VirtualServer
-from tandem.models.batch import Operation
+from tandem.models.batch import BatchRequest, Operation
 from tandem.peering import mirror
 from tandem.store import Store
 
@@ -67,10 +67,10 @@ def test_a_batch_replace_without_key_keeps_it_and_writes_nothing_when_equal(conf
     issued = ca.issue("r.example.com")
     config.create(Certificate(name="site", certificate=issued.chain, key=issued.key))
     replace = Operation(action="replace", resource="certificates", name="site", body={"certificate": issued.chain})
-    assert config.apply_batch([replace]) is None  # nothing changed
+    assert config.apply_batch(BatchRequest(operations=[replace])) is None  # nothing changed
     assert stored_key(config) == issued.key
-    config.apply_batch([Operation(action="create", resource="certificates", name="bare",  # a CA bundle
-                                  body={"certificate": issued.chain})])
+    config.apply_batch(BatchRequest(operations=[Operation(action="create", resource="certificates", name="bare",
+                                                          body={"certificate": issued.chain})]))  # a CA bundle
     assert config.store.get(Certificate.kind, "Common", "bare")["key"] is None
 
 

@@ -7,7 +7,10 @@ AND under every other live agent's published view. Views are unique per agent, s
 wins a service in all of them; and an agent publishes a new view only after it adopted it (stopped
 writing what it lost), so when membership changes a service is written by its old owner until that
 owner publishes a view without it, then by the new one — never by both. An agent that could not renew
-its lease within its lifetime stops writing. A second agent with a host id whose lease is held is
+its lease within its lifetime stops writing; a write already on its way when that happens carries the
+agent's fencing token (the newest lease change it saw), and the device refuses it (`lease_lost`) once an
+agent that saw newer leases wrote the same service: the agent then writes nothing until it renewed its lease
+and read the others' views again. A second agent with a host id whose lease is held is
 refused (`DuplicateHost`). The holder of `tandem-ENV-leader` does the environment's chores: it removes
 the objects of services gone from the source (their addresses are free again).
 """
@@ -129,6 +132,8 @@ class Agent:
         self._mine: dict[str, bool] = {}
         self._mine_views: tuple[list[str], dict[str, list[str]]] = ([], {})
         self._full = True
+        self._views_read = False
+        """Whether the others' views were read since the lease was last lost (nothing is written until then)."""
         self._report_queue: asyncio.Queue[str] = asyncio.Queue()
         self._to_report: dict[str, tuple[str | None, str | None]] = {}
         self.metrics.healthy = self.holds_lease
@@ -213,8 +218,10 @@ class Agent:
                 adopted = view != self.view
                 if adopted:
                     log.info("live agents: %s", " ".join(view))
-                if adopted or leader != self.leader or self.published != before or others != self.others:
+                if (adopted or leader != self.leader or self.published != before or others != self.others
+                        or not self._views_read):
                     self.view, self.leader, self.others = view, leader, others
+                    self._views_read = True
                     self.changed.set()
             except DuplicateHost:
                 raise
@@ -261,7 +268,7 @@ class Agent:
             except TimeoutError:
                 self._full = True  # now and then, everything is compared again
             self.changed.clear()
-            if not self.holds_lease():
+            if not self.holds_lease() or not self._views_read:
                 continue  # without a live lease another agent may own this agent's share: write nothing
             started = time.perf_counter()
             try:
@@ -356,20 +363,42 @@ class Agent:
         if chunk:
             await self._write_batch(chunk)
 
+    def _fence(self, keys: list[str]) -> dict[str, object] | None:
+        """The fencing token that goes with a batch writing the services `keys` (None: the leases give none)."""
+        token, epoch = self.leases.token, self.leases.epoch
+        if token is None or epoch is None:
+            return None
+        return {"partition": self.options.partition, "epoch": epoch, "token": token, "holder": self.instance,
+                "scope": [f"{self.options.environment}:{key}" for key in sorted(keys)]}
+
+    def _lost(self, error: TandemError) -> None:
+        """A device refused a write as fenced: another agent took this one's work over while its lease had
+        run out. Write nothing until the lease is renewed and the others' views are read again."""
+        log.warning("the lease was lost (%s): writing nothing until the leases are read again", error.message)
+        self.lease_until, self._views_read = 0.0, False
+        self.state.stale, self._full = True, True
+        self.metrics.errors.inc()
+
     async def _write_batch(self, plans: dict[str, list[Operation]]) -> None:
         if not self.holds_lease():
             return  # the lease ran out while planning
         batch = ordered([op for ops in plans.values() for op in ops])
+        fence = self._fence(list(plans))
         try:
-            await self.devices.call(lambda c: c.batch([op.json() for op in batch]))
+            await self.devices.call(lambda c: c.batch([op.json() for op in batch], fence))
         except TandemError as error:
+            if error.code == "lease_lost":
+                return self._lost(error)
             if error.status_code is None or error.status_code >= 500:
                 raise
             log.warning("batch of %d operations refused (%s): writing service by service", len(batch), error)
             for key, operations in plans.items():
                 try:
-                    await self.devices.call(lambda c, ops=operations: c.batch([op.json() for op in ops]))
+                    await self.devices.call(lambda c, ops=operations, one=self._fence([key]): c.batch(
+                        [op.json() for op in ops], one))
                 except TandemError as refused:
+                    if refused.code == "lease_lost":
+                        return self._lost(refused)
                     if refused.status_code is None or refused.status_code >= 500:
                         raise
                     self._note(key, f"the device refused it: {refused}")

@@ -102,12 +102,25 @@ def agent_run(
         help="TRAFFIC_GROUP=FIRST-LAST (or =CIDR): addresses for services that ask for none; repeat.")] = None,
     metrics_listen: Annotated[str | None, typer.Option("--metrics-listen", show_default=False,
                                                        help="Serve /metrics and /healthz on ADDR:PORT.")] = None,
+    load_balancer_class: Annotated[str, typer.Option(
+        "--load-balancer-class", help="Serve the LoadBalancer Services of this spec.loadBalancerClass.")
+    ] = "tandem.io/lb",
+    default_class: Annotated[bool, typer.Option(
+        "--default-class", help="Serve LoadBalancer Services without a loadBalancerClass too.")] = False,
+    namespace: Annotated[list[str] | None, typer.Option(
+        "--namespace", show_default=False, help="Only Services of this namespace; repeat (default: all).")] = None,
+    selector: Annotated[str, typer.Option(
+        "--selector", show_default=False, help="Only Services matching this label selector (a=b,c!=d).")] = "",
+    member_mode: Annotated[str, typer.Option(
+        "--member-mode", help="endpoints (pod addresses, reachable from the devices) or nodeport (every ready "
+        "node at the NodePort); a Service's tandem.io/member-mode overrides it.")] = "endpoints",
 ) -> None:
     """Run an agent until stopped: it keeps its share of the source's services written to the partition."""
     from tandem.agents.addresses import Addresses, parse_pool
     from tandem.agents.devices import Devices
     from tandem.agents.metrics import Metrics
     from tandem.agents.runtime import Agent, AgentError, DuplicateHost, Options
+    from tandem.agents.sources.k8s_services import MEMBER_MODES, Selection
     from tandem.models.fields import parse_host_port
 
     settings = _settings(ctx)
@@ -115,18 +128,22 @@ def agent_run(
     _label(host_id, "--host-id")
     if source not in ("kubernetes", "file"):
         raise CliError(f"--source {source!r}: kubernetes or file", target="--source")
+    if member_mode not in MEMBER_MODES:
+        raise CliError(f"--member-mode {member_mode!r}: {' or '.join(MEMBER_MODES)}", target="--member-mode")
     if source == "file" and (path is None or not path.is_dir()):
         raise CliError("--source file needs --path, an existing folder", target="--path")
     try:
         pools = dict(parse_pool(p) for p in address_pool or [])
         listen = parse_host_port(metrics_listen) if metrics_listen else None
+        selection = Selection(load_balancer_class, default_class, tuple(namespace or ()), selector)
     except ValueError as error:
         raise CliError(str(error)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     devices = Devices(device, settings.username or os.environ.get("TANDEM_USERNAME") or "admin", _password(settings),
                       verify=not settings.insecure, fingerprint=settings.fingerprint)
     metrics = Metrics()
-    agent_source, leases = _source_and_leases(source, path, kubeconfig, lease_namespace, devices, partition, metrics)
+    agent_source, leases = _source_and_leases(source, path, kubeconfig, lease_namespace, devices, partition,
+                                              environment, selection, member_mode, metrics)
     agent = Agent(Options(environment, host_id, partition, lease_ttl), agent_source, leases, devices,
                   Addresses(pools, environment), metrics)
     if listen:
@@ -144,10 +161,11 @@ def agent_run(
 
 
 def _source_and_leases(source: str, path: Path | None, kubeconfig: Path | None, lease_namespace: str,
-                       devices: Any, partition: str, metrics: Any) -> tuple[Any, Any]:
+                       devices: Any, partition: str, environment: str, selection: Any, member_mode: str,
+                       metrics: Any) -> tuple[Any, Any]:
     """The agent's source of services and where its leases live: Kubernetes (Lease objects) or a folder of
     files (leases on the devices)."""
-    from tandem.agents.leases import DeviceLeases, KubernetesLeases
+    from tandem.agents.leases import DeviceLeases, KubernetesLeases, epoch_lease
 
     if source == "kubernetes":
         from kubernetes.client import CoordinationV1Api
@@ -155,7 +173,8 @@ def _source_and_leases(source: str, path: Path | None, kubeconfig: Path | None, 
         from tandem.agents.sources.kubernetes import KubernetesSource
 
         api = _kubernetes(kubeconfig)
-        return KubernetesSource(api, metrics), KubernetesLeases(CoordinationV1Api(api), lease_namespace)
+        leases = KubernetesLeases(CoordinationV1Api(api), lease_namespace, epoch_lease(environment))
+        return KubernetesSource(api, metrics, selection, member_mode), leases
     from tandem.agents.sources.files import FileSource
 
     assert path is not None

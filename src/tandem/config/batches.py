@@ -82,14 +82,14 @@ def _prepare(body: bytes, read_only: dict[str, str], first_stamp: int, stamps: i
     config = _worker_config
     assert config is not None
     try:
-        operations = parse(body).operations
+        request = parse(body)
     except InvalidBatch as invalid:
         return invalid
-    outcome = Outcome([(op.resource, op.object_identity().get("partition")) for op in operations])
+    outcome = Outcome([(op.resource, op.object_identity().get("partition")) for op in request.operations])
     config.read_only = read_only.get
     draft = Draft(config.store, BlockClock(first_stamp, stamps), device_id, generation)
     try:
-        config.apply_operations(draft, operations)
+        config.apply_operations(draft, request)
         outcome.prepared = draft.close()
     except errors.ApiError as error:
         draft.close()
@@ -152,9 +152,9 @@ class BatchWorker:
         return await store.write(self._plainly, body, check)
 
     def _plainly(self, body: bytes, check: Callable[[list[tuple[str, str | None]]], None]) -> tuple[int, int | None]:
-        operations = parse(body).operations
-        check([(op.resource, op.object_identity().get("partition")) for op in operations])
-        return len(operations), self._config.apply_batch(operations)
+        request = parse(body)
+        check([(op.resource, op.object_identity().get("partition")) for op in request.operations])
+        return len(request.operations), self._config.apply_batch(request)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -13,6 +13,7 @@ from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.models import Certificate, Partition, Pool, Resource, User
 from tandem.models.conflict import CONFLICTS
+from tandem.models.fence import FENCES
 from tandem.models.lease import LEASES
 from tandem.models.pem import chain_info, check_validity
 from tandem.store import GLOBAL, Body, Store, Transaction
@@ -169,7 +170,7 @@ class Objects:
         if self.model is User:
             integrity.check_admin_remains(txn, name, None)
         if self.model is Partition:  # what it keeps beside its configuration goes with it
-            for kind in (LEASES, CONFLICTS):
+            for kind in (LEASES, CONFLICTS, FENCES):
                 for record in list(txn.records(kind, partition=name)):
                     txn.delete(kind, name, record.name)
         txn.delete(self.model.kind, partition, name)

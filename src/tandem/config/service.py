@@ -13,13 +13,14 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from tandem.config.fences import check_fence
 from tandem.config.objects import Collection, ObjectIdentity, Objects, Txn, store_key
 from tandem.config.pool_members import PoolMembers
 from tandem.config.query import Query
 from tandem.config.validation import invalid_from
 from tandem.errors import ApiError, Conflict, Invalid, NotFound
 from tandem.models import CONFIG_RESOURCES, PoolMember, Resource, User
-from tandem.models.batch import Operation
+from tandem.models.batch import BatchRequest, Operation
 from tandem.models.partial import changes, patch_model
 from tandem.store import Body, Store
 
@@ -138,16 +139,19 @@ class ConfigService:
 
     # -- batches --------------------------------------------------------------------------------
 
-    def apply_batch(self, operations: list[Operation]) -> int | None:
-        """Apply `operations` in order in one transaction (all or none, on the writer); the id of the last
-        log record written, None if nothing changed. A failure names its operation: `operations.3.body.port`."""
+    def apply_batch(self, request: BatchRequest) -> int | None:
+        """Apply a batch in one transaction (all or none, on the writer); the id of the last log record
+        written, None if nothing changed. A failure names its operation: `operations.3.body.port`."""
         with self.store.transaction() as txn:
-            self.apply_operations(txn, operations)
+            self.apply_operations(txn, request)
         return max((record.id for record in txn.logs.values()), default=None)
 
-    def apply_operations(self, txn: Txn, operations: list[Operation]) -> None:
-        """Apply operations in order in `txn` (a transaction, or a draft); a failure names its operation."""
-        for index, operation in enumerate(operations):
+    def apply_operations(self, txn: Txn, request: BatchRequest) -> None:
+        """Check a batch's fence, then apply its operations in order in `txn` (a transaction, or a draft); a
+        failure names its operation."""
+        if request.fence is not None:
+            check_fence(txn, request.fence)
+        for index, operation in enumerate(request.operations):
             try:
                 self._apply(txn, operation)
             except ApiError as error:

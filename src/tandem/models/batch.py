@@ -4,6 +4,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tandem.models.fence import Fence
 from tandem.models.fields import Name
 from tandem.models.resources import CONFIG_MODELS, DEFAULT_PARTITION, Resource
 
@@ -46,9 +47,21 @@ class Operation(BaseModel):
 
 
 class BatchRequest(BaseModel):
+    """The operations, and a writer's fencing token if it holds a lease (see `Fence`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     operations: list[Operation] = Field(min_length=1, max_length=MAX_OPERATIONS)
+    fence: Fence | None = None
+
+    @model_validator(mode="after")
+    def _fenced_partition(self) -> Self:
+        if self.fence is not None:
+            for index, operation in enumerate(self.operations):
+                if operation.object_identity().get("partition") != self.fence.partition:
+                    raise ValueError(f"operations.{index}: a fenced batch writes only in the fence's partition "
+                                     f"{self.fence.partition!r}")
+        return self
 
 
 class BatchResult(BaseModel):

@@ -52,4 +52,7 @@ class Lease(BaseModel):
     expired: bool
     remaining: float
     version: int
+    token: int = 0
+    """The holder's fencing token: one above every other lease token of the partition when it was last
+    acquired, renewed or released (send it with batches: `Fence`)."""
     data: dict[str, Any]

@@ -264,10 +264,15 @@ class Client:
         """`GET /api/trust`: the device's trust domain, `{"domain_id", "devices": [...]}`."""
         return self.request("GET", "/api/trust")
 
-    def batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+    def batch(self, operations: list[dict[str, Any]], fence: dict[str, Any] | None = None) -> dict[str, Any]:
         """`POST /api/batch`: apply the operations (`{"action", "resource", "partition", "name", "body"}`) in
-        one transaction, all or none; `{"applied", "commit"}`. A failure names its operation in `target`."""
-        return self.request("POST", "/api/batch", json={"operations": operations})
+        one transaction, all or none; `{"applied", "commit"}`. A failure names its operation in `target`.
+        A lease holder passes its `fence` (`{"partition", "token", "holder", "scope"}`): the device refuses
+        the batch with 409 `lease_lost` if a newer token wrote any name of the scope."""
+        body: dict[str, Any] = {"operations": operations}
+        if fence is not None:
+            body["fence"] = fence
+        return self.request("POST", "/api/batch", json=body)
 
     @property
     def leases(self) -> Leases:

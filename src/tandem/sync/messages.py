@@ -11,14 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from tandem.models import CONFIG_RESOURCES, PoolMember
 from tandem.models.conflict import CONFLICTS
+from tandem.models.fence import FENCES
 from tandem.models.lease import LEASES
 from tandem.store import LogRecord, Version
 from tandem.store.digest import BUCKETS
 from tandem.store.records import CheckedVector, Id
 
-REPLICATED_KINDS = frozenset({*(m.kind for m in (*CONFIG_RESOURCES, PoolMember)), LEASES, CONFLICTS})
-"""The kinds of objects that replicate: configuration, and the leases and conflict records kept in its
-partitions."""
+REPLICATED_KINDS = frozenset({*(m.kind for m in (*CONFIG_RESOURCES, PoolMember)), LEASES, CONFLICTS, FENCES})
+"""The kinds of objects that replicate: configuration, and the leases, conflict records and fence records
+kept in its partitions."""
 MAX_RECORD_CHANGES = 100_000
 """Changes a log record may carry in a message (a larger one is sent as a snapshot of its scope)."""
 

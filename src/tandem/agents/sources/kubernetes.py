@@ -1,82 +1,34 @@
-"""The Kubernetes source: Services of type LoadBalancer (or carrying a `tandem.io/` annotation) and the
-ready endpoints of their EndpointSlices, followed by list-then-watch with resource versions.
+"""The Kubernetes source: Services of type LoadBalancer of the agent's class (`Selection`) and the ready
+endpoints of their EndpointSlices, followed by list-then-watch with resource versions.
 
 Each resource is listed once, then watched from the list's resourceVersion (bookmarks keep it fresh);
 a watch that ends is started again from where it was, and only a `410 Gone` (or an error) makes the
 source list again. Nothing is polled.
 
-Annotations: `tandem.io/address` (else `spec.loadBalancerIP`; else an address from the pool of the
-traffic group), `tandem.io/traffic-group`, `tandem.io/monitor` (`tcp` or `http`),
-`tandem.io/monitor-path`, `tandem.io/monitor-interval` (seconds), `tandem.io/lb-method`. A Service
-that cannot be served (an unknown annotation or protocol, a bad value) is reported with an Event and
-skipped; if it was served before, its last good form stays.
+What a Service asks for is `k8s_services`'s to say. A Service that cannot be served (an unknown annotation
+or protocol, a bad value) is reported with an Event and skipped; if it was served before, its last good
+form stays. Nodes are followed too (member mode `nodeport`): a change of a node that does not change what
+`k8s_services` reads of it rebuilds nothing.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
-
 from tandem.agents.metrics import Metrics
 from tandem.agents.service import Service
-from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP
+from tandem.agents.sources.k8s_services import SERVICE_NAME_LABEL, Node, Selection, node_of, service_of
 
 log = logging.getLogger("tandem.agent.kubernetes")
-
-PREFIX = "tandem.io/"
-ANNOTATIONS = {"address", "traffic-group", "monitor", "monitor-path", "monitor-interval", "lb-method"}
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 WATCH_SECONDS = 300
 RETRY = 1.0
-
-
-def _ready(endpoint: dict[str, Any]) -> bool:
-    return (endpoint.get("conditions") or {}).get("ready") is not False
-
-
-def service_of(service: dict[str, Any], slices: list[dict[str, Any]]) -> Service | None:
-    """The service a Kubernetes Service asks for (None: not one for Tandem); ValueError naming what is wrong."""
-    metadata, spec = service.get("metadata") or {}, service.get("spec") or {}
-    annotations = {k.removeprefix(PREFIX): v for k, v in (metadata.get("annotations") or {}).items()
-                   if k.startswith(PREFIX)}
-    if spec.get("type") != "LoadBalancer" and not annotations:
-        return None
-    unknown = sorted(set(annotations) - ANNOTATIONS)
-    if unknown:
-        raise ValueError(f"unknown annotation {PREFIX}{unknown[0]}")
-    ports = []
-    for port in spec.get("ports") or []:
-        protocol = port.get("protocol") or "TCP"
-        if protocol != "TCP":
-            raise ValueError(f"port {port.get('port')}: protocol {protocol} is not served (TCP only)")
-        members = {(address, slice_port["port"])
-                   for item in slices for slice_port in item.get("ports") or []
-                   if (slice_port.get("name") or "") == (port.get("name") or "") and slice_port.get("port")
-                   for endpoint in item.get("endpoints") or [] if _ready(endpoint)
-                   for address in endpoint.get("addresses") or []}
-        ports.append({"port": port.get("port"), "members": [{"address": a, "port": p} for a, p in sorted(members)]})
-    monitor = None
-    if "monitor" in annotations:
-        monitor = {"type": annotations["monitor"]}
-        if "monitor-path" in annotations:
-            monitor["path"] = annotations["monitor-path"]
-        if "monitor-interval" in annotations:
-            monitor["interval"] = annotations["monitor-interval"]
-    try:
-        return Service.model_validate({
-            "key": f"{metadata.get('namespace')}/{metadata.get('name')}",
-            "address": annotations.get("address") or spec.get("loadBalancerIP") or None,
-            "traffic_group": annotations.get("traffic-group", DEFAULT_TRAFFIC_GROUP), "ports": ports,
-            "monitor": monitor, "lb_method": annotations.get("lb-method", DEFAULT_LB_METHOD)})
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"{where}: {first['msg']}") from None
+EVENTS_REMEMBERED = 4096
+"""Events counted up when they happen again (the least recent forgotten first), as client-go's recorder."""
 
 
 class KubernetesSource:
@@ -84,21 +36,27 @@ class KubernetesSource:
 
     kind = "kubernetes"
 
-    def __init__(self, api_client: Any, metrics: Metrics) -> None:
+    def __init__(self, api_client: Any, metrics: Metrics, selection: Selection = Selection(),
+                 member_mode: str = "endpoints") -> None:
         from kubernetes.client import CoreV1Api, DiscoveryV1Api
 
+        self._selection = selection
+        self._member_mode = member_mode
         self._client = api_client
         self._core = CoreV1Api(api_client)
         self._discovery = DiscoveryV1Api(api_client)
         self._metrics = metrics
         self._lock = threading.Lock()
         self._raw: dict[str, dict[tuple[str, str], dict[str, Any]]] = {"services": {}, "endpointslices": {}}
+        self._nodes: dict[str, Node] = {}
         self._built: dict[str, Service] = {}
         self._errors: dict[str, str] = {}
         self._changed: set[str] | None = None
         """Keys rebuilt since the agent last asked (None: all of them)."""
         self._stopping = threading.Event()
-        self._failure: BaseException | None = None
+        self._events: dict[tuple[str, str, str, str], tuple[str, int]] = {}
+        """The Events made, by (namespace, Service, reason, message): their names and counts, oldest first."""
+        self._events_lock = threading.Lock()
 
     @property
     def services(self) -> dict[str, Service]:
@@ -131,24 +89,37 @@ class KubernetesSource:
         def notify() -> None:
             loop.call_soon_threadsafe(changed.set)
 
-        follows = [("services", self._core.list_service_for_all_namespaces),
-                   ("endpointslices", self._discovery.list_endpoint_slice_for_all_namespaces)]
-        for resource, call in follows:
-            threading.Thread(target=self._follow, args=(resource, call, notify), name=f"watch-{resource}",
-                             daemon=True).start()
+        selector = self._selection.selector
+        if self._selection.namespaces:
+            follows = [(resource, namespace, functools.partial(call, namespace, **extra))
+                       for namespace in self._selection.namespaces
+                       for resource, call, extra in (
+                           ("services", self._core.list_namespaced_service, {"label_selector": selector}),
+                           ("endpointslices", self._discovery.list_namespaced_endpoint_slice, {}))]
+        else:
+            follows = [("services", None, functools.partial(self._core.list_service_for_all_namespaces,
+                                                            label_selector=selector)),
+                       ("endpointslices", None, self._discovery.list_endpoint_slice_for_all_namespaces)]
+        follows.append(("nodes", None, self._core.list_node))
+        for resource, namespace, call in follows:
+            threading.Thread(target=self._follow, args=(resource, namespace, call, notify),
+                             name=f"watch-{resource}-{namespace or 'all'}", daemon=True).start()
         try:
             await asyncio.Event().wait()  # the watches run in their threads until the agent stops
         finally:
             self._stopping.set()
 
-    def _follow(self, resource: str, call: Callable[..., Any], notify: Callable[[], None]) -> None:
+    def _follow(self, resource: str, namespace: str | None, call: Callable[..., Any],
+                notify: Callable[[], None]) -> None:
+        """List then watch `resource` (in `namespace`, or all) until the agent stops."""
         from kubernetes import watch
         from kubernetes.client import ApiException
 
         while not self._stopping.is_set():
             try:
                 listing = call()
-                self._replace(resource, [self._client.sanitize_for_serialization(i) for i in listing.items])
+                self._replace(resource, namespace,
+                              [self._client.sanitize_for_serialization(i) for i in listing.items])
                 notify()
                 version = listing.metadata.resource_version
                 while not self._stopping.is_set():
@@ -172,13 +143,29 @@ class KubernetesSource:
                 log.warning("watching %s failed (%s): listing again", resource, error)
                 time.sleep(RETRY)
 
-    def _replace(self, resource: str, items: list[dict[str, Any]]) -> None:
+    def _replace(self, resource: str, namespace: str | None, items: list[dict[str, Any]]) -> None:
+        """A new listing of `resource` in `namespace` (None: all of them) replaces what was known there."""
         with self._lock:
-            self._raw[resource] = {_name(i): i for i in items}
+            if resource == "nodes":
+                nodes = {node.name: node for node in map(node_of, items)}
+                if nodes != self._nodes:
+                    self._nodes = nodes
+                    self._rebuild(None)
+                return
+            kept = {} if namespace is None else {k: v for k, v in self._raw[resource].items() if k[0] != namespace}
+            self._raw[resource] = kept | {_name(i): i for i in items}
             self._rebuild(None)
 
     def _apply(self, resource: str, kind: str, item: dict[str, Any]) -> None:
         with self._lock:
+            if resource == "nodes":
+                node = node_of(item)
+                if kind == "DELETED" and self._nodes.pop(node.name, None) is not None:
+                    self._rebuild(None)
+                elif kind != "DELETED" and self._nodes.get(node.name) != node:
+                    self._nodes[node.name] = node
+                    self._rebuild(None)
+                return
             if kind == "DELETED":
                 self._raw[resource].pop(_name(item), None)
             else:
@@ -195,6 +182,7 @@ class KubernetesSource:
             if name and (only is None or only == (namespace, name)):
                 slices.setdefault((namespace, name), []).append(item)
         names = [only] if only is not None else list(self._raw["services"])
+        nodes = list(self._nodes.values())
         if only is None:
             self._built, self._errors, self._changed = {}, {}, None
         elif self._changed is not None:
@@ -207,7 +195,7 @@ class KubernetesSource:
                 self._errors.pop(key, None)
                 continue
             try:
-                service = service_of(raw, slices.get(where, []))
+                service = service_of(raw, slices.get(where, []), self._selection, nodes, self._member_mode)
             except ValueError as error:
                 self._errors[key] = str(error)  # its last good form, if any, stays in _built
                 continue
@@ -232,12 +220,36 @@ class KubernetesSource:
                 self._core.patch_namespaced_service_status(
                     name, namespace, {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
                 return
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self._core.create_namespaced_event(namespace, {
-                "metadata": {"generateName": f"{name}.", "namespace": namespace},
-                "involvedObject": {"kind": "Service", "namespace": namespace, "name": name, "apiVersion": "v1"},
-                "reason": "TandemNotServed", "message": problem or "not served", "type": "Warning",
-                "source": {"component": "tandem-agent"}, "firstTimestamp": now, "lastTimestamp": now, "count": 1})
+            self._warn(namespace, name, "TandemNotServed", problem or "not served")
+
+    def _warn(self, namespace: str, name: str, reason: str, message: str) -> None:
+        """A Warning Event on a Service; the same one again (same object, reason and message) counts up the
+        Event already made (`count`, `lastTimestamp`), as Kubernetes' own event recorder does."""
+        from kubernetes.client import ApiException
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        key = (namespace, name, reason, message)
+        with self._events_lock:
+            seen = self._events.pop(key, None)
+        if seen is not None:
+            event, count = seen
+            try:
+                self._core.patch_namespaced_event(event, namespace, {"count": count + 1, "lastTimestamp": now})
+                with self._events_lock:
+                    self._events[key] = (event, count + 1)
+                return
+            except ApiException as error:
+                if error.status != 404:  # gone (Events expire): make it anew
+                    raise
+        created = self._core.create_namespaced_event(namespace, {
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {"kind": "Service", "namespace": namespace, "name": name, "apiVersion": "v1"},
+            "reason": reason, "message": message, "type": "Warning", "source": {"component": "tandem-agent"},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1})
+        with self._events_lock:
+            self._events[key] = (created.metadata.name, 1)
+            while len(self._events) > EVENTS_REMEMBERED:
+                self._events.pop(next(iter(self._events)))
 
 
 def _name(item: dict[str, Any]) -> tuple[str, str]:
