@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.informer import SharedInformer
 
-from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_service
+from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_node, make_service
 from waiting import wait_until
 
 SERVICE_NAME = "kubernetes.io/service-name"
@@ -358,3 +359,21 @@ def test_client_informer_relists_after_410(fake: FakeKubernetes, core: client.Co
         assert fake.count("list", "services") == 2
     finally:
         informer.stop()
+
+
+def test_nodes_are_cluster_scoped(fake: FakeKubernetes, core: client.CoreV1Api) -> None:
+    fake.apply("nodes", make_node("node-1", "192.0.2.1"))
+    created = core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="node-2")))
+    assert created.metadata.namespace is None
+    listing = core.list_node()
+    assert [n.metadata.name for n in listing.items] == ["node-1", "node-2"]
+    assert listing.items[0].status.addresses[0].address == "192.0.2.1"
+    stream = watch.Watch().stream(core.list_node, resource_version=listing.metadata.resource_version,
+                                  timeout_seconds=2)
+    fake.apply("nodes", make_node("node-1", "192.0.2.1", ready=False))
+    event = next(stream)
+    assert event["type"] == "MODIFIED" and event["object"].status.conditions[0].status == "False"
+    assert fake.get("nodes", "", "node-2") is not None
+    namespaced = httpx.get(f"{fake.url}/api/v1/namespaces/default/nodes",
+                           headers={"Authorization": f"Bearer {fake.token}"})
+    assert namespaced.status_code == 404
