@@ -5,7 +5,10 @@ Supported (plain HTTP/1.1 on 127.0.0.1, JSON only, every request needs ``Authori
 * Resources, namespaced (any namespace name is accepted; Namespace objects do not exist): core/v1
   ``services`` (with the ``status`` subresource), discovery.k8s.io/v1 ``endpointslices``, coordination.k8s.io/v1
   ``leases``, core/v1 ``events`` and events.k8s.io/v1 ``events`` (a separate store: not converted to core/v1);
-  cluster-scoped: core/v1 ``nodes`` (with ``status``; control API namespace ``""``).
+  cluster-scoped: core/v1 ``nodes`` (with ``status``; control API namespace ``""``). Stored and served, never
+  acted on (what ``deploy/kubernetes/`` applies): namespaces, serviceaccounts, secrets (``stringData`` is kept
+  as it came, not turned into ``data``), roles, rolebindings, clusterroles, clusterrolebindings, deployments,
+  ingressclasses, gatewayclasses.
 * Verbs: list (all namespaces and per namespace), watch, get, create (POST), replace (PUT), patch, delete.
   PATCH takes JSON merge patch, strategic merge patch (applied as a JSON merge patch: lists are replaced, never
   merged by key; ``$patch`` directives are not understood) and JSON patch (ops add/remove/replace/test).
@@ -91,6 +94,19 @@ RESOURCES = (
     Resource("events", "events", "Event", "v1"),
     Resource("events.events.k8s.io", "events", "Event", "events.k8s.io/v1"),
     Resource("nodes", "nodes", "Node", "v1", status=True, namespaced=False),
+    # kept, never acted on: what deploy/kubernetes/ applies
+    Resource("namespaces", "namespaces", "Namespace", "v1", namespaced=False),
+    Resource("serviceaccounts", "serviceaccounts", "ServiceAccount", "v1"),
+    Resource("secrets", "secrets", "Secret", "v1"),
+    Resource("roles", "roles", "Role", "rbac.authorization.k8s.io/v1"),
+    Resource("rolebindings", "rolebindings", "RoleBinding", "rbac.authorization.k8s.io/v1"),
+    Resource("clusterroles", "clusterroles", "ClusterRole", "rbac.authorization.k8s.io/v1", namespaced=False),
+    Resource("clusterrolebindings", "clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io/v1",
+             namespaced=False),
+    Resource("deployments", "deployments", "Deployment", "apps/v1", status=True, generation=True),
+    Resource("ingressclasses", "ingressclasses", "IngressClass", "networking.k8s.io/v1", namespaced=False),
+    Resource("gatewayclasses", "gatewayclasses", "GatewayClass", "gateway.networking.k8s.io/v1", status=True,
+             generation=True, namespaced=False),
 )
 _ROUTE = re.compile(r"(/api/v1|/apis/[^/]+/[^/]+)(?:/namespaces/([^/]+))?/([^/]+)(?:/([^/]+))?(?:/([^/]+))?")
 _LABEL = re.compile(r"\s*(!?)\s*([\w./-]+)\s*(?:(!=|==|=)\s*([\w.-]*))?\s*")
