@@ -34,6 +34,9 @@ def closed_port() -> int:
     ({"--selector": "app in (web)"}, "--selector 'app in (web)': label requirements"),
     ({"--namespace": "Team_A"}, "--namespace 'Team_A': a namespace name"),
     ({"--load-balancer-class": "two words"}, "--load-balancer-class 'two words': a qualified name"),
+    ({"--lease-store": "kubernetes"}, "--lease-store 'kubernetes': kubernetes (source kubernetes only)"),
+    ({"--lease-store": "etcd"}, "--lease-store etcd goes with --etcd-endpoint"),
+    ({"--etcd-endpoint": "http://127.0.0.1:2379"}, "--lease-store etcd goes with --etcd-endpoint"),
 ])
 def test_bad_options_are_refused(tmp_path: Path, closed_port: int, overrides: dict, says: str) -> None:
     code, stderr = agent(*base(tmp_path, closed_port, **overrides))

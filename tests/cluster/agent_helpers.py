@@ -2,10 +2,12 @@
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from devices import free_port
 from waiting import wait_until
 
 PARTITION = "apps"
+WRITE = re.compile(r"^(\S+ \S+) tandem\.agent INFO instance (\S+) wrote \d+ objects of services (.*)$")
+"""An agent's log line saying what it wrote."""
 ENVIRONMENT = "test"
 TG = "traffic-group-1"
 AGENT_USER, AGENT_PASSWORD = "agent", "agent-password"
@@ -99,3 +103,29 @@ def wait_virtuals(cluster: Cluster, names: set[str], timeout: float = 20.0) -> N
         wait_until(lambda node=node: set(agent_objects(node, "virtuals")) == names, timeout,
                    f"virtual servers {sorted(names)} on {node.name}",
                    detail=lambda node=node: sorted(agent_objects(node, "virtuals")))
+
+
+def writers(agents: list[AgentProcess]) -> dict[str, list[tuple[datetime, str]]]:
+    """From the agents' logs: every write of every service, as (when, instance), in time order."""
+    out: dict[str, list[tuple[datetime, str]]] = {}
+    for agent in agents:
+        for line in agent.log_path.read_text(errors="replace").splitlines():
+            match = WRITE.match(line)
+            if match:
+                when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
+                for key in match[3].split():
+                    out.setdefault(key, []).append((when, match[2]))
+    return {key: sorted(writes) for key, writes in out.items()}
+
+
+def assert_one_writer_at_a_time(agents: list[AgentProcess]) -> None:
+    """An agent instance never writes a service again once another instance wrote it after it."""
+    for key, writes in writers(agents).items():
+        finished: set[str] = set()
+        current = None
+        for _, instance in writes:
+            if instance != current:
+                assert instance not in finished, f"{key}: {instance} wrote again after another agent: {writes}"
+                if current is not None:
+                    finished.add(current)
+                current = instance

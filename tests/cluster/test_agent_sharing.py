@@ -4,13 +4,11 @@ host id is refused; no service ever has two writers; a paused agent's write that
 its work over is refused (fencing); the agent moves to the other device when its device dies."""
 
 import os
-import re
 import signal
 import time
-from datetime import datetime
 from pathlib import Path
 
-from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
+from agent_helpers import AgentProcess, address_pool, agent_objects, assert_one_writer_at_a_time, wait_virtuals
 from cluster_helpers import Cluster, check
 from cutproxy import CutProxy
 
@@ -19,7 +17,6 @@ from waiting import wait_until
 
 SERVICES = 30
 LEASE_TTL = 2.0
-WRITE = re.compile(r"^(\S+ \S+) tandem\.agent INFO instance (\S+) wrote \d+ objects of services (.*)$")
 
 
 def publish(kube: FakeKubernetes, count: int, members: int = 1) -> None:
@@ -45,32 +42,6 @@ def owned(kube: FakeKubernetes) -> dict[str, int]:
 
     return {host: json.loads(lease["metadata"]["annotations"]["tandem.io/agent"]).get("owned", 0)
             for host, lease in leases(kube).items()}
-
-
-def writers(agents: list[AgentProcess]) -> dict[str, list[tuple[datetime, str]]]:
-    """From the agents' logs: every write of every service, as (when, instance), in time order."""
-    out: dict[str, list[tuple[datetime, str]]] = {}
-    for agent in agents:
-        for line in agent.log_path.read_text(errors="replace").splitlines():
-            match = WRITE.match(line)
-            if match:
-                when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f")
-                for key in match[3].split():
-                    out.setdefault(key, []).append((when, match[2]))
-    return {key: sorted(writes) for key, writes in out.items()}
-
-
-def assert_one_writer_at_a_time(agents: list[AgentProcess]) -> None:
-    """An agent instance never writes a service again once another instance wrote it after it."""
-    for key, writes in writers(agents).items():
-        finished: set[str] = set()
-        current = None
-        for _, instance in writes:
-            if instance != current:
-                assert instance not in finished, f"{key}: {instance} wrote again after another agent: {writes}"
-                if current is not None:
-                    finished.add(current)
-                current = instance
 
 
 def test_three_agents_share_take_over_rebalance_and_refuse_a_duplicate(lab: Cluster, kube: FakeKubernetes,

@@ -111,6 +111,13 @@ def agent_run(
         "--namespace", show_default=False, help="Only Services of this namespace; repeat (default: all).")] = None,
     selector: Annotated[str, typer.Option(
         "--selector", show_default=False, help="Only Services matching this label selector (a=b,c!=d).")] = "",
+    lease_store: Annotated[str | None, typer.Option(
+        "--lease-store", show_default=False,
+        help="kubernetes (Lease objects; the default of source kubernetes), etcd (--etcd-endpoint; "
+        "linearizable, for several file agents) or device (the device group; the default of source file).")
+    ] = None,
+    etcd_endpoint: Annotated[list[str] | None, typer.Option(
+        "--etcd-endpoint", show_default=False, help="An etcd client URL (http://HOST:2379); repeat.")] = None,
     member_mode: Annotated[str, typer.Option(
         "--member-mode", help="endpoints (pod addresses, reachable from the devices) or nodeport (every ready "
         "node at the NodePort); a Service's tandem.io/member-mode overrides it.")] = "endpoints",
@@ -128,6 +135,12 @@ def agent_run(
     _label(host_id, "--host-id")
     if source not in ("kubernetes", "file"):
         raise CliError(f"--source {source!r}: kubernetes or file", target="--source")
+    store = lease_store or ("kubernetes" if source == "kubernetes" else "device")
+    if store not in LEASE_STORES or (store == "kubernetes" and source != "kubernetes"):
+        raise CliError(f"--lease-store {store!r}: kubernetes (source kubernetes only), etcd or device",
+                       target="--lease-store")
+    if (store == "etcd") != bool(etcd_endpoint):
+        raise CliError("--lease-store etcd goes with --etcd-endpoint (and only it)", target="--etcd-endpoint")
     if member_mode not in MEMBER_MODES:
         raise CliError(f"--member-mode {member_mode!r}: {' or '.join(MEMBER_MODES)}", target="--member-mode")
     if source == "file" and (path is None or not path.is_dir()):
@@ -144,6 +157,8 @@ def agent_run(
     metrics = Metrics()
     agent_source, leases = _source_and_leases(source, path, kubeconfig, lease_namespace, devices, partition,
                                               environment, selection, member_mode, metrics)
+    if store != ("kubernetes" if source == "kubernetes" else "device"):
+        leases = _leases(store, etcd_endpoint or [], devices, partition)
     agent = Agent(Options(environment, host_id, partition, lease_ttl), agent_source, leases, devices,
                   Addresses(pools, environment), metrics)
     if listen:
@@ -158,6 +173,17 @@ def agent_run(
     finally:
         metrics.close()
         devices.close()
+
+
+LEASE_STORES = ("kubernetes", "etcd", "device")
+
+
+def _leases(store: str, etcd_endpoints: list[str], devices: Any, partition: str) -> Any:
+    """A lease store other than the source's own: etcd, or the device group's."""
+    from tandem.agents.etcd_leases import EtcdLeases
+    from tandem.agents.leases import DeviceLeases
+
+    return EtcdLeases(etcd_endpoints) if store == "etcd" else DeviceLeases(devices, partition)
 
 
 def _source_and_leases(source: str, path: Path | None, kubeconfig: Path | None, lease_namespace: str,
