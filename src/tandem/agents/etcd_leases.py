@@ -108,6 +108,3 @@ class EtcdLeases:
             out.append(Lease(name, value.get("holder", ""), remaining < 0, value.get("data") or {},
                              max(0.0, remaining)))
         return out
-
-    async def close(self) -> None:
-        await self._client.aclose()
