@@ -79,12 +79,15 @@ class FailoverService:
         self._config = None
         self.config_changed()
 
-    def _handle(self, message: ipc.Message) -> None:
+    async def _handle(self, message: ipc.Message) -> None:
+        """The failover process's reports, in order: a transition is in the journal before the state
+        that follows it is shown (a reader never sees a state whose event is missing)."""
         if message["type"] == "state":
             self._report, self._report_at = FailoverReport.load(message["report"]), time.monotonic()
         elif message["type"] == "event":
-            self._store.add_event(message["traffic_group"], message["from_state"], message["to_state"],
-                                  message["reason"], message["at"])
+            await asyncio.wrap_future(self._store.add_event(
+                message["traffic_group"], message["from_state"], message["to_state"], message["reason"],
+                message["at"]))
 
     # -- the configuration it works from -------------------------------------------------------------
 

@@ -648,9 +648,9 @@ class Store(Reader):
     # -- failover events (local to this device) -------------------------------------------------
 
     def add_event(self, traffic_group: str, from_state: str, to_state: str, reason: str,
-                  at: float | None = None) -> None:
-        """Record a failover transition (queued to the writer)."""
-        self._queue(self.db_execute, "INSERT INTO events (at, traffic_group, from_state, to_state, reason)"
+                  at: float | None = None) -> concurrent.futures.Future:
+        """Record a failover transition on the writer; the future is done once it is."""
+        return self.submit(self.db_execute, "INSERT INTO events (at, traffic_group, from_state, to_state, reason)"
                     " VALUES (?, ?, ?, ?, ?)", (at or time.time(), traffic_group, from_state, to_state, reason))
 
     def events(self, limit: int, traffic_group: str | None = None) -> list[FailoverEvent]:
