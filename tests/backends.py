@@ -64,3 +64,20 @@ def fake_device(handler: type[http.server.BaseHTTPRequestHandler], directory: Pa
     tls.load_cert_chain(identity.cert_path, identity.key_path)
     with http_server(handler, tls) as url:
         yield url
+
+
+def named_http(name: str) -> type[http.server.BaseHTTPRequestHandler]:
+    """A handler answering every GET with `name` (and the path asked for, after a space)."""
+
+    class Named(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"{name} {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Named

@@ -3,13 +3,23 @@ client), with real devices: services reach both devices, traffic follows endpoin
 are written back, bad Services are skipped, the agent watches instead of polling, and it serves only the
 Services of its class, namespaces and labels (another controller's are left as they are)."""
 
+import subprocess
 from pathlib import Path
 
 from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
 from cluster_helpers import Cluster
 
-from backends import Backend, ask
-from k8s.fakeapi import FakeKubernetes, make_endpoint_slice, make_node, make_service
+from backends import Backend, ask, http_server, named_http
+from k8s.fakeapi import (
+    FakeKubernetes,
+    make_endpoint_slice,
+    make_ingress,
+    make_ingress_class,
+    make_node,
+    make_service,
+    make_tls_secret,
+)
+from pki import TestCA
 from waiting import wait_until
 
 
@@ -206,3 +216,87 @@ def test_nodeport_mode_serves_when_the_pod_network_is_unreachable(lab: Cluster, 
         agent.stop()
         one.shutdown()
         two.shutdown()
+
+
+def curl(url: str, host: str, port: int, address: str, ca: Path | None = None) -> str:
+    """What curl gets for `url` with `host:port` resolved to `address` ("" if it failed or was not 2xx)."""
+    args = ["curl", "-sf", "--max-time", "2", "--resolve", f"{host}:{port}:{address}", url]
+    if ca is not None:
+        args += ["--cacert", str(ca)]
+    done = subprocess.run(args, capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def ingress_status(kube: FakeKubernetes, name: str, namespace: str = "default") -> str | None:
+    entries = (((kube.get("ingresses", namespace, name) or {}).get("status") or {}).get("loadBalancer") or {}).get(
+        "ingress") or []
+    return entries[0]["ip"] if entries else None
+
+
+def backend_service(kube: FakeKubernetes, name: str, url: str) -> None:
+    """A ClusterIP Service `name` (port 80, `http`) whose one endpoint is the HTTP server at `url`."""
+    kube.apply("services", make_service(name, ports=[{"name": "http", "port": 80}], service_type="ClusterIP"))
+    kube.apply("endpointslices", make_endpoint_slice(name, ["127.0.0.1"], ports=[{
+        "name": "http", "port": int(url.rpartition(":")[2]), "protocol": "TCP"}]))
+
+
+def test_an_ingress_with_two_hosts_and_tls_answers_curl(lab: Cluster, kube: FakeKubernetes, tmp_path: Path) -> None:
+    ca = TestCA()
+    (tmp_path / "ca.pem").write_text(ca.pem)
+    shop_cert, blog_cert = ca.issue("shop.example.com", "shop.example.com"), ca.issue("blog.example.com",
+                                                                                      "blog.example.com")
+    pool, _ = address_pool()
+    agent = AgentProcess(lab, "node-i", tmp_path, kubernetes_args(kube, tmp_path), pool).start()
+    ports = {"tandem.io/http-port": "18180", "tandem.io/https-port": "18543"}
+    with http_server(named_http("shop")) as shop, http_server(named_http("blog")) as blog, \
+            http_server(named_http("v2")) as v2:
+        try:
+            kube.apply("ingressclasses", make_ingress_class("tandem"))
+            kube.apply("ingressclasses", make_ingress_class("nginx", "k8s.io/ingress-nginx"))
+            for name, url in (("shop", shop), ("blog", blog), ("v2", v2)):
+                backend_service(kube, name, url)
+            kube.apply("secrets", make_tls_secret("shop-tls", shop_cert.chain, shop_cert.key))
+            kube.apply("secrets", make_tls_secret("blog-tls", blog_cert.chain, blog_cert.key))
+            kube.apply("ingresses", make_ingress("site", [("shop.example.com", "/", "shop", 80),
+                                                          ("blog.example.com", "/", "blog", "http")],
+                                                 tls=[(["shop.example.com"], "shop-tls"),
+                                                      (["blog.example.com"], "blog-tls")], annotations=ports))
+            kube.apply("ingresses", make_ingress("theirs", [("x.example.com", "/", "shop", 80)],
+                                                 ingress_class="nginx", annotations={"tandem.io/colour": "red"}))
+            wait_virtuals(lab, {"ingress_default_site-18180", "ingress_default_site-18543"})
+            address = wait_until(lambda: ingress_status(kube, "site"), 10, "the Ingress's status.loadBalancer")
+            ca_file = tmp_path / "ca.pem"
+            for host, name in (("shop.example.com", "shop"), ("blog.example.com", "blog")):
+                wait_until(lambda host=host, name=name: curl(f"https://{host}:18543/cart", host, 18543, address,
+                                                             ca_file) == f"{name} /cart", 15, f"https to {host}")
+                assert curl(f"http://{host}:18180/", host, 18180, address) == f"{name} /"
+            assert curl("http://other.example.com:18180/", "other.example.com", 18180, address) == ""  # 404
+
+            # a new rule: traffic follows; the other class's Ingress is untouched, its status too
+            kube.apply("ingresses", make_ingress("site", [("shop.example.com", "/", "shop", 80),
+                                                          ("shop.example.com", "/v2", "v2", 80),
+                                                          ("blog.example.com", "/", "blog", "http")],
+                                                 tls=[(["shop.example.com"], "shop-tls"),
+                                                      (["blog.example.com"], "blog-tls")], annotations=ports))
+            host = "shop.example.com"
+            wait_until(lambda: curl(f"https://{host}:18543/v2/x", host, 18543, address, ca_file) == "v2 /v2/x", 10,
+                       "the new path served")
+            assert curl(f"https://{host}:18543/v2x", host, 18543, address, ca_file) == "shop /v2x"  # element-wise
+            assert ingress_status(kube, "theirs") is None
+            assert not [e for e in kube.events() if e["involvedObject"]["name"] == "theirs"]
+
+            # a renewed certificate replaces the old one; a bad Secret is an Event, the site stays served
+            renewed = ca.issue("shop.example.com", "shop.example.com")
+            kube.apply("secrets", make_tls_secret("shop-tls", renewed.chain, renewed.key))
+            wait_until(lambda: renewed.fingerprint in {c["fingerprint"] for c in agent_objects(
+                lab.nodes[1], "certificates").values()}, 10, "the renewed certificate on the devices")
+            kube.apply("secrets", make_tls_secret("blog-tls", blog_cert.chain, shop_cert.key))
+            wait_until(lambda: any("blog-tls" in e["message"] for e in kube.events()), 10, "an Event on the bad Secret",
+                       detail=kube.events)
+            assert curl(f"https://{host}:18543/", host, 18543, address, ca_file) == "shop /"
+
+            kube.delete("ingresses", "default", "site")
+            wait_virtuals(lab, set())
+            assert not agent_objects(lab.nodes[0], "certificates")
+        finally:
+            agent.stop()

@@ -5,22 +5,24 @@ Supported (plain HTTP/1.1 on 127.0.0.1, JSON only, every request needs ``Authori
 * Resources, namespaced (any namespace name is accepted; Namespace objects do not exist): core/v1
   ``services`` (with the ``status`` subresource), discovery.k8s.io/v1 ``endpointslices``, coordination.k8s.io/v1
   ``leases``, core/v1 ``events`` and events.k8s.io/v1 ``events`` (a separate store: not converted to core/v1);
-  cluster-scoped: core/v1 ``nodes`` (with ``status``; control API namespace ``""``). Stored and served, never
-  acted on (what ``deploy/kubernetes/`` applies): namespaces, serviceaccounts, secrets (``stringData`` is kept
-  as it came, not turned into ``data``), roles, rolebindings, clusterroles, clusterrolebindings, deployments,
-  ingressclasses, gatewayclasses.
+  networking.k8s.io/v1 ``ingresses``, gateway.networking.k8s.io/v1 ``gateways`` and ``httproutes`` (each with
+  ``status``), core/v1 ``secrets`` (``stringData`` is kept as it came, not turned into ``data``); cluster-scoped:
+  core/v1 ``nodes`` (with ``status``; control API namespace ``""``), ``ingressclasses``, ``gatewayclasses`` (with
+  ``status``). Stored and served, never acted on (what ``deploy/kubernetes/`` applies): namespaces,
+  serviceaccounts, roles, rolebindings, clusterroles, clusterrolebindings, deployments.
 * Verbs: list (all namespaces and per namespace), watch, get, create (POST), replace (PUT), patch, delete.
   PATCH takes JSON merge patch, strategic merge patch (applied as a JSON merge patch: lists are replaced, never
   merged by key; ``$patch`` directives are not understood) and JSON patch (ops add/remove/replace/test).
 * Metadata: one global monotonic resourceVersion stamped on every change; uid and creationTimestamp on create;
-  generateName; ``generation`` (services, endpointslices only) bumped when anything outside metadata/status
+  generateName; ``generation`` (services, endpointslices, ingresses, gateways, httproutes, gatewayclasses,
+  deployments) bumped when anything outside metadata/status
   changes. A write that changes nothing is a no-op (no new resourceVersion, no watch event).
 * Optimistic concurrency: a PUT/PATCH whose metadata.resourceVersion, or a DELETE whose
   preconditions.resourceVersion, differs from the stored one gets 409 Conflict. PUT never creates.
 * Services: create clears ``status``; PUT/PATCH of the service keep the stored status; PUT/PATCH of
   ``.../status`` change only ``status``.
 * Selectors (list and watch): labelSelector ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a`` joined by commas;
-  fieldSelector on ``metadata.name`` / ``metadata.namespace`` with ``=``, ``==``, ``!=``.
+  fieldSelector on ``metadata.name`` / ``metadata.namespace`` / ``type`` with ``=``, ``==``, ``!=``.
 * Watch (chunked JSON lines): resourceVersion absent, "" or "0" starts with synthetic ADDED events of the
   current state; any other value replays every change after it from a bounded per-resource history, or sends one
   ERROR event (Status 410 Expired) when that history no longer reaches back so far (history overflow or
@@ -41,6 +43,7 @@ managedFields, dryRun. Established watch streams never expire (a real server may
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
@@ -94,6 +97,13 @@ RESOURCES = (
     Resource("events", "events", "Event", "v1"),
     Resource("events.events.k8s.io", "events", "Event", "events.k8s.io/v1"),
     Resource("nodes", "nodes", "Node", "v1", status=True, namespaced=False),
+    Resource("ingresses", "ingresses", "Ingress", "networking.k8s.io/v1", status=True, generation=True),
+    Resource("ingressclasses", "ingressclasses", "IngressClass", "networking.k8s.io/v1", namespaced=False),
+    Resource("gateways", "gateways", "Gateway", "gateway.networking.k8s.io/v1", status=True, generation=True),
+    Resource("httproutes", "httproutes", "HTTPRoute", "gateway.networking.k8s.io/v1", status=True,
+             generation=True),
+    Resource("gatewayclasses", "gatewayclasses", "GatewayClass", "gateway.networking.k8s.io/v1", status=True,
+             generation=True, namespaced=False),
     # kept, never acted on: what deploy/kubernetes/ applies
     Resource("namespaces", "namespaces", "Namespace", "v1", namespaced=False),
     Resource("serviceaccounts", "serviceaccounts", "ServiceAccount", "v1"),
@@ -104,13 +114,10 @@ RESOURCES = (
     Resource("clusterrolebindings", "clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io/v1",
              namespaced=False),
     Resource("deployments", "deployments", "Deployment", "apps/v1", status=True, generation=True),
-    Resource("ingressclasses", "ingressclasses", "IngressClass", "networking.k8s.io/v1", namespaced=False),
-    Resource("gatewayclasses", "gatewayclasses", "GatewayClass", "gateway.networking.k8s.io/v1", status=True,
-             generation=True, namespaced=False),
 )
 _ROUTE = re.compile(r"(/api/v1|/apis/[^/]+/[^/]+)(?:/namespaces/([^/]+))?/([^/]+)(?:/([^/]+))?(?:/([^/]+))?")
 _LABEL = re.compile(r"\s*(!?)\s*([\w./-]+)\s*(?:(!=|==|=)\s*([\w.-]*))?\s*")
-_FIELD = re.compile(r"\s*(metadata\.name|metadata\.namespace)\s*(!=|==|=)\s*([\w.-]*)\s*")
+_FIELD = re.compile(r"\s*(metadata\.name|metadata\.namespace|type)\s*(!=|==|=)\s*([\w./-]*)\s*")
 
 
 class ApiError(Exception):
@@ -182,7 +189,7 @@ class _Filter:
             m = _FIELD.fullmatch(term)
             if not m:
                 raise ApiError(400, "BadRequest", f"field label not supported: {term!r}")
-            self.fields.append((m[1].split(".")[1], m[2], m[3]))
+            self.fields.append((m[1], m[2], m[3]))
 
     def __call__(self, obj: Obj) -> bool:
         meta = obj["metadata"]
@@ -194,7 +201,12 @@ class _Filter:
                 return False
             if (op in ("=", "==") and have.get(key) != value) or (op == "!=" and have.get(key) == value):
                 return False
-        return all((meta.get(key) == value) == (op != "!=") for key, op, value in self.fields)
+        return all((_field(obj, key) == value) == (op != "!=") for key, op, value in self.fields)
+
+
+def _field(obj: Obj, path: str) -> Any:
+    """A field selector's field: ``metadata.name``, ``metadata.namespace``, ``type`` (of Secrets)."""
+    return obj["metadata"].get(path.split(".")[1]) if path.startswith("metadata.") else obj.get(path)
 
 
 @dataclass
@@ -687,3 +699,40 @@ def make_node(name: str, address: str, *, ready: bool = True, labels: dict[str, 
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}},
             "status": {"addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def make_ingress(name: str, rules: list[tuple[str | None, str, str, int | str]], namespace: str = "default", *,
+                 ingress_class: str | None = "tandem", tls: list[tuple[list[str], str]] | None = None,
+                 default_backend: tuple[str, int] | None = None, annotations: dict[str, str] | None = None,
+                 path_type: str = "Prefix") -> Obj:
+    """An Ingress dict: each rule is (host or None, path, Service name, Service port number or name); ``tls`` is
+    (hosts, Secret name) entries."""
+    by_host: dict[str | None, Objs] = {}
+    for host, path, service, port in rules:
+        port_ref = {"number": port} if isinstance(port, int) else {"name": port}
+        by_host.setdefault(host, []).append({"path": path, "pathType": path_type,
+                                             "backend": {"service": {"name": service, "port": port_ref}}})
+    spec: Obj = {"rules": [({"host": host} if host else {}) | {"http": {"paths": paths}}
+                           for host, paths in by_host.items()]}
+    if ingress_class:
+        spec["ingressClassName"] = ingress_class
+    if tls:
+        spec["tls"] = [{"hosts": hosts, "secretName": secret} for hosts, secret in tls]
+    if default_backend:
+        spec["defaultBackend"] = {"service": {"name": default_backend[0], "port": {"number": default_backend[1]}}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "spec": spec,
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}}}
+
+
+def make_ingress_class(name: str = "tandem", controller: str = "tandem.io/ingress-controller",
+                       default: bool = False) -> Obj:
+    annotations = {"ingressclass.kubernetes.io/is-default-class": "true"} if default else {}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "spec": {"controller": controller},
+            "metadata": {"name": name, "annotations": annotations}}
+
+
+def make_tls_secret(name: str, chain: str, key: str, namespace: str = "default") -> Obj:
+    """A ``kubernetes.io/tls`` Secret holding a PEM chain and key (base64 in ``data``, as the API serves it)."""
+    data = {"tls.crt": base64.b64encode(chain.encode()).decode(), "tls.key": base64.b64encode(key.encode()).decode()}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "data": data,
+            "metadata": {"name": name, "namespace": namespace}}

@@ -17,8 +17,12 @@ CLUSTER_RIGHTS = {
     ("", "services/status", "patch"),
     ("discovery.k8s.io", "endpointslices", "list"), ("discovery.k8s.io", "endpointslices", "watch"),
     ("", "events", "create"), ("", "events", "patch"),
+    ("networking.k8s.io", "ingresses", "list"), ("networking.k8s.io", "ingresses", "watch"),
+    ("networking.k8s.io", "ingressclasses", "list"), ("networking.k8s.io", "ingressclasses", "watch"),
+    ("networking.k8s.io", "ingresses/status", "patch"), ("", "secrets", "list"), ("", "secrets", "watch"),
 }
-"""What the Kubernetes source calls, cluster-wide (and nothing else: no Secrets, no writes to Services)."""
+"""What the Kubernetes source calls, cluster-wide (and nothing else: no reading one Secret by name, no writes to
+Services or Ingresses beyond their status)."""
 LEASE_RIGHTS = {("coordination.k8s.io", "leases", verb) for verb in ("get", "list", "create", "update", "delete")}
 
 

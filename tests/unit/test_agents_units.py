@@ -141,13 +141,41 @@ def test_an_address_pool_is_given_out_once_and_only_by_the_agent_it_belongs_to()
     state = PartitionState("apps", "prod")
     state.load({})
     addresses.begin()
-    given = [addresses.resolve(service(f"shop/s{i}"), state, lambda a: True)[0] for i in range(4)]
+    given = [addresses.resolve(service(f"shop/s{i}"), state, lambda a: True, unshared)[0] for i in range(4)]
     assert sorted(given) == pool, "four services, four different addresses"
-    assert addresses.resolve(service("shop/s5"), state, lambda a: True) == (
+    assert addresses.resolve(service("shop/s5"), state, lambda a: True, unshared) == (
         None, "the address pool of traffic group traffic-group-1 is exhausted")
     addresses.begin()
-    mine = addresses.resolve(service("shop/s6"), state, lambda a: a == "10.9.0.3")
+    mine = addresses.resolve(service("shop/s6"), state, lambda a: a == "10.9.0.3", unshared)
     assert mine == ("10.9.0.3", None)
+
+
+def unshared(key: str) -> None:
+    return None
+
+
+def test_services_of_one_sharing_key_share_an_address_on_different_ports() -> None:
+    _, pool = parse_pool("traffic-group-1=10.9.0.1-10.9.0.8")
+    addresses, state = Addresses({"traffic-group-1": pool}, "prod"), PartitionState("apps", "prod")
+    state.load({})
+    dns_tcp, dns_other = shared("dns/tcp", 53, "dns"), shared("dns/other", 53, "dns")
+    web = shared("web/front", 80, "dns")
+    sharing = {s.key: s.sharing_key for s in (dns_tcp, dns_other, web)}
+    assert dns_tcp.owner_key == web.owner_key == "share/dns"
+    for first in (dns_tcp, web):  # written in one reconcile, or the first already in the partition
+        addresses.begin()
+        address, problem = addresses.resolve(first, state, lambda a: True, sharing.get)
+        assert problem is None
+        state.applied(state.plan(first.key, objects(first, address, "apps", "prod"))[0])
+    assert state.address_of("dns/tcp") == state.address_of("web/front")
+    addresses.begin()
+    assert "port 53" in addresses.resolve(dns_other, state, lambda a: True, sharing.get)[1]
+    alone = service("shop/alone").model_copy(update={"address": state.address_of("dns/tcp")})
+    assert "taken" in addresses.resolve(alone, state, lambda a: True, sharing.get)[1]
+
+
+def shared(key: str, port: int, sharing_key: str) -> Service:
+    return Service.model_validate({"key": key, "sharing_key": sharing_key, "ports": [{"port": port}]})
 
 
 def test_rendezvous_moves_only_the_share_of_the_agent_that_left() -> None:
@@ -158,3 +186,17 @@ def test_rendezvous_moves_only_the_share_of_the_agent_that_left() -> None:
     assert moved and all(before[k] == "b" for k in moved)
     assert 60 < sum(1 for k in keys if before[k] == "b") < 140
     assert owner("shop/s1", []) is None
+
+
+def test_an_ipv6_service_takes_an_ipv6_address_of_a_dual_stack_pool() -> None:
+    _, v4 = parse_pool("traffic-group-1=10.9.0.1-10.9.0.2")
+    _, v6 = parse_pool("traffic-group-1=2001:db8::1-2001:db8::2")
+    addresses, state = Addresses({"traffic-group-1": v4 + v6}, "prod"), PartitionState("apps", "prod")
+    state.load({})
+    addresses.begin()
+    six = service_of(k8s_service([{"port": 80}], ipFamilies=["IPv6", "IPv4"], ipFamilyPolicy="RequireDualStack"), [])
+    four = service_of(k8s_service([{"port": 80}], ipFamilies=["IPv4"]), [])
+    assert six is not None and four is not None and six.ip_family == 6
+    assert "IPv6 only" in six.warnings[0][1]
+    assert addresses.resolve(six, state, lambda a: True, unshared)[0] in v6
+    assert addresses.resolve(four, state, lambda a: True, unshared)[0] in v4

@@ -42,30 +42,68 @@ class Addresses:
         self._environment = environment
         self._given: set[str] = set()
         """Addresses given out in this reconcile, not yet written."""
+        self._shared: dict[str, str] | None = None
+        """The address of each sharing key, in the partition or given out in this reconcile."""
 
     def begin(self) -> None:
         """A new reconcile: what was given out is in the partition now, or was not written."""
-        self._given = set()
+        self._given, self._shared = set(), None
 
-    def resolve(self, service: Service, state: PartitionState, mine: Callable[[str], bool]) -> tuple[str | None,
-                                                                                                    str | None]:
-        """The service's address, or why it has none. `mine(address)`: whether this agent may give it out."""
-        destinations = state.destinations()
+    def resolve(self, service: Service, state: PartitionState, mine: Callable[[str], bool],
+                sharing_of: Callable[[str], str | None]) -> tuple[str | None, str | None]:
+        """The service's address, or why it has none. `mine(address)`: whether this agent may give it out;
+        `sharing_of(key)`: the sharing key of another service of the source (services of one sharing key
+        share an address on different ports, and are all written by the same agent)."""
         if service.address is not None:
-            for (address, _), other in destinations.items():
-                if address == service.address and owner_of(other, self._environment) != service.key:
-                    return None, f"address {address} is taken by virtual server {other.name}"
-            return service.address, None
-        current = state.address_of(service.key)
+            problem = self._clash(service, service.address, state, sharing_of)
+            return (None, problem) if problem else (service.address, None)
         pool = self._pools.get(service.traffic_group)
-        if current is not None and pool and current in pool:
-            return current, None
+        current = state.address_of(service.key)
+        if current is None and service.sharing_key is not None:
+            current = self._shared_addresses(state, sharing_of).get(service.sharing_key)
+        if current is not None and pool and current in pool and service.ip_family in (None, _family(current)):
+            problem = self._clash(service, current, state, sharing_of)
+            return (None, problem) if problem else (current, None)
         if not pool:
             return None, f"no address asked for and no address pool for traffic group {service.traffic_group}"
-        used = {address for address, _ in destinations} | self._given
-        start = int.from_bytes(hashlib.blake2b(service.key.encode(), digest_size=4).digest()) % len(pool)
+        families = (service.ip_family,) if service.ip_family else (4, 6)
+        start = int.from_bytes(hashlib.blake2b(service.owner_key.encode(), digest_size=4).digest()) % len(pool)
         for address in pool[start:] + pool[:start]:
-            if address not in used and mine(address):
+            if (not state.at(address) and address not in self._given and _family(address) in families
+                    and mine(address)):
                 self._given.add(address)
+                if service.sharing_key is not None:
+                    self._shared_addresses(state, sharing_of)[service.sharing_key] = address
                 return address, None
-        return None, f"the address pool of traffic group {service.traffic_group} is exhausted"
+        family = f" of IPv{service.ip_family} addresses" if service.ip_family else ""
+        return None, f"the address pool of traffic group {service.traffic_group} is exhausted{family}"
+
+    def _clash(self, service: Service, address: str, state: PartitionState,
+               sharing_of: Callable[[str], str | None]) -> str | None:
+        """Why `service` cannot have `address` (None: it can): another's virtual server is there, and is not
+        of the same sharing key on another port."""
+        ports = {port.port for port in service.ports}
+        for port, other in state.at(address).items():
+            owner = owner_of(other, self._environment)
+            if owner == service.key:
+                continue
+            if service.sharing_key is None or owner is None or sharing_of(owner) != service.sharing_key:
+                return f"address {address} is taken by virtual server {other.name}"
+            if port in ports:
+                return (f"port {port} of address {address} is taken by virtual server {other.name} (sharing key "
+                        f"{service.sharing_key})")
+        return None
+
+    def _shared_addresses(self, state: PartitionState, sharing_of: Callable[[str], str | None]) -> dict[str, str]:
+        if self._shared is None:
+            self._shared = {}
+            for key in state.owned():
+                sharing = sharing_of(key)
+                address = state.address_of(key) if sharing else None
+                if sharing and address:
+                    self._shared.setdefault(sharing, address)
+        return self._shared
+
+
+def _family(address: str) -> int:
+    return 6 if ":" in address else 4

@@ -4,7 +4,7 @@ device and kept up to date with what the agent writes; read again after a move o
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tandem.agents.objects import ORDER, ConfigObject, ObjectKey, comparable, owner_of
+from tandem.agents.objects import ORDER, ConfigObject, ObjectKey, comparable, owner_of, stored_form
 from tandem.models import VirtualServer
 from tandem.sdk import Client
 from tandem.sdk.paging import records
@@ -28,7 +28,9 @@ class Operation:
     def json(self) -> dict[str, Any]:
         """The operation as `POST /api/batch` takes it."""
         operation = {"action": self.action, "resource": self.resource, "partition": self.partition, "name": self.name}
-        return operation | ({"body": self.body.model_dump()} if self.body is not None else {})
+        if self.body is None:
+            return operation
+        return operation | {"body": self.body.model_dump(exclude=set(type(self.body).model_computed_fields))}
 
 
 def read_partition(client: Client, partition: str) -> dict[ObjectKey, ConfigObject]:
@@ -46,11 +48,12 @@ class PartitionState:
         self.objects: dict[ObjectKey, ConfigObject] = {}
         self._owned: dict[str, set[ObjectKey]] = {}
         self._destinations: dict[tuple[str, int], VirtualServer] = {}
+        self._at: dict[str, dict[int, VirtualServer]] = {}
         self.stale = True
 
     def load(self, objects: dict[ObjectKey, ConfigObject]) -> None:
         """Take what the device holds now."""
-        self.objects, self._owned, self._destinations = {}, {}, {}
+        self.objects, self._owned, self._destinations, self._at = {}, {}, {}, {}
         for object_key, obj in objects.items():
             self._put(object_key, obj)
         self.stale = False
@@ -63,6 +66,7 @@ class PartitionState:
             self._owned.setdefault(key, set()).add(object_key)
         if isinstance(obj, VirtualServer):
             self._destinations[(obj.address, obj.port)] = obj
+            self._at.setdefault(obj.address, {})[obj.port] = obj
 
     def _drop(self, object_key: ObjectKey) -> None:
         obj = self.objects.pop(object_key, None)
@@ -75,6 +79,9 @@ class PartitionState:
                 del self._owned[key]
         if isinstance(obj, VirtualServer) and self._destinations.get((obj.address, obj.port)) is obj:
             del self._destinations[(obj.address, obj.port)]
+            del self._at[obj.address][obj.port]
+            if not self._at[obj.address]:
+                del self._at[obj.address]
 
     def owned(self) -> set[str]:
         """The services that have objects of this environment's agents."""
@@ -83,6 +90,10 @@ class PartitionState:
     def destinations(self) -> dict[tuple[str, int], VirtualServer]:
         """Every virtual server of the partition by its address and port."""
         return self._destinations
+
+    def at(self, address: str) -> dict[int, VirtualServer]:
+        """The virtual servers at `address`, by port."""
+        return self._at.get(address, {})
 
     def address_of(self, key: str) -> str | None:
         """The address the service's virtual servers have now, if it has any."""
@@ -99,7 +110,8 @@ class PartitionState:
         for object_key in wanted.keys() - have.keys():
             if object_key in self.objects:
                 return [], f"{object_key[0]} {object_key[1]} exists in {self.partition} and is not the agent's"
-        upserts = [self._operation("replace", k, obj) for k, obj in wanted.items() if have.get(k) != obj]
+        upserts = [self._operation("replace", k, obj) for k, obj in wanted.items()
+                   if have.get(k) != stored_form(obj)]
         deletes = [self._operation("delete", k) for k in have.keys() - wanted.keys()]
         upserts.sort(key=lambda op: ORDER.index(op.resource))
         deletes.sort(key=lambda op: -ORDER.index(op.resource))
@@ -115,7 +127,7 @@ class PartitionState:
             if operation.body is None:  # a delete
                 self._drop(operation.key)
             else:
-                self._put(operation.key, operation.body)
+                self._put(operation.key, stored_form(operation.body))
 
 
 def ordered(operations: list[Operation]) -> list[Operation]:

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -32,7 +33,7 @@ from tandem.agents.leases import AgentStatus, LeaseStore, agent_lease, leader_le
 from tandem.agents.metrics import Metrics
 from tandem.agents.objects import ConfigObject, ObjectKey, objects
 from tandem.agents.partition import Operation, PartitionState, ordered, read_partition
-from tandem.agents.service import Service
+from tandem.agents.service import Report, Service
 from tandem.sdk import TandemError
 
 log = logging.getLogger("tandem.agent")
@@ -67,7 +68,7 @@ class Source(Protocol):
 
     async def run(self, changed: asyncio.Event) -> None: ...
 
-    async def report(self, key: str, address: str | None, problem: str | None) -> None: ...
+    async def report(self, key: str, report: Report) -> None: ...
 
     def take_changed(self) -> set[str] | None:
         """The keys of the services changed since the last call (None: any may have)."""
@@ -124,7 +125,7 @@ class Agent:
         self.state = PartitionState(self.options.partition, self.options.environment)
         self.changed = asyncio.Event()
         self._built: dict[str, _Built] = {}
-        self._reported: dict[str, tuple[str | None, str | None]] = {}
+        self._reported: dict[str, Report] = {}
         self._moves_seen = -1
         self._owned = 0
         self._writing = asyncio.Lock()
@@ -135,7 +136,7 @@ class Agent:
         self._views_read = False
         """Whether the others' views were read since the lease was last lost (nothing is written until then)."""
         self._report_queue: asyncio.Queue[str] = asyncio.Queue()
-        self._to_report: dict[str, tuple[str | None, str | None]] = {}
+        self._to_report: dict[str, Report] = {}
         self.metrics.healthy = self.holds_lease
 
     # -- leases ------------------------------------------------------------------------------------
@@ -305,14 +306,20 @@ class Agent:
             self._moves_seen, full = moves, True
         self._views = views
         full = full or changed is None
-        keys = self.mine(set(services))
+        owners = {key: service.owner_key for key, service in services.items()}
+        mine = self.mine(set(owners.values()))
+        keys = {key for key, owned_by in owners.items() if owned_by in mine}
         considered = keys if full or changed is None else keys & changed
         self.addresses.begin()
         self._owned = len(keys)
         self.metrics.services_owned.set(len(keys))
         plans: dict[str, list[Operation]] = {}
+        def sharing_of(key: str) -> str | None:
+            other = services.get(key)
+            return other.sharing_key if other else None
+
         for key in sorted(considered):
-            self._note(key, self._plan(services[key], plans))
+            self._note(key, self._plan(services[key], plans, sharing_of))
         for key in set(self.problems) - keys:
             del self.problems[key]
         if self.leader:
@@ -327,13 +334,16 @@ class Agent:
         self.last_reconcile = time.time()
         for key in considered:
             built = self._built.get(key)
-            self._report(key, built.address if built else None, self.problems.get(key))
+            self._report(key, Report(built.address if built else None, self.problems.get(key),
+                                     services[key].warnings))
         for key, error in self.source.errors.items():
             if (full or changed is None or key in changed) and key in self.mine({key}):
-                self._report(key, None, error)
+                self._report(key, Report(None, error))
 
-    def _plan(self, service: Service, plans: dict[str, list[Operation]]) -> str | None:
-        address, problem = self.addresses.resolve(service, self.state, lambda a: bool(self.mine({f"address/{a}"})))
+    def _plan(self, service: Service, plans: dict[str, list[Operation]],
+              sharing_of: Callable[[str], str | None]) -> str | None:
+        address, problem = self.addresses.resolve(service, self.state, lambda a: bool(self.mine({f"address/{a}"})),
+                                                  sharing_of)
         if address is None:
             return problem
         built = self._built.get(service.key)
@@ -414,21 +424,21 @@ class Agent:
         self.metrics.objects_written.inc(len(operations))
         log.info("instance %s wrote %d objects of services %s", self.instance, len(operations), " ".join(sorted(keys)))
 
-    def _report(self, key: str, address: str | None, problem: str | None) -> None:
+    def _report(self, key: str, report: Report) -> None:
         """Have the source told (once per change, by the reporters, off the reconcile's path) the address a
-        service got, or why it has none."""
-        if self._reported.get(key) == (address, problem):
+        service got, or why it has none, and its warnings."""
+        if self._reported.get(key) == report:
             return
-        self._reported[key] = (address, problem)
+        self._reported[key] = report
         if key not in self._to_report:
             self._report_queue.put_nowait(key)
-        self._to_report[key] = (address, problem)
+        self._to_report[key] = report
 
     async def _reporting(self) -> None:
         while True:
             key = await self._report_queue.get()
-            address, problem = self._to_report.pop(key)
+            report = self._to_report.pop(key)
             try:
-                await self.source.report(key, address, problem)
+                await self.source.report(key, report)
             except Exception as error:  # reporting is best effort: the service is served either way
                 log.warning("cannot report on %s: %s", key, error)

@@ -22,7 +22,7 @@ import watchfiles
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tandem.agents.service import Member, Service, ServicePort
+from tandem.agents.service import Member, Report, Service, ServicePort
 from tandem.models.fields import IPAddress, Name, Port, parse_host_port
 from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP, MonitorSettings
 
@@ -153,7 +153,7 @@ class FileSource:
                     self._read(file)
             changed.set()
 
-    async def report(self, key: str, address: str | None, problem: str | None) -> None:
+    async def report(self, key: str, report: Report) -> None:
         """Files have nowhere to write back: problems go to the log and to the agent's status."""
-        if problem:
-            log.warning("%r: %r", key, problem)
+        if report.problem:
+            log.warning("%r: %r", key, report.problem)

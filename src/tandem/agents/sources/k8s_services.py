@@ -13,7 +13,7 @@ from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP
 
 PREFIX = "tandem.io/"
 ANNOTATIONS = {"address", "traffic-group", "monitor", "monitor-path", "monitor-interval", "lb-method",
-               "member-mode"}
+               "member-mode", "sharing-key"}
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MEMBER_MODES = ("endpoints", "nodeport")
 """Members are the ready endpoints (pod addresses: the devices must reach the pod network), or every ready
@@ -31,6 +31,7 @@ NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _REQUIREMENT = rf"(!?{_KEY}|{_KEY}\s*(==|=|!=)\s*([A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?)?)"
 SELECTOR = re.compile(rf"^\s*{_REQUIREMENT}\s*(,\s*{_REQUIREMENT}\s*)*$")
 """An equality-based label selector, as the API server takes it."""
+_REQUIREMENT_PARTS = re.compile(r"\s*(!?[^\s!=]+)\s*(?:(==|=|!=)\s*(\S*))?\s*")
 DEFAULT_CLASS = "tandem.io/lb"
 """The `spec.loadBalancerClass` of the Services an agent serves unless told another."""
 
@@ -57,10 +58,22 @@ class Selection:
             raise ValueError(f"--selector {self.selector!r}: label requirements joined by commas "
                              "(key=value, key!=value, key, !key)")
 
+    def labelled(self, item: dict[str, Any]) -> bool:
+        """Whether an object's labels match the selector (the namespaces are chosen by the watches)."""
+        labels = (item.get("metadata") or {}).get("labels") or {}
+        for requirement in filter(None, (r.strip() for r in self.selector.split(","))):
+            key, operator, value = _REQUIREMENT_PARTS.fullmatch(requirement).groups()  # type: ignore[union-attr]
+            if operator is None:
+                if (key.startswith("!")) == (key.lstrip("!") in labels):
+                    return False
+            elif (labels.get(key) == value) != (operator != "!="):
+                return False
+        return True
+
     def claims(self, service: dict[str, Any]) -> bool:
-        """Whether the Service is this agent's to serve (the namespace and labels are chosen by the watch)."""
+        """Whether the Service is this agent's to serve (the namespaces are chosen by the watches)."""
         spec = service.get("spec") or {}
-        if spec.get("type") != "LoadBalancer":
+        if spec.get("type") != "LoadBalancer" or not self.labelled(service):
             return False
         claimed = spec.get("loadBalancerClass")
         return claimed == self.load_balancer_class if claimed else self.default_class
@@ -109,6 +122,32 @@ def _node_members(port: dict[str, Any], spec: dict[str, Any], slices: list[dict[
     return {(node.address, node_port) for node in usable if node.address is not None}
 
 
+def tandem_annotations(metadata: dict[str, Any], known: set[str]) -> dict[str, str]:
+    """An object's `tandem.io/` annotations without the prefix; ValueError naming one not in `known`."""
+    annotations = {k.removeprefix(PREFIX): v for k, v in (metadata.get("annotations") or {}).items()
+                   if k.startswith(PREFIX)}
+    unknown = sorted(set(annotations) - known)
+    if unknown:
+        raise ValueError(f"unknown annotation {PREFIX}{unknown[0]}")
+    return annotations
+
+
+def chosen_member_mode(annotations: dict[str, str], member_mode: str) -> str:
+    """The member mode an object's annotation asks for, else the agent's."""
+    mode = annotations.get("member-mode", member_mode)
+    if mode not in MEMBER_MODES:
+        raise ValueError(f"{PREFIX}member-mode {mode!r}: {' or '.join(MEMBER_MODES)}")
+    return mode
+
+
+def port_members(service: dict[str, Any], port: dict[str, Any], slices: list[dict[str, Any]], nodes: list[Node],
+                 mode: str) -> set[tuple[str, int]]:
+    """The members of one of a Service's ports in member mode `mode` (ValueError if it cannot have any)."""
+    if mode == "endpoints":
+        return _endpoint_members(port, slices)
+    return _node_members(port, service.get("spec") or {}, slices, nodes)
+
+
 def service_of(service: dict[str, Any], slices: list[dict[str, Any]], selection: Selection = Selection(),
                nodes: list[Node] | None = None, member_mode: str = "endpoints") -> Service | None:
     """The service a Kubernetes Service asks for (None: not one of `selection`'s), its members by the
@@ -116,21 +155,14 @@ def service_of(service: dict[str, Any], slices: list[dict[str, Any]], selection:
     if not selection.claims(service):
         return None
     metadata, spec = service.get("metadata") or {}, service.get("spec") or {}
-    annotations = {k.removeprefix(PREFIX): v for k, v in (metadata.get("annotations") or {}).items()
-                   if k.startswith(PREFIX)}
-    unknown = sorted(set(annotations) - ANNOTATIONS)
-    if unknown:
-        raise ValueError(f"unknown annotation {PREFIX}{unknown[0]}")
-    mode = annotations.get("member-mode", member_mode)
-    if mode not in MEMBER_MODES:
-        raise ValueError(f"{PREFIX}member-mode {mode!r}: {' or '.join(MEMBER_MODES)}")
+    annotations = tandem_annotations(metadata, ANNOTATIONS)
+    mode = chosen_member_mode(annotations, member_mode)
     ports = []
     for port in spec.get("ports") or []:
         protocol = port.get("protocol") or "TCP"
         if protocol != "TCP":
             raise ValueError(f"port {port.get('port')}: protocol {protocol} is not served (TCP only)")
-        members = _endpoint_members(port, slices) if mode == "endpoints" else _node_members(
-            port, spec, slices, nodes or [])
+        members = port_members(service, port, slices, nodes or [], mode)
         ports.append({"port": port.get("port"), "members": [{"address": a, "port": p} for a, p in sorted(members)]})
     monitor = None
     if "monitor" in annotations:
@@ -139,10 +171,17 @@ def service_of(service: dict[str, Any], slices: list[dict[str, Any]], selection:
             monitor["path"] = annotations["monitor-path"]
         if "monitor-interval" in annotations:
             monitor["interval"] = annotations["monitor-interval"]
+    families = spec.get("ipFamilies") or []
+    warnings = []
+    if len(families) > 1 and spec.get("ipFamilyPolicy") == "RequireDualStack":
+        warnings.append((f"{metadata.get('namespace')}/{metadata.get('name')}",
+                         f"served on {families[0]} only: one address per Service"))
     try:
         return Service.model_validate({
             "key": f"{metadata.get('namespace')}/{metadata.get('name')}",
             "address": annotations.get("address") or spec.get("loadBalancerIP") or None,
+            "sharing_key": annotations.get("sharing-key"), "warnings": tuple(warnings),
+            "ip_family": {"IPv4": 4, "IPv6": 6}.get(families[0]) if families else None,
             "traffic_group": annotations.get("traffic-group", DEFAULT_TRAFFIC_GROUP), "ports": ports,
             "monitor": monitor, "lb_method": annotations.get("lb-method", DEFAULT_LB_METHOD)})
     except ValidationError as error:

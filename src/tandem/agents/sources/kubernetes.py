@@ -21,7 +21,19 @@ from collections.abc import Callable
 from typing import Any
 
 from tandem.agents.metrics import Metrics
-from tandem.agents.service import Service
+from tandem.agents.service import Report, Service, TlsPair
+from tandem.agents.sources.k8s_ingress import (
+    INGRESS_PREFIX,
+    TLS_SECRET,
+    ClusterView,
+    ObjectName,
+    claims,
+    group_key,
+    ingress_service,
+    references,
+    tandem_classes,
+    tls_pair,
+)
 from tandem.agents.sources.k8s_services import SERVICE_NAME_LABEL, Node, Selection, node_of, service_of
 
 log = logging.getLogger("tandem.agent.kubernetes")
@@ -38,24 +50,36 @@ class KubernetesSource:
 
     def __init__(self, api_client: Any, metrics: Metrics, selection: Selection = Selection(),
                  member_mode: str = "endpoints") -> None:
-        from kubernetes.client import CoreV1Api, DiscoveryV1Api
+        from kubernetes.client import CoreV1Api, DiscoveryV1Api, NetworkingV1Api
 
         self._selection = selection
         self._member_mode = member_mode
         self._client = api_client
         self._core = CoreV1Api(api_client)
         self._discovery = DiscoveryV1Api(api_client)
+        self._networking = NetworkingV1Api(api_client)
         self._metrics = metrics
         self._lock = threading.Lock()
-        self._raw: dict[str, dict[tuple[str, str], dict[str, Any]]] = {"services": {}, "endpointslices": {}}
+        self._raw: dict[str, dict[ObjectName, dict[str, Any]]] = {
+            "services": {}, "endpointslices": {}, "ingresses": {}, "ingressclasses": {}}
+        self._slices: dict[ObjectName, dict[ObjectName, dict[str, Any]]] = {}
+        """EndpointSlices by their Service."""
+        self._secrets: dict[ObjectName, TlsPair | str] = {}
+        """TLS Secrets, checked."""
         self._nodes: dict[str, Node] = {}
+        self._classes: tuple[frozenset[str], bool] = (frozenset(), False)
+        self._groups: dict[str, set[ObjectName]] = {}
+        """The Ingresses of each ingress service (those of Tandem's classes)."""
+        self._group_of: dict[ObjectName, str] = {}
+        self._referring: dict[tuple[str, str, str], set[ObjectName]] = {}
+        """The Ingresses referring to each Service and Secret: (resource, namespace, name) -> Ingresses."""
         self._built: dict[str, Service] = {}
         self._errors: dict[str, str] = {}
         self._changed: set[str] | None = None
         """Keys rebuilt since the agent last asked (None: all of them)."""
         self._stopping = threading.Event()
-        self._events: dict[tuple[str, str, str, str], tuple[str, int]] = {}
-        """The Events made, by (namespace, Service, reason, message): their names and counts, oldest first."""
+        self._events: dict[tuple[str, str, str, str, str], tuple[str, int]] = {}
+        """The Events made, by (kind, namespace, name, reason, message): their names and counts, oldest first."""
         self._events_lock = threading.Lock()
 
     @property
@@ -64,20 +88,20 @@ class KubernetesSource:
             return dict(self._built)
 
     def take_changed(self) -> set[str] | None:
-        """The keys of the Services changed since the last call (None: any may have, after a list)."""
+        """The keys of the services changed since the last call (None: any may have, after a list)."""
         with self._lock:
             changed, self._changed = self._changed, set()
             return changed
 
     @property
     def errors(self) -> dict[str, str]:
-        """Why Services are not served as they are now, by key."""
+        """Why services are not served as they are now, by key."""
         with self._lock:
             return dict(self._errors)
 
     @property
     def present(self) -> set[str]:
-        """Every Service for Tandem in the cluster (those with a problem too: their objects stay)."""
+        """Every service for Tandem in the cluster (those with a problem too: their objects stay)."""
         with self._lock:
             return set(self._built) | set(self._errors)
 
@@ -89,18 +113,22 @@ class KubernetesSource:
         def notify() -> None:
             loop.call_soon_threadsafe(changed.set)
 
-        selector = self._selection.selector
+        core, discovery, networking = self._core, self._discovery, self._networking
+        tls = {"field_selector": f"type={TLS_SECRET}"}
+        per_namespace = (("services", core.list_namespaced_service, core.list_service_for_all_namespaces, {}),
+                         ("endpointslices", discovery.list_namespaced_endpoint_slice,
+                          discovery.list_endpoint_slice_for_all_namespaces, {}),
+                         ("ingresses", networking.list_namespaced_ingress,
+                          networking.list_ingress_for_all_namespaces, {}),
+                         ("secrets", core.list_namespaced_secret, core.list_secret_for_all_namespaces, tls))
         if self._selection.namespaces:
-            follows = [(resource, namespace, functools.partial(call, namespace, **extra))
+            follows = [(resource, namespace, functools.partial(namespaced, namespace, **extra))
                        for namespace in self._selection.namespaces
-                       for resource, call, extra in (
-                           ("services", self._core.list_namespaced_service, {"label_selector": selector}),
-                           ("endpointslices", self._discovery.list_namespaced_endpoint_slice, {}))]
+                       for resource, namespaced, _, extra in per_namespace]
         else:
-            follows = [("services", None, functools.partial(self._core.list_service_for_all_namespaces,
-                                                            label_selector=selector)),
-                       ("endpointslices", None, self._discovery.list_endpoint_slice_for_all_namespaces)]
-        follows.append(("nodes", None, self._core.list_node))
+            follows = [(resource, None, functools.partial(everywhere, **extra))
+                       for resource, _, everywhere, extra in per_namespace]
+        follows += [("nodes", None, core.list_node), ("ingressclasses", None, networking.list_ingress_class)]
         for resource, namespace, call in follows:
             threading.Thread(target=self._follow, args=(resource, namespace, call, notify),
                              name=f"watch-{resource}-{namespace or 'all'}", daemon=True).start()
@@ -152,8 +180,10 @@ class KubernetesSource:
                     self._nodes = nodes
                     self._rebuild(None)
                 return
-            kept = {} if namespace is None else {k: v for k, v in self._raw[resource].items() if k[0] != namespace}
-            self._raw[resource] = kept | {_name(i): i for i in items}
+            for name in [name for name in self._known(resource) if namespace is None or name[0] == namespace]:
+                self._forget(resource, name)
+            for item in items:
+                self._store(resource, item)
             self._rebuild(None)
 
     def _apply(self, resource: str, kind: str, item: dict[str, Any]) -> None:
@@ -166,36 +196,99 @@ class KubernetesSource:
                     self._nodes[node.name] = node
                     self._rebuild(None)
                 return
+            name = _name(item)
+            affected = self._affected(resource, name)  # what refers to it as it was
             if kind == "DELETED":
-                self._raw[resource].pop(_name(item), None)
+                self._forget(resource, name)
             else:
-                self._raw[resource][_name(item)] = item
-            service = (item.get("metadata") or {}).get("labels", {}).get(SERVICE_NAME_LABEL) \
-                if resource == "endpointslices" else (item.get("metadata") or {}).get("name")
-            self._rebuild((item.get("metadata", {}).get("namespace"), service))
+                self._store(resource, item)
+            if resource == "ingressclasses":
+                self._rebuild(None)
+                return
+            self._rebuild(affected | self._affected(resource, name))  # and as it is
 
-    def _rebuild(self, only: tuple[str, str] | None) -> None:
-        """Build the services again (all of them, or the one `only` names); under the lock."""
-        slices: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for (namespace, _), item in self._raw["endpointslices"].items():
-            name = ((item.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
-            if name and (only is None or only == (namespace, name)):
-                slices.setdefault((namespace, name), []).append(item)
-        names = [only] if only is not None else list(self._raw["services"])
-        nodes = list(self._nodes.values())
+    # -- what is known (under the lock) ----------------------------------------------------------------
+
+    def _known(self, resource: str) -> list[ObjectName]:
+        return list(self._secrets if resource == "secrets" else self._raw[resource])
+
+    def _store(self, resource: str, item: dict[str, Any]) -> None:
+        name = _name(item)
+        self._forget(resource, name)
+        if resource == "secrets":
+            self._secrets[name] = tls_pair(item)
+            return
+        self._raw[resource][name] = item
+        if resource == "endpointslices":
+            self._slices.setdefault((name[0], _service_of_slice(item)), {})[name] = item
+        elif resource == "ingresses":
+            self._group(name)
+
+    def _forget(self, resource: str, name: ObjectName) -> None:
+        if resource == "secrets":
+            self._secrets.pop(name, None)
+            return
+        item = self._raw[resource].pop(name, None)
+        if item is None:
+            return
+        if resource == "endpointslices":
+            service = (name[0], _service_of_slice(item))
+            self._slices.get(service, {}).pop(name, None)
+            if not self._slices.get(service, True):
+                del self._slices[service]
+        elif resource == "ingresses":
+            self._ungroup(name, item)
+
+    def _group(self, name: ObjectName) -> None:
+        """Put a stored Ingress in its service, if it is of Tandem's classes and selected."""
+        ingress = self._raw["ingresses"][name]
+        if not claims(ingress, *self._classes) or not self._selection.labelled(ingress):
+            return
+        key = self._group_of[name] = group_key(ingress)
+        self._groups.setdefault(key, set()).add(name)
+        for reference in references(ingress):
+            self._referring.setdefault(reference, set()).add(name)
+
+    def _ungroup(self, name: ObjectName, ingress: dict[str, Any]) -> None:
+        key = self._group_of.pop(name, None)
+        if key is None:
+            return
+        self._groups[key].discard(name)
+        if not self._groups[key]:
+            del self._groups[key]
+        for reference in references(ingress):
+            self._referring.get(reference, set()).discard(name)
+
+    def _affected(self, resource: str, name: ObjectName) -> set[str]:
+        """The keys of the services built from an object (as it is known now)."""
+        if resource == "ingresses":
+            return {self._group_of[name]} if name in self._group_of else set()
+        if resource == "endpointslices":
+            item = self._raw["endpointslices"].get(name)
+            if item is None:
+                return set()
+            resource, name = "services", (name[0], _service_of_slice(item))
+        keys = {f"{name[0]}/{name[1]}"} if resource == "services" else set()
+        return keys | {self._group_of[i] for i in self._referring.get((resource, *name), ()) if i in self._group_of}
+
+    # -- building services (under the lock) -------------------------------------------------------------
+
+    def _rebuild(self, only: set[str] | None) -> None:
+        """Build the services again: all of them, or those `only` names."""
         if only is None:
+            self._classes = tandem_classes(self._raw["ingressclasses"].values())
+            self._groups, self._group_of, self._referring = {}, {}, {}
+            for name in self._raw["ingresses"]:
+                self._group(name)
             self._built, self._errors, self._changed = {}, {}, None
+            only = {f"{namespace}/{name}" for namespace, name in self._raw["services"]} | set(self._groups)
         elif self._changed is not None:
-            self._changed.add(f"{only[0]}/{only[1]}")
-        for where in names:
-            key = f"{where[0]}/{where[1]}"
-            raw = self._raw["services"].get(where)
-            if raw is None:
-                self._built.pop(key, None)
-                self._errors.pop(key, None)
-                continue
+            self._changed |= only
+        view = ClusterView(self._raw["services"], self._slices, list(self._nodes.values()), self._secrets,
+                           self._member_mode)
+        for key in only:
             try:
-                service = service_of(raw, slices.get(where, []), self._selection, nodes, self._member_mode)
+                service = self._build(key, view)
             except ValueError as error:
                 self._errors[key] = str(error)  # its last good form, if any, stays in _built
                 continue
@@ -205,30 +298,56 @@ class KubernetesSource:
             else:
                 self._built[key] = service
 
+    def _build(self, key: str, view: ClusterView) -> Service | None:
+        """The service `key` names as the cluster has it now (None: not one for Tandem); ValueError if bad."""
+        if key.startswith(INGRESS_PREFIX):
+            members = self._groups.get(key)
+            return ingress_service(key, [self._raw["ingresses"][name] for name in members], view) if members else None
+        namespace, _, name = key.partition("/")
+        raw = self._raw["services"].get((namespace, name))
+        if raw is None:
+            return None
+        return service_of(raw, list(self._slices.get((namespace, name), {}).values()), self._selection,
+                          view.nodes, self._member_mode)
+
     # -- telling the cluster ---------------------------------------------------------------------------
 
-    async def report(self, key: str, address: str | None, problem: str | None) -> None:
-        """Write the address to the Service's status, or explain with an Event why it is not served."""
-        await asyncio.to_thread(self._report, key, address, problem)
+    async def report(self, key: str, report: Report) -> None:
+        """Write the address to the status of the Service (or of each Ingress of the service), or explain
+        with an Event why it is not served; warnings are Events on the objects they concern."""
+        await asyncio.to_thread(self._report, key, report)
 
-    def _report(self, key: str, address: str | None, problem: str | None) -> None:
+    def _report(self, key: str, report: Report) -> None:
         from kubernetes.client import ApiException
 
-        namespace, _, name = key.partition("/")
-        with contextlib.suppress(ApiException):
-            if address is not None and problem is None:
-                self._core.patch_namespaced_service_status(
-                    name, namespace, {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
-                return
-            self._warn(namespace, name, "TandemNotServed", problem or "not served")
+        kind = "Ingress" if key.startswith(INGRESS_PREFIX) else "Service"
+        if kind == "Ingress":
+            with self._lock:
+                objects = sorted(self._groups.get(key, ()))
+        else:
+            objects = [tuple(key.split("/", 1))]
+        status = {"status": {"loadBalancer": {"ingress": [{"ip": report.address}]}}}
+        for namespace, name in objects:
+            with contextlib.suppress(ApiException):
+                if report.address is not None and report.problem is None:
+                    if kind == "Ingress":
+                        self._networking.patch_namespaced_ingress_status(name, namespace, status)
+                    else:
+                        self._core.patch_namespaced_service_status(name, namespace, status)
+                else:
+                    self._warn(kind, namespace, name, "TandemNotServed", report.problem or "not served")
+        for owner, message in report.warnings:
+            namespace, _, name = owner.partition("/")
+            with contextlib.suppress(ApiException):
+                self._warn(kind, namespace, name, "TandemWarning", message)
 
-    def _warn(self, namespace: str, name: str, reason: str, message: str) -> None:
-        """A Warning Event on a Service; the same one again (same object, reason and message) counts up the
-        Event already made (`count`, `lastTimestamp`), as Kubernetes' own event recorder does."""
+    def _warn(self, kind: str, namespace: str, name: str, reason: str, message: str) -> None:
+        """A Warning Event on a Service or an Ingress; the same one again (same object, reason and message)
+        counts up the Event already made (`count`, `lastTimestamp`), as Kubernetes' own event recorder does."""
         from kubernetes.client import ApiException
 
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        key = (namespace, name, reason, message)
+        key = (kind, namespace, name, reason, message)
         with self._events_lock:
             seen = self._events.pop(key, None)
         if seen is not None:
@@ -241,9 +360,10 @@ class KubernetesSource:
             except ApiException as error:
                 if error.status != 404:  # gone (Events expire): make it anew
                     raise
+        api_version = "networking.k8s.io/v1" if kind == "Ingress" else "v1"
         created = self._core.create_namespaced_event(namespace, {
             "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": {"kind": "Service", "namespace": namespace, "name": name, "apiVersion": "v1"},
+            "involvedObject": {"kind": kind, "namespace": namespace, "name": name, "apiVersion": api_version},
             "reason": reason, "message": message, "type": "Warning", "source": {"component": "tandem-agent"},
             "firstTimestamp": now, "lastTimestamp": now, "count": 1})
         with self._events_lock:
@@ -252,6 +372,10 @@ class KubernetesSource:
                 self._events.pop(next(iter(self._events)))
 
 
-def _name(item: dict[str, Any]) -> tuple[str, str]:
+def _name(item: dict[str, Any]) -> ObjectName:
     metadata = item.get("metadata") or {}
     return metadata.get("namespace", ""), metadata.get("name", "")
+
+
+def _service_of_slice(item: dict[str, Any]) -> str:
+    return ((item.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL) or ""
