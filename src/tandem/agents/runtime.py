@@ -335,7 +335,7 @@ class Agent:
         for key in considered:
             built = self._built.get(key)
             self._report(key, Report(built.address if built else None, self.problems.get(key),
-                                     services[key].warnings))
+                                     services[key].warnings, services[key].revision))
         for key, error in self.source.errors.items():
             if (full or changed is None or key in changed) and key in self.mine({key}):
                 self._report(key, Report(None, error))

@@ -102,6 +102,9 @@ class Service(BaseModel):
     monitor: MonitorSettings | None = None
     lb_method: LbMethod = DEFAULT_LB_METHOD
     warnings: tuple[tuple[str, str], ...] = ()
+    revision: str = ""
+    """Changes when what the source has to say about the service (beyond its address, problem and warnings:
+    a Gateway's conditions) changes."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -126,8 +129,9 @@ class Service(BaseModel):
 @dataclass(frozen=True)
 class Report:
     """What the agent tells a source about a service: its address, or why it has none (`problem`), and the
-    service's `warnings`."""
+    service's `warnings`; told again when any of them or the service's `revision` changes."""
 
     address: str | None
     problem: str | None = None
     warnings: tuple[tuple[str, str], ...] = ()
+    revision: str = ""
