@@ -4,6 +4,7 @@ are written back, bad Services are skipped, the agent watches instead of polling
 Services of its class, namespaces and labels (another controller's are left as they are)."""
 
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 from agent_helpers import AgentProcess, address_pool, agent_objects, wait_virtuals
@@ -13,6 +14,9 @@ from backends import Backend, ask, http_server, named_http
 from k8s.fakeapi import (
     FakeKubernetes,
     make_endpoint_slice,
+    make_gateway,
+    make_gateway_class,
+    make_http_route,
     make_ingress,
     make_ingress_class,
     make_node,
@@ -298,5 +302,91 @@ def test_an_ingress_with_two_hosts_and_tls_answers_curl(lab: Cluster, kube: Fake
             kube.delete("ingresses", "default", "site")
             wait_virtuals(lab, set())
             assert not agent_objects(lab.nodes[0], "certificates")
+        finally:
+            agent.stop()
+
+
+def condition(conditions: list[dict], kind: str) -> tuple[str, str] | None:
+    found = next((c for c in conditions or [] if c["type"] == kind), None)
+    return (found["status"], found["reason"]) if found else None
+
+
+def test_a_gateway_with_weighted_backends_a_redirect_and_status(lab: Cluster, kube: FakeKubernetes,
+                                                                tmp_path: Path) -> None:
+    ca = TestCA()
+    (tmp_path / "ca.pem").write_text(ca.pem)
+    issued = ca.issue("shop.example.com", "shop.example.com")
+    pool, _ = address_pool()
+    agent = AgentProcess(lab, "node-g", tmp_path, kubernetes_args(kube, tmp_path), pool).start()
+    other = {"parentRef": {"name": "elsewhere"}, "controllerName": "example.com/other",
+             "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}
+    with http_server(named_http("blue")) as blue, http_server(named_http("green")) as green:
+        try:
+            kube.apply("gatewayclasses", make_gateway_class("tandem"))
+            kube.apply("gatewayclasses", make_gateway_class("theirs", "example.com/other"))
+            backend_service(kube, "blue", blue)
+            backend_service(kube, "green", green)
+            kube.apply("secrets", make_tls_secret("shop-tls", issued.chain, issued.key))
+            kube.apply("gateways", make_gateway("gw", [
+                {"name": "web", "port": 18280, "protocol": "HTTP"},
+                {"name": "tls", "port": 18643, "protocol": "HTTPS", "hostname": "shop.example.com",
+                 "tls": {"certificateRefs": [{"name": "shop-tls"}]}}]))
+            kube.apply("gateways", make_gateway("their-gw", [{"name": "web", "port": 18281, "protocol": "HTTP"}],
+                                                gateway_class="theirs"))
+            route = make_http_route("shop", "gw", [{"backendRefs": [{"name": "blue", "port": 80, "weight": 3},
+                                                                    {"name": "green", "port": 80, "weight": 1}]}],
+                                    hostnames=["shop.example.com"])
+            kube.apply("httproutes", route | {"status": {"parents": [other]}})
+            kube.apply("httproutes", make_http_route("old", "gw", [{"filters": [{"type": "RequestRedirect",
+                "requestRedirect": {"hostname": "shop.example.com", "statusCode": 301}}]}],
+                hostnames=["old.example.com"], section="web"))
+            wait_virtuals(lab, {"gateway_default_gw-18280", "gateway_default_gw-18643"})
+
+            def gateway_status() -> dict:
+                return (kube.get("gateways", "default", "gw") or {}).get("status") or {}
+
+            wait_until(lambda: condition(gateway_status().get("conditions"), "Programmed") == ("True", "Programmed"),
+                       10, "the Gateway programmed", detail=gateway_status)
+            status = gateway_status()
+            address = status["addresses"][0]["value"]
+            assert condition(status["conditions"], "Accepted") == ("True", "Accepted")
+            listeners = {item["name"]: item for item in status["listeners"]}
+            assert listeners["web"]["attachedRoutes"] == 2 and listeners["tls"]["attachedRoutes"] == 1
+            assert condition(listeners["tls"]["conditions"], "ResolvedRefs") == ("True", "ResolvedRefs")
+
+            host = "shop.example.com"
+            wait_until(lambda: curl(f"http://{host}:18280/", host, 18280, address) in ("blue /", "green /"), 10,
+                       "the route served")
+            answers = Counter(curl(f"https://{host}:18643/", host, 18643, address, tmp_path / "ca.pem")
+                              for _ in range(80))
+            assert set(answers) == {"blue /", "green /"} and 2 <= answers["blue /"] / answers["green /"] <= 4.5, answers
+            moved = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                                    "--resolve", f"old.example.com:18280:{address}", "http://old.example.com:18280/x"],
+                                   capture_output=True, text=True).stdout
+            assert moved == "301 http://shop.example.com/", moved
+
+            def parents() -> dict:
+                stored = kube.get("httproutes", "default", "shop") or {}
+                return {p["controllerName"]: p for p in (stored.get("status") or {}).get("parents") or []}
+
+            wait_until(lambda: "tandem.io/gateway-controller" in parents(), 10, "the route's parent status")
+            mine = parents()["tandem.io/gateway-controller"]
+            assert condition(mine["conditions"], "Accepted") == ("True", "Accepted")
+            assert condition(mine["conditions"], "ResolvedRefs") == ("True", "ResolvedRefs")
+            assert parents()["example.com/other"] == other  # another controller's entry is left as it was
+            gateway_class = kube.get("gatewayclasses", "", "tandem") or {}
+            assert condition((gateway_class.get("status") or {}).get("conditions"), "Accepted") == ("True", "Accepted")
+            assert not (kube.get("gatewayclasses", "", "theirs") or {}).get("status")
+            assert not (kube.get("gateways", "default", "their-gw") or {}).get("status")
+
+            # a backend that goes away: ResolvedRefs False on the route, the rest stays served
+            kube.apply("httproutes", make_http_route("shop", "gw", [{"backendRefs": [
+                {"name": "blue", "port": 80}, {"name": "gone", "port": 80}]}], hostnames=["shop.example.com"]))
+            wait_until(lambda: condition(parents()["tandem.io/gateway-controller"]["conditions"], "ResolvedRefs")
+                       == ("False", "BackendNotFound"), 10, "BackendNotFound on the route", detail=parents)
+            wait_until(lambda: curl(f"http://{host}:18280/", host, 18280, address) == "blue /", 10, "blue alone")
+
+            kube.delete("gateways", "default", "gw")
+            wait_virtuals(lab, set())
         finally:
             agent.stop()

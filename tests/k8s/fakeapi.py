@@ -736,3 +736,28 @@ def make_tls_secret(name: str, chain: str, key: str, namespace: str = "default")
     data = {"tls.crt": base64.b64encode(chain.encode()).decode(), "tls.key": base64.b64encode(key.encode()).decode()}
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "data": data,
             "metadata": {"name": name, "namespace": namespace}}
+
+
+def make_gateway_class(name: str = "tandem", controller: str = "tandem.io/gateway-controller") -> Obj:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": name},
+            "spec": {"controllerName": controller}}
+
+
+def make_gateway(name: str, listeners: list[Obj], namespace: str = "default", *, gateway_class: str = "tandem",
+                 address: str | None = None, annotations: dict[str, str] | None = None) -> Obj:
+    """A Gateway dict; a listener is given whole (``{"name", "port", "protocol", ...}``)."""
+    spec: Obj = {"gatewayClassName": gateway_class, "listeners": listeners}
+    if address:
+        spec["addresses"] = [{"type": "IPAddress", "value": address}]
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "spec": spec,
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}}}
+
+
+def make_http_route(name: str, gateway: str, rules: Objs, namespace: str = "default", *,
+                    hostnames: list[str] | None = None, section: str | None = None) -> Obj:
+    """An HTTPRoute dict attached to ``gateway`` (in its namespace); rules are given whole (``matches``,
+    ``backendRefs``, ``filters``)."""
+    parent: Obj = {"name": gateway} | ({"sectionName": section} if section else {})
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"parentRefs": [parent], "hostnames": hostnames or [], "rules": rules}}

@@ -12,6 +12,7 @@ from k8s.fakeapi import FakeKubernetes
 from tandem.cli.main import app
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+GATEWAY = "gateway.networking.k8s.io"
 CLUSTER_RIGHTS = {
     ("", "services", "list"), ("", "services", "watch"), ("", "nodes", "list"), ("", "nodes", "watch"),
     ("", "services/status", "patch"),
@@ -20,6 +21,10 @@ CLUSTER_RIGHTS = {
     ("networking.k8s.io", "ingresses", "list"), ("networking.k8s.io", "ingresses", "watch"),
     ("networking.k8s.io", "ingressclasses", "list"), ("networking.k8s.io", "ingressclasses", "watch"),
     ("networking.k8s.io", "ingresses/status", "patch"), ("", "secrets", "list"), ("", "secrets", "watch"),
+    *((GATEWAY, resource, verb) for resource in ("gateways", "httproutes", "gatewayclasses")
+      for verb in ("list", "watch")),
+    (GATEWAY, "httproutes", "get"),
+    *((GATEWAY, f"{resource}/status", "patch") for resource in ("gateways", "httproutes", "gatewayclasses")),
 }
 """What the Kubernetes source calls, cluster-wide (and nothing else: no reading one Secret by name, no writes to
 Services or Ingresses beyond their status)."""
