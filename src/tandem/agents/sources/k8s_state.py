@@ -267,11 +267,14 @@ class ClusterState:
             self._from[key] = references
 
 
-def _discard(index: dict[Any, set[Any]], key: Any, value: Any) -> None:
-    """Take `value` out of the set `index[key]`, and the set out of the index once empty."""
+def _discard(index: dict[Any, Any], key: Any, value: Any) -> None:
+    """Take `value` out of `index[key]` (a set, or a dict by key), and that out of the index once empty."""
     values = index.get(key)
     if values is not None:
-        values.discard(value)
+        if isinstance(values, dict):
+            values.pop(value, None)
+        else:
+            values.discard(value)
         if not values:
             del index[key]
 

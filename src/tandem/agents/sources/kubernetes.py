@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from tandem.agents.metrics import Metrics
 from tandem.agents.service import Report, Service
 from tandem.agents.sources.k8s_gateway import GROUP
@@ -117,18 +119,20 @@ class KubernetesSource:
 
         while not self._stopping.is_set():
             try:
-                items, version = self._listing(call())
-                self._state.replace(resource, namespace, items)
+                listing = orjson.loads(call(_preload_content=False).data)
+                version = listing["metadata"]["resourceVersion"]
+                self._state.replace(resource, namespace, listing.get("items") or [])
                 notify()
                 while not self._stopping.is_set():
-                    stream = watch.Watch()
+                    stream = watch.Watch(return_type="object")  # the objects as JSON gives them: no models
                     for event in stream.stream(call, resource_version=version, allow_watch_bookmarks=True,
                                                timeout_seconds=WATCH_SECONDS):
-                        if event["type"] != "BOOKMARK":
-                            self._state.apply(resource, event["type"], self._client.sanitize_for_serialization(
-                                event["object"]))
-                            notify()
-                        version = stream.resource_version or version
+                        if event["type"] == "BOOKMARK":
+                            version = event["raw_object"]["metadata"].get("resourceVersion") or version
+                            continue
+                        self._state.apply(resource, event["type"], event["raw_object"])
+                        notify()
+                        version = event["raw_object"]["metadata"].get("resourceVersion") or version
             except ApiException as error:
                 self._metrics.watch_restarts.labels(resource).inc()
                 if error.status == 410:
@@ -143,12 +147,6 @@ class KubernetesSource:
                 self._metrics.watch_restarts.labels(resource).inc()
                 log.warning("watching %s failed (%s): listing again", resource, error)
                 time.sleep(RETRY)
-
-    def _listing(self, listing: Any) -> tuple[list[dict[str, Any]], str]:
-        """The items of a list answer (a model, or a dict for custom objects) and its resourceVersion."""
-        if isinstance(listing, dict):
-            return listing.get("items") or [], listing["metadata"]["resourceVersion"]
-        return [self._client.sanitize_for_serialization(i) for i in listing.items], listing.metadata.resource_version
 
     # -- telling the cluster ---------------------------------------------------------------------------
 

@@ -1,0 +1,61 @@
+"""What the Kubernetes source knows (pure, no API server): watch events rebuild exactly the services built
+from the object that changed, and removing what a service refers to is followed."""
+
+from k8s.fakeapi import (
+    make_endpoint_slice,
+    make_gateway,
+    make_gateway_class,
+    make_http_route,
+    make_ingress,
+    make_ingress_class,
+    make_service,
+)
+from tandem.agents.sources.k8s_services import Selection
+from tandem.agents.sources.k8s_state import ClusterState
+
+
+def members(state: ClusterState, key: str) -> list[str]:
+    service = state.services[key]
+    found = [m for port in service.ports for m in port.members] + [m for b in service.backends for m in b.members]
+    return sorted(m.address for m in found)
+
+
+def loaded() -> ClusterState:
+    state = ClusterState(Selection(), "endpoints")
+    state.replace("ingressclasses", None, [make_ingress_class()])
+    state.replace("gatewayclasses", None, [make_gateway_class()])
+    state.replace("services", None, [make_service("lb", ports=[80]),
+                                     make_service("web", ports=[80], service_type="ClusterIP")])
+    state.replace("endpointslices", None, [make_endpoint_slice("lb", ["10.0.0.1"]),
+                                           make_endpoint_slice("web", ["10.0.1.1"])])
+    state.replace("ingresses", None, [make_ingress("site", [(None, "/", "web", 80)])])
+    state.replace("gateways", None, [make_gateway("gw", [{"name": "web", "port": 80, "protocol": "HTTP"}])])
+    state.replace("httproutes", None, [make_http_route("r", "gw", [{"backendRefs": [{"name": "web", "port": 80}]}])])
+    state.take_changed()
+    return state
+
+
+def test_an_endpoint_change_rebuilds_what_was_built_from_its_service_only() -> None:
+    state = loaded()
+    assert set(state.services) == {"default/lb", "ingress:default/site", "gateway:default/gw"}
+    assert members(state, "ingress:default/site") == members(state, "gateway:default/gw") == ["10.0.1.1"]
+    state.apply("endpointslices", "MODIFIED", make_endpoint_slice("web", ["10.0.1.1", "10.0.1.2"]))
+    assert state.take_changed() == {"default/web", "ingress:default/site", "gateway:default/gw"}
+    assert members(state, "gateway:default/gw") == ["10.0.1.1", "10.0.1.2"]
+    state.apply("endpointslices", "MODIFIED", make_endpoint_slice("lb", ["10.0.0.2"]))
+    assert state.take_changed() == {"default/lb"} and members(state, "default/lb") == ["10.0.0.2"]
+    state.apply("endpointslices", "DELETED", make_endpoint_slice("lb", []))
+    assert members(state, "default/lb") == []
+
+
+def test_routes_and_ingresses_moving_between_services() -> None:
+    state = loaded()
+    state.apply("httproutes", "DELETED", make_http_route("r", "gw", []))
+    assert state.take_changed() == {"gateway:default/gw"} and members(state, "gateway:default/gw") == []
+    shared = make_ingress("site", [(None, "/", "web", 80)], annotations={"tandem.io/sharing-key": "front"})
+    state.apply("ingresses", "MODIFIED", shared)
+    assert state.take_changed() == {"ingress:default/site", "ingress:share=front"}
+    assert "ingress:default/site" not in state.services and state.ingresses_of("ingress:share=front") == [
+        ("default", "site")]
+    state.apply("ingressclasses", "DELETED", make_ingress_class())
+    assert state.take_changed() is None and "ingress:share=front" not in state.services
