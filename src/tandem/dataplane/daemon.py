@@ -100,8 +100,9 @@ class DataPlaneProcess:
     async def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
         if kind == "desired":
-            self._virtuals = served_from_objects(message["virtuals"], message["pools"], message["monitors"],
-                                                 message.get("certificates", ()))
+            self._virtuals = await asyncio.to_thread(  # off the event loop, as rendering: pings go on meanwhile
+                served_from_objects, message["virtuals"], message["pools"], message["monitors"],
+                message.get("certificates", ()))
             self._known = set(message["traffic_groups"])
             self._wake.set()
             return None

@@ -34,10 +34,19 @@ async def worker_pid(socket: Path) -> int | None:
     return None
 
 
-async def show_stat(socket: Path) -> list[dict[str, str]]:
-    """`show stat` as rows (pxname, svname, status, scur, stot, bin, bout, req_tot, check_status, ...)."""
-    answer = await command(socket, "show stat")
+async def show_stat_text(socket: Path) -> str:
+    """`show stat` as HAProxy answers it (CSV: `stat_rows` reads it)."""
+    return await command(socket, "show stat")
+
+
+def stat_rows(answer: str) -> list[dict[str, str]]:
+    """A `show stat` answer as rows (pxname, svname, status, scur, stot, bin, bout, req_tot, check_status, ...)."""
     return list(csv.DictReader(io.StringIO(answer.lstrip("# "))))
+
+
+async def show_stat(socket: Path) -> list[dict[str, str]]:
+    """`show stat` as rows."""
+    return stat_rows(await show_stat_text(socket))
 
 
 async def set_server(socket: Path, backend: str, server: str, weight: int, state: str) -> None:

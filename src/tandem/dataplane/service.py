@@ -10,6 +10,7 @@ A configuration change is sent at once, the changes that follow within `SETTLE` 
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,11 +132,14 @@ class DataPlane:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            started = time.perf_counter()
             try:
                 self._send(self.desired())
             except Exception:  # the data plane must outlive any one failure; the next change sends again
                 log.exception("computing what the data plane serves failed")
-            await asyncio.sleep(SETTLE)  # what changes meanwhile goes in the next message, together
+            # what changes meanwhile goes in the next message, together; a large configuration waits longer,
+            # so that computing it never takes more than a third of this process's time
+            await asyncio.sleep(max(SETTLE, 2 * (time.perf_counter() - started)))
 
     def _send(self, desired: Desired) -> None:
         channel = self._child.channel
