@@ -66,7 +66,7 @@ async def rows(engine: HaproxyEngine) -> dict[str, dict[str, str]]:
     """`show stat` server rows by member key."""
     await engine.refresh_stats()
     by_server = {server: key for (_, key), server in engine._served.rendering.servers.items()}  # type: ignore[union-attr]
-    stat = await haproxy_runtime.show_stat(engine.process.stats_socket)
+    stat = haproxy_runtime.stat_rows(await haproxy_runtime.show_stat_text(engine.process.stats_socket))
     return {by_server[row["svname"]]: row for row in stat if row["svname"] in by_server}
 
 

@@ -94,3 +94,24 @@ def test_listeners_https_certificates_conflicts_and_protocols() -> None:
     clashing = build([https, clash], [], secrets)
     assert clashing.service is None and clashing.accepted.reason == "ListenersNotValid"
     assert {listener.conflicted.reason for listener in clashing.listeners} == {"ProtocolConflict"}
+
+
+def test_small_shares_still_get_traffic_and_redirects_keep_the_listeners_port() -> None:
+    built = build([HTTP], [make_http_route("r", "gw", [{"backendRefs": to(("blue", 1), ("green", 2000))}])])
+    assert min(m.weight for m in built.service.backends[0].members) == 1
+    plain = {"name": "alt", "port": 8080, "protocol": "HTTP"}
+    redirect = {"type": "RequestRedirect", "requestRedirect": {"hostname": "new.example.com"}}
+    moved = build([plain], [make_http_route("r", "gw", [{"filters": [redirect]}])])
+    assert moved.service.ports[0].routes[0].location == "http://new.example.com:8080/"
+
+
+def test_a_route_unsupported_anywhere_is_attached_nowhere_and_kinds_are_respected() -> None:
+    other = {"name": "other", "port": 8080, "protocol": "HTTP"}
+    odd = make_http_route("odd", "gw", [{"matches": [{"queryParams": [{"name": "a", "value": "b"}]}],
+                                         "backendRefs": to(("blue", 1))}])
+    built = build([HTTP, other], [odd, make_http_route("ok", "gw", [{"backendRefs": to(("green", 1))}])])
+    assert [listener.attached for listener in built.listeners] == [1, 1] and len(built.service.backends) == 1
+    tcp_only = HTTP | {"allowedRoutes": {"kinds": [{"kind": "TCPRoute"}]}}
+    refused = build([tcp_only, other], [make_http_route("r", "gw", [{"backendRefs": to(("blue", 1))}],
+                                                        section="web")])
+    assert refused.parents[0].accepted.reason == "NotAllowedByListeners"

@@ -82,8 +82,8 @@ def test_ingresses_sharing_a_key_merge_and_the_older_wins_a_conflict() -> None:
                             default_backend=("fallback", 80)), "2026-01-01T00:00:00Z")
     young = aged(make_ingress("young", [("a.example.com", "/", "api", 80), ("b.example.com", "/", "api", 80)],
                               "other", annotations=shared, default_backend=("api", 80)), "2026-02-01T00:00:00Z")
-    assert group_key(old) == group_key(young) == "ingress:share=front"
-    service = ingress_service("ingress:share=front", [young, old], view())
+    assert group_key(old) == group_key(young) == "ingress:share.front"
+    service = ingress_service("ingress:share.front", [young, old], view())
     hosts = [r.match.host for r in service.ports[0].routes]
     assert hosts == ["a.example.com", "b.example.com"]
     assert {owner for owner, _ in service.warnings} == {"other/young"}

@@ -54,8 +54,20 @@ def test_routes_and_ingresses_moving_between_services() -> None:
     assert state.take_changed() == {"gateway:default/gw"} and members(state, "gateway:default/gw") == []
     shared = make_ingress("site", [(None, "/", "web", 80)], annotations={"tandem.io/sharing-key": "front"})
     state.apply("ingresses", "MODIFIED", shared)
-    assert state.take_changed() == {"ingress:default/site", "ingress:share=front"}
-    assert "ingress:default/site" not in state.services and state.ingresses_of("ingress:share=front") == [
+    assert state.take_changed() == {"ingress:default/site", "ingress:share.front"}
+    assert "ingress:default/site" not in state.services and state.ingresses_of("ingress:share.front") == [
         ("default", "site")]
     state.apply("ingressclasses", "DELETED", make_ingress_class())
-    assert state.take_changed() is None and "ingress:share=front" not in state.services
+    assert state.take_changed() is None and "ingress:share.front" not in state.services
+
+
+def test_a_relist_keeps_the_last_good_form_and_an_unchanged_class_rebuilds_nothing() -> None:
+    state = loaded()
+    before = state.services["default/lb"]
+    state.replace("services", None, [make_service("lb", ports=[80], annotations={"tandem.io/colour": "red"}),
+                                     make_service("web", ports=[80], service_type="ClusterIP")])
+    assert state.services["default/lb"] is before and "colour" in state.errors["default/lb"]
+    state.take_changed()
+    state.apply("ingressclasses", "MODIFIED", make_ingress_class() | {"metadata": {"name": "tandem",
+                                                                                   "labels": {"x": "y"}}})
+    assert state.take_changed() == set()

@@ -47,13 +47,12 @@ class PartitionState:
         self.environment = environment
         self.objects: dict[ObjectKey, ConfigObject] = {}
         self._owned: dict[str, set[ObjectKey]] = {}
-        self._destinations: dict[tuple[str, int], VirtualServer] = {}
         self._at: dict[str, dict[int, VirtualServer]] = {}
         self.stale = True
 
     def load(self, objects: dict[ObjectKey, ConfigObject]) -> None:
         """Take what the device holds now."""
-        self.objects, self._owned, self._destinations, self._at = {}, {}, {}, {}
+        self.objects, self._owned, self._at = {}, {}, {}
         for object_key, obj in objects.items():
             self._put(object_key, obj)
         self.stale = False
@@ -65,7 +64,6 @@ class PartitionState:
         if key is not None:
             self._owned.setdefault(key, set()).add(object_key)
         if isinstance(obj, VirtualServer):
-            self._destinations[(obj.address, obj.port)] = obj
             self._at.setdefault(obj.address, {})[obj.port] = obj
 
     def _drop(self, object_key: ObjectKey) -> None:
@@ -77,8 +75,7 @@ class PartitionState:
             self._owned[key].discard(object_key)
             if not self._owned[key]:
                 del self._owned[key]
-        if isinstance(obj, VirtualServer) and self._destinations.get((obj.address, obj.port)) is obj:
-            del self._destinations[(obj.address, obj.port)]
+        if isinstance(obj, VirtualServer) and self._at.get(obj.address, {}).get(obj.port) is obj:
             del self._at[obj.address][obj.port]
             if not self._at[obj.address]:
                 del self._at[obj.address]
@@ -86,10 +83,6 @@ class PartitionState:
     def owned(self) -> set[str]:
         """The services that have objects of this environment's agents."""
         return set(self._owned)
-
-    def destinations(self) -> dict[tuple[str, int], VirtualServer]:
-        """Every virtual server of the partition by its address and port."""
-        return self._destinations
 
     def at(self, address: str) -> dict[int, VirtualServer]:
         """The virtual servers at `address`, by port."""

@@ -339,6 +339,9 @@ class Agent:
         for key, error in self.source.errors.items():
             if (full or changed is None or key in changed) and key in self.mine({key}):
                 self._report(key, Report(None, error))
+        if full:  # what is gone from the source is told anew should it come back
+            for key in self._reported.keys() - self.source.present:
+                del self._reported[key]
 
     def _plan(self, service: Service, plans: dict[str, list[Operation]],
               sharing_of: Callable[[str], str | None]) -> str | None:

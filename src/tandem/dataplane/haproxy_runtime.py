@@ -44,11 +44,6 @@ def stat_rows(answer: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(answer.lstrip("# "))))
 
 
-async def show_stat(socket: Path) -> list[dict[str, str]]:
-    """`show stat` as rows."""
-    return stat_rows(await show_stat_text(socket))
-
-
 async def set_server(socket: Path, backend: str, server: str, weight: int, state: str) -> None:
     """Change a server's weight and state (ready, drain, maint) without a reload."""
     for line in (f"set server {backend}/{server} state {state}", f"set weight {backend}/{server} {weight}"):

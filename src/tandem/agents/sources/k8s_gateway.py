@@ -75,6 +75,11 @@ class ListenerState:
     certificates: list[str] = field(default_factory=list)
 
     @property
+    def takes_http_routes(self) -> bool:
+        """Whether `allowedRoutes.kinds` lets HTTPRoutes attach."""
+        return self.resolved.reason != "InvalidRouteKinds"
+
+    @property
     def usable(self) -> bool:
         return self.accepted.status and not self.conflicted.status and self.protocol in PROTOCOLS
 
@@ -197,9 +202,10 @@ class _Routes:
         self.by_port: dict[int, list[tuple[tuple[Any, ...], Route]]] = {}
         self.references: set[tuple[str, str, str]] = set()
 
-    def backend(self, namespace: str, refs: list[dict[str, Any]]) -> tuple[str, Condition]:
+    def backend(self, namespace: str, refs: list[dict[str, Any]]) -> tuple[Backend, Condition]:
         """One backend for a rule's weighted backendRefs: each Service's share of the traffic spread over its
-        members (member weight = the ref's weight over its member count, scaled to 1..256)."""
+        members (member weight = the ref's weight over its member count, scaled to 1..256; a share too small
+        for that still gets 1)."""
         resolved, shares = Condition("ResolvedRefs", True, "ResolvedRefs"), []
         for ref in refs:
             weight = int(ref.get("weight", 1))
@@ -228,17 +234,19 @@ class _Routes:
             if members:
                 shares.append((weight / len(members), members))
         top = max((share for share, _ in shares), default=0) or 1
-        members = [Member(address=a, port=p, weight=round(256 * share / top) if share else 0)
+        members = [Member(address=a, port=p, weight=max(1, round(256 * share / top)) if share else 0)
                    for share, found in shares for a, p in sorted(found)]
         name = short_hash(repr(sorted((m.address, m.port, m.weight) for m in members)) + repr(refs))
-        self.backends[name] = Backend(name=name, members=members)
-        return name, resolved
+        return Backend(name=name, members=members), resolved
 
-    def add(self, route: dict[str, Any], listener: ListenerState, hosts: list[str | None]) -> Condition:
-        """The rules of a route on a listener, for each of the hostnames; a condition saying what is not served."""
+    def rules(self, route: dict[str, Any], listener: ListenerState,
+              hosts: list[str | None]) -> tuple[list[tuple[tuple[Any, ...], Route]], list[Backend], Condition]:
+        """The rules of a route on a listener, for each of the hostnames (with their precedence), the backends
+        they use, and a condition saying what is not served; _Unsupported if the route cannot be served."""
         namespace = (route.get("metadata") or {}).get("namespace") or ""
         resolved = Condition("ResolvedRefs", True, "ResolvedRefs")
         made: list[tuple[tuple[Any, ...], Route]] = []
+        backends: list[Backend] = []
         for index, rule in enumerate((route.get("spec") or {}).get("rules") or []):
             redirect = None
             for item in rule.get("filters") or []:
@@ -247,7 +255,9 @@ class _Routes:
                 redirect = item.get("requestRedirect") or {}
             backend = None
             if redirect is None:
-                backend, condition = self.backend(namespace, rule.get("backendRefs") or [])
+                made_backend, condition = self.backend(namespace, rule.get("backendRefs") or [])
+                backends.append(made_backend)
+                backend = made_backend.name
                 resolved = condition if not condition.status else resolved
             for number, match in enumerate(rule.get("matches") or [{}]):
                 for host in hosts:
@@ -257,8 +267,14 @@ class _Routes:
                     order = (*route_order(Route(name="x", match=rule_match, backend="x")), not rule_match.methods,
                              -len(rule_match.headers), *age(route), index, number)
                     made.append((order, Route.model_validate({"name": "x", "match": rule_match, **target})))
-        self.by_port.setdefault(listener.port, []).extend(made)  # all of the route, or (unsupported) none of it
-        return resolved
+        return made, backends, resolved
+
+    def take(self, listener: ListenerState, made: list[tuple[tuple[Any, ...], Route]],
+             backends: list[Backend]) -> None:
+        """Add a route's rules and backends to the listener's port."""
+        self.by_port.setdefault(listener.port, []).extend(made)
+        self.backends |= {backend.name: backend for backend in backends}
+        listener.attached += 1
 
 
 class _Unsupported(ValueError):
@@ -295,7 +311,8 @@ def _redirect(redirect: dict[str, Any], host: str | None, listener: ListenerStat
     if hostname is None:
         raise _Unsupported("a redirect needs a hostname (in the filter, or one exact hostname of the route)")
     scheme = redirect.get("scheme") or ("https" if listener.protocol == "HTTPS" else "http")
-    port = redirect.get("port")
+    # no port given: the scheme's own when a scheme is given, else the listener's (as the specification says)
+    port = redirect.get("port") or (None if redirect.get("scheme") else listener.port)
     default = {"http": 80, "https": 443}[scheme]
     path = (redirect.get("path") or {}).get("replaceFullPath") or (match.path if match.path_type == "exact" else "/")
     if (redirect.get("path") or {}).get("type") == "ReplacePrefixMatch":
@@ -351,13 +368,20 @@ def gateway_service(key: str, gateway: dict[str, Any], routes: list[dict[str, An
         return GatewayBuild(None, Condition("Accepted", False, "ListenersNotValid", problem), listeners, parents,
                             references, problem)
     used = {c for p in ports for c in p["certificates"]}
-    service = Service.model_validate({
-        "key": key, "address": addresses[0].get("value") if addresses else None,
-        "traffic_group": annotations.get("traffic-group", DEFAULT_TRAFFIC_GROUP), "ports": ports,
-        "backends": list(built.backends.values()), "certificates": [certificates[c] for c in sorted(used)],
-        "lb_method": annotations.get("lb-method", DEFAULT_LB_METHOD)})
-    digest = hashlib.blake2b(repr((listeners, parents)).encode(), digest_size=8).hexdigest()
-    service = service.model_copy(update={"revision": digest})
+    # what the status says, and the generations it is of: a change of either is told again
+    generations = [metadata.get("generation"), *((r.get("metadata") or {}).get("generation") for r in routes)]
+    digest = hashlib.blake2b(repr((listeners, parents, generations)).encode(), digest_size=8).hexdigest()
+    try:
+        service = Service.model_validate({
+            "key": key, "address": addresses[0].get("value") if addresses else None,
+            "traffic_group": annotations.get("traffic-group", DEFAULT_TRAFFIC_GROUP), "ports": ports,
+            "backends": list(built.backends.values()), "certificates": [certificates[c] for c in sorted(used)],
+            "lb_method": annotations.get("lb-method", DEFAULT_LB_METHOD), "revision": digest})
+    except ValidationError as error:
+        first = error.errors()[0]
+        problem = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return GatewayBuild(None, Condition("Accepted", False, "InvalidParameters", problem), listeners, parents,
+                            references, problem)
     return GatewayBuild(service, Condition("Accepted", True, "Accepted"), listeners, parents, references)
 
 
@@ -371,25 +395,26 @@ def _attach(route: dict[str, Any], ref: dict[str, Any], listeners: list[Listener
     if not named:
         return (Condition("Accepted", False, "NoMatchingParent", "no listener of that name or port"),
                 Condition("ResolvedRefs", True, "ResolvedRefs"))
-    allowed = [listener for listener in named if listener.usable
+    allowed = [listener for listener in named if listener.usable and listener.takes_http_routes
                and (listener.routes_from == "All" or gateway_namespace == route_namespace)]
     if not allowed:
         return (Condition("Accepted", False, "NotAllowedByListeners", "no listener takes routes from this namespace"),
                 Condition("ResolvedRefs", True, "ResolvedRefs"))
     route_hosts = (route.get("spec") or {}).get("hostnames") or [None]
-    resolved, attached = Condition("ResolvedRefs", True, "ResolvedRefs"), 0
+    resolved, taken = Condition("ResolvedRefs", True, "ResolvedRefs"), []
     for listener in allowed:
         hosts = [h for h in (intersect(listener.hostname, r) for r in route_hosts) if h is not False]
         if not hosts:
             continue
         try:
-            condition = built.add(route, listener, hosts)  # type: ignore[arg-type]
-        except _Unsupported as error:
+            made, backends, condition = built.rules(route, listener, hosts)  # type: ignore[arg-type]
+        except _Unsupported as error:  # on none of the listeners, then
             return Condition("Accepted", False, "UnsupportedValue", str(error)), resolved
         resolved = condition if not condition.status else resolved
-        listener.attached += 1
-        attached += 1
-    if not attached:
+        taken.append((listener, made, backends))
+    for listener, made, backends in taken:
+        built.take(listener, made, backends)
+    if not taken:
         return (Condition("Accepted", False, "NoMatchingListenerHostname", "no listener's hostname matches"),
                 resolved)
     return Condition("Accepted", True, "Accepted"), resolved

@@ -24,7 +24,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from tandem.agents.service import Backend, Member, Route, Service, TlsPair
-from tandem.agents.sources.k8s_services import Node, chosen_member_mode, port_members, tandem_annotations
+from tandem.agents.sources.k8s_services import (
+    QUALIFIED_VALUE,
+    Node,
+    chosen_member_mode,
+    port_members,
+    sharing_key,
+    tandem_annotations,
+)
 from tandem.models import pem
 from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP, RuleMatch
 
@@ -37,6 +44,8 @@ TLS_SECRET = "kubernetes.io/tls"
 INGRESS_PREFIX = "ingress:"
 """The keys of ingress services start so (Services' keys are `namespace/name`)."""
 
+ADDRESS_TEXT = re.compile(r"^[0-9A-Fa-f.:]{2,45}$")
+"""What may be an address (checked as one when the service is built)."""
 ObjectName = tuple[str, str]
 """(namespace, name) of a namespaced object."""
 
@@ -72,11 +81,12 @@ def group_key(ingress: dict[str, Any]) -> str:
     """The key of the service an Ingress is served in: its sharing key's, its address's, or its own."""
     metadata = ingress.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
-    if annotations.get("tandem.io/sharing-key"):
-        return f"{INGRESS_PREFIX}share={annotations['tandem.io/sharing-key']}"
-    if annotations.get("tandem.io/address"):
-        return f"{INGRESS_PREFIX}address={annotations['tandem.io/address']}"
-    return f"{INGRESS_PREFIX}{metadata.get('namespace')}/{metadata.get('name')}"
+    sharing, address = annotations.get("tandem.io/sharing-key"), annotations.get("tandem.io/address")
+    if sharing and QUALIFIED_VALUE.match(sharing):
+        return f"{INGRESS_PREFIX}share.{sharing}"
+    if address and ADDRESS_TEXT.match(address):
+        return f"{INGRESS_PREFIX}address.{address}"
+    return f"{INGRESS_PREFIX}{metadata.get('namespace')}/{metadata.get('name')}"  # bad values: its own error
 
 
 def references(ingress: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -132,13 +142,13 @@ def path_match(path: str | None, path_type: str) -> dict[str, str]:
     raise ValueError(f"pathType {path_type!r}: Exact, Prefix or ImplementationSpecific")
 
 
-def route_order(route: Route) -> tuple[bool, bool, int, int]:
-    """Kubernetes' precedence: a host before none (an exact host before a wildcard), an exact path before a
-    prefix, a longer path before a shorter one."""
+def route_order(route: Route) -> tuple[bool, bool, int, int, int]:
+    """Kubernetes' precedence: a host before none (an exact host before a wildcard, a longer one before a
+    shorter), an exact path before a prefix, a longer path before a shorter one."""
     match = route.match
     host = match.host
-    return (host is None, bool(host and host.startswith("*.")), 0 if match.path_type == "exact" else 1,
-            -len(match.path or ""))
+    return (host is None, bool(host and host.startswith("*.")), -len(host or ""),
+            0 if match.path_type == "exact" else 1, -len(match.path or ""))
 
 
 class _Group:
@@ -211,6 +221,7 @@ def ingress_service(key: str, ingresses: list[dict[str, Any]], view: ClusterView
             annotations = tandem_annotations(metadata, INGRESS_ANNOTATIONS)
             mode = chosen_member_mode(annotations, view.member_mode)
             _port(annotations, "http-port", 80), _port(annotations, "https-port", 443)
+            sharing_key(annotations)
             rules = _rules(spec)
         except ValueError as error:
             if len(ingresses) == 1:
@@ -253,7 +264,7 @@ def ingress_service(key: str, ingresses: list[dict[str, Any]], view: ClusterView
             "ports": ports, "backends": list(group.backends.values()),
             "certificates": list(group.certificates.values()), "lb_method": settings.get("lb-method",
                                                                                           DEFAULT_LB_METHOD),
-            "warnings": tuple(group.warnings)})
+            "warnings": tuple(group.warnings), "revision": short_hash(repr(served))})
     except ValidationError as error:
         first = error.errors()[0]
         raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None

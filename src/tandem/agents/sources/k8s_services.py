@@ -27,6 +27,8 @@ def _ready(endpoint: dict[str, Any]) -> bool:
 
 _KEY = r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 QUALIFIED_NAME = re.compile(rf"^{_KEY}$")
+QUALIFIED_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+"""A label value (not empty)."""
 NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _REQUIREMENT = rf"(!?{_KEY}|{_KEY}\s*(==|=|!=)\s*([A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?)?)"
 SELECTOR = re.compile(rf"^\s*{_REQUIREMENT}\s*(,\s*{_REQUIREMENT}\s*)*$")
@@ -122,6 +124,14 @@ def _node_members(port: dict[str, Any], spec: dict[str, Any], slices: list[dict[
     return {(node.address, node_port) for node in usable if node.address is not None}
 
 
+def sharing_key(annotations: dict[str, str]) -> str | None:
+    """The `tandem.io/sharing-key` annotation's value, checked as a label value (it goes into names)."""
+    key = annotations.get("sharing-key")
+    if key is not None and not QUALIFIED_VALUE.match(key):
+        raise ValueError(f"{PREFIX}sharing-key {key!r}: letters, digits, '-', '_' and '.', at most 63")
+    return key
+
+
 def tandem_annotations(metadata: dict[str, Any], known: set[str]) -> dict[str, str]:
     """An object's `tandem.io/` annotations without the prefix; ValueError naming one not in `known`."""
     annotations = {k.removeprefix(PREFIX): v for k, v in (metadata.get("annotations") or {}).items()
@@ -180,7 +190,7 @@ def service_of(service: dict[str, Any], slices: list[dict[str, Any]], selection:
         return Service.model_validate({
             "key": f"{metadata.get('namespace')}/{metadata.get('name')}",
             "address": annotations.get("address") or spec.get("loadBalancerIP") or None,
-            "sharing_key": annotations.get("sharing-key"), "warnings": tuple(warnings),
+            "sharing_key": sharing_key(annotations), "warnings": tuple(warnings),
             "ip_family": {"IPv4": 4, "IPv6": 6}.get(families[0]) if families else None,
             "traffic_group": annotations.get("traffic-group", DEFAULT_TRAFFIC_GROUP), "ports": ports,
             "monitor": monitor, "lb_method": annotations.get("lb-method", DEFAULT_LB_METHOD)})

@@ -102,11 +102,11 @@ class ClusterState:
         with self._lock:
             return self._raw["gateways"].get((namespace, name)), self._gateways.get(key)
 
-    def gateway_class_of(self, gateway: dict[str, Any]) -> str | None:
+    def gateway_class_of(self, gateway: dict[str, Any]) -> dict[str, Any] | None:
         """The GatewayClass of a Gateway, if it is one of Tandem's."""
         name = (gateway.get("spec") or {}).get("gatewayClassName")
         with self._lock:
-            return name if name in self._gateway_classes else None
+            return self._raw["gatewayclasses"].get(("", name)) if name in self._gateway_classes else None
 
     # -- what the watches deliver ------------------------------------------------------------------
 
@@ -143,7 +143,10 @@ class ClusterState:
                 self._forget(resource, name)
             else:
                 self._store(resource, item)
-            self._rebuild(None if resource in CLASSES else affected | self._affected(resource, name))
+            if resource not in CLASSES:
+                self._rebuild(affected | self._affected(resource, name))
+            elif self._classes() != (self._ingress_classes, self._gateway_classes):
+                self._rebuild(None)
 
     def _store(self, resource: str, item: dict[str, Any]) -> None:
         name = _name(item)
@@ -202,14 +205,15 @@ class ClusterState:
     def _rebuild(self, only: set[str] | None) -> None:
         """Build the services again: all of them, or those `only` names."""
         if only is None:
-            self._ingress_classes = tandem_classes(self._raw["ingressclasses"].values())
-            self._gateway_classes = tandem_gateway_classes(self._raw["gatewayclasses"].values())
+            self._ingress_classes, self._gateway_classes = self._classes()
             self._groups, self._group_of = {}, {}
             for name in self._raw["ingresses"]:
                 self._group(name)
-            self._built, self._errors, self._changed, self._gateways = {}, {}, None, {}
+            self._errors, self._changed, self._gateways, self._from, self._into = {}, None, {}, {}, {}
             only = ({f"{namespace}/{name}" for namespace, name in self._raw["services"]} | set(self._groups)
                     | {gateway_key(*name) for name in self._raw["gateways"]})
+            for gone in self._built.keys() - only:  # the others keep their last good form if now bad
+                del self._built[gone]
         elif self._changed is not None:
             self._changed |= only
         view = ClusterView(self._raw["services"], self._slices, list(self._nodes.values()), self._secrets,
@@ -225,6 +229,11 @@ class ClusterState:
                 self._built.pop(key, None)
             else:
                 self._built[key] = service
+
+    def _classes(self) -> tuple[tuple[frozenset[str], bool], frozenset[str]]:
+        """Tandem's IngressClasses (and whether one is the default) and GatewayClasses, as the cluster has them."""
+        return (tandem_classes(self._raw["ingressclasses"].values()),
+                tandem_gateway_classes(self._raw["gatewayclasses"].values()))
 
     def _build(self, key: str, view: ClusterView) -> Service | None:
         """The service `key` names as the cluster has it now (None: none for Tandem); ValueError if bad."""

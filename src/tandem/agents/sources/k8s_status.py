@@ -41,7 +41,8 @@ class StatusWriter:
         """The Events made, by (kind, namespace, name, reason, message): their names and counts, oldest first."""
         self._events_lock = threading.Lock()
         """Reports are written from several threads at once."""
-        self._accepted_classes: set[str] = set()
+        self._accepted_classes: set[tuple[str, int | None]] = set()
+        """The GatewayClasses (name, generation) said to be accepted."""
 
     def report(self, key: str, report: Report) -> None:
         from kubernetes.client import ApiException
@@ -75,11 +76,7 @@ class StatusWriter:
             return
         metadata = gateway.get("metadata") or {}
         namespace, name, generation = metadata.get("namespace"), metadata.get("name"), metadata.get("generation")
-        class_name = self._state.gateway_class_of(gateway)
-        if class_name and class_name not in self._accepted_classes:
-            self._custom.patch_cluster_custom_object_status(GROUP, "v1", "gatewayclasses", class_name, {
-                "status": {"conditions": [Condition("Accepted", True, "Accepted").json(None, _now())]}})
-            self._accepted_classes.add(class_name)
+        self._accept_class(self._state.gateway_class_of(gateway))
         served = report.address is not None and report.problem is None
         programmed = (Condition("Programmed", True, "Programmed") if served else
                       Condition("Programmed", False, "AddressNotAssigned" if report.address is None else "Invalid",
@@ -97,6 +94,23 @@ class StatusWriter:
         self._custom.patch_namespaced_custom_object_status(GROUP, "v1", namespace, "gateways", name,
                                                            {"status": status})
         self._routes(build)
+
+    def _accept_class(self, gateway_class: dict[str, Any] | None) -> None:
+        """Say that Tandem takes a GatewayClass of its own (once per generation of the class)."""
+        from kubernetes.client import ApiException
+
+        if gateway_class is None:
+            return
+        metadata = gateway_class.get("metadata") or {}
+        seen = (metadata.get("name"), metadata.get("generation"))
+        if seen in self._accepted_classes:
+            return
+        with contextlib.suppress(ApiException):
+            conditions = _conditions((gateway_class.get("status") or {}).get("conditions"),
+                                     [Condition("Accepted", True, "Accepted")], metadata.get("generation"))
+            self._custom.patch_cluster_custom_object_status(GROUP, "v1", "gatewayclasses", metadata.get("name"),
+                                                            {"status": {"conditions": conditions}})
+            self._accepted_classes.add(seen)
 
     def _routes(self, build: GatewayBuild) -> None:
         """Each route's parent entries for this Gateway, written over the route's status as it is now."""
@@ -117,8 +131,9 @@ class StatusWriter:
             mine = {_ref_key(entry["parentRef"], namespace) for entry in entries}
             previous = {_ref_key(p.get("parentRef") or {}, namespace): p.get("conditions") for p in parents
                         if p.get("controllerName") == GATEWAY_CONTROLLER}
-            kept = [p for p in parents if p.get("controllerName") != GATEWAY_CONTROLLER
-                    or _ref_key(p.get("parentRef") or {}, namespace) not in mine]
+            named = {_ref_key(ref, namespace) for ref in (route.get("spec") or {}).get("parentRefs") or []}
+            kept = [p for p in parents if p.get("controllerName") != GATEWAY_CONTROLLER  # another's, or ours of
+                    or _ref_key(p.get("parentRef") or {}, namespace) in named - mine]  # a parent still named
             written = [entry | {"conditions": _conditions(previous.get(_ref_key(entry["parentRef"], namespace)),
                                                           entry["conditions"], metadata.get("generation"))}
                        for entry in entries]
