@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -66,8 +65,6 @@ class DataPlaneProcess:
         self._active: set[str] = set()
         self._standalone = False
         self._wake = asyncio.Event()
-        self._failover = asyncio.Event()
-        """Set when the traffic groups to serve change: applied at once."""
 
     def served(self) -> list[ServedVirtual]:
         """The virtual servers of the active traffic groups; those of no known traffic group when standalone."""
@@ -91,8 +88,6 @@ class DataPlaneProcess:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self._failover.clear()
-            started = time.perf_counter()
             try:
                 await self.engine.apply(self.served())
             except Exception:  # the data plane must outlive any one failure; the next change retries
@@ -101,11 +96,6 @@ class DataPlaneProcess:
             if retry is not None:
                 await asyncio.sleep(retry)
                 self._wake.set()
-            # configuration changes coming in a stream wait twice as long as applying took (applying a large
-            # configuration then takes at most a third of the time, at this process's high priority, and the
-            # changes meanwhile are applied together); a failover never waits
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._failover.wait(), 2 * (time.perf_counter() - started))
 
     async def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
@@ -133,7 +123,6 @@ class DataPlaneProcess:
             if (active, standalone) != (self._active, self._standalone):
                 self._active, self._standalone = active, standalone
                 self._wake.set()
-                self._failover.set()
             return None
         raise ValueError(f"unknown message {kind!r}")
 
