@@ -363,7 +363,7 @@ def test_a_gateway_with_weighted_backends_a_redirect_and_status(lab: Cluster, ku
             moved = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
                                     "--resolve", f"old.example.com:18280:{address}", "http://old.example.com:18280/x"],
                                    capture_output=True, text=True).stdout
-            assert moved == "301 http://shop.example.com/", moved
+            assert moved == "301 http://shop.example.com:18280/", moved  # no scheme given: the listener's port
 
             def parents() -> dict:
                 stored = kube.get("httproutes", "default", "shop") or {}

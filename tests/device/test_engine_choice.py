@@ -78,8 +78,10 @@ def test_auto_takes_haproxy_when_on_path(device_factory):
         ("restarted", f"haproxy (pid {master}) exited with -9: started again (restart 1)")]
     master = wait_until(lambda: int(pid_file.read_text()) != master and int(pid_file.read_text()), timeout=5,
                         what="the new HAProxy's pid")
-    haproxy = {master, *children(master)}
-    assert len(haproxy) >= 2 and all(Path(f"/proc/{pid}").exists() for pid in haproxy)  # master and worker
+    # the master writes its pid before it forks its worker: wait for both
+    haproxy = wait_until(lambda: len(found := {master, *children(master)}) >= 2 and found, timeout=5,
+                         what="the new HAProxy's master and worker")
+    assert all(Path(f"/proc/{pid}").exists() for pid in haproxy)
     device.kill()  # kill -9 of the device's daemon: its HAProxy goes with it, nothing left serving
     wait_until(lambda: not any(alive(pid) for pid in haproxy), timeout=5, what="HAProxy gone with its device")
 
