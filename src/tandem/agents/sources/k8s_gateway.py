@@ -30,7 +30,7 @@ from tandem.agents.sources.k8s_ingress import (
     route_order,
     short_hash,
 )
-from tandem.agents.sources.k8s_services import chosen_member_mode, port_members, tandem_annotations
+from tandem.agents.sources.k8s_services import chosen_member_mode, tandem_annotations
 from tandem.models.resources import DEFAULT_LB_METHOD, DEFAULT_TRAFFIC_GROUP, RuleMatch
 
 GATEWAY_CONTROLLER = "tandem.io/gateway-controller"
@@ -218,18 +218,10 @@ class _Routes:
                 resolved = Condition("ResolvedRefs", False, "RefNotPermitted",
                                      f"Service {where[0]}/{where[1]} is in another namespace")
                 continue
-            service = self.view.services.get(where)
-            port = next((p for p in ((service or {}).get("spec") or {}).get("ports") or []
-                         if p.get("port") == ref.get("port")), None)
-            if service is None or port is None:
-                resolved = Condition("ResolvedRefs", False, "BackendNotFound",
-                                     f"Service {where[0]}/{where[1]} port {ref.get('port')} does not exist")
-                continue
             try:
-                members = port_members(service, port, list(self.view.slices.get(where, {}).values()),
-                                       self.view.nodes, self.mode)
+                members = self.view.members(*where, {"number": ref.get("port")}, self.mode)
             except ValueError as error:
-                resolved = Condition("ResolvedRefs", False, "BackendNotFound", f"Service {where[1]}: {error}")
+                resolved = Condition("ResolvedRefs", False, "BackendNotFound", str(error))
                 continue
             if members:
                 shares.append((weight / len(members), members))

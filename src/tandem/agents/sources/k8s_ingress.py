@@ -61,6 +61,23 @@ class ClusterView:
     secrets: Mapping[ObjectName, TlsPair | str]
     member_mode: str = "endpoints"
 
+    def members(self, namespace: str, service_name: str, port_ref: dict[str, Any], mode: str) -> set[tuple[str, int]]:
+        """The members of a Service's port (`{"number": N}` or `{"name": NAME}`) in member mode `mode`;
+        ValueError saying why there can be none."""
+        number, port_name = port_ref.get("number"), port_ref.get("name")
+        service = self.services.get((namespace, service_name))
+        if service is None:
+            raise ValueError(f"Service {namespace}/{service_name} does not exist")
+        port = next((p for p in (service.get("spec") or {}).get("ports") or []
+                     if (number and p.get("port") == number) or (port_name and p.get("name") == port_name)), None)
+        if port is None:
+            raise ValueError(f"Service {namespace}/{service_name} has no port {number or port_name}")
+        try:
+            return port_members(service, port, list(self.slices.get((namespace, service_name), {}).values()),
+                                self.nodes, mode)
+        except ValueError as error:
+            raise ValueError(f"Service {namespace}/{service_name}: {error}") from None
+
 
 def tandem_classes(classes: Iterable[dict[str, Any]]) -> tuple[frozenset[str], bool]:
     """The names of the IngressClasses of Tandem's controller, and whether one of them is the default."""
@@ -163,30 +180,17 @@ class _Group:
         self.default: tuple[str, str] | None = None
         self.warnings: list[tuple[str, str]] = []
 
-    def backend(self, owner: str, namespace: str, service_name: str, port_ref: dict[str, Any], mode: str,
-                weight: int = 1) -> str:
+    def backend(self, owner: str, namespace: str, service_name: str, port_ref: dict[str, Any], mode: str) -> str:
         """The backend of a Service's port (made once per group); its members by `mode`."""
-        number, port_name = port_ref.get("number"), port_ref.get("name")
-        name = short_hash(f"{namespace}/{service_name}:{number or port_name}:{mode}:{weight}")
+        name = short_hash(f"{namespace}/{service_name}:{port_ref.get('number') or port_ref.get('name')}:{mode}")
         if name in self.backends:
             return name
         members: set[tuple[str, int]] = set()
-        service = self.view.services.get((namespace, service_name))
-        port = next((p for p in (service or {}).get("spec", {}).get("ports") or []
-                     if (number and p.get("port") == number) or (port_name and p.get("name") == port_name)), None)
-        if service is None:
-            self.warnings.append((owner, f"backend Service {namespace}/{service_name} does not exist (503)"))
-        elif port is None:
-            self.warnings.append((owner, f"backend Service {namespace}/{service_name} has no port "
-                                         f"{number or port_name} (503)"))
-        else:
-            try:
-                slices = list(self.view.slices.get((namespace, service_name), {}).values())
-                members = port_members(service, port, slices, self.view.nodes, mode)
-            except ValueError as error:
-                self.warnings.append((owner, f"backend Service {namespace}/{service_name}: {error} (503)"))
-        self.backends[name] = Backend(name=name, members=[Member(address=a, port=p, weight=weight)
-                                                         for a, p in sorted(members)])
+        try:
+            members = self.view.members(namespace, service_name, port_ref, mode)
+        except ValueError as error:
+            self.warnings.append((owner, f"backend {error} (503)"))
+        self.backends[name] = Backend(name=name, members=[Member(address=a, port=p) for a, p in sorted(members)])
         return name
 
     def certificate(self, owner: str, namespace: str, secret_name: str) -> str | None:
