@@ -155,10 +155,9 @@ def agent_run(
     devices = Devices(device, settings.username or os.environ.get("TANDEM_USERNAME") or "admin", _password(settings),
                       verify=not settings.insecure, fingerprint=settings.fingerprint)
     metrics = Metrics()
-    agent_source, leases = _source_and_leases(source, path, kubeconfig, lease_namespace, devices, partition,
-                                              environment, selection, member_mode, metrics)
-    if store != ("kubernetes" if source == "kubernetes" else "device"):
-        leases = _leases(store, etcd_endpoint or [], devices, partition)
+    api = _kubernetes(kubeconfig) if source == "kubernetes" else None
+    agent_source = _source(api, path, selection, member_mode, metrics)
+    leases = _leases(store, api, lease_namespace, environment, etcd_endpoint or [], devices, partition)
     agent = Agent(Options(environment, host_id, partition, lease_ttl), agent_source, leases, devices,
                   Addresses(pools, environment), metrics)
     if listen:
@@ -178,33 +177,32 @@ def agent_run(
 LEASE_STORES = ("kubernetes", "etcd", "device")
 
 
-def _leases(store: str, etcd_endpoints: list[str], devices: Any, partition: str) -> Any:
-    """A lease store other than the source's own: etcd, or the device group's."""
-    from tandem.agents.etcd_leases import EtcdLeases
-    from tandem.agents.leases import DeviceLeases
-
-    return EtcdLeases(etcd_endpoints) if store == "etcd" else DeviceLeases(devices, partition)
-
-
-def _source_and_leases(source: str, path: Path | None, kubeconfig: Path | None, lease_namespace: str,
-                       devices: Any, partition: str, environment: str, selection: Any, member_mode: str,
-                       metrics: Any) -> tuple[Any, Any]:
-    """The agent's source of services and where its leases live: Kubernetes (Lease objects) or a folder of
-    files (leases on the devices)."""
+def _leases(store: str, api: Any, lease_namespace: str, environment: str, etcd_endpoints: list[str],
+            devices: Any, partition: str) -> Any:
+    """Where the agents' leases live: Lease objects of the Kubernetes API (`api`), etcd, or the device group."""
     from tandem.agents.leases import DeviceLeases, KubernetesLeases, epoch_lease
 
-    if source == "kubernetes":
+    if store == "kubernetes":
         from kubernetes.client import CoordinationV1Api
 
+        return KubernetesLeases(CoordinationV1Api(api), lease_namespace, epoch_lease(environment))
+    if store == "etcd":
+        from tandem.agents.etcd_leases import EtcdLeases
+
+        return EtcdLeases(etcd_endpoints)
+    return DeviceLeases(devices, partition)
+
+
+def _source(api: Any, path: Path | None, selection: Any, member_mode: str, metrics: Any) -> Any:
+    """The agent's source of services: the Kubernetes API (`api`), or a folder of files."""
+    if api is not None:
         from tandem.agents.sources.kubernetes import KubernetesSource
 
-        api = _kubernetes(kubeconfig)
-        leases = KubernetesLeases(CoordinationV1Api(api), lease_namespace, epoch_lease(environment))
-        return KubernetesSource(api, metrics, selection, member_mode), leases
+        return KubernetesSource(api, metrics, selection, member_mode)
     from tandem.agents.sources.files import FileSource
 
     assert path is not None
-    return FileSource(path), DeviceLeases(devices, partition)
+    return FileSource(path)
 
 
 @app.command("status")
