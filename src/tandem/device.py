@@ -135,8 +135,7 @@ class Device:
         # data plane and peering.
         store.scope_of = sync.scopes.rule
         store.on_commit.append(sync.committed)
-        store.on_change.append(dataplane.changed)
-        store.on_keys.append(peering.mirrors.keys_changed)
+        store.on_keys += [dataplane.keys_changed, peering.mirrors.keys_changed]
         domain.listeners += [sync.domain_changed, failover.config_changed, dataplane.changed,
                              peering.domain_changed]
 

@@ -10,6 +10,7 @@ from dataplane_helpers import HOST, Backend, HttpBackend, async_test, hold, unti
 
 from pki import TestCA
 from tandem.dataplane import MonitorConfig, PoolMonitor
+from tandem.dataplane.catalog import served_from_objects
 from tandem.dataplane.engine import (
     NOT_TLS,
     BuiltinEngine,
@@ -17,7 +18,6 @@ from tandem.dataplane.engine import (
     ServedPool,
     ServedTls,
     ServedVirtual,
-    served_from_objects,
 )
 
 

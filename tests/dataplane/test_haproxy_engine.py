@@ -17,6 +17,7 @@ from dataplane_helpers import Backend, HttpBackend, hold, until
 
 from pki import TestCA
 from tandem.dataplane import haproxy_runtime
+from tandem.dataplane.catalog import served_from_objects
 from tandem.dataplane.engine import (
     BuiltinEngine,
     ServedCertificate,
@@ -24,7 +25,6 @@ from tandem.dataplane.engine import (
     ServedPool,
     ServedRule,
     ServedVirtual,
-    served_from_objects,
 )
 from tandem.dataplane.haproxy_config import quote, render
 from tandem.dataplane.haproxy_engine import HaproxyEngine

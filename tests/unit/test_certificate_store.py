@@ -7,6 +7,7 @@ from dataplane_desired import desired_of
 from pki import TestCA
 from tandem.config import ConfigService, integrity
 from tandem.config.query import Query
+from tandem.dataplane.feed import Feed
 from tandem.errors import Conflict, Invalid
 from tandem.models import Certificate, Partition, VirtualServer
 from tandem.models.batch import BatchRequest, Operation
@@ -111,7 +112,8 @@ def test_the_data_plane_gets_the_certificates_it_serves_with_their_keys(config, 
     desired = desired_of(config.store, tmp_path)
     assert desired.certificates == [{"partition": "Common", "name": "site", "certificate": issued.chain,
                                      "key": issued.key, "description": ""}]
-    assert desired.message()["certificates"] == desired.certificates
+    message = Feed(config.store).changes(desired)
+    assert message is not None and message["put"]["certificates"] == desired.certificates
 
 
 def test_a_mirror_copies_the_key(config, ca, tmp_path):

@@ -101,7 +101,7 @@ def _write_pools(store, names, description=""):
 def test_the_writer_thread_writes_while_other_threads_read(tmp_path):
     store = Store(tmp_path / "t.db")
     heard: list[str] = []
-    store.on_change.append(lambda: heard.append(threading.current_thread().name))
+    store.on_keys.append(lambda keys: heard.append(threading.current_thread().name))
 
     async def scenario():
         store.start(asyncio.get_running_loop())

@@ -1,10 +1,11 @@
 """The data plane: the builtin proxy engine (TCP proxies, balancing, health monitors, counters).
 
-The failover/config side builds what to serve with `served_from_objects` / `served_from_config`
+The failover/config side builds what to serve with `served_from_objects` (a `Catalog`) / `served_from_config`
 and hands it to `BuiltinEngine.apply()`.
 """
 
 from tandem.dataplane.balancer import LB_METHODS, Balancer, Target
+from tandem.dataplane.catalog import served_from_objects
 from tandem.dataplane.engine import (
     BuiltinEngine,
     ServedMember,
@@ -12,7 +13,6 @@ from tandem.dataplane.engine import (
     ServedVirtual,
     monitor_from_config,
     served_from_config,
-    served_from_objects,
 )
 from tandem.dataplane.monitor import DOWN, UNCHECKED, UP, MonitorConfig, PoolMonitor, probe
 from tandem.dataplane.proxy import VirtualServerProxy

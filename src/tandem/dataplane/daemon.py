@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tandem import ipc
-from tandem.dataplane.engine import BuiltinEngine, ServedVirtual, served_from_objects
+from tandem.dataplane.catalog import Catalog
+from tandem.dataplane.engine import BuiltinEngine, ServedVirtual
 from tandem.dataplane.engine_events import EngineStatus
 from tandem.tasks import cancel
 
@@ -60,16 +61,22 @@ class DataPlaneProcess:
     def __init__(self, engine: Engine, socket_path: Path) -> None:
         self.engine = engine
         self._socket_path = socket_path
-        self._virtuals: list[ServedVirtual] = []
-        self._known: set[str] = set()
+        self._catalog = Catalog()
+        """Touched only by `_served` (on a thread of its own, one call at a time)."""
+        self._changes: list[ipc.Message] = []
+        """`changes` messages not yet in the catalog."""
         self._active: set[str] = set()
         self._standalone = False
         self._wake = asyncio.Event()
 
-    def served(self) -> list[ServedVirtual]:
-        """The virtual servers of the active traffic groups; those of no known traffic group when standalone."""
-        return [v for v in self._virtuals
-                if (v.traffic_group in self._active if v.traffic_group in self._known else self._standalone)]
+    def _served(self, changes: list[ipc.Message], active: set[str], standalone: bool) -> list[ServedVirtual]:
+        """The virtual servers of the `active` traffic groups (those of no known traffic group when `standalone`),
+        `changes` taken first."""
+        for message in changes:
+            self._catalog.update(message)
+        known = self._catalog.traffic_groups
+        return [v for v in self._catalog.served()
+                if (v.traffic_group in active if v.traffic_group in known else standalone)]
 
     async def run(self, control: ipc.Channel) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -88,8 +95,10 @@ class DataPlaneProcess:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            try:
-                await self.engine.apply(self.served())
+            changes, self._changes = self._changes, []
+            try:  # off the event loop, as rendering: the failover process's pings go on meanwhile
+                served = await asyncio.to_thread(self._served, changes, set(self._active), self._standalone)
+                await self.engine.apply(served)
             except Exception:  # the data plane must outlive any one failure; the next change retries
                 log.exception("applying the configuration failed")
             retry = self.engine.retry_after()
@@ -99,11 +108,8 @@ class DataPlaneProcess:
 
     async def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
-        if kind == "desired":
-            self._virtuals = await asyncio.to_thread(  # off the event loop, as rendering: pings go on meanwhile
-                served_from_objects, message["virtuals"], message["pools"], message["monitors"],
-                message.get("certificates", ()))
-            self._known = set(message["traffic_groups"])
+        if kind == "changes":
+            self._changes.append(message)
             self._wake.set()
             return None
         if kind == "status":

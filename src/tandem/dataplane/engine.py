@@ -1,14 +1,13 @@
 """The builtin proxy engine: serves a desired set of virtual servers, with their pools' monitors.
 
 The caller (failover/config side) describes what this device must serve now as `ServedVirtual`
-values — built from API dicts with `served_from_config` or `served_from_objects` — and calls
+values — built from API dicts with `served_from_config` or `catalog.served_from_objects` — and calls
 `apply()` whenever that changes; the engine starts, updates and stops proxies and monitors to
 match. A virtual server that stops being served (or moves to another address:port) stops
 accepting at once and drains its open connections in the background for up to `drain_timeout`.
 """
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -175,8 +174,9 @@ def _served_tls(pool: Mapping[str, Any], ca: Mapping[str, Any] | None) -> Served
                      ca_reference=reference, server_name=tls.get("server_name"))
 
 
-def _served_pool(pool: Mapping[str, Any], monitor: Mapping[str, Any] | None,
-                 ca: Mapping[str, Any] | None = None) -> ServedPool:
+def served_pool(pool: Mapping[str, Any], monitor: Mapping[str, Any] | None,
+                ca: Mapping[str, Any] | None = None) -> ServedPool:
+    """A `Pool` dict (members included) with its `Monitor` dict and its CA bundle's `Certificate` dict."""
     return ServedPool(
         partition=pool.get("partition", DEFAULT_PARTITION), name=pool["name"],
         lb_method=pool.get("lb_method", DEFAULT_LB_METHOD),
@@ -204,65 +204,13 @@ def served_from_config(virtual: Mapping[str, Any], pool: Mapping[str, Any] | Non
     served_rules = tuple(_served_rule(rule, rule_pool) for rule, rule_pool in zip(rules, pools, strict=False))
     return ServedVirtual(partition=virtual.get("partition", DEFAULT_PARTITION), name=virtual["name"],
                          address=virtual["address"], port=int(virtual["port"]),
-                         pool=_served_pool(pool, monitor) if pool is not None else None,
+                         pool=served_pool(pool, monitor) if pool is not None else None,
                          enabled=bool(virtual.get("enabled", True)),
                          traffic_group=virtual.get("traffic_group", DEFAULT_TRAFFIC_GROUP),
                          protocol=virtual.get("protocol", "tcp"),
                          rules=served_rules,
                          certificates=tuple(certificates), forwarded_for=bool(virtual.get("forwarded_for", True)),
                          proxy_protocol=bool(virtual.get("proxy_protocol", False)))
-
-
-def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]],
-                        monitors: Iterable[Mapping[str, Any]], certificates: Iterable[Mapping[str, Any]] = (),
-                        traffic_groups: Iterable[str] | None = None) -> list[ServedVirtual]:
-    """The enabled virtual servers of `traffic_groups` (all when None), references resolved: the
-    lists of virtuals, pools (members included), monitors and certificates (keys included) as the
-    API returns them. A reference to a missing pool gives a virtual (or rule) without pool; to a
-    missing monitor, a pool without monitor; to a missing certificate, none. A virtual whose
-    configuration cannot be served (malformed) is left out, with a warning."""
-    groups = set(traffic_groups) if traffic_groups is not None else None
-    pools_by_key = {(p.get("partition", DEFAULT_PARTITION), p["name"]): p for p in pools}
-    monitors_by_key = {(m.get("partition", DEFAULT_PARTITION), m["name"]): m for m in monitors}
-    certificates_by_key = {(c.get("partition", DEFAULT_PARTITION), c["name"]): c for c in certificates}
-    served_pools: dict[tuple[str, str], ServedPool] = {}
-
-    def served_pool(partition: str, reference: str | None) -> tuple[Mapping[str, Any] | None, ServedPool | None]:
-        pool = pools_by_key.get(resolve_reference(partition, reference)) if reference else None
-        if pool is None:
-            return None, None
-        key = (pool.get("partition", DEFAULT_PARTITION), pool["name"])
-        if key not in served_pools:
-            monitor = None
-            if pool.get("monitor"):
-                monitor = monitors_by_key.get(resolve_reference(key[0], pool["monitor"]))
-            ca_reference = (pool.get("tls") or {}).get("ca")
-            ca = certificates_by_key.get(resolve_reference(key[0], ca_reference)) if ca_reference else None
-            served_pools[key] = _served_pool(pool, monitor, ca)
-        return pool, served_pools[key]
-
-    served = []
-    for virtual in virtuals:
-        if not virtual.get("enabled", True):
-            continue
-        if groups is not None and virtual.get("traffic_group", DEFAULT_TRAFFIC_GROUP) not in groups:
-            continue
-        partition = virtual.get("partition", DEFAULT_PARTITION)
-        try:
-            _, pool = served_pool(partition, virtual.get("pool"))
-            rule_pools = [served_pool(partition, rule.get("pool"))[1] for rule in virtual.get("rules") or ()]
-            certs = []
-            for reference in virtual.get("certificates") or ():
-                cert = certificates_by_key.get(resolve_reference(partition, reference))
-                if cert is not None and cert.get("key"):
-                    certs.append(ServedCertificate(cert.get("partition", DEFAULT_PARTITION), cert["name"],
-                                                   cert["certificate"], cert["key"]))
-            served.append(dataclasses.replace(served_from_config(virtual, None, None, rule_pools, certs),
-                                              pool=pool))
-        except (KeyError, TypeError, ValueError) as error:  # one bad object must not stop the others
-            log.warning("virtual server /%s/%s not served: bad configuration: %r", partition,
-                        virtual.get("name"), error)
-    return served
 
 
 @dataclass

@@ -1,30 +1,27 @@
 """The data plane as the management process sees it: the data plane process started and kept running,
-told what the configuration says it may serve, asked for its counters.
+told what the configuration says it may serve (`feed`), asked for its counters.
 
-What to serve is every enabled virtual server (of any traffic group) with its pool and its pool's
-monitor, where the configuration breaks a rule (merged replicas can) as `violations` resolves it. The
-data plane process serves those of the traffic groups the failover process says are active here; the
-addresses of each traffic group's virtual servers float with it (the failover process holds them).
-A configuration change is sent at once, the changes that follow within `SETTLE` seconds together after it.
+The data plane process serves those of the traffic groups the failover process says are active here; the
+addresses of each traffic group's virtual servers float with it (the failover process holds them). A
+configuration change is sent at once, the changes that follow within `SETTLE` seconds together after it.
 """
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tandem import ipc
-from tandem.config.integrity import Violation, violations
-from tandem.config.presentation import model_fields, present
+from tandem.config.integrity import Violation
 from tandem.dataplane.choice import BUILTIN, EngineChoice
 from tandem.dataplane.engine_events import EngineEvent, EngineStatus
+from tandem.dataplane.feed import Desired, Feed
 from tandem.errors import ApiError, NotFound
 from tandem.failover.service import DATAPLANE_SOCKET, FailoverService
-from tandem.models import Certificate, Monitor, Pool, VirtualServer
-from tandem.models.fields import resolve_reference
-from tandem.store import Body, Store
+from tandem.models import VirtualServer
+from tandem.store import Store
 from tandem.tasks import cancel
 from tandem.trust.domain import Domain
 
@@ -39,22 +36,6 @@ HAPROXY_RUNTIME_DIR = "run/haproxy"
 
 class DataPlaneUnavailable(ApiError):
     status, code = 503, "unavailable"
-
-
-@dataclass(frozen=True)
-class Desired:
-    """What the data plane process may serve: the enabled virtual servers with the pools (members
-    included), monitors and certificates (with their keys) they use, as stored, and the traffic groups known."""
-
-    virtuals: list[Body]
-    pools: list[Body]
-    monitors: list[Body]
-    traffic_groups: list[str]
-    certificates: list[Body] = field(default_factory=list)
-
-    def message(self) -> ipc.Message:
-        return {"type": "desired", "virtuals": self.virtuals, "pools": self.pools, "monitors": self.monitors,
-                "traffic_groups": self.traffic_groups, "certificates": self.certificates}
 
 
 @dataclass(frozen=True)
@@ -100,8 +81,10 @@ class DataPlane:
         self._child = ipc.Child("dataplane", "tandem.dataplane.daemon", _child_arguments(engine, data_dir),
                                 data_dir, self._sockets, self._started)
         self._listening: asyncio.Task | None = None
-        self._sent: Desired | None = None
-        self._violations: set[Violation] = set()
+        self._feed = Feed(store)
+        self._changed_keys: set[tuple[str, str, str]] = set()
+        """What commits changed since the feed last read the store."""
+        self._violations: frozenset[Violation] = frozenset()
 
     @staticmethod
     def _sockets() -> tuple[Any, list[Any]]:
@@ -109,8 +92,13 @@ class DataPlane:
         return mine, [theirs]
 
     def changed(self) -> None:
-        """The configuration may have changed: tell the data plane process (at once, or with the others
-        coming within `SETTLE` seconds of the last message)."""
+        """The configuration or the trust domain may have changed: tell the data plane process (at once, or
+        with the others coming within `SETTLE` seconds of the last message)."""
+        self._wake.set()
+
+    def keys_changed(self, keys: list[tuple[str, str, str]]) -> None:
+        """A commit changed these objects (the store's `on_keys`)."""
+        self._changed_keys.update(keys)
         self._wake.set()
 
     async def start(self) -> None:
@@ -125,7 +113,7 @@ class DataPlane:
     async def _started(self, channel: ipc.Channel) -> None:
         await cancel(self._listening)
         self._listening = asyncio.get_running_loop().create_task(channel.serve(lambda message: None))
-        self._sent = None
+        self._feed.sent = None  # a new process: it is sent everything
         self._wake.set()
 
     async def _run(self) -> None:
@@ -133,73 +121,34 @@ class DataPlane:
             await self._wake.wait()
             self._wake.clear()
             started = time.perf_counter()
+            changed, self._changed_keys = self._changed_keys, set()
+            traffic_groups = [t.name for t in self._domain.traffic_groups()]
             try:
-                self._send(self.desired())
+                desired = await asyncio.to_thread(self._feed.build, changed, traffic_groups)
+                self._use(desired)
             except Exception:  # the data plane must outlive any one failure; the next change sends again
                 log.exception("computing what the data plane serves failed")
+                self._feed.cache.clear()
+                self._feed.sent = None
             # what changes meanwhile goes in the next message, together; a large configuration waits longer,
             # so that computing it never takes more than a third of this process's time
             await asyncio.sleep(max(SETTLE, 2 * (time.perf_counter() - started)))
 
-    def _send(self, desired: Desired) -> None:
+    def _use(self, desired: Desired) -> None:
+        """Log the rules newly broken, give the failover process the addresses to hold, send the changes."""
+        for violation in sorted(desired.violations - self._violations, key=lambda v: v.message):
+            log.warning("the merged configuration breaks a rule: %s", violation.view().message)
+        self._violations = desired.violations
+        self._failover.set_virtual_addresses(*desired.addresses())
         channel = self._child.channel
-        if channel is not None and not channel.closed and desired != self._sent:
-            channel.send(desired.message())
-            self._sent = desired
+        if channel is not None and not channel.closed:
+            message = self._feed.changes(desired)
+            if message is not None:
+                channel.send(message)
 
     def desired(self) -> Desired:
-        """What the data plane process may serve (its `desired` message), and, to the failover process, the
-        addresses of the virtual servers of each traffic group (and of none)."""
-        found = self._check_integrity()
-        unserved = {(v.partition, v.name) for v in found if v.kind == VirtualServer.kind}
-        unmonitored = {(v.partition, v.name) for v in found if v.kind == Pool.kind and v.served}
-        virtuals = [r.body for r in self._store.records(VirtualServer.kind)
-                    if r.body.get("enabled", True) and (r.partition, r.name) not in unserved]
-        pools, monitors = {}, {}
-        uses = [(virtual["partition"], reference) for virtual in virtuals  # its pool, then its rules'
-                for reference in (virtual.get("pool"), *(rule.get("pool") for rule in virtual.get("rules", ())))
-                if reference]
-        for partition, reference in uses:
-            key = resolve_reference(partition, reference)
-            pool = self._store.get(Pool.kind, *key)
-            if pool is None or key in pools:
-                continue
-            pools[key] = present(self._store, Pool.kind, pool)
-            if pool.get("monitor") and key not in unmonitored:
-                monitor_key = resolve_reference(key[0], pool["monitor"])
-                monitor = self._store.get(Monitor.kind, *monitor_key)
-                if monitor is not None:
-                    monitors[monitor_key] = monitor
-        certificates = {}  # read whole: the data plane needs the keys the API never shows
-        named = [(virtual["partition"], reference) for virtual in virtuals
-                 for reference in virtual.get("certificates", ())]
-        named += [(pool["partition"], pool["tls"]["ca"]) for pool in pools.values()  # the pools' CA bundles
-                  if (pool.get("tls") or {}).get("ca")]
-        for partition, reference in named:
-            key = resolve_reference(partition, reference)
-            certificate = self._store.get(Certificate.kind, *key)
-            if certificate is not None and key not in certificates:
-                certificates[key] = model_fields(self._store, Certificate.kind, certificate)
-        known = {t.name for t in self._domain.traffic_groups()}
-        by_traffic_group: dict[str, set[str]] = {}
-        standalone: set[str] = set()
-        for virtual in virtuals:
-            if virtual["traffic_group"] in known:
-                by_traffic_group.setdefault(virtual["traffic_group"], set()).add(virtual["address"])
-            else:
-                standalone.add(virtual["address"])
-        self._failover.set_virtual_addresses({tg: tuple(sorted(a)) for tg, a in by_traffic_group.items()},
-                                             tuple(sorted(standalone)))
-        return Desired(virtuals, list(pools.values()), list(monitors.values()), sorted(known),
-                       list(certificates.values()))
-
-    def _check_integrity(self) -> set[Violation]:
-        """The rules the configuration breaks, each logged once when it appears."""
-        found = set(violations(self._store))
-        for violation in sorted(found - self._violations, key=lambda v: v.message):
-            log.warning("the merged configuration breaks a rule: %s", violation.view().message)
-        self._violations = found
-        return found
+        """What the data plane process may serve now, read from the store (all of it: nothing is cached)."""
+        return Feed(self._store).build((), [t.name for t in self._domain.traffic_groups()])
 
     async def status(self) -> ServingStatus:
         """What this device serves now."""

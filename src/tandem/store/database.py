@@ -12,7 +12,7 @@ Threads: after `start`, every write runs on one writer thread with the store's o
 wait for writes (WAL). Small writes of the device's own records (metadata, tokens, failover events,
 the trust domain's records) made on other threads are queued to the writer in order (`flush` waits
 for them). Version vectors and digests change in memory only when a transaction commits. Listeners
-(`on_commit`, `on_change`, `on_keys`) are called on the event loop after it commits.
+(`on_commit`, `on_keys`) are called on the event loop after it commits.
 
 The database runs in WAL mode with `synchronous=NORMAL`: a transaction is in the WAL when COMMIT
 returns, so an acknowledged write survives the process being killed at any moment
@@ -247,8 +247,6 @@ class Store(Reader):
         self.index_of = index_of
         self.on_commit: list[Callable[[list[LogRecord]], None]] = []
         """Called after each committed local transaction with its sequenced log records of groups."""
-        self.on_change: list[Callable[[], None]] = []
-        """Called after every committed transaction, local or replicated."""
         self.on_keys: list[Callable[[list[tuple[str, str, str]]], None]] = []
         """Called after every committed transaction with the keys (kind, partition, name) of the objects it
         changed."""
@@ -398,6 +396,19 @@ class Store(Reader):
             db.execute("PRAGMA query_only=ON")
         return db
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads on this thread see one state of the store until the block ends (in a transaction: its own)."""
+        db = self.db
+        if db.in_transaction:
+            yield
+            return
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
+
     # -- metadata -------------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
@@ -475,8 +486,6 @@ class Store(Reader):
         if pending.keys:
             for keys_listener in self.on_keys:
                 self._notify(keys_listener, pending.keys)
-        for listener in self.on_change:
-            self._notify(listener)
         if pending.sequenced:
             for commit_listener in self.on_commit:
                 self._notify(commit_listener, pending.sequenced)
