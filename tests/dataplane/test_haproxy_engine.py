@@ -109,7 +109,8 @@ def test_tcp_forwarding_weights_and_runtime_changes(runtime: Path) -> None:
     run(scenario)
 
 
-def test_a_member_change_reloads_unchecked_and_an_idle_keep_alive_client_loses_nothing(runtime: Path) -> None:
+def test_a_member_added_or_removed_goes_through_the_runtime_api_and_a_keep_alive_client_loses_nothing(
+        runtime: Path) -> None:
     async def keep_alive_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, bytes]:
         writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         head = (await reader.readuntil(b"\r\n\r\n")).decode()
@@ -121,19 +122,54 @@ def test_a_member_change_reloads_unchecked_and_an_idle_keep_alive_client_loses_n
         a, b = await HttpBackend("A").start(), await HttpBackend("B").start()
         port = free_port()
         engine = HaproxyEngine(runtime)
+        monitored = {"monitor": MonitorConfig(type="tcp", interval=0.2, timeout=0.5)}
         try:
-            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("p", a), protocol="http")])
+            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("p", a, **monitored),
+                                              protocol="http")])
             reader, writer = await asyncio.open_connection(HOST, port)
             assert await keep_alive_get(reader, writer) == (200, b"A")
             checked = (runtime / "candidate.cfg").read_text()
             pid = await haproxy_runtime.worker_pid(engine.process.stats_socket)
-            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("p", a, b), protocol="http")])
+            both = [ServedVirtual("Common", "web", HOST, port, pool("p", a, b, **monitored), protocol="http")]
+            await engine.apply(both)
             assert engine.errors == {}
-            assert await haproxy_runtime.worker_pid(engine.process.stats_socket) != pid  # a reload, members only:
-            assert (runtime / "candidate.cfg").read_text() == checked  # no `haproxy -c` for it
-            assert (await keep_alive_get(reader, writer))[0] == 200  # the old worker answers it, then closes
+            assert await haproxy_runtime.worker_pid(engine.process.stats_socket) == pid  # no reload
+            assert (runtime / "candidate.cfg").read_text() == checked  # no `haproxy -c`
+            assert (await keep_alive_get(reader, writer)) == (200, b"A")  # the same connection, the same worker
             writer.close()
             assert {(await request(port))[2] for _ in range(6)} == {b"A", b"B"}
+            await until(lambda: engine.stats()["pools"]["/Common/p"][f"{HOST}:{b.port}"]["health"] == "up", 5)
+            assert f"{HOST}:{b.port}" in (runtime / "haproxy.cfg").read_text()  # what a restart serves
+            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("p", b, **monitored),
+                                              protocol="http")])
+            assert engine.errors == {}
+            assert {(await request(port))[2] for _ in range(4)} == {b"B"}
+            assert set(engine.stats()["pools"]["/Common/p"]) == {f"{HOST}:{b.port}"}
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_a_removed_member_with_open_connections_reloads_and_the_old_worker_keeps_them(runtime: Path) -> None:
+    async def scenario() -> None:
+        a, b = await hold("A"), await hold("B")
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        try:
+            await engine.apply([ServedVirtual("Common", "t", HOST, port, pool("p", a))])
+            reader, writer = await asyncio.open_connection(HOST, port)
+            assert await reader.readline() == b"A\n"
+            pid = await haproxy_runtime.worker_pid(engine.process.stats_socket)
+            await engine.apply([ServedVirtual("Common", "t", HOST, port, pool("p", b))])
+            assert engine.errors == {}
+            assert await haproxy_runtime.worker_pid(engine.process.stats_socket) != pid  # HAProxy refused `del server`
+            other_reader, other = await asyncio.open_connection(HOST, port)
+            assert await other_reader.readline() == b"B\n"
+            other.close()
+            await asyncio.sleep(0.2)
+            assert not reader.at_eof()  # the old worker still carries it
+            writer.close()
         finally:
             await engine.stop_all(0)
 

@@ -1,9 +1,11 @@
 """The HAProxy engine: serves virtual servers (tcp, http, https) with one supervised HAProxy.
 
-`apply` renders the configuration (`haproxy_config`), and, when only member weights and states
-changed, sets them through the runtime API; otherwise it checks the new configuration with
-`haproxy -c` and reloads hitlessly (`haproxy_process`). A refused configuration leaves the previous
-one serving and HAProxy's message in `errors`. Counters and member health come from `show stat`.
+`apply` renders the configuration (`haproxy_config`: only the virtual servers that changed), and, when
+only servers changed (members added, removed, their weights and states), changes them through the runtime
+API; otherwise (or when HAProxy refuses one, say a removed server still has connections) it checks the new
+configuration with `haproxy -c` (not when only servers changed) and reloads hitlessly (`haproxy_process`).
+A refused configuration leaves the previous one serving and HAProxy's message in `errors`. Counters and
+member health come from `show stat`.
 """
 
 import asyncio
@@ -19,7 +21,7 @@ from tandem.dataplane import haproxy_runtime
 from tandem.dataplane.choice import EngineUnavailable, haproxy_version
 from tandem.dataplane.engine import ServedVirtual
 from tandem.dataplane.engine_events import EngineStatus
-from tandem.dataplane.haproxy_config import Rendering, render
+from tandem.dataplane.haproxy_config import Rendering, ServerChanges, render
 from tandem.dataplane.haproxy_process import ConfigurationRefused, HaproxyProcess, StartFailed
 from tandem.tasks import cancel
 
@@ -49,6 +51,8 @@ class HaproxyEngine:
         """Virtual servers (key `/partition/name`) not served as asked, with the reason."""
         self.process = HaproxyProcess(runtime_dir, binary)
         self._served: _Served | None = None
+        self._rendered: Rendering | None = None
+        """The last configuration rendered (whose fragments the next rendering keeps)."""
         self._refused: str | None = None
         self._refusal = ""
         self._retry_at = 0.0
@@ -76,7 +80,9 @@ class HaproxyEngine:
         async with self._lock:
             wanted = {virtual.key: virtual for virtual in desired if virtual.enabled}
             # off the event loop: a large configuration takes long enough to hold up the failover process's pings
-            rendering = await asyncio.to_thread(render, list(wanted.values()), self.process.runtime_dir)
+            rendering = await asyncio.to_thread(render, list(wanted.values()), self.process.runtime_dir,
+                                                self._rendered)
+            self._rendered = rendering
             errors = dict(rendering.errors)
             served = self._served
             if served is not None and rendering.text == served.rendering.text:
@@ -84,17 +90,17 @@ class HaproxyEngine:
                 self.errors = errors
                 return
             self._wanted = wanted
-            changed = [key for key in rendering.frontends if served is None or served.virtuals.get(key) != wanted[key]]
+            changed = [key for key in rendering.frontends
+                       if served is None or _differs(served.virtuals.get(key), wanted[key])]
             if rendering.text == self._refused and time.monotonic() < self._retry_at:
                 self.errors = errors | dict.fromkeys(changed or rendering.frontends, self._refusal)
                 return
             try:
-                same_files = served is not None and rendering.files == served.rendering.files
-                if same_files and rendering.skeleton() == served.rendering.skeleton():
-                    await self._set_servers(served.rendering, rendering)
+                changes = rendering.server_changes(served.rendering) if served is not None else None
+                if changes is not None:
+                    await self._change_servers(changes, rendering)
                 else:
-                    members_only = same_files and rendering.without_servers() == served.rendering.without_servers()
-                    await self._reload(rendering, check=not members_only)
+                    await self._reload(rendering, check=True)
             except (ConfigurationRefused, StartFailed, OSError, RuntimeError, TimeoutError) as error:
                 if (rendering.text, str(error)) != (self._refused, self._refusal):  # not each retry
                     self.process.events.record("refused", f"configuration not applied: {error}")
@@ -115,15 +121,26 @@ class HaproxyEngine:
             self.process.events.record("recovered", "the configuration wanted is served")
             self._refused = None
 
-    async def _set_servers(self, old: Rendering, new: Rendering) -> None:
-        for (backend, server), state in new.states.items():
-            if old.states.get((backend, server)) != state:
-                await haproxy_runtime.set_server(self.process.stats_socket, backend, server, state.weight,
-                                                 state.state)
-        self.process.write_files({"haproxy.cfg": new.text})  # what a restart starts with
+    async def _change_servers(self, changes: ServerChanges, rendering: Rendering) -> None:
+        """Add, remove and set servers through the runtime API; what HAProxy refuses there (a removed server
+        still has connections) a reload does, unchecked (only servers differ)."""
+        socket = self.process.stats_socket
+        try:
+            for backend, server in changes.removed:
+                await haproxy_runtime.remove_server(socket, backend, server)
+            for (backend, server), line in changes.added.items():
+                weight = rendering.states[(backend, server)].weight
+                await haproxy_runtime.add_server(socket, backend, server, f"{line.endpoint} weight {weight}"
+                                                 f"{line.options}", line.checked)
+            for (backend, server), state in changes.states.items():
+                await haproxy_runtime.set_server(socket, backend, server, state.weight, state.state)
+        except (RuntimeError, ValueError):
+            await self._reload(rendering, check=False)
+            return
+        self.process.write_files({"haproxy.cfg": rendering.text})  # what a restart starts with
 
     async def _reload(self, rendering: Rendering, check: bool) -> None:
-        """Use `rendering`, checked with `haproxy -c` first unless `check` is False (members alone changed)."""
+        """Use `rendering`, checked with `haproxy -c` first unless `check` is False (servers alone changed)."""
         self.process.prepare()
         self.process.write_files(rendering.files)
         if check:
@@ -142,6 +159,7 @@ class HaproxyEngine:
                 self._poller = None
             await self.process.stop(drain_timeout)
             self._served = None
+            self._rendered = None
             self._refused = None
             self._wanted = {}
             self._stat = ""
@@ -205,6 +223,10 @@ class HaproxyEngine:
                                            "weight": member.weight} | counters
                 pools[pool.key] = members
         return {"virtuals": virtuals, "pools": pools}
+
+
+def _differs(old: ServedVirtual | None, new: ServedVirtual) -> bool:
+    return old is not new and old != new
 
 
 def _int(row: dict[str, str], name: str) -> int:

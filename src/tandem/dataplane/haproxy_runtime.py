@@ -47,6 +47,25 @@ def stat_rows(answer: str) -> list[dict[str, str]]:
 async def set_server(socket: Path, backend: str, server: str, weight: int, state: str) -> None:
     """Change a server's weight and state (ready, drain, maint) without a reload."""
     for line in (f"set server {backend}/{server} state {state}", f"set weight {backend}/{server} {weight}"):
-        answer = (await command(socket, line)).strip()
-        if answer:
-            raise RuntimeError(f"haproxy refused {line!r}: {answer}")
+        await _expect(socket, line)
+
+
+async def _expect(socket: Path, line: str, success: str = "") -> None:
+    """Send `line`; RuntimeError unless the answer starts with `success` (empty: unless it is empty)."""
+    answer = (await command(socket, line)).strip()
+    if not (answer.startswith(success) if success else not answer):
+        raise RuntimeError(f"haproxy refused {line!r}: {answer}")
+
+
+async def add_server(socket: Path, backend: str, server: str, arguments: str, checked: bool) -> None:
+    """Add a server (`arguments`: its address, weight and options) to a backend; it starts in maintenance, its
+    health checks (when `checked`) enabled."""
+    await _expect(socket, f"add server {backend}/{server} {arguments}", "New server registered")
+    if checked:
+        await _expect(socket, f"enable health {backend}/{server}")
+
+
+async def remove_server(socket: Path, backend: str, server: str) -> None:
+    """Take a server out of its backend (RuntimeError while it still has connections)."""
+    await _expect(socket, f"set server {backend}/{server} state maint")
+    await _expect(socket, f"del server {backend}/{server}", "Server deleted")
