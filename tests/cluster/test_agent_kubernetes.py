@@ -355,8 +355,10 @@ def test_a_gateway_with_weighted_backends_a_redirect_and_status(lab: Cluster, ku
             assert condition(listeners["tls"]["conditions"], "ResolvedRefs") == ("True", "ResolvedRefs")
 
             host = "shop.example.com"
-            wait_until(lambda: curl(f"http://{host}:18280/", host, 18280, address) in ("blue /", "green /"), 10,
-                       "the route served")
+            for scheme, port, ca in (("http", 18280, None), ("https", 18643, tmp_path / "ca.pem")):  # each listener
+                wait_until(lambda scheme=scheme, port=port, ca=ca: curl(f"{scheme}://{host}:{port}/", host, port,
+                                                                        address, ca) in ("blue /", "green /"),
+                           10, f"the route served on {scheme}")
             answers = Counter(curl(f"https://{host}:18643/", host, 18643, address, tmp_path / "ca.pem")
                               for _ in range(80))
             assert set(answers) == {"blue /", "green /"} and 2 <= answers["blue /"] / answers["green /"] <= 4.5, answers

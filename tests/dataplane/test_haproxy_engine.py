@@ -26,8 +26,9 @@ from tandem.dataplane.engine import (
     ServedRule,
     ServedVirtual,
 )
-from tandem.dataplane.haproxy_config import quote, render
+from tandem.dataplane.haproxy_config import identifier, quote, render
 from tandem.dataplane.haproxy_engine import HaproxyEngine
+from tandem.dataplane.haproxy_shards import HaproxyShards, shard_of
 from tandem.dataplane.monitor import MonitorConfig
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
@@ -396,9 +397,48 @@ def test_refused_configuration_keeps_the_previous_one_serving(runtime: Path) -> 
             await engine.apply([good, fixed])  # a hitless reload: a new worker serves both
             assert engine.errors == {}
             assert await haproxy_runtime.worker_pid(engine.process.stats_socket) != pid
+            checked = (runtime / "candidate.cfg").read_text()  # what changed, not what was served before
+            assert identifier("f", "/Common/bad") in checked and identifier("f", "/Common/good") not in checked
             assert (await request(port))[2] == (await request(other))[2] == b"A"
         finally:
             await engine.stop_all(0)
+
+    run(scenario)
+
+
+def test_shards_reload_alone_and_report_together(runtime: Path) -> None:
+    names = iter(f"v{n}" for n in range(100))
+    first = next(names)
+    second = next(name for name in names if shard_of(f"/Common/{name}", 4) != shard_of(f"/Common/{first}", 4))
+
+    async def scenario() -> None:
+        a, b = await HttpBackend("A").start(), await HttpBackend("B").start()
+        ports = free_port(), free_port()
+        engine = HaproxyShards(runtime, shards=4)
+        one, two = (ServedVirtual("Common", name, HOST, port, pool("p", a), protocol="http")
+                    for name, port in zip((first, second), ports, strict=True))
+        shard_one, shard_two = (engine.shards[shard_of(f"/Common/{name}", 4)] for name in (first, second))
+        try:
+            await engine.apply([one, two])
+            assert sorted(path.name for path in runtime.iterdir()) == sorted(
+                str(shard_of(f"/Common/{name}", 4)) for name in (first, second))  # only shards serving something
+            pids = [await haproxy_runtime.worker_pid(shard.process.stats_socket) for shard in (shard_one, shard_two)]
+            moved = ServedVirtual("Common", second, HOST, ports[1], pool("q", b), protocol="http")
+            await engine.apply([one, moved])
+            assert await haproxy_runtime.worker_pid(shard_one.process.stats_socket) == pids[0]  # untouched
+            assert await haproxy_runtime.worker_pid(shard_two.process.stats_socket) != pids[1]  # reloaded
+            assert (await request(ports[0]))[2] == b"A" and (await request(ports[1]))[2] == b"B"
+            await engine.refresh_stats()
+            stats = engine.stats()
+            assert set(stats["virtuals"]) == {f"/Common/{first}", f"/Common/{second}"}
+            assert all(v["listening"] for v in stats["virtuals"].values())
+            assert set(stats["pools"]) == {"/Common/p", "/Common/q"}
+            await engine.apply([one])  # the second shard serves nothing now, and keeps running
+            assert shard_two.process.running and engine.errors == {}
+            assert set(engine.virtuals) == {f"/Common/{first}"}
+        finally:
+            await engine.stop_all(0)
+        assert not shard_one.process.running and not shard_two.process.running
 
     run(scenario)
 

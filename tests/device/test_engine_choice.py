@@ -13,6 +13,7 @@ import pytest
 from devices import free_port
 from tandem._version import __version__
 from tandem.dataplane.choice import BUILTIN, EngineChoice, EngineUnavailable, choose, haproxy_version
+from tandem.dataplane.haproxy_shards import shard_of
 from waiting import wait_until
 
 HAPROXY = shutil.which("haproxy")
@@ -63,7 +64,7 @@ def test_auto_takes_haproxy_when_on_path(device_factory):
     args = started_with(device)
     assert (option(args, "--engine"), option(args, "--runtime-dir"), option(args, "--binary")) == (
         "haproxy", str(device.data_dir / "run" / "haproxy"), HAPROXY)
-    pid_file = device.data_dir / "run" / "haproxy" / "haproxy.pid"
+    pid_file = device.data_dir / "run" / "haproxy" / str(shard_of("/Common/v")) / "haproxy.pid"  # its shard's
     with device.client() as client:
         client.request("POST", "/api/virtuals", json={"name": "v", "address": "127.0.0.1", "port": free_port()})
         wait_until(lambda: client.request("GET", "/api/dataplane")["virtuals"].get("/Common/v", {}).get("listening"),

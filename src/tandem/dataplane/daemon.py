@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -68,6 +69,8 @@ class DataPlaneProcess:
         self._active: set[str] = set()
         self._standalone = False
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
+        """The traffic groups to serve changed: no pause before serving them."""
 
     def _served(self, changes: list[ipc.Message], active: set[str], standalone: bool) -> list[ServedVirtual]:
         """The virtual servers of the `active` traffic groups (those of no known traffic group when `standalone`),
@@ -95,15 +98,21 @@ class DataPlaneProcess:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._urgent.clear()
             changes, self._changes = self._changes, []
+            started = time.monotonic()
             try:  # off the event loop, as rendering: the failover process's pings go on meanwhile
                 served = await asyncio.to_thread(self._served, changes, set(self._active), self._standalone)
                 await self.engine.apply(served)
             except Exception:  # the data plane must outlive any one failure; the next change retries
                 log.exception("applying the configuration failed")
             retry = self.engine.retry_after()
+            # the changes that come meanwhile wait as long as this took (unless the traffic groups served here
+            # change): back-to-back reloads of a large configuration took the machine from the rest of the
+            # device while 10,000 services arrived (bench/agent.py, initial_10k_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), max(time.monotonic() - started, retry or 0))
             if retry is not None:
-                await asyncio.sleep(retry)
                 self._wake.set()
 
     async def _from_management(self, message: ipc.Message) -> ipc.Message | None:
@@ -129,6 +138,7 @@ class DataPlaneProcess:
             if (active, standalone) != (self._active, self._standalone):
                 self._active, self._standalone = active, standalone
                 self._wake.set()
+                self._urgent.set()
             return None
         raise ValueError(f"unknown message {kind!r}")
 
@@ -136,9 +146,9 @@ class DataPlaneProcess:
 def make_engine(args: argparse.Namespace) -> Engine:
     """The engine the management process chose (`--engine`)."""
     if args.engine == "haproxy":
-        from tandem.dataplane.haproxy_engine import HaproxyEngine  # lazily: only a HAProxy device loads it
+        from tandem.dataplane.haproxy_shards import HaproxyShards  # lazily: only a HAProxy device loads it
 
-        return HaproxyEngine(args.runtime_dir, args.binary)
+        return HaproxyShards(args.runtime_dir, args.binary)
     return BuiltinEngine()
 
 

@@ -109,6 +109,20 @@ class Rendering:
     frontend_texts: dict[str, str] = field(default_factory=dict)
     backend_texts: dict[str, str] = field(default_factory=dict)
     backend_servers: dict[str, dict[str, Server]] = field(default_factory=dict)
+    preamble: str = ""
+    """The global and defaults sections."""
+
+    def text_to_check(self, old: "Rendering | None") -> str:
+        """What `haproxy -c` must accept before this configuration replaces `old`: the global and defaults
+        sections with the frontends and backends of the virtual servers rendered anew. The others `old` served
+        (accepted then), and names never clash (each is a hash of what it stands for): checking the whole
+        configuration took as long as a reload (1.4 s with 11,000 virtual servers, bench/agent.py)."""
+        kept = old.fragments if old is not None else {}
+        new = [fragment for key, fragment in self.fragments.items() if kept.get(key) is not fragment]
+        backends: dict[str, str] = {}
+        for fragment in new:
+            backends.update(fragment.backend_texts)
+        return "\n".join([self.preamble, *(fragment.frontend for fragment in new), *backends.values()])
 
     def server_changes(self, old: "Rendering") -> "ServerChanges | None":
         """How to go from `old` to this configuration through the runtime API, when only servers differ (added,
@@ -339,6 +353,6 @@ def render(virtuals: list[ServedVirtual], runtime_dir: Path, previous: Rendering
             out.backend_texts.setdefault(name, text)
         for name, servers in fragment.backend_servers.items():
             out.backend_servers.setdefault(name, servers)
-    out.text = "\n".join(["\n".join(_global(runtime_dir)), *out.frontend_texts.values(),
-                          *out.backend_texts.values()])
+    out.preamble = "\n".join(_global(runtime_dir))
+    out.text = "\n".join([out.preamble, *out.frontend_texts.values(), *out.backend_texts.values()])
     return out

@@ -27,6 +27,8 @@ from tandem.tasks import cancel
 
 STATS_INTERVAL = 1.0
 """Seconds between two reads of HAProxy's counters."""
+COUNTERS = {"connections_total": "stot", "connections_current": "scur", "bytes_in": "bin", "bytes_out": "bout"}
+"""Each counter a virtual server and a member shows, and its `show stat` column."""
 RETRY = 1.0
 """Seconds before trying again a configuration HAProxy accepted but could not load (a port in use)."""
 
@@ -100,7 +102,7 @@ class HaproxyEngine:
                 if changes is not None:
                     await self._change_servers(changes, rendering)
                 else:
-                    await self._reload(rendering, check=True)
+                    await self._reload(rendering, check=True, served=served.rendering if served else None)
             except (ConfigurationRefused, StartFailed, OSError, RuntimeError, TimeoutError) as error:
                 if (rendering.text, str(error)) != (self._refused, self._refusal):  # not each retry
                     self.process.events.record("refused", f"configuration not applied: {error}")
@@ -139,12 +141,13 @@ class HaproxyEngine:
             return
         self.process.write_files({"haproxy.cfg": rendering.text})  # what a restart starts with
 
-    async def _reload(self, rendering: Rendering, check: bool) -> None:
-        """Use `rendering`, checked with `haproxy -c` first unless `check` is False (servers alone changed)."""
+    async def _reload(self, rendering: Rendering, check: bool, served: Rendering | None = None) -> None:
+        """Use `rendering` in place of `served`, its new parts checked with `haproxy -c` first unless `check` is
+        False (servers alone changed)."""
         self.process.prepare()
         self.process.write_files(rendering.files)
         if check:
-            await self.process.check(rendering.text)
+            await self.process.check(rendering.text_to_check(served))
         await self.process.use(rendering.text)
         self.process.remove_unused(rendering.files)
         for (backend, server), state in rendering.states.items():
@@ -217,7 +220,7 @@ class HaproxyEngine:
                 for member in pool.members:
                     found = [rows.get((backend, rendering.servers.get((backend, member.key)))) for backend in backends]
                     found = [row for row in found if row]
-                    counters = {name: sum(_counters(row)[name] for row in found) for name in _counters({})}
+                    counters = {name: sum(_counters(row)[name] for row in found) for name in COUNTERS}
                     members[member.key] = {"health": _health(found[0] if found else {}, pool.monitor is not None),
                                            "enabled": member.enabled, "state": member.state,
                                            "weight": member.weight} | counters
@@ -235,8 +238,7 @@ def _int(row: dict[str, str], name: str) -> int:
 
 
 def _counters(row: dict[str, str]) -> dict[str, int]:
-    return {"connections_total": _int(row, "stot"), "connections_current": _int(row, "scur"),
-            "bytes_in": _int(row, "bin"), "bytes_out": _int(row, "bout")}
+    return {name: _int(row, column) for name, column in COUNTERS.items()}
 
 
 def _health(row: dict[str, str], monitored: bool) -> str:
