@@ -238,8 +238,9 @@ class Agent:
         if views != self._mine_views:
             self._mine_views, self._mine = (list(self.published), dict(self.others)), {}
         me, others = self.options.host_id, [v for v in self.others.values() if v]
-        for key in keys - self._mine.keys():
-            self._mine[key] = owner(key, self.published) == me and all(owner(key, v) == me for v in others)
+        for key in keys:  # not `keys - self._mine.keys()`: that copies every key remembered, each call
+            if key not in self._mine:
+                self._mine[key] = owner(key, self.published) == me and all(owner(key, v) == me for v in others)
         return {key for key in keys if self._mine[key]}
 
     # -- reconciling --------------------------------------------------------------------------------
