@@ -127,7 +127,8 @@ class Agent:
         self._built: dict[str, _Built] = {}
         self._reported: dict[str, Report] = {}
         self._moves_seen = -1
-        self._owned = 0
+        self._owned: set[str] = set()
+        """The services this agent writes, as of the last round."""
         self._writing = asyncio.Lock()
         self._views: tuple[list[str], dict[str, list[str]]] = ([], {})
         self._mine: dict[str, bool] = {}
@@ -156,7 +157,7 @@ class Agent:
         mine = self.mine(set(errors))
         source_errors = {key: error for key, error in errors.items() if key in mine}
         status = AgentStatus(view=tuple(self.published), instance=self.instance, source=self.source.kind,
-                             owned=self._owned, leader=self.leader, device=self.devices.url,
+                             owned=len(self._owned), leader=self.leader, device=self.devices.url,
                              last_reconcile=self.last_reconcile, error=(self.last_error or "")[:200] or None,
                              problem_count=len(self.problems.keys() | mine), problems=_sample(self.problems),
                              source_errors=_sample(source_errors))
@@ -313,8 +314,11 @@ class Agent:
         mine = self.mine(set(owners.values()))
         considered = {key for key, owned_by in owners.items() if owned_by in mine}
         if full:
-            self._owned = len(considered)
-            self.metrics.services_owned.set(len(considered))
+            self._owned = set(considered)
+        else:  # in place: what changed alone is touched
+            self._owned -= changed
+            self._owned |= considered
+        self.metrics.services_owned.set(len(self._owned))
         self.addresses.begin()
         plans: dict[str, list[Operation]] = {}
         def sharing_of(key: str) -> str | None:

@@ -42,6 +42,8 @@ class Catalog:
         """Each virtual server built (None: its configuration cannot be served)."""
         self._users: dict[Dependency, set[Key]] = defaultdict(set)
         """The virtual servers built from each object."""
+        self._uses: dict[Key, set[Dependency]] = {}
+        """What each virtual server was built from (to take it out of `_users` when built again or gone)."""
 
     def update(self, message: Mapping[str, Any]) -> None:
         """Take a `changes` message (a `full` one replaces everything)."""
@@ -61,6 +63,8 @@ class Catalog:
     def _changed(self, kind: str, key: Key) -> None:
         if kind == VirtualServer.kind:
             self._built.pop(key, None)
+            for dependency in self._uses.pop(key, ()):
+                self._users[dependency].discard(key)
         for user in self._users.pop((kind, key), ()):
             self._built.pop(user, None)
 
@@ -123,8 +127,11 @@ class Catalog:
             log.warning("virtual server /%s/%s not served: bad configuration: %r", partition,
                         virtual.get("name"), error)
             built = None
+        for dependency in self._uses.get(key, set()) - uses:
+            self._users[dependency].discard(key)
         for dependency in uses:
             self._users[dependency].add(key)
+        self._uses[key] = uses
         return built
 
 

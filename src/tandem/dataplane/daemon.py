@@ -2,11 +2,12 @@
 
 It runs apart from the management process (`python -m tandem.dataplane.daemon`, started by
 `DataPlane`) so that no API load, SQLite write or sync work ever holds traffic. The management
-process tells it what the configuration says (every virtual server with its pool and monitor, by
-traffic group); the failover process, which connects to its Unix socket, tells it which traffic groups
-are active here and asks it every heartbeat interval whether it answers (a data plane that stops
+process tells it what the configuration says (`changes` of the virtual servers with their pools,
+monitors and certificates, kept in a `Catalog`; should taking them fail it asks for everything again,
+`resend`); the failover process, which connects to its Unix socket, tells it which traffic groups are
+active here and asks it every heartbeat interval whether it answers (a data plane that stops
 answering makes the device step down). It serves with the engine the management process chose
-(`--engine builtin|haproxy`, `dataplane.choice`).
+(`--engine builtin|haproxy`, `dataplane.choice`: HAProxy in shards, `haproxy_shards`).
 """
 
 import argparse
@@ -32,7 +33,7 @@ STOP_DRAIN = 2.0
 
 
 class Engine(Protocol):
-    """What the data plane process asks of its engine (`BuiltinEngine`, `HaproxyEngine`)."""
+    """What the data plane process asks of its engine (`BuiltinEngine`, `HaproxyShards`)."""
 
     name: str
     version: str
@@ -43,6 +44,9 @@ class Engine(Protocol):
 
     async def refresh_stats(self) -> None:
         """Bring the counters `stats` gives up to date (an engine that keeps them current does nothing)."""
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the engine's own processes (not the data plane process or its reaped children) used."""
 
     def retry_after(self) -> float | None:
         """Seconds before `apply` should run again though nothing changed (a virtual server could not listen
@@ -86,7 +90,7 @@ class DataPlaneProcess:
             self._socket_path.unlink()
         server = await asyncio.start_unix_server(self._failover_connected, self._socket_path)
         os.chmod(self._socket_path, 0o600)
-        serving = asyncio.get_running_loop().create_task(self._serve())
+        serving = asyncio.get_running_loop().create_task(self._serve(control))
         try:
             await control.serve(self._from_management)  # until the management process is gone
         finally:
@@ -94,26 +98,42 @@ class DataPlaneProcess:
             await cancel(serving)
             await self.engine.stop_all(STOP_DRAIN)
 
-    async def _serve(self) -> None:
+    async def _serve(self, control: ipc.Channel) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             self._urgent.clear()
             changes, self._changes = self._changes, []
-            started = time.monotonic()
+            started, used = time.monotonic(), self._cpu_seconds()
             try:  # off the event loop, as rendering: the failover process's pings go on meanwhile
                 served = await asyncio.to_thread(self._served, changes, set(self._active), self._standalone)
+            except Exception:  # changes may be lost: everything is asked for again
+                log.exception("taking the configuration's changes failed")
+                self._catalog = Catalog()
+                control.send({"type": "resend"})
+                continue
+            try:
                 await self.engine.apply(served)
             except Exception:  # the data plane must outlive any one failure; the next change retries
                 log.exception("applying the configuration failed")
             retry = self.engine.retry_after()
-            # the changes that come meanwhile wait as long as this took (unless the traffic groups served here
-            # change): back-to-back reloads of a large configuration took the machine from the rest of the
-            # device while 10,000 services arrived (bench/agent.py, initial_10k_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), max(time.monotonic() - started, retry or 0))
+                await asyncio.wait_for(self._urgent.wait(), max(self._pause(started, used), retry or 0))
             if retry is not None:
                 self._wake.set()
+
+    def _cpu_seconds(self) -> float:
+        """The CPU time of this process, its reaped children (`haproxy -c`) and the engine's processes."""
+        own = os.times()
+        return own.user + own.system + own.children_user + own.children_system + self.engine.cpu_seconds()
+
+    def _pause(self, started: float, used: float) -> float:
+        """How long the changes that come after an apply wait (unless the traffic groups served here change):
+        so that applying uses at most half a core, however large the configuration (back-to-back reloads
+        of 11,000 virtual servers took a core from the rest of the device while they arrived, bench/agent.py,
+        initial_10k_s); at least as long as the apply took."""
+        took = time.monotonic() - started
+        return max(took, 2 * (self._cpu_seconds() - used) - took)
 
     async def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]

@@ -381,6 +381,10 @@ class BuiltinEngine:
     async def refresh_stats(self) -> None:
         """Nothing to do: the proxies count as they go."""
 
+    def cpu_seconds(self) -> float:
+        """Nothing: the proxies run in the data plane process (whose own time counts)."""
+        return 0.0
+
     def retry_after(self) -> float | None:
         """`RETRY` while a virtual server could not listen; None when every error is lasting (`LASTING`)."""
         return RETRY if any(message not in LASTING for message in self.errors.values()) else None

@@ -73,6 +73,10 @@ class HaproxyEngine:
             return None
         return max(0.0, self._retry_at - time.monotonic())
 
+    def cpu_seconds(self) -> float:
+        """The CPU time its HAProxy has used (its `haproxy -c` runs count as the data plane process's)."""
+        return self.process.cpu_seconds()
+
     def status(self) -> EngineStatus:
         """This engine, how many times HAProxy died and was started again, and its events."""
         return EngineStatus(self.name, self.version, self.process.restarts, self.process.events.recent())

@@ -111,7 +111,7 @@ class HaproxyProcess:
                     raise
                 await asyncio.sleep(0.01)
 
-    def _stop_orphan(self) -> None:
+    def stop_orphan(self) -> None:
         """Kill the HAProxy a previous data plane process left running with this runtime directory."""
         try:
             pid = int((self.runtime_dir / "haproxy.pid").read_text().split()[0])
@@ -125,7 +125,7 @@ class HaproxyProcess:
 
     async def _start(self) -> None:
         if self._process is None:
-            self._stop_orphan()
+            self.stop_orphan()
         for path in (self.stats_socket, self.master_socket):
             path.unlink(missing_ok=True)
         with open(self.runtime_dir / "haproxy.log", "ab") as output:
@@ -163,6 +163,16 @@ class HaproxyProcess:
             except (OSError, StartFailed) as error:
                 log.warning("haproxy restart failed: %s", error)
                 await asyncio.sleep(RESTART_PAUSE)
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the running master has used, with that of the workers it reaped (0: none runs)."""
+        if self._process is None or self._process.returncode is not None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime .. cstime
 
     @property
     def running(self) -> bool:

@@ -9,6 +9,7 @@ last reload lets open connections finish); each keeps its own runtime directory,
 """
 
 import asyncio
+import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from tandem.dataplane.engine import ServedVirtual
 from tandem.dataplane.engine_events import EVENTS_KEPT, EngineStatus
 from tandem.dataplane.haproxy_engine import COUNTERS, HaproxyEngine
+from tandem.dataplane.haproxy_process import HaproxyProcess
 
 SHARDS = 8
 
@@ -32,6 +34,9 @@ class HaproxyShards:
     name = "haproxy"
 
     def __init__(self, runtime_dir: Path, binary: str = "haproxy", shards: int = SHARDS) -> None:
+        runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(runtime_dir, 0o700)
+        HaproxyProcess(runtime_dir, binary).stop_orphan()  # one a version without shards left running
         self.shards = [HaproxyEngine(runtime_dir / str(number), binary) for number in range(shards)]
         self.version = self.shards[0].version
         self._started: set[int] = set()
@@ -57,6 +62,9 @@ class HaproxyShards:
     def retry_after(self) -> float | None:
         waits = [wait for shard in self.shards if (wait := shard.retry_after()) is not None]
         return min(waits) if waits else None
+
+    def cpu_seconds(self) -> float:
+        return sum(shard.cpu_seconds() for shard in self.shards)
 
     async def stop_all(self, drain_timeout: float) -> None:
         await asyncio.gather(*(shard.stop_all(drain_timeout) for shard in self.shards))
@@ -85,6 +93,11 @@ class HaproxyShards:
         return {key: virtual for shard in self.shards for key, virtual in shard.virtuals.items()}
 
 
+HEALTH_ORDER = ("down", "unchecked", "up")
+
+
 def _summed(one: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """A member's stats from two shards: counters added, the rest (health, state, weight) as the first says."""
-    return one | {name: one[name] + other[name] for name in COUNTERS}
+    """A member's stats from two shards (each checks its pools' members itself): counters added, the worse
+    health, the rest (state, weight) the same in both."""
+    health = min(one["health"], other["health"], key=HEALTH_ORDER.index)
+    return one | {name: one[name] + other[name] for name in COUNTERS} | {"health": health}

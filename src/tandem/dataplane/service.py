@@ -112,8 +112,14 @@ class DataPlane:
 
     async def _started(self, channel: ipc.Channel) -> None:
         await cancel(self._listening)
-        self._listening = asyncio.get_running_loop().create_task(channel.serve(lambda message: None))
+        self._listening = asyncio.get_running_loop().create_task(channel.serve(self._from_dataplane))
         self._feed.sent = None  # a new process: it is sent everything
+        self._wake.set()
+
+    def _from_dataplane(self, message: ipc.Message) -> None:
+        if message["type"] != "resend":
+            raise ValueError(f"unknown message {message['type']!r}")
+        self._feed.sent = None  # it lost track: everything, in the next message
         self._wake.set()
 
     async def _run(self) -> None:
