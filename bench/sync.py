@@ -56,8 +56,13 @@ class RawApi:
     def _request(self, method: str, path: str, body: dict | None = None, headers: dict | None = None):
         payload = None if body is None else json.dumps(body).encode()
         all_headers = {"Content-Type": "application/json", **(headers or {})}
-        self.connection.request(method, path, body=payload, headers=all_headers)
-        response = self.connection.getresponse()
+        try:
+            self.connection.request(method, path, body=payload, headers=all_headers)
+            response = self.connection.getresponse()
+        except http.client.RemoteDisconnected:  # the device closed the idle connection: a new one, once
+            self.connection.close()
+            self.connection.request(method, path, body=payload, headers=all_headers)
+            response = self.connection.getresponse()
         return response.status, response.read()
 
     def status_of(self, path: str) -> int:

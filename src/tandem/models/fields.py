@@ -1,5 +1,6 @@
 """Field types shared by every resource: names, addresses, ports, references."""
 
+import functools
 import ipaddress
 import re
 from typing import Annotated
@@ -22,7 +23,11 @@ INTERFACE_NAME_RE = re.compile(r"(?!\.\.?\Z)[\x21-\x7e]{1,15}")
 (`/`, `:` and `%` are refused apart)."""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _normalize_address(value: str) -> str:
+    """`value` as an address in its compressed form (ValueError if it is none). Remembered: an agent checks
+    each endpoint's address several times (its Service, then each pool it lands in), and parsing took a
+    fifth of the agent's time (bench/agent.py, initial_10k_s)."""
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
