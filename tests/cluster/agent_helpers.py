@@ -118,14 +118,33 @@ def writers(agents: list[AgentProcess]) -> dict[str, list[tuple[datetime, str]]]
     return {key: sorted(writes) for key, writes in out.items()}
 
 
+def dead_instances(agents: list[AgentProcess]) -> set[str]:
+    """The agent instances (that wrote) no longer running: followed by another in their agent's log, or the last
+    of an agent whose process ended."""
+    dead: set[str] = set()
+    for agent in agents:
+        instances = list(dict.fromkeys(match[2] for line in agent.log_path.read_text(errors="replace").splitlines()
+                                       if (match := WRITE.match(line))))
+        dead |= set(instances[:-1])
+        if instances and agent.process is not None and agent.process.poll() is not None:
+            dead.add(instances[-1])
+    return dead
+
+
 def assert_one_writer_at_a_time(agents: list[AgentProcess]) -> None:
-    """An agent instance never writes a service again once another instance wrote it after it."""
+    """An agent instance never writes a service again once another instance wrote it after it, unless every
+    instance that wrote it meanwhile is dead (a service goes back to its former writer when the one that took
+    it over dies: still one writer at a time)."""
+    dead = dead_instances(agents)
     for key, writes in writers(agents).items():
-        finished: set[str] = set()
+        since: dict[str, set[str]] = {}  # per instance that lost the service: the instances that wrote it since
         current = None
         for _, instance in writes:
             if instance != current:
-                assert instance not in finished, f"{key}: {instance} wrote again after another agent: {writes}"
+                alive = since.pop(instance, set()) - dead
+                assert not alive, f"{key}: {instance} wrote again after {alive} (alive): {writes}"
+                for others in since.values():
+                    others.add(instance)
                 if current is not None:
-                    finished.add(current)
+                    since[current] = {instance}
                 current = instance

@@ -139,7 +139,15 @@ def test_a_member_added_or_removed_goes_through_the_runtime_api_and_a_keep_alive
             assert (await keep_alive_get(reader, writer)) == (200, b"A")  # the same connection, the same worker
             writer.close()
             assert {(await request(port))[2] for _ in range(6)} == {b"A", b"B"}
-            await until(lambda: engine.stats()["pools"]["/Common/p"][f"{HOST}:{b.port}"]["health"] == "up", 5)
+            async def health() -> str:
+                await engine.refresh_stats()
+                return engine.stats()["pools"]["/Common/p"][f"{HOST}:{b.port}"]["health"]
+
+            for _ in range(50):
+                if await health() == "up":
+                    break
+                await asyncio.sleep(0.1)
+            assert await health() == "up"
             assert f"{HOST}:{b.port}" in (runtime / "haproxy.cfg").read_text()  # what a restart serves
             await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("p", b, **monitored),
                                               protocol="http")])

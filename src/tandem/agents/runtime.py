@@ -127,6 +127,10 @@ class Agent:
         self._built: dict[str, _Built] = {}
         self._reported: dict[str, Report] = {}
         self._moves_seen = -1
+        self._reading: asyncio.Task[None] | None = None
+        """Reading the partition again in the background (`_read_again`)."""
+        self._written: list[list[Operation]] | None = None
+        """The operations written since that read began."""
         self._owned: set[str] = set()
         """The services this agent writes, as of the last round."""
         self._writing = asyncio.Lock()
@@ -257,6 +261,7 @@ class Agent:
             for task in done:
                 task.result()
         finally:
+            self._stop_reading_again()
             for task in tasks:
                 task.cancel()
             with contextlib.suppress(Exception):
@@ -300,12 +305,19 @@ class Agent:
         changed = self.source.take_changed()
         services = self.source.services
         views = (self.published, self.others)
-        if self.state.stale or self._moves_seen != self.devices.moves or views != self._views:
-            # after a move, a failed write, or a change of views (services and addresses taken over from
-            # another agent): read what is there
+        if self.state.stale or self._moves_seen != self.devices.moves:
+            # after a move or a failed write: read what is there before writing anything
+            self._stop_reading_again()
             moves = self.devices.moves
             self.state.load(await self.devices.call(lambda c: read_partition(c, self.options.partition)))
             self._moves_seen, full = moves, True
+        elif views != self._views:
+            # services and addresses taken over from another agent: what it wrote since this agent last read
+            # is read in the background, and the work goes on from what this agent knows (a replace writes
+            # the whole object; a delete of what is gone is refused, and the partition is read again then):
+            # reading 10,000 services took longer than the lease (bench/agent.py, agent_takeover_s)
+            self._read_again()
+            full = True
         self._views = views
         full = full or changed is None
         # only what changed is looked at unless `full`: a round that went through every service took most of
@@ -349,6 +361,34 @@ class Agent:
         if full:  # what is gone from the source is told anew should it come back
             for key in self._reported.keys() - self.source.present:
                 del self._reported[key]
+
+    def _read_again(self) -> None:
+        """Read the partition in the background; what is written meanwhile is applied to what it read."""
+        self._stop_reading_again()
+        self._written = []
+        self._reading = asyncio.get_running_loop().create_task(self._take_what_is_there())
+
+    def _stop_reading_again(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+        self._reading, self._written = None, None
+
+    async def _take_what_is_there(self) -> None:
+        try:
+            objects = await self.devices.call(lambda c: read_partition(c, self.options.partition))
+        except Exception as error:  # unreachable devices: the next round reads before it writes
+            log.warning("cannot read the partition again: %s", error)
+            self.state.stale = True
+            self._reading, self._written = None, None
+            self.changed.set()
+            return
+        async with self._writing:
+            written, self._reading, self._written = self._written or [], None, None
+            self.state.load(objects)
+            for operations in written:
+                self.state.applied(operations)
+        self._full = True  # everything compared with what is there
+        self.changed.set()
 
     def _plan(self, service: Service, plans: dict[str, list[Operation]],
               sharing_of: Callable[[str], str | None]) -> str | None:
@@ -431,6 +471,8 @@ class Agent:
 
     def _applied(self, operations: list[Operation], keys: list[str]) -> None:
         self.state.applied(operations)
+        if self._written is not None:
+            self._written.append(operations)
         self.metrics.objects_written.inc(len(operations))
         log.info("instance %s wrote %d objects of services %s", self.instance, len(operations), " ".join(sorted(keys)))
 

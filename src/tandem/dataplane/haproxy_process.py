@@ -165,14 +165,15 @@ class HaproxyProcess:
                 await asyncio.sleep(RESTART_PAUSE)
 
     def cpu_seconds(self) -> float:
-        """The CPU time the running master has used, with that of the workers it reaped (0: none runs)."""
+        """The CPU time the running master has used: loading configurations (0: none runs). Not its workers':
+        theirs is serving traffic (and the master counts a worker's whole life when it reaps it)."""
         if self._process is None or self._process.returncode is not None:
             return 0.0
         try:
             fields = Path(f"/proc/{self._process.pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             return 0.0
-        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime .. cstime
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
     @property
     def running(self) -> bool:
