@@ -84,6 +84,10 @@ class PartitionState:
         """The services that have objects of this environment's agents."""
         return set(self._owned)
 
+    def owns(self, key: str) -> bool:
+        """Whether the service `key` has objects of this environment's agents."""
+        return key in self._owned
+
     def at(self, address: str) -> dict[int, VirtualServer]:
         """The virtual servers at `address`, by port."""
         return self._at.get(address, {})
