@@ -163,14 +163,13 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
         return partitions is None or partition in partitions
 
     absent = set()
-    for kind in PARTITIONED_KINDS:
-        for partition, name in sorted(live[kind]):
-            if partition not in existing:
-                absent.add((kind, partition, name))
-                if wanted(partition):
-                    found.append(Violation(kind, partition, name, "partition", partition,
-                                           f"{kind[:-1]} /{partition}/{name} is in partition {partition}, "
-                                           "which does not exist", served=False))
+    for kind in PARTITIONED_KINDS:  # what is sorted is only what breaks a rule (sorting every key took a fifth)
+        for partition, name in sorted(key for key in live[kind] if key[0] not in existing):
+            absent.add((kind, partition, name))
+            if wanted(partition):
+                found.append(Violation(kind, partition, name, "partition", partition,
+                                       f"{kind[:-1]} /{partition}/{name} is in partition {partition}, "
+                                       "which does not exist", served=False))
     unserved = set(absent)
     for field, target_kind in (("monitor", Monitor.kind), ("pool", Pool.kind), ("certificate", Certificate.kind)):
         for value, kind, partition, name in store.refs(field):
@@ -194,9 +193,7 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
     for value, kind, partition, name in store.refs("destination"):
         if (kind, partition, name) not in unserved:
             destinations[value].append((partition, name))
-    for value, users in sorted(destinations.items()):
-        if len(users) < 2:
-            continue
+    for value, users in sorted((value, users) for value, users in destinations.items() if len(users) > 1):
         address, port, protocol = value.split(" ")
         ordered = sorted((_incarnation(store, VirtualServer.kind, *key), *key) for key in users)
         (_, first_partition, first_name), *later = ordered

@@ -104,11 +104,11 @@ class StoreCache:
         return self._bodies[key]
 
     def virtuals(self) -> list[tuple[Key, Body]]:
-        """Every virtual server, in (partition, name) order."""
+        """Every virtual server (in no particular order: the data plane process orders them)."""
         if self._virtuals is None:
             self._virtuals = set(self._store.keys(VirtualServer.kind))
         found = []
-        for key in sorted(self._virtuals):
+        for key in list(self._virtuals):
             body = self.get(VirtualServer.kind, *key)
             if body is None:
                 self._virtuals.discard(key)

@@ -20,7 +20,7 @@ from tandem.dataplane.engine_events import EVENTS_KEPT, EngineStatus
 from tandem.dataplane.haproxy_engine import COUNTERS, HaproxyEngine
 from tandem.dataplane.haproxy_process import HaproxyProcess
 
-SHARDS = 8
+SHARDS = 16
 
 
 def shard_of(key: str, shards: int = SHARDS) -> int:
@@ -36,7 +36,8 @@ class HaproxyShards:
     def __init__(self, runtime_dir: Path, binary: str = "haproxy", shards: int = SHARDS) -> None:
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(runtime_dir, 0o700)
-        HaproxyProcess(runtime_dir, binary).stop_orphan()  # one a version without shards left running
+        for left in [runtime_dir, *(p for p in runtime_dir.iterdir() if p.is_dir())]:  # what a previous one left,
+            HaproxyProcess(left, binary).stop_orphan()  # in a shard this one may never start (or without shards)
         self.shards = [HaproxyEngine(runtime_dir / str(number), binary) for number in range(shards)]
         self.version = self.shards[0].version
         self._started: set[int] = set()
