@@ -1,12 +1,17 @@
 """The agent's pure parts: a Kubernetes Service as a service, the plan against the partition, address
 pools, and sharing by rendezvous hashing."""
 
+import asyncio
+import time
+
+import orjson
 import pytest
 
 from tandem.agents.addresses import Addresses, parse_pool
+from tandem.agents.metrics import Metrics
 from tandem.agents.objects import comparable, objects, owner_of
 from tandem.agents.partition import PartitionState
-from tandem.agents.runtime import owner
+from tandem.agents.runtime import MAX_BATCH_BYTES, Agent, Options, owner
 from tandem.agents.service import Service
 from tandem.agents.sources.k8s_services import Selection, node_of, service_of
 from tandem.models import Pool
@@ -200,3 +205,31 @@ def test_an_ipv6_service_takes_an_ipv6_address_of_a_dual_stack_pool() -> None:
     assert "IPv6 only" in six.warnings[0][1]
     assert addresses.resolve(six, state, lambda a: True, unshared)[0] in v6
     assert addresses.resolve(four, state, lambda a: True, unshared)[0] in v4
+
+
+def test_large_plans_are_written_in_batches_under_the_request_size_each_holding_whole_services() -> None:
+    class Devices:
+        def __init__(self) -> None:
+            self.sizes: list[tuple[int, set[str]]] = []
+
+        async def call(self, request):
+            return request(self)
+
+        def batch(self, operations: list[dict], fence: object) -> None:
+            names = {op["name"].rsplit("-", 1)[0] for op in operations}
+            self.sizes.append((len(orjson.dumps(operations)), names))
+
+    class Leases:
+        token = epoch = None
+
+    devices = Devices()
+    agent = Agent(Options("prod", "a", "apps"), None, Leases(), devices, None, Metrics())  # type: ignore[arg-type]
+    agent.lease_until = time.monotonic() + 60
+    state = PartitionState("apps", "prod")
+    state.load({})
+    plans = {f"shop/web{i}": state.plan(f"shop/web{i}", objects(service(f"shop/web{i}", members=200), f"10.9.{i}.1",
+                                                                  "apps", "prod"))[0] for i in range(40)}
+    asyncio.run(agent._write(plans))
+    assert len(devices.sizes) > 1 and all(size <= MAX_BATCH_BYTES for size, _ in devices.sizes)  # 1 MiB refused
+    written = [name for _, names in devices.sizes for name in names]
+    assert sorted(written) == sorted(f"shop_web{i}" for i in range(40))  # each service whole, in one batch

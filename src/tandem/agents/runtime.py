@@ -46,6 +46,10 @@ STATUS_BYTES = 3000
 """At most this much status in a lease (device leases hold 4 KB of data)."""
 MAX_BATCH = 1000
 """Operations per batch: a device applies a batch in one go, and a very large one would delay its heartbeats."""
+MAX_BATCH_BYTES = 512 * 1024
+"""A batch's operations in JSON, at most: half a device's request body limit (1 MiB, `api.limits`). A thousand
+operations of pools with ten members went over it, and the device refused the batch (413): it was then
+written service by service, which took minutes at 10,000 services (bench/agent.py, initial_10k_s)."""
 
 
 class AgentError(Exception):
@@ -416,14 +420,18 @@ class Agent:
             self.problems[key] = problem
 
     async def _write(self, plans: dict[str, list[Operation]]) -> None:
-        """Write the plans in batches of at most MAX_BATCH operations (one, unless the change is large),
-        each atomic and holding whole services: a large batch would hold the device up too long."""
+        """Write the plans in batches of at most MAX_BATCH operations and MAX_BATCH_BYTES (one batch, unless the
+        change is large), each atomic and holding whole services: a large batch would hold the device up too
+        long, or be over its request size."""
         chunk: dict[str, list[Operation]] = {}
+        count = size = 0
         for key, operations in plans.items():
-            if chunk and sum(map(len, chunk.values())) + len(operations) > MAX_BATCH:
+            weight = len(orjson.dumps([op.json() for op in operations]))
+            if chunk and (count + len(operations) > MAX_BATCH or size + weight > MAX_BATCH_BYTES):
                 await self._write_batch(chunk)
-                chunk = {}
+                chunk, count, size = {}, 0, 0
             chunk[key] = operations
+            count, size = count + len(operations), size + weight
         if chunk:
             await self._write_batch(chunk)
 
