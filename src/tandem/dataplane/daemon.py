@@ -30,6 +30,10 @@ from tandem.tasks import cancel
 log = logging.getLogger("tandem.dataplane")
 
 STOP_DRAIN = 2.0
+SHARE = 0.5
+"""The share of a core that applying changes may use over time."""
+BURST = 1.0
+"""CPU seconds applying may use at once, above `SHARE`."""
 
 
 class Engine(Protocol):
@@ -75,6 +79,8 @@ class DataPlaneProcess:
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         """The traffic groups to serve changed: no pause before serving them."""
+        self._credit, self._credit_at = BURST, time.monotonic()
+        """CPU seconds applying may still spend at once (`_owed`), as of when."""
 
     def _served(self, changes: list[ipc.Message], active: set[str], standalone: bool) -> list[ServedVirtual]:
         """The virtual servers of the `active` traffic groups (those of no known traffic group when `standalone`),
@@ -104,7 +110,7 @@ class DataPlaneProcess:
             self._wake.clear()
             self._urgent.clear()
             changes, self._changes = self._changes, []
-            started, used = time.monotonic(), self._cpu_seconds()
+            used = self._cpu_seconds()
             try:  # off the event loop, as rendering: the failover process's pings go on meanwhile
                 served = await asyncio.to_thread(self._served, changes, set(self._active), self._standalone)
             except Exception:  # changes may be lost: everything is asked for again
@@ -117,8 +123,7 @@ class DataPlaneProcess:
             except Exception:  # the data plane must outlive any one failure; the next change retries
                 log.exception("applying the configuration failed")
             retry = self.engine.retry_after()
-            # changes that came while applying are a burst: they wait (`_pause`); one alone goes at once
-            wait = max(self._pause(started, used) if self._changes else 0.0, retry or 0.0)
+            wait = max(self._owed(self._cpu_seconds() - used), retry or 0.0)
             if wait:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._urgent.wait(), wait)
@@ -130,14 +135,16 @@ class DataPlaneProcess:
         own = os.times()
         return own.user + own.system + own.children_user + own.children_system + self.engine.cpu_seconds()
 
-    def _pause(self, started: float, used: float) -> float:
-        """How long the changes that came while applying wait (unless the traffic groups served here change):
-        so that applying uses at most half a core, however large the configuration (back-to-back reloads
-        of 11,000 virtual servers took a core from the rest of the device while they arrived, bench/agent.py,
-        initial_10k_s); at least as long as the apply took. (A change that comes alone does not wait: a pause
-        after every apply added a quarter of a second to an Ingress change at 11,000.)"""
-        took = time.monotonic() - started
-        return max(took, 2 * (self._cpu_seconds() - used) - took)
+    def _owed(self, spent: float) -> float:
+        """How long the changes that come next wait (unless the traffic groups served here change), now that
+        applying spent `spent` CPU seconds: applying may use `BURST` seconds at once, and `SHARE` of a core
+        over time, however large the configuration. Back-to-back reloads of 11,000 virtual servers took a
+        core from the rest of the device while they arrived (bench/agent.py, initial_10k_s); a pause after
+        every apply added a quarter of a second to each Ingress change."""
+        now = time.monotonic()
+        self._credit = min(BURST, self._credit + (now - self._credit_at) * SHARE) - spent
+        self._credit_at = now
+        return max(0.0, -self._credit / SHARE)
 
     async def _from_management(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
