@@ -140,8 +140,8 @@ def ingress_changes(kube: FakeKubernetes, count: int) -> list[float]:
 
         kube.apply("ingresses", probe("one"))
         address = wait_until(lambda: ((((kube.get("ingresses", "default", "probe") or {}).get("status") or {})
-                                       .get("loadBalancer") or {}).get("ingress") or [{}])[0].get("ip"), 60,
-                             "the probe Ingress's address")
+                                       .get("loadBalancer") or {}).get("ingress") or [{}])[0].get("ip"), 600,
+                             "the probe Ingress's address")  # behind the status of every service created
         wait_until(lambda: answer(address, host) == "one /", 60, "the probe Ingress served", interval=0.05)
         for n in range(count):
             backend = ("two", "one")[n % 2]
