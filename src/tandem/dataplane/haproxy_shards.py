@@ -2,10 +2,11 @@
 
 A configuration change reloads only the HAProxy serving the virtual servers it touches, so a reload (whose
 cost grows with the configuration it loads) costs a share of the whole: one HAProxy serving 11,000 virtual
-servers took 1.4 s to load each change (bench/agent.py, ingress_change_p99_ms). A virtual server's shard is
-a hash of its key: it never moves from one HAProxy to another (a move would not be hitless). A shard starts
-its HAProxy when it first has something to serve, and keeps it (serving nothing, when nothing is left: its
-last reload lets open connections finish); each keeps its own runtime directory, `DIR/N`.
+servers parsed its configuration for 1.4 s at each change (bench/agent.py, ingress_change_p99_ms). A
+virtual server's shard is a hash of its key: it never moves from one HAProxy to another (a move would not
+be hitless). A shard starts its HAProxy when it first has something to serve, and keeps it (serving
+nothing, when nothing is left: its last reload lets open connections finish); each keeps its own runtime
+directory, `DIR/N`.
 """
 
 import asyncio
