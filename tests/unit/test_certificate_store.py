@@ -104,12 +104,12 @@ def test_in_use_by_a_virtual_server_it_stays(config, ca):
     assert refused.value.target == "name" and "used by virtual /Common/v" in refused.value.message
 
 
-def test_the_data_plane_gets_the_certificates_it_serves_with_their_keys(config, ca, tmp_path):
+def test_the_data_plane_gets_the_certificates_it_serves_with_their_keys(config, ca):
     issued, unused = ca.issue("d.example.com"), ca.issue("u.example.com")
     config.create(Certificate(name="site", certificate=issued.chain, key=issued.key))
     config.create(Certificate(name="unused", certificate=unused.chain, key=unused.key))
     config.create(VirtualServer(name="v", address="192.0.2.1", port=443, protocol="https", certificates=["site"]))
-    desired = desired_of(config.store, tmp_path)
+    desired = desired_of(config.store)
     assert desired.certificates == [{"partition": "Common", "name": "site", "certificate": issued.chain,
                                      "key": issued.key, "description": ""}]
     message = Feed(config.store).changes(desired)

@@ -49,7 +49,7 @@ def test_a_missing_or_foreign_rule_pool_or_certificate_is_a_violation(store):
     assert all(v.view().resolution == "not served" for v in violations(store))
 
 
-def test_the_data_plane_gets_the_pools_of_rules_and_not_what_breaks_a_rule(store, tmp_path):
-    desired = desired_of(store, tmp_path)
+def test_the_data_plane_gets_the_pools_of_rules_and_not_what_breaks_a_rule(store):
+    desired = desired_of(store)
     assert [v["name"] for v in desired.virtuals] == ["ok"]
     assert sorted(p["name"] for p in desired.pools) == ["api", "web"]

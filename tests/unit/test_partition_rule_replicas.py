@@ -58,9 +58,9 @@ def test_a_replicated_use_of_another_partition_is_reported(replicated):
     assert violations(new, ["B"]) == []
 
 
-def test_what_breaks_the_rule_is_not_served_and_a_foreign_monitor_not_used(replicated, tmp_path):
+def test_what_breaks_the_rule_is_not_served_and_a_foreign_monitor_not_used(replicated):
     _, new = replicated
-    desired = desired_of(new, tmp_path)
+    desired = desired_of(new)
     assert sorted(v["name"] for v in desired.virtuals) == ["ok", "w"]
     assert sorted((p["partition"], p["name"]) for p in desired.pools) == [("A", "q"), ("Common", "cp")]
     assert desired.monitors == []  # q is served without health monitoring

@@ -123,7 +123,7 @@ def test_ca_bundles_pools_and_https_virtual_servers(config, ca):
     config.delete(Certificate, {"partition": "Common", "name": "bundle"})  # no longer held
 
 
-def test_a_missing_ca_bundle_after_a_merge_and_what_the_data_plane_gets(config, ca, tmp_path):
+def test_a_missing_ca_bundle_after_a_merge_and_what_the_data_plane_gets(config, ca):
     config.create(Certificate(name="bundle", certificate=ca.pem))
     with config.store.transaction() as txn:  # as a merge may leave them: unchecked
         for name, reference in (("ok", "bundle"), ("gone", "absent")):
@@ -133,7 +133,7 @@ def test_a_missing_ca_bundle_after_a_merge_and_what_the_data_plane_gets(config, 
     (found,) = violations(config.store)
     assert (found.kind, found.name, found.other, found.served) == ("pools", "gone", "/Common/absent", False)
     assert found.view().resolution == "not served"
-    desired = desired_of(config.store, tmp_path)
+    desired = desired_of(config.store)
     assert [c["name"] for c in desired.certificates] == ["bundle"]
     assert desired.certificates[0]["certificate"] == ca.pem
 

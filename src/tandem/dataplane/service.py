@@ -153,10 +153,6 @@ class DataPlane:
             if message is not None:
                 channel.send(message)
 
-    def desired(self) -> Desired:
-        """What the data plane process may serve now, read from the store (all of it: nothing is cached)."""
-        return Feed(self._store).build((), [t.name for t in self._domain.traffic_groups()])
-
     async def status(self) -> ServingStatus:
         """What this device serves now."""
         channel = self._child.channel
