@@ -19,9 +19,11 @@ ingress_change_p50_ms, ingress_change_p99_ms, agent_rss_mb, agent_rss_mb_per_100
 Services and Ingresses served), agent_takeover_s, lease_ttl_s (and the machine).
 
     .venv/bin/python bench/agent.py [--services N] [--ingresses N] [--endpoints N] [--changes N] [--lease-ttl S]
+                                    [--keep DIR]
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import sys
@@ -161,8 +163,14 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--ingress-changes", type=int, default=20)
     parser.add_argument("--lease-ttl", type=float, default=5.0)
+    parser.add_argument("--keep", type=Path, help="a new directory to run in and keep (the devices' and agents' "
+                                                   "logs), instead of a temporary one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tandem-bench-agent-") as tmp, FakeKubernetes() as kube:
+    workplace = contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(
+        prefix="tandem-bench-agent-")
+    if args.keep:
+        args.keep.mkdir(parents=True)
+    with workplace as tmp, FakeKubernetes() as kube:
         base = Path(tmp)
         cluster = Cluster(base / "cluster")
         cluster.base_dir.mkdir()

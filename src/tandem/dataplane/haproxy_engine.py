@@ -41,11 +41,8 @@ class HaproxyEngine:
 
     name = "haproxy"
 
-    def __init__(self, runtime_dir: Path, binary: str = "haproxy") -> None:
-        try:
-            self.version = haproxy_version(binary)
-        except EngineUnavailable:
-            self.version = "unknown"
+    def __init__(self, runtime_dir: Path, binary: str = "haproxy", version: str | None = None) -> None:
+        self.version = version or installed_version(binary)
         self.errors: dict[str, str] = {}
         """Virtual servers (key `/partition/name`) not served as asked, with the reason."""
         self.process = HaproxyProcess(runtime_dir, binary)
@@ -216,6 +213,14 @@ class HaproxyEngine:
                                            "weight": member.weight} | counters
                 pools[pool.key] = members
         return {"virtuals": virtuals, "pools": pools}
+
+
+def installed_version(binary: str) -> str:
+    """What `binary -v` says its version is ("unknown" if it says nothing)."""
+    try:
+        return haproxy_version(binary)
+    except EngineUnavailable:
+        return "unknown"
 
 
 def _differs(old: ServedVirtual | None, new: ServedVirtual) -> bool:

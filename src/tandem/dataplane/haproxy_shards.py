@@ -18,7 +18,7 @@ from typing import Any
 
 from tandem.dataplane.engine import ServedVirtual
 from tandem.dataplane.engine_events import EVENTS_KEPT, EngineStatus
-from tandem.dataplane.haproxy_engine import COUNTERS, HaproxyEngine
+from tandem.dataplane.haproxy_engine import COUNTERS, HaproxyEngine, installed_version
 from tandem.dataplane.haproxy_process import HaproxyProcess
 
 SHARDS = 16
@@ -39,8 +39,8 @@ class HaproxyShards:
         os.chmod(runtime_dir, 0o700)
         for left in [runtime_dir, *(p for p in runtime_dir.iterdir() if p.is_dir())]:  # what a previous one left,
             HaproxyProcess(left, binary).stop_orphan()  # in a shard this one may never start (or without shards)
-        self.shards = [HaproxyEngine(runtime_dir / str(number), binary) for number in range(shards)]
-        self.version = self.shards[0].version
+        self.version = installed_version(binary)  # asked once, not once a shard
+        self.shards = [HaproxyEngine(runtime_dir / str(number), binary, self.version) for number in range(shards)]
         self._started: set[int] = set()
         """The shards whose HAProxy runs."""
         self._applied: dict[int, list[ServedVirtual]] = {}
