@@ -35,6 +35,9 @@ class Catalog:
     """The objects sent, by kind and key, and the virtual servers built from them."""
 
     def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self.objects: dict[str, dict[Key, Mapping[str, Any]]] = {
             kind: {} for kind in (VirtualServer.kind, Pool.kind, Monitor.kind, Certificate.kind)}
         self.traffic_groups: set[str] = set()
@@ -48,7 +51,7 @@ class Catalog:
     def update(self, message: Mapping[str, Any]) -> None:
         """Take a `changes` message (a `full` one replaces everything)."""
         if message["full"]:
-            self.__init__()  # type: ignore[misc]
+            self._clear()
         for kind, bodies in message["put"].items():
             for body in bodies:
                 key = _key(body)
