@@ -269,7 +269,9 @@ def compare(work: Path, backend: Backend, seconds: int, rounds: int, connections
             client.batch(tandem_operations(tandem_ports, backend, certificate))
             wait_served(client, VIRTUALS)
             engine = client.device()["engine"]
-            tandem_haproxy = int((device.data_dir / "run" / "haproxy" / "haproxy.pid").read_text())
+            # any shard's master: the data plane process starts them all alike
+            pid_file = next((device.data_dir / "run" / "haproxy").glob("*/haproxy.pid"))
+            tandem_haproxy = int(pid_file.read_text())
             with open(work / "haproxy.log", "w") as log:
                 hand = subprocess.Popen([binary, "-W", "-f", str(work / "haproxy.cfg")], stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True,

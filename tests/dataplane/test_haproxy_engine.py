@@ -247,6 +247,34 @@ def test_http_rules_route_redirect_respond_reject(runtime: Path) -> None:
     run(scenario)
 
 
+def test_http_rules_that_all_forward_take_the_first_match(runtime: Path) -> None:
+    """Rules that only forward are written as use_backend lines (the faster form): their order still holds."""
+    async def scenario() -> None:
+        a, b, c = [await HttpBackend(n).start() for n in "ABC"]
+        port = free_port()
+        engine = HaproxyEngine(runtime)
+        rules = (
+            ServedRule("api", host="api.example.com", path="/v1", pool=pool("pb", b)),
+            ServedRule("wild", host="*.img.example.com", pool=pool("pc", c)),
+            ServedRule("shadow", host="api.example.com", pool=pool("pc", c)),  # /v1 never reaches it
+            ServedRule("any", path="/any", pool=pool("pb", b)),
+        )
+        try:
+            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("pa", a), protocol="http",
+                                              rules=rules)])
+            assert engine.errors == {}
+            assert "tandem_rule" not in (runtime / "haproxy.cfg").read_text()
+            assert (await request(port, "/v1/x", {"Host": "API.example.com:80"}))[2] == b"B"
+            assert (await request(port, "/v2", {"Host": "api.example.com"}))[2] == b"C"
+            assert (await request(port, "/", {"Host": "x.IMG.example.com"}))[2] == b"C"
+            assert (await request(port, "/any/thing", {"Host": "elsewhere"}))[2] == b"B"
+            assert (await request(port, "/", {"Host": "img.example.com"}))[2] == b"A"
+        finally:
+            await engine.stop_all(0)
+
+    run(scenario)
+
+
 def test_monitors_become_checks_and_proxy_protocol_reaches_members(runtime: Path) -> None:
     signatures: list[bytes] = []
 
