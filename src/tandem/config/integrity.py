@@ -8,7 +8,7 @@ breaks in the stored configuration, and says how every device resolves each, the
 """
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +19,9 @@ from tandem.models.fields import resolve_reference
 from tandem.store import GLOBAL, Body, Store, Transaction
 
 PARTITIONED_KINDS = (Monitor.kind, Certificate.kind, Pool.kind, VirtualServer.kind)
+USED_AS = {Monitor.kind: "monitor", Pool.kind: "pool", Certificate.kind: "certificate"}
+"""The field of the reference index under which an object of each kind is used by others."""
+FIELDS_USED = {field: kind for kind, field in USED_AS.items()}
 TRANSPORTS = {"tcp": "tcp", "http": "tcp", "https": "tcp"}
 """The transport a virtual server's protocol listens on: a destination is (address, port, transport)."""
 
@@ -157,40 +160,89 @@ def violations(store: Store, partitions: Collection[str] | None = None) -> list[
     (address, port, transport), the one created first among those otherwise served is served, the others are not."""
     existing = {name for _, name in store.keys(Partition.kind)}
     live = {kind: set(store.keys(kind)) for kind in PARTITIONED_KINDS}
+    objects = [(kind, partition, name) for kind in PARTITIONED_KINDS for partition, name in live[kind]]
+    uses = [(field, *row) for field in USED_AS.values() for row in store.refs(field)]
+    return _breaks(store, _Scope(existing, objects, uses, lambda kind, partition, name: (partition, name) in live[kind],
+                                 store.refs("destination")), partitions)
+
+
+def violations_after(store: Store, previous: Collection[Violation],
+                     changed: Iterable[tuple[str, str, str]]) -> frozenset[Violation]:
+    """`violations(store)` after commits changed the objects `changed` (kind, partition, name), `previous` being
+    what it was before them: only the objects a change can concern are looked at again (the changed ones, what
+    uses them, the virtual servers sharing a destination with one of those, those whose violation names a
+    changed object); a change of partitions looks at everything. Hand-written for speed: the whole scan took
+    60 ms of each change with 10,000 virtual servers (bench/agent.py, change_p99_ms)."""
+    changed = [key for key in changed if key[0] in PARTITIONED_KINDS or key[0] == Partition.kind]
+    if any(kind == Partition.kind for kind, _, _ in changed):
+        return frozenset(violations(store))
+    concerned = set(changed)
+    for kind, partition, name in changed:
+        if kind in USED_AS:
+            concerned.update(store.referrers(USED_AS[kind], f"/{partition}/{name}"))
+    named = {f"/{partition}/{name}" for _, partition, name in changed}
+    concerned.update((v.kind, v.partition, v.name) for v in previous if v.other in named)
+    references = {key: store.references_of(*key) for key in concerned}
+    destinations = {value for key, refs in references.items() for field, value in refs if field == "destination"}
+    shared = [(value, *user) for value in destinations for user in store.referrers("destination", value)]
+    for _, *user in shared:
+        key = tuple(user)
+        if key not in references:
+            concerned.add(key)
+            references[key] = store.references_of(*key)
+    existing = {name for _, name in store.keys(Partition.kind)}
+    objects = [key for key in concerned if store.exists(*key)]
+    uses = [(field, value, *key) for key in objects for field, value in references[key] if field in FIELDS_USED]
+    found = _breaks(store, _Scope(existing, objects, uses, store.exists, shared))
+    return frozenset(v for v in previous if (v.kind, v.partition, v.name) not in concerned) | frozenset(found)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What `_breaks` looks at: the partitions that exist, the live objects to check, their uses of other
+    objects (field, value, kind, partition, name), whether an object is live, and the destinations of virtual
+    servers (value, kind, partition, name), whole for each destination."""
+
+    existing: set[str]
+    objects: Collection[tuple[str, str, str]]
+    uses: Iterable[tuple[str, str, str, str, str]]
+    live: Callable[[str, str, str], bool]
+    destinations: Iterable[tuple[str, str, str, str]]
+
+
+def _breaks(store: Store, scope: _Scope, partitions: Collection[str] | None = None) -> list[Violation]:
     found: list[Violation] = []
 
     def wanted(partition: str) -> bool:
         return partitions is None or partition in partitions
 
-    absent = set()
-    for kind in PARTITIONED_KINDS:  # what is sorted is only what breaks a rule (sorting every key took a fifth)
-        for partition, name in sorted(key for key in live[kind] if key[0] not in existing):
-            absent.add((kind, partition, name))
-            if wanted(partition):
-                found.append(Violation(kind, partition, name, "partition", partition,
-                                       f"{kind[:-1]} /{partition}/{name} is in partition {partition}, "
-                                       "which does not exist", served=False))
+    absent = {key for key in scope.objects if key[1] not in scope.existing}
+    # only what breaks a rule is sorted (sorting every key took a fifth)
+    for kind, partition, name in sorted(absent, key=lambda key: (PARTITIONED_KINDS.index(key[0]), key)):
+        if wanted(partition):
+            found.append(Violation(kind, partition, name, "partition", partition,
+                                   f"{kind[:-1]} /{partition}/{name} is in partition {partition}, "
+                                   "which does not exist", served=False))
     unserved = set(absent)
-    for field, target_kind in (("monitor", Monitor.kind), ("pool", Pool.kind), ("certificate", Certificate.kind)):
-        for value, kind, partition, name in store.refs(field):
-            _, target_partition, target_name = value.split("/")
-            if (kind, partition, name) in absent:
-                continue
-            use = f"{kind[:-1]} /{partition}/{name} uses {field} {value}"
-            if not may_use(partition, target_partition):
-                rule, message = "cross-partition", (f"{use}, of another partition (it may use only objects of "
-                                                    f"{partition} and {DEFAULT_PARTITION})")
-            elif target_partition in existing and (target_partition, target_name) in live[target_kind]:
-                continue
-            else:
-                rule, message = "reference", f"{use}, which does not exist"
-            if kind == VirtualServer.kind:
-                unserved.add((kind, partition, name))
-            if wanted(partition):
-                found.append(Violation(kind, partition, name, rule, value, message,
-                                       served=(kind, field) == (Pool.kind, "monitor")))
+    for field, value, kind, partition, name in scope.uses:
+        _, target_partition, target_name = value.split("/")
+        if (kind, partition, name) in absent:
+            continue
+        use = f"{kind[:-1]} /{partition}/{name} uses {field} {value}"
+        if not may_use(partition, target_partition):
+            rule, message = "cross-partition", (f"{use}, of another partition (it may use only objects of "
+                                                f"{partition} and {DEFAULT_PARTITION})")
+        elif target_partition in scope.existing and scope.live(FIELDS_USED[field], target_partition, target_name):
+            continue
+        else:
+            rule, message = "reference", f"{use}, which does not exist"
+        if kind == VirtualServer.kind:
+            unserved.add((kind, partition, name))
+        if wanted(partition):
+            found.append(Violation(kind, partition, name, rule, value, message,
+                                   served=(kind, field) == (Pool.kind, "monitor")))
     destinations: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for value, kind, partition, name in store.refs("destination"):
+    for value, kind, partition, name in scope.destinations:
         if (kind, partition, name) not in unserved:
             destinations[value].append((partition, name))
     for value, users in sorted((value, users) for value, users in destinations.items() if len(users) > 1):

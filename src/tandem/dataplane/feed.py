@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tandem import ipc
-from tandem.config.integrity import Violation, violations
+from tandem.config.integrity import Violation, violations, violations_after
 from tandem.config.presentation import model_fields, present
 from tandem.config.units import OVERLAYS, overlay_parent
-from tandem.models import Certificate, Monitor, Pool, VirtualServer
+from tandem.models import Certificate, Monitor, Partition, Pool, VirtualServer
 from tandem.models.fields import resolve_reference
 from tandem.store import Body, Store
 
@@ -117,6 +117,59 @@ class StoreCache:
         return found
 
 
+Dependency = tuple[str, Key]
+"""An object a virtual server needs served with it: (kind, key)."""
+
+
+class _Served:
+    """The virtual servers served and what each needs, kept from round to round: a round takes again only the
+    virtual servers its changes concern."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[Key, Body]] = {kind: {} for kind in FED_KINDS}
+        self._needs: dict[Key, list[Dependency]] = {}
+        self._needed_by: dict[Dependency, set[Key]] = {}
+
+    def users(self, kind: str, key: Key) -> set[Key]:
+        """The virtual servers served that need this object."""
+        return self._needed_by.get((kind, key), set())
+
+    def drop(self, virtual: Key) -> None:
+        self.objects[VirtualServer.kind].pop(virtual, None)
+        for dependency in self._needs.pop(virtual, ()):
+            users = self._needed_by[dependency]
+            users.discard(virtual)
+            if not users:
+                del self._needed_by[dependency]
+                del self.objects[dependency[0]][dependency[1]]
+
+    def add(self, key: Key, virtual: Body, cache: StoreCache, unmonitored: set[Key]) -> None:
+        """Serve a virtual server with its pool and its rules' (members included), their monitors (unless
+        `unmonitored`) and CA bundles, and its certificates; what is missing is left out."""
+        needs: list[Dependency] = []
+        partition = key[0]
+        certificates = [(partition, reference) for reference in virtual.get("certificates", ())]
+        for reference in (virtual.get("pool"), *(rule.get("pool") for rule in virtual.get("rules", ()))):
+            pool_key = resolve_reference(partition, reference) if reference else None
+            pool = cache.get(Pool.kind, *pool_key) if pool_key is not None else None
+            if pool is None:
+                continue
+            needs.append((Pool.kind, pool_key))
+            if pool.get("monitor") and pool_key not in unmonitored:
+                needs.append((Monitor.kind, resolve_reference(pool_key[0], pool["monitor"])))
+            if (pool.get("tls") or {}).get("ca"):  # the pool's CA bundle
+                certificates.append((pool_key[0], pool["tls"]["ca"]))
+        needs += [(Certificate.kind, resolve_reference(*certificate)) for certificate in certificates]
+        self.objects[VirtualServer.kind][key] = virtual
+        kept = self._needs[key] = []
+        for kind, needed in dict.fromkeys(needs):
+            body = cache.get(kind, *needed)
+            if body is not None:
+                kept.append((kind, needed))
+                self._needed_by.setdefault((kind, needed), set()).add(key)
+                self.objects[kind][needed] = body
+
+
 @dataclass
 class Feed:
     """Builds what the data plane process may serve and what it must be told of it."""
@@ -126,51 +179,62 @@ class Feed:
     sent: dict[str, dict[Key, Body]] | None = field(init=False, default=None)
     """What the data plane process was sent (None: nothing yet, or it started again)."""
     sent_traffic_groups: list[str] = field(init=False, default_factory=list)
+    _found: frozenset[Violation] | None = field(init=False, default=None)
+    """The violations of the last round (None: none yet, or forgotten after a failure)."""
+    _served: _Served = field(init=False, default_factory=_Served)
 
     def __post_init__(self) -> None:
         self.cache = StoreCache(self.store)
 
+    def reset(self) -> None:
+        """Forget everything read and sent (after a failure: nothing is trusted); the next round starts anew."""
+        self.cache.clear()
+        self.sent, self._found, self._served = None, None, _Served()
+
     def build(self, changed: Iterable[tuple[str, str, str]], traffic_groups: list[str]) -> Desired:
         """What to serve now, `changed` (the keys commits changed since the last build) read again; on one
-        snapshot of the store (call it off the event loop)."""
+        snapshot of the store (call it off the event loop). Only what the changes concern is looked at again
+        (the whole configuration on the first round, and when partitions change)."""
+        changed = list(changed)
         with self.store.snapshot():
             self.cache.forget(changed)
-            found = frozenset(violations(self.store))
-            return self._desired(found, traffic_groups)
+            previous = self._found
+            if previous is None or any(kind == Partition.kind for kind, _, _ in changed):
+                self._found = frozenset(violations(self.store))
+                concerned = {key for key, _ in self.cache.virtuals()} | set(self._served.objects[VirtualServer.kind])
+            else:
+                self._found = violations_after(self.store, previous, changed)
+                concerned = self._concerned(changed, previous ^ self._found)
+            self._serve(concerned)
+        return Desired({kind: dict(objects) for kind, objects in self._served.objects.items()},
+                       sorted(traffic_groups), self._found)
 
-    def _desired(self, found: frozenset[Violation], traffic_groups: list[str]) -> Desired:
+    def _concerned(self, changed: list[tuple[str, str, str]], moved: frozenset[Violation]) -> set[Key]:
+        """The virtual servers that changed, need an object that changed, or whose violations (or those of an
+        object they need) came or went."""
+        concerned: set[Key] = set()
+        for kind, partition, name in changed:
+            if kind == VirtualServer.kind:
+                concerned.add((partition, name))
+            elif kind == OVERLAYS:  # a member of a pool
+                concerned |= self._served.users(Pool.kind, (partition, overlay_parent(name)[0]))
+            elif kind in FED_KINDS:
+                concerned |= self._served.users(kind, (partition, name))
+        for violation in moved:
+            key = (violation.partition, violation.name)
+            concerned |= {key} if violation.kind == VirtualServer.kind else self._served.users(violation.kind, key)
+        return concerned
+
+    def _serve(self, concerned: set[Key]) -> None:
+        found = self._found or frozenset()
         unserved = {(v.partition, v.name) for v in found if v.kind == VirtualServer.kind}
         unmonitored = {(v.partition, v.name) for v in found if v.kind == Pool.kind and v.served}
-        objects: dict[str, dict[Key, Body]] = {kind: {} for kind in FED_KINDS}
-        virtuals, pools = objects[VirtualServer.kind], objects[Pool.kind]
-        for key, virtual in self.cache.virtuals():
-            if virtual.get("enabled", True) and key not in unserved:
-                virtuals[key] = virtual
-        certificates = []  # their partition and reference
-        for (partition, _), virtual in virtuals.items():  # its pool, then its rules'
-            for reference in (virtual.get("pool"), *(rule.get("pool") for rule in virtual.get("rules", ()))):
-                key = resolve_reference(partition, reference) if reference else None
-                if key is None or key in pools:
-                    continue
-                pool = self.cache.get(Pool.kind, *key)
-                if pool is None:
-                    continue
-                pools[key] = pool
-                if pool.get("monitor") and key not in unmonitored:
-                    monitor_key = resolve_reference(key[0], pool["monitor"])
-                    monitor = self.cache.get(Monitor.kind, *monitor_key)
-                    if monitor is not None:
-                        objects[Monitor.kind][monitor_key] = monitor
-                if (pool.get("tls") or {}).get("ca"):  # the pool's CA bundle
-                    certificates.append((key[0], pool["tls"]["ca"]))
-            certificates += [(partition, reference) for reference in virtual.get("certificates", ())]
-        for partition, reference in certificates:
-            key = resolve_reference(partition, reference)
-            if key not in objects[Certificate.kind]:
-                certificate = self.cache.get(Certificate.kind, *key)
-                if certificate is not None:
-                    objects[Certificate.kind][key] = certificate
-        return Desired(objects, sorted(traffic_groups), found)
+        for key in concerned:
+            self._served.drop(key)
+        for key in concerned:
+            virtual = self.cache.get(VirtualServer.kind, *key)
+            if virtual is not None and virtual.get("enabled", True) and key not in unserved:
+                self._served.add(key, virtual, self.cache, unmonitored)
 
     def changes(self, desired: Desired) -> ipc.Message | None:
         """The `changes` message taking the data plane process from what it was sent to `desired` (all of it

@@ -27,7 +27,7 @@ from tandem.trust.domain import Domain
 
 log = logging.getLogger("tandem.dataplane")
 
-SETTLE = 0.1
+SETTLE = 0.02
 ANSWER_TIMEOUT = 5.0
 """Seconds to wait for the data plane process to answer a request."""
 HAPROXY_RUNTIME_DIR = "run/haproxy"
@@ -134,8 +134,7 @@ class DataPlane:
                 self._use(desired)
             except Exception:  # the data plane must outlive any one failure; the next change sends again
                 log.exception("computing what the data plane serves failed")
-                self._feed.cache.clear()
-                self._feed.sent = None
+                self._feed.reset()
             # what changes meanwhile goes in the next message, together; a large configuration waits as long as
             # a round took, so that rounds never take more than half of this process's time (a third, waiting
             # twice as long, added 0.3 s to an Ingress change with 11,000 virtual servers, bench/agent.py)

@@ -115,6 +115,11 @@ class Reader:
         """Every indexed reference of one field: (value, kind, partition, name) of the referring object."""
         return self.db.execute("SELECT value, kind, partition, name FROM refs WHERE field = ?", (field,)).fetchall()
 
+    def references_of(self, kind: str, partition: str, name: str) -> list[tuple[str, str]]:
+        """The indexed references (field, value) of one live object (see `index_of`)."""
+        return self.db.execute("SELECT field, value FROM refs WHERE kind = ? AND partition = ? AND name = ?",
+                               (kind, partition, name)).fetchall()
+
     def referrers(self, field: str, value: str) -> list[tuple[str, str, str]]:
         """The live objects (kind, partition, name) whose indexed `field` is `value` (see `index_of`)."""
         return self.db.execute("SELECT kind, partition, name FROM refs WHERE field = ? AND value = ?"
