@@ -24,6 +24,7 @@ Services and Ingresses served), agent_takeover_s, lease_ttl_s (and the machine).
 
 import argparse
 import contextlib
+import datetime
 import http.client
 import json
 import sys
@@ -213,8 +214,10 @@ def main() -> None:
                 while members_of(apis[0], i) != args.endpoints:
                     pass
 
+            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms in sorted(change_ms)[-5:])} ms")
             progress(f"(c) {args.ingress_changes} ingress rule changes")
             ingress_ms = ingress_changes(kube, args.ingress_changes)
+            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms in sorted(ingress_ms)[-5:])} ms")
 
             progress("(d) a second agent, then one killed")
             agents.append(AgentProcess(cluster, "b", base, kubernetes, POOL, lease_ttl=args.lease_ttl).start())
@@ -224,6 +227,7 @@ def main() -> None:
             time.sleep(args.lease_ttl + 2)  # b has joined and taken its share
             agents[1].kill()
             killed = time.perf_counter()
+            progress(f"    b killed at {datetime.datetime.now().time()} (the agents' logs' clock)")
             for i in sample:
                 publish(kube, i, args.endpoints + 2)
             waiting = list(sample)

@@ -15,6 +15,7 @@ from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.device import Device, DeviceError, admin_password_from
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
+from tandem.pauses import configure_collections
 
 log = logging.getLogger("tandem")
 
@@ -61,6 +62,7 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
     """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
     and its peer channel on `peer_listen` (default: port + 1), its traffic with `engine`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_collections()
     try:
         host, port = parse_host_port(listen)
         device = Device.open(name, data_dir, host, port, admin_password=admin_password_from(admin_password_file),

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from tandem.pauses import configure_collections
 from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.ipc")
@@ -272,6 +273,7 @@ def child_main(description: str, arguments: Callable[[argparse.ArgumentParser], 
     parser.add_argument("--fd", type=int, action="append", default=[])
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_collections()
     log.info("%s: runs at %s", description, raise_priority(realtime))
 
     async def main() -> None:

@@ -39,6 +39,9 @@ class Addresses:
 
     def __init__(self, pools: dict[str, list[str]], environment: str) -> None:
         self._pools = pools
+        self._in_pool = {group: frozenset(addresses) for group, addresses in pools.items()}
+        """Each pool as a set: whether an address is in it was a scan of the list (16,384 addresses, for each
+        service a takeover planned: most of its time, bench/agent.py agent_takeover_s)."""
         self._environment = environment
         self._given: set[str] = set()
         """Addresses given out in this reconcile, not yet written."""
@@ -61,14 +64,16 @@ class Addresses:
         current = state.address_of(service.key)
         if current is None and service.sharing_key is not None:
             current = self._shared_addresses(state, sharing_of).get(service.sharing_key)
-        if current is not None and pool and current in pool and service.ip_family in (None, _family(current)):
+        if (current is not None and current in self._in_pool.get(service.traffic_group, ())
+                and service.ip_family in (None, _family(current))):
             problem = self._clash(service, current, state, sharing_of)
             return (None, problem) if problem else (current, None)
         if not pool:
             return None, f"no address asked for and no address pool for traffic group {service.traffic_group}"
         families = (service.ip_family,) if service.ip_family else (4, 6)
         start = int.from_bytes(hashlib.blake2b(service.owner_key.encode(), digest_size=4).digest()) % len(pool)
-        for address in pool[start:] + pool[:start]:
+        for offset in range(len(pool)):  # from `start` round (not a copy of the pool: 16,384 addresses a service)
+            address = pool[(start + offset) % len(pool)]
             if (not state.at(address) and address not in self._given and _family(address) in families
                     and mine(address)):
                 self._given.add(address)

@@ -129,6 +129,7 @@ def agent_run(
     from tandem.agents.runtime import Agent, AgentError, DuplicateHost, Options
     from tandem.agents.sources.k8s_services import MEMBER_MODES, Selection
     from tandem.models.fields import parse_host_port
+    from tandem.pauses import configure_collections
 
     settings = _settings(ctx)
     _label(environment, "--environment")
@@ -152,6 +153,7 @@ def agent_run(
     except ValueError as error:
         raise CliError(str(error)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_collections()
     devices = Devices(device, settings.username or os.environ.get("TANDEM_USERNAME") or "admin", _password(settings),
                       verify=not settings.insecure, fingerprint=settings.fingerprint)
     metrics = Metrics()
