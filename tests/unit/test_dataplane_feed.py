@@ -9,7 +9,7 @@ import pytest
 from tandem.config import ConfigService, integrity
 from tandem.dataplane.catalog import Catalog
 from tandem.dataplane.feed import Feed
-from tandem.models import Monitor, Partition, Pool, PoolMember, VirtualServer
+from tandem.models import Certificate, Monitor, Partition, Pool, PoolMember, VirtualServer
 from tandem.store import GLOBAL, Store
 from unchecked_writes import write_randomly
 
@@ -146,3 +146,27 @@ def test_rounds_that_look_only_at_what_changed_agree_with_a_round_that_reads_eve
     finally:
         store.close()
     assert served > 0  # virtual servers were served along the way, not only refused
+
+
+def test_a_pools_ca_bundle_of_another_partition_is_never_served(tmp_path):
+    """The partition rule holds for a pool's CA bundle, also when the bundle comes after the pool is served."""
+    store = Store(tmp_path / "s.db", index_of=integrity.references)
+    changed: list = []
+    store.on_keys.append(changed.extend)
+    with store.transaction() as txn:
+        for partition in ("Common", "A"):
+            txn.put(Partition.kind, GLOBAL, partition, {"name": partition})
+        txn.put(Pool.kind, "Common", "p", {"name": "p", "partition": "Common", "tls": {"ca": "/A/c"}})
+        txn.put(VirtualServer.kind, "Common", "v", {"name": "v", "partition": "Common", "address": "192.0.2.1",
+                                                     "port": 80, "pool": "p"})
+    feed = Feed(store)
+    feed.build((), ["tg"])
+    changed.clear()
+    with store.transaction() as txn:
+        txn.put(Certificate.kind, "A", "c", {"name": "c", "partition": "A", "certificate": "PEM"})
+    desired = feed.build(list(changed), ["tg"])
+    try:
+        assert desired.virtuals and not desired.certificates
+        assert desired.objects == Feed(store).build((), ["tg"]).objects
+    finally:
+        store.close()

@@ -364,7 +364,7 @@ class Agent:
         plans = {k: ops for k, ops in plans.items() if ops}
         if plans:
             await self._write(plans)
-        if moved:
+        if moved and not self.state.stale:  # (a stale picture is read again, whole, before the next write)
             self._read_again()
         self.metrics.problems.set(len(self.problems))
         self.last_reconcile = time.time()

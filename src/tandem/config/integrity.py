@@ -22,6 +22,7 @@ PARTITIONED_KINDS = (Monitor.kind, Certificate.kind, Pool.kind, VirtualServer.ki
 USED_AS = {Monitor.kind: "monitor", Pool.kind: "pool", Certificate.kind: "certificate"}
 """The field of the reference index under which an object of each kind is used by others."""
 FIELDS_USED = {field: kind for kind, field in USED_AS.items()}
+"""The kind of object each of those fields names."""
 TRANSPORTS = {"tcp": "tcp", "http": "tcp", "https": "tcp"}
 """The transport a virtual server's protocol listens on: a destination is (address, port, transport)."""
 
@@ -83,8 +84,8 @@ def check_unreferenced(txn: Transaction, kind: str, partition: str, name: str) -
         for user in txn.records(User.kind, partition=GLOBAL):
             if name in user.body.get("partitions", []):
                 raise Conflict(f"partition {name!r} is assigned to user {user.name!r}", target="name")
-    elif kind in (Monitor.kind, Pool.kind, Certificate.kind):
-        field = kind[:-1]
+    elif kind in USED_AS:
+        field = USED_AS[kind]
         users = [user for user in txn.referrers(field, f"/{partition}/{name}") if may_use(user[1], partition)]
         if users:  # a use the partition rule forbids (replicated from an older peer) does not hold it
             user_kind, user_partition, user_name = users[0]

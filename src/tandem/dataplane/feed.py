@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tandem import ipc
-from tandem.config.integrity import Violation, violations, violations_after
+from tandem.config.integrity import Violation, may_use, violations, violations_after
 from tandem.config.presentation import model_fields, present
 from tandem.config.units import OVERLAYS, overlay_parent
 from tandem.models import Certificate, Monitor, Partition, Pool, VirtualServer
@@ -157,8 +157,9 @@ class _Served:
             needs.append((Pool.kind, pool_key))
             if pool.get("monitor") and pool_key not in unmonitored:
                 needs.append((Monitor.kind, resolve_reference(pool_key[0], pool["monitor"])))
-            if (pool.get("tls") or {}).get("ca"):  # the pool's CA bundle
-                certificates.append((pool_key[0], pool["tls"]["ca"]))
+            ca = (pool.get("tls") or {}).get("ca")
+            if ca and may_use(pool_key[0], resolve_reference(pool_key[0], ca)[0]):  # the pool's CA bundle
+                certificates.append((pool_key[0], ca))
         needs += [(Certificate.kind, resolve_reference(*certificate)) for certificate in certificates]
         self.objects[VirtualServer.kind][key] = virtual
         kept = self._needs[key] = []
