@@ -40,6 +40,9 @@ log = logging.getLogger("tandem.agent")
 
 RESYNC = 10.0
 """Seconds between reconciles when nothing changes (services with a problem are tried again)."""
+PLANNED_BETWEEN_YIELDS = 200
+"""Services planned between two turns of the event loop: a joining agent planning 10,000 services at once held
+its loop for seconds, its lease ran out and the other agent took its services (bench/agent.py, agent_takeover_s)."""
 REPORTERS = 4
 """Reports (Service status, Events) sent at once."""
 STATUS_BYTES = 3000
@@ -348,7 +351,9 @@ class Agent:
             other = services.get(key)
             return other.sharing_key if other else None
 
-        for key in sorted(considered):
+        for index, key in enumerate(sorted(considered)):
+            if index % PLANNED_BETWEEN_YIELDS == PLANNED_BETWEEN_YIELDS - 1:
+                await asyncio.sleep(0)  # the lease is renewed meanwhile
             self._note(key, self._plan(services[key], plans, sharing_of))
         for key in set(self.problems) - self._owned if full or moved else changed - considered:  # gone, not mine
             self.problems.pop(key, None)
