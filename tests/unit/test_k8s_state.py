@@ -71,3 +71,17 @@ def test_a_relist_keeps_the_last_good_form_and_an_unchanged_class_rebuilds_nothi
     state.apply("ingressclasses", "MODIFIED", make_ingress_class() | {"metadata": {"name": "tandem",
                                                                                    "labels": {"x": "y"}}})
     assert state.take_changed() == set()
+
+
+def test_a_status_written_back_rebuilds_nothing_and_a_spec_change_does() -> None:
+    """The statuses the agent writes come back as MODIFIED events: they change nothing built."""
+    state = loaded()
+    before = state.services["default/lb"]
+    written = make_service("lb", ports=[80])
+    written["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
+    written["metadata"]["resourceVersion"] = "999"
+    state.apply("services", "MODIFIED", written)
+    assert state.take_changed() == set() and state.services["default/lb"] is before
+    changed = make_service("lb", ports=[80, 443])
+    state.apply("services", "MODIFIED", changed)
+    assert state.take_changed() == {"default/lb"} and len(state.services["default/lb"].ports) == 2
