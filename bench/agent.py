@@ -229,19 +229,23 @@ def main() -> None:
             progress(f"    {initial:.1f} s ({backends} ingress backends), agent {memory:.0f} MB")
 
             progress(f"(b) {args.changes} endpoint changes")
-            change_ms = []
+            change_ms, longest_read_ms = [], []
             for n in range(args.changes):
                 i = n * 7 % args.services
                 publish(kube, i, args.endpoints + 1)
-                changed = time.perf_counter()
+                changed = last = time.perf_counter()
+                longest = 0.0
                 while members_of(apis[0], i) != args.endpoints + 1:
-                    pass
+                    longest, last = max(longest, time.perf_counter() - last), time.perf_counter()
                 change_ms.append((time.perf_counter() - changed) * 1000)
+                longest_read_ms.append(max(longest, time.perf_counter() - last) * 1000)
                 publish(kube, i, args.endpoints)
                 while members_of(apis[0], i) != args.endpoints:
                     pass
 
-            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms in sorted(change_ms)[-5:])} ms")
+            slowest = sorted(zip(change_ms, longest_read_ms, strict=True))[-5:]
+            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms, _ in slowest)} ms (their longest single read of the"
+                     f" pool: {', '.join(f'{read:.0f}' for _, read in slowest)} ms)")
             progress(f"(c) {args.ingress_changes} ingress rule changes")
             ingress_ms = ingress_changes(kube, args.ingress_changes)
             progress(f"    slowest {', '.join(f'{ms:.0f}' for ms in sorted(ingress_ms)[-5:])} ms")

@@ -15,7 +15,7 @@ from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.device import Device, DeviceError, admin_password_from
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
-from tandem.pauses import configure_collections
+from tandem.pauses import configure_collections, watch_event_loop
 
 log = logging.getLogger("tandem")
 
@@ -36,9 +36,11 @@ async def _run(device: Device, config: uvicorn.Config) -> None:
     await device.dataplane.start()
     await device.failover.start()
     await device.peering.start()
+    watching = asyncio.get_running_loop().create_task(watch_event_loop())
     try:
         await uvicorn.Server(config).serve()
     finally:
+        watching.cancel()
         await device.peering.stop()
         await device.dataplane.stop()
         await device.failover.stop()

@@ -1,4 +1,5 @@
-"""The garbage collector of Tandem's long-running processes: collections made rarer, and the long ones logged.
+"""Pauses of Tandem's long-running processes: garbage collections made rarer and the long ones logged, and an
+event loop held up logged with where it was held.
 
 A full collection walks every object a process holds. With a large configuration (a device or an agent with
 10,000 services) CPython's defaults ran one every few seconds while the heap grew, each stopping the
@@ -6,9 +7,13 @@ process for 0.3-1.6 s and finding nothing to free (bench/agent.py with these log
 held a takeover, and one of a device a 3.3 s endpoint change). Cycles still die young in the young
 generations; the whole heap is walked only after `THRESHOLDS` allow it."""
 
+import asyncio
 import gc
 import logging
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable
 
 log = logging.getLogger("tandem.pauses")
@@ -20,6 +25,8 @@ more long-lived objects). Garbage in cycles that lived long is freed later (afte
 allocated): the full collections measured freed nothing, or a few thousand objects."""
 LONG = 0.1
 """Seconds of a collection worth a log line."""
+HELD = 1.0
+"""Seconds an event loop may go without turning before it is logged, with the stack that holds it."""
 
 
 def configure_collections() -> None:
@@ -46,3 +53,33 @@ def log_long_collections(threshold: float = LONG) -> Callable[[str, dict[str, in
 
     gc.callbacks.append(timed)
     return timed
+
+
+async def watch_event_loop(threshold: float = HELD) -> None:
+    """Until cancelled: log when this event loop goes `threshold` seconds without turning, with the stack of
+    its thread at that moment (a watcher thread looks every tenth of a second), and how long it was held."""
+    loop_thread = threading.get_ident()
+    turned = time.monotonic()
+    stopped = threading.Event()
+
+    def watch() -> None:
+        logged_for = None
+        while not stopped.wait(0.1):
+            since = turned
+            if time.monotonic() - since >= threshold and logged_for != since:
+                logged_for = since
+                frame = sys._current_frames().get(loop_thread)
+                stack = "".join(traceback.format_stack(frame, limit=12)) if frame is not None else "(no stack)\n"
+                log.warning("the event loop has not turned for %.1f s; it is at:\n%s", time.monotonic() - since,
+                            stack.rstrip())
+
+    threading.Thread(target=watch, name="loop-watch", daemon=True).start()
+    try:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            turned = time.monotonic()
+            if turned - before >= threshold:
+                log.warning("the event loop was held %.1f s", turned - before - 0.1)
+    finally:
+        stopped.set()
