@@ -1,6 +1,7 @@
 """The HAProxy engine with a real haproxy and real backends on loopback, driven in-process."""
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -8,7 +9,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -208,12 +209,25 @@ def test_drain_keeps_open_connections_and_sends_new_ones_elsewhere(runtime: Path
     run(scenario)
 
 
+@contextlib.asynccontextmanager
+async def serving_rules(runtime: Path, rules_of: Callable[[HttpBackend, HttpBackend], tuple[ServedRule, ...]]
+                        ) -> AsyncIterator[tuple[HaproxyEngine, int, HttpBackend]]:
+    """An http virtual server with default pool A (backend given) and the rules `rules_of(B, C)` makes."""
+    a, b, c = [await HttpBackend(n).start() for n in "ABC"]
+    port = free_port()
+    engine = HaproxyEngine(runtime)
+    try:
+        await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("pa", a), protocol="http",
+                                          rules=rules_of(b, c))])
+        assert engine.errors == {}
+        yield engine, port, a
+    finally:
+        await engine.stop_all(0)
+
+
 def test_http_rules_route_redirect_respond_reject(runtime: Path) -> None:
-    async def scenario() -> None:
-        a, b, c = [await HttpBackend(n).start() for n in "ABC"]
-        port = free_port()
-        engine = HaproxyEngine(runtime)
-        rules = (
+    def rules_of(b: HttpBackend, c: HttpBackend) -> tuple[ServedRule, ...]:
+        return (
             ServedRule("api", host="api.example.com", path="/v1", pool=pool("pb", b)),
             ServedRule("wild", host="*.img.example.com", pool=pool("pc", c)),
             ServedRule("moved", path="/old", path_type="exact", action="redirect", location="https://new.example/x",
@@ -223,10 +237,9 @@ def test_http_rules_route_redirect_respond_reject(runtime: Path) -> None:
             ServedRule("deny", path="/admin", action="reject"),
             ServedRule("shadow", path="/admin", pool=pool("pb", b)),  # never reached: the first match wins
         )
-        try:
-            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("pa", a), protocol="http",
-                                              rules=rules)])
-            assert engine.errors == {}
+
+    async def scenario() -> None:
+        async with serving_rules(runtime, rules_of) as (engine, port, a):
             assert (await request(port, "/v1/x", {"Host": "API.example.com:80"}))[2] == b"B"
             assert (await request(port, "/v2", {"Host": "api.example.com"}))[2] == b"A"
             assert (await request(port, "/", {"Host": "x.img.example.com"}))[2] == b"C"
@@ -241,36 +254,28 @@ def test_http_rules_route_redirect_respond_reject(runtime: Path) -> None:
             assert "x-forwarded-for: 127.0.0.1" in seen and 'forwarded: for="127.0.0.1";proto=http' in seen
             await engine.refresh_stats()
             assert engine.stats()["virtuals"]["/Common/web"]["requests"] >= 9
-        finally:
-            await engine.stop_all(0)
 
     run(scenario)
 
 
 def test_http_rules_that_all_forward_take_the_first_match(runtime: Path) -> None:
     """Rules that only forward are written as use_backend lines (the faster form): their order still holds."""
-    async def scenario() -> None:
-        a, b, c = [await HttpBackend(n).start() for n in "ABC"]
-        port = free_port()
-        engine = HaproxyEngine(runtime)
-        rules = (
+    def rules_of(b: HttpBackend, c: HttpBackend) -> tuple[ServedRule, ...]:
+        return (
             ServedRule("api", host="api.example.com", path="/v1", pool=pool("pb", b)),
             ServedRule("wild", host="*.img.example.com", pool=pool("pc", c)),
             ServedRule("shadow", host="api.example.com", pool=pool("pc", c)),  # /v1 never reaches it
             ServedRule("any", path="/any", pool=pool("pb", b)),
         )
-        try:
-            await engine.apply([ServedVirtual("Common", "web", HOST, port, pool("pa", a), protocol="http",
-                                              rules=rules)])
-            assert engine.errors == {}
+
+    async def scenario() -> None:
+        async with serving_rules(runtime, rules_of) as (_, port, _):
             assert "tandem_rule" not in (runtime / "haproxy.cfg").read_text()
             assert (await request(port, "/v1/x", {"Host": "API.example.com:80"}))[2] == b"B"
             assert (await request(port, "/v2", {"Host": "api.example.com"}))[2] == b"C"
             assert (await request(port, "/", {"Host": "x.IMG.example.com"}))[2] == b"C"
             assert (await request(port, "/any/thing", {"Host": "elsewhere"}))[2] == b"B"
             assert (await request(port, "/", {"Host": "img.example.com"}))[2] == b"A"
-        finally:
-            await engine.stop_all(0)
 
     run(scenario)
 
