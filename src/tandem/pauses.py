@@ -4,8 +4,8 @@ event loop held up logged with where it was held.
 A full collection walks every object a process holds. With a large configuration (a device or an agent with
 10,000 services) CPython's defaults ran one every few seconds while the heap grew, each stopping the
 process for 0.3-1.6 s and finding nothing to free (bench/agent.py with these logs: a 1.6 s pause of the agent
-held a takeover, and one of a device a 3.3 s endpoint change). Cycles still die young in the young
-generations; the whole heap is walked only after `THRESHOLDS` allow it."""
+held a takeover; a device's reached 1.0 s). Cycles still die young in the young generations; the whole heap
+is walked only after `THRESHOLDS` allow it."""
 
 import asyncio
 import gc
