@@ -306,8 +306,8 @@ VERSION_FIELDS = ("resourceVersion", "managedFields")
 
 def _same_but_status(known: dict[str, Any] | None, item: dict[str, Any]) -> bool:
     """Whether `item` differs from the object as it was `known` only in its status (and its version): the
-    statuses the agent writes come back as such events, and rebuilding 11,000 services for them held an
-    endpoint change for 3.5 s (bench/agent.py, change_p99_ms). Nothing is built from a status but a Node's."""
+    statuses the agent writes come back as such events (11,000 after an initial load, bench/agent.py), and each
+    rebuilt its service and planned it again for nothing. Nothing is built from a status but a Node's."""
     if known is None:
         return False
 
