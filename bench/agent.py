@@ -130,6 +130,11 @@ def served_at(apis: list[RawApi], sentinels: list[str], virtuals: int, pools: in
     raise RuntimeError("not every virtual server on both devices after 900 s")
 
 
+def waited_for_cpu(pid: int) -> float:
+    """Seconds the main thread of process `pid` has spent ready to run but waiting for a CPU (schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def members_of(api: RawApi, i: int) -> int:
     return len(api.get(f"/api/pools/{PARTITION}/default_svc{i}-{PORT}")["members"])
 
@@ -229,9 +234,11 @@ def main() -> None:
             progress(f"    {initial:.1f} s ({backends} ingress backends), agent {memory:.0f} MB")
 
             progress(f"(b) {args.changes} endpoint changes")
-            change_ms, longest_read_ms = [], []
+            change_ms, longest_read_ms, queued_ms = [], [], []
+            device_pid = cluster.nodes[0].device.process.pid
             for n in range(args.changes):
                 i = n * 7 % args.services
+                queued = waited_for_cpu(device_pid)
                 publish(kube, i, args.endpoints + 1)
                 changed = last = time.perf_counter()
                 longest = 0.0
@@ -239,13 +246,15 @@ def main() -> None:
                     longest, last = max(longest, time.perf_counter() - last), time.perf_counter()
                 change_ms.append((time.perf_counter() - changed) * 1000)
                 longest_read_ms.append(max(longest, time.perf_counter() - last) * 1000)
+                queued_ms.append((waited_for_cpu(device_pid) - queued) * 1000)
                 publish(kube, i, args.endpoints)
                 while members_of(apis[0], i) != args.endpoints:
                     pass
 
-            slowest = sorted(zip(change_ms, longest_read_ms, strict=True))[-5:]
-            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms, _ in slowest)} ms (their longest single read of the"
-                     f" pool: {', '.join(f'{read:.0f}' for _, read in slowest)} ms)")
+            slowest = sorted(zip(change_ms, longest_read_ms, queued_ms, strict=True))[-5:]
+            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms, _, _ in slowest)} ms (their longest single read of"
+                     f" the pool: {', '.join(f'{read:.0f}' for _, read, _ in slowest)} ms; the device's management"
+                     f" process waited for a CPU {', '.join(f'{wait:.0f}' for _, _, wait in slowest)} ms)")
             progress(f"(c) {args.ingress_changes} ingress rule changes")
             ingress_ms = ingress_changes(kube, args.ingress_changes)
             progress(f"    slowest {', '.join(f'{ms:.0f}' for ms in sorted(ingress_ms)[-5:])} ms")
