@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import uvicorn
 
+from tandem import ipc
 from tandem.api import create_app
 from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.device import Device, DeviceError, admin_password_from
@@ -23,14 +23,11 @@ log = logging.getLogger("tandem")
 SWITCH_INTERVAL = 0.001
 """Seconds a thread of the management process holds the GIL while another waits (default 0.005): a
 request's short turns are not held long behind a page being read or a replicated batch being applied."""
-MANAGEMENT_NICE = 10
-"""The management process yields the CPU to traffic: the data plane and failover processes (started
-from it) take their own priority back where allowed (`ipc.raise_priority`)."""
 
 
 async def _run(device: Device, config: uvicorn.Config) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
-    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), MANAGEMENT_NICE))
+    ipc.at_management_priority()
     device.store.start(asyncio.get_running_loop())
     await device.sync.start(*device.peer_listen)
     await device.dataplane.start()

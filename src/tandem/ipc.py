@@ -33,6 +33,10 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20
 REALTIME_PRIORITY = 10
 PRIORITY_NICE = -20
+MANAGEMENT_NICE = 10
+"""The management process yields the CPU to traffic (its children take their own priority back where allowed,
+`raise_priority`), and so does the work it has done elsewhere: loading an engine's configuration
+(`at_management_priority`)."""
 
 Message = dict[str, Any]
 """A message as it is framed, between a device's processes or between peers: a JSON object with a `type`."""
@@ -261,6 +265,29 @@ def raise_priority(realtime: bool) -> str:
     with contextlib.suppress(OSError):  # the scheduler weighs sessions first (autogroups): this one's too
         Path("/proc/self/autogroup").write_text(str(PRIORITY_NICE))
     return f"nice {PRIORITY_NICE}"
+
+
+def at_management_priority() -> None:
+    """Run at the management process's priority (a nice value may always be raised, no privilege needed): for
+    a helper that loads configurations, in the child before it runs (`preexec_fn`). An HAProxy that parsed
+    each shard's configuration at the data plane's nice -20 held both CPUs for seconds after 10,000 services
+    arrived, the management processes' API with them (bench/agent.py, change_p99_ms)."""
+    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), MANAGEMENT_NICE))
+
+
+def share_priority(pid: int) -> None:
+    """Give every thread of process `pid` this process's nice value where it is lower than theirs (a program
+    started at the management priority, whose traffic is served by `pid`: an HAProxy worker). Threads gone
+    meanwhile are passed over."""
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in threads:
+        with contextlib.suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, tid) > mine:
+                os.setpriority(os.PRIO_PROCESS, tid, mine)
 
 
 def child_main(description: str, arguments: Callable[[argparse.ArgumentParser], None],

@@ -17,6 +17,7 @@ import pytest
 from dataplane_helpers import Backend, HttpBackend, hold, until
 
 from pki import TestCA
+from tandem import ipc
 from tandem.dataplane import haproxy_runtime
 from tandem.dataplane.catalog import served_from_objects
 from tandem.dataplane.engine import (
@@ -378,6 +379,40 @@ def test_https_picks_the_certificate_by_sni(runtime: Path) -> None:
             assert one.key.strip() not in (runtime / "haproxy.cfg").read_text()
         finally:
             await engine.stop_all(0)
+
+    run(scenario)
+
+
+def nice_of_threads(pid: int) -> set[int]:
+    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a worker a lower nice value than its master's needs root")
+def test_configurations_load_at_the_management_priority_and_workers_serve_at_the_callers(runtime: Path) -> None:
+    """The master (which parses every configuration it reloads) yields the CPU as the management process does;
+    each worker, started or reloaded, is given the data plane's priority (here the test's)."""
+    assert os.getpriority(os.PRIO_PROCESS, 0) < ipc.MANAGEMENT_NICE
+
+    async def scenario() -> None:
+        a = await HttpBackend("A").start()
+        first, second = free_port(), free_port()
+        engine = HaproxyEngine(runtime)
+        try:
+            await engine.apply([ServedVirtual("Common", "one", HOST, first, pool("p", a))])
+            master = int((runtime / "haproxy.pid").read_text())
+            worker = await haproxy_runtime.worker_pid(engine.process.stats_socket)
+            assert nice_of_threads(master) == {ipc.MANAGEMENT_NICE}
+            assert nice_of_threads(worker) == {os.getpriority(os.PRIO_PROCESS, 0)}
+            await engine.apply([ServedVirtual("Common", "one", HOST, first, pool("p", a)),
+                                ServedVirtual("Common", "two", HOST, second, pool("p", a))])  # a reload
+            reloaded = await haproxy_runtime.worker_pid(engine.process.stats_socket)
+            assert reloaded != worker
+            assert nice_of_threads(reloaded) == {os.getpriority(os.PRIO_PROCESS, 0)}
+            assert nice_of_threads(master) == {ipc.MANAGEMENT_NICE}
+            assert (await request(second))[2] == b"A"
+        finally:
+            await engine.stop_all(0)
+            a.close()
 
     run(scenario)
 

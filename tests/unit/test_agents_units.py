@@ -233,3 +233,41 @@ def test_large_plans_are_written_in_batches_under_the_request_size_each_holding_
     assert len(devices.sizes) > 1 and all(size <= MAX_BATCH_BYTES for size, _ in devices.sizes)  # 1 MiB refused
     written = [name for _, names in devices.sizes for name in names]
     assert sorted(written) == sorted(f"shop_web{i}" for i in range(40))  # each service whole, in one batch
+
+
+def test_the_lease_is_renewed_during_a_long_reconcile_and_a_new_view_published_after_it() -> None:
+    """A reconcile holds the agent's writing for as long as it takes (an agent that joins plans and writes
+    thousands of services): the lease is renewed meanwhile with the view already published, and the new
+    view is published only once that reconcile is over (nothing is written under the old one after)."""
+    class Source:
+        errors: dict[str, str] = {}
+        kind = "file"
+
+    class Devices:
+        url = "https://device"
+
+    class Leases:
+        token = epoch = None
+
+        def __init__(self) -> None:
+            self.published: list[tuple[str, ...]] = []
+
+        async def acquire(self, name: str, holder: str, ttl: float, status=None) -> bool:
+            self.published.append(status.view)
+            return True
+
+    async def scenario() -> None:
+        leases = Leases()
+        agent = Agent(Options("prod", "a", "apps", lease_ttl=1.0), Source(), leases, Devices(), None,  # type: ignore[arg-type]
+                      Metrics())
+        agent.view = ["a"]
+        assert await agent._renew() and leases.published == [("a",)]
+        async with agent._writing:  # a reconcile under the view ["a"]
+            agent.view = ["a", "b"]
+            for _ in range(3):
+                assert await asyncio.wait_for(agent._renew(), 0.5)
+                assert agent.holds_lease() and agent.published == ["a"]
+        assert await agent._renew()
+        assert agent.published == ["a", "b"] and leases.published == [("a",)] * 4 + [("a", "b")]
+
+    asyncio.run(scenario())

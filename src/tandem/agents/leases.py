@@ -14,7 +14,10 @@ cluster, or that Lease deleted, starts a new epoch whose tokens replace the old 
 """
 
 import asyncio
+import functools
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -142,6 +145,12 @@ class KubernetesLeases:
         """The Lease whose uid is the epoch (None: no tokens, for reading only)."""
         self.token: int | None = None
         self.epoch: str | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leases")
+        """The Kubernetes client's calls for leases run here, not in the thread pool the agent's reads, writes
+        and status reports share: a renewal never waits behind them."""
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(function, *args))
 
     def _read_epoch(self) -> None:
         """Learn the epoch: the uid of the epoch Lease, created if there is none."""
@@ -219,7 +228,7 @@ class KubernetesLeases:
         return True
 
     async def acquire(self, name: str, holder: str, ttl: float, status: AgentStatus | None = None) -> bool:
-        return await asyncio.to_thread(self._acquire, name, holder, ttl, status)
+        return await self._call(self._acquire, name, holder, ttl, status)
 
     def _release(self, name: str, holder: str) -> None:
         from kubernetes.client import ApiException
@@ -233,7 +242,7 @@ class KubernetesLeases:
                 raise
 
     async def release(self, name: str, holder: str) -> None:
-        await asyncio.to_thread(self._release, name, holder)
+        await self._call(self._release, name, holder)
 
     def _list(self, prefix: str) -> list[Lease]:
         now = datetime.now(UTC)
@@ -254,4 +263,4 @@ class KubernetesLeases:
         return out
 
     async def list(self, prefix: str) -> list[Lease]:
-        return await asyncio.to_thread(self._list, prefix)
+        return await self._call(self._list, prefix)

@@ -178,8 +178,10 @@ class Agent:
 
     async def _renew(self) -> bool:
         """Renew the lease; a new view is published only between reconciles (so that a reconcile under
-        the old view never writes after the new one is out)."""
-        if self.view == self.published:
+        the old view never writes after the new one is out). During a reconcile the lease is renewed with the
+        view already published: an agent that joined waited for its first round (5,000 services planned,
+        written and reported) and lost its lease meanwhile (bench/agent.py, agent_takeover_s)."""
+        if self.view == self.published or self._writing.locked():
             return await self._acquire()
         async with self._writing:
             self.published = list(self.view)
@@ -190,6 +192,10 @@ class Agent:
         held = await self.leases.acquire(agent_lease(self.options.environment, self.options.host_id), self.instance,
                                          self.options.lease_ttl, self.status())
         if held:
+            since = started + self.options.lease_ttl - self.lease_until
+            if self.lease_until and since > self.options.lease_ttl / 2:
+                log.warning("the lease was renewed %.1f s after the last renewal (it lasts %.1f s): the agent or its"
+                            " lease store is slow", since, self.options.lease_ttl)
             self.lease_until = started + self.options.lease_ttl
         return held
 
@@ -209,19 +215,22 @@ class Agent:
         """Renew the lease (publishing the view), read the others' leases, adopt the new view."""
         environment = self.options.environment
         while True:
-            adopted, wait = False, self._interval
+            adopted, expiry = False, None
             try:
                 before = self.published
                 if not await self._renew():
                     raise DuplicateHost(f"host id {self.options.host_id} was taken by another agent while this one "
                                         "could not renew its lease")
+                listed = time.monotonic()
                 leases = await self.leases.list(f"tandem-{environment}-")
                 live = {lease.name.removeprefix(f"tandem-{environment}-agent-"): lease for lease in leases
                         if lease.name.startswith(f"tandem-{environment}-agent-") and not lease.expired}
                 me = self.options.host_id
                 others = {host: lease.view for host, lease in live.items() if host != me}
-                # look again the moment another agent's lease would run out, not up to a cycle later
-                wait = min([wait, *(lease.remaining + 0.01 for host, lease in live.items() if host != me)])
+                # look again the moment another agent's lease would run out (as judged when listing began), not
+                # up to a cycle later
+                expiry = min((listed + lease.remaining + 0.01 for host, lease in live.items() if host != me),
+                             default=None)
                 view = sorted(set(live) | {me})
                 held = next((lease for lease in leases if lease.name == leader_lease(environment)), None)
                 leader = False  # taken or renewed by its holder, tried by the others only when it is free
@@ -242,7 +251,8 @@ class Agent:
                 self.last_error = f"leases: {error}"
                 log.warning("cannot renew or read the leases: %s", error)
             if not adopted:  # a view just adopted is published at once
-                await asyncio.sleep(wait)
+                wait = self._interval if expiry is None else min(self._interval, expiry - time.monotonic())
+                await asyncio.sleep(max(0.0, wait))
 
     def mine(self, keys: set[str]) -> set[str]:
         """The services this agent writes now (see the module's doc); remembered until the views change."""

@@ -2,7 +2,11 @@
 configuration, certificates, the master CLI (`master.sock`) and the stats socket (`haproxy.sock`), both
 0600. Every configuration is checked with `haproxy -c` before it is used; a refused one never replaces
 the running one. Changes reload hitlessly (`reload` on the master CLI); a master that dies is started
-again at once with the configuration in use (`restarts` counts it)."""
+again at once with the configuration in use (`restarts` counts it).
+
+Loading a configuration is management work: the check and the master (which parses each configuration it
+reloads) run at the management process's priority, and each new worker, which serves the traffic, is given
+the data plane's (`ipc.share_priority`)."""
 
 import asyncio
 import contextlib
@@ -30,6 +34,13 @@ class ConfigurationRefused(Exception):
 
 class StartFailed(Exception):
     """HAProxy did not start, or did not load a checked configuration (say, a port in use)."""
+
+
+def _master_setup() -> None:
+    """In the master before it runs: it dies with the data plane, and loads configurations at the management
+    priority."""
+    ipc.exit_with_parent()
+    ipc.at_management_priority()
 
 
 class HaproxyProcess:
@@ -78,7 +89,7 @@ class HaproxyProcess:
             file.write(text)
         checking = await asyncio.create_subprocess_exec(
             self.binary, "-c", "-f", str(candidate), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, preexec_fn=ipc.at_management_priority)
         output, _ = await checking.communicate()
         if checking.returncode != 0:
             lines = [line.partition(") : ")[2].strip() for line in output.decode(errors="replace").splitlines()
@@ -132,7 +143,7 @@ class HaproxyProcess:
             self._process = await asyncio.create_subprocess_exec(
                 self.binary, "-W", "-S", f"{self.master_socket},mode,600", "-f", str(self.config),
                 "-p", str(self.runtime_dir / "haproxy.pid"), stdin=asyncio.subprocess.DEVNULL,
-                stdout=output, stderr=output, preexec_fn=ipc.exit_with_parent)  # dies with the data plane
+                stdout=output, stderr=output, preexec_fn=_master_setup)
         if not await self._new_worker(None):
             raise StartFailed(f"haproxy did not start (see haproxy.log in {self.runtime_dir})")
 
@@ -143,6 +154,7 @@ class HaproxyProcess:
                 return False
             pid = await haproxy_runtime.worker_pid(self.stats_socket)
             if pid is not None and pid != old:
+                ipc.share_priority(pid)
                 return True
             await asyncio.sleep(0.01)
         return False
