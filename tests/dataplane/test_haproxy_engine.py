@@ -18,7 +18,7 @@ from dataplane_helpers import Backend, HttpBackend, hold, until
 
 from pki import TestCA
 from tandem import ipc
-from tandem.dataplane import haproxy_runtime
+from tandem.dataplane import haproxy_runtime, haproxy_shards
 from tandem.dataplane.catalog import served_from_objects
 from tandem.dataplane.engine import (
     BuiltinEngine,
@@ -515,6 +515,43 @@ def test_shards_reload_alone_and_report_together(runtime: Path) -> None:
         finally:
             await engine.stop_all(0)
         assert not shard_one.process.running and not shard_two.process.running
+
+    run(scenario)
+
+
+def test_shards_load_their_configurations_one_at_a_time(runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a CPU left to the API (`LOADS_AT_ONCE`, here 1), shards changed together check and load their
+    configurations in turn, and all of them serve."""
+    monkeypatch.setattr(haproxy_shards, "LOADS_AT_ONCE", 1)
+    names = [f"v{n}" for n in range(40)]
+    spread = list({shard_of(f"/Common/{name}", 4): name for name in names}.values())
+    assert len(spread) == 4
+
+    async def scenario() -> None:
+        a = await HttpBackend("A").start()
+        engine = HaproxyShards(runtime, shards=4)
+        loading, most = 0, 0
+        for shard in engine.shards:
+            def counted(use: Callable[[str], Coroutine[Any, Any, None]]) -> Callable[[str], Coroutine[Any, Any, None]]:
+                async def use_counted(text: str) -> None:
+                    nonlocal loading, most
+                    loading += 1
+                    most = max(most, loading)
+                    try:
+                        await use(text)
+                    finally:
+                        loading -= 1
+                return use_counted
+            shard.process.use = counted(shard.process.use)  # type: ignore[method-assign]
+        ports = [free_port() for _ in spread]
+        try:
+            await engine.apply([ServedVirtual("Common", name, HOST, port, pool("p", a))
+                                for name, port in zip(spread, ports, strict=True)])
+            assert engine.errors == {} and most == 1
+            assert [(await request(port))[2] for port in ports] == [b"A"] * 4
+        finally:
+            await engine.stop_all(0)
+            a.close()
 
     run(scenario)
 

@@ -247,12 +247,19 @@ def agent_status(
 
 
 async def _until_stopped(work: Any) -> None:
-    """Run `work` until it ends or SIGTERM/SIGINT cancels it (its cleanup, releasing the leases, runs)."""
+    """Run `work` until it ends or SIGTERM/SIGINT cancels it (its cleanup, releasing the leases, runs); an
+    event loop held long is logged meanwhile (the lease is renewed only when it turns)."""
+    from tandem.pauses import watch_event_loop
+
     task = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(watch_event_loop())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        watching.cancel()
 
 

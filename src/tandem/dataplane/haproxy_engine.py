@@ -41,8 +41,11 @@ class HaproxyEngine:
 
     name = "haproxy"
 
-    def __init__(self, runtime_dir: Path, binary: str = "haproxy", version: str | None = None) -> None:
+    def __init__(self, runtime_dir: Path, binary: str = "haproxy", version: str | None = None,
+                 loading: asyncio.Semaphore | None = None) -> None:
         self.version = version or installed_version(binary)
+        self._loading = loading or asyncio.Semaphore(1)
+        """Held while a configuration is checked and loaded (one the engines of a device share)."""
         self.errors: dict[str, str] = {}
         """Virtual servers (key `/partition/name`) not served as asked, with the reason."""
         self.process = HaproxyProcess(runtime_dir, binary)
@@ -138,11 +141,12 @@ class HaproxyEngine:
     async def _reload(self, rendering: Rendering, check: bool, served: Rendering | None = None) -> None:
         """Use `rendering` in place of `served`, its new parts checked with `haproxy -c` first unless `check` is
         False (servers alone changed)."""
-        self.process.prepare()
-        self.process.write_files(rendering.files)
-        if check:
-            await self.process.check(rendering.text_to_check(served))
-        await self.process.use(rendering.text)
+        async with self._loading:
+            self.process.prepare()
+            self.process.write_files(rendering.files)
+            if check:
+                await self.process.check(rendering.text_to_check(served))
+            await self.process.use(rendering.text)
         self.process.remove_unused(rendering.files)
         for (backend, server), state in rendering.states.items():
             if state.state == "drain":  # the file says weight 0: now the state, with its weight

@@ -22,6 +22,10 @@ from tandem.dataplane.haproxy_engine import COUNTERS, HaproxyEngine, installed_v
 from tandem.dataplane.haproxy_process import HaproxyProcess
 
 SHARDS = 16
+LOADS_AT_ONCE = max(1, (os.cpu_count() or 1) - 1)
+"""Shards that check and load a configuration at the same time: all CPUs but one, which is left to the API
+and the rest. After 10,000 services arrived, the 16 shards reloading together held a device's API up to 0.8 s
+(bench/agent.py, change_p99_ms)."""
 
 
 def shard_of(key: str, shards: int = SHARDS) -> int:
@@ -40,7 +44,9 @@ class HaproxyShards:
         for left in [runtime_dir, *(p for p in runtime_dir.iterdir() if p.is_dir())]:  # what a previous one left,
             HaproxyProcess(left, binary).stop_orphan()  # in a shard this one may never start (or without shards)
         self.version = installed_version(binary)  # asked once, not once a shard
-        self.shards = [HaproxyEngine(runtime_dir / str(number), binary, self.version) for number in range(shards)]
+        loading = asyncio.Semaphore(LOADS_AT_ONCE)
+        self.shards = [HaproxyEngine(runtime_dir / str(number), binary, self.version, loading)
+                       for number in range(shards)]
         self._started: set[int] = set()
         """The shards whose HAProxy runs."""
         self._applied: dict[int, list[ServedVirtual]] = {}
