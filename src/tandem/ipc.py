@@ -8,6 +8,7 @@ pair to it, plus one pair between the two. A message is a dict with a `type`; a 
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -34,9 +35,9 @@ MAX_FRAME = 64 << 20
 REALTIME_PRIORITY = 10
 PRIORITY_NICE = -20
 MANAGEMENT_NICE = 10
-"""The management process yields the CPU to traffic (its children take their own priority back where allowed,
-`raise_priority`), and so does the work it has done elsewhere: loading an engine's configuration
-(`at_management_priority`)."""
+"""The management process's nice value where its children cannot raise their own priority (`raise_priority`,
+no CAP_SYS_NICE): it yields the CPU to heartbeats and traffic by lowering its own (`management_nice`)."""
+CAP_SYS_NICE = 23
 
 Message = dict[str, Any]
 """A message as it is framed, between a device's processes or between peers: a JSON object with a `type`."""
@@ -267,12 +268,30 @@ def raise_priority(realtime: bool) -> str:
     return f"nice {PRIORITY_NICE}"
 
 
+@functools.cache
+def may_raise_priority() -> bool:
+    """Whether this process may take real-time priority and lower nice values (CAP_SYS_NICE, as root)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_SYS_NICE & 1)
+    return False
+
+
+def management_nice() -> int:
+    """The nice value of management work: 0 where the failover and data plane processes go ahead of it
+    (real-time, nice -20), so that it is not behind every other program of the host (at nice 10 the API
+    waited up to 90 ms for a CPU behind an agent and its clients, bench/agent.py, change_p99_ms); else
+    `MANAGEMENT_NICE`, so that they come first all the same."""
+    return 0 if may_raise_priority() else MANAGEMENT_NICE
+
+
 def at_management_priority() -> None:
-    """Run at the management process's priority (a nice value may always be raised, no privilege needed): for
-    a helper that loads configurations, in the child before it runs (`preexec_fn`). An HAProxy that parsed
-    each shard's configuration at the data plane's nice -20 held both CPUs for seconds after 10,000 services
-    arrived, the management processes' API with them (bench/agent.py, change_p99_ms)."""
-    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), MANAGEMENT_NICE))
+    """Run at the management priority (`management_nice`; a nice value is only ever raised here, which needs
+    no privilege): the management process, and a helper that loads configurations, in the child before it
+    runs (`preexec_fn`). An HAProxy that parsed each shard's configuration at the data plane's nice -20 held
+    both CPUs for seconds after 10,000 services arrived, the devices' API with them (bench/agent.py,
+    change_p99_ms)."""
+    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), management_nice()))
 
 
 def share_priority(pid: int) -> None:
