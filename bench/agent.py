@@ -251,10 +251,11 @@ def main() -> None:
                 while members_of(apis[0], i) != args.endpoints:
                     pass
 
-            slowest = sorted(zip(change_ms, longest_read_ms, queued_ms, strict=True))[-5:]
-            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms, _, _ in slowest)} ms (their longest single read of"
-                     f" the pool: {', '.join(f'{read:.0f}' for _, read, _ in slowest)} ms; the device's management"
-                     f" process waited for a CPU {', '.join(f'{wait:.0f}' for _, _, wait in slowest)} ms)")
+            slowest = sorted(zip(change_ms, longest_read_ms, queued_ms, range(args.changes), strict=True))[-5:]
+            progress(f"    slowest {', '.join(f'{ms:.0f}' for ms, _, _, _ in slowest)} ms (changes number"
+                     f" {', '.join(str(n + 1) for _, _, _, n in slowest)}; their longest single read of the pool:"
+                     f" {', '.join(f'{read:.0f}' for _, read, _, _ in slowest)} ms; the device's management process"
+                     f" waited for a CPU {', '.join(f'{wait:.0f}' for _, _, wait, _ in slowest)} ms)")
             progress(f"(c) {args.ingress_changes} ingress rule changes")
             ingress_ms = ingress_changes(kube, args.ingress_changes)
             progress(f"    slowest {', '.join(f'{ms:.0f}' for ms in sorted(ingress_ms)[-5:])} ms")
