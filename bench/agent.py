@@ -6,7 +6,8 @@ cluster (real daemons on loopback) and `tandem agent run` processes (Kubernetes 
     each and 1,000 Ingresses of 5 host rules each (backends among those Services) are created; time until
     every virtual server and every pool, with its 10 members, exists on both devices; then the agent's
     resident memory;
-(b) change: one endpoint added at a time; time from the change in Kubernetes until the member is in the
+(b) change, once the devices are idle (the active one's HAProxy takes a while to load it all: how long is
+    printed): one endpoint added at a time; time from the change in Kubernetes until the member is in the
     pool on both devices (each polled over a keep-alive connection, a millisecond between rounds: a tight
     loop is a client taking a core of the device it waits for): p50 and p99;
 (c) ingress change: an Ingress in front of two real HTTP servers has its rule's backend switched, one
@@ -28,6 +29,7 @@ import contextlib
 import datetime
 import http.client
 import json
+import os
 import sys
 import tempfile
 import time
@@ -129,6 +131,40 @@ def served_at(apis: list[RawApi], sentinels: list[str], virtuals: int, pools: in
         else:
             time.sleep(0.2)
     raise RuntimeError("not every virtual server on both devices after 900 s")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by process `root` and every process below it (a device's data plane process: its
+    HAProxy masters and workers), those reaped included."""
+    parents, used = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            used[int(entry.name)] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    tree, grown = {root}, True
+    while grown:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grown = bool(below)
+    return sum(used.get(pid, 0.0) for pid in tree)
+
+
+def settle(roots: list[int], idle: float = 0.05, window: float = 1.0, timeout: float = 300) -> float:
+    """Wait until the processes `roots` (with all below them: a device's) used less than `idle` of a CPU over
+    `window` seconds; how long that took."""
+    started = time.perf_counter()
+    before = sum(tree_cpu_seconds(root) for root in roots)
+    while time.perf_counter() - started < timeout:
+        time.sleep(window)
+        now = sum(tree_cpu_seconds(root) for root in roots)
+        if now - before < idle * window:
+            return time.perf_counter() - started
+        before = now
+    raise RuntimeError(f"the data planes still busy after {timeout} s")
 
 
 def waited_for_cpu(pid: int) -> float:
@@ -248,6 +284,8 @@ def main() -> None:
             initial = served_at(apis, sentinels, virtuals, pools, args.endpoints) - started
             memory = rss_mb(agents[0].process.pid)
             progress(f"    {initial:.1f} s ({backends} ingress backends), agent {memory:.0f} MB")
+            settled = settle([node.device.process.pid for node in cluster.nodes])
+            progress(f"    the devices (the active one's HAProxy loading it all) idle {settled:.1f} s later")
 
             progress(f"(b) {args.changes} endpoint changes")
             change_ms, longest_read_ms, queued_ms = [], [], []

@@ -45,7 +45,20 @@ def test_an_endpoint_change_rebuilds_what_was_built_from_its_service_only() -> N
     state.apply("endpointslices", "MODIFIED", make_endpoint_slice("lb", ["10.0.0.2"]))
     assert state.take_changed() == {"default/lb"} and members(state, "default/lb") == ["10.0.0.2"]
     state.apply("endpointslices", "DELETED", make_endpoint_slice("lb", []))
-    assert members(state, "default/lb") == []
+    assert members(state, "default/lb") == ["10.0.0.2"]  # the picture of the last take_changed
+    assert state.take_changed() == {"default/lb"} and members(state, "default/lb") == []
+
+
+def test_reads_never_wait_for_a_rebuild_holding_the_lock() -> None:
+    """The agent reads the state on the event loop that renews its lease: while a rebuild holds the lock
+    (10,000 services take seconds), nothing has changed yet and the last picture answers, at once."""
+    state = loaded()
+    with state._lock:  # a rebuild under way (as the watches' threads do)
+        state._changed = {"default/lb"}
+        assert state.take_changed() == set()
+        assert set(state.services) == {"default/lb", "ingress:default/site", "gateway:default/gw"}
+        assert state.present >= set(state.services) and state.errors == {}
+    assert state.take_changed() == {"default/lb"}  # told once the rebuild is done
 
 
 def test_routes_and_ingresses_moving_between_services() -> None:

@@ -66,30 +66,45 @@ class ClusterState:
         """The services each object went into."""
         self._built: dict[str, Service] = {}
         self._errors: dict[str, str] = {}
+        self._errors_seen: dict[str, str] = {}
+        """A copy of `_errors` as of the last rebuild, replaced (never changed)."""
+        self._services_seen: dict[str, Service] = {}
+        """A copy of `_built` as of the last `take_changed`, replaced (never changed)."""
         self._changed: set[str] | None = None
         """Keys rebuilt since the agent last asked (None: all of them)."""
 
     # -- what the source answers -------------------------------------------------------------------
 
+    # The agent reads these on its event loop, where it also renews its lease: they never wait for the lock,
+    # which a rebuild of 10,000 services holds for seconds (waiting for it, an agent that had just joined let its
+    # lease run out, bench/agent.py, agent_takeover_s). They answer from copies taken when the lock was free.
+
     @property
     def services(self) -> dict[str, Service]:
-        with self._lock:
-            return dict(self._built)
+        """The services as of the last `take_changed` (not to be changed)."""
+        return self._services_seen
 
     @property
     def errors(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._errors)
+        """The services that cannot be served, and why, as of the last rebuild (not to be changed)."""
+        return self._errors_seen
 
     @property
     def present(self) -> set[str]:
-        with self._lock:
-            return set(self._built) | set(self._errors)
+        return set(self._services_seen) | set(self._errors_seen)
 
     def take_changed(self) -> set[str] | None:
-        with self._lock:
+        """The keys of the services rebuilt since the last call (None: any may have), and the services as they
+        are now kept for `services`: one picture. While a rebuild holds the lock, nothing changed yet (what it
+        changes is told when it is done)."""
+        if not self._lock.acquire(blocking=False):
+            return set()
+        try:
             changed, self._changed = self._changed, set()
+            self._services_seen = dict(self._built)
             return changed
+        finally:
+            self._lock.release()
 
     def ingresses_of(self, key: str) -> list[ObjectName]:
         """The Ingresses an ingress service is built from."""
@@ -232,6 +247,8 @@ class ClusterState:
                 self._built.pop(key, None)
             else:
                 self._built[key] = service
+        if self._errors != self._errors_seen:
+            self._errors_seen = dict(self._errors)
 
     def _classes(self) -> tuple[tuple[frozenset[str], bool], frozenset[str]]:
         """Tandem's IngressClasses (and whether one is the default) and GatewayClasses, as the cluster has them."""
