@@ -273,7 +273,9 @@ def test_an_ingress_with_two_hosts_and_tls_answers_curl(lab: Cluster, kube: Fake
             for host, name in (("shop.example.com", "shop"), ("blog.example.com", "blog")):
                 wait_until(lambda host=host, name=name: curl(f"https://{host}:18543/cart", host, 18543, address,
                                                              ca_file) == f"{name} /cart", 15, f"https to {host}")
-                assert curl(f"http://{host}:18180/", host, 18180, address) == f"{name} /"
+                # (the http and https virtual servers may be in shards of their own, which load in turn)
+                wait_until(lambda host=host, name=name: curl(f"http://{host}:18180/", host, 18180, address)
+                           == f"{name} /", 15, f"http to {host}")
             assert curl("http://other.example.com:18180/", "other.example.com", 18180, address) == ""  # 404
 
             # a new rule: traffic follows; the other class's Ingress is untouched, its status too

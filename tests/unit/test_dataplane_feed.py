@@ -47,19 +47,19 @@ def config(tmp_path):
 def rounds(config: Device) -> tuple[Feed, Catalog]:
     """A feed that sent everything once, and the catalog that took it."""
     feed, catalog = Feed(config.store), Catalog()
-    catalog.update(feed.changes(feed.build((), ["tg"])))
+    catalog.update(feed.changes(feed.build((), {"tg": []})))
     return feed, catalog
 
 
 def next_round(config: Device, feed: Feed) -> dict | None:
     changed = list(config.changed)
     config.changed.clear()
-    return feed.changes(feed.build(changed, ["tg"]))
+    return feed.changes(feed.build(changed, {"tg": []}))
 
 
 def test_the_first_message_holds_everything_then_nothing_until_something_changes(config):
     feed = Feed(config.store)
-    first = feed.changes(feed.build((), ["tg"]))
+    first = feed.changes(feed.build((), {"tg": []}))
     assert first["full"] is True
     assert sorted(v["name"] for v in first["put"]["virtuals"]) == ["v", "w"]
     assert sorted(p["name"] for p in first["put"]["pools"]) == ["api", "web"]
@@ -112,8 +112,8 @@ def test_a_data_plane_process_started_again_is_sent_everything(config):
 
 def test_a_new_traffic_group_alone_is_sent(config):
     feed, _ = rounds(config)
-    message = feed.changes(feed.build(list(config.changed), ["other", "tg"]))
-    assert message["traffic_groups"] == ["other", "tg"] and not any(message["put"].values())
+    message = feed.changes(feed.build(list(config.changed), {"tg": [], "other": ["198.51.100.7"]}))
+    assert message["traffic_groups"] == {"other": ["198.51.100.7"], "tg": []} and not any(message["put"].values())
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -132,8 +132,8 @@ def test_rounds_that_look_only_at_what_changed_agree_with_a_round_that_reads_eve
         for step in range(250):
             keys = list(changed)
             changed.clear()
-            desired = feed.build(keys, ["tg"])
-            fresh = Feed(store).build((), ["tg"])
+            desired = feed.build(keys, {"tg": []})
+            fresh = Feed(store).build((), {"tg": []})
             assert desired.objects == fresh.objects and desired.violations == fresh.violations, f"step {step}"
             message = feed.changes(desired)
             if message is not None:
@@ -160,13 +160,13 @@ def test_a_pools_ca_bundle_of_another_partition_is_never_served(tmp_path):
         txn.put(VirtualServer.kind, "Common", "v", {"name": "v", "partition": "Common", "address": "192.0.2.1",
                                                      "port": 80, "pool": "p"})
     feed = Feed(store)
-    feed.build((), ["tg"])
+    feed.build((), {"tg": []})
     changed.clear()
     with store.transaction() as txn:
         txn.put(Certificate.kind, "A", "c", {"name": "c", "partition": "A", "certificate": "PEM"})
-    desired = feed.build(list(changed), ["tg"])
+    desired = feed.build(list(changed), {"tg": []})
     try:
         assert desired.virtuals and not desired.certificates
-        assert desired.objects == Feed(store).build((), ["tg"]).objects
+        assert desired.objects == Feed(store).build((), {"tg": []}).objects
     finally:
         store.close()

@@ -110,7 +110,11 @@ def test_a_bad_action_is_refused_naming_its_field(fields, target, says):
     ({"protocol": "tcp", "certificates": ["c"]}, "certificates", "a tcp virtual server takes no certificates"),
     ({"protocol": "tcp", "rules": [rule()]}, "rules", "a tcp virtual server takes no rules"),
     ({"proxy_protocol": True}, "proxy_protocol", "only a tcp virtual server"),
-    ({"protocol": "udp"}, "protocol", ""),
+    ({"protocol": "sctp"}, "protocol", ""),
+    ({"protocol": "udp", "rules": [rule()]}, "rules", "a udp virtual server takes no rules"),
+    ({"protocol": "udp", "proxy_protocol": True}, "proxy_protocol", "only a tcp virtual server"),
+    ({"snat": "automap"}, "snat", "snat is for tcp and udp"),
+    ({"protocol": "udp", "snat": "masquerade"}, "snat", ""),
     ({"rules": [rule(), rule(action="respond", status=200)]}, "rules.1.name", "'r' is given twice"),
     ({"rules": [rule(name=f"r{i}") for i in range(201)]}, "rules", ""),
     ({"protocol": "https", "certificates": ["c", "c"]}, "certificates.1", "given twice"),
@@ -121,6 +125,12 @@ def test_a_bad_virtual_server_is_refused_naming_its_field(body, target, says):
     error = refusal(VirtualServer, {**HTTP, **body})
     assert error.target == target
     assert says in str(error)
+
+
+def test_udp_and_snat_automap_are_layer_4():
+    virtual = validate(VirtualServer, {**HTTP, "protocol": "udp", "port": 53, "snat": "automap"})
+    assert (virtual.protocol, virtual.snat) == ("udp", "automap")
+    assert validate(VirtualServer, {**HTTP, "protocol": "tcp"}).snat == "none"
 
 
 def test_tcp_takes_the_proxy_protocol_and_https_takes_certificates():

@@ -55,7 +55,7 @@ def test_patch_models_keep_constraints_and_refuse_unknown_fields():
     Patch = patch_model(VirtualServer)
     assert changes(Patch.model_validate({"port": 81})) == {"port": 81}
     assert changes(Patch.model_validate({"address": "10.0.0.01".replace("01", "1")})) == {"address": "10.0.0.1"}
-    for bad in ({"port": 0}, {"address": "nope"}, {"colour": "red"}, {"protocol": "udp"}):
+    for bad in ({"port": 0}, {"address": "nope"}, {"colour": "red"}, {"protocol": "sctp"}):
         with pytest.raises(ValidationError):
             Patch.model_validate(bad)
 

@@ -66,7 +66,8 @@ def serve(
         "--durable", help="Flush every commit to disk (survives a power cut, slower writes).",
     )] = False,
     engine: Annotated[EngineOption, typer.Option(
-        "--engine", help="The data plane engine: haproxy, builtin (TCP only), or auto (haproxy when on PATH).",
+        "--engine", help="The data plane engine: haproxy, builtin (TCP only), nftables (the kernel: TCP and UDP, as "
+        "root), or auto (haproxy when on PATH, else builtin).",
     )] = EngineOption(DEFAULT_ENGINE),
 ) -> None:
     """Run a device: its HTTPS management API on --listen, its data in --data-dir. Stops on Ctrl-C or SIGTERM."""

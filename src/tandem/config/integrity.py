@@ -23,7 +23,7 @@ USED_AS = {Monitor.kind: "monitor", Pool.kind: "pool", Certificate.kind: "certif
 """The field of the reference index under which an object of each kind is used by others."""
 FIELDS_USED = {field: kind for kind, field in USED_AS.items()}
 """The kind of object each of those fields names."""
-TRANSPORTS = {"tcp": "tcp", "http": "tcp", "https": "tcp"}
+TRANSPORTS = {"tcp": "tcp", "udp": "udp", "http": "tcp", "https": "tcp"}
 """The transport a virtual server's protocol listens on: a destination is (address, port, transport)."""
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from ipaddress import ip_address
 from typing import Any
 
 from tandem.dataplane.engine import ServedCertificate, ServedPool, ServedVirtual, served_from_config, served_pool
@@ -40,7 +41,8 @@ class Catalog:
     def _clear(self) -> None:
         self.objects: dict[str, dict[Key, Mapping[str, Any]]] = {
             kind: {} for kind in (VirtualServer.kind, Pool.kind, Monitor.kind, Certificate.kind)}
-        self.traffic_groups: set[str] = set()
+        self.traffic_groups: dict[str, tuple[str, ...]] = {}
+        """The traffic groups known, with their floating addresses."""
         self._built: dict[Key, ServedVirtual | None] = {}
         """Each virtual server built (None: its configuration cannot be served)."""
         self._users: dict[Dependency, set[Key]] = defaultdict(set)
@@ -61,7 +63,14 @@ class Catalog:
             for partition, name in keys:
                 self.objects[kind].pop((partition, name), None)
                 self._changed(kind, (partition, name))
-        self.traffic_groups = set(message["traffic_groups"])
+        traffic_groups = {name: tuple(addresses) for name, addresses in message["traffic_groups"].items()}
+        moved = {name for name in traffic_groups.keys() | self.traffic_groups.keys()
+                 if traffic_groups.get(name) != self.traffic_groups.get(name)}
+        self.traffic_groups = traffic_groups
+        if moved:  # the source address of their virtual servers with `snat` automap
+            for key, built in list(self._built.items()):
+                if built is not None and built.snat == "automap" and built.traffic_group in moved:
+                    del self._built[key]
 
     def _changed(self, kind: str, key: Key) -> None:
         if kind == VirtualServer.kind:
@@ -124,8 +133,9 @@ class Catalog:
                 if certificate is not None and certificate.get("key"):
                     certificates.append(ServedCertificate(*certificate_key, certificate["certificate"],
                                                           certificate["key"]))
+            served = served_from_config(virtual, None, None, rule_pools, certificates)
             built: ServedVirtual | None = dataclasses.replace(
-                served_from_config(virtual, None, None, rule_pools, certificates), pool=pool)
+                served, pool=pool, snat_address=self._snat_address(served) if served.snat == "automap" else None)
         except (KeyError, TypeError, ValueError) as error:  # one bad object must not stop the others
             log.warning("virtual server /%s/%s not served: bad configuration: %r", partition,
                         virtual.get("name"), error)
@@ -137,6 +147,13 @@ class Catalog:
         self._uses[key] = uses
         return built
 
+    def _snat_address(self, virtual: ServedVirtual) -> str:
+        """The source address of `virtual`'s connections to members with `snat` automap: its traffic group's
+        first floating address of its family, else its own address."""
+        family = ip_address(virtual.address).version
+        floating = self.traffic_groups.get(virtual.traffic_group, ())
+        return next((address for address in floating if ip_address(address).version == family), virtual.address)
+
 
 def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[Mapping[str, Any]],
                         monitors: Iterable[Mapping[str, Any]], certificates: Iterable[Mapping[str, Any]] = (),
@@ -145,7 +162,7 @@ def served_from_objects(virtuals: Iterable[Mapping[str, Any]], pools: Iterable[M
     virtuals, pools (members included), monitors and certificates (keys included) as the API returns them
     (`Catalog.served`)."""
     catalog = Catalog()
-    catalog.update({"full": True, "traffic_groups": [], "removed": {},
+    catalog.update({"full": True, "traffic_groups": {}, "removed": {},
                     "put": {VirtualServer.kind: virtuals, Pool.kind: pools, Monitor.kind: monitors,
                             Certificate.kind: certificates}})
     groups = set(traffic_groups) if traffic_groups is not None else None

@@ -1,8 +1,9 @@
 """Which engine a device's data plane process runs (`tandem serve --engine`), chosen once by the
-management process: HAProxy when its binary is on PATH (`auto`) or when asked (`haproxy`), else the
-builtin engine."""
+management process: HAProxy when its binary is on PATH (`auto`) or when asked (`haproxy`), the kernel's
+nftables when asked (`nftables`: root and `nft` needed), else the builtin engine."""
 
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ log = logging.getLogger("tandem.dataplane")
 
 ENGINES: tuple[str, ...] = get_args(EngineRequest)
 HAPROXY = "haproxy"
+NFT = "nft"
 VERSION_TIMEOUT = 10.0
 """Seconds `haproxy -v` may take."""
 _VERSION = re.compile(r"\bversion\s+(\d+(?:\.\d+)+)", re.IGNORECASE)
@@ -27,7 +29,8 @@ class EngineUnavailable(Exception):
 
 @dataclass(frozen=True)
 class EngineChoice:
-    """The engine chosen: its name (`builtin`, `haproxy`), its version, and its binary (None: builtin)."""
+    """The engine chosen: its name (`builtin`, `haproxy`, `nftables`), its version, and its binary (None:
+    builtin)."""
 
     name: str
     version: str
@@ -45,6 +48,8 @@ def choose(requested: EngineRequest = DEFAULT_ENGINE) -> EngineChoice:
         raise EngineUnavailable(f"unknown engine {requested!r}: choose one of {', '.join(ENGINES)}")
     if requested == "builtin":
         return BUILTIN
+    if requested == "nftables":
+        return _nftables()
     binary = shutil.which(HAPROXY)
     if binary is None:
         if requested == "auto":
@@ -58,6 +63,20 @@ def choose(requested: EngineRequest = DEFAULT_ENGINE) -> EngineChoice:
             raise
         log.warning("%s; using the builtin engine", error)
         return BUILTIN
+
+
+def _nftables() -> EngineChoice:
+    """The nftables engine, if this device may run it: EngineUnavailable says why not."""
+    from tandem.dataplane.nftables_engine import nft_version
+
+    binary = shutil.which(NFT)
+    if binary is None:
+        raise EngineUnavailable("--engine nftables: no nft binary on PATH (install the distribution's nftables "
+                                "package)")
+    if os.geteuid() != 0:
+        raise EngineUnavailable("--engine nftables: the kernel's NAT rules can be written only by root "
+                                "(CAP_NET_ADMIN)")
+    return EngineChoice("nftables", nft_version(binary), binary)
 
 
 def haproxy_version(binary: str) -> str:

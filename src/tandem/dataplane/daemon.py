@@ -7,7 +7,8 @@ monitors and certificates, kept in a `Catalog`; should taking them fail it asks 
 `resend`); the failover process, which connects to its Unix socket, tells it which traffic groups are
 active here and asks it every heartbeat interval whether it answers (a data plane that stops
 answering makes the device step down). It serves with the engine the management process chose
-(`--engine builtin|haproxy`, `dataplane.choice`: HAProxy in shards, `haproxy_shards`).
+(`--engine builtin|haproxy|nftables`, `dataplane.choice`: HAProxy in shards, `haproxy_shards`; the kernel,
+`nftables_engine`).
 """
 
 import argparse
@@ -37,7 +38,7 @@ BURST = 1.0
 
 
 class Engine(Protocol):
-    """What the data plane process asks of its engine (`BuiltinEngine`, `HaproxyShards`)."""
+    """What the data plane process asks of its engine (`BuiltinEngine`, `HaproxyShards`, `NftablesEngine`)."""
 
     name: str
     version: str
@@ -180,6 +181,10 @@ def make_engine(args: argparse.Namespace) -> Engine:
         from tandem.dataplane.haproxy_shards import HaproxyShards  # lazily: only a HAProxy device loads it
 
         return HaproxyShards(args.runtime_dir, args.binary)
+    if args.engine == "nftables":
+        from tandem.dataplane.nftables_engine import NftablesEngine
+
+        return NftablesEngine(args.binary)
     return BuiltinEngine()
 
 
@@ -189,11 +194,11 @@ async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", required=True, help="the Unix socket the failover process connects to")
-    parser.add_argument("--engine", choices=("builtin", "haproxy"), default="builtin",
+    parser.add_argument("--engine", choices=("builtin", "haproxy", "nftables"), default="builtin",
                         help="the engine serving traffic (chosen by the management process)")
     parser.add_argument("--runtime-dir", type=Path, required=True,
                         help="HAProxy's runtime directory (absolute): its configuration and sockets")
-    parser.add_argument("--binary", default="haproxy", help="the haproxy binary")
+    parser.add_argument("--binary", default="haproxy", help="the engine's binary (haproxy, nft)")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 NOT_TCP = "the builtin engine serves tcp virtual servers only: run the device with --engine haproxy"
 NOT_TLS = "the builtin engine does not reach pool members over TLS: run the device with --engine haproxy"
-LASTING = (NOT_TCP, NOT_TLS)
+NOT_UDP = "udp virtual servers are served by the kernel: run the device with --engine nftables (as root)"
+LASTING = (NOT_TCP, NOT_TLS, NOT_UDP)
 """Why the builtin engine does not serve a virtual server whatever it retries."""
 RETRY = 0.05
 """Seconds before trying again a virtual server that could not listen."""
@@ -147,6 +148,9 @@ class ServedVirtual:
     certificates: tuple[ServedCertificate, ...] = ()
     forwarded_for: bool = True
     proxy_protocol: bool = False
+    snat: str = "none"
+    snat_address: str | None = None
+    """`snat` automap: the source address of connections to members (the traffic group's, `Catalog`)."""
 
     @property
     def key(self) -> str:
@@ -210,7 +214,7 @@ def served_from_config(virtual: Mapping[str, Any], pool: Mapping[str, Any] | Non
                          protocol=virtual.get("protocol", "tcp"),
                          rules=served_rules,
                          certificates=tuple(certificates), forwarded_for=bool(virtual.get("forwarded_for", True)),
-                         proxy_protocol=bool(virtual.get("proxy_protocol", False)))
+                         proxy_protocol=bool(virtual.get("proxy_protocol", False)), snat=virtual.get("snat", "none"))
 
 
 @dataclass
@@ -230,6 +234,8 @@ class _VirtualEntry:
 
 def _unservable(virtual: ServedVirtual) -> str | None:
     """Why the builtin engine cannot serve `virtual` (None: it can)."""
+    if virtual.protocol == "udp":
+        return NOT_UDP
     if virtual.protocol != "tcp":
         return NOT_TCP
     if virtual.pool is not None and virtual.pool.tls is not None:

@@ -12,7 +12,7 @@ Hand-written for speed: reading and sending the whole configuration on each chan
 with 10,000 virtual servers and held the management process's event loop (bench/agent.py, change_p99_ms).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tandem import ipc
@@ -32,10 +32,11 @@ FED_KINDS = (VirtualServer.kind, Pool.kind, Monitor.kind, Certificate.kind)
 @dataclass(frozen=True)
 class Desired:
     """What the data plane process may serve, by kind then key: the enabled virtual servers with the pools
-    (members included), monitors and certificates (with their keys) they use, and the traffic groups known."""
+    (members included), monitors and certificates (with their keys) they use, and the traffic groups known
+    with their floating addresses."""
 
     objects: dict[str, dict[Key, Body]]
-    traffic_groups: list[str]
+    traffic_groups: dict[str, tuple[str, ...]]
     violations: frozenset[Violation] = frozenset()
 
     @property
@@ -56,7 +57,7 @@ class Desired:
 
     def addresses(self) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
         """The addresses of the virtual servers of each known traffic group, and of those of none."""
-        known = set(self.traffic_groups)
+        known = self.traffic_groups
         by_traffic_group: dict[str, set[str]] = {}
         standalone: set[str] = set()
         for virtual in self.objects[VirtualServer.kind].values():
@@ -179,7 +180,7 @@ class Feed:
     cache: StoreCache = field(init=False)
     sent: dict[str, dict[Key, Body]] | None = field(init=False, default=None)
     """What the data plane process was sent (None: nothing yet, or it started again)."""
-    sent_traffic_groups: list[str] = field(init=False, default_factory=list)
+    sent_traffic_groups: dict[str, tuple[str, ...]] = field(init=False, default_factory=dict)
     _found: frozenset[Violation] | None = field(init=False, default=None)
     """The violations of the last round (None: none yet, or forgotten after a failure)."""
     _served: _Served = field(init=False, default_factory=_Served)
@@ -192,8 +193,9 @@ class Feed:
         self.cache.clear()
         self.sent, self._found, self._served = None, None, _Served()
 
-    def build(self, changed: Iterable[tuple[str, str, str]], traffic_groups: list[str]) -> Desired:
-        """What to serve now, `changed` (the keys commits changed since the last build) read again; on one
+    def build(self, changed: Iterable[tuple[str, str, str]], traffic_groups: Mapping[str, Iterable[str]]) -> Desired:
+        """What to serve now (`traffic_groups`: the floating addresses of each traffic group known), `changed`
+        (the keys commits changed since the last build) read again; on one
         snapshot of the store (call it off the event loop). Only what the changes concern is looked at again
         (the whole configuration on the first round, and when partitions change)."""
         changed = list(changed)
@@ -208,7 +210,7 @@ class Feed:
                 concerned = self._concerned(changed, previous ^ self._found)
             self._serve(concerned)
         return Desired({kind: dict(objects) for kind, objects in self._served.objects.items()},
-                       sorted(traffic_groups), self._found)
+                       {name: tuple(traffic_groups[name]) for name in sorted(traffic_groups)}, self._found)
 
     def _concerned(self, changed: list[tuple[str, str, str]], moved: frozenset[Violation]) -> set[Key]:
         """The virtual servers that changed, need an object that changed, or whose violations (or those of an
@@ -251,4 +253,4 @@ class Feed:
         if not full and unchanged and not any(put.values()) and not any(removed.values()):
             return None
         return {"type": "changes", "full": full, "put": put, "removed": removed,
-                "traffic_groups": desired.traffic_groups}
+                "traffic_groups": {name: list(addresses) for name, addresses in desired.traffic_groups.items()}}

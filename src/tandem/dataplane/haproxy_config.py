@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.dataplane.engine import ServedPool, ServedRule, ServedVirtual
+from tandem.dataplane.engine import NOT_UDP, ServedPool, ServedRule, ServedVirtual
 from tandem.models.http_fields import HEADER_NAME_RE
 
 BALANCE = {"round-robin": "roundrobin", "least-connections": "leastconn", "source-hash": "source",
@@ -271,6 +271,8 @@ class _Renderer:
     def fragment(self) -> Fragment:
         """The virtual server rendered (Unrenderable if it cannot be written safely)."""
         virtual = self.out.virtual
+        if virtual.protocol == "udp":
+            raise Unrenderable(NOT_UDP)
         name = identifier("f", virtual.key)
         mode = "tcp" if virtual.protocol == "tcp" else "http"
         bind = f"    bind {endpoint(virtual.address, virtual.port)} transparent"  # IP_FREEBIND: before its address

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import get_args
 
@@ -115,9 +115,12 @@ async def probe(config: MonitorConfig, address: str, port: int) -> bool:
 class PoolMonitor:
     """The health of one pool's members, kept up to date by probe loops while started."""
 
-    def __init__(self, pool_key: str, monitor: MonitorConfig | None, members: Iterable[tuple[str, int]]) -> None:
+    def __init__(self, pool_key: str, monitor: MonitorConfig | None, members: Iterable[tuple[str, int]],
+                 on_change: Callable[[], None] | None = None) -> None:
         self.pool_key = pool_key
         self.monitor = monitor
+        self._on_change = on_change
+        """Called when a member's state changes (an engine that writes the members out, not one that asks)."""
         self._members: dict[str, tuple[str, int]] = {member_key(a, p): (a, p) for a, p in members}
         self._states: dict[str, str] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -201,6 +204,8 @@ class PoolMonitor:
             if self._states.get(key) != state and key in self._members:
                 log.info("pool %s member %s is %s (%s monitor)", self.pool_key, key, state, config.type)
                 self._states[key] = state
+                if self._on_change is not None:
+                    self._on_change()
             await asyncio.sleep(max(0.0, config.interval - (time.monotonic() - started)))
 
 

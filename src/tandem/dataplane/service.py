@@ -128,7 +128,7 @@ class DataPlane:
             self._wake.clear()
             started = time.perf_counter()
             changed, self._changed_keys = self._changed_keys, set()
-            traffic_groups = [t.name for t in self._domain.traffic_groups()]
+            traffic_groups = {t.name: t.addresses for t in self._domain.traffic_groups()}
             try:
                 desired = await asyncio.to_thread(self._feed.build, changed, traffic_groups)
                 self._use(desired)

@@ -57,8 +57,9 @@ class LoginStats(BaseModel):
     backing_off: int = Field(description="(user, source address) pairs and source addresses backing off now")
 
 
-EngineRequest = Literal["auto", "haproxy", "builtin"]
-"""The data plane engine asked for (`tandem serve --engine`): auto takes HAProxy when found, else builtin."""
+EngineRequest = Literal["auto", "haproxy", "builtin", "nftables"]
+"""The data plane engine asked for (`tandem serve --engine`): auto takes HAProxy when found, else builtin;
+nftables (the kernel: tcp and udp) only when asked for."""
 DEFAULT_ENGINE: EngineRequest = "auto"
 """The engine a device runs unless told (`tandem serve`, `tandem lab up`)."""
 

@@ -31,7 +31,10 @@ DEFAULT_TRAFFIC_GROUP = "traffic-group-1"
 MonitorType = Literal["tcp", "http"]
 MemberState = Literal["enabled", "disabled", "drain"]
 LbMethod = Literal["round-robin", "least-connections", "source-hash", "random"]
-Protocol = Literal["tcp", "http", "https"]
+Protocol = Literal["tcp", "udp", "http", "https"]
+Snat = Literal["none", "automap"]
+LAYER4 = ("tcp", "udp")
+"""The protocols served without looking into the traffic: no rules, no certificates."""
 Persistence = Literal["none", "source", "cookie"]
 Role = Literal["admin", "manager", "auditor"]
 CertificateStatus = Literal["valid", "expiring", "expired"]
@@ -384,17 +387,25 @@ class VirtualServer(Resource):
     """http/https: add `X-Forwarded-For` and `Forwarded` to requests."""
     proxy_protocol: bool = False
     """tcp: send the client's address to members with the PROXY protocol v2."""
+    snat: Snat = "none"
+    """tcp/udp on the nftables engine (a proxying engine always connects from the device): `automap` gives
+    connections to members the source address of the traffic group (its first floating address of the
+    virtual server's family, else the virtual server's address), so members answer through the active
+    device; `none` keeps the client's, and members route back through the active device themselves."""
     traffic_group: Name = DEFAULT_TRAFFIC_GROUP
     enabled: bool = True
     description: Description = ""
 
     @model_validator(mode="after")
     def _protocol(self) -> Self:
-        if self.protocol == "tcp":
+        if self.protocol in LAYER4:
             for field in ("rules", "certificates"):
                 if getattr(self, field):
-                    raise ValueError(f"{field}: a tcp virtual server takes no {field}")
-        elif self.proxy_protocol:
+                    raise ValueError(f"{field}: a {self.protocol} virtual server takes no {field}")
+        elif self.snat != "none":
+            raise ValueError(f"snat: an {self.protocol} virtual server's connections to members always come from "
+                             "the device (it proxies them): snat is for tcp and udp")
+        if self.proxy_protocol and self.protocol != "tcp":
             raise ValueError("proxy_protocol: only a tcp virtual server sends the PROXY protocol")
         if self.protocol == "https" and not self.certificates:
             raise ValueError("certificates: an https virtual server needs at least one certificate")

@@ -1,0 +1,155 @@
+"""The ruleset of the kernel engine: tcp and udp virtual servers as NAT rules of one nftables table,
+`inet tandem`, written in nftables' JSON (libnftables-json) so that no value is ever parsed as syntax.
+
+For each virtual server: a rule in the `prerouting` and `output` NAT chains sends its new connections
+(NAT chains see a connection's first packet only) to the virtual server's chain, which counts them and
+picks a member chain by `numgen` (round robin, or random) or by `jhash` of the client's address (source
+persistence, `source-hash`), each member owning a range as wide as its weight; a member chain counts the
+connection and translates its destination. Members out of service (disabled, draining, weight 0, or down
+by their monitor) have no range: their connections already translated keep going (conntrack holds the
+translation). With `snat` automap a rule of the `postrouting` chain gives the virtual server's
+connections its source address. Chains and counters are named from a hash of what they stand for, so a
+counter keeps its count when the rest of the table changes (`Ruleset.commands` replaces rules, not
+counters).
+"""
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from typing import Any
+
+from tandem.dataplane.engine import ServedMember, ServedVirtual
+
+FAMILY, TABLE = "inet", "tandem"
+BASE_CHAINS = {
+    "prerouting": {"type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"},
+    "output": {"type": "nat", "hook": "output", "prio": -100, "policy": "accept"},
+    "postrouting": {"type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"},
+}
+"""The table's base chains: destination NAT of connections arriving and of those of the device itself
+(`output`), source NAT of those leaving."""
+LAYER4 = ("tcp", "udp")
+NOT_LAYER4 = "the nftables engine serves tcp and udp virtual servers: http and https need --engine haproxy"
+SPREAD_BY_CLIENT = ("source-hash",)
+RANDOM = ("random",)
+"""Other methods (round-robin, least-connections) take members in turn."""
+
+
+def name_of(*parts: str) -> str:
+    """A chain's or counter's name for what it stands for: short, stable, never user text."""
+    return "t" + hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What a counter counts: a virtual server's connections, or one of its members' (`member`: its key)."""
+
+    virtual: str
+    member: str | None = None
+
+
+@dataclass
+class Ruleset:
+    """The table's content for a set of virtual servers: its chains (name → rules) and counters."""
+
+    chains: dict[str, list[list[dict[str, Any]]]] = field(default_factory=lambda: {name: [] for name in BASE_CHAINS})
+    counters: dict[str, Counted] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    """Virtual servers (by key) this engine does not serve, and why."""
+
+    def commands(self, previous: "Ruleset | None") -> list[dict[str, Any]]:
+        """One nftables transaction taking the table from `previous` (None: unknown, the table is made anew)
+        to this ruleset: the rules of every chain replaced, counters in use kept, those no longer used
+        deleted."""
+        table = {"family": FAMILY, "name": TABLE}
+        commands: list[dict[str, Any]] = [{"add": {"table": table}}]
+        if previous is None:
+            commands += [{"delete": {"table": table}}, {"add": {"table": table}}]
+        else:
+            commands.append({"flush": {"table": table}})
+        for name, chain in BASE_CHAINS.items():
+            commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name, **chain}}})
+        for name in self.counters:
+            commands.append({"add": {"counter": {"family": FAMILY, "table": TABLE, "name": name}}})
+        for name in self.chains:
+            if name not in BASE_CHAINS:
+                commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name}}})
+        for name, rules in self.chains.items():
+            for expressions in rules:
+                commands.append({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": name,
+                                                  "expr": expressions}}})
+        if previous is not None:
+            for name in previous.chains.keys() - self.chains.keys():
+                commands.append({"delete": {"chain": {"family": FAMILY, "table": TABLE, "name": name}}})
+            for name in previous.counters.keys() - self.counters.keys():
+                commands.append({"delete": {"counter": {"family": FAMILY, "table": TABLE, "name": name}}})
+        return commands
+
+
+def _match(left: dict[str, Any], right: Any) -> dict[str, Any]:
+    return {"match": {"op": "==", "left": left, "right": right}}
+
+
+def _family(address: str) -> str:
+    return "ip" if ip_address(address).version == 4 else "ip6"
+
+
+def _eligible(member: ServedMember, health: str) -> bool:
+    """Takes new connections: enabled (not draining, not disabled), weight above 0, not down by its monitor."""
+    return member.state == "enabled" and member.weight > 0 and health != "down"
+
+
+def render(virtuals: Iterable[ServedVirtual], health: Callable[[str, str], str]) -> Ruleset:
+    """The ruleset serving the enabled tcp and udp `virtuals`; `health(pool key, member key)` is a member's
+    state by its monitor (`up`, `down`, `unchecked`: only `down` takes it out)."""
+    ruleset = Ruleset()
+    for virtual in virtuals:
+        if not virtual.enabled:
+            continue
+        if virtual.protocol not in LAYER4:
+            ruleset.errors[virtual.key] = NOT_LAYER4
+            continue
+        family = _family(virtual.address)
+        chain = name_of("virtual", virtual.key)
+        ruleset.counters[chain] = Counted(virtual.key)
+        rules: list[list[dict[str, Any]]] = [[{"counter": chain}]]
+        pool = virtual.pool
+        ranges: list[tuple[int, int, str]] = []
+        total = 0
+        for member in pool.members if pool is not None else ():
+            if _family(member.address) != family:  # NAT cannot change the family
+                continue
+            member_chain = name_of("member", virtual.key, member.key)  # kept while out of service: its count too
+            ruleset.counters[member_chain] = Counted(virtual.key, member.key)
+            ruleset.chains[member_chain] = [
+                [{"counter": member_chain}],
+                [_match({"meta": {"key": "l4proto"}}, virtual.protocol),
+                 {"dnat": {"family": family, "addr": member.address, "port": member.port}}]]
+            if pool is not None and _eligible(member, health(pool.key, member.key)):
+                ranges.append((total, total + member.weight - 1, member_chain))
+                total += member.weight
+        if len(ranges) == 1:
+            rules.append([{"goto": {"target": ranges[0][2]}}])
+        elif ranges:
+            if pool is not None and (pool.lb_method in SPREAD_BY_CLIENT or pool.persistence == "source"):
+                key: dict[str, Any] = {"jhash": {"mod": total, "expr": {"payload": {"protocol": family,
+                                                                                      "field": "saddr"}}}}
+            else:
+                key = {"numgen": {"mode": "random" if pool is not None and pool.lb_method in RANDOM else "inc",
+                                  "mod": total}}
+            entries = [[{"range": [low, high]} if high > low else low, {"goto": {"target": target}}]
+                       for low, high, target in ranges]
+            rules.append([{"vmap": {"key": key, "data": {"set": entries}}}])
+        ruleset.chains[chain] = rules
+        destination = [_match({"payload": {"protocol": family, "field": "daddr"}}, virtual.address),
+                       _match({"payload": {"protocol": virtual.protocol, "field": "dport"}}, virtual.port)]
+        for hook in ("prerouting", "output"):
+            ruleset.chains[hook].append([*destination, {"goto": {"target": chain}}])
+        if virtual.snat == "automap" and virtual.snat_address and ranges:
+            ruleset.chains["postrouting"].append([
+                _match({"meta": {"key": "l4proto"}}, virtual.protocol),
+                _match({"ct": {"key": f"{family} daddr", "dir": "original"}}, virtual.address),
+                _match({"ct": {"key": "proto-dst", "dir": "original"}}, virtual.port),
+                {"snat": {"family": family, "addr": virtual.snat_address}}])
+    return ruleset
