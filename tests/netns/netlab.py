@@ -339,11 +339,12 @@ class Lab:
 
     def __init__(self, work: Path, interval: float = 0.2, timeout: float = 1.0, auto_failback: bool = False,
                  devices: tuple[str, ...] = ("a", "b"), client: str | None = "c", provider: str = "linux",
-                 env: dict[str, str] | None = None, engine: str | None = None) -> None:
+                 env: dict[str, str] | None = None, engine: str | None = None, others: tuple[str, ...] = ()) -> None:
         self.work = work
         self.interval, self.timeout, self.auto_failback = interval, timeout, auto_failback
         self.prefix = f"tn{os.getpid()}x{next(_labs)}"
-        self.attached = (*devices, *([client] if client else []))
+        self.attached = (*devices, *([client] if client else []), *others)
+        """The hosts on the bridge (`others`: hosts without a device, say members' host)."""
         """The hosts on the bridge."""
         self.ns = {role: Namespace(f"{self.prefix}{role}") for role in ("sw", *self.attached)}
         self.hosts = {name: Host(name, self.ns[name], work, provider, env or {}, engine) for name in devices}
@@ -422,6 +423,17 @@ class Lab:
     def form(self) -> None:
         """Trust, the sync-failover group, the traffic group (HA order a, b), pool and virtual server;
         returns once both devices are In Sync and the virtual address answers from a."""
+        self.form_group()
+        check(self.a.api.post("/api/pools", json={"name": "web", "members": [
+            {"address": "127.0.0.1", "port": BACKEND_PORT}]}), 201)
+        check(self.a.api.post("/api/virtuals", json={"name": "www", "address": VIP, "port": VIP_PORT, "pool": "web",
+                                                      "traffic_group": TRAFFIC_GROUP}), 201)
+        self.wait_in_sync()
+        self.wait_roles("a", 15)
+
+    def form_group(self, addresses: tuple[str, ...] = ()) -> None:
+        """Trust between a and b, the sync-failover group, the traffic group (HA order a, b; its floating
+        `addresses`)."""
         a, b = self.a, self.b
         check(a.api.post("/api/trust/devices", json={"url": b.url, "username": "admin", "password": ADMIN_PASSWORD,
                                                       "fingerprint": b.fingerprint}), 201)
@@ -429,15 +441,12 @@ class Lab:
             "name": GROUP, "type": "sync-failover", "members": ["a", "b"], "partitions": ["Common"],
             "heartbeat_interval": self.interval, "heartbeat_timeout": self.timeout}), 201)
         check(a.api.post("/api/traffic-groups", json={
-            "name": TRAFFIC_GROUP, "device_group": GROUP, "ha_order": ["a", "b"], "addresses": [],
+            "name": TRAFFIC_GROUP, "device_group": GROUP, "ha_order": ["a", "b"], "addresses": list(addresses),
             "auto_failback": self.auto_failback}), 201)
-        check(a.api.post("/api/pools", json={"name": "web", "members": [
-            {"address": "127.0.0.1", "port": BACKEND_PORT}]}), 201)
-        check(a.api.post("/api/virtuals", json={"name": "www", "address": VIP, "port": VIP_PORT, "pool": "web",
-                                                 "traffic_group": TRAFFIC_GROUP}), 201)
+
+    def wait_in_sync(self) -> None:
         wait_until(lambda: all(h.api.get(f"/api/device-groups/{GROUP}/status").json().get("status") == "In Sync"
-                               for h in (a, b)), 30, "the group In Sync on a and b", self.describe)
-        self.wait_roles("a", 15)
+                               for h in (self.a, self.b)), 30, "the group In Sync on a and b", self.describe)
 
     def wait_roles(self, active: str, timeout: float) -> None:
         """Until `active` is active and the other standby, both seeing each other alive, and the
@@ -520,13 +529,18 @@ class Lab:
 
 
 @contextlib.contextmanager
-def formed(lab: Lab, log_lines: int = 40) -> Iterator[Lab]:
-    """`lab` built, started and formed for the block; whatever happens, each device's last `log_lines` log
-    lines are printed to stderr (pytest shows them when the test fails), then the lab is closed."""
+def formed(lab: Lab, log_lines: int = 40, addresses: tuple[str, ...] | None = None) -> Iterator[Lab]:
+    """`lab` built, started and formed for the block (with `addresses`, the group alone, the traffic group
+    floating them: the test makes its pools and virtual servers); whatever happens, each device's last
+    `log_lines` log lines are printed to stderr (pytest shows them when the test fails), then the lab is
+    closed."""
     try:
         lab.build()
         lab.start()
-        lab.form()
+        if addresses is None:
+            lab.form()
+        else:
+            lab.form_group(addresses)
         yield lab
     finally:
         print_logs(lab.hosts.values(), log_lines)

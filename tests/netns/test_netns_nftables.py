@@ -5,16 +5,19 @@ ruleset changed under load without a failed request.
 Needs root, iproute2 and nft (skipped otherwise; CI runs as root).
 """
 
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from kernellab import BACKEND_PORT, MEMBERS, VIP, KernelLab, ask_tcp, ask_udp, unavailable
+from kernellab import BACKEND, BACKEND_PORT, MEMBERS, VIP, KernelLab, ask_tcp, ask_udp, unavailable
+from netlab import ADDR, TRAFFIC_GROUP, Lab, check, formed, kill_group, sh
 
 from tandem.dataplane.engine import ServedMember, ServedPool, ServedVirtual
 from tandem.dataplane.monitor import MonitorConfig
-from tandem.dataplane.nftables_engine import NftablesEngine
+from tandem.dataplane.nftables_engine import NOT_FORWARDING, NftablesEngine
 from tandem.dataplane.nftables_rules import NOT_LAYER4
 from waiting import wait_until
 
@@ -154,3 +157,61 @@ def test_a_ruleset_changed_under_load_fails_no_request(lab: KernelLab, engine: N
         done.set()
         loader.join()
     assert asked[0] > 40 and failures == []
+
+
+def test_a_pair_serves_tcp_and_udp_in_the_kernel_and_the_standby_takes_over(tmp_path) -> None:
+    """Two devices `tandem serve --engine nftables`, the members on a host of their own (d): tcp and udp
+    virtual servers made through the API answer from both members through the active device, with the traffic
+    group's address as their source (`snat` automap); its kill -9 moves them to the standby."""
+
+    floating = "198.18.0.50"
+    lab = Lab(tmp_path, engine="nftables", others=("d",))
+    members = [{"address": ADDR["d"], "port": port} for port in (9001, 9002)]
+    with formed(lab, addresses=(floating,)) as lab:
+        backends = [subprocess.Popen(["ip", "netns", "exec", lab.ns["d"].name, sys.executable, "-c", BACKEND, name,
+                                      ADDR["d"], str(port)], start_new_session=True)
+                    for name, port in (("m1", 9001), ("m2", 9002))]
+        try:
+            a = lab.a.api
+            check(a.post("/api/pools", json={"name": "members", "members": members}), 201)
+            for protocol, port in (("tcp", 80), ("udp", 53)):
+                check(a.post("/api/virtuals", json={"name": protocol, "address": "198.18.0.100", "port": port,
+                                                     "protocol": protocol, "pool": "members", "snat": "automap",
+                                                     "traffic_group": TRAFFIC_GROUP}), 201)
+            lab.wait_in_sync()
+            wait_until(lambda: set(a.get("/api/dataplane").json()["errors"].values()) == {NOT_FORWARDING}, 10,
+                       "a saying that it does not forward")
+            for host in ("a", "b"):
+                sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=lab.ns[host].name)
+            client = lab.ns["c"]
+
+            def through(ask) -> set[tuple[str, str]]:
+                return {client.run(ask, "198.18.0.100") for _ in range(4)}
+
+            wait_until(lambda: through(_tcp) == {("m1", floating), ("m2", floating)}, 15, "tcp through a")
+            assert through(_udp) == {("m1", floating), ("m2", floating)}
+            wait_until(lambda: a.get("/api/dataplane").json()["errors"] == {}, 5, "a forwarding, without errors")
+            served = a.get("/api/dataplane").json()
+            assert served["engine"]["name"] == "nftables"
+            assert served["virtuals"]["/Common/tcp"]["connections_total"] >= 4
+            lab.fail("a")
+            wait_until(lambda: lab.b.traffic_group()["state"] == "active", 10, "b active")
+            wait_until(lambda: through(_tcp) == {("m1", floating), ("m2", floating)}, 10, "tcp through b")
+            assert through(_udp) == {("m1", floating), ("m2", floating)}
+        finally:
+            for backend in backends:
+                kill_group(backend)
+
+
+def _tcp(address: str) -> tuple[str, str]:
+    try:
+        return ask_tcp(address, 80, timeout=0.5)
+    except (OSError, ValueError):
+        return ("none", "")
+
+
+def _udp(address: str) -> tuple[str, str]:
+    try:
+        return ask_udp(address, 53, timeout=0.5)
+    except (OSError, ValueError):
+        return ("none", "")

@@ -20,12 +20,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 from tandem import ipc
 from tandem.dataplane.catalog import Catalog
 from tandem.dataplane.engine import BuiltinEngine, ServedVirtual
 from tandem.dataplane.engine_events import EngineStatus
+from tandem.models.api import EngineName
 from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.dataplane")
@@ -194,7 +195,7 @@ async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", required=True, help="the Unix socket the failover process connects to")
-    parser.add_argument("--engine", choices=("builtin", "haproxy", "nftables"), default="builtin",
+    parser.add_argument("--engine", choices=get_args(EngineName), default="builtin",
                         help="the engine serving traffic (chosen by the management process)")
     parser.add_argument("--runtime-dir", type=Path, required=True,
                         help="HAProxy's runtime directory (absolute): its configuration and sockets")

@@ -1,7 +1,7 @@
 """The nftables engine: tcp and udp virtual servers served by the kernel (no copy through user space).
 
 `apply` renders the table `inet tandem` (`nftables_rules`) and writes it in one nftables transaction (`nft -j -f
--`, JSON on its standard input: never a moment with half a ruleset, nothing else on the host touched). Pools'
+FILE`, JSON: never a moment with half a ruleset, nothing else on the host touched). Pools'
 monitors run here as in the builtin engine; a member's change of health writes the table again. Counters
 (connections per virtual server and member) are the table's named counters, read when asked for.
 """
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -40,17 +41,21 @@ class NftError(Exception):
 
 
 async def nft(binary: str, *arguments: str, commands: list[dict[str, Any]] | None = None) -> bytes:
-    """Run `nft -j ARGUMENTS` (with `commands` as JSON on its standard input, `-f -`); its output."""
-    stdin = orjson.dumps({"nftables": commands}) if commands is not None else None
-    try:
-        process = await asyncio.create_subprocess_exec(
-            binary, "-j", *(["-f", "-"] if commands is not None else []), *arguments,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        async with asyncio.timeout(NFT_TIMEOUT):
-            output, errors = await process.communicate(stdin)
-    except (OSError, TimeoutError) as error:
-        raise NftError(f"cannot run {binary}: {error}") from None
+    """Run `nft -j ARGUMENTS`, or `nft -j -f FILE` with `commands` as JSON in FILE (a private temporary file: the
+    event loop's pipes may be sockets, which nft cannot open as /dev/stdin); its output."""
+    with tempfile.NamedTemporaryFile(prefix="tandem-nft-", suffix=".json") as file:
+        if commands is not None:
+            file.write(orjson.dumps({"nftables": commands}))
+            file.flush()
+            arguments = ("-f", file.name, *arguments)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                binary, "-j", *arguments, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            async with asyncio.timeout(NFT_TIMEOUT):
+                output, errors = await process.communicate()
+        except (OSError, TimeoutError) as error:
+            raise NftError(f"cannot run {binary}: {error}") from None
     if process.returncode != 0:
         lines = [line.strip() for line in errors.decode(errors="replace").splitlines() if line.strip()]
         raise NftError(" ".join(lines[:3]) or f"{binary} exited with {process.returncode}")
@@ -142,13 +147,14 @@ class NftablesEngine:
             self.events.record("recovered", "the table wanted is written")
         self._written, self._refusal = ruleset, None
         self.errors = dict(ruleset.errors)
-        if not _forwarding():
+        if not _forwarding():  # looked at again every RETRY seconds until it is on
             self.errors |= {key: NOT_FORWARDING for key in self._wanted
                             if key not in ruleset.errors and ":" not in self._wanted[key].address}
+            self._retry_at = time.monotonic() + RETRY
 
     def retry_after(self) -> float | None:
-        """Until the refused table may be written again; None when nothing waits."""
-        if self._refusal is None:
+        """Until the refused table may be written again, or forwarding looked at again; None when nothing waits."""
+        if self._refusal is None and NOT_FORWARDING not in self.errors.values():
             return None
         return max(0.0, self._retry_at - time.monotonic())
 

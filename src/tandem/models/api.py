@@ -57,6 +57,8 @@ class LoginStats(BaseModel):
     backing_off: int = Field(description="(user, source address) pairs and source addresses backing off now")
 
 
+EngineName = Literal["builtin", "haproxy", "nftables"]
+"""The data plane engines."""
 EngineRequest = Literal["auto", "haproxy", "builtin", "nftables"]
 """The data plane engine asked for (`tandem serve --engine`): auto takes HAProxy when found, else builtin;
 nftables (the kernel: tcp and udp) only when asked for."""
@@ -67,7 +69,7 @@ DEFAULT_ENGINE: EngineRequest = "auto"
 class EngineInfo(BaseModel):
     """The data plane engine this device runs, and its version (builtin: Tandem's)."""
 
-    name: Literal["builtin", "haproxy"]
+    name: EngineName
     version: str
 
 
