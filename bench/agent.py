@@ -160,7 +160,10 @@ def serving_all(apis: list[RawApi], virtuals: int, timeout: float = 300) -> floa
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         for api in apis:
-            listening = api.get("/api/dataplane")["virtuals"].values()
+            try:
+                listening = api.get("/api/dataplane")["virtuals"].values()
+            except RuntimeError:  # 503: a data plane process busy loading does not answer within its time
+                continue
             if sum(1 for virtual in listening if virtual.get("listening")) >= virtuals:
                 return time.perf_counter() - started
         time.sleep(2)
