@@ -5,6 +5,8 @@ ruleset changed under load without a failed request.
 Needs root, iproute2 and nft (skipped otherwise; CI runs as root).
 """
 
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -98,7 +100,6 @@ def test_a_member_down_by_its_monitor_gets_nothing_until_it_is_back(lab: KernelL
 
 
 def test_drain_keeps_open_connections_and_sends_new_ones_elsewhere(lab: KernelLab, engine: NftablesEngine) -> None:
-    import socket
 
     lab.on_device(engine.apply([tcp(pool(weights=(1, 0)))]))  # everything to m1
     connection = lab.client.run(socket.create_connection, (VIP, 80), 2.0)
@@ -215,3 +216,61 @@ def _udp(address: str) -> tuple[str, str]:
         return ask_udp(address, 53, timeout=0.5)
     except (OSError, ValueError):
         return ("none", "")
+
+
+@pytest.mark.skipif(shutil.which("conntrackd") is None, reason="conntrackd is not installed")
+@pytest.mark.parametrize("mirroring", [True, False])
+def test_a_long_lived_connection_survives_the_active_devices_kill_only_with_mirroring(tmp_path, mirroring) -> None:
+    """A TCP connection through the kernel engine keeps exchanging lines across kill -9 of the active device
+    when its traffic group mirrors connections (conntrackd); without mirroring the standby does not know it and
+    it is reset. (The devices pick up no connection they do not know: nf_conntrack_tcp_loose=0, as a pair that
+    mirrors should run.)"""
+    floating = "198.18.0.50"
+    lab = Lab(tmp_path, engine="nftables", others=("d",))
+    with formed(lab, addresses=(floating,)) as lab:
+        backend = subprocess.Popen(["ip", "netns", "exec", lab.ns["d"].name, sys.executable, "-c", BACKEND, "m1",
+                                    ADDR["d"], "9001"], start_new_session=True)
+        try:
+            a = lab.a.api
+            for host in ("a", "b"):
+                sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=lab.ns[host].name)
+                sh("sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0", ns=lab.ns[host].name)
+            check(a.patch(f"/api/traffic-groups/{TRAFFIC_GROUP}", json={"mirroring": mirroring}), 200)
+            check(a.post("/api/pools", json={"name": "members", "members": [{"address": ADDR["d"], "port": 9001}]}),
+                  201)
+            check(a.post("/api/virtuals", json={"name": "tcp", "address": "198.18.0.100", "port": 80,
+                                                 "pool": "members", "snat": "automap",
+                                                 "traffic_group": TRAFFIC_GROUP}), 201)
+            lab.wait_in_sync()
+            wait_until(lambda: lab.ns["c"].run(_tcp, "198.18.0.100")[0] == "m1", 15, "tcp through a")
+            if mirroring:
+                wait_until(lambda: all(_mirror(host)["running"] for host in (lab.a, lab.b)), 15, "conntrackd on both")
+            connection = lab.ns["c"].run(socket.create_connection, ("198.18.0.100", 80), 2.0)
+            connection.settimeout(2.0)
+            lines = connection.makefile("rb")
+            try:
+                connection.sendall(b"before\n")
+                assert lines.readline().split()[0] == b"m1"
+                if mirroring:
+                    wait_until(lambda: _mirror(lab.b)["external"] >= 1, 5, "the connection known to b")
+                lab.fail("a")
+                wait_until(lambda: lab.b.traffic_group()["state"] == "active", 10, "b active")
+                try:
+                    answers = []
+                    for _ in range(3):
+                        connection.sendall(b"after\n")
+                        answers.append(lines.readline().split()[0])
+                    survived = answers == [b"m1"] * 3
+                except OSError:
+                    survived = False
+                assert survived is mirroring
+            finally:
+                lines.close()
+                connection.close()
+        finally:
+            kill_group(backend)
+
+
+def _mirror(host) -> dict:
+    [group] = host.api.get("/api/failover/status").json()["traffic_groups"]
+    return group["mirroring"] or {"running": False, "external": 0}

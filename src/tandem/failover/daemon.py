@@ -29,6 +29,7 @@ from tandem.failover import replay
 from tandem.failover.addresses import AddressProvider, provider
 from tandem.failover.faults import Faults
 from tandem.failover.heartbeat import CLOCK_WINDOW, Counters, GroupState, Heartbeat, Receiver, Sender, seal
+from tandem.failover.mirroring import ConnectionMirror, MirroringReport, MirrorLink, interface_to
 from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
 from tandem.failover.snapshot import (
     FailoverConfig,
@@ -48,6 +49,8 @@ log = logging.getLogger("tandem.failover")
 EXPIRY_SLACK = 0.001
 """Seconds after a member's timeout at which its silence is judged (so that it counts as expired)."""
 STATE_EVERY = 0.5
+MIRROR_REPORT_EVERY = 1.0
+"""Seconds between readings of the connection mirror's figures."""
 """Seconds between state reports to the management process when nothing changes (ages move on)."""
 RETRY = 0.05
 """Seconds before trying again an address that could not be added or removed; doubled at each failure in a
@@ -101,6 +104,10 @@ class Failover:
         self._tasks: list[asyncio.Task] = []
         self._served: ipc.Message | None = None
         self._reported_out: bool | None = None
+        self._mirror = ConnectionMirror(state_path.parent / "conntrackd")
+        self._mirror_wanted = asyncio.Event()
+        self._mirroring: MirroringReport | None = None
+        """What the mirror last said (None: not mirroring)."""
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -113,7 +120,7 @@ class Failover:
         self._started = time.monotonic()
         self._tasks = [loop.create_task(self._beat()), loop.create_task(self._report()),
                        loop.create_task(self._hold_addresses()), loop.create_task(self._watch_dataplane()),
-                       loop.create_task(self._keep_replay_state())]
+                       loop.create_task(self._keep_replay_state()), loop.create_task(self._mirror_connections())]
         try:
             await control.serve(self._handle)  # until the management process is gone
         finally:
@@ -124,6 +131,7 @@ class Failover:
             self._transport.close()
             self._save_replay_state()
             await self._release_all()
+            await self._mirror.stop()
 
     def _handle(self, message: ipc.Message) -> ipc.Message | None:
         """A message of the management process; the state it reports next (before any answer) shows its effect."""
@@ -152,6 +160,7 @@ class Failover:
         self._receiver.key = key
         self.config = config
         self._addresses_wanted.set()
+        self._mirror_wanted.set()
         self.evaluate()
         self._send()
         self._tell_dataplane()
@@ -348,6 +357,9 @@ class Failover:
                 await self._apply(self._addresses.remove, address)  # a crashed run may have left it
                 self._cleaned.add(address)
             wanted = self.wanted_addresses()
+            if wanted - self.held and any(t.mirroring and self.states.get(t.name) == ACTIVE
+                                          for t in config.traffic_groups):
+                await self._mirror.commit()  # the peer's connections known before their addresses arrive
             for address in sorted(wanted - self.held):
                 if await self._apply(self._addresses.add, address):
                     self.held.add(address)
@@ -359,6 +371,33 @@ class Failover:
             failing = self.held != self.wanted_addresses()
             retry = (min(2 * retry, RETRY_MAX) if retry else RETRY) if failing else None
             self._report_now()
+
+    async def _mirror_connections(self) -> None:
+        """Keep conntrackd configured as the traffic groups want (`mirroring`), and its figures for the report."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(MIRROR_REPORT_EVERY):
+                    await self._mirror_wanted.wait()
+            self._mirror_wanted.clear()
+            try:
+                await self._mirror.configure(await asyncio.to_thread(self._mirror_link))
+            except ValueError as error:  # no route to the peer: said in the report, tried again
+                await self._mirror.configure(None)
+                self._mirroring = MirroringReport("", False, 0, 0, 0, f"cannot mirror: {error}")
+                continue
+            self._mirroring = await self._mirror.report()
+
+    def _mirror_link(self) -> MirrorLink | None:
+        """The link to mirror connections over: while a traffic group mirrors and the group has one other member."""
+        config = self.config
+        if config is None or config.group is None or not any(t.mirroring for t in config.traffic_groups):
+            return None
+        me = next((p for p in config.peers if p.id == config.device_id), None)
+        others = [p for p in config.peers if p.id != config.device_id]
+        if me is None or len(others) != 1:
+            return None
+        floating = {a for t in config.traffic_groups for a in t.addresses} | set(config.standalone_addresses)
+        return MirrorLink(me.host, others[0].host, interface_to(others[0].host), tuple(sorted(floating)))
 
     async def _apply(self, change: Callable[[str], None], address: str) -> bool:
         try:
@@ -491,7 +530,9 @@ class Failover:
                 declined=traffic_group.name in self.declined,
                 ha_order=tuple(m.name for m in ranked(members, list(traffic_group.ha_order))),
                 members=tuple(MemberReport(name=m.name, id=m.device_id, alive=m.alive, offline=m.offline,
-                                           state=m.state, last_heard_s=self._age(m.device_id, now)) for m in members)))
+                                           state=m.state, last_heard_s=self._age(m.device_id, now)) for m in members),
+                mirroring=(self._mirroring or MirroringReport("", False, 0, 0, 0, "a group of two devices mirrors"))
+                if traffic_group.mirroring else None))
         peers = {p.id: PeerReport(name=p.name, last_heard_s=self._age(p.id, now),
                                   offline=bool(p.id in self._heard and self._heard[p.id][1].offline))
                  for p in config.peers if p.id != config.device_id}

@@ -123,7 +123,8 @@ class FailoverService:
             peers=tuple(peers), trusted=frozenset(d.id for d in domain.devices()),
             traffic_groups=tuple(
                 TrafficGroupConfig(t.name, tuple(t.ha_order), t.auto_failback,
-                                   tuple(sorted({*t.addresses, *self._virtual_addresses.get(t.name, ())})))
+                                   tuple(sorted({*t.addresses, *self._virtual_addresses.get(t.name, ())})),
+                                   t.mirroring)
                 for t in self.traffic_groups()),
             standalone_addresses=self._standalone_addresses, offline=self.offline, evacuated=self.evacuated)
 
@@ -205,7 +206,8 @@ class FailoverService:
                 ha_order=tuple(reported.ha_order if reported else traffic_group.ha_order),
                 addresses=tuple(traffic_group.addresses), auto_failback=traffic_group.auto_failback,
                 members=members, address_errors={a: errors[a] for a in floating.get(traffic_group.name, ())
-                                                 if a in errors}))
+                                                 if a in errors},
+                mirroring=reported.mirroring if reported else None))
         report = self._report
         silent_s = report.dataplane_silent_s if report else None
         return FailoverStatus(

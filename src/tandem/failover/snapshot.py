@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from tandem.failover.heartbeat import Counters
+from tandem.failover.mirroring import MirroringReport
 from tandem.models.cluster import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
 
 
@@ -28,6 +29,7 @@ class TrafficGroupConfig:
     auto_failback: bool
     addresses: tuple[str, ...]
     """Its floating addresses and those of its virtual servers: held while this device is active for it."""
+    mirroring: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class TrafficGroupReport:
     ha_order: tuple[str, ...]
     """The members in the order they take it."""
     members: tuple[MemberReport, ...]
+    mirroring: MirroringReport | None = None
+    """Its connections mirrored to the peer (None: it does not mirror)."""
 
 
 @dataclass(frozen=True)

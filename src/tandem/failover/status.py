@@ -4,6 +4,7 @@ as they are (orjson encodes dataclasses)."""
 
 from dataclasses import dataclass
 
+from tandem.failover.mirroring import MirroringReport
 from tandem.ipc import ProcessStatus
 
 
@@ -30,6 +31,8 @@ class TrafficGroupStatus:
     members: tuple[TrafficGroupMember, ...]
     address_errors: dict[str, str]
     """Its floating addresses (its own and its virtual servers') this device cannot add now, with why."""
+    mirroring: MirroringReport | None = None
+    """Its connections mirrored to the peer: conntrackd's figures (None: it does not mirror)."""
 
 
 @dataclass(frozen=True)

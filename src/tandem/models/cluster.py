@@ -61,6 +61,9 @@ class TrafficGroup(BaseModel):
     ha_order: list[Name] = Field(default_factory=list, max_length=8)
     addresses: list[IPAddress] = Field(default_factory=list, max_length=256)
     auto_failback: bool = False
+    mirroring: bool = False
+    """Mirror the kernel's state of its connections to the other device of a group of two (conntrackd), so that
+    connections the kernel translates (the nftables engine) keep going after a takeover."""
     description: Description = ""
 
     @model_validator(mode="after")
