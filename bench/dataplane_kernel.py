@@ -14,15 +14,20 @@ address), each engine side by side in one run, alternating for ROUNDS rounds; fi
 - the CPU time of this process, which runs the nftables engine, per request served by the kernel (≈ 0: the
   kernel translates, Tandem only writes the rules);
 - wrk's failed requests while the ruleset changes CHANGES times under load (weights and methods over two
-  members, a second virtual server coming and going).
+  members, a second virtual server coming and going);
+- with conntrackd installed: a `tandem serve --engine nftables` pair (tests/netns/netlab.py) whose traffic group
+  mirrors connections; MIRROR_CONNECTIONS TCP connections open through it, the active device killed (-9) and
+  each connection asked to go on, MIRROR_RUNS times (the killed device back as the standby in between).
 
 Prints progress on stderr and, last, one JSON line: nft_ratio, nft_newconn_ratio, nft_cpu_us_per_request,
 udp_ratio, ruleset_change_failed (of requests_during_changes), builtin_ratio, builtin_newconn_ratio,
-haproxy_ratio, haproxy_newconn_ratio, each engine's and direct's rps (`X_rps`), mirrored_survival (null:
-connection mirroring is not built yet), rounds, seconds, connections, machine.
+haproxy_ratio, haproxy_newconn_ratio, each engine's and direct's rps (`X_rps`), mirrored_survival (the mean share
+of connections that kept going over the runs; its minimum beside it; null without conntrackd), rounds, seconds,
+connections, machine.
 
     .venv/bin/python bench/dataplane_kernel.py [--seconds 5] [--rounds 3] [--connections 50] [--changes 50]
-    (as root; apt-get install nftables nginx-light wrk haproxy)
+                                               [--mirror-runs 10] [--mirror-connections 100]
+    (as root; apt-get install nftables conntrackd nginx-light wrk haproxy)
 """
 
 import argparse
@@ -44,7 +49,8 @@ from traffic import read_wrk, wrk_command
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "netns"))
 
-from kernellab import BACKEND_PORT, MEMBERS, VIP, KernelLab  # noqa: E402
+import netlab  # noqa: E402
+from kernellab import BACKEND, BACKEND_PORT, MEMBERS, VIP, KernelLab  # noqa: E402
 
 from tandem.dataplane.engine import BuiltinEngine, ServedMember, ServedPool, ServedVirtual  # noqa: E402
 from tandem.dataplane.haproxy_engine import HaproxyEngine  # noqa: E402
@@ -133,6 +139,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument("--mirror-runs", type=int, default=10)
+    parser.add_argument("--mirror-connections", type=int, default=100)
     args = parser.parse_args()
     if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("nft", "nginx", "wrk", "haproxy")):
         raise SystemExit("needs root, nft, nginx, wrk and haproxy (apt-get install nftables nginx-light wrk haproxy)")
@@ -185,6 +193,10 @@ def main() -> None:
         under_changes = read_wrk(load.communicate(timeout=30)[0], targets["nftables"])
         for engine in (nft, builtin, haproxy):
             lab.on_device(engine.stop_all(0))
+        survival = None
+        if shutil.which("conntrackd"):
+            progress(f"{args.mirror_runs} takeovers of a pair mirroring {args.mirror_connections} connections")
+            survival = mirrored_survival(args.mirror_runs, args.mirror_connections)
     finally:
         pid_file = work / "nginx.pid"
         if pid_file.exists():
@@ -208,9 +220,90 @@ def main() -> None:
         **{f"{name}_rps": round(median(values)) for name, values in keep_alive.items()},
         **{f"{name}_newconn_rps": round(median(values)) for name, values in new_connections.items()},
         "direct_udp_rps": round(median(udp["direct"])), "nft_udp_rps": round(median(udp["nftables"])),
-        "mirrored_survival": None, "rounds": args.rounds, "seconds": args.seconds, "connections": args.connections,
+        "mirrored_survival": round(statistics.mean(survival), 3) if survival else None,
+        "mirrored_survival_min": round(min(survival), 3) if survival else None,
+        "mirror_runs": args.mirror_runs, "mirror_connections": args.mirror_connections,
+        "rounds": args.rounds, "seconds": args.seconds, "connections": args.connections,
         "changes": args.changes, "machine": machine(),
     }))
+
+
+def mirrored_survival(runs: int, connections: int) -> list[float]:
+    """Per run, the share of `connections` established TCP connections through a `tandem serve --engine nftables`
+    pair mirroring them (netlab: devices a and b, client c, the member on d) that keep exchanging after kill -9
+    of the active device; the killed one comes back as a standby before the next run (the active alternates)."""
+    floating, address = "198.18.0.50", "198.18.0.100"
+    shares = []
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-mirror-") as work:
+        lab = netlab.Lab(Path(work), engine="nftables", others=("d",))
+        with netlab.formed(lab, addresses=(floating,)) as lab:
+            backend = subprocess.Popen(["ip", "netns", "exec", lab.ns["d"].name, sys.executable, "-c", BACKEND, "m1",
+                                        netlab.ADDR["d"], "9001"], start_new_session=True)
+            try:
+                api = lab.a.api
+                for host in ("a", "b"):
+                    netlab.sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=lab.ns[host].name)
+                    netlab.sh("sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0", ns=lab.ns[host].name)
+                netlab.check(api.patch(f"/api/traffic-groups/{netlab.TRAFFIC_GROUP}", json={"mirroring": True}), 200)
+                netlab.check(api.post("/api/pools", json={"name": "members", "members": [
+                    {"address": netlab.ADDR["d"], "port": 9001}]}), 201)
+                netlab.check(api.post("/api/virtuals", json={
+                    "name": "tcp", "address": address, "port": 80, "pool": "members", "snat": "automap",
+                    "traffic_group": netlab.TRAFFIC_GROUP}), 201)
+                lab.wait_in_sync()
+                active, standby = "a", "b"
+                for run in range(runs):
+                    survived = _takeover(lab, lab.hosts[active], lab.hosts[standby], address, connections)
+                    shares.append(survived / connections)
+                    progress(f"    run {run + 1}: {survived} of {connections} connections kept going")
+                    lab.recover(active)
+                    active, standby = standby, active
+            finally:
+                netlab.kill_group(backend)
+    return shares
+
+
+def _takeover(lab: netlab.Lab, active: netlab.Host, standby: netlab.Host, address: str, connections: int) -> int:
+    """`connections` opened through `active`, known to `standby`; `active` killed: how many keep going."""
+    netlab.wait_until(lambda: _mirrors(active, standby), 30, "both devices mirroring")
+    opened = [lab.ns["c"].run(socket.create_connection, (address, 80), 2.0) for _ in range(connections)]
+    try:
+        for connection in opened:
+            connection.settimeout(3.0)
+            _exchange(connection)
+        netlab.wait_until(lambda: _mirroring(standby).get("external", 0) >= connections, 10,
+                          "the connections known to the standby")
+        lab.fail(active.name)
+        netlab.wait_until(lambda: standby.traffic_group()["state"] == "active", 10, "the standby active")
+        return sum(_exchange(connection) for connection in opened)
+    finally:
+        for connection in opened:
+            connection.close()
+
+
+def _exchange(connection: socket.socket) -> bool:
+    """One line sent and its answer read on an open connection."""
+    try:
+        connection.sendall(b"ping\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = connection.recv(64)
+            if not chunk:
+                return False
+            answer += chunk
+        return answer.startswith(b"m1 ")
+    except OSError:
+        return False
+
+
+def _mirroring(host: netlab.Host) -> dict:
+    [group] = host.api.get("/api/failover/status").json()["traffic_groups"]
+    return group["mirroring"] or {}
+
+
+def _mirrors(active: netlab.Host, standby: netlab.Host) -> bool:
+    return (active.traffic_group()["state"] == "active" and standby.traffic_group()["state"] == "standby"
+            and all(_mirroring(host).get("running") for host in (active, standby)))
 
 
 async def _made(engine_class, *arguments):
