@@ -149,3 +149,22 @@ def test_choose(tmp_path, monkeypatch):
     assert choose("auto") == BUILTIN  # logged, and served by the builtin engine
     with pytest.raises(EngineUnavailable, match="did not tell a version"):
         choose("haproxy")
+
+
+def test_choose_nftables(tmp_path, monkeypatch):
+    """The kernel engine only when asked for: it needs nft on PATH and root; auto never takes it."""
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(EngineUnavailable, match="no nft binary on PATH"):
+        choose("nftables")
+    directory = tmp_path / "nft"
+    directory.mkdir()
+    binary = directory / "nft"
+    binary.write_text('#!/bin/sh\necho "nftables v1.0.6 (Lester Gooch #5)"\n')
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(directory))
+    assert choose("auto") == BUILTIN
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(EngineUnavailable, match="only by root"):
+        choose("nftables")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert choose("nftables") == EngineChoice("nftables", "1.0.6", str(binary))
