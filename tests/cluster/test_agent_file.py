@@ -65,7 +65,7 @@ def test_a_bad_file_is_reported_and_changes_nothing(lab: Cluster, folder: Path, 
     wait_virtuals(lab, {"file_a-18081", "file_b-18082"})
     write(folder, "a", "name: a\nport: [not a port")
     write(folder, "c", {"name": "c", "members": ["127.0.0.1:9"]})
-    write(folder, "d", {"name": "d", "port": 18084, "protocol": "udp"})
+    write(folder, "d", {"name": "d", "port": 18084, "protocol": "sctp"})
     write(folder, "e", {"name": "e", "port": 18085, "members": ["127.0.0.1:9"]})
     wait_virtuals(lab, {"file_a-18081", "file_b-18082", "file_e-18085"})
     status = httpx.get(f"http://127.0.0.1:{agent.metrics_port}/healthz", timeout=5)

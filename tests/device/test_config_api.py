@@ -61,7 +61,7 @@ BAD_CREATES = [
     ("/api/virtuals", {"name": "v", "address": "10.0.0.3", "port": 70000}, 422, "port"),
     ("/api/virtuals", {"name": "v", "address": "10.0.0.3", "port": "80"}, 422, "port"),
     ("/api/virtuals", {"name": "v", "address": "10.0.0.3", "port": 80, "pool": "missing"}, 422, "pool"),
-    ("/api/virtuals", {"name": "v", "address": "10.0.0.3", "port": 80, "protocol": "udp"}, 422, "protocol"),
+    ("/api/virtuals", {"name": "v", "address": "10.0.0.3", "port": 80, "protocol": "sctp"}, 422, "protocol"),
     ("/api/virtuals", {"name": "../etc", "address": "10.0.0.3", "port": 80}, 422, "name"),
     ("/api/virtuals", {"name": "v", "partition": "nope", "address": "10.0.0.3", "port": 80}, 422, "partition"),
     ("/api/pools", {"name": "p", "lb_method": "fastest"}, 422, "lb_method"),

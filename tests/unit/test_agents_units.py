@@ -271,3 +271,13 @@ def test_the_lease_is_renewed_during_a_long_reconcile_and_a_new_view_published_a
         assert agent.published == ["a", "b"] and leases.published == [("a",)] * 4 + [("a", "b")]
 
     asyncio.run(scenario())
+
+
+def test_a_udp_service_gets_its_members_as_a_tcp_one_does() -> None:
+    udp = Service.model_validate({"key": "dns/resolver", "ports": [{"port": 53, "protocol": "udp", "members": [
+        {"address": "10.0.0.1", "port": 5353}]}]})
+    made = objects(udp, "10.9.0.2", "apps", "prod")
+    [virtual] = [o for o in made.values() if o.kind == "virtuals"]
+    [pool] = [o for o in made.values() if o.kind == "pools"]
+    assert virtual.protocol == "udp" and virtual.pool == pool.name
+    assert [(m.address, m.port) for m in pool.members] == [("10.0.0.1", 5353)]

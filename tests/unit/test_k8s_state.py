@@ -1,6 +1,8 @@
 """What the Kubernetes source knows (pure, no API server): watch events rebuild exactly the services built
 from the object that changed, and removing what a service refers to is followed."""
 
+import threading
+
 from k8s.fakeapi import (
     make_endpoint_slice,
     make_gateway,
@@ -51,7 +53,18 @@ def test_an_endpoint_change_rebuilds_what_was_built_from_its_service_only() -> N
 
 def test_reads_never_wait_for_a_rebuild_holding_the_lock() -> None:
     """The agent reads the state on the event loop that renews its lease: while a rebuild holds the lock
-    (10,000 services take seconds), nothing has changed yet and the last picture answers, at once."""
+    (10,000 services take seconds), nothing has changed yet and the last picture answers, at once. The first
+    picture is waited for: an empty one would make every service of the partition look gone."""
+    fresh = ClusterState(Selection(), "endpoints")
+    assert fresh.services == {} and fresh.present == set()
+    fresh.replace("services", None, [make_service("lb", ports=[80])])
+    with fresh._lock:
+        waiting = threading.Thread(target=fresh.take_changed)
+        waiting.start()
+        waiting.join(0.2)
+        assert waiting.is_alive()  # the first call waits for the rebuild
+    waiting.join(5)
+    assert set(fresh.services) == {"default/lb"} == fresh.present
     state = loaded()
     with state._lock:  # a rebuild under way (as the watches' threads do)
         state._changed = {"default/lb"}

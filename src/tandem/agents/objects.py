@@ -13,7 +13,7 @@ from typing import Any
 
 from tandem.agents.service import Member, Service
 from tandem.models import Certificate, Monitor, Pool, PoolMember, VirtualServer
-from tandem.models.resources import Rule
+from tandem.models.resources import LAYER4, Rule
 
 ObjectKey = tuple[str, str]
 """(resource, name): monitors, pools, virtuals."""
@@ -72,7 +72,7 @@ def objects(service: Service, address: str, partition: str, environment: str) ->
                  for route in port.routes]
         out[(VirtualServer.kind, name)] = VirtualServer(
             partition=partition, name=name, address=address, port=port.port, protocol=port.protocol,
-            pool=pool(name, port.members) if port.protocol == "tcp" else pools.get(port.backend or ""),
+            pool=pool(name, port.members) if port.protocol in LAYER4 else pools.get(port.backend or ""),
             rules=rules, certificates=[certificates[c] for c in port.certificates],
             traffic_group=service.traffic_group, description=mark)
     return out

@@ -298,6 +298,9 @@ class Agent:
             started = time.perf_counter()
             try:
                 async with self._writing:
+                    # a view adopted meanwhile is taken up between rounds (its renewal publishes it): renewals made
+                    # while rounds run back to back would never publish it
+                    self.published = list(self.view)
                     full, self._full = self._full, False
                     await self.reconcile(full)
                 self.last_error = None

@@ -23,6 +23,7 @@ from tandem.dataplane.engine_events import EngineEvents, EngineStatus
 from tandem.dataplane.monitor import PoolMonitor
 from tandem.dataplane.nftables_rules import FAMILY, TABLE, Ruleset, render
 from tandem.dataplane.stats import Counters
+from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.dataplane.nftables")
 
@@ -44,18 +45,26 @@ async def nft(binary: str, *arguments: str, commands: list[dict[str, Any]] | Non
     """Run `nft -j ARGUMENTS`, or `nft -j -f FILE` with `commands` as JSON in FILE (a private temporary file: the
     event loop's pipes may be sockets, which nft cannot open as /dev/stdin); its output."""
     with tempfile.NamedTemporaryFile(prefix="tandem-nft-", suffix=".json") as file:
-        if commands is not None:
-            file.write(orjson.dumps({"nftables": commands}))
-            file.flush()
-            arguments = ("-f", file.name, *arguments)
         try:
+            if commands is not None:
+                file.write(orjson.dumps({"nftables": commands}))
+                file.flush()
+                arguments = ("-f", file.name, *arguments)
             process = await asyncio.create_subprocess_exec(
                 binary, "-j", *arguments, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE)
+        except OSError as error:
+            raise NftError(f"cannot run {binary}: {error}") from None
+        try:
             async with asyncio.timeout(NFT_TIMEOUT):
                 output, errors = await process.communicate()
-        except (OSError, TimeoutError) as error:
-            raise NftError(f"cannot run {binary}: {error}") from None
+        except BaseException as error:  # timed out or cancelled: no nft left to commit a table later
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            if isinstance(error, TimeoutError):
+                raise NftError(f"{binary} did not finish within {NFT_TIMEOUT} s") from None
+            raise
     if process.returncode != 0:
         lines = [line.strip() for line in errors.decode(errors="replace").splitlines() if line.strip()]
         raise NftError(" ".join(lines[:3]) or f"{binary} exited with {process.returncode}")
@@ -97,10 +106,14 @@ class NftablesEngine:
         self._refusal: str | None = None
         self._lock = asyncio.Lock()
         self._rewriting: asyncio.Task[None] | None = None
+        self._dirty = False
+        """A member's health changed since the table was last written."""
+        self._stopped = False
 
     async def apply(self, desired: Iterable[ServedVirtual]) -> None:
         """Serve exactly the enabled tcp and udp virtual servers of `desired` (idempotent)."""
         async with self._lock:
+            self._stopped = False
             self._wanted = {virtual.key: virtual for virtual in desired if virtual.enabled}
             await self._follow_monitors()
             await self._write()
@@ -124,28 +137,38 @@ class NftablesEngine:
         return monitor.state(member) if monitor is not None else "up"
 
     def _health_changed(self) -> None:
-        """A member came up or went down: the table is written again (once for changes coming together)."""
-        if self._rewriting is None or self._rewriting.done():
+        """A member came up or went down: the table is written again (once for changes coming together, and
+        again for one that comes while it is written)."""
+        self._dirty = True
+        if not self._stopped and (self._rewriting is None or self._rewriting.done()):
             self._rewriting = asyncio.get_running_loop().create_task(self._rewrite())
 
     async def _rewrite(self) -> None:
-        async with self._lock:
-            await self._write()
+        while self._dirty and not self._stopped:
+            async with self._lock:
+                if self._stopped:
+                    return
+                await self._write()
+            if self._refusal is not None:  # refused: tried again (a configuration change may come first)
+                self._dirty = True
+                await asyncio.sleep(RETRY)
 
     async def _write(self) -> None:
+        self._dirty = False
         ruleset = render(self._wanted.values(), self._health)
-        try:
-            await nft(self.binary, commands=ruleset.commands(self._written))
-        except NftError as error:
-            message = f"not served: nftables refused the table: {error}"
-            if message != self._refusal:
-                self.events.record("refused", message)
-            self._written, self._refusal, self._retry_at = None, message, time.monotonic() + RETRY
-            self.errors = {key: message for key in self._wanted} | ruleset.errors
-            return
-        if self._refusal is not None:
-            self.events.record("recovered", "the table wanted is written")
-        self._written, self._refusal = ruleset, None
+        if ruleset != self._written or self._refusal is not None:  # (the same table is not written again)
+            try:
+                await nft(self.binary, commands=ruleset.commands(self._written))
+            except NftError as error:
+                message = f"not served: nftables refused the table: {error}"
+                if message != self._refusal:
+                    self.events.record("refused", message)
+                self._written, self._refusal, self._retry_at = None, message, time.monotonic() + RETRY
+                self.errors = {key: message for key in self._wanted} | ruleset.errors
+                return
+            if self._refusal is not None:
+                self.events.record("recovered", "the table wanted is written")
+            self._written, self._refusal = ruleset, None
         self.errors = dict(ruleset.errors)
         if not _forwarding():  # looked at again every RETRY seconds until it is on
             self.errors |= {key: NOT_FORWARDING for key in self._wanted
@@ -208,16 +231,17 @@ class NftablesEngine:
         return {"virtuals": virtuals, "pools": pools}
 
     async def stop_all(self, drain_timeout: float) -> None:
-        """Stop serving: the table goes (connections already translated keep going), monitors stop."""
+        """Stop serving: monitors stop, the table goes (connections already translated keep going)."""
+        self._stopped = True
         async with self._lock:
-            if self._rewriting is not None:
-                self._rewriting.cancel()
+            monitors, self._monitors, self._pools = list(self._monitors.values()), {}, {}
+            await asyncio.gather(*(monitor.stop() for monitor in monitors), return_exceptions=True)
             self._wanted, self._written, self.errors = {}, None, {}
             with contextlib.suppress(NftError):
                 await nft(self.binary, commands=[{"add": {"table": {"family": FAMILY, "name": TABLE}}},
                                                  {"delete": {"table": {"family": FAMILY, "name": TABLE}}}])
-            monitors, self._monitors, self._pools = list(self._monitors.values()), {}, {}
-            await asyncio.gather(*(monitor.stop() for monitor in monitors), return_exceptions=True)
+        if self._rewriting is not None:
+            await cancel(self._rewriting)
 
 
 def _forwarding() -> bool:

@@ -106,6 +106,8 @@ class Failover:
         self._reported_out: bool | None = None
         self._mirror = ConnectionMirror(state_path.parent / "conntrackd")
         self._mirror_wanted = asyncio.Event()
+        self._committed: set[str] = set()
+        """The mirrored traffic groups this device is active for, their connections committed."""
         self._mirroring: MirroringReport | None = None
         """What the mirror last said (None: not mirroring)."""
 
@@ -357,9 +359,7 @@ class Failover:
                 await self._apply(self._addresses.remove, address)  # a crashed run may have left it
                 self._cleaned.add(address)
             wanted = self.wanted_addresses()
-            if wanted - self.held and any(t.mirroring and self.states.get(t.name) == ACTIVE
-                                          for t in config.traffic_groups):
-                await self._mirror.commit()  # the peer's connections known before their addresses arrive
+            await self._mirror_takeovers(config)
             for address in sorted(wanted - self.held):
                 if await self._apply(self._addresses.add, address):
                     self.held.add(address)
@@ -372,20 +372,39 @@ class Failover:
             retry = (min(2 * retry, RETRY_MAX) if retry else RETRY) if failing else None
             self._report_now()
 
+    async def _mirror_takeovers(self, config: FailoverConfig) -> None:
+        """The peer's connections committed into the kernel once per takeover of mirrored traffic groups, before
+        their addresses are added; a step down from them has the mirror age this device's out."""
+        mirrored = {t.name for t in config.traffic_groups if t.mirroring and self.states.get(t.name) == ACTIVE}
+        if mirrored - self._committed:
+            await self._mirror.commit()
+        elif self._committed - mirrored:
+            self._mirror.standby()
+        self._committed = mirrored
+
     async def _mirror_connections(self) -> None:
-        """Keep conntrackd configured as the traffic groups want (`mirroring`), and its figures for the report."""
+        """Keep conntrackd configured as the traffic groups want (`mirroring`: looked at again when the
+        configuration changes, or after a failure), and its figures for the report, every second."""
+        failed = False
         while True:
+            changed = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(MIRROR_REPORT_EVERY):
                     await self._mirror_wanted.wait()
+                    changed = True
             self._mirror_wanted.clear()
             try:
-                await self._mirror.configure(await asyncio.to_thread(self._mirror_link))
+                if changed or failed:
+                    await self._mirror.configure(await asyncio.to_thread(self._mirror_link))
+                failed = False
+                self._mirroring = await self._mirror.report()
             except ValueError as error:  # no route to the peer: said in the report, tried again
-                await self._mirror.configure(None)
+                failed = True
                 self._mirroring = MirroringReport("", False, 0, 0, 0, f"cannot mirror: {error}")
-                continue
-            self._mirroring = await self._mirror.report()
+            except Exception as error:  # the mirror must never stop the failover process: logged, tried again
+                failed = True
+                log.exception("connection mirroring failed")
+                self._mirroring = MirroringReport("", False, 0, 0, 0, f"mirroring failed: {error}")
 
     def _mirror_link(self) -> MirrorLink | None:
         """The link to mirror connections over: while a traffic group mirrors and the group has one other member."""

@@ -18,9 +18,11 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 from tandem import ipc
 
@@ -35,6 +37,7 @@ RESTART_PAUSE = 1.0
 CONFIG = """Sync {{
   Mode FTFW {{
     DisableExternalCache Off
+    StartupResync on
   }}
   UDP {{
     {family}_address {me}
@@ -91,9 +94,13 @@ class MirroringReport:
 
 
 def interface_to(peer: str) -> str:
-    """The interface the route to `peer` goes out of (ValueError: none)."""
-    done = subprocess.run(["ip", "-o", "route", "get", peer], capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
-                          check=False)
+    """The interface the route to `peer` goes out of (ValueError: none, or `peer` is not an address)."""
+    try:
+        ip_address(peer)
+        done = subprocess.run(["ip", "-o", "route", "get", peer], capture_output=True, text=True,
+                              timeout=CLIENT_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ValueError(f"cannot look the route to the peer {peer} up: {error}") from None
     found = re.search(r"\bdev (\S+)", done.stdout)
     if done.returncode != 0 or found is None:
         raise ValueError(f"no route to the peer {peer}: {done.stderr.strip() or done.stdout.strip()}")
@@ -131,11 +138,20 @@ class ConnectionMirror:
         self.link: MirrorLink | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
         self.error: str | None = None
 
     async def configure(self, link: MirrorLink | None) -> None:
-        """Mirror over `link` (None: stop mirroring); conntrackd starts again when the link changes."""
+        """Mirror over `link` (None: stop mirroring); conntrackd starts again when the addresses or the interface
+        change (a restart forgets what the peer sent; a changed list of addresses not mirrored waits for the
+        next start)."""
         if link == self.link and (link is None or self._supervisor is not None):
+            return
+        if (link is not None and self.link is not None and self._supervisor is not None
+                and (link.me, link.peer, link.interface) == (self.link.me, self.link.peer, self.link.interface)):
+            with contextlib.suppress(OSError, ValueError):
+                self.config.write_text(render(link, self.directory))
+                self.link = link
             return
         await self.stop()
         self.link = link
@@ -171,30 +187,51 @@ class ConnectionMirror:
 
     async def _client(self, *arguments: str) -> str:
         """One `conntrackd -C CONFIG ARGUMENTS` call to the running daemon; its output (RuntimeError: failed)."""
-        process = await asyncio.create_subprocess_exec(
-            self.binary, "-C", str(self.config), *arguments, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, preexec_fn=_daemon_priority)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.binary, "-C", str(self.config), *arguments, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, preexec_fn=_daemon_priority)
+        except OSError as error:
+            raise RuntimeError(f"cannot run {self.binary}: {error}") from None
         try:
             async with asyncio.timeout(CLIENT_TIMEOUT):
                 output, _ = await process.communicate()
-        except TimeoutError:
-            process.kill()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
             raise RuntimeError(f"conntrackd {' '.join(arguments)} did not answer") from None
         if process.returncode != 0:
             raise RuntimeError(f"conntrackd {' '.join(arguments)}: {output.decode(errors='replace').strip()[-200:]}")
         return output.decode(errors="replace")
 
     async def commit(self) -> None:
-        """This device takes over: the connections the peer sent go into the kernel, then this device's own
-        are sent to the peer (`-c`, `-f`, `-R`, `-B`, as conntrackd's primary-backup script)."""
+        """This device takes over: the connections the peer sent go into the kernel (`-c`, awaited: before the
+        addresses arrive); then, in the background, the caches start afresh from the kernel and this device's
+        connections are sent to the peer (`-f`, `-R`, `-B`, as conntrackd's primary-backup script)."""
         if self._supervisor is None:
             return
-        for step in ("-c", "-f", "-R", "-B"):
+        await self._steps("-c")
+        self._background(self._steps("-f", "-R", "-B"))
+
+    def standby(self) -> None:
+        """This device steps down: the connections it translated age out soon (`-t`), and it asks the new active
+        device for its connections (`-n`), in the background."""
+        if self._supervisor is not None:
+            self._background(self._steps("-t", "-n"))
+
+    async def _steps(self, *steps: str) -> None:
+        for step in steps:
             try:
                 await self._client(step)
             except RuntimeError as error:
                 self.error = str(error)
                 log.warning("mirroring: %s", error)
+
+    def _background(self, steps: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(steps)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def report(self) -> MirroringReport | None:
         """What `conntrackd -s` says (None: not mirroring)."""
@@ -205,6 +242,8 @@ class ConnectionMirror:
             stats = await self._client("-s") if running else ""
         except RuntimeError as error:
             return MirroringReport(self.link.peer, running, 0, 0, 0, str(error))
+        if running:
+            self.error = None  # it answers
         return MirroringReport(self.link.peer, running, _count(stats, "cache internal"),
                                _count(stats, "cache external"), _lost(stats), self.error)
 

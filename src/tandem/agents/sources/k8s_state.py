@@ -68,8 +68,10 @@ class ClusterState:
         self._errors: dict[str, str] = {}
         self._errors_seen: dict[str, str] = {}
         """A copy of `_errors` as of the last rebuild, replaced (never changed)."""
-        self._services_seen: dict[str, Service] = {}
-        """A copy of `_built` as of the last `take_changed`, replaced (never changed)."""
+        self._services_seen: dict[str, Service] | None = None
+        """A copy of `_built` as of the last `take_changed`, replaced (never changed); None: none taken yet."""
+        self._present_seen: frozenset[str] = frozenset()
+        """The keys of `_built` and `_errors` as of the last `take_changed`."""
         self._changed: set[str] | None = None
         """Keys rebuilt since the agent last asked (None: all of them)."""
 
@@ -82,7 +84,7 @@ class ClusterState:
     @property
     def services(self) -> dict[str, Service]:
         """The services as of the last `take_changed` (not to be changed)."""
-        return self._services_seen
+        return self._services_seen or {}
 
     @property
     def errors(self) -> dict[str, str]:
@@ -91,17 +93,20 @@ class ClusterState:
 
     @property
     def present(self) -> set[str]:
-        return set(self._services_seen) | set(self._errors_seen)
+        """Every service for Tandem, those with a problem too, as of the last `take_changed`."""
+        return set(self._present_seen)
 
     def take_changed(self) -> set[str] | None:
         """The keys of the services rebuilt since the last call (None: any may have), and the services as they
-        are now kept for `services`: one picture. While a rebuild holds the lock, nothing changed yet (what it
-        changes is told when it is done)."""
-        if not self._lock.acquire(blocking=False):
+        are now kept for `services` and `present`: one picture. While a rebuild holds the lock, nothing changed
+        yet (what it changes is told when it is done), except on the first call, which waits: no picture is
+        older than the first."""
+        if not self._lock.acquire(blocking=self._services_seen is None):
             return set()
         try:
             changed, self._changed = self._changed, set()
             self._services_seen = dict(self._built)
+            self._present_seen = frozenset(self._built.keys() | self._errors.keys())
             return changed
         finally:
             self._lock.release()
