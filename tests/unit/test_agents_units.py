@@ -2,6 +2,7 @@
 pools, and sharing by rendezvous hashing."""
 
 import asyncio
+import contextlib
 import time
 
 import orjson
@@ -281,3 +282,39 @@ def test_a_udp_service_gets_its_members_as_a_tcp_one_does() -> None:
     [pool] = [o for o in made.values() if o.kind == "pools"]
     assert virtual.protocol == "udp" and virtual.pool == pool.name
     assert [(m.address, m.port) for m in pool.members] == [("10.0.0.1", 5353)]
+
+
+def test_a_source_slow_to_give_its_first_picture_holds_up_the_round_not_the_event_loop() -> None:
+    """The Kubernetes source's first `take_changed` waits for a rebuild (seconds at 10,000 services): the round
+    waits, and the event loop, which renews the lease, goes on turning."""
+    import threading
+
+    released = threading.Event()
+
+    class Source:
+        errors: dict[str, str] = {}
+        kind = "kubernetes"
+
+        def take_changed(self) -> set[str]:
+            released.wait(5)
+            return set()
+
+    class Leases:
+        token = epoch = None
+
+    async def scenario() -> float:
+        agent = Agent(Options("prod", "a", "apps"), Source(), Leases(), None, None, Metrics())  # type: ignore[arg-type]
+        agent.state.stale = False
+        agent._moves_seen = 0
+        round_ = asyncio.create_task(agent.reconcile())
+        started = time.perf_counter()
+        await asyncio.sleep(0.05)
+        turned = time.perf_counter() - started
+        released.set()
+        round_.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await round_
+        return turned
+
+    threading.Timer(2.0, released.set).start()
+    assert asyncio.run(scenario()) < 1.0

@@ -322,7 +322,9 @@ class Agent:
         """Write the difference between what the source wants of this agent's share and what the
         partition holds, in one batch (split per service only when the batch is refused). Only the
         services the source changed are compared, unless `full` (or anything else changed)."""
-        changed = self.source.take_changed()
+        # off the event loop, which renews the lease: the Kubernetes source's first picture waits for a rebuild of
+        # 10,000 services (on the loop, an agent that had just joined let its lease run out, bench/agent.py)
+        changed = await asyncio.to_thread(self.source.take_changed)
         services = self.source.services
         views, moved = (self.published, self.others), False
         if self.state.stale or self._moves_seen != self.devices.moves:
