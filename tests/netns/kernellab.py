@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -130,8 +131,6 @@ def _until_listening(address: str) -> None:
             socket.create_connection((address, BACKEND_PORT), timeout=0.2).close()
             return
         except OSError:
-            import time
-
             time.sleep(0.02)
     raise RuntimeError(f"no backend listening on {address}:{BACKEND_PORT}")
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
@@ -73,8 +74,6 @@ async def nft(binary: str, *arguments: str, commands: list[dict[str, Any]] | Non
 
 def nft_version(binary: str) -> str:
     """The version `nft --version` tells (`1.0.6` of `nftables v1.0.6 (Lester Gooch #5)`); "unknown" if none."""
-    import subprocess
-
     try:
         done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=NFT_TIMEOUT,
                               check=False)

@@ -20,6 +20,7 @@ from ipaddress import ip_address
 from typing import Any
 
 from tandem.dataplane.engine import ServedMember, ServedVirtual
+from tandem.models.resources import LAYER4
 
 FAMILY, TABLE = "inet", "tandem"
 BASE_CHAINS = {
@@ -29,7 +30,6 @@ BASE_CHAINS = {
 }
 """The table's base chains: destination NAT of connections arriving and of those of the device itself
 (`output`), source NAT of those leaving."""
-LAYER4 = ("tcp", "udp")
 NOT_LAYER4 = "the nftables engine serves tcp and udp virtual servers: http and https need --engine haproxy"
 SPREAD_BY_CLIENT = ("source-hash",)
 RANDOM = ("random",)

@@ -400,11 +400,11 @@ class Failover:
                 self._mirroring = await self._mirror.report()
             except ValueError as error:  # no route to the peer: said in the report, tried again
                 failed = True
-                self._mirroring = MirroringReport("", False, 0, 0, 0, f"cannot mirror: {error}")
+                self._mirroring = MirroringReport.not_mirroring(f"cannot mirror: {error}")
             except Exception as error:  # the mirror must never stop the failover process: logged, tried again
                 failed = True
                 log.exception("connection mirroring failed")
-                self._mirroring = MirroringReport("", False, 0, 0, 0, f"mirroring failed: {error}")
+                self._mirroring = MirroringReport.not_mirroring(f"mirroring failed: {error}")
 
     def _mirror_link(self) -> MirrorLink | None:
         """The link to mirror connections over: while a traffic group mirrors and the group has one other member."""
@@ -550,7 +550,7 @@ class Failover:
                 ha_order=tuple(m.name for m in ranked(members, list(traffic_group.ha_order))),
                 members=tuple(MemberReport(name=m.name, id=m.device_id, alive=m.alive, offline=m.offline,
                                            state=m.state, last_heard_s=self._age(m.device_id, now)) for m in members),
-                mirroring=(self._mirroring or MirroringReport("", False, 0, 0, 0, "a group of two devices mirrors"))
+                mirroring=(self._mirroring or MirroringReport.not_mirroring("a group of two devices mirrors"))
                 if traffic_group.mirroring else None))
         peers = {p.id: PeerReport(name=p.name, last_heard_s=self._age(p.id, now),
                                   offline=bool(p.id in self._heard and self._heard[p.id][1].offline))

@@ -92,6 +92,11 @@ class MirroringReport:
     lost: int
     error: str | None = None
 
+    @classmethod
+    def not_mirroring(cls, why: str) -> "MirroringReport":
+        """A traffic group that asks for mirroring, and why it does not happen."""
+        return cls("", False, 0, 0, 0, why)
+
 
 def interface_to(peer: str) -> str:
     """The interface the route to `peer` goes out of (ValueError: none, or `peer` is not an address)."""
