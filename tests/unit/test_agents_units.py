@@ -318,3 +318,65 @@ def test_a_source_slow_to_give_its_first_picture_holds_up_the_round_not_the_even
 
     threading.Timer(2.0, released.set).start()
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_services_changed_while_another_agent_wrote_them_are_written_first_when_taken_over() -> None:
+    """Agent a shares the work with b; services of b's share change; b leaves: a writes those before it even plans
+    the rest of b's share (a takeover of thousands of services held their changes for that long)."""
+    def web(i: int, members: int = 1) -> Service:
+        return Service.model_validate({"key": f"shop/web{i}", "address": f"10.9.0.{i}", "ports": [{"port": 80,
+                                       "members": [{"address": f"10.0.0.{m}", "port": 8080}
+                                                   for m in range(1, members + 1)]}]})
+
+    class Source:
+        errors: dict[str, str] = {}
+        kind = "file"
+
+        def __init__(self) -> None:
+            self.services = {f"shop/web{i}": web(i) for i in range(1, 41)}
+            self.present = set(self.services)
+            self.changed: set[str] | None = None
+
+        def take_changed(self) -> set[str] | None:
+            changed, self.changed = self.changed, set()
+            return changed
+
+    class Devices:
+        moves = 0
+
+        def __init__(self) -> None:
+            self.batches: list[set[str]] = []
+
+        async def call(self, request):
+            return request(self)
+
+        def batch(self, operations: list[dict], fence: object) -> None:
+            self.batches.append({op["name"].rsplit("-", 1)[0] for op in operations})
+
+    class Leases:
+        token = epoch = None
+
+    source, devices = Source(), Devices()
+    agent = Agent(Options("prod", "a", "apps"), source, Leases(), devices, Addresses({}, "prod"),  # type: ignore[arg-type]
+                  Metrics())
+    agent.state.load({})
+    agent._moves_seen = 0
+    agent.lease_until = time.monotonic() + 60
+    agent.published, agent.others = ["a", "b"], {"b": ["a", "b"]}
+    agent._views = (agent.published, agent.others)
+    theirs = sorted(key for key in source.services if owner(key, ["a", "b"]) == "b")
+    changed = set(theirs[:3])
+
+    async def scenario() -> None:
+        await agent.reconcile()  # a's share
+        source.services |= {key: web(int(key.removeprefix("shop/web")), members=2) for key in changed}
+        source.changed = set(changed)
+        await agent.reconcile(full=False)  # b's to write
+        assert devices.batches == [{key.replace("/", "_") for key in source.services if key not in theirs}]
+        devices.batches.clear()
+        agent.published, agent.others = ["a"], {}  # b is gone
+        await agent.reconcile(full=False)
+
+    asyncio.run(scenario())
+    assert devices.batches[0] == {key.replace("/", "_") for key in changed}, devices.batches
+    assert set().union(*devices.batches[1:]) == {key.replace("/", "_") for key in theirs} - devices.batches[0]
