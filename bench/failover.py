@@ -11,20 +11,24 @@ and settled, the client host polls the virtual address (TCP connect + read, 50 m
 killed with -9); the sample is the time from the failure to the first answer from b. Then a comes
 back as a rebooted host, b hands the traffic group back (force standby) and the next run starts.
 
-Runs at the default heartbeat timers (0.2 s interval / 1.0 s timeout) and at fast ones (0.05 / 0.25),
-and keepalived at advert 0.2 s and 0.05 s. Needs root, iproute2 and keepalived
-(apt-get install keepalived; without it the keepalived figures are null). Progress on stderr; last,
-one JSON line: takeover_median_s, takeover_p99_s, fast_takeover_median_s, fast_takeover_p99_s,
-detect_median_s and fast_detect_median_s (failure to b's transition to active, the rest being the
-data plane, the gratuitous ARP and the client's polling), keepalived_median_s,
-keepalived_fast_median_s, ratio_vs_keepalived (ours at 0.2 s / keepalived at advert 0.2 s),
-fast_ratio_vs_keepalived, equal_takeover_median_s / equal_ratio_vs_keepalived (heartbeats at 0.2 s with
-VRRP's own master-down interval as timeout: the same detection rule as keepalived), runs, machine.
+Runs with detection at its default (adaptive, failover/detector.py) at heartbeat intervals of 0.2 s (the
+default), 0.05 s and 1 s, each beside keepalived at the same advert interval. Then the stress run: Tandem and
+keepalived on the same two hosts at 0.2 s, a CPU hog on each, the link between them losing 5 % of the heartbeats
+and adverts and holding each 20 +/- 20 ms (tests/netns/impair.py: this kernel has no netem) for 5 minutes;
+every transition either makes is spurious. Needs root, iproute2 and keepalived (apt-get install keepalived;
+without it the keepalived figures are null). Progress on stderr; last, one JSON line: takeover_median_s,
+takeover_p99_s, fast_takeover_median_s, fast_takeover_p99_s, slow_takeover_median_s, detect_median_s and
+fast_detect_median_s (failure to b's transition to active, the rest being the data plane, the gratuitous ARP and
+the client's polling), keepalived_median_s, keepalived_fast_median_s, keepalived_slow_median_s,
+ratio_vs_keepalived (ours at 0.2 s / keepalived at advert 0.2 s), fast_ratio_vs_keepalived,
+slow_ratio_vs_keepalived, spurious_transitions, keepalived_spurious_transitions, gateway_takeover_s (null: no
+gateway tracker yet), runs, machine.
 
-    .venv/bin/python bench/failover.py [--runs 20] [--keepalived-runs N] [--no-keepalived]
+    .venv/bin/python bench/failover.py [--runs 20] [--slow-runs 6] [--stress-seconds 300] [--no-keepalived]
 """
 
 import argparse
+import importlib.machinery
 import json
 import random
 import shutil
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 from common import anchor, machine, percentile
@@ -39,6 +44,7 @@ from common import anchor, machine, percentile
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "netns"))
 
+import impair  # noqa: E402
 import netlab  # noqa: E402
 
 ANCHOR = anchor("keepalived-takeover")
@@ -86,17 +92,17 @@ def one_run(lab: netlab.Lab) -> tuple[float, float] | None:
     return takeover, became_active["at"] - failed_wall
 
 
-def measure(work: Path, interval: float, timeout: float, runs: int) -> tuple[list[float], list[float], int]:
-    """`runs` failures at the given timers: the takeover samples, the detection samples (failure to b
-    active) and the number of runs without takeover."""
+def measure(work: Path, interval: float, runs: int) -> tuple[list[float], list[float], int]:
+    """`runs` failures at the heartbeat interval `interval` (detection at its default, adaptive): the takeover
+    samples, the detection samples (failure to b active) and the number of runs without takeover."""
     samples: list[float] = []
     detections: list[float] = []
     failed = 0
     rebuilds = 0
     formed = False
-    label = f"{interval}/{timeout} s"
+    label = f"{interval} s"
     while len(samples) + failed < runs:
-        lab = netlab.Lab(work / f"{interval}-{timeout}-{rebuilds}", interval=interval, timeout=timeout)
+        lab = netlab.Lab(work / f"{interval}-{rebuilds}", interval=interval)
         try:
             lab.build()
             lab.start()
@@ -154,62 +160,116 @@ def summary(samples: list[float]) -> dict:
             "min": min(samples), "max": max(samples)}
 
 
-VRRP_MASTER_DOWN_S = round(3 * 0.2 + (256 - 100) / 256 * 0.2, 3)
-"""VRRP's master-down interval for the anchor's backup (priority 100) at advert 0.2 s: 3 adverts plus
-the skew (RFC 5798). Heartbeats at 0.2 s with this timeout detect a failure as keepalived does."""
+STRESS_VIP = "198.18.0.200"
+"""keepalived's virtual address in the stress run (Tandem's is netlab.VIP)."""
+
+
+def keepalived_conf(name: str, priority: int, advert: float) -> str:
+    """The anchor's keepalived configuration, for the address `STRESS_VIP`."""
+    loader = importlib.machinery.SourceFileLoader("keepalived_anchor", str(ANCHOR))
+    anchor_module = types.ModuleType(loader.name)
+    loader.exec_module(anchor_module)
+    anchor_module.VIP = STRESS_VIP
+    return anchor_module.keepalived_conf(name, priority, advert)
+
+
+def spawn(lab: netlab.Lab, host: str, command: list[str], log_path: Path | None = None) -> subprocess.Popen:
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115  (the child holds it)
+    return subprocess.Popen(["ip", "netns", "exec", lab.ns[host].name, *command], stdout=output,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def keepalived_transitions(log_path: Path) -> int:
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    return text.count("Entering MASTER STATE") + text.count("Entering BACKUP STATE")
+
+
+def stress(work: Path, interval: float, seconds: float, loss: float, delay: float, jitter: float) -> dict:
+    """Tandem (heartbeats at `interval`, detection at its default) and keepalived (advert `interval`) on the same
+    two hosts for `seconds`, each host running a CPU hog, the link between them losing `loss` of the heartbeats
+    and adverts and holding each `delay` +/- `jitter` s: the transitions each made (none is called for)."""
+    lab = netlab.Lab(work / "stress", interval=interval)
+    started: list[subprocess.Popen] = []
+    try:
+        lab.build()
+        lab.start()
+        lab.form()
+        with_keepalived = shutil.which("keepalived") is not None and ANCHOR.exists()
+        logs = {host: work / f"keepalived-{host}.log" for host in ("a", "b")}
+        if with_keepalived:
+            for host, priority in (("a", 150), ("b", 100)):
+                conf = work / f"keepalived-{host}.conf"
+                conf.write_text(keepalived_conf(host, priority, interval))
+                started.append(spawn(lab, host, ["keepalived", "-n", "-l", "-D", "-P", "-f", str(conf), "-p",
+                                                 str(work / f"ka-{host}.pid"), "-r", str(work / f"vrrp-{host}.pid")],
+                                     logs[host]))
+            netlab.wait_until(lambda: keepalived_transitions(logs["a"]) >= 1 and keepalived_transitions(logs["b"]) >= 1,
+                              30, "keepalived master on a, backup on b")
+            time.sleep(3)
+        for host in ("a", "b"):
+            started.append(spawn(lab, host, [sys.executable, "-c", "while True: pass"]))
+        started.append(impair.impair(lab, "b", loss, delay, jitter))
+        before = {host: keepalived_transitions(path) for host, path in logs.items()}
+        since = time.time()
+        log(f"[stress] {seconds:.0f} s: CPU hogs on a and b, the a-b link losing {loss:.0%} of heartbeats and "
+            f"holding them {delay * 1000:.0f} +/- {jitter * 1000:.0f} ms")
+        time.sleep(seconds)
+        tandem = [event for host in (lab.a, lab.b) for event in host.events() if event["at"] >= since]
+        for event in tandem:
+            log(f"[stress] tandem transition: {event}")
+        spurious_keepalived = (sum(keepalived_transitions(path) - before[host] for host, path in logs.items())
+                               if with_keepalived else None)
+        path_reports = lab.b.failover()["heartbeat"].get("peers", {})
+        log(f"[stress] tandem: {len(tandem)} transitions, keepalived: {spurious_keepalived}; b's view of the path:"
+            f" {path_reports}")
+        return {"spurious_transitions": len(tandem), "keepalived_spurious_transitions": spurious_keepalived}
+    finally:
+        for process in started:
+            netlab.kill_group(process)
+        lab.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="failures per timer setting")
-    parser.add_argument("--keepalived-runs", type=int, help="runs of the keepalived anchor (default: --runs)")
+    parser.add_argument("--runs", type=int, default=20, help="failures at 0.2 s and at 0.05 s")
+    parser.add_argument("--slow-runs", type=int, default=6, help="failures at 1 s")
+    parser.add_argument("--stress-seconds", type=float, default=300.0)
     parser.add_argument("--no-keepalived", action="store_true", help="skip the keepalived reference")
     args = parser.parse_args()
     reason = netlab.available()
     if reason:
         raise SystemExit(f"bench/failover.py: {reason}")
-    ka_runs = args.keepalived_runs or args.runs
 
+    ours: dict[float, dict] = {}
+    detect: dict[float, dict] = {}
+    failed = 0
+    ka: dict[float, dict | None] = {}
     with tempfile.TemporaryDirectory(prefix="tandem-bench-failover-") as work:
-        default, detect, default_failed = measure(Path(work), 0.2, 1.0, args.runs)
-        fast, fast_detect, fast_failed = measure(Path(work), 0.05, 0.25, args.runs)
-        equal, _, equal_failed = measure(Path(work), 0.2, VRRP_MASTER_DOWN_S, args.runs)
-    ours, ours_fast, ours_equal = summary(default), summary(fast), summary(equal)
-    log(f"tandem 0.2/{VRRP_MASTER_DOWN_S} s: median {ours_equal['median']} s, p99 {ours_equal['p99']} s")
-    log(f"tandem 0.2/1.0 s: median {ours['median']} s, p99 {ours['p99']} s ({ours['min']}-{ours['max']})")
-    log(f"tandem 0.05/0.25 s: median {ours_fast['median']} s, p99 {ours_fast['p99']} s "
-        f"({ours_fast['min']}-{ours_fast['max']})")
+        for interval, runs in ((0.2, args.runs), (0.05, args.runs), (1.0, args.slow_runs)):
+            samples, detections, missed = measure(Path(work), interval, runs)
+            ours[interval], detect[interval], failed = summary(samples), summary(detections), failed + missed
+            log(f"tandem {interval} s: median {ours[interval]['median']} s, p99 {ours[interval]['p99']} s "
+                f"({ours[interval]['min']}-{ours[interval]['max']})")
+            ka[interval] = None if args.no_keepalived else keepalived(interval, runs)
+        calm = stress(Path(work), 0.2, args.stress_seconds, loss=0.05, delay=0.02, jitter=0.02)
 
-    ka = ka_fast = None
-    if not args.no_keepalived:
-        ka = keepalived(0.2, ka_runs)
-        ka_fast = keepalived(0.05, ka_runs)
-
-    def ratio(ours_s: float | None, ref: dict | None) -> float | None:
-        return round(ours_s / ref["median_s"], 2) if ours_s and ref else None
+    def ratio(interval: float) -> float | None:
+        mine, reference = ours[interval]["median"], ka[interval]
+        return round(mine / reference["median_s"], 2) if mine and reference else None
 
     print(json.dumps({
-        "takeover_median_s": ours["median"],
-        "takeover_p99_s": ours["p99"],
-        "takeover_min_s": ours["min"],
-        "takeover_max_s": ours["max"],
-        "fast_takeover_median_s": ours_fast["median"],
-        "fast_takeover_p99_s": ours_fast["p99"],
-        "detect_median_s": summary(detect)["median"],
-        "fast_detect_median_s": summary(fast_detect)["median"],
-        "keepalived_median_s": ka["median_s"] if ka else None,
-        "keepalived_fast_median_s": ka_fast["median_s"] if ka_fast else None,
-        "ratio_vs_keepalived": ratio(ours["median"], ka),
-        "fast_ratio_vs_keepalived": ratio(ours_fast["median"], ka_fast),
-        "equal_takeover_median_s": ours_equal["median"],
-        "equal_takeover_p99_s": ours_equal["p99"],
-        "equal_ratio_vs_keepalived": ratio(ours_equal["median"], ka),
-        "timers_s": {"default": [0.2, 1.0], "fast": [0.05, 0.25], "equal": [0.2, VRRP_MASTER_DOWN_S],
-                     "keepalived_advert": [0.2, 0.05]},
-        "runs": args.runs,
-        "failed_runs": default_failed + fast_failed + equal_failed,
-        "keepalived_runs": ka_runs if ka or ka_fast else 0,
-        "machine": machine(),
+        "takeover_median_s": ours[0.2]["median"], "takeover_p99_s": ours[0.2]["p99"],
+        "fast_takeover_median_s": ours[0.05]["median"], "fast_takeover_p99_s": ours[0.05]["p99"],
+        "slow_takeover_median_s": ours[1.0]["median"],
+        "detect_median_s": detect[0.2]["median"], "fast_detect_median_s": detect[0.05]["median"],
+        "keepalived_median_s": ka[0.2]["median_s"] if ka[0.2] else None,
+        "keepalived_fast_median_s": ka[0.05]["median_s"] if ka[0.05] else None,
+        "keepalived_slow_median_s": ka[1.0]["median_s"] if ka[1.0] else None,
+        "ratio_vs_keepalived": ratio(0.2), "fast_ratio_vs_keepalived": ratio(0.05),
+        "slow_ratio_vs_keepalived": ratio(1.0),
+        **calm, "stress_s": args.stress_seconds, "stress_impairment": {"loss": 0.05, "delay_ms": 20, "jitter_ms": 20},
+        "gateway_takeover_s": None,
+        "runs": args.runs, "slow_runs": args.slow_runs, "failed_runs": failed, "machine": machine(),
     }))
 
 

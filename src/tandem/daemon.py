@@ -13,6 +13,7 @@ from tandem import ipc
 from tandem.api import create_app
 from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.device import Device, DeviceError, admin_password_from
+from tandem.failover.notify import check_scripts
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
 from tandem.pauses import configure_collections, watch_event_loop
@@ -57,7 +58,8 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
           token_ttl: float = 3600.0, durable: bool = False, peer_listen: str | None = None,
           peer_advertise: str | None = None, log_retention: int = 100_000, addresses: str = "loopback",
           interface: str | None = None, intercluster_listen: str | None = None,
-          engine: EngineRequest = DEFAULT_ENGINE) -> None:
+          engine: EngineRequest = DEFAULT_ENGINE, notify: list[Path] | None = None,
+          notify_timeout: float = 10.0) -> None:
     """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
     and its peer channel on `peer_listen` (default: port + 1), its traffic with `engine`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -70,7 +72,7 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
                              peer_advertise=parse_host_port(peer_advertise) if peer_advertise else None,
                              addresses=addresses, interface=interface,
                              intercluster_listen=parse_host_port(intercluster_listen) if intercluster_listen else None,
-                             engine=engine)
+                             engine=engine, notify=(check_scripts(notify or []), notify_timeout))
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),

@@ -80,11 +80,13 @@ class Device:
              peer_advertise: tuple[str, int] | None = None, admin_password: str | None = None,
              token_ttl: float = 3600.0, durable: bool = False, log_retention: int = 100_000,
              addresses: str = "loopback", interface: str | None = None,
-             intercluster_listen: tuple[str, int] | None = None, engine: EngineRequest = DEFAULT_ENGINE) -> "Device":
+             intercluster_listen: tuple[str, int] | None = None, engine: EngineRequest = DEFAULT_ENGINE,
+             notify: tuple[list[Path], float] = ([], 10.0)) -> "Device":
         """Open (on first start: create) the device kept in `data_dir`. The peer channel listens on
         `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`;
         peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering).
-        Its data plane runs the `engine` asked for (`dataplane.choice.choose`)."""
+        Its data plane runs the `engine` asked for (`dataplane.choice.choose`); `notify`: the scripts run at each
+        transition of its traffic groups, and the seconds each may take (`failover.notify`)."""
         try:
             chosen = choose(engine)  # before anything is written: a refused start changes nothing
         except EngineUnavailable as error:
@@ -119,7 +121,7 @@ class Device:
         # The parts, each given only what it reads.
         domain = Domain(store, me)
         sync = SyncEngine(store, domain, identity, log_retention=log_retention)
-        failover = FailoverService(store, domain, peer_listen, addresses, interface, data_dir)
+        failover = FailoverService(store, domain, peer_listen, addresses, interface, data_dir, notify)
         dataplane = DataPlane(store, domain, failover, data_dir, chosen)
         members = ClusterMembers(domain, failover, sync)
         groups = DeviceGroups(domain, store, sync)

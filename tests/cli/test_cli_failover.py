@@ -54,6 +54,10 @@ def test_status_rows_and_table():
     }]
     assert heartbeat_line(STATUS) == ("heartbeats every 0.2 s, dead after 1 s: received 120, forged 3, "
                                       "replayed 0, malformed 1")
+    adaptive = {"interval": 0.2, "timeout": None, "detection": "adaptive", "received": 5, "peers": {
+        "dev-1": {"deadline_s": 1.02, "lost": 7, "longest_lost_run": 2, "latest_ms": 40.0}}}
+    assert heartbeat_line({"heartbeat": adaptive}) == ("heartbeats every 0.2 s, dead after 1.02 s (dev-1: 7 lost, 2 in"
+                                                       " a row, 40 ms late at most): received 5")
 
 
 def test_show_status_as_table_and_json(capsys):

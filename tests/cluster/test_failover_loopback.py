@@ -2,13 +2,16 @@
 
 import random
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from cluster_helpers import Cluster, check
 
 from backends import Backend, ask
+from tandem.sdk import Failover
 from waiting import wait_until
 
 TIMEOUT = 1.0
@@ -53,6 +56,12 @@ def state(node, tg: str = TG) -> str | None:
     """The device's state for a traffic group (None until it knows the group)."""
     status = node.api.get("/api/failover/status").json()
     return next((g["state"] for g in status["traffic_groups"] if g["name"] == tg), None)
+
+
+def heard_active(node) -> str | None:
+    """The device `node` hears is active for the traffic group."""
+    status = node.api.get("/api/failover/status").json()
+    return next((g["active_device"] for g in status["traffic_groups"] if g["name"] == TG), None)
 
 
 def active_of(cluster: Cluster) -> str | None:
@@ -134,6 +143,40 @@ def test_force_standby_offline_online_and_failback(setup):
     reasons = [e["reason"] for e in events]
     assert "forced to standby" in reasons and "device is offline" in reasons
     assert any(r.startswith("auto-failback") for r in reasons)
+
+
+def test_failback_waits_for_its_delay_and_the_event_stream_shows_each_transition(setup):
+    cluster, _ = setup
+    one = cluster["dev-1"]
+    assert httpx.get(f"{one.device.url}/api/failover/events", params={"watch": "true"}, verify=False,
+                     timeout=5).status_code == 401
+    streamed: list[dict] = []
+    before = max(e["id"] for e in one.api.get("/api/failover/events").json()["records"])
+
+    def follow() -> None:  # the last 10 and those after, whenever the stream opens: those after `before` count
+        for record in Failover(one.device.client()).watch_events(traffic_group=TG, last=10):
+            if record["id"] > before:
+                streamed.append(record)
+            if record["reason"].startswith("auto-failback") and record["id"] > before:
+                return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    check(one.api.patch(f"/api/traffic-groups/{TG}", json={"auto_failback": True, "failback_delay": 1.5}), 200)
+    try:
+        check(one.api.post("/api/failover/offline"), 200)
+        wait_until(lambda: active_of(cluster) == "dev-2" and heard_active(one) == "dev-2", 5,
+                   "dev-2 active while dev-1 is offline, and dev-1 hearing it")
+        check(one.api.post("/api/failover/online"), 200)
+        online = time.monotonic()
+        wait_until(lambda: active_of(cluster) == "dev-1", 6, "dev-1 back once its failback delay is over",
+                   detail=lambda: failover(cluster))
+        assert time.monotonic() - online > 1.3, "dev-1 took the group back before its failback delay"
+        reader.join(5)
+        moves = [(r["from_state"], r["to_state"]) for r in streamed]
+        assert moves[-3:] == [("active", "offline"), ("offline", "standby"), ("standby", "active")], streamed
+    finally:
+        check(one.api.patch(f"/api/traffic-groups/{TG}", json={"auto_failback": False, "failback_delay": 0}), 200)
 
 
 def test_kill_9_of_the_active_device_moves_the_virtual_server_within_the_timeout(setup):

@@ -337,7 +337,7 @@ class Lab:
     """The topology, the devices (by default a and b, a first in HA order), the client host (by default
     c, or none); `close()` removes everything."""
 
-    def __init__(self, work: Path, interval: float = 0.2, timeout: float = 1.0, auto_failback: bool = False,
+    def __init__(self, work: Path, interval: float = 0.2, timeout: float | None = None, auto_failback: bool = False,
                  devices: tuple[str, ...] = ("a", "b"), client: str | None = "c", provider: str = "linux",
                  env: dict[str, str] | None = None, engine: str | None = None, others: tuple[str, ...] = ()) -> None:
         self.work = work
@@ -345,7 +345,6 @@ class Lab:
         self.prefix = f"tn{os.getpid()}x{next(_labs)}"
         self.attached = (*devices, *([client] if client else []), *others)
         """The hosts on the bridge (`others`: hosts without a device, say members' host)."""
-        """The hosts on the bridge."""
         self.ns = {role: Namespace(f"{self.prefix}{role}") for role in ("sw", *self.attached)}
         self.hosts = {name: Host(name, self.ns[name], work, provider, env or {}, engine) for name in devices}
         self._created: list[str] = []
@@ -439,7 +438,7 @@ class Lab:
                                                       "fingerprint": b.fingerprint}), 201)
         check(a.api.post("/api/device-groups", json={
             "name": GROUP, "type": "sync-failover", "members": ["a", "b"], "partitions": ["Common"],
-            "heartbeat_interval": self.interval, "heartbeat_timeout": self.timeout}), 201)
+            "heartbeat_interval": self.interval, "heartbeat_timeout": self.timeout}), 201)  # None: adaptive
         check(a.api.post("/api/traffic-groups", json={
             "name": TRAFFIC_GROUP, "device_group": GROUP, "ha_order": ["a", "b"], "addresses": list(addresses),
             "auto_failback": self.auto_failback}), 201)

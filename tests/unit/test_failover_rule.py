@@ -48,6 +48,24 @@ def test_offline_and_forced_standby():
     assert decide(offline[1], offline, ORDER, False)[0] == ACTIVE
 
 
+def test_failback_waits_for_its_delay():
+    members = [member("a"), member("b", ACTIVE)]
+    assert decide(members[0], members, ORDER, auto_failback=True, failback_in=2.5) == (STANDBY, "")
+    assert decide(members[0], members, ORDER, auto_failback=True, failback_in=0.0)[0] == ACTIVE
+    alone = [member("a"), member("b", alive=False)]
+    assert decide(alone[0], alone, ORDER, auto_failback=True, failback_in=2.5)[0] == ACTIVE  # no one serves: at once
+
+
+def test_with_quorum_the_minority_side_serves_nothing():
+    cut_off = [member("a", ACTIVE), member("b", alive=False), member("c", alive=False)]
+    assert decide(cut_off[0], cut_off, ORDER, False, quorum=True) == (STANDBY, "no quorum: hears 1 of 3 members")
+    assert decide(cut_off[0], cut_off, ORDER, False)[0] == ACTIVE  # without quorum it keeps serving
+    majority = [member("a", alive=False), member("b"), member("c")]
+    assert decide(majority[1], majority, ORDER, False, quorum=True)[0] == ACTIVE
+    pair = [member("a", ACTIVE), member("b", alive=False)]
+    assert decide(pair[0], pair, ORDER, False, quorum=True)[0] == STANDBY  # 1 of 2 is no majority
+
+
 def test_heartbeats_are_authenticated_and_replays_dropped():
     secret = secrets.token_hex(32)
     key = heartbeat_key(secret)

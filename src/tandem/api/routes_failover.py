@@ -1,22 +1,29 @@
 """Routes of traffic groups and failover: status, events, force standby, offline and online."""
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+import orjson
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from tandem.api.collections import QUERIED, Page, paged
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.openapi import errors
 from tandem.api.responses import JSON
+from tandem.device import Device
 from tandem.failover.status import FailoverStatus
 from tandem.models.cluster import TrafficGroup
 from tandem.models.fields import NAME_PATTERN
 from tandem.models.partial import changes, patch_model
+from tandem.store import FailoverEvent
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 TrafficGroupPatch = patch_model(TrafficGroup)
 
 router = APIRouter(prefix="/api", tags=["failover"])
+KEEPALIVE = 15.0
+"""Seconds between the comment lines a watch of the events sends while none happens."""
 
 
 @router.get("/traffic-groups", response_model=Page, responses=QUERIED, summary="List traffic groups")
@@ -55,11 +62,31 @@ async def failover_status(device: DeviceDep, _: PrincipalDep) -> JSON:
     return JSON(device.failover.status())
 
 
-@router.get("/failover/events", response_model=Page, summary="Failover transitions of this device, oldest first")
+@router.get("/failover/events", response_model=Page, summary="Failover transitions of this device, oldest first",
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "With watch=true: the last `limit` transitions, then each as it happens, "
+                                            "as server-sent events (`event: transition`, the record as JSON `data`)"
+                                            "; a comment line every 15 s while none happens"}})
 async def failover_events(device: DeviceDep, _: PrincipalDep, traffic_group: str | None = None,
-                          limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSON:
-    records = device.failover.events(limit, traffic_group)
-    return JSON({"records": records, "num_records": len(records), "next": None})
+                          limit: Annotated[int, Query(ge=0, le=10_000)] = 100, watch: bool = False) -> Response:
+    records = device.failover.events(limit, traffic_group) if limit else []
+    if not watch:
+        return JSON({"records": records, "num_records": len(records), "next": None})
+    last = device.failover.events(1)
+    return StreamingResponse(_event_stream(device, traffic_group, records, last[-1].id if last else 0),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+async def _event_stream(device: Device, traffic_group: str | None, shown: list[FailoverEvent],
+                        after: int) -> AsyncIterator[bytes]:
+    for event in shown:
+        yield _sse(event)
+    async for event in device.failover.watch(traffic_group, after, KEEPALIVE):
+        yield b": keep-alive\n\n" if event is None else _sse(event)
+
+
+def _sse(event: FailoverEvent) -> bytes:
+    return b"event: transition\nid: %d\ndata: %s\n\n" % (event.id, orjson.dumps(event))
 
 
 @router.post("/failover/traffic-groups/{name}/force-standby", response_model=FailoverStatus, responses=errors(503),

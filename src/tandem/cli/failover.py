@@ -7,6 +7,7 @@ dev-2`, or `--url`): failover status, events and actions are that device's own.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
@@ -99,8 +100,15 @@ def heartbeat_line(status: Mapping[str, Any]) -> str:
     beat = status.get("heartbeat") or {}
     counters = ", ".join(f"{key} {format_value(beat.get(key))}" for key in ("received", "forged", "replayed",
                                                                                 "stale", "malformed") if key in beat)
-    return (f"heartbeats every {format_value(beat.get('interval'))} s, dead after "
-            f"{format_value(beat.get('timeout'))} s: {counters}")
+    if beat.get("timeout") is not None:
+        detection = f"dead after {format_value(beat.get('timeout'))} s"
+    else:  # adaptive: each member's allowed silence, from what its heartbeats showed
+        paths = beat.get("peers") or {}
+        detection = "dead after " + (", ".join(
+            f"{format_value(path.get('deadline_s'))} s ({name}: {path.get('lost', 0)} lost,"
+            f" {path.get('longest_lost_run', 0)} in a row, {format_value(path.get('latest_ms'))} ms late at most)"
+            for name, path in sorted(paths.items())) or "3 intervals (adaptive)")
+    return f"heartbeats every {format_value(beat.get('interval'))} s, {detection}: {counters}"
 
 
 def show_status(output: Output, status: Mapping[str, Any]) -> None:
@@ -170,11 +178,20 @@ def failover_events(
     traffic_group: Annotated[str | None, typer.Option(
         "--traffic-group", "-t", show_default=False, help="Only this traffic group's events.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="The latest N events.")] = 100,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Then each transition as it happens, until interrupted (one line each; JSON lines "
+        "with --output json).")] = False,
     device: DeviceOption = None,
 ) -> None:
     """The device's failover transitions, oldest first: time, traffic group, from, to, why."""
+    output = _output(ctx)
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            for record in _failover(ctx, device).watch_events(traffic_group=traffic_group, last=limit):
+                output.stream(record, EVENT_COLUMNS)
+        return
     records = _failover(ctx, device).events(traffic_group=traffic_group, limit=limit)
-    _output(ctx).records(records, EVENT_COLUMNS, empty="no failover events")
+    output.records(records, EVENT_COLUMNS, empty="no failover events")
 
 
 @app.command("force-standby")

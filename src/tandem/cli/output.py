@@ -160,6 +160,13 @@ class Output:
             table.add_row(Text(key.replace("_", " ")), Text(format_value(record.get(key))))
         self.out.print(table)
 
+    def stream(self, record: Mapping[str, Any], columns: Sequence[Column]) -> None:
+        """One record of a stream as it comes: a JSON line, or its columns on one line."""
+        if self.json:
+            self.print_json(dict(record))
+            return
+        self.out.print(Text("  ".join(column.cell(record) for column in columns)), soft_wrap=True)
+
     def changed(self, message: str, record: Mapping[str, Any]) -> None:
         """A change and the object it left: the object as JSON for scripts; a line and its fields for people."""
         if self.json:

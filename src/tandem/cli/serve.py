@@ -69,6 +69,13 @@ def serve(
         "--engine", help="The data plane engine: haproxy, builtin (TCP only), nftables (the kernel: TCP and UDP, as "
         "root), or auto (haproxy when on PATH, else builtin).",
     )] = EngineOption(DEFAULT_ENGINE),
+    notify: Annotated[list[Path] | None, typer.Option(
+        "--notify", show_default=False, help="A script run at each transition of a traffic group on this device "
+        "(as SCRIPT TRAFFIC_GROUP NEW_STATE, the transition in TANDEM_* variables); repeatable.",
+    )] = None,
+    notify_timeout: Annotated[float, typer.Option(
+        "--notify-timeout", min=0.1, help="Seconds a notify script may run before it is killed.",
+    )] = 10.0,
 ) -> None:
     """Run a device: its HTTPS management API on --listen, its data in --data-dir. Stops on Ctrl-C or SIGTERM."""
     from tandem.daemon import serve as run_daemon  # lazily: keeps `tandem --help` fast
@@ -76,4 +83,5 @@ def serve(
     run_daemon(name=name, data_dir=data_dir, listen=listen, admin_password_file=admin_password_file,
                token_ttl=token_ttl, durable=durable, peer_listen=peer_listen, peer_advertise=peer_advertise,
                log_retention=log_retention, addresses=addresses, interface=interface,
-               intercluster_listen=intercluster_listen, engine=engine.value)
+               intercluster_listen=intercluster_listen, engine=engine.value, notify=notify,
+               notify_timeout=notify_timeout)

@@ -108,17 +108,17 @@ class ClusterMembers:
 
     async def _until_heard(self, record: TrustedDevice, offline: bool) -> None:
         """Until the member's heartbeats say whether it is `offline` as expected (it took the change), so that
-        its view is up to date; at most one heartbeat timeout (or HEAR_WAIT), and only for a member this device
+        its view is up to date; at most the silence it is allowed (or HEAR_WAIT), and only for a member this device
         hears."""
         failover = self._failover
         group = failover.device_group()
         if record.id == self._domain.device_id or group is None or record.name not in group.members:
             return
-        timeout = group.heartbeat_timeout
-        deadline = time.monotonic() + min(timeout, HEAR_WAIT)
+        deadline = time.monotonic() + min(failover.silence_allowed(record.id), HEAR_WAIT)
         while time.monotonic() < deadline:
             silent = failover.last_heard(record.id)
-            if silent is None or silent >= timeout or failover.heard_offline(record.id) == offline:
+            if (silent is None or silent >= failover.silence_allowed(record.id)
+                    or failover.heard_offline(record.id) == offline):
                 return
             await asyncio.sleep(HEAR_POLL)
 
@@ -143,7 +143,7 @@ class ClusterMembers:
             elif group is not None and record.name in group.members:
                 silent = failover.last_heard(device_id)
                 down = ("no heartbeat heard from it" if silent is None else
-                        f"no heartbeat for {silent:.1f} s" if silent >= group.heartbeat_timeout else "")
+                        f"no heartbeat for {silent:.1f} s" if silent >= failover.silence_allowed(device_id) else "")
                 seen[device_id] = _Seen(down, not down and failover.heard_offline(device_id), evacuated, active)
             else:
                 link = self._sync.peers.get(device_id)

@@ -40,6 +40,7 @@ class HaproxyEngine:
     """Serves virtual servers with HAProxy; same calls as `BuiltinEngine`."""
 
     name = "haproxy"
+    stats_off_loop = True
 
     def __init__(self, runtime_dir: Path, binary: str = "haproxy", version: str | None = None,
                  loading: asyncio.Semaphore | None = None) -> None:

@@ -40,6 +40,7 @@ class HaproxyShards:
     """Serves virtual servers with one `HaproxyEngine` per shard; same calls as `BuiltinEngine`."""
 
     name = "haproxy"
+    stats_off_loop = True
 
     def __init__(self, runtime_dir: Path, binary: str = "haproxy", shards: int = SHARDS) -> None:
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -87,6 +87,7 @@ class NftablesEngine:
     """Serves tcp and udp virtual servers with the kernel's nftables; same calls as `BuiltinEngine`."""
 
     name = "nftables"
+    stats_off_loop = False
 
     def __init__(self, binary: str = "nft") -> None:
         self.binary = binary

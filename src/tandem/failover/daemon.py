@@ -7,8 +7,9 @@ traffic group of its sync-failover group, adds and removes the floating addresse
 plane process which traffic groups to serve. It knows only the snapshot the management process hands
 it (`FailoverConfig`), and reports its state and transitions back.
 
-The data plane must answer: it is asked every heartbeat interval, and after a heartbeat timeout
-without an answer the device takes itself out of service (its heartbeats say so, so another member
+A member is gone once silent for longer than its failure detector allows (`detector.py`: adaptive, or
+the group's fixed timeout). The data plane must answer: it is asked every heartbeat interval, and after
+`detector.watchdog` without an answer the device takes itself out of service (its heartbeats say so, so another member
 takes its traffic groups) until it answers again.
 
 What makes heartbeats unreplayable survives its restarts (`replay.py`); lasting faults (an address it
@@ -27,9 +28,11 @@ from pathlib import Path
 from tandem import ipc
 from tandem.failover import replay
 from tandem.failover.addresses import AddressProvider, provider
+from tandem.failover.detector import Detector, first_deadline, watchdog
 from tandem.failover.faults import Faults
 from tandem.failover.heartbeat import CLOCK_WINDOW, Counters, GroupState, Heartbeat, Receiver, Sender, seal
 from tandem.failover.mirroring import ConnectionMirror, MirroringReport, MirrorLink, interface_to
+from tandem.failover.notify import DEFAULT_TIMEOUT, Notifier, Transition
 from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
 from tandem.failover.snapshot import (
     FailoverConfig,
@@ -40,18 +43,18 @@ from tandem.failover.snapshot import (
     TrafficGroupConfig,
     TrafficGroupReport,
 )
-from tandem.models.cluster import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
+from tandem.models.cluster import HEARTBEAT_INTERVAL
 from tandem.models.fields import parse_host_port
 from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.failover")
 
 EXPIRY_SLACK = 0.001
-"""Seconds after a member's timeout at which its silence is judged (so that it counts as expired)."""
+"""Seconds after a member's deadline at which its silence is judged (so that it counts as expired)."""
 STATE_EVERY = 0.5
+"""Seconds between state reports to the management process when nothing changes (ages move on)."""
 MIRROR_REPORT_EVERY = 1.0
 """Seconds between readings of the connection mirror's figures."""
-"""Seconds between state reports to the management process when nothing changes (ages move on)."""
 RETRY = 0.05
 """Seconds before trying again an address that could not be added or removed; doubled at each failure in a
 row, up to `RETRY_MAX`."""
@@ -70,8 +73,9 @@ class Failover:
     """The state of one device's failover, driven by heartbeats, the clock and the configuration."""
 
     def __init__(self, addresses: AddressProvider, listen: tuple[str, int], dataplane_socket: str,
-                 state_path: Path) -> None:
+                 state_path: Path, notifier: Notifier | None = None) -> None:
         self._addresses = addresses
+        self._notifier = notifier or Notifier([])
         self._listen = listen
         self._dataplane_socket = dataplane_socket
         self._state_path = state_path
@@ -85,10 +89,15 @@ class Failover:
         self._receiver: Receiver | None = None
         self._sender: Sender | None = None
         self._heard: dict[str, tuple[float, Heartbeat]] = {}
+        self._detectors: dict[str, Detector] = {}
+        """Each member's failure detector, by device id."""
         self._alive: set[str] = set()
         self._seen: dict[str, float] = {}
-        """When this device first saw each traffic group: it listens one timeout before taking it."""
+        """When this device first saw each traffic group: it listens for a first deadline before taking it."""
         self._started = time.monotonic()
+        self._in_service_since: float | None = None
+        """Since when this device is in service (None: it is not): a failback delay counts from then."""
+        self._failback_check: asyncio.TimerHandle | None = None
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._control: ipc.Channel | None = None
@@ -134,6 +143,7 @@ class Failover:
             self._save_replay_state()
             await self._release_all()
             await self._mirror.stop()
+            await self._notifier.stop()
 
     def _handle(self, message: ipc.Message) -> ipc.Message | None:
         """A message of the management process; the state it reports next (before any answer) shows its effect."""
@@ -167,9 +177,22 @@ class Failover:
         self._send()
         self._tell_dataplane()
 
-    def _timers(self) -> tuple[float, float]:
+    def _timers(self) -> tuple[float, float | None]:
+        """The heartbeat interval and the fixed timeout (None: adaptive detection)."""
         config = self.config
-        return (config.interval, config.timeout) if config and config.group else (HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT)
+        return (config.interval, config.timeout) if config and config.group else (HEARTBEAT_INTERVAL, None)
+
+    def _detector(self, device_id: str) -> Detector:
+        interval, fixed = self._timers()
+        detector = self._detectors.get(device_id)
+        if detector is None or (detector.interval, detector.fixed) != (interval, fixed):
+            detector = self._detectors[device_id] = Detector(interval, fixed)
+        return detector
+
+    def _deadline(self, device_id: str, now: float) -> float:
+        """Seconds of silence after which member `device_id` is gone."""
+        detector = self._detectors.get(device_id)
+        return detector.deadline(now) if detector is not None else first_deadline(*self._timers())
 
     async def _beat(self) -> None:
         """A heartbeat every interval, on a fixed cadence (the time taken by the work does not add up)."""
@@ -207,23 +230,25 @@ class Failover:
         self._clock_faults.clear(self._name(heartbeat.device))
         self._unsaved.set()
         previous = self._heard.get(heartbeat.device)
-        self._heard[heartbeat.device] = (time.monotonic(), heartbeat)
+        now = time.monotonic()
+        self._heard[heartbeat.device] = (now, heartbeat)
+        self._detector(heartbeat.device).heard(heartbeat.boot, heartbeat.seq, now)
         self.evaluate()
         if previous is None or (previous[1].offline, previous[1].groups) != (heartbeat.offline, heartbeat.groups):
             self._report_now()  # what the others say changed: the management process shows it at once
-        # decide the moment this sender's silence passes the timeout, not at the next beat
+        # decide the moment this sender's silence passes its deadline, not at the next beat
         expiry = self._expiries.pop(heartbeat.device, None)
         if expiry is not None:
             expiry.cancel()
         self._expiries[heartbeat.device] = asyncio.get_running_loop().call_later(
-            self._timers()[1] + EXPIRY_SLACK, self.evaluate)
+            self._deadline(heartbeat.device, now) + EXPIRY_SLACK, self.evaluate)
 
     # -- the rule ------------------------------------------------------------------------------------
 
     @property
     def dataplane_silence(self) -> float | None:
-        """Seconds the data plane has not answered, when past the timeout (None: it answers)."""
-        timeout = self._timers()[1]
+        """Seconds the data plane has not answered, when past the watchdog's limit (None: it answers)."""
+        timeout = watchdog(*self._timers())
         since = self._dataplane_answer or self._started
         silence = time.monotonic() - since
         return silence if silence >= timeout else None
@@ -246,7 +271,6 @@ class Failover:
         """What this device knows now of every member, itself included, for one traffic group."""
         config = self.config
         assert config is not None
-        _, timeout = self._timers()
         now = time.monotonic()
         out = []
         for peer in config.peers:
@@ -255,7 +279,7 @@ class Failover:
                                   self.states.get(traffic_group.name, STANDBY), traffic_group.name in self.declined))
                 continue
             heard_at, heartbeat = self._heard.get(peer.id, (0.0, None))
-            alive = heartbeat is not None and now - heard_at < timeout
+            alive = heartbeat is not None and now - heard_at < self._deadline(peer.id, now)
             said = heartbeat.groups.get(traffic_group.name) if alive and heartbeat else None
             out.append(Member(peer.name, peer.id, alive, bool(alive and heartbeat and heartbeat.offline),
                               said.state if said else STANDBY, bool(said and said.declined)))
@@ -266,30 +290,42 @@ class Failover:
         config = self.config
         if config is None:
             return
-        _, timeout = self._timers()
         now = time.monotonic()
-        changed = False
+        listen_for = first_deadline(*self._timers())
+        if self.out_of_service:
+            self._in_service_since = None
+        elif self._in_service_since is None:
+            self._in_service_since = now
+        in_service_for = now - max(self._in_service_since or now, self._started)
+        transitions = False
         names = set()
+        failback_waits = []
         for traffic_group in config.traffic_groups if config.group else ():
             name = traffic_group.name
             names.add(name)
             seen = self._seen.setdefault(name, now)
-            listening = now - max(seen, self._started) < timeout
+            listening = now - max(seen, self._started) < listen_for
             members = self.members(traffic_group)
             me = next((m for m in members if m.device_id == config.device_id), None)
             if me is None:
                 continue
-            state, reason = decide(me, members, list(traffic_group.ha_order), traffic_group.auto_failback)
+            failback_in = traffic_group.failback_delay - in_service_for
+            state, reason = decide(me, members, list(traffic_group.ha_order), traffic_group.auto_failback,
+                                   failback_in, traffic_group.quorum)
+            if failback_in > 0 and traffic_group.auto_failback:
+                failback_waits.append(failback_in)
             if state == ACTIVE and listening and me.state != ACTIVE:
                 state, reason = STANDBY, ""  # just started: first hear who is active
             elif state == OFFLINE:
                 reason = self._why_out()
-            changed |= self._transition(name, state, reason)
+            transitions |= self._transition(name, state, reason)
         for name in set(self.states) - names:
-            changed |= self._transition(name, None, "traffic group removed or this device left its group")
+            transitions |= self._transition(name, None, "traffic group removed or this device left its group")
+        changed = transitions
+        self._evaluate_in(min(failback_waits, default=None))
         for name in set(self._seen) - names:
             del self._seen[name]
-        alive = {d for d, (at, _) in self._heard.items() if now - at < timeout}
+        alive = {d for d, (at, _) in self._heard.items() if now - at < self._deadline(d, now)}
         if alive - self._alive and ACTIVE in self.states.values():
             self._announce_soon()  # it may have served our addresses while apart: win the neighbours back
         changed |= alive != self._alive
@@ -298,6 +334,16 @@ class Failover:
             self._addresses_wanted.set()
             self._tell_dataplane()
             self._report_now()
+            if transitions:  # the others hear of it now, not up to an interval later (as VRRP adverts at once)
+                self._send()
+
+    def _evaluate_in(self, seconds: float | None) -> None:
+        """Evaluate again in `seconds` (a failback delay then over), in place of any such evaluation planned."""
+        if self._failback_check is not None:
+            self._failback_check.cancel()
+            self._failback_check = None
+        if seconds is not None:
+            self._failback_check = asyncio.get_running_loop().call_later(seconds + EXPIRY_SLACK, self.evaluate)
 
     def _transition(self, name: str, state: str | None, reason: str) -> bool:
         before = self.states.get(name)
@@ -312,6 +358,9 @@ class Failover:
         log.info("traffic group %s: %s -> %s (%s)", name, event["from_state"], event["to_state"], event["reason"])
         if self._control is not None:
             self._control.send(event)
+        if self.config is not None:
+            self._notifier.tell(Transition(self.config.device_name, name, event["from_state"], event["to_state"],
+                                           event["reason"], event["at"]))
         return True
 
     def _force_standby(self, traffic_group: str) -> ipc.Message:
@@ -458,7 +507,7 @@ class Failover:
             try:
                 while not channel.closed:
                     with contextlib.suppress(TimeoutError, RuntimeError):  # no answer, or an error answer
-                        await channel.request({"type": "ping"}, self._timers()[1])
+                        await channel.request({"type": "ping"}, watchdog(*self._timers()))
                         self._dataplane_answer = time.monotonic()
                     self._check_dataplane()
                     await asyncio.sleep(self._timers()[0])
@@ -553,7 +602,8 @@ class Failover:
                 mirroring=(self._mirroring or MirroringReport.not_mirroring("a group of two devices mirrors"))
                 if traffic_group.mirroring else None))
         peers = {p.id: PeerReport(name=p.name, last_heard_s=self._age(p.id, now),
-                                  offline=bool(p.id in self._heard and self._heard[p.id][1].offline))
+                                  offline=bool(p.id in self._heard and self._heard[p.id][1].offline),
+                                  path=self._detector(p.id).report(now))
                  for p in config.peers if p.id != config.device_id}
         silence = self.dataplane_silence
         return FailoverReport(
@@ -572,7 +622,8 @@ class Failover:
 async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
     host, port = parse_host_port(args.listen)
     addresses = await asyncio.to_thread(provider, args.addresses, args.interface)  # netlink: off the loop
-    await Failover(addresses, (host, port), args.dataplane_socket, Path(args.state)).run(control)
+    notifier = Notifier([Path(script) for script in args.notify], args.notify_timeout)
+    await Failover(addresses, (host, port), args.dataplane_socket, Path(args.state), notifier).run(control)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -580,6 +631,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--addresses", default="loopback", help="the address provider: loopback or linux")
     parser.add_argument("--interface", help="the interface of the linux address provider")
     parser.add_argument("--dataplane-socket", required=True, help="the data plane process's Unix socket")
+    parser.add_argument("--notify", action="append", default=[], help="a script run at each transition")
+    parser.add_argument("--notify-timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds before a notify script still running is killed")
     parser.add_argument("--state", default=replay.STATE_FILE,
                         help="the file of what makes heartbeats unreplayable across restarts")
 

@@ -26,10 +26,16 @@ def ranked(members: list[Member], ha_order: list[str]) -> list[Member]:
     return sorted(members, key=lambda m: (position.get(m.name, len(position)), m.name, m.device_id))
 
 
-def decide(me: Member, members: list[Member], ha_order: list[str], auto_failback: bool) -> tuple[str, str]:
-    """This device's next state for the traffic group, and why."""
+def decide(me: Member, members: list[Member], ha_order: list[str], auto_failback: bool,
+           failback_in: float = 0.0, quorum: bool = False) -> tuple[str, str]:
+    """This device's next state for the traffic group, and why. `failback_in`: seconds before this device may take
+    the group back by auto-failback (its failback delay not yet over); `quorum`: the group is served only by a
+    device that hears a majority of its members."""
     if me.offline:
         return OFFLINE, "device is offline"
+    heard = sum(m.alive for m in members)
+    if quorum and 2 * heard <= len(members):
+        return STANDBY, f"no quorum: hears {heard} of {len(members)} members"
     order = ranked([m for m in members if m.alive], ha_order)
     eligible = [m for m in order if not m.offline]
     candidates = [m for m in eligible if not m.declined] or eligible  # a decline holds while others can serve
@@ -45,6 +51,6 @@ def decide(me: Member, members: list[Member], ha_order: list[str], auto_failback
         return me.state if me.state == STANDBY else STANDBY, ""
     if not actives:
         return ACTIVE, "no active device; first candidate in HA order"
-    if auto_failback:
+    if auto_failback and failback_in <= 0:
         return ACTIVE, f"auto-failback from {actives[0].name}"
     return STANDBY, ""

@@ -4,11 +4,13 @@ configuration handed over, its state and transitions received (`daemon.py` does 
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from tandem import ipc
 from tandem.errors import ApiError, Conflict, NotFound
+from tandem.failover.detector import first_deadline
 from tandem.failover.heartbeat import heartbeat_key
 from tandem.failover.rule import OFFLINE, STANDBY, Member
 from tandem.failover.snapshot import FailoverConfig, FailoverReport, Peer, TrafficGroupConfig, TrafficGroupReport
@@ -18,7 +20,7 @@ from tandem.failover.status import (
     TrafficGroupMember,
     TrafficGroupStatus,
 )
-from tandem.models.cluster import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, SYNC_FAILOVER, GroupRecord, TrafficGroup
+from tandem.models.cluster import HEARTBEAT_INTERVAL, SYNC_FAILOVER, GroupRecord, TrafficGroup
 from tandem.models.fields import parse_host_port
 from tandem.store import FailoverEvent, Store
 from tandem.tasks import cancel
@@ -41,7 +43,8 @@ class FailoverService:
     """Starts the failover process, feeds it the configuration, mirrors its state for the API."""
 
     def __init__(self, store: Store, domain: Domain, listen: tuple[str, int], addresses: str,
-                 interface: str | None, data_dir: Path) -> None:
+                 interface: str | None, data_dir: Path, notify: tuple[list[Path], float] = ([], 10.0)) -> None:
+        """`notify`: the scripts run at each transition (absolute paths) and the seconds each may take."""
         self._store = store
         self._domain = domain
         self.offline = store.meta("failover_offline") == "1"
@@ -54,10 +57,13 @@ class FailoverService:
         self._child = ipc.Child("failover", "tandem.failover.daemon",
                                 ["--listen", f"{listen[0]}:{listen[1]}", "--addresses", addresses,
                                  *(["--interface", interface] if interface else []),
-                                 "--dataplane-socket", DATAPLANE_SOCKET],
+                                 *(arg for script in notify[0] for arg in ("--notify", str(script))),
+                                 "--notify-timeout", str(notify[1]), "--dataplane-socket", DATAPLANE_SOCKET],
                                 data_dir, self._sockets, self._started)
         self._listening: asyncio.Task | None = None
         self._config: FailoverConfig | None = None
+        self._recorded = asyncio.Event()
+        """Set (and replaced) each time an event is recorded: what watchers of the events wait for."""
 
     # -- the process -------------------------------------------------------------------------------
 
@@ -88,6 +94,8 @@ class FailoverService:
             await asyncio.wrap_future(self._store.add_event(
                 message["traffic_group"], message["from_state"], message["to_state"], message["reason"],
                 message["at"]))
+            recorded, self._recorded = self._recorded, asyncio.Event()
+            recorded.set()
 
     # -- the configuration it works from -------------------------------------------------------------
 
@@ -119,12 +127,12 @@ class FailoverService:
         return FailoverConfig(
             device_id=domain.device_id, device_name=domain.me.name, key=heartbeat_key(domain.secret).hex(),
             group=group.name if group else None, interval=group.heartbeat_interval if group else HEARTBEAT_INTERVAL,
-            timeout=group.heartbeat_timeout if group else HEARTBEAT_TIMEOUT,
+            timeout=group.heartbeat_timeout if group else None,
             peers=tuple(peers), trusted=frozenset(d.id for d in domain.devices()),
             traffic_groups=tuple(
                 TrafficGroupConfig(t.name, tuple(t.ha_order), t.auto_failback,
                                    tuple(sorted({*t.addresses, *self._virtual_addresses.get(t.name, ())})),
-                                   t.mirroring)
+                                   t.mirroring, t.failback_delay, t.quorum)
                 for t in self.traffic_groups()),
             standalone_addresses=self._standalone_addresses, offline=self.offline, evacuated=self.evacuated)
 
@@ -169,6 +177,15 @@ class FailoverService:
             return None
         return peer.last_heard_s + self._elapsed()
 
+    def silence_allowed(self, device_id: str) -> float:
+        """Seconds of silence after which `device_id` is gone, as the failover process last judged."""
+        peer = self._report.peers.get(device_id) if self._report else None
+        group = self.device_group()
+        if peer is not None:
+            return peer.path.deadline_s
+        interval, fixed = (group.heartbeat_interval, group.heartbeat_timeout) if group else (HEARTBEAT_INTERVAL, None)
+        return first_deadline(interval, fixed)
+
     def heard_offline(self, device_id: str) -> bool:
         """Whether the last heartbeat of `device_id` said it takes no traffic group (offline or evacuated)."""
         peer = self._report.peers.get(device_id) if self._report else None
@@ -188,7 +205,7 @@ class FailoverService:
         body of `GET /api/failover/status`."""
         group = self.device_group()
         interval, timeout = ((group.heartbeat_interval, group.heartbeat_timeout) if group
-                             else (HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT))
+                             else (HEARTBEAT_INTERVAL, None))
         elapsed = self._elapsed()
         errors = self.address_errors
         floating = {t.name: t.addresses for t in self._config.traffic_groups} if self._config else {}
@@ -214,13 +231,33 @@ class FailoverService:
             device=self._domain.me.name, device_group=group.name if group else None,
             offline=self.out_of_service, evacuated=self.evacuated,
             state=OFFLINE if self.out_of_service else "online", reason=report.reason if report else "",
-            heartbeat={**(vars(report.heartbeat.counters) if report else {}), "interval": interval, "timeout": timeout},
+            heartbeat={**(vars(report.heartbeat.counters) if report else {}), "interval": interval, "timeout": timeout,
+                       "detection": "adaptive" if timeout is None else "fixed",
+                       "peers": {peer.name: vars(peer.path) for peer in report.peers.values()} if report else {}},
             dataplane=DataplaneStatus(answering=report is not None and silent_s is None, silent_s=silent_s),
             process=self._child.status(), traffic_groups=tuple(groups))
 
     def events(self, limit: int, traffic_group: str | None = None) -> list[FailoverEvent]:
         """The last `limit` transitions of this device (of one traffic group), oldest first."""
         return self._store.events(limit, traffic_group)
+
+    async def watch(self, traffic_group: str | None, after: int,
+                    keepalive: float) -> AsyncIterator[FailoverEvent | None]:
+        """The transitions after the event of id `after` as they are recorded, for ever; None after `keepalive`
+        seconds without one (a stream says it is alive)."""
+        while True:
+            recorded = self._recorded
+            events = self._store.events_after(after, traffic_group)
+            for event in events:
+                after = event.id
+                yield event
+            if events:
+                continue  # there may be more
+            try:
+                async with asyncio.timeout(keepalive):
+                    await recorded.wait()
+            except TimeoutError:
+                yield None
 
     # -- operator actions -------------------------------------------------------------------------
 

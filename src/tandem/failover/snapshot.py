@@ -6,9 +6,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from tandem.failover.detector import PathReport
 from tandem.failover.heartbeat import Counters
 from tandem.failover.mirroring import MirroringReport
-from tandem.models.cluster import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT
+from tandem.models.cluster import HEARTBEAT_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class TrafficGroupConfig:
     addresses: tuple[str, ...]
     """Its floating addresses and those of its virtual servers: held while this device is active for it."""
     mirroring: bool = False
+    failback_delay: float = 0.0
+    quorum: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class FailoverConfig:
     group: str | None = None
     """This device's sync-failover group (None: it serves on its own)."""
     interval: float = HEARTBEAT_INTERVAL
-    timeout: float = HEARTBEAT_TIMEOUT
+    timeout: float | None = None
+    """The group's fixed heartbeat timeout (None: adaptive detection, `detector.py`)."""
     peers: tuple[Peer, ...] = ()
     trusted: frozenset[str] = frozenset()
     """Ids of the devices of the trust domain: heartbeats of others are dropped."""
@@ -93,12 +97,15 @@ class PeerReport:
     last_heard_s: float | None
     offline: bool
     """Its last heartbeat said it takes no traffic group (offline or evacuated)."""
+    path: PathReport
+    """What its heartbeats showed of their path, and the silence it is allowed now."""
 
 
 @dataclass(frozen=True)
 class HeartbeatReport:
     interval: float
-    timeout: float
+    timeout: float | None
+    """The group's fixed timeout (None: adaptive detection)."""
     counters: Counters
 
 

@@ -3,6 +3,7 @@ last report, with the configuration it works from and ages brought up to now. Re
 as they are (orjson encodes dataclasses)."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from tandem.failover.mirroring import MirroringReport
 from tandem.ipc import ProcessStatus
@@ -51,8 +52,10 @@ class FailoverStatus:
     evacuated: bool
     state: str
     reason: str
-    heartbeat: dict[str, float]
-    """The heartbeat counters (once the failover process reported), the interval and the timeout."""
+    heartbeat: dict[str, Any]
+    """The heartbeat counters (once the failover process reported), the interval, the fixed timeout (None:
+    adaptive), `detection` (adaptive or fixed) and, by member name, what its heartbeats showed of their path
+    (`deadline_s`: the silence it is allowed now, `lost`, `longest_lost_run`, `latest_ms`)."""
     dataplane: DataplaneStatus
     process: ProcessStatus
     traffic_groups: tuple[TrafficGroupStatus, ...]

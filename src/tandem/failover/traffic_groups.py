@@ -14,6 +14,9 @@ def _check(domain: Domain, group: TrafficGroup) -> None:
         raise Invalid(f"device_group: device group {group.device_group!r} does not exist", target="device_group")
     if device_group.type != SYNC_FAILOVER:
         raise Invalid("device_group: traffic groups fail over within a sync-failover group", target="device_group")
+    if group.quorum and len(device_group.members) < 3:
+        raise Invalid("quorum: a majority needs a device group of three or more devices",
+                      target="quorum")
     for name in group.ha_order:
         if name not in device_group.members:
             raise Invalid(f"ha_order: {name} is not a member of {group.device_group}", target="ha_order")

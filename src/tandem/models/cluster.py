@@ -14,8 +14,8 @@ SYNC_FAILOVER, SYNC_ONLY = get_args(GroupType)
 GROUP_TYPES: tuple[str, ...] = get_args(GroupType)
 GROUP_LIMITS = {SYNC_FAILOVER: 8, SYNC_ONLY: 32}
 """The most members a device group of each type may have."""
-HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT = 0.2, 1.0
-"""A group's heartbeat timers unless told (seconds): how often, and silent how long before a member is dead."""
+HEARTBEAT_INTERVAL = 0.2
+"""A group's heartbeat interval unless told (seconds)."""
 
 SyncStatus = Literal["In Sync", "Changes Pending", "Awaiting Initial Sync", "Not All Devices Synced", "Disconnected"]
 IN_SYNC, CHANGES_PENDING, AWAITING_INITIAL_SYNC, NOT_ALL_SYNCED, DISCONNECTED = get_args(SyncStatus)
@@ -35,7 +35,8 @@ class DeviceGroup(BaseModel):
     auto_sync: bool = True
     full_load_on_sync: bool = False
     heartbeat_interval: float = Field(HEARTBEAT_INTERVAL, ge=0.02, le=10)
-    heartbeat_timeout: float = Field(HEARTBEAT_TIMEOUT, ge=0.05, le=60)
+    heartbeat_timeout: float | None = Field(None, ge=0.05, le=60)
+    """A member silent this long is gone; None (the default): adaptive detection (failover/detector.py)."""
     description: Description = ""
 
     @model_validator(mode="after")
@@ -46,7 +47,7 @@ class DeviceGroup(BaseModel):
             raise ValueError(f"members: a {self.type} group has at most {GROUP_LIMITS[self.type]} devices")
         if len(set(self.partitions)) != len(self.partitions):
             raise ValueError("partitions: a partition is listed twice")
-        if self.heartbeat_timeout <= self.heartbeat_interval:
+        if self.heartbeat_timeout is not None and self.heartbeat_timeout <= self.heartbeat_interval:
             raise ValueError("heartbeat_timeout: must be longer than heartbeat_interval")
         return self
 
@@ -61,6 +62,12 @@ class TrafficGroup(BaseModel):
     ha_order: list[Name] = Field(default_factory=list, max_length=8)
     addresses: list[IPAddress] = Field(default_factory=list, max_length=256)
     auto_failback: bool = False
+    failback_delay: float = Field(0.0, ge=0, le=3600)
+    """With `auto_failback`: seconds the preferred device must have been in service before it takes the group back
+    (keepalived's preempt_delay)."""
+    quorum: bool = False
+    """A device that does not hear a majority of the group's members (itself included) gives the traffic group
+    up: with three or more devices, the side of a partition left in the minority serves nothing."""
     mirroring: bool = False
     """Mirror the kernel's state of its connections to the other device of a group of two (conntrackd), so that
     connections the kernel translates (the nftables engine) keep going after a takeover."""

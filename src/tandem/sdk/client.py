@@ -4,6 +4,7 @@ import http.client
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -215,6 +216,38 @@ class Client:
         if response.status_code >= 400:
             raise TandemError.from_response(response)
         return response
+
+    def watch(self, path: str, *, params: dict[str, Any] | None = None, timeout: float = 60.0) -> Iterator[Any]:
+        """The server-sent events of `path` as they arrive: each event's data, parsed (JSON), until the device
+        ends the stream. TandemError when it answers with an error, cannot be reached, or is silent for
+        `timeout` seconds (a device's stream says it is alive more often)."""
+        if params:
+            path = f"{path}{'&' if '?' in path else '?'}{urlencode(params)}"
+        if self._can_login and (self._token is None or time.monotonic() > self._token_expires):
+            self.login()
+        pool = self._pool or self._connect()
+        headers = {"accept": "text/event-stream", "user-agent": USER_AGENT}
+        if self._token is not None:
+            headers["authorization"] = f"Bearer {self._token}"
+        try:
+            with pool.stream(path, headers, timeout) as answer:
+                if answer.status != 200:
+                    raise TandemError.from_response(Response(answer.status, answer.reason, answer.headers,
+                                                             answer.read(), "GET", f"{self.url}{path}"))
+                data: list[bytes] = []
+                for line in answer:
+                    line = line.rstrip(b"\r\n")
+                    if line.startswith(b"data:"):
+                        data.append(line[5:].lstrip())
+                    elif not line and data:
+                        yield orjson.loads(b"\n".join(data))
+                        data = []
+        except TimeoutError as exc:
+            raise TandemError(None, "connection_error", f"GET {self.url}{path}: silent for {timeout:.0f} s",
+                              self.url) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise TandemError(None, "connection_error", f"cannot reach {self.url}: {exc or type(exc).__name__}",
+                              self.url) from exc
 
     def _transmit(
         self, method: str, path: str, content: bytes | None, timeout: float | None, *, auth: bool

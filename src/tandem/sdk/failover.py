@@ -13,6 +13,7 @@ with what it hears (see docs/failover.md for the rule and the fields).
 """
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from tandem.models import cluster
@@ -102,6 +103,15 @@ class Failover:
             params["traffic_group"] = traffic_group
         answer = self._conn(connection).request("GET", "/api/failover/events", params=params)
         return list(answer.get("records", ())) if isinstance(answer, dict) else []
+
+    def watch_events(self, traffic_group: str | None = None, last: int = 0, *,
+                     connection: "Client | None" = None) -> Iterator[dict[str, Any]]:
+        """The device's last `last` transitions, then each as it happens (`GET /api/failover/events?watch=true`),
+        for as long as the caller reads; records as `events` gives them."""
+        params: dict[str, Any] = {"watch": "true", "limit": last}
+        if traffic_group is not None:
+            params["traffic_group"] = traffic_group
+        yield from self._conn(connection).watch("/api/failover/events", params=params)
 
     def dataplane(self, *, connection: "Client | None" = None) -> dict[str, Any]:
         """`GET /api/dataplane`: what the device serves now: `{"addresses", "address_errors",

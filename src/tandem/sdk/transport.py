@@ -4,10 +4,12 @@ Kept this thin on purpose: a create through the SDK must cost well under a milli
 CPU, and http.client costs about a third of what a general-purpose client stack does per request.
 """
 
+import contextlib
 import http.client
 import select
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import urlsplit
@@ -103,6 +105,18 @@ class ConnectionPool:
         if answer.will_close:
             conn.close()
         return Response(answer.status, answer.reason, answer.headers, content, method, f"{self.url}{target}")
+
+    @contextlib.contextmanager
+    def stream(self, target: str, headers: dict[str, str], timeout: float) -> Iterator[http.client.HTTPResponse]:
+        """GET `target` on a connection of its own, closed after: the answer, its body read as it arrives (a
+        stream of server-sent events). Raises as `request`."""
+        conn = self._new()
+        conn.timeout = timeout
+        try:
+            conn.request("GET", self._prefix + target, headers=headers)
+            yield conn.getresponse()
+        finally:
+            conn.close()
 
     def _checkout(self) -> tuple[http.client.HTTPConnection, bool]:
         """An idle connection still open (and whether it is reused), else a new one (opened on use)."""

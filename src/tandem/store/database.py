@@ -670,6 +670,14 @@ class Store(Reader):
         rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
         return [FailoverEvent(*row) for row in reversed(rows)]
 
+    def events_after(self, after: int, traffic_group: str | None = None, limit: int = 1000) -> list[FailoverEvent]:
+        """The first `limit` events after the event of id `after`, oldest first."""
+        sql, args = "SELECT id, at, traffic_group, from_state, to_state, reason FROM events WHERE id > ?", [after]
+        if traffic_group is not None:
+            sql, args = sql + " AND traffic_group = ?", [*args, traffic_group]
+        rows = self.db.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
+        return [FailoverEvent(*row) for row in rows]
+
     # -- tokens (local to this device, never replicated) -----------------------------------------
 
     def add_token(self, token_hash: str, username: str, expires_at: float) -> None:

@@ -1,0 +1,55 @@
+"""The failure detector: 3 intervals and a little on a clean path, longer on one that lost heartbeats in a row or
+delivered them late, for as long as that is remembered; a fixed timeout is kept as it is."""
+
+from tandem.failover.detector import MEMORY, MOST_MISSES, Detector, first_deadline, watchdog
+
+INTERVAL = 0.2
+
+
+def beats(detector: Detector, seqs: list[int], start: float = 100.0, late: dict[int, float] | None = None) -> float:
+    """Heartbeats `seqs` (of boot 1) arriving on their cadence (`late`: seconds after it, by seq); the last arrival."""
+    at = start
+    for seq in seqs:
+        at = start + seq * INTERVAL + (late or {}).get(seq, 0.0)
+        detector.heard(1, seq, at)
+    return at
+
+
+def test_a_clean_path_allows_three_intervals_and_a_tenth() -> None:
+    detector = Detector(INTERVAL, None)
+    assert detector.deadline(0.0) == first_deadline(INTERVAL, None)
+    last = beats(detector, list(range(50)))
+    assert abs(detector.deadline(last) - 3.1 * INTERVAL) < 1e-9
+    report = detector.report(last)
+    assert (report.lost, report.longest_lost_run, report.latest_ms) == (0, 0, 0.0)
+
+
+def test_runs_lost_in_a_row_lengthen_the_deadline_until_forgotten() -> None:
+    detector = Detector(INTERVAL, None)
+    seqs = [s for s in range(50) if s not in (10, 20, 21)]  # one lost, then two in a row
+    last = beats(detector, seqs)
+    assert abs(detector.deadline(last) - 5.1 * INTERVAL) < 1e-9
+    assert detector.report(last).lost == 3 and detector.report(last).longest_lost_run == 2
+    assert abs(detector.deadline(last + MEMORY + 1) - 3.1 * INTERVAL) < 1e-9
+
+
+def test_late_heartbeats_add_their_lateness() -> None:
+    detector = Detector(INTERVAL, None)
+    last = beats(detector, list(range(20)), late={7: 0.04})
+    assert abs(detector.deadline(last) - (3.1 * INTERVAL + 0.04)) < 1e-9
+    assert detector.report(last).latest_ms == 40.0
+
+
+def test_the_deadline_is_bounded_and_a_restart_starts_a_new_count() -> None:
+    detector = Detector(INTERVAL, None)
+    last = beats(detector, [0, 1, 30])  # 28 lost in a row
+    assert detector.deadline(last) == MOST_MISSES * INTERVAL
+    detector.heard(2, 0, last + INTERVAL)  # the member restarted: its numbers begin again, nothing counts as lost
+    assert detector.lost == 28
+
+
+def test_a_fixed_timeout_is_kept_whatever_the_path() -> None:
+    detector = Detector(INTERVAL, 1.0)
+    last = beats(detector, [0, 5, 6], late={6: 0.3})
+    assert detector.deadline(last) == 1.0 == first_deadline(INTERVAL, 1.0) == watchdog(INTERVAL, 1.0)
+    assert watchdog(INTERVAL, None) == 5 * INTERVAL
