@@ -72,6 +72,7 @@ def one_run(lab: netlab.Lab) -> tuple[float, float] | None:
     """One failure of a, as the anchor fails its master: the takeover time and, of it, the time b took to
     become active (its event's wall-clock stamp); None when b did not take over."""
     time.sleep(3 * lab.interval + 0.5)  # settled: b has heard a's heartbeats
+    log(f"b's view of a's heartbeats: {lab.b.failover()['heartbeat'].get('peers', {}).get('a')}")
     client = subprocess.Popen(["ip", "netns", "exec", lab.ns["c"].name, sys.executable, netlab.__file__,
                                "--client", "b", "--deadline", str(CLIENT_DEADLINE)],
                               stdout=subprocess.PIPE, text=True)
@@ -206,9 +207,10 @@ def stress(work: Path, interval: float, seconds: float, loss: float, delay: floa
             netlab.wait_until(lambda: keepalived_transitions(logs["a"]) >= 1 and keepalived_transitions(logs["b"]) >= 1,
                               30, "keepalived master on a, backup on b")
             time.sleep(3)
+        started.append(impair.impair(lab, "b", loss, delay, jitter))
         for host in ("a", "b"):
             started.append(spawn(lab, host, [sys.executable, "-c", "while True: pass"]))
-        started.append(impair.impair(lab, "b", loss, delay, jitter))
+        time.sleep(5)  # the relay in place (the link cut while it starts) and the hogs running: from now on, calm
         before = {host: keepalived_transitions(path) for host, path in logs.items()}
         since = time.time()
         log(f"[stress] {seconds:.0f} s: CPU hogs on a and b, the a-b link losing {loss:.0%} of heartbeats and "

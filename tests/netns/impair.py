@@ -5,7 +5,7 @@ This kernel has no `tc netem`. `impair(lab, host, ...)` takes the host's port of
 host sends or receives crosses the relay; UDP and VRRP (IP protocol 112) frames, the heartbeats of Tandem and
 of keepalived, are each dropped with probability `loss` or held `delay` ± `jitter` seconds; the rest crosses
 at once. The hosts' segmentation offloads are turned off (`gso_max_segs 1`), so that the relay reads frames
-of the link's size.
+of the link's size, and the relay computes the TCP and UDP checksums the hosts leave to their veth.
 
     python impair.py --one IFACE --other IFACE --loss 0.05 --delay 0.02 --jitter 0.02 [--seed N]
 """
@@ -15,6 +15,7 @@ import heapq
 import random
 import select
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -25,6 +26,32 @@ import netlab
 ETH_P_ALL = 0x0003
 IMPAIRED = (17, 112)
 """IP protocols impaired: UDP (Tandem's heartbeats) and VRRP (keepalived's adverts)."""
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _with_checksum(frame: bytes) -> bytes:
+    """`frame` with its TCP or UDP checksum computed: a host's veth leaves it to the hardware (checksum offload),
+    and a frame read and sent again by this relay would arrive with a wrong one."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] not in (6, 17):
+        return frame
+    header = (frame[14] & 0x0F) * 4
+    total = struct.unpack("!H", frame[16:18])[0]
+    start, end = 14 + header, 14 + total
+    at = start + (16 if frame[23] == 6 else 6)
+    if end > len(frame) or at + 2 > end:
+        return frame
+    segment = frame[start:at] + b"\0\0" + frame[at + 2:end]
+    pseudo = frame[26:34] + struct.pack("!BBH", 0, frame[23], len(segment))
+    value = _checksum(pseudo + segment) or (0xFFFF if frame[23] == 17 else 0)
+    return frame[:at] + struct.pack("!H", value) + frame[at + 2:]
 
 
 def _impaired(frame: bytes) -> bool:
@@ -56,6 +83,7 @@ def relay(one: str, other: str, loss: float, delay: float, jitter: float, seed: 
                     break
                 if address[2] == socket.PACKET_OUTGOING:  # what this relay sent
                     continue
+                frame = _with_checksum(frame)
                 if not _impaired(frame):
                     across[sock].send(frame)
                 elif rng.random() >= loss:
