@@ -185,7 +185,8 @@ def keepalived_transitions(log_path: Path) -> int:
     return text.count("Entering MASTER STATE") + text.count("Entering BACKUP STATE")
 
 
-def stress(work: Path, interval: float, seconds: float, loss: float, delay: float, jitter: float) -> dict:
+def stress(work: Path, interval: float, seconds: float, loss: float, delay: float, jitter: float,
+           with_keepalived: bool = True) -> dict:
     """Tandem (heartbeats at `interval`, detection at its default) and keepalived (advert `interval`) on the same
     two hosts for `seconds`, each host running a CPU hog, the link between them losing `loss` of the heartbeats
     and adverts and holding each `delay` +/- `jitter` s: the transitions each made (none is called for)."""
@@ -195,7 +196,7 @@ def stress(work: Path, interval: float, seconds: float, loss: float, delay: floa
         lab.build()
         lab.start()
         lab.form()
-        with_keepalived = shutil.which("keepalived") is not None and ANCHOR.exists()
+        with_keepalived = with_keepalived and shutil.which("keepalived") is not None and ANCHOR.exists()
         logs = {host: work / f"keepalived-{host}.log" for host in ("a", "b")}
         if with_keepalived:
             for host, priority in (("a", 150), ("b", 100)):
@@ -253,7 +254,8 @@ def main() -> None:
             log(f"tandem {interval} s: median {ours[interval]['median']} s, p99 {ours[interval]['p99']} s "
                 f"({ours[interval]['min']}-{ours[interval]['max']})")
             ka[interval] = None if args.no_keepalived else keepalived(interval, runs)
-        calm = stress(Path(work), 0.2, args.stress_seconds, loss=0.05, delay=0.02, jitter=0.02)
+        calm = stress(Path(work), 0.2, args.stress_seconds, loss=0.05, delay=0.02, jitter=0.02,
+                      with_keepalived=not args.no_keepalived)
 
     def ratio(interval: float) -> float | None:
         mine, reference = ours[interval]["median"], ka[interval]

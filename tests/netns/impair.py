@@ -11,6 +11,7 @@ of the link's size, and the relay computes the TCP and UDP checksums the hosts l
 """
 
 import argparse
+import contextlib
 import heapq
 import random
 import select
@@ -85,7 +86,7 @@ def relay(one: str, other: str, loss: float, delay: float, jitter: float, seed: 
                     continue
                 frame = _with_checksum(frame)
                 if not _impaired(frame):
-                    across[sock].send(frame)
+                    _send(across[sock], frame)
                 elif rng.random() >= loss:
                     number += 1
                     due = time.monotonic() + max(0.0, delay + rng.uniform(-jitter, jitter))
@@ -93,7 +94,13 @@ def relay(one: str, other: str, loss: float, delay: float, jitter: float, seed: 
         now = time.monotonic()
         while held and held[0][0] <= now:
             _, _, sock, frame = heapq.heappop(held)
-            sock.send(frame)
+            _send(sock, frame)
+
+
+def _send(sock: socket.socket, frame: bytes) -> None:
+    """Send a frame; one the interface cannot take now is lost, as on a full link."""
+    with contextlib.suppress(BlockingIOError):
+        sock.send(frame)
 
 
 def _sh(*args: str) -> None:

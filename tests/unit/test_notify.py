@@ -70,3 +70,21 @@ def test_scripts_that_cannot_run_are_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an executable file"):
         check_scripts([tmp_path / "missing"])
     assert check_scripts([script(tmp_path / "ok", "true\n")]) == [tmp_path / "ok"]
+
+
+def test_a_script_that_leaves_a_process_behind_does_not_hold_the_next_transition(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    forks = script(tmp_path / "forks", f'sleep 30 &\necho "$2" >> {out}\n')
+
+    async def scenario() -> None:
+        notifier = Notifier([forks], timeout=20)
+        notifier.tell(transition("active"))
+        notifier.tell(transition("standby"))
+        while len(out.read_text().splitlines() if out.exists() else []) < 2:
+            await asyncio.sleep(0.01)
+        await notifier.stop()
+
+    started = time.perf_counter()
+    asyncio.run(scenario())
+    assert time.perf_counter() - started < 5
+    assert out.read_text() == "active\nstandby\n"

@@ -140,9 +140,10 @@ class Agent:
         """The operations written since that read began."""
         self._owned: set[str] = set()
         """The services this agent writes, as of the last round."""
-        self._changed_elsewhere: set[str] = set()
-        """Services the source changed while another agent wrote them: when they come to this agent, they are
-        planned and written before the rest of what it takes over."""
+        self._changed_elsewhere: dict[str, float] = {}
+        """Services the source changed while another agent wrote them, and when: those that come to this agent
+        within a lease time of their change (their owner may have died before writing it) are planned and written
+        before the rest of what it takes over."""
         self._writing = asyncio.Lock()
         self._views: tuple[list[str], dict[str, list[str]]] = ([], {})
         self._mine: dict[str, bool] = {}
@@ -354,17 +355,21 @@ class Agent:
                   for key in (services.keys() if full or moved else changed & services.keys())}
         mine = self.mine(set(owners.values()))
         considered = {key for key, owned_by in owners.items() if owned_by in mine}
+        now = time.monotonic()
+        self._changed_elsewhere = {key: at for key, at in self._changed_elsewhere.items()
+                                   if now - at < self.options.lease_ttl and key in services}
         if full:
             self._owned = set(considered)
-            self._changed_elsewhere &= services.keys()
         elif moved:
             owned, self._owned = self._owned, considered
             considered = (considered - owned) | (considered & changed)
         else:  # in place: what changed alone is touched
             self._owned -= changed
             self._owned |= considered
-            self._changed_elsewhere |= owners.keys() - considered
-        first, self._changed_elsewhere = considered & self._changed_elsewhere, self._changed_elsewhere - considered
+            self._changed_elsewhere.update(dict.fromkeys(owners.keys() - considered, now))
+        first = considered & self._changed_elsewhere.keys()
+        for key in considered:
+            self._changed_elsewhere.pop(key, None)
         self.metrics.services_owned.set(len(self._owned))
         self.addresses.begin()
         plans: dict[str, list[Operation]] = {}

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from tandem.api.collections import QUERIED, Page, paged
-from tandem.api.deps import DeviceDep, PrincipalDep
+from tandem.api.deps import DeviceDep, PrincipalDep, principal
 from tandem.api.openapi import errors
 from tandem.api.responses import JSON
 from tandem.device import Device
+from tandem.errors import ApiError
 from tandem.failover.status import FailoverStatus
 from tandem.models.cluster import TrafficGroup
 from tandem.models.fields import NAME_PATTERN
@@ -67,22 +68,33 @@ async def failover_status(device: DeviceDep, _: PrincipalDep) -> JSON:
                              "description": "With watch=true: the last `limit` transitions, then each as it happens, "
                                             "as server-sent events (`event: transition`, the record as JSON `data`)"
                                             "; a comment line every 15 s while none happens"}})
-async def failover_events(device: DeviceDep, _: PrincipalDep, traffic_group: str | None = None,
+async def failover_events(request: Request, device: DeviceDep, _: PrincipalDep, traffic_group: str | None = None,
                           limit: Annotated[int, Query(ge=0, le=10_000)] = 100, watch: bool = False) -> Response:
-    records = device.failover.events(limit, traffic_group) if limit else []
     if not watch:
+        records = device.failover.events(limit, traffic_group) if limit else []
         return JSON({"records": records, "num_records": len(records), "next": None})
-    last = device.failover.events(1)
-    return StreamingResponse(_event_stream(device, traffic_group, records, last[-1].id if last else 0),
+    last = device.failover.events(1)  # first: an event recorded meanwhile is streamed, not lost between the two
+    after = last[-1].id if last else 0
+    shown = [event for event in device.failover.events(limit, traffic_group) if event.id <= after] if limit else []
+    device.failover.may_watch()  # 503 when too many streams are open
+    return StreamingResponse(_event_stream(request, device, traffic_group, shown, after),
                              media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
-async def _event_stream(device: Device, traffic_group: str | None, shown: list[FailoverEvent],
+async def _event_stream(request: Request, device: Device, traffic_group: str | None, shown: list[FailoverEvent],
                         after: int) -> AsyncIterator[bytes]:
-    for event in shown:
-        yield _sse(event)
-    async for event in device.failover.watch(traffic_group, after, KEEPALIVE):
-        yield b": keep-alive\n\n" if event is None else _sse(event)
+    with device.failover.watching():
+        for event in shown:
+            yield _sse(event)
+        async for event in device.failover.watch(traffic_group, after, KEEPALIVE):
+            if event is not None:
+                yield _sse(event)
+                continue
+            try:  # the caller's credentials still hold (not logged out, not deleted, the token not expired)
+                await principal(request)
+            except ApiError:
+                return
+            yield b": keep-alive\n\n"
 
 
 def _sse(event: FailoverEvent) -> bytes:

@@ -107,7 +107,7 @@ def heartbeat_line(status: Mapping[str, Any]) -> str:
         detection = "dead after " + (", ".join(
             f"{format_value(path.get('deadline_s'))} s ({name}: {path.get('lost', 0)} lost,"
             f" {path.get('longest_lost_run', 0)} in a row, {format_value(path.get('latest_ms'))} ms late at most)"
-            for name, path in sorted(paths.items())) or "3 intervals (adaptive)")
+            for name, path in sorted(paths.items())) or "3.1 intervals (adaptive)")
     return f"heartbeats every {format_value(beat.get('interval'))} s, {detection}: {counters}"
 
 
@@ -177,7 +177,8 @@ def failover_events(
     ctx: typer.Context,
     traffic_group: Annotated[str | None, typer.Option(
         "--traffic-group", "-t", show_default=False, help="Only this traffic group's events.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="The latest N events.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10_000,
+                                       help="The latest N events (0: none, with --follow).")] = 100,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Then each transition as it happens, until interrupted (one line each; JSON lines "
         "with --output json).")] = False,

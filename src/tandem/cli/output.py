@@ -163,7 +163,8 @@ class Output:
     def stream(self, record: Mapping[str, Any], columns: Sequence[Column]) -> None:
         """One record of a stream as it comes: a JSON line, or its columns on one line."""
         if self.json:
-            self.print_json(dict(record))
+            sys.stdout.write(json.dumps(dict(record), separators=(",", ":"), default=str) + "\n")
+            sys.stdout.flush()
             return
         self.out.print(Text("  ".join(column.cell(record) for column in columns)), soft_wrap=True)
 

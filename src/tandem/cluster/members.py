@@ -108,13 +108,13 @@ class ClusterMembers:
 
     async def _until_heard(self, record: TrustedDevice, offline: bool) -> None:
         """Until the member's heartbeats say whether it is `offline` as expected (it took the change), so that
-        its view is up to date; at most the silence it is allowed (or HEAR_WAIT), and only for a member this device
+        its view is up to date; at most HEAR_WAIT (less when the member falls silent), and only for a member this device
         hears."""
         failover = self._failover
         group = failover.device_group()
         if record.id == self._domain.device_id or group is None or record.name not in group.members:
             return
-        deadline = time.monotonic() + min(failover.silence_allowed(record.id), HEAR_WAIT)
+        deadline = time.monotonic() + HEAR_WAIT
         while time.monotonic() < deadline:
             silent = failover.last_heard(record.id)
             if (silent is None or silent >= failover.silence_allowed(record.id)

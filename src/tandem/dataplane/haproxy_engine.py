@@ -185,24 +185,25 @@ class HaproxyEngine:
 
     def stats(self) -> dict[str, Any]:
         """Counters and health, shaped as `BuiltinEngine.stats()` (plus `requests` per virtual server)."""
+        served, errors, wanted = self._served, self.errors, self._wanted  # once: this may run on another thread
         rows = {(row.get("pxname"), row.get("svname")): row for row in self._rows}
         virtuals: dict[str, Any] = {}
         pools: dict[str, dict[str, Any]] = {}
-        for key, error in self.errors.items():
-            virtual = self._wanted.get(key)
+        for key, error in errors.items():
+            virtual = wanted.get(key)
             if virtual is not None:
                 virtuals[key] = {"address": virtual.address, "port": virtual.port,
                                  "pool": virtual.pool.key if virtual.pool is not None else None,
                                  "listening": False, "error": error} | _counters({}) | {"requests": 0}
-        if self._served is None:
+        if served is None:
             return {"virtuals": virtuals, "pools": pools}
-        rendering = self._served.rendering
-        for key, virtual in self._served.virtuals.items():
+        rendering = served.rendering
+        for key, virtual in served.virtuals.items():
             row = rows.get((rendering.frontends[key], "FRONTEND"), {})
             virtuals[key] = {"address": virtual.address, "port": virtual.port,
                              "pool": virtual.pool.key if virtual.pool is not None else None,
                              "listening": bool(row) and row.get("status") == "OPEN",
-                             "error": self.errors.get(key)} | _counters(row) | {"requests": _int(row, "req_tot")}
+                             "error": errors.get(key)} | _counters(row) | {"requests": _int(row, "req_tot")}
             served_pools = [virtual.pool] + [rule.pool for rule in virtual.rules]
             for pool in served_pools:
                 if pool is None or pool.key in pools:

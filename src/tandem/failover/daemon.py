@@ -139,6 +139,7 @@ class Failover:
                 await cancel(task)
             for expiry in self._expiries.values():
                 expiry.cancel()
+            self._evaluate_in(None)
             self._transport.close()
             self._save_replay_state()
             await self._release_all()
@@ -155,8 +156,8 @@ class Failover:
             answer = self._force_standby(message["traffic_group"])
         elif kind == "online":  # the operator brings the device back: its forced standbys end too
             self.declined.clear()
-            self.evaluate()
-            self._send()
+            if not self.evaluate():
+                self._send()
             answer = {}
         else:
             raise ValueError(f"unknown message {kind!r}")
@@ -173,8 +174,8 @@ class Failover:
         self.config = config
         self._addresses_wanted.set()
         self._mirror_wanted.set()
-        self.evaluate()
-        self._send()
+        if not self.evaluate():
+            self._send()
         self._tell_dataplane()
 
     def _timers(self) -> tuple[float, float | None]:
@@ -198,8 +199,8 @@ class Failover:
         """A heartbeat every interval, on a fixed cadence (the time taken by the work does not add up)."""
         due = time.monotonic()
         while True:
-            self.evaluate()
-            self._send()
+            if not self.evaluate():
+                self._send()
             interval = self._timers()[0]
             now = time.monotonic()
             if now - due > interval / 2:
@@ -285,11 +286,12 @@ class Failover:
                               said.state if said else STANDBY, bool(said and said.declined)))
         return out
 
-    def evaluate(self) -> None:
-        """Apply the rule to every traffic group; record and announce every transition."""
+    def evaluate(self) -> bool:
+        """Apply the rule to every traffic group; record and announce every transition (a heartbeat sent at
+        once: whether one was)."""
         config = self.config
         if config is None:
-            return
+            return False
         now = time.monotonic()
         listen_for = first_deadline(*self._timers())
         if self.out_of_service:
@@ -310,8 +312,9 @@ class Failover:
             if me is None:
                 continue
             failback_in = traffic_group.failback_delay - in_service_for
+            # (a group shrunk to two members after quorum was set: a majority of two would leave no one serving)
             state, reason = decide(me, members, list(traffic_group.ha_order), traffic_group.auto_failback,
-                                   failback_in, traffic_group.quorum)
+                                   failback_in, traffic_group.quorum and len(members) >= 3)
             if failback_in > 0 and traffic_group.auto_failback:
                 failback_waits.append(failback_in)
             if state == ACTIVE and listening and me.state != ACTIVE:
@@ -336,6 +339,7 @@ class Failover:
             self._report_now()
             if transitions:  # the others hear of it now, not up to an interval later (as VRRP adverts at once)
                 self._send()
+        return transitions
 
     def _evaluate_in(self, seconds: float | None) -> None:
         """Evaluate again in `seconds` (a failback delay then over), in place of any such evaluation planned."""
@@ -370,8 +374,8 @@ class Failover:
         if self.states.get(traffic_group) != ACTIVE:
             return {"code": "conflict"}
         self.declined.add(traffic_group)
-        self.evaluate()
-        self._send()
+        if not self.evaluate():
+            self._send()
         return {"code": "ok"}
 
     # -- what this device serves -----------------------------------------------------------------------
@@ -524,8 +528,8 @@ class Failover:
         now_out = self.out_of_service
         if self._reported_out != now_out:
             self._reported_out = now_out
-            self.evaluate()
-            self._send()
+            if not self.evaluate():
+                self._send()
             self._report_now()
 
     def _tell_dataplane(self, force: bool = False) -> None:

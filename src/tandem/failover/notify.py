@@ -3,16 +3,19 @@
 Each script named with `tandem serve --notify PATH` runs, for every transition of this device, as
 `PATH TRAFFIC_GROUP NEW_STATE` with the transition in its environment (`TANDEM_DEVICE`,
 `TANDEM_TRAFFIC_GROUP`, `TANDEM_FROM_STATE`, `TANDEM_TO_STATE`, `TANDEM_REASON`, `TANDEM_AT`: seconds since
-the epoch), without a shell. Scripts run in the background, at the management priority (never the failover
-process's real-time one) and in the order of the transitions, one transition at a time: nothing they do delays
-a heartbeat. One still running after `timeout` seconds is killed. A failure (exit code, timeout, a script
-that cannot start) is a warning line, its output's last line quoted.
+the epoch), without a shell, its output discarded (a script keeps its own log). Scripts run in the background,
+at the management priority (never the failover process's real-time one) and in the order of the transitions,
+one transition at a time: nothing they do delays a heartbeat. A script still running after `timeout` seconds
+is killed with its process group (what it started in the background and left running once it exited is its
+own). A failure (exit code, timeout, a script that cannot start) is a warning line.
 """
 
 import asyncio
 import contextlib
 import logging
 import os
+import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,29 +92,35 @@ class Notifier:
         while True:
             transition = await self._queue.get()
             for script in self.scripts:
-                await self._one(script, transition)
+                try:
+                    await self._one(script, transition)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the next transitions still run theirs
+                    log.exception("notify script %s failed", script)
 
     async def _one(self, script: Path, transition: Transition) -> None:
         environment = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **transition.environment()}
         try:
             process = await asyncio.create_subprocess_exec(
                 str(script), transition.traffic_group, transition.to_state, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=environment,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=environment,
                 preexec_fn=_script_priority, start_new_session=True)
-        except OSError as error:
+        except (OSError, subprocess.SubprocessError) as error:
             log.warning("notify script %s cannot start: %s", script, error)
             return
         try:
             async with asyncio.timeout(self.timeout):
-                output, _ = await process.communicate()
-        except TimeoutError:
+                code = await process.wait()
+        except BaseException as error:  # its time is up, or the failover process stops: the script goes too
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 9)
-            await process.wait()
+                os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.shield(process.wait())
+            if not isinstance(error, TimeoutError):
+                raise
             log.warning("notify script %s (traffic group %r to %s) killed after %.0f s", script,
                         transition.traffic_group, transition.to_state, self.timeout)
             return
-        if process.returncode != 0:
-            last = output.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            log.warning("notify script %s (traffic group %r to %s) exited with %d: %r", script,
-                        transition.traffic_group, transition.to_state, process.returncode, last[0][:200])
+        if code != 0:
+            log.warning("notify script %s (traffic group %r to %s) exited with %d", script,
+                        transition.traffic_group, transition.to_state, code)

@@ -2,9 +2,10 @@
 configuration handed over, its state and transitions received (`daemon.py` does the work)."""
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ log = logging.getLogger("tandem.failover")
 DATAPLANE_SOCKET = "run/dataplane.sock"
 """Where the data plane process listens for the failover process, relative to the data directory (the
 working directory of both: Unix socket paths must be short)."""
+MAX_WATCHERS = 32
+"""Event streams (`GET /api/failover/events?watch=true`) open at once on a device at most."""
 ANSWER_TIMEOUT = 5.0
 """Seconds to wait for the failover process to answer a request."""
 
@@ -64,6 +67,7 @@ class FailoverService:
         self._config: FailoverConfig | None = None
         self._recorded = asyncio.Event()
         """Set (and replaced) each time an event is recorded: what watchers of the events wait for."""
+        self._watchers = 0
 
     # -- the process -------------------------------------------------------------------------------
 
@@ -180,9 +184,9 @@ class FailoverService:
     def silence_allowed(self, device_id: str) -> float:
         """Seconds of silence after which `device_id` is gone, as the failover process last judged."""
         peer = self._report.peers.get(device_id) if self._report else None
-        group = self.device_group()
         if peer is not None:
             return peer.path.deadline_s
+        group = self.device_group()
         interval, fixed = (group.heartbeat_interval, group.heartbeat_timeout) if group else (HEARTBEAT_INTERVAL, None)
         return first_deadline(interval, fixed)
 
@@ -240,6 +244,20 @@ class FailoverService:
     def events(self, limit: int, traffic_group: str | None = None) -> list[FailoverEvent]:
         """The last `limit` transitions of this device (of one traffic group), oldest first."""
         return self._store.events(limit, traffic_group)
+
+    def may_watch(self) -> None:
+        """FailoverUnavailable (503) when `MAX_WATCHERS` event streams are open."""
+        if self._watchers >= MAX_WATCHERS:
+            raise FailoverUnavailable(f"{MAX_WATCHERS} event streams are open on this device: try again later")
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Counts an event stream while it is open."""
+        self._watchers += 1
+        try:
+            yield
+        finally:
+            self._watchers -= 1
 
     async def watch(self, traffic_group: str | None, after: int,
                     keepalive: float) -> AsyncIterator[FailoverEvent | None]:
