@@ -15,16 +15,19 @@ Runs with detection at its default (adaptive, failover/detector.py) at heartbeat
 default), 0.05 s and 1 s, each beside keepalived at the same advert interval. Then the stress run: Tandem and
 keepalived on the same two hosts at 0.2 s, a CPU hog on each, the link between them losing 5 % of the heartbeats
 and adverts and holding each 20 +/- 20 ms (tests/netns/impair.py: this kernel has no netem) for 5 minutes;
-every transition either makes is spurious. Needs root, iproute2 and keepalived (apt-get install keepalived;
+every transition either makes is spurious. Before it, the gateway runs: a gateway tracker (host d, every 0.2 s) on
+the traffic group, a's route to it cut (a blackhole route), b active once it outscored a for the score hold
+(0.5 s). Needs root, iproute2 and keepalived (apt-get install keepalived;
 without it the keepalived figures are null). Progress on stderr; last, one JSON line: takeover_median_s,
 takeover_p99_s, fast_takeover_median_s, fast_takeover_p99_s, slow_takeover_median_s, detect_median_s and
 fast_detect_median_s (failure to b's transition to active, the rest being the data plane, the gratuitous ARP and
 the client's polling), keepalived_median_s, keepalived_fast_median_s, keepalived_slow_median_s,
 ratio_vs_keepalived (ours at 0.2 s / keepalived at advert 0.2 s), fast_ratio_vs_keepalived,
-slow_ratio_vs_keepalived, spurious_transitions, keepalived_spurious_transitions, gateway_takeover_s (null: no
-gateway tracker yet), runs, machine.
+slow_ratio_vs_keepalived, spurious_transitions, keepalived_spurious_transitions, gateway_takeover_s (a's tracker
+down to b active: median; gateway_takeover_max_s), gateway_detect_s (the cut to a's tracker down), runs, machine.
 
-    .venv/bin/python bench/failover.py [--runs 20] [--slow-runs 6] [--stress-seconds 300] [--no-keepalived]
+    .venv/bin/python bench/failover.py [--runs 20] [--slow-runs 6] [--gateway-runs 5] [--stress-seconds 300]
+                                       [--no-keepalived]
 """
 
 import argparse
@@ -232,11 +235,51 @@ def stress(work: Path, interval: float, seconds: float, loss: float, delay: floa
         lab.close()
 
 
+GATEWAY_TRACKER = {"type": "gateway", "target": netlab.ADDR["d"], "weight": 50, "interval": 0.2, "timeout": 0.2}
+"""The tracker of the gateway run: host d, pinged every 0.2 s, down after 2 failed checks (its defaults)."""
+
+
+def gateway_runs(work: Path, runs: int) -> tuple[list[float], list[float]]:
+    """`runs` times: a's route to the gateway (host d) cut; the seconds from a's tracker going down to b active (the
+    score hold, 0.5 s, included), and from the cut to the tracker going down (its detection)."""
+    takeovers, detections = [], []
+    lab = netlab.Lab(work / "gateway", others=("d",))
+    try:
+        lab.build()
+        lab.start()
+        lab.form()
+        netlab.check(lab.a.api.patch(f"/api/traffic-groups/{netlab.TRAFFIC_GROUP}", json={
+            "trackers": [GATEWAY_TRACKER], "score_hold": 0.5}), 200)
+        a_ns, route = lab.ns["a"].name, f"{netlab.ADDR['d']}/32"
+        for run in range(runs):
+            netlab.wait_until(lambda: lab.a.failover()["trackers"][0]["up"] and lab.a.state() == "active", 20,
+                              "a active with its gateway tracker up", lab.describe)
+            time.sleep(1.0)
+            cut = time.time()
+            netlab.sh("ip", "-n", a_ns, "route", "add", "blackhole", route)
+            netlab.wait_until(lambda: lab.b.state() == "active", 10, "b active once a lost its gateway", lab.describe)
+            became_active = next(e for e in reversed(lab.b.events()) if e["to_state"] == "active")["at"]
+            down_at = lab.a.failover()["trackers"][0]["changed_at"]
+            takeovers.append(round(became_active - down_at, 4))
+            detections.append(round(down_at - cut, 4))
+            log(f"[gateway] run {run + 1}/{runs}: b active {takeovers[-1]:.3f} s after a's tracker went down "
+                f"({detections[-1]:.3f} s after the cut)")
+            netlab.sh("ip", "-n", a_ns, "route", "del", "blackhole", route)
+            netlab.wait_until(lambda: lab.a.failover()["trackers"][0]["up"], 10, "a's gateway tracker up again")
+            netlab.check(lab.b.api.post(f"/api/failover/traffic-groups/{netlab.TRAFFIC_GROUP}/force-standby"), 200)
+            lab.wait_roles("a", 20)
+            netlab.check(lab.b.api.post("/api/failover/online"), 200)
+    finally:
+        lab.close()
+    return takeovers, detections
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="failures at 0.2 s and at 0.05 s")
     parser.add_argument("--slow-runs", type=int, default=6, help="failures at 1 s")
     parser.add_argument("--stress-seconds", type=float, default=300.0)
+    parser.add_argument("--gateway-runs", type=int, default=5)
     parser.add_argument("--no-keepalived", action="store_true", help="skip the keepalived reference")
     args = parser.parse_args()
     reason = netlab.available()
@@ -254,6 +297,7 @@ def main() -> None:
             log(f"tandem {interval} s: median {ours[interval]['median']} s, p99 {ours[interval]['p99']} s "
                 f"({ours[interval]['min']}-{ours[interval]['max']})")
             ka[interval] = None if args.no_keepalived else keepalived(interval, runs)
+        gateway, gateway_detect = gateway_runs(Path(work), args.gateway_runs)
         calm = stress(Path(work), 0.2, args.stress_seconds, loss=0.05, delay=0.02, jitter=0.02,
                       with_keepalived=not args.no_keepalived)
 
@@ -272,7 +316,8 @@ def main() -> None:
         "ratio_vs_keepalived": ratio(0.2), "fast_ratio_vs_keepalived": ratio(0.05),
         "slow_ratio_vs_keepalived": ratio(1.0),
         **calm, "stress_s": args.stress_seconds, "stress_impairment": {"loss": 0.05, "delay_ms": 20, "jitter_ms": 20},
-        "gateway_takeover_s": None,
+        "gateway_takeover_s": summary(gateway)["median"], "gateway_takeover_max_s": summary(gateway)["max"],
+        "gateway_detect_s": summary(gateway_detect)["median"], "score_hold_s": 0.5,
         "runs": args.runs, "slow_runs": args.slow_runs, "failed_runs": failed, "machine": machine(),
     }))
 

@@ -294,6 +294,14 @@ def at_management_priority() -> None:
     os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), management_nice()))
 
 
+def out_of_realtime() -> None:
+    """In a program the failover process starts (a notify or tracker script), before it runs: out of its real-time
+    scheduling, at the management priority."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    at_management_priority()
+
+
 def share_priority(pid: int) -> None:
     """Give every thread of process `pid` this process's nice value where it is lower than theirs (a program
     started at the management priority, whose traffic is served by `pid`: an HAProxy worker). Threads gone

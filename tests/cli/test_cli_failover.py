@@ -251,3 +251,14 @@ def test_lab_kill_and_start_unknown_names(runner, lab_dir):
     result = runner.invoke(app, ["lab", "kill", "dev-9"])
     assert result.exit_code == 1 and "no device 'dev-9'" in result.stderr
     assert Path(lab_dir / "lab.json").exists()
+
+
+def test_trackers_are_parsed_from_the_command_line():
+    from tandem.cli.failover import parse_tracker
+
+    assert parse_tracker("gateway:198.18.0.1") == {"type": "gateway", "target": "198.18.0.1"}
+    assert parse_tracker("gateway:198.18.0.1:30") == {"type": "gateway", "target": "198.18.0.1", "weight": 30}
+    assert parse_tracker("script:/usr/local/bin/check:20") == {
+        "type": "script", "target": "/usr/local/bin/check", "weight": 20}
+    with pytest.raises(CliError, match="TYPE:TARGET"):
+        parse_tracker("ping:198.18.0.1")

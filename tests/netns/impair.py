@@ -24,18 +24,11 @@ from pathlib import Path
 
 import netlab
 
+from tandem.failover.trackers import internet_checksum
+
 ETH_P_ALL = 0x0003
 IMPAIRED = (17, 112)
 """IP protocols impaired: UDP (Tandem's heartbeats) and VRRP (keepalived's adverts)."""
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _with_checksum(frame: bytes) -> bytes:
@@ -51,7 +44,7 @@ def _with_checksum(frame: bytes) -> bytes:
         return frame
     segment = frame[start:at] + b"\0\0" + frame[at + 2:end]
     pseudo = frame[26:34] + struct.pack("!BBH", 0, frame[23], len(segment))
-    value = _checksum(pseudo + segment) or (0xFFFF if frame[23] == 17 else 0)
+    value = internet_checksum(pseudo + segment) or (0xFFFF if frame[23] == 17 else 0)
     return frame[:at] + struct.pack("!H", value) + frame[at + 2:]
 
 

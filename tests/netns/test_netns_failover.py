@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netlab import VIP, Lab, available, check, formed
+from netlab import ADDR, TRAFFIC_GROUP, VIP, Lab, available, check, formed, sh
 
 from waiting import wait_until
 
@@ -102,3 +102,30 @@ def test_partition_then_heal(lab: Lab) -> None:
     assert answered is not None, (
         f"the virtual server did not answer from a within {TIMEOUT + MARGIN} s of the heal\n{lab.describe()}")
     assert [lab.ask(0.5) for _ in range(5)] == ["a"] * 5
+
+
+def test_a_device_that_loses_its_gateway_hands_the_traffic_group_over(tmp_path: Path) -> None:
+    """A gateway tracker on the traffic group: a's route to the gateway (host d) cut, a scores 50 against b's
+    100, b takes over once its score hold is over and says why; the route back, the scores are equal again and
+    the group stays on b (no auto-failback)."""
+    gateway = ADDR["d"]
+    with formed(Lab(tmp_path, others=("d",)), log_lines=60) as lab:
+        check(lab.a.api.patch(f"/api/traffic-groups/{TRAFFIC_GROUP}", json={"score_hold": 0.5, "trackers": [
+            {"type": "gateway", "target": gateway, "weight": 50, "interval": 0.2, "timeout": 0.2}]}), 200)
+        wait_until(lambda: all([t["up"] for t in host.failover()["trackers"]] == [True] for host in (lab.a, lab.b)),
+                   10, "the gateway tracker up on a and b", lab.describe)
+        sh("ip", "-n", lab.ns["a"].name, "route", "add", "blackhole", f"{gateway}/32")
+        wait_until(lambda: lab.b.state() == "active" and lab.a.state() == "standby", 5,
+                   "b active once a lost its gateway", lab.describe)
+        why = f"a score 50 < b score 100: gateway {gateway} down"
+        assert lab.b.events()[-1]["reason"] == why
+        assert lab.a.events()[-1]["reason"] == f"b is also active: {why}"
+        seen = {m["name"]: (m["score"], m["down"]) for m in lab.b.traffic_group()["members"]}
+        assert seen == {"a": (50, [f"gateway {gateway}"]), "b": (100, [])}, seen
+        [tracker] = lab.a.failover()["trackers"]
+        assert tracker["tracker"] == f"gateway {gateway}" and not tracker["up"] and tracker["why"], tracker
+        wait_until(lambda: lab.ask(0.5) == "b", 5, "the virtual server answering from b")
+        sh("ip", "-n", lab.ns["a"].name, "route", "del", "blackhole", f"{gateway}/32")
+        wait_until(lambda: lab.a.failover()["trackers"][0]["up"], 5, "a's gateway tracker up again")
+        time.sleep(1.0)
+        assert lab.b.state() == "active" and lab.a.state() == "standby", "equal scores: the group stays on b"

@@ -8,8 +8,8 @@ from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide
 ORDER = ["a", "b", "c"]
 
 
-def member(name, state=STANDBY, alive=True, offline=False, declined=False):
-    return Member(name, f"id-{name}", alive, offline, state, declined)
+def member(name, state=STANDBY, alive=True, offline=False, declined=False, score=100, down=()):
+    return Member(name, f"id-{name}", alive, offline, state, declined, score, down)
 
 
 def test_the_first_alive_candidate_takes_over_when_no_one_is_active():
@@ -64,6 +64,22 @@ def test_with_quorum_the_minority_side_serves_nothing():
     assert decide(majority[1], majority, ORDER, False, quorum=True)[0] == ACTIVE
     pair = [member("a", ACTIVE), member("b", alive=False)]
     assert decide(pair[0], pair, ORDER, False, quorum=True)[0] == STANDBY  # 1 of 2 is no majority
+
+
+def test_a_standby_that_outscores_the_active_takes_over_once_its_hold_is_over():
+    members = [member("a", ACTIVE, score=50, down=("gateway 198.18.0.1",)), member("b")]
+    assert decide(members[1], members, ORDER, False, takeover_in=0.3) == (STANDBY, "")
+    assert decide(members[1], members, ORDER, False) == (ACTIVE, "a score 50 < b score 100: gateway 198.18.0.1 down")
+    assert decide(members[0], members, ORDER, False) == (ACTIVE, "")  # it serves until b took over
+    both = [member("a", ACTIVE, score=50, down=("gateway 198.18.0.1",)), member("b", ACTIVE)]
+    assert decide(both[0], both, ORDER, False) == (
+        STANDBY, "b is also active: a score 50 < b score 100: gateway 198.18.0.1 down")
+    assert decide(both[1], both, ORDER, False) == (ACTIVE, "")
+    equal = [member("a"), member("b", ACTIVE)]
+    assert decide(equal[0], equal, ORDER, False) == (STANDBY, "")  # equal scores: HA order and auto-failback rule
+    nobody = [member("a", score=50), member("b")]
+    assert decide(nobody[1], nobody, ORDER, False)[0] == ACTIVE  # no one active: the best score takes it
+    assert decide(nobody[0], nobody, ORDER, False)[0] == STANDBY
 
 
 def test_heartbeats_are_authenticated_and_replays_dropped():

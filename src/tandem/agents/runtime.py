@@ -142,8 +142,8 @@ class Agent:
         """The services this agent writes, as of the last round."""
         self._changed_elsewhere: dict[str, float] = {}
         """Services the source changed while another agent wrote them, and when: those that come to this agent
-        within a lease time of their change (their owner may have died before writing it) are planned and written
-        before the rest of what it takes over."""
+        within two lease times of their change (their owner may have died before writing it, and its lease runs
+        for one more) are planned and written before the rest of what it takes over."""
         self._writing = asyncio.Lock()
         self._views: tuple[list[str], dict[str, list[str]]] = ([], {})
         self._mine: dict[str, bool] = {}
@@ -356,8 +356,8 @@ class Agent:
         mine = self.mine(set(owners.values()))
         considered = {key for key, owned_by in owners.items() if owned_by in mine}
         now = time.monotonic()
-        self._changed_elsewhere = {key: at for key, at in self._changed_elsewhere.items()
-                                   if now - at < self.options.lease_ttl and key in services}
+        self._changed_elsewhere = {key: at for key, at in self._changed_elsewhere.items()  # the owner dead right
+                                   if now - at < 2 * self.options.lease_ttl and key in services}  # after: a lease on
         if full:
             self._owned = set(considered)
         elif moved:

@@ -284,6 +284,44 @@ AddressesOption = Annotated[list[str] | None, typer.Option(
     "--address", "-a", metavar="IP", show_default=False,
     help="A floating address that moves with the traffic group. Repeatable; on update replaces the list.")]
 DescriptionOption = Annotated[str | None, typer.Option("--description", show_default=False, help="Free text.")]
+FailbackDelayOption = Annotated[float | None, typer.Option(
+    "--failback-delay", min=0, max=3600, show_default=False,
+    help="With auto-failback: seconds the preferred device must be in service before it takes the group back.")]
+QuorumOption = Annotated[bool | None, typer.Option(
+    "--quorum/--no-quorum", show_default=False,
+    help="Serve only on a device that hears a majority of the group's members (three or more devices).")]
+TrackOption = Annotated[list[str] | None, typer.Option(
+    "--track", metavar="TYPE:TARGET[:WEIGHT]", show_default=False,
+    help="A tracker: gateway:IPv4 (ICMP echo) or script:/absolute/path (exit 0), weight 1-100 (default 50); a "
+         "device scores 100 less the weights of its trackers down, the group lives on the highest score. "
+         "Repeatable; on update replaces the list.")]
+ScoreHoldOption = Annotated[float | None, typer.Option(
+    "--score-hold", min=0, max=600, show_default=False,
+    help="Seconds a device must outscore the active one before it takes the group over. \\[default: 0.5]")]
+
+
+def parse_tracker(text: str) -> dict[str, Any]:
+    """`gateway:198.18.0.1:30` → {"type": "gateway", "target": "198.18.0.1", "weight": 30}; CliError if malformed."""
+    kind, _, rest = text.partition(":")
+    target, _, weight = rest.rpartition(":") if rest.rpartition(":")[2].isdigit() else (rest, "", "")
+    if kind not in ("gateway", "script") or not target:
+        raise CliError(f"{text!r} is not TYPE:TARGET[:WEIGHT] (gateway:IPv4 or script:/path)", target="--track")
+    return {"type": kind, "target": target, **({"weight": int(weight)} if weight else {})}
+
+
+def _failover_fields(failback_delay: float | None, quorum: bool | None, track: list[str] | None,
+                     score_hold: float | None) -> dict[str, Any]:
+    """The failover options given, as traffic group fields."""
+    fields: dict[str, Any] = {}
+    if failback_delay is not None:
+        fields["failback_delay"] = failback_delay
+    if quorum is not None:
+        fields["quorum"] = quorum
+    if track:
+        fields["trackers"] = [parse_tracker(text) for text in track]
+    if score_hold is not None:
+        fields["score_hold"] = score_hold
+    return fields
 
 
 def parse_names(text: str, option: str = "--ha-order") -> list[str]:
@@ -346,6 +384,10 @@ def traffic_group_create(
     addresses: AddressesOption = None,
     auto_failback: Annotated[bool, typer.Option(
         "--auto-failback", help="Move back to the first device in HA order whenever it can serve.")] = False,
+    failback_delay: FailbackDelayOption = None,
+    quorum: QuorumOption = None,
+    track: TrackOption = None,
+    score_hold: ScoreHoldOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Create a traffic group. Virtual servers join it with `tandem virtual create/update --traffic-group`."""
@@ -364,6 +406,7 @@ def traffic_group_create(
         fields["addresses"] = list(addresses)
     if auto_failback:
         fields["auto_failback"] = True
+    fields |= _failover_fields(failback_delay, quorum, track, score_hold)
     if description is not None:
         fields["description"] = description
     _done(ctx, "created", TrafficGroup(connection=client, **fields).post().to_dict())
@@ -381,6 +424,11 @@ def traffic_group_update(
     auto_failback: Annotated[bool | None, typer.Option(
         "--auto-failback/--no-auto-failback", show_default=False,
         help="Move back to the first device in HA order whenever it can serve, or not.")] = None,
+    failback_delay: FailbackDelayOption = None,
+    quorum: QuorumOption = None,
+    track: TrackOption = None,
+    no_trackers: Annotated[bool, typer.Option("--no-trackers", help="Remove every tracker.")] = False,
+    score_hold: ScoreHoldOption = None,
     description: DescriptionOption = None,
 ) -> None:
     """Change a traffic group: only the options given are sent."""
@@ -399,6 +447,11 @@ def traffic_group_update(
         changes["addresses"] = []
     if auto_failback is not None:
         changes["auto_failback"] = auto_failback
+    if track and no_trackers:
+        raise CliError("--track and --no-trackers contradict each other", target="--track")
+    changes |= _failover_fields(failback_delay, quorum, track, score_hold)
+    if no_trackers:
+        changes["trackers"] = []
     if description is not None:
         changes["description"] = description
     if not changes:

@@ -33,17 +33,19 @@ from tandem.failover.faults import Faults
 from tandem.failover.heartbeat import CLOCK_WINDOW, Counters, GroupState, Heartbeat, Receiver, Sender, seal
 from tandem.failover.mirroring import ConnectionMirror, MirroringReport, MirrorLink, interface_to
 from tandem.failover.notify import DEFAULT_TIMEOUT, Notifier, Transition
-from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, ranked
+from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, in_ha_order, outscores_active
 from tandem.failover.snapshot import (
     FailoverConfig,
     FailoverReport,
     HeartbeatReport,
     MemberReport,
     PeerReport,
+    TrackerReport,
     TrafficGroupConfig,
     TrafficGroupReport,
 )
-from tandem.models.cluster import HEARTBEAT_INTERVAL
+from tandem.failover.trackers import Tracking
+from tandem.models.cluster import FULL_SCORE, HEARTBEAT_INTERVAL
 from tandem.models.fields import parse_host_port
 from tandem.tasks import cancel
 
@@ -98,6 +100,10 @@ class Failover:
         self._in_service_since: float | None = None
         """Since when this device is in service (None: it is not): a failback delay counts from then."""
         self._failback_check: asyncio.TimerHandle | None = None
+        """An evaluation planned for when a failback delay or a score hold is over."""
+        self._outscoring: dict[str, float] = {}
+        """Since when this device, a standby, outscores the active device of each traffic group."""
+        self._tracking = Tracking(self._trackers_changed)
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._control: ipc.Channel | None = None
@@ -145,6 +151,7 @@ class Failover:
             await self._release_all()
             await self._mirror.stop()
             await self._notifier.stop()
+            await self._tracking.stop()
 
     def _handle(self, message: ipc.Message) -> ipc.Message | None:
         """A message of the management process; the state it reports next (before any answer) shows its effect."""
@@ -172,6 +179,7 @@ class Failover:
             self._unsaved.set()
         self._receiver.key = key
         self.config = config
+        self._tracking.configure(t for group in config.traffic_groups for t in group.trackers)
         self._addresses_wanted.set()
         self._mirror_wanted.set()
         if not self.evaluate():
@@ -213,8 +221,12 @@ class Failover:
         if config is None or config.group is None or self._transport is None or self._sender is None:
             return
         assert self._receiver is not None
-        heartbeat = self._sender.next(self.out_of_service, {
-            name: GroupState(state=state, declined=name in self.declined) for name, state in self.states.items()})
+        trackers = {t.name: t.trackers for t in config.traffic_groups}
+        groups = {}
+        for name, state in self.states.items():
+            score, down = self._tracking.score(trackers.get(name, ()))
+            groups[name] = GroupState(state=state, declined=name in self.declined, score=score, down=down)
+        heartbeat = self._sender.next(self.out_of_service, groups)
         datagram = seal(self._receiver.key, heartbeat)
         self.counters.sent += 1
         for peer in config.peers:
@@ -276,14 +288,17 @@ class Failover:
         out = []
         for peer in config.peers:
             if peer.id == config.device_id:
+                score, down = self._tracking.score(traffic_group.trackers)
                 out.append(Member(peer.name, peer.id, True, self.out_of_service,
-                                  self.states.get(traffic_group.name, STANDBY), traffic_group.name in self.declined))
+                                  self.states.get(traffic_group.name, STANDBY), traffic_group.name in self.declined,
+                                  score, down))
                 continue
             heard_at, heartbeat = self._heard.get(peer.id, (0.0, None))
             alive = heartbeat is not None and now - heard_at < self._deadline(peer.id, now)
             said = heartbeat.groups.get(traffic_group.name) if alive and heartbeat else None
             out.append(Member(peer.name, peer.id, alive, bool(alive and heartbeat and heartbeat.offline),
-                              said.state if said else STANDBY, bool(said and said.declined)))
+                              said.state if said else STANDBY, bool(said and said.declined),
+                              said.score if said else FULL_SCORE, said.down if said else ()))
         return out
 
     def evaluate(self) -> bool:
@@ -301,7 +316,7 @@ class Failover:
         in_service_for = now - max(self._in_service_since or now, self._started)
         transitions = False
         names = set()
-        failback_waits = []
+        waits = []
         for traffic_group in config.traffic_groups if config.group else ():
             name = traffic_group.name
             names.add(name)
@@ -312,11 +327,16 @@ class Failover:
             if me is None:
                 continue
             failback_in = traffic_group.failback_delay - in_service_for
+            if outscores_active(me, members, list(traffic_group.ha_order)):
+                takeover_in = traffic_group.score_hold - (now - self._outscoring.setdefault(name, now))
+            else:
+                self._outscoring.pop(name, None)
+                takeover_in = 0.0
             # (a group shrunk to two members after quorum was set: a majority of two would leave no one serving)
             state, reason = decide(me, members, list(traffic_group.ha_order), traffic_group.auto_failback,
-                                   failback_in, traffic_group.quorum and len(members) >= 3)
-            if failback_in > 0 and traffic_group.auto_failback:
-                failback_waits.append(failback_in)
+                                   failback_in, traffic_group.quorum and len(members) >= 3, takeover_in)
+            waits += [wait for wait, waiting in ((failback_in, traffic_group.auto_failback), (takeover_in, True))
+                      if waiting and wait > 0]
             if state == ACTIVE and listening and me.state != ACTIVE:
                 state, reason = STANDBY, ""  # just started: first hear who is active
             elif state == OFFLINE:
@@ -325,7 +345,9 @@ class Failover:
         for name in set(self.states) - names:
             transitions |= self._transition(name, None, "traffic group removed or this device left its group")
         changed = transitions
-        self._evaluate_in(min(failback_waits, default=None))
+        self._evaluate_in(min(waits, default=None))
+        for name in set(self._outscoring) - names:
+            del self._outscoring[name]
         for name in set(self._seen) - names:
             del self._seen[name]
         alive = {d for d, (at, _) in self._heard.items() if now - at < self._deadline(d, now)}
@@ -341,8 +363,14 @@ class Failover:
                 self._send()
         return transitions
 
+    def _trackers_changed(self) -> None:
+        """A tracker went up or down: the scores change here and, in a heartbeat sent at once, on the others."""
+        if not self.evaluate():
+            self._send()
+
     def _evaluate_in(self, seconds: float | None) -> None:
-        """Evaluate again in `seconds` (a failback delay then over), in place of any such evaluation planned."""
+        """Evaluate again in `seconds` (a failback delay or a score hold then over), in place of any such evaluation
+        planned."""
         if self._failback_check is not None:
             self._failback_check.cancel()
             self._failback_check = None
@@ -600,9 +628,10 @@ class Failover:
                 name=traffic_group.name, state=self.states.get(traffic_group.name, STANDBY),
                 active_device=next((m.name for m in members if m.alive and m.state == ACTIVE), None),
                 declined=traffic_group.name in self.declined,
-                ha_order=tuple(m.name for m in ranked(members, list(traffic_group.ha_order))),
+                ha_order=tuple(m.name for m in in_ha_order(members, list(traffic_group.ha_order))),
                 members=tuple(MemberReport(name=m.name, id=m.device_id, alive=m.alive, offline=m.offline,
-                                           state=m.state, last_heard_s=self._age(m.device_id, now)) for m in members),
+                                           state=m.state, last_heard_s=self._age(m.device_id, now), score=m.score,
+                                           down=m.down) for m in members),
                 mirroring=(self._mirroring or MirroringReport.not_mirroring("a group of two devices mirrors"))
                 if traffic_group.mirroring else None))
         peers = {p.id: PeerReport(name=p.name, last_heard_s=self._age(p.id, now),
@@ -610,12 +639,14 @@ class Failover:
                                   path=self._detector(p.id).report(now))
                  for p in config.peers if p.id != config.device_id}
         silence = self.dataplane_silence
+        trackers = tuple(TrackerReport(f"{key[0]} {key[1]}", state.up, state.why, state.changed_at)
+                         for key, state in sorted(self._tracking.states.items()))
         return FailoverReport(
             out_of_service=self.out_of_service, reason=self._why_out() if self.out_of_service else "",
             heartbeat=HeartbeatReport(interval, timeout, dataclasses.replace(self.counters)),
             traffic_groups=tuple(groups), peers=peers, addresses=tuple(sorted(self.held)),
             address_errors=self.address_faults.messages(),
-            dataplane_silent_s=round(silence, 3) if silence is not None else None)
+            dataplane_silent_s=round(silence, 3) if silence is not None else None, trackers=trackers)
 
     def _age(self, device_id: str, now: float) -> float | None:
         if self.config is None or device_id == self.config.device_id or device_id not in self._heard:

@@ -7,11 +7,14 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tandem.models.cluster import FULL_SCORE
 
 TAG_BYTES = 32
 MAX_DATAGRAM = 8192
@@ -30,6 +33,9 @@ class GroupState(BaseModel):
 
     state: str = Field(pattern=r"^(active|standby|offline)$")
     declined: bool = False
+    score: int = Field(FULL_SCORE, ge=0, le=FULL_SCORE)
+    down: tuple[Annotated[str, Field(max_length=300)], ...] = Field((), max_length=16)
+    """The sender's trackers of the group that are down."""
 
 
 class Heartbeat(BaseModel):

@@ -29,14 +29,6 @@ QUEUED = 1000
 """Transitions waiting for their scripts at most (more are dropped, with a warning: a script that hangs)."""
 
 
-def _script_priority() -> None:
-    """In a script before it runs: out of the failover process's real-time scheduling, at the management
-    priority."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    ipc.at_management_priority()
-
-
 def check_scripts(paths: list[Path]) -> list[Path]:
     """The scripts as absolute paths; ValueError (saying which) unless each is an executable file."""
     checked = []
@@ -105,7 +97,7 @@ class Notifier:
             process = await asyncio.create_subprocess_exec(
                 str(script), transition.traffic_group, transition.to_state, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=environment,
-                preexec_fn=_script_priority, start_new_session=True)
+                preexec_fn=ipc.out_of_realtime, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as error:
             log.warning("notify script %s cannot start: %s", script, error)
             return

@@ -136,7 +136,7 @@ class FailoverService:
             traffic_groups=tuple(
                 TrafficGroupConfig(t.name, tuple(t.ha_order), t.auto_failback,
                                    tuple(sorted({*t.addresses, *self._virtual_addresses.get(t.name, ())})),
-                                   t.mirroring, t.failback_delay, t.quorum)
+                                   t.mirroring, t.failback_delay, t.quorum, tuple(t.trackers), t.score_hold)
                 for t in self.traffic_groups()),
             standalone_addresses=self._standalone_addresses, offline=self.offline, evacuated=self.evacuated)
 
@@ -218,7 +218,8 @@ class FailoverService:
             reported = self._reported_group(traffic_group.name)
             members = tuple(
                 TrafficGroupMember(m.name, m.alive, m.offline, m.state,
-                             None if m.last_heard_s is None else round(m.last_heard_s + elapsed, 3))
+                                   None if m.last_heard_s is None else round(m.last_heard_s + elapsed, 3),
+                                   m.score, m.down)
                 for m in (reported.members if reported else ()))
             groups.append(TrafficGroupStatus(
                 name=traffic_group.name, state=reported.state if reported else STANDBY,
@@ -239,7 +240,7 @@ class FailoverService:
                        "detection": "adaptive" if timeout is None else "fixed",
                        "peers": {peer.name: vars(peer.path) for peer in report.peers.values()} if report else {}},
             dataplane=DataplaneStatus(answering=report is not None and silent_s is None, silent_s=silent_s),
-            process=self._child.status(), traffic_groups=tuple(groups))
+            process=self._child.status(), traffic_groups=tuple(groups), trackers=report.trackers if report else ())
 
     def events(self, limit: int, traffic_group: str | None = None) -> list[FailoverEvent]:
         """The last `limit` transitions of this device (of one traffic group), oldest first."""

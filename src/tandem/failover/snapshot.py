@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 from tandem.failover.detector import PathReport
 from tandem.failover.heartbeat import Counters
 from tandem.failover.mirroring import MirroringReport
-from tandem.models.cluster import HEARTBEAT_INTERVAL
+from tandem.models.cluster import FULL_SCORE, HEARTBEAT_INTERVAL, Tracker
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class TrafficGroupConfig:
     mirroring: bool = False
     failback_delay: float = 0.0
     quorum: bool = False
+    trackers: tuple[Tracker, ...] = ()
+    score_hold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class MemberReport:
     state: str
     last_heard_s: float | None
     """Seconds since its last heartbeat when the report was made (None: this device, or never heard)."""
+    score: int = FULL_SCORE
+    down: tuple[str, ...] = ()
+    """Its trackers of the group that are down."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,19 @@ class PeerReport:
 
 
 @dataclass(frozen=True)
+class TrackerReport:
+    """One of this device's trackers."""
+
+    tracker: str
+    """`gateway 198.18.0.1`, `script /usr/local/bin/check`."""
+    up: bool
+    why: str
+    """Why it is down."""
+    changed_at: float | None
+    """When it last went up or down (seconds since the epoch; None: never)."""
+
+
+@dataclass(frozen=True)
 class HeartbeatReport:
     interval: float
     timeout: float | None
@@ -124,6 +142,7 @@ class FailoverReport:
     address_errors: dict[str, str]
     dataplane_silent_s: float | None
     """Seconds the data plane process has not answered (None: it answers)."""
+    trackers: tuple[TrackerReport, ...] = ()
 
     def traffic_group(self, name: str) -> TrafficGroupReport | None:
         return next((t for t in self.traffic_groups if t.name == name), None)

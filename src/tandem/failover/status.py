@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tandem.failover.mirroring import MirroringReport
+from tandem.failover.snapshot import TrackerReport
 from tandem.ipc import ProcessStatus
+from tandem.models.cluster import FULL_SCORE
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,10 @@ class TrafficGroupMember:
     state: str
     last_heard_s: float | None
     """Seconds since its last heartbeat (None: this device, or never heard)."""
+    score: int = FULL_SCORE
+    """Its score for the traffic group (`FULL_SCORE` less the weights of its trackers down)."""
+    down: tuple[str, ...] = ()
+    """Its trackers of the group that are down."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +65,5 @@ class FailoverStatus:
     dataplane: DataplaneStatus
     process: ProcessStatus
     traffic_groups: tuple[TrafficGroupStatus, ...]
+    trackers: tuple[TrackerReport, ...] = ()
+    """This device's trackers (those its traffic groups name): up or down, why, since when."""

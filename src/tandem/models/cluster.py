@@ -1,5 +1,6 @@
 """Models of clustering: trusted devices, device groups, and adding a device to trust."""
 
+import ipaddress
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -52,6 +53,45 @@ class DeviceGroup(BaseModel):
         return self
 
 
+TrackerType = Literal["gateway", "script"]
+FULL_SCORE = 100
+"""A traffic group's score on a device whose trackers are all up."""
+
+
+class Tracker(BaseModel):
+    """Something each device checks of its own surroundings for a traffic group: a device whose trackers are down
+    scores less (`FULL_SCORE` less their weights), and the group lives on the highest-scoring device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: TrackerType
+    """`gateway`: ICMP echo to `target` (an IPv4 address) answered within `timeout`; `script`: the executable
+    `target` (an absolute path, run without a shell) exits 0 within `timeout`."""
+    target: str = Field(min_length=1, max_length=255)
+    weight: int = Field(50, ge=1, le=FULL_SCORE)
+    interval: float = Field(0.5, ge=0.1, le=60)
+    timeout: float = Field(0.5, ge=0.05, le=60)
+    fall: int = Field(2, ge=1, le=10)
+    """Checks failed in a row before the tracker is down."""
+    rise: int = Field(2, ge=1, le=10)
+    """Checks passed in a row before it is up again."""
+
+    @model_validator(mode="after")
+    def _target(self) -> Self:
+        if self.type == "gateway":
+            try:
+                if ipaddress.ip_address(self.target).version != 4:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"target: a gateway tracker checks an IPv4 address, not {self.target!r}") from None
+        elif not self.target.startswith("/") or not self.target.isprintable():
+            raise ValueError("target: a script tracker runs an absolute path (without control characters)")
+        return self
+
+    def describe(self) -> str:
+        return f"{self.type} {self.target}"
+
+
 class TrafficGroup(BaseModel):
     """Floating addresses and the virtual servers on them, active on exactly one device of a sync-failover group."""
 
@@ -68,6 +108,9 @@ class TrafficGroup(BaseModel):
     quorum: bool = False
     """A device that does not hear a majority of the group's members (itself included) gives the traffic group
     up: with three or more devices, the side of a partition left in the minority serves nothing."""
+    trackers: list[Tracker] = Field(default_factory=list, max_length=16)
+    score_hold: float = Field(0.5, ge=0, le=600)
+    """Seconds a standby must outscore the active device before it takes the group over (no flapping)."""
     mirroring: bool = False
     """Mirror the kernel's state of its connections to the other device of a group of two (conntrackd), so that
     connections the kernel translates (the nftables engine) keep going after a takeover."""

@@ -35,7 +35,8 @@ class TrafficGroup(Resource):
 
     Fields: `name`, `device_group` (a sync-failover group), `ha_order` (device names, most preferred
     first), `addresses` (floating addresses besides the virtual servers' own), `auto_failback`,
-    `description`.
+    `failback_delay`, `quorum`, `trackers` (`[{"type": "gateway", "target": "198.18.0.1", "weight": 50}]`),
+    `score_hold`, `mirroring`, `description`.
     """
 
     _model = cluster.TrafficGroup
