@@ -2,7 +2,9 @@
 
 `loopback` needs no privilege: every 127.0.0.0/8 address is already local on Linux, so there is
 nothing to add (the lab's default). `linux` adds the address to an interface through netlink
-(pyroute2) and announces it with gratuitous ARP so that neighbours send to this host at once.
+(pyroute2) and announces it so that neighbours send to this host at once: gratuitous ARP for IPv4,
+unsolicited neighbour advertisements for IPv6 (added without duplicate address detection, which would keep
+it unusable for a second: the address is this device's by the failover rule).
 """
 
 import contextlib
@@ -17,6 +19,8 @@ from typing import Protocol
 log = logging.getLogger("tandem.addresses")
 
 GARP_COUNT = 3
+IFA_F_NODAD = 0x02
+ALL_NODES = "ff02::1"
 
 
 class AddressProvider(Protocol):
@@ -44,7 +48,8 @@ class LoopbackAddresses:
 
 
 class LinuxAddresses:
-    """Addresses on a Linux interface (host prefix), announced by gratuitous ARP. Needs CAP_NET_ADMIN."""
+    """Addresses on a Linux interface (host prefix), announced by gratuitous ARP or unsolicited neighbour
+    advertisements. Needs CAP_NET_ADMIN and CAP_NET_RAW."""
 
     def __init__(self, interface: str) -> None:
         from pyroute2 import IPRoute  # only where addresses move: it is slow to import
@@ -63,7 +68,8 @@ class LinuxAddresses:
         ip = ipaddress.ip_address(address)
         with IPRoute() as ipr:
             try:
-                ipr.addr("add", index=self._index, address=address, prefixlen=ip.max_prefixlen)
+                ipr.addr("add", index=self._index, address=address, prefixlen=ip.max_prefixlen,
+                         **({"flags": IFA_F_NODAD} if ip.version == 6 else {}))
             except NetlinkError as error:
                 if error.code != errno.EEXIST:
                     raise
@@ -84,10 +90,12 @@ class LinuxAddresses:
         log.info("removed %s from %s", address, self.interface)
 
     def announce(self, address: str) -> None:
-        """Gratuitous ARP, request and reply forms, a few times: neighbours update their caches."""
-        if ipaddress.ip_address(address).version != 4:
-            return
+        """Gratuitous ARP (request and reply forms) or unsolicited neighbour advertisements, a few times:
+        neighbours update their caches."""
         mac = bytes.fromhex(Path(f"/sys/class/net/{self.interface}/address").read_text().strip().replace(":", ""))
+        if ipaddress.ip_address(address).version == 6:
+            self._advertise(address, mac)
+            return
         ip = socket.inet_aton(address)
         broadcast = b"\xff" * 6
         frames = []
@@ -99,6 +107,17 @@ class LinuxAddresses:
             for _ in range(GARP_COUNT):
                 for frame in frames:
                     raw.send(frame)
+
+    def _advertise(self, address: str, mac: bytes) -> None:
+        """Unsolicited neighbour advertisements (RFC 4861 7.2.6) to all nodes: override set, this interface's
+        link-layer address; the kernel computes the ICMPv6 checksum."""
+        target = ipaddress.IPv6Address(address).packed
+        advert = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + target + struct.pack("!BB", 2, 1) + mac
+        with contextlib.closing(socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)) as raw:
+            raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self._index)
+            for _ in range(GARP_COUNT):
+                raw.sendto(advert, (ALL_NODES, 0, 0, self._index))
 
 
 def provider(kind: str, interface: str | None) -> AddressProvider:
