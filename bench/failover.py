@@ -252,8 +252,8 @@ def gateway_runs(work: Path, runs: int) -> tuple[list[float], list[float]]:
             "trackers": [GATEWAY_TRACKER], "score_hold": 0.5}), 200)
         a_ns, route = lab.ns["a"].name, f"{netlab.ADDR['d']}/32"
         for run in range(runs):
-            netlab.wait_until(lambda: lab.a.failover()["trackers"][0]["up"] and lab.a.state() == "active", 20,
-                              "a active with its gateway tracker up", lab.describe)
+            netlab.wait_until(lambda: [t["up"] for t in lab.a.failover()["trackers"]] == [True]
+                              and lab.a.state() == "active", 20, "a active with its gateway tracker up", lab.describe)
             time.sleep(1.0)
             cut = time.time()
             netlab.sh("ip", "-n", a_ns, "route", "add", "blackhole", route)
@@ -265,7 +265,8 @@ def gateway_runs(work: Path, runs: int) -> tuple[list[float], list[float]]:
             log(f"[gateway] run {run + 1}/{runs}: b active {takeovers[-1]:.3f} s after a's tracker went down "
                 f"({detections[-1]:.3f} s after the cut)")
             netlab.sh("ip", "-n", a_ns, "route", "del", "blackhole", route)
-            netlab.wait_until(lambda: lab.a.failover()["trackers"][0]["up"], 10, "a's gateway tracker up again")
+            netlab.wait_until(lambda: [t["up"] for t in lab.a.failover()["trackers"]] == [True], 10,
+                              "a's gateway tracker up again")
             netlab.check(lab.b.api.post(f"/api/failover/traffic-groups/{netlab.TRAFFIC_GROUP}/force-standby"), 200)
             lab.wait_roles("a", 20)
             netlab.check(lab.b.api.post("/api/failover/online"), 200)

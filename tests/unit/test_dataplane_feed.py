@@ -135,6 +135,7 @@ def test_rounds_that_look_only_at_what_changed_agree_with_a_round_that_reads_eve
             desired = feed.build(keys, {"tg": []})
             fresh = Feed(store).build((), {"tg": []})
             assert desired.objects == fresh.objects and desired.violations == fresh.violations, f"step {step}"
+            assert desired.addresses == fresh.addresses, f"step {step}"
             message = feed.changes(desired)
             if message is not None:
                 catalog.update(message)

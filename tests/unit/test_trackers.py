@@ -23,8 +23,12 @@ def test_a_script_tracker_goes_down_and_up_and_the_score_follows(tmp_path: Path)
     async def scenario() -> list[tuple[int, tuple[str, ...]]]:
         changes = []
         tracking = Tracking(lambda: changes.append(tracking.score([tracker, other])))
+        assert tracking.score([tracker, other]) == (10, (f"script {check}", "script /bin/true"))  # not checked yet
         tracking.configure([tracker, other])
-        await asyncio.sleep(0.5)
+        while len(changes) < 2:  # each checked once
+            await asyncio.sleep(0.05)
+        changes.clear()
+        await asyncio.sleep(0.3)
         flag.unlink()
         while not changes:
             await asyncio.sleep(0.05)

@@ -60,6 +60,9 @@ DeviceOption = Annotated[str | None, typer.Option(
 
 def _member(member: Mapping[str, Any], me: str | None) -> str:
     name = str(member.get("name"))
+    score = member.get("score", 100)
+    if score != 100:  # trackers down: the score and which
+        name += f" (score {score}: {', '.join(member.get('down') or ())} down)"
     if member.get("name") == me:
         return f"{name}: {member.get('state')} (this device)"
     if not member.get("alive"):
@@ -303,9 +306,11 @@ ScoreHoldOption = Annotated[float | None, typer.Option(
 def parse_tracker(text: str) -> dict[str, Any]:
     """`gateway:198.18.0.1:30` → {"type": "gateway", "target": "198.18.0.1", "weight": 30}; CliError if malformed."""
     kind, _, rest = text.partition(":")
-    target, _, weight = rest.rpartition(":") if rest.rpartition(":")[2].isdigit() else (rest, "", "")
-    if kind not in ("gateway", "script") or not target:
-        raise CliError(f"{text!r} is not TYPE:TARGET[:WEIGHT] (gateway:IPv4 or script:/path)", target="--track")
+    head, _, tail = rest.rpartition(":")
+    target, weight = (head, tail) if tail.isascii() and tail.isdecimal() else (rest, "")
+    if kind not in ("gateway", "script") or not target or (weight and not 1 <= int(weight) <= 100):
+        raise CliError(f"{text!r} is not TYPE:TARGET[:WEIGHT] (gateway:IPv4 or script:/path, weight 1-100)",
+                       target="--track")
     return {"type": kind, "target": target, **({"weight": int(weight)} if weight else {})}
 
 

@@ -49,6 +49,9 @@ class Catalog:
         """The virtual servers built from each object."""
         self._uses: dict[Key, set[Dependency]] = {}
         """What each virtual server was built from (to take it out of `_users` when built again or gone)."""
+        self._order: list[Key] | None = None
+        """The virtual servers' keys in order (None: one came or went since): sorting 11,000 at each change took
+        a fifth of the data plane process's time (bench/agent.py, change_p99_ms)."""
 
     def update(self, message: Mapping[str, Any]) -> None:
         """Take a `changes` message (a `full` one replaces everything)."""
@@ -57,11 +60,14 @@ class Catalog:
         for kind, bodies in message["put"].items():
             for body in bodies:
                 key = _key(body)
+                if kind == VirtualServer.kind and key not in self.objects[kind]:
+                    self._order = None  # a virtual server came
                 self.objects[kind][key] = body
                 self._changed(kind, key)
         for kind, keys in message["removed"].items():
             for partition, name in keys:
-                self.objects[kind].pop((partition, name), None)
+                if self.objects[kind].pop((partition, name), None) is not None and kind == VirtualServer.kind:
+                    self._order = None  # one went
                 self._changed(kind, (partition, name))
         traffic_groups = {name: tuple(addresses) for name, addresses in message["traffic_groups"].items()}
         moved = {name for name in traffic_groups.keys() | self.traffic_groups.keys()
@@ -85,7 +91,9 @@ class Catalog:
         what they use changed are built now."""
         pools: dict[Key, ServedPool] = {}  # built this time
         out = []
-        for key in sorted(self.objects[VirtualServer.kind]):
+        if self._order is None:
+            self._order = sorted(self.objects[VirtualServer.kind])
+        for key in self._order:
             if key not in self._built:
                 self._built[key] = self._build(self.objects[VirtualServer.kind][key], pools)
             virtual = self._built[key]

@@ -8,6 +8,7 @@ accepting at once and drains its open connections in the background for up to `d
 """
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,8 +153,8 @@ class ServedVirtual:
     snat_address: str | None = None
     """`snat` automap: the source address of connections to members (the traffic group's, `Catalog`)."""
 
-    @property
-    def key(self) -> str:
+    @functools.cached_property
+    def key(self) -> str:  # worked out once: the engines ask it of every virtual server at each change
         return f"/{self.partition}/{self.name}"
 
 

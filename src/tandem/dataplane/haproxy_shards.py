@@ -10,6 +10,7 @@ directory, `DIR/N`.
 """
 
 import asyncio
+import functools
 import os
 import zlib
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ and the rest. After 10,000 services arrived, the 16 shards reloading together he
 (bench/agent.py, change_p99_ms)."""
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def shard_of(key: str, shards: int = SHARDS) -> int:
     """The shard serving the virtual server `key` (`/partition/name`), for good."""
     return zlib.crc32(key.encode()) % shards

@@ -145,7 +145,7 @@ class DataPlane:
         for violation in sorted(desired.violations - self._violations, key=lambda v: v.message):
             log.warning("the merged configuration breaks a rule: %s", violation.view().message)
         self._violations = desired.violations
-        self._failover.set_virtual_addresses(*desired.addresses())
+        self._failover.set_virtual_addresses(*desired.addresses)
         channel = self._child.channel
         if channel is not None and not channel.closed:
             message = self._feed.changes(desired)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,16 @@ from tandem.failover.faults import Faults
 from tandem.failover.heartbeat import CLOCK_WINDOW, Counters, GroupState, Heartbeat, Receiver, Sender, seal
 from tandem.failover.mirroring import ConnectionMirror, MirroringReport, MirrorLink, interface_to
 from tandem.failover.notify import DEFAULT_TIMEOUT, Notifier, Transition
-from tandem.failover.rule import ACTIVE, OFFLINE, STANDBY, Member, decide, in_ha_order, outscores_active
+from tandem.failover.rule import (
+    ACTIVE,
+    OFFLINE,
+    STANDBY,
+    Member,
+    decide,
+    in_ha_order,
+    lacks_quorum,
+    outscores_active,
+)
 from tandem.failover.snapshot import (
     FailoverConfig,
     FailoverReport,
@@ -103,6 +113,10 @@ class Failover:
         """An evaluation planned for when a failback delay or a score hold is over."""
         self._outscoring: dict[str, float] = {}
         """Since when this device, a standby, outscores the active device of each traffic group."""
+        self._scores: dict[str, int] = {}
+        self._score_rose: dict[str, float] = {}
+        """When this device's score of each traffic group last rose (a tracker back up): it takes the group back
+        by auto-failback only a score hold later, so that a flapping tracker does not move it back and forth."""
         self._tracking = Tracking(self._trackers_changed)
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._transport: asyncio.DatagramTransport | None = None
@@ -141,6 +155,7 @@ class Failover:
         try:
             await control.serve(self._handle)  # until the management process is gone
         finally:
+            await self._tracking.stop()  # first: a tracker that changes now would judge the groups again
             for task in self._tasks:
                 await cancel(task)
             for expiry in self._expiries.values():
@@ -151,7 +166,6 @@ class Failover:
             await self._release_all()
             await self._mirror.stop()
             await self._notifier.stop()
-            await self._tracking.stop()
 
     def _handle(self, message: ipc.Message) -> ipc.Message | None:
         """A message of the management process; the state it reports next (before any answer) shows its effect."""
@@ -326,15 +340,20 @@ class Failover:
             me = next((m for m in members if m.device_id == config.device_id), None)
             if me is None:
                 continue
-            failback_in = traffic_group.failback_delay - in_service_for
-            if outscores_active(me, members, list(traffic_group.ha_order)):
+            # (a group shrunk to two members after quorum was set: a majority of two would leave no one serving)
+            quorum = traffic_group.quorum and len(members) >= 3
+            if me.score > self._scores.get(name, me.score):  # risen: a failback waits a score hold from now
+                self._score_rose[name] = now
+            self._scores[name] = me.score
+            failback_in = max(traffic_group.failback_delay - in_service_for,
+                              traffic_group.score_hold - (now - self._score_rose.get(name, -math.inf)))
+            if outscores_active(me, members, list(traffic_group.ha_order)) and not (quorum and lacks_quorum(members)):
                 takeover_in = traffic_group.score_hold - (now - self._outscoring.setdefault(name, now))
             else:
                 self._outscoring.pop(name, None)
                 takeover_in = 0.0
-            # (a group shrunk to two members after quorum was set: a majority of two would leave no one serving)
             state, reason = decide(me, members, list(traffic_group.ha_order), traffic_group.auto_failback,
-                                   failback_in, traffic_group.quorum and len(members) >= 3, takeover_in)
+                                   failback_in, quorum, takeover_in)
             waits += [wait for wait, waiting in ((failback_in, traffic_group.auto_failback), (takeover_in, True))
                       if waiting and wait > 0]
             if state == ACTIVE and listening and me.state != ACTIVE:
@@ -346,8 +365,9 @@ class Failover:
             transitions |= self._transition(name, None, "traffic group removed or this device left its group")
         changed = transitions
         self._evaluate_in(min(waits, default=None))
-        for name in set(self._outscoring) - names:
-            del self._outscoring[name]
+        for kept in (self._outscoring, self._scores, self._score_rose):
+            for name in set(kept) - names:
+                del kept[name]
         for name in set(self._seen) - names:
             del self._seen[name]
         alive = {d for d, (at, _) in self._heard.items() if now - at < self._deadline(d, now)}

@@ -34,7 +34,8 @@ class GroupState(BaseModel):
     state: str = Field(pattern=r"^(active|standby|offline)$")
     declined: bool = False
     score: int = Field(FULL_SCORE, ge=0, le=FULL_SCORE)
-    down: tuple[Annotated[str, Field(max_length=300)], ...] = Field((), max_length=16)
+    down: tuple[Annotated[str, Field(max_length=300, pattern=r"^[^\x00-\x1f\x7f]*$")], ...] = Field((),
+                                                                                            max_length=16)
     """The sender's trackers of the group that are down."""
 
 
@@ -52,7 +53,9 @@ class Heartbeat(BaseModel):
 
 
 def seal(key: bytes, heartbeat: Heartbeat) -> bytes:
-    payload = orjson.dumps(heartbeat.model_dump())
+    """The heartbeat signed, fields at their defaults left out: a device of the release before reads one whose
+    trackers are all up (it refuses fields it does not know), and the datagram stays small."""
+    payload = orjson.dumps(heartbeat.model_dump(exclude_defaults=True))
     return hmac.new(key, payload, hashlib.sha256).digest() + payload
 
 

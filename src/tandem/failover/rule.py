@@ -37,6 +37,11 @@ def ranked(members: list[Member], ha_order: list[str]) -> list[Member]:
     return sorted(in_ha_order(members, ha_order), key=lambda m: -m.score)
 
 
+def lacks_quorum(members: list[Member]) -> bool:
+    """This device hears no majority of the members, itself included."""
+    return 2 * sum(m.alive for m in members) <= len(members)
+
+
 def candidates_of(members: list[Member], ha_order: list[str]) -> list[Member]:
     """Those who may take the traffic group, best first: alive, not offline, not declining it (a decline holds
     while another can serve)."""
@@ -66,9 +71,8 @@ def decide(me: Member, members: list[Member], ha_order: list[str], auto_failback
     one, may take the group over (its score hold not yet over)."""
     if me.offline:
         return OFFLINE, "device is offline"
-    heard = sum(m.alive for m in members)
-    if quorum and 2 * heard <= len(members):
-        return STANDBY, f"no quorum: hears {heard} of {len(members)} members"
+    if quorum and lacks_quorum(members):
+        return STANDBY, f"no quorum: hears {sum(m.alive for m in members)} of {len(members)} members"
     candidates = candidates_of(members, ha_order)
     actives = [m for m in ranked([m for m in members if m.alive], ha_order) if m.state == ACTIVE]
     if me.state == ACTIVE:

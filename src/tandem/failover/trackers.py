@@ -18,6 +18,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tandem import ipc
@@ -26,6 +27,7 @@ from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.failover.trackers")
 
+PING_THREADS = 4
 TrackerKey = tuple[str, str, float, float, int, int]
 """What makes two trackers the same check: type, target, interval, timeout, fall, rise (not the weight)."""
 
@@ -88,10 +90,11 @@ async def run_script(path: str, timeout: float) -> tuple[bool, str]:
 
 @dataclass
 class TrackerState:
-    """A tracker as checked so far (up until checks say otherwise)."""
+    """A tracker as checked so far: unknown (`up` None, which scores as down: a device that just started must not
+    outscore the others before it checked) until its first check."""
 
-    up: bool = True
-    why: str = ""
+    up: bool | None = None
+    why: str = "not checked yet"
     changed_at: float | None = None
     """When it last went up or down (seconds since the epoch; None: never)."""
     passed: int = 0
@@ -104,6 +107,8 @@ class Tracking:
 
     def __init__(self, on_change: Callable[[], None]) -> None:
         self._on_change = on_change
+        self._pings = ThreadPoolExecutor(PING_THREADS, thread_name_prefix="ping")
+        """Pings wait here, not in the default pool, where the floating addresses are added."""
         self._tasks: dict[TrackerKey, asyncio.Task] = {}
         self.states: dict[TrackerKey, TrackerState] = {}
 
@@ -121,35 +126,50 @@ class Tracking:
     def score(self, trackers: Iterable[Tracker]) -> tuple[int, tuple[str, ...]]:
         """A traffic group's score with these trackers, and those down."""
         down = [tracker for tracker in trackers if not self.states.get(key_of(tracker), TrackerState()).up]
+        if len({key_of(tracker) for tracker in down}) != len(down):  # the same check named twice counts once
+            down = list({key_of(tracker): tracker for tracker in down}.values())
         return max(0, FULL_SCORE - sum(t.weight for t in down)), tuple(t.describe() for t in down)
 
     async def stop(self) -> None:
         for task in list(self._tasks.values()):
             await cancel(task)
         self._tasks.clear()
+        self._pings.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, key: TrackerKey, tracker: Tracker) -> None:
         state = self.states[key]
         ident, seq = random.randrange(1, 0xFFFF), 0
         while True:
             started = time.monotonic()
-            if tracker.type == "gateway":
-                seq = (seq + 1) & 0xFFFF
-                try:
-                    ok = await asyncio.to_thread(ping, tracker.target, tracker.timeout, ident, seq)
-                    why = "" if ok else f"no answer within {tracker.timeout:g} s"
-                except PermissionError as error:  # no raw socket without root or CAP_NET_RAW
-                    ok, why = False, f"cannot check: {error.strerror or error}"
-                except OSError as error:  # no route (a blackhole: EINVAL), the interface down
-                    ok, why = False, f"unreachable: {error.strerror or error}"
-            else:
-                ok, why = await run_script(tracker.target, tracker.timeout)
-            self._checked(tracker, state, ok, why)
+            try:
+                ok, why = await self._check(tracker, ident, seq := (seq + 1) & 0xFFFF)
+            except Exception as error:  # a tracker must never stop: a failed check
+                log.exception("tracker %s failed", tracker.describe())
+                ok, why = False, f"check failed: {error}"
+            try:
+                self._checked(tracker, state, ok, why)
+            except Exception:
+                log.exception("judging the traffic groups after tracker %s changed failed", tracker.describe())
             await asyncio.sleep(max(0.0, tracker.interval - (time.monotonic() - started)))
+
+    async def _check(self, tracker: Tracker, ident: int, seq: int) -> tuple[bool, str]:
+        if tracker.type == "script":
+            return await run_script(tracker.target, tracker.timeout)
+        try:
+            ok = await asyncio.get_running_loop().run_in_executor(self._pings, ping, tracker.target, tracker.timeout,
+                                                                  ident, seq)
+        except PermissionError as error:  # no raw socket without root or CAP_NET_RAW
+            return False, f"cannot check: {error.strerror or error}"
+        except OSError as error:  # no route (a blackhole: EINVAL), the interface down
+            return False, f"unreachable: {error.strerror or error}"
+        return ok, "" if ok else f"no answer within {tracker.timeout:g} s"
 
     def _checked(self, tracker: Tracker, state: TrackerState, ok: bool, why: str) -> None:
         state.passed, state.failed = (state.passed + 1, 0) if ok else (0, state.failed + 1)
-        if state.up and state.failed >= tracker.fall:
+        if state.up is None:  # the first check decides
+            state.up, state.why, state.changed_at = ok, why, time.time()
+            log.info("tracker %s %s%s", tracker.describe(), "up" if ok else "down: ", why)
+        elif state.up and state.failed >= tracker.fall:
             state.up, state.why, state.changed_at = False, why, time.time()
             log.warning("tracker %s down: %s", tracker.describe(), why)
         elif not state.up and state.passed >= tracker.rise:
