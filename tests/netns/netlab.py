@@ -141,11 +141,11 @@ class Namespace:
             self._pool = None
 
 
-def ask(timeout: float = 0.05) -> str | None:
+def ask(timeout: float = 0.05, address: str = VIP) -> str | None:
     """One TCP request to the virtual address (from the calling namespace): the answering host, or None.
-    The anchor's client request, verbatim."""
+    The anchor's client request, verbatim (`address`: another virtual address on the same port)."""
     try:
-        with socket.create_connection((VIP, VIP_PORT), timeout=timeout) as s:
+        with socket.create_connection((address, VIP_PORT), timeout=timeout) as s:
             s.settimeout(timeout)
             return s.recv(16).decode() or None
     except OSError:

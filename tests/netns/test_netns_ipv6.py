@@ -6,13 +6,12 @@ a's link-layer address for tens of seconds).
 Needs root and iproute2 (skipped otherwise; CI runs as root).
 """
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netlab import BACKEND_PORT, TRAFFIC_GROUP, VIP_PORT, Lab, available, check, formed, sh
+from netlab import BACKEND_PORT, TRAFFIC_GROUP, VIP_PORT, Lab, ask, available, check, formed, sh
 
 from waiting import wait_until
 
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "
 
 VIP6 = "fd00:198:18::100"
 HOSTS6 = {"a": "fd00:198:18::1", "b": "fd00:198:18::2", "c": "fd00:198:18::3"}
-
-
-def ask6(timeout: float = 0.2) -> str | None:
-    """One TCP request to the IPv6 virtual address from the client host: the name of the device that served it."""
-    try:
-        with socket.create_connection((VIP6, VIP_PORT), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(16).decode() or None
-    except OSError:
-        return None
 
 
 @pytest.fixture
@@ -45,12 +34,13 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def test_a_dual_stack_traffic_group_moves_with_its_ipv6_address_announced(lab: Lab) -> None:
-    wait_until(lambda: lab.ns["c"].run(ask6) == "a", 15, "the IPv6 virtual server answering from a", lab.describe)
+    wait_until(lambda: lab.ns["c"].run(ask, 0.2, VIP6) == "a", 15, "the IPv6 virtual server answering from a",
+               lab.describe)
     assert VIP6 in {line.split()[3].split("/")[0] for line in sh(
         "ip", "-o", "-6", "addr", "show", "dev", "eth0", ns=lab.ns["a"].name).stdout.splitlines()}
     lab.fail("a")
     failed = time.monotonic()
-    wait_until(lambda: lab.ns["c"].run(ask6) == "b", 5, "the IPv6 virtual server answering from b",
+    wait_until(lambda: lab.ns["c"].run(ask, 0.2, VIP6) == "b", 5, "the IPv6 virtual server answering from b",
                lambda: {"b": lab.b.traffic_group(), "c's neighbours": sh(
                    "ip", "-6", "neigh", ns=lab.ns["c"].name).stdout})
     assert time.monotonic() - failed < 3, "the client kept sending to a: b's neighbour advertisements missed"

@@ -43,21 +43,25 @@ def test_each_transition_runs_the_scripts_in_order_with_it_in_their_environment(
     assert not (tmp_path / "pwned").exists()
 
 
-def test_a_script_past_its_timeout_is_killed_and_the_next_transition_runs(tmp_path: Path, caplog) -> None:
-    out = tmp_path / "out"
-    slow = script(tmp_path / "slow", f'[ "$2" = active ] && sleep 30\necho "$2" >> {out}\n')
-
+def active_then_standby(notify: Path, out: Path, timeout: float, lines: int) -> float:
+    """Tell two transitions (to active, then to standby); seconds until `out` holds `lines` lines."""
     async def scenario() -> None:
-        notifier = Notifier([slow], timeout=0.3)
+        notifier = Notifier([notify], timeout=timeout)
         notifier.tell(transition("active"))
         notifier.tell(transition("standby"))
-        while not out.exists():
+        while len(out.read_text().splitlines() if out.exists() else []) < lines:
             await asyncio.sleep(0.01)
         await notifier.stop()
 
     started = time.perf_counter()
     asyncio.run(scenario())
-    assert time.perf_counter() - started < 5
+    return time.perf_counter() - started
+
+
+def test_a_script_past_its_timeout_is_killed_and_the_next_transition_runs(tmp_path: Path, caplog) -> None:
+    out = tmp_path / "out"
+    slow = script(tmp_path / "slow", f'[ "$2" = active ] && sleep 30\necho "$2" >> {out}\n')
+    assert active_then_standby(slow, out, timeout=0.3, lines=1) < 5
     assert out.read_text() == "standby\n"
     assert "killed after" in caplog.text
 
@@ -75,16 +79,5 @@ def test_scripts_that_cannot_run_are_refused_at_start(tmp_path: Path) -> None:
 def test_a_script_that_leaves_a_process_behind_does_not_hold_the_next_transition(tmp_path: Path) -> None:
     out = tmp_path / "out"
     forks = script(tmp_path / "forks", f'sleep 30 &\necho "$2" >> {out}\n')
-
-    async def scenario() -> None:
-        notifier = Notifier([forks], timeout=20)
-        notifier.tell(transition("active"))
-        notifier.tell(transition("standby"))
-        while len(out.read_text().splitlines() if out.exists() else []) < 2:
-            await asyncio.sleep(0.01)
-        await notifier.stop()
-
-    started = time.perf_counter()
-    asyncio.run(scenario())
-    assert time.perf_counter() - started < 5
+    assert active_then_standby(forks, out, timeout=20, lines=2) < 5
     assert out.read_text() == "active\nstandby\n"
