@@ -124,7 +124,8 @@ def test_force_standby_and_events(lab: Lab) -> None:
     handed = lab.json("failover", "force-standby", TG)
     group = next(g for g in handed["traffic_groups"] if g["name"] == TG)
     assert (group["state"], group["declined"], group["active_device"]) == ("standby", True, "dev-2")
-    assert get(*lab.vip) in ("backend-1", "backend-2")
+    # dev-2 is active (it said so at once); its data plane serves within moments
+    wait_until(lambda: get(*lab.vip) in ("backend-1", "backend-2"), 3, "the virtual server answering from dev-2")
     refused = lab.run("failover", "force-standby", TG)  # dev-1 is not active any more
     assert refused.returncode == 1 and "not active" in refused.stderr
     # hand it back: dev-1 online (forced standby cleared), then dev-2 steps down

@@ -69,13 +69,16 @@ async def failover_status(device: DeviceDep, _: PrincipalDep) -> JSON:
                                             "as server-sent events (`event: transition`, the record as JSON `data`)"
                                             "; a comment line every 15 s while none happens"}})
 async def failover_events(request: Request, device: DeviceDep, _: PrincipalDep, traffic_group: str | None = None,
-                          limit: Annotated[int, Query(ge=0, le=10_000)] = 100, watch: bool = False) -> Response:
+                          limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+                          watch: Annotated[bool, Query(include_in_schema=False)] = False) -> Response:
+    # (`watch` is left out of the OpenAPI document: a generated client or fuzzer would hang on the stream; the
+    # response's description says how to ask for it)
     if not watch:
-        records = device.failover.events(limit, traffic_group) if limit else []
+        records = device.failover.events(limit, traffic_group)
         return JSON({"records": records, "num_records": len(records), "next": None})
     last = device.failover.events(1)  # first: an event recorded meanwhile is streamed, not lost between the two
     after = last[-1].id if last else 0
-    shown = [event for event in device.failover.events(limit, traffic_group) if event.id <= after] if limit else []
+    shown = [event for event in device.failover.events(limit, traffic_group) if event.id <= after]
     device.failover.may_watch()  # 503 when too many streams are open
     return StreamingResponse(_event_stream(request, device, traffic_group, shown, after),
                              media_type="text/event-stream", headers={"Cache-Control": "no-store"})

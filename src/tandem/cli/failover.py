@@ -180,8 +180,7 @@ def failover_events(
     ctx: typer.Context,
     traffic_group: Annotated[str | None, typer.Option(
         "--traffic-group", "-t", show_default=False, help="Only this traffic group's events.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, max=10_000,
-                                       help="The latest N events (0: none, with --follow).")] = 100,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="The latest N events.")] = 100,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Then each transition as it happens, until interrupted (one line each; JSON lines "
         "with --output json).")] = False,

@@ -105,10 +105,10 @@ class Failover:
         answer = self._conn(connection).request("GET", "/api/failover/events", params=params)
         return list(answer.get("records", ())) if isinstance(answer, dict) else []
 
-    def watch_events(self, traffic_group: str | None = None, last: int = 0, *,
+    def watch_events(self, traffic_group: str | None = None, last: int = 1, *,
                      connection: "Client | None" = None) -> Iterator[dict[str, Any]]:
-        """The device's last `last` transitions, then each as it happens (`GET /api/failover/events?watch=true`),
-        for as long as the caller reads; records as `events` gives them."""
+        """The device's last `last` transitions (1 to 10000), then each as it happens
+        (`GET /api/failover/events?watch=true`), for as long as the caller reads; records as `events` gives them."""
         params: dict[str, Any] = {"watch": "true", "limit": last}
         if traffic_group is not None:
             params["traffic_group"] = traffic_group
