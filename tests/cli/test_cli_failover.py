@@ -262,3 +262,16 @@ def test_trackers_are_parsed_from_the_command_line():
         "type": "script", "target": "/usr/local/bin/check", "weight": 20}
     with pytest.raises(CliError, match="TYPE:TARGET"):
         parse_tracker("ping:198.18.0.1")
+
+
+def test_followed_events_print_one_line_each(capsys):
+    from tandem.cli.failover import EVENT_COLUMNS
+
+    event = {"id": 7, "at": 1700000000.0, "traffic_group": "tg", "from_state": "standby", "to_state": "active",
+             "reason": "no active device; first candidate in HA order"}
+    Output("json").stream(event, EVENT_COLUMNS)
+    Output("json").stream(event | {"id": 8}, EVENT_COLUMNS)
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == [7, 8]
+    Output("table").stream(event, EVENT_COLUMNS)
+    [line] = capsys.readouterr().out.splitlines()
+    assert "tg  standby  active  no active device" in line

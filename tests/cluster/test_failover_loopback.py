@@ -150,6 +150,11 @@ def test_failback_waits_for_its_delay_and_the_event_stream_shows_each_transition
     one = cluster["dev-1"]
     assert httpx.get(f"{one.device.url}/api/failover/events", params={"watch": "true"}, verify=False,
                      timeout=5).status_code == 401
+    refused = one.api.patch(f"/api/traffic-groups/{TG}", json={"quorum": True})  # two devices: no majority
+    assert refused.status_code == 422 and refused.json()["error"]["target"] == "quorum", refused.text
+    refused = one.api.patch(f"/api/traffic-groups/{TG}", json={"trackers": [{"type": "gateway", "target": "gw.lan"}]})
+    assert refused.status_code == 422 and "IPv4 address" in refused.text, refused.text
+    assert one.api.get(f"/api/traffic-groups/{TG}").json()["trackers"] == []  # nothing changed
     streamed: list[dict] = []
     before = max(e["id"] for e in one.api.get("/api/failover/events").json()["records"])
 
