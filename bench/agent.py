@@ -173,10 +173,10 @@ def listening(apis: list[RawApi]) -> int:
     """Virtual servers listening on the devices (only the active device serves them; 0 while one catches up)."""
     count = 0
     for api in apis:
-        status, body = api._request("GET", "/api/dataplane", headers=api.headers)
-        if status != 200:
+        status = api.get_if_ok("/api/dataplane")
+        if status is None:
             return 0
-        count += sum(stats.get("listening", False) for stats in json.loads(body)["virtuals"].values())
+        count += sum(stats.get("listening", False) for stats in status["virtuals"].values())
     return count
 
 

@@ -74,6 +74,11 @@ class RawApi:
             raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
         return json.loads(body)
 
+    def get_if_ok(self, path: str) -> dict | None:
+        """The answer to GET `path`, None unless it is 200 (a device catching up answers 503)."""
+        status, body = self._request("GET", path, headers=self.headers)
+        return json.loads(body) if status == 200 else None
+
 
 class Poller(threading.Thread):
     """Polls one device for a path until it answers 200; reports when it saw it."""
