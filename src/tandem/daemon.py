@@ -59,7 +59,7 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
           peer_advertise: str | None = None, log_retention: int = 100_000, addresses: str = "loopback",
           interface: str | None = None, intercluster_listen: str | None = None,
           engine: EngineRequest = DEFAULT_ENGINE, notify: list[Path] | None = None,
-          notify_timeout: float = 10.0) -> None:
+          notify_timeout: float = 10.0, heartbeat_addresses: list[str] | None = None) -> None:
     """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
     and its peer channel on `peer_listen` (default: port + 1), its traffic with `engine`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -72,7 +72,8 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
                              peer_advertise=parse_host_port(peer_advertise) if peer_advertise else None,
                              addresses=addresses, interface=interface,
                              intercluster_listen=parse_host_port(intercluster_listen) if intercluster_listen else None,
-                             engine=engine, notify=(check_scripts(notify or []), notify_timeout))
+                             engine=engine, notify=(check_scripts(notify or []), notify_timeout),
+                             heartbeat_listen=tuple(parse_host_port(a) for a in heartbeat_addresses or ()))
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),

@@ -19,6 +19,7 @@ from tandem.dataplane.choice import EngineUnavailable, choose
 from tandem.dataplane.service import DataPlane
 from tandem.errors import ApiError
 from tandem.failover.addresses import provider
+from tandem.failover.heartbeat import MAX_PATHS
 from tandem.failover.service import FailoverService
 from tandem.failover.traffic_groups import TrafficGroups
 from tandem.jobs import Jobs
@@ -26,6 +27,7 @@ from tandem.leases import Leases
 from tandem.models import DEFAULT_PARTITION, DeviceInfo, Partition, User
 from tandem.models.api import DEFAULT_ENGINE, EngineInfo, EngineRequest
 from tandem.models.cluster import TrustedDevice
+from tandem.models.fields import host_port
 from tandem.peering.service import PeeringService
 from tandem.store import Store
 from tandem.store.database import read_meta
@@ -81,12 +83,16 @@ class Device:
              token_ttl: float = 3600.0, durable: bool = False, log_retention: int = 100_000,
              addresses: str = "loopback", interface: str | None = None,
              intercluster_listen: tuple[str, int] | None = None, engine: EngineRequest = DEFAULT_ENGINE,
-             notify: tuple[list[Path], float] = ([], 10.0)) -> "Device":
+             notify: tuple[list[Path], float] = ([], 10.0),
+             heartbeat_listen: tuple[tuple[str, int], ...] = ()) -> "Device":
         """Open (on first start: create) the device kept in `data_dir`. The peer channel listens on
         `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`;
         peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering).
         Its data plane runs the `engine` asked for (`dataplane.choice.choose`); `notify`: the scripts run at each
-        transition of its traffic groups, and the seconds each may take (`failover.notify`)."""
+        transition of its traffic groups, and the seconds each may take (`failover.notify`); its heartbeats go and
+        come on the peer address and on each of `heartbeat_listen` (dedicated heartbeat paths)."""
+        peer_listen = peer_listen or (host, port + 1)
+        _check_heartbeat_paths(peer_listen, heartbeat_listen)  # before anything is written, as the engine's choice
         try:
             chosen = choose(engine)  # before anything is written: a refused start changes nothing
         except EngineUnavailable as error:
@@ -111,17 +117,18 @@ class Device:
             raise DeviceError(f"cannot set up {data_dir}: {error}") from None
         except IdentityError as error:
             raise DeviceError(str(error)) from None
-        management_url = f"https://{_host_port(host, port)}"
-        peer_listen = peer_listen or (host, port + 1)
+        management_url = f"https://{host_port(host, port)}"
         me = TrustedDevice(id=store.device_id, name=name, fingerprint=identity.fingerprint,
                            cert=identity.cert_path.read_text(), management_url=management_url,
-                           peer_url=_host_port(*(peer_advertise or peer_listen)),
-                           intercluster_url=_host_port(*intercluster_listen) if intercluster_listen else "")
+                           peer_url=host_port(*(peer_advertise or peer_listen)),
+                           intercluster_url=host_port(*intercluster_listen) if intercluster_listen else "",
+                           heartbeat_urls=[host_port(*address) for address in heartbeat_listen])
 
         # The parts, each given only what it reads.
         domain = Domain(store, me)
         sync = SyncEngine(store, domain, identity, log_retention=log_retention)
-        failover = FailoverService(store, domain, peer_listen, addresses, interface, data_dir, notify)
+        failover = FailoverService(store, domain, (peer_listen, *heartbeat_listen), addresses, interface, data_dir,
+                                   notify)
         dataplane = DataPlane(store, domain, failover, data_dir, chosen)
         members = ClusterMembers(domain, failover, sync)
         groups = DeviceGroups(domain, store, sync)
@@ -223,8 +230,15 @@ def import_identity(data_dir: Path, cert: Path, key: Path) -> Identity:
         raise DeviceError(str(error)) from None
 
 
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def _check_heartbeat_paths(peer_listen: tuple[str, int], heartbeat_listen: tuple[tuple[str, int], ...]) -> None:
+    """DeviceError unless the dedicated heartbeat addresses are few enough and each its own."""
+    if len(heartbeat_listen) >= MAX_PATHS:
+        raise DeviceError(f"at most {MAX_PATHS - 1} heartbeat addresses, not {len(heartbeat_listen)}")
+    seen = {peer_listen}
+    for address in heartbeat_listen:
+        if address in seen:
+            raise DeviceError(f"heartbeat address {host_port(*address)} is given twice (the peer address counts)")
+        seen.add(address)
 
 
 def admin_password_from(file: Path | None) -> str | None:

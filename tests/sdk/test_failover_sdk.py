@@ -121,7 +121,8 @@ def test_status_events_force_standby_offline_online(pair: list[Client]) -> None:
     events = failover_one.events(traffic_group=tg)
     assert {e["traffic_group"] for e in events} == {tg}
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
-    assert set(events[0]) == {"id", "at", "traffic_group", "from_state", "to_state", "reason"}
+    assert set(events[0]) == {"id", "at", "traffic_group", "from_state", "to_state", "reason", "kind"}
+    assert {e["kind"] for e in events} == {"transition"}
     transitions = [(e["from_state"], e["to_state"]) for e in events]
     assert ("active", "standby") in transitions and ("standby", "active") in transitions
     assert "forced to standby" in [e["reason"] for e in events]

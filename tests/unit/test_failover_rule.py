@@ -88,7 +88,7 @@ def test_heartbeats_are_authenticated_and_replays_dropped():
     sender = Sender("dev-a")
     receiver = Receiver(key)
     first = seal(key, sender.next(False, {}))
-    assert receiver.open(first).device == "dev-a"
+    assert receiver.open(first)[0].device == "dev-a"
     assert receiver.open(first) is None and receiver.counters.replayed == 1
     forged = seal(heartbeat_key(secrets.token_hex(32)), sender.next(False, {}))
     assert receiver.open(forged) is None and receiver.counters.forged == 1
@@ -99,3 +99,21 @@ def test_heartbeats_are_authenticated_and_replays_dropped():
     restarted = Sender("dev-a")  # a new boot epoch: numbers start again but are newer
     assert receiver.open(seal(key, restarted.next(False, {}))) is not None
     assert receiver.counters.received == 2
+
+
+def test_each_heartbeat_counts_once_per_path_and_replays_are_dropped_on_every_path():
+    key = heartbeat_key(secrets.token_hex(32))
+    sender = Sender("dev-a")
+    kept = Sender("dev-a")
+    kept.seq = 5  # the last run heard dev-a's 5th heartbeat of this boot
+    receiver = Receiver(key, last={"dev-a": (kept.boot, 5)})
+    sender.boot = kept.boot
+    old = sender.next(False, {})  # number 1: older than what the last run heard, on any path
+    assert receiver.open(seal(key, old.model_copy(update={"path": 1}))) is None
+    sender.seq = 5
+    beat = sender.next(False, {})
+    on_path_0, on_path_1 = (seal(key, beat.model_copy(update={"path": n})) for n in (0, 1))
+    assert receiver.open(on_path_1) == (beat.model_copy(update={"path": 1}), True)  # first copy: it counts
+    assert receiver.open(on_path_0) == (beat, False)  # the same number on the other path: that path is alive
+    assert receiver.open(on_path_0) is None and receiver.open(on_path_1) is None  # replays on either path
+    assert receiver.last["dev-a"] == (beat.boot, beat.seq) and receiver.counters.replayed == 3

@@ -1,7 +1,11 @@
 """The failure detector: 3 intervals and a little on a clean path, longer on one that lost heartbeats in a row or
 delivered them late, for as long as that is remembered; a fixed timeout is kept as it is."""
 
+import asyncio
+import time
+
 from tandem.failover.detector import MEMORY, MOST_MISSES, Detector, first_deadline, watchdog
+from tandem.failover.paths import Paths
 
 INTERVAL = 0.2
 
@@ -53,3 +57,32 @@ def test_a_fixed_timeout_is_kept_whatever_the_path() -> None:
     last = beats(detector, [0, 5, 6], late={6: 0.3})
     assert detector.deadline(last) == 1.0 == first_deadline(INTERVAL, 1.0) == watchdog(INTERVAL, 1.0)
     assert watchdog(INTERVAL, None) == 5 * INTERVAL
+
+
+def test_a_heartbeat_path_goes_down_once_silent_past_its_deadline_and_back_when_heard_even_across_timer_changes():
+    async def run() -> None:
+        changes: list[tuple] = []
+        paths = Paths(lambda *change: changes.append(change))
+        seq = 0
+
+        async def send(count: int, interval: float, path_ids: tuple[int, ...]) -> None:
+            nonlocal seq
+            for _ in range(count):
+                seq += 1
+                for path in path_ids:
+                    paths.heard("dev-2", path, 1, seq, time.monotonic(), interval, None)
+                await asyncio.sleep(interval)
+
+        await send(5, 0.05, (0, 1))
+        await send(10, 0.02, (0, 1))  # the group's interval changed: no path is judged on the old timers
+        assert changes == []
+        await send(10, 0.02, (0,))  # path 1 silent
+        assert [c[:3] for c in changes] == [("dev-2", 1, False)]
+        await send(3, 0.02, (0, 1))
+        assert [c[:3] for c in changes] == [("dev-2", 1, False), ("dev-2", 1, True)]
+        report = paths.report("dev-2", ["a:1", "b:1", "c:1"], time.monotonic(), 0.02, None)
+        assert [(p.address, p.up, p.received) for p in report] == [("a:1", True, 28), ("b:1", True, 18),
+                                                                   ("c:1", False, 0)]
+        paths.stop()
+
+    asyncio.run(run())

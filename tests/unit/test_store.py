@@ -83,6 +83,19 @@ def test_the_device_id_and_clock_survive_reopening(tmp_path):
     assert reopened.clock.now() > last
 
 
+def test_a_store_of_the_release_before_keeps_its_failover_events_and_records_their_kind(tmp_path):
+    store = Store(tmp_path / "t.db")
+    store.add_event("tg", "standby", "active", "first").result()
+    store.close()
+    with sqlite3.connect(tmp_path / "t.db") as db:  # as the release before made the table: no kind column
+        db.execute("ALTER TABLE events DROP COLUMN kind")
+    reopened = Store(tmp_path / "t.db")
+    reopened.add_event("", "up", "down", "dev-2's heartbeats on path 1 ...", kind="path").result()
+    assert [(e.traffic_group, e.reason, e.kind) for e in reopened.events(10)] == [
+        ("tg", "first", "transition"), ("", "dev-2's heartbeats on path 1 ...", "path")]
+    reopened.close()
+
+
 def test_the_clock_never_goes_backwards_and_follows_remote_clocks():
     clock = HybridClock()
     stamps = [clock.now() for _ in range(1000)]

@@ -101,7 +101,7 @@ async def _event_stream(request: Request, device: Device, traffic_group: str | N
 
 
 def _sse(event: FailoverEvent) -> bytes:
-    return b"event: transition\nid: %d\ndata: %s\n\n" % (event.id, orjson.dumps(event))
+    return b"event: %s\nid: %d\ndata: %s\n\n" % (event.kind.encode(), event.id, orjson.dumps(event))
 
 
 @router.post("/failover/traffic-groups/{name}/force-standby", response_model=FailoverStatus, responses=errors(503),

@@ -114,6 +114,18 @@ def heartbeat_line(status: Mapping[str, Any]) -> str:
     return f"heartbeats every {format_value(beat.get('interval'))} s, {detection}: {counters}"
 
 
+def paths_line(status: Mapping[str, Any]) -> str | None:
+    """Each member's heartbeat paths, up or down (None: every member has one path, up)."""
+    peers = (status.get("heartbeat") or {}).get("peers") or {}
+    paths = {name: peer.get("paths") or [] for name, peer in sorted(peers.items())}
+    if all(len(p) == 1 and p[0].get("up") for p in paths.values()):
+        return None
+    return "heartbeat paths: " + "; ".join(
+        f"{name} " + (", ".join(f"{p.get('address')} {'up' if p.get('up') else 'down'}" for p in member_paths)
+                      or "none")
+        for name, member_paths in paths.items())
+
+
 def show_status(output: Output, status: Mapping[str, Any]) -> None:
     """A failover status for people: a line about the device, a table of its traffic groups, the
     heartbeat counters (JSON: the status as the device sent it)."""
@@ -133,6 +145,9 @@ def show_status(output: Output, status: Mapping[str, Any]) -> None:
         for address, reason in (group_status.get("address_errors") or {}).items():
             output.note(f"{group_status.get('name')}: cannot add {address}: {reason}")
     output.out.print(heartbeat_line(status), highlight=False)
+    paths = paths_line(status)
+    if paths:
+        output.out.print(paths, highlight=False)
 
 
 def _wait_status(failover: Any, done: Callable[[dict[str, Any]], bool], wait: float) -> tuple[dict[str, Any], bool]:
@@ -167,7 +182,7 @@ def failover_status(ctx: typer.Context, device: DeviceOption = None) -> None:
 
 EVENT_COLUMNS = [
     Column("at", "time", render=lambda v, _r: format_epoch(v), no_wrap=True),
-    Column("traffic_group", "traffic group", no_wrap=True),
+    Column("traffic_group", "traffic group", render=lambda v, r: v or f"({r.get('kind')})", no_wrap=True),
     Column("from_state", "from"),
     Column("to_state", "to"),
     Column("reason"),
@@ -182,11 +197,12 @@ def failover_events(
         "--traffic-group", "-t", show_default=False, help="Only this traffic group's events.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="The latest N events.")] = 100,
     follow: Annotated[bool, typer.Option(
-        "--follow", "-f", help="Then each transition as it happens, until interrupted (one line each; JSON lines "
+        "--follow", "-f", help="Then each event as it happens, until interrupted (one line each; JSON lines "
         "with --output json).")] = False,
     device: DeviceOption = None,
 ) -> None:
-    """The device's failover transitions, oldest first: time, traffic group, from, to, why."""
+    """The device's failover events, oldest first: time, traffic group (or `(path)`: a heartbeat path lost or
+    back), from, to, why."""
     output = _output(ctx)
     if follow:
         with contextlib.suppress(KeyboardInterrupt):

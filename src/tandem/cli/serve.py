@@ -52,6 +52,11 @@ def serve(
         "--intercluster-listen", callback=lambda v: v and _check_listen(v), show_default=False,
         help="Where peer clusters reach this device, ADDR:PORT (default: no peering on this device).",
     )] = None,
+    heartbeat_address: Annotated[list[str] | None, typer.Option(
+        "--heartbeat-address", callback=lambda values: [_check_listen(v) for v in values or []], show_default=False,
+        help="A dedicated heartbeat path ADDR:PORT (UDP; on its own network, as a failover address), beside the "
+             "peer address; repeatable, up to 7. A peer is taken for gone only when silent on every path.",
+    )] = None,
     log_retention: Annotated[int, typer.Option(
         "--log-retention", min=10,
         help="Log records (one per transaction and group) kept; a member further behind gets a full load.",
@@ -84,4 +89,4 @@ def serve(
                token_ttl=token_ttl, durable=durable, peer_listen=peer_listen, peer_advertise=peer_advertise,
                log_retention=log_retention, addresses=addresses, interface=interface,
                intercluster_listen=intercluster_listen, engine=engine.value, notify=notify,
-               notify_timeout=notify_timeout)
+               notify_timeout=notify_timeout, heartbeat_addresses=heartbeat_address)

@@ -29,11 +29,12 @@ from pathlib import Path
 from tandem import ipc
 from tandem.failover import replay
 from tandem.failover.addresses import AddressProvider, provider
-from tandem.failover.detector import Detector, first_deadline, watchdog
+from tandem.failover.detector import EXPIRY_SLACK, Detector, first_deadline, watchdog
 from tandem.failover.faults import Faults
 from tandem.failover.heartbeat import CLOCK_WINDOW, Counters, GroupState, Heartbeat, Receiver, Sender, seal
 from tandem.failover.mirroring import ConnectionMirror, MirroringReport, MirrorLink, interface_to
 from tandem.failover.notify import DEFAULT_TIMEOUT, Notifier, Transition
+from tandem.failover.paths import Paths
 from tandem.failover.rule import (
     ACTIVE,
     OFFLINE,
@@ -49,6 +50,7 @@ from tandem.failover.snapshot import (
     FailoverReport,
     HeartbeatReport,
     MemberReport,
+    Peer,
     PeerReport,
     TrackerReport,
     TrafficGroupConfig,
@@ -56,13 +58,11 @@ from tandem.failover.snapshot import (
 )
 from tandem.failover.trackers import Tracking
 from tandem.models.cluster import FULL_SCORE, HEARTBEAT_INTERVAL
-from tandem.models.fields import parse_host_port
+from tandem.models.fields import host_port, parse_host_port
 from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.failover")
 
-EXPIRY_SLACK = 0.001
-"""Seconds after a member's deadline at which its silence is judged (so that it counts as expired)."""
 STATE_EVERY = 0.5
 """Seconds between state reports to the management process when nothing changes (ages move on)."""
 MIRROR_REPORT_EVERY = 1.0
@@ -84,8 +84,9 @@ class _Endpoint(asyncio.DatagramProtocol):
 class Failover:
     """The state of one device's failover, driven by heartbeats, the clock and the configuration."""
 
-    def __init__(self, addresses: AddressProvider, listen: tuple[str, int], dataplane_socket: str,
+    def __init__(self, addresses: AddressProvider, listen: tuple[tuple[str, int], ...], dataplane_socket: str,
                  state_path: Path, notifier: Notifier | None = None) -> None:
+        """`listen`: where heartbeats come and go from, by path (the peer address first)."""
         self._addresses = addresses
         self._notifier = notifier or Notifier([])
         self._listen = listen
@@ -119,7 +120,9 @@ class Failover:
         by auto-failback only a score hold later, so that a flapping tracker does not move it back and forth."""
         self._tracking = Tracking(self._trackers_changed)
         self._expiries: dict[str, asyncio.TimerHandle] = {}
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transports: list[asyncio.DatagramTransport] = []
+        """By path: where this device's heartbeats come and go from."""
+        self._paths = Paths(self._path_changed)
         self._control: ipc.Channel | None = None
         self._dataplane: ipc.Channel | None = None
         self._dataplane_answer = 0.0
@@ -146,8 +149,10 @@ class Failover:
         self._control = control
         self._kept = await asyncio.to_thread(replay.load, self._state_path)
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self._datagram),
-                                                                 local_addr=self._listen)
+        for address in self._listen:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self._datagram),
+                                                               local_addr=address)
+            self._transports.append(transport)
         self._started = time.monotonic()
         self._tasks = [loop.create_task(self._beat()), loop.create_task(self._report()),
                        loop.create_task(self._hold_addresses()), loop.create_task(self._watch_dataplane()),
@@ -161,7 +166,9 @@ class Failover:
             for expiry in self._expiries.values():
                 expiry.cancel()
             self._evaluate_in(None)
-            self._transport.close()
+            self._paths.stop()
+            for transport in self._transports:
+                transport.close()
             self._save_replay_state()
             await self._release_all()
             await self._mirror.stop()
@@ -193,6 +200,7 @@ class Failover:
             self._unsaved.set()
         self._receiver.key = key
         self.config = config
+        self._paths.keep({p.id: self._path_count(p) for p in config.peers if p.id != config.device_id})
         self._tracking.configure(t for group in config.traffic_groups for t in group.trackers)
         self._addresses_wanted.set()
         self._mirror_wanted.set()
@@ -230,9 +238,14 @@ class Failover:
             due = max(due + interval, now)
             await asyncio.sleep(due - now)
 
+    def _path_count(self, peer: Peer) -> int:
+        """The paths heartbeats take between this device and `peer`: the n-th address of each with the n-th of
+        the other, as many as the one with fewer has."""
+        return min(len(self._listen), len(peer.paths))
+
     def _send(self) -> None:
         config = self.config
-        if config is None or config.group is None or self._transport is None or self._sender is None:
+        if config is None or config.group is None or not self._transports or self._sender is None:
             return
         assert self._receiver is not None
         trackers = {t.name: t.trackers for t in config.traffic_groups}
@@ -241,23 +254,29 @@ class Failover:
             score, down = self._tracking.score(trackers.get(name, ()))
             groups[name] = GroupState(state=state, declined=name in self.declined, score=score, down=down)
         heartbeat = self._sender.next(self.out_of_service, groups)
-        datagram = seal(self._receiver.key, heartbeat)
+        datagrams = [seal(self._receiver.key, heartbeat.model_copy(update={"path": path}))
+                     for path in range(len(self._transports))]
         self.counters.sent += 1
         for peer in config.peers:
             if peer.id != config.device_id:
-                with contextlib.suppress(OSError):
-                    self._transport.sendto(datagram, (peer.host, peer.port))
+                for path in range(self._path_count(peer)):
+                    with contextlib.suppress(OSError):  # that path is down here (no route): the others carry it
+                        self._transports[path].sendto(datagrams[path], peer.paths[path])
 
     def _datagram(self, data: bytes) -> None:
         if self._receiver is None or self.config is None:
             return
-        heartbeat = self._receiver.open(data)
-        if heartbeat is None or heartbeat.device not in self.config.trusted:
+        opened = self._receiver.open(data)
+        if opened is None or opened[0].device not in self.config.trusted:
+            return
+        heartbeat, first = opened
+        now = time.monotonic()
+        self._paths.heard(heartbeat.device, heartbeat.path, heartbeat.boot, heartbeat.seq, now, *self._timers())
+        if not first:  # a copy that came on another path first
             return
         self._clock_faults.clear(self._name(heartbeat.device))
         self._unsaved.set()
         previous = self._heard.get(heartbeat.device)
-        now = time.monotonic()
         self._heard[heartbeat.device] = (now, heartbeat)
         self._detector(heartbeat.device).heard(heartbeat.boot, heartbeat.seq, now)
         self.evaluate()
@@ -405,15 +424,36 @@ class Failover:
             del self.states[name]
         else:
             self.states[name] = state
-        event = {"type": "event", "at": time.time(), "traffic_group": name, "from_state": before or "none",
-                 "to_state": state or "none", "reason": reason or "initial state"}
-        log.info("traffic group %s: %s -> %s (%s)", name, event["from_state"], event["to_state"], event["reason"])
-        if self._control is not None:
-            self._control.send(event)
+        event = self._record("transition", name, before or "none", state or "none", reason or "initial state")
         if self.config is not None:
             self._notifier.tell(Transition(self.config.device_name, name, event["from_state"], event["to_state"],
                                            event["reason"], event["at"]))
         return True
+
+    def _path_changed(self, device: str, path: int, up: bool, silence: float) -> None:
+        """A heartbeat path from `device` went down or came back: an event, and the state shown at once."""
+        config = self.config
+        peer = next((p for p in config.peers if p.id == device), None) if config else None
+        if peer is None or path >= self._path_count(peer):
+            return
+        count = self._path_count(peer)
+        working = sum(self._paths.up(device, n) for n in range(count))
+        host, port = peer.paths[path]
+        where = f"{peer.name}'s heartbeats on path {path} ({host_port(host, port)})"
+        reason = (f"{where} came back: {working} of {count} paths up" if up else
+                  f"{where} silent for {silence:.2f} s: {working} of {count} paths up")
+        self._record("path", "", "down" if up else "up", "up" if up else "down", reason)
+        self._report_now()
+
+    def _record(self, kind: str, traffic_group: str, before: str, after: str, reason: str) -> dict:
+        """Log an event, send it to the management process (its journal, the event stream); the event."""
+        event = {"type": "event", "kind": kind, "at": time.time(), "traffic_group": traffic_group,
+                 "from_state": before, "to_state": after, "reason": reason}
+        log.info("%s%s -> %s (%s)", f"traffic group {traffic_group}: " if traffic_group else "", before, after,
+                 reason)
+        if self._control is not None:
+            self._control.send(event)
+        return event
 
     def _force_standby(self, traffic_group: str) -> ipc.Message:
         config = self.config
@@ -656,7 +696,9 @@ class Failover:
                 if traffic_group.mirroring else None))
         peers = {p.id: PeerReport(name=p.name, last_heard_s=self._age(p.id, now),
                                   offline=bool(p.id in self._heard and self._heard[p.id][1].offline),
-                                  path=self._detector(p.id).report(now))
+                                  path=self._detector(p.id).report(now),
+                                  paths=self._paths.report(p.id, [host_port(*a) for a in p.paths[:self._path_count(p)]],
+                                                           now, interval, timeout))
                  for p in config.peers if p.id != config.device_id}
         silence = self.dataplane_silence
         trackers = tuple(TrackerReport(f"{key[0]} {key[1]}", state.up, state.why, state.changed_at)
@@ -675,14 +717,15 @@ class Failover:
 
 
 async def _run(args: argparse.Namespace, control: ipc.Channel) -> None:
-    host, port = parse_host_port(args.listen)
+    listen = tuple(parse_host_port(address) for address in args.listen)
     addresses = await asyncio.to_thread(provider, args.addresses, args.interface)  # netlink: off the loop
     notifier = Notifier([Path(script) for script in args.notify], args.notify_timeout)
-    await Failover(addresses, (host, port), args.dataplane_socket, Path(args.state), notifier).run(control)
+    await Failover(addresses, listen, args.dataplane_socket, Path(args.state), notifier).run(control)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", required=True, help="ADDR:PORT of the heartbeats (UDP)")
+    parser.add_argument("--listen", action="append", required=True,
+                        help="ADDR:PORT of the heartbeats (UDP), by path: the peer address first; repeatable")
     parser.add_argument("--addresses", default="loopback", help="the address provider: loopback or linux")
     parser.add_argument("--interface", help="the interface of the linux address provider")
     parser.add_argument("--dataplane-socket", required=True, help="the data plane process's Unix socket")

@@ -27,6 +27,8 @@ MARGIN = 0.1
 """Silence allowed beyond the intervals and the latest arrival seen, in intervals."""
 MEMORY = 120.0
 """Seconds a loss or a late heartbeat is remembered."""
+EXPIRY_SLACK = 0.001
+"""Seconds after a deadline at which a silence is judged (so that it counts as expired)."""
 WATCHDOG_INTERVALS = 5
 """Intervals the data plane may not answer before the device takes itself out of service (adaptive detection;
 a fixed timeout is used as it is)."""

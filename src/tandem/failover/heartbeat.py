@@ -18,6 +18,8 @@ from tandem.models.cluster import FULL_SCORE
 
 TAG_BYTES = 32
 MAX_DATAGRAM = 8192
+MAX_PATHS = 8
+"""Heartbeat paths of a device at most: its peer address and up to 7 dedicated heartbeat addresses."""
 CLOCK_WINDOW = 30.0
 """Seconds a heartbeat's time may be off the receiver's clock (the members' clocks are kept in step, NTP)."""
 
@@ -50,6 +52,9 @@ class Heartbeat(BaseModel):
     time: float
     offline: bool
     groups: dict[str, GroupState] = Field(max_length=256)
+    path: int = Field(0, ge=0, lt=MAX_PATHS)
+    """The path it was sent on (0: the peer addresses; 1...: the dedicated heartbeat addresses, in order).
+    Signed with the rest, so that a capture replayed on another path is known for one."""
 
 
 def seal(key: bytes, heartbeat: Heartbeat) -> bytes:
@@ -81,11 +86,18 @@ class Receiver:
     counters: Counters = field(default_factory=Counters)
     last: dict[str, tuple[int, int]] = field(default_factory=dict)
     """The greatest (boot, seq) heard of each sender (the failover process keeps it across its restarts)."""
+    on_path: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict, init=False)
+    """The greatest (boot, seq) heard of each sender on each path."""
     on_stale: Callable[[str, float], None] = lambda device, skew: None
     """Told of each stale heartbeat: its sender, how far its time was off this clock (seconds, + ahead)."""
 
-    def open(self, datagram: bytes) -> Heartbeat | None:
-        """The heartbeat in `datagram`, or None (counted) if it is forged, malformed, stale or a replay."""
+    def __post_init__(self) -> None:
+        self._floor = dict(self.last)
+        """What the last run heard of each sender: a path first heard in this run is checked against it."""
+
+    def open(self, datagram: bytes) -> tuple[Heartbeat, bool] | None:
+        """The heartbeat in `datagram`, and whether it is the first of its number (the same one comes on every
+        path); None (counted) if it is forged, malformed, stale or a replay on its path."""
         tag, payload = datagram[:TAG_BYTES], datagram[TAG_BYTES:]
         if len(datagram) > MAX_DATAGRAM or not hmac.compare_digest(
                 tag, hmac.new(self.key, payload, hashlib.sha256).digest()):
@@ -101,13 +113,16 @@ class Receiver:
             self.counters.stale += 1
             self.on_stale(heartbeat.device, skew)
             return None
-        stamp = (heartbeat.boot, heartbeat.seq)
-        if stamp <= self.last.get(heartbeat.device, (-1, -1)):
+        stamp, path = (heartbeat.boot, heartbeat.seq), (heartbeat.device, heartbeat.path)
+        if stamp <= self.on_path.get(path, self._floor.get(heartbeat.device, (-1, -1))):
             self.counters.replayed += 1
             return None
-        self.last[heartbeat.device] = stamp
+        self.on_path[path] = stamp
         self.counters.received += 1
-        return heartbeat
+        first = stamp > self.last.get(heartbeat.device, (-1, -1))
+        if first:
+            self.last[heartbeat.device] = stamp
+        return heartbeat, first
 
 
 @dataclass
@@ -120,6 +135,7 @@ class Sender:
     seq: int = 0
 
     def next(self, offline: bool, groups: dict[str, GroupState]) -> Heartbeat:
+        """The next heartbeat, of path 0 (`model_copy(update={"path": n})` for the others)."""
         self.seq += 1
         return Heartbeat(device=self.device, boot=self.boot, seq=self.seq, time=time.time(), offline=offline,
                          groups=groups)

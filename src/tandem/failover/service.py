@@ -45,9 +45,10 @@ class FailoverUnavailable(ApiError):
 class FailoverService:
     """Starts the failover process, feeds it the configuration, mirrors its state for the API."""
 
-    def __init__(self, store: Store, domain: Domain, listen: tuple[str, int], addresses: str,
+    def __init__(self, store: Store, domain: Domain, listen: tuple[tuple[str, int], ...], addresses: str,
                  interface: str | None, data_dir: Path, notify: tuple[list[Path], float] = ([], 10.0)) -> None:
-        """`notify`: the scripts run at each transition (absolute paths) and the seconds each may take."""
+        """`listen`: where heartbeats come, by path (the peer address first); `notify`: the scripts run at each
+        transition (absolute paths) and the seconds each may take."""
         self._store = store
         self._domain = domain
         self.offline = store.meta("failover_offline") == "1"
@@ -58,7 +59,8 @@ class FailoverService:
         """The failover process's last report (None: none since it started)."""
         self._report_at = 0.0
         self._child = ipc.Child("failover", "tandem.failover.daemon",
-                                ["--listen", f"{listen[0]}:{listen[1]}", "--addresses", addresses,
+                                [*(arg for host, port in listen for arg in ("--listen", f"[{host}]:{port}")),
+                                 "--addresses", addresses,
                                  *(["--interface", interface] if interface else []),
                                  *(arg for script in notify[0] for arg in ("--notify", str(script))),
                                  "--notify-timeout", str(notify[1]), "--dataplane-socket", DATAPLANE_SOCKET],
@@ -97,7 +99,7 @@ class FailoverService:
         elif message["type"] == "event":
             await asyncio.wrap_future(self._store.add_event(
                 message["traffic_group"], message["from_state"], message["to_state"], message["reason"],
-                message["at"]))
+                message["at"], message["kind"]))
             recorded, self._recorded = self._recorded, asyncio.Event()
             recorded.set()
 
@@ -127,7 +129,8 @@ class FailoverService:
             device = domain.device_named(name)
             if device is not None:
                 host, port = parse_host_port(device.peer_url)
-                peers.append(Peer(device.id, name, host, port))
+                peers.append(Peer(device.id, name, host, port,
+                                  tuple(parse_host_port(url) for url in device.heartbeat_urls)))
         return FailoverConfig(
             device_id=domain.device_id, device_name=domain.me.name, key=heartbeat_key(domain.secret).hex(),
             group=group.name if group else None, interval=group.heartbeat_interval if group else HEARTBEAT_INTERVAL,
@@ -238,7 +241,8 @@ class FailoverService:
             state=OFFLINE if self.out_of_service else "online", reason=report.reason if report else "",
             heartbeat={**(vars(report.heartbeat.counters) if report else {}), "interval": interval, "timeout": timeout,
                        "detection": "adaptive" if timeout is None else "fixed",
-                       "peers": {peer.name: vars(peer.path) for peer in report.peers.values()} if report else {}},
+                       "peers": {peer.name: {**vars(peer.path), "paths": [vars(p) for p in peer.paths]}
+                                 for peer in report.peers.values()} if report else {}},
             dataplane=DataplaneStatus(answering=report is not None and silent_s is None, silent_s=silent_s),
             process=self._child.status(), traffic_groups=tuple(groups), trackers=report.trackers if report else ())
 

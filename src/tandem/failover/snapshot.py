@@ -20,7 +20,14 @@ class Peer:
     name: str
     host: str
     port: int
-    """Where its heartbeats go (its peer channel's address, UDP)."""
+    """Where its heartbeats go (its peer channel's address, UDP): path 0."""
+    heartbeat: tuple[tuple[str, int], ...] = ()
+    """Its dedicated heartbeat addresses: paths 1, 2...."""
+
+    @property
+    def paths(self) -> tuple[tuple[str, int], ...]:
+        """Where its heartbeats go, by path."""
+        return ((self.host, self.port), *self.heartbeat)
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,30 @@ class TrafficGroupReport:
 
 
 @dataclass(frozen=True)
+class PathState:
+    """One heartbeat path from a member: up while its heartbeats come on it within the silence allowed."""
+
+    address: str
+    """The member's address of the path (host:port)."""
+    up: bool
+    last_heard_s: float | None
+    """Seconds since a heartbeat came on it (None: none since this process started)."""
+    received: int
+    deadline_s: float
+    """The silence it is allowed now (its own failure detector)."""
+
+
+@dataclass(frozen=True)
 class PeerReport:
     name: str
     last_heard_s: float | None
     offline: bool
     """Its last heartbeat said it takes no traffic group (offline or evacuated)."""
     path: PathReport
-    """What its heartbeats showed of their path, and the silence it is allowed now."""
+    """What its heartbeats showed (the first of each number, whichever path brought it), and the silence it is
+    allowed now."""
+    paths: tuple[PathState, ...] = ()
+    """Each heartbeat path from it: the peer address, then its dedicated heartbeat addresses."""
 
 
 @dataclass(frozen=True)

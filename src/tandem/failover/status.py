@@ -60,8 +60,9 @@ class FailoverStatus:
     reason: str
     heartbeat: dict[str, Any]
     """The heartbeat counters (once the failover process reported), the interval, the fixed timeout (None:
-    adaptive), `detection` (adaptive or fixed) and, by member name, what its heartbeats showed of their path
-    (`deadline_s`: the silence it is allowed now, `lost`, `longest_lost_run`, `latest_ms`)."""
+    adaptive), `detection` (adaptive or fixed) and, by member name, what its heartbeats showed
+    (`deadline_s`: the silence it is allowed now, `lost`, `longest_lost_run`, `latest_ms`) and `paths`: each
+    heartbeat path from it (`address`, `up`, `last_heard_s`, `received`, `deadline_s`)."""
     dataplane: DataplaneStatus
     process: ProcessStatus
     traffic_groups: tuple[TrafficGroupStatus, ...]

@@ -31,6 +31,7 @@ from tandem.lab.l7 import (
 from tandem.lab.processes import child_env, log_tail, port_in_use, process_alive, send_signal
 from tandem.lab.secrets import read_password_file
 from tandem.lab.state import LabBackend, LabState, default_lab_dir, save_lab
+from tandem.models.fields import host_port
 from tandem.models.resources import DEFAULT_TRAFFIC_GROUP
 
 PEER_PORT_OFFSET = 1
@@ -182,10 +183,6 @@ def split_host_port(text: str, option: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise LabError(f"{text!r} is not ADDRESS:PORT", target=option)
     return host, int(port)
-
-
-def host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def default_vip(address_base: str) -> str:

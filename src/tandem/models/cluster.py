@@ -3,9 +3,9 @@
 import ipaddress
 from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from tandem.models.fields import Description, HttpsUrl, IPAddress, Name
+from tandem.models.fields import Description, HttpsUrl, IPAddress, Name, parse_host_port
 from tandem.models.peering import PeerRecord
 from tandem.models.resources import DEFAULT_PARTITION
 
@@ -134,6 +134,11 @@ class TrustRequest(BaseModel):
     fingerprint: str | None = Field(None, max_length=200)
 
 
+def _checked_host_port(value: str) -> str:
+    parse_host_port(value)  # ValueError if it is not ADDR:PORT
+    return value
+
+
 class TrustedDevice(BaseModel):
     """A device of the trust domain as its record holds it (its certificate is the one pinned)."""
 
@@ -146,6 +151,9 @@ class TrustedDevice(BaseModel):
     """The peer channel (TCP, TLS) and the heartbeats (UDP) use this address and port."""
     intercluster_url: str = Field("", max_length=300)
     """Where this device listens for peer clusters (host:port), empty if it does not."""
+    heartbeat_urls: list[Annotated[str, Field(max_length=70), AfterValidator(_checked_host_port)]] = Field(
+        default_factory=list, max_length=7)
+    """Its dedicated heartbeat addresses (host:port, UDP): heartbeats go on each as well as on `peer_url`."""
 
 
 class GroupRecord(DeviceGroup):

@@ -117,6 +117,11 @@ def parse_member_key(key: str) -> tuple[str, int]:
     return parse_host_port(key)
 
 
+def host_port(address: str, port: int) -> str:
+    """`ADDR:PORT` (IPv6 as `[ADDR]:PORT`): the form `parse_host_port` reads."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def parse_host_port(value: str) -> tuple[str, int]:
     """`ADDR:PORT` (IPv6 as `[ADDR]:PORT`) into a normalized address and a port; ValueError if malformed."""
     host, sep, port_text = value.rpartition(":")

@@ -97,8 +97,9 @@ class Failover:
 
     def events(self, traffic_group: str | None = None, limit: int = 100, *,
                connection: "Client | None" = None) -> list[dict[str, Any]]:
-        """The device's latest failover transitions, oldest first (at most `limit`, 1 to 10000):
-        `{"id", "at" (UNIX time), "traffic_group", "from_state", "to_state", "reason"}`."""
+        """The device's latest failover events, oldest first (at most `limit`, 1 to 10000):
+        `{"id", "at" (UNIX time), "traffic_group", "from_state", "to_state", "reason", "kind"}`; `kind` is
+        `transition`, or `path` for a heartbeat path lost or back (no traffic group: not shown with one asked)."""
         params: dict[str, Any] = {"limit": limit}
         if traffic_group is not None:
             params["traffic_group"] = traffic_group
@@ -107,7 +108,7 @@ class Failover:
 
     def watch_events(self, traffic_group: str | None = None, last: int = 1, *,
                      connection: "Client | None" = None) -> Iterator[dict[str, Any]]:
-        """The device's last `last` transitions (1 to 10000), then each as it happens
+        """The device's last `last` events (1 to 10000), then each as it happens
         (`GET /api/failover/events?watch=true`), for as long as the caller reads; records as `events` gives them."""
         params: dict[str, Any] = {"watch": "true", "limit": last}
         if traffic_group is not None:

@@ -66,6 +66,8 @@ PRIVATE = 0o600
 """The mode of the database and its WAL and shared-memory files."""
 _SQLITE_IOERR, _SQLITE_FULL = 10, 13
 """SQLite's primary result codes of a write the disk refused."""
+_EVENT_COLUMNS = "id, at, traffic_group, from_state, to_state, reason, kind"
+"""The columns of a failover event, in the order of `FailoverEvent`'s fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +230,8 @@ class Store(Reader):
         self._writer_db = self._connect()
         self._writer_db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._writer_db.executescript(resources.files("tandem.store").joinpath("schema.sql").read_text())
+        if "kind" not in {row[1] for row in self._writer_db.execute("PRAGMA table_info(events)")}:  # an older store
+            self._writer_db.execute("ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'transition'")
         self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
@@ -657,14 +661,15 @@ class Store(Reader):
     # -- failover events (local to this device) -------------------------------------------------
 
     def add_event(self, traffic_group: str, from_state: str, to_state: str, reason: str,
-                  at: float | None = None) -> concurrent.futures.Future:
-        """Record a failover transition on the writer; the future is done once it is."""
-        return self.submit(self.db_execute, "INSERT INTO events (at, traffic_group, from_state, to_state, reason)"
-                    " VALUES (?, ?, ?, ?, ?)", (at or time.time(), traffic_group, from_state, to_state, reason))
+                  at: float | None = None, kind: str = "transition") -> concurrent.futures.Future:
+        """Record a failover event on the writer; the future is done once it is."""
+        return self.submit(self.db_execute, "INSERT INTO events (at, traffic_group, from_state, to_state, reason, "
+                           "kind) VALUES (?, ?, ?, ?, ?, ?)",
+                           (at or time.time(), traffic_group, from_state, to_state, reason, kind))
 
     def events(self, limit: int, traffic_group: str | None = None) -> list[FailoverEvent]:
         """The latest events, oldest first."""
-        sql, args = "SELECT id, at, traffic_group, from_state, to_state, reason FROM events", []
+        sql, args = f"SELECT {_EVENT_COLUMNS} FROM events", []
         if traffic_group is not None:
             sql, args = sql + " WHERE traffic_group = ?", [traffic_group]
         rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
@@ -672,7 +677,7 @@ class Store(Reader):
 
     def events_after(self, after: int, traffic_group: str | None = None, limit: int = 1000) -> list[FailoverEvent]:
         """The first `limit` events after the event of id `after`, oldest first."""
-        sql, args = "SELECT id, at, traffic_group, from_state, to_state, reason FROM events WHERE id > ?", [after]
+        sql, args = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ?", [after]
         if traffic_group is not None:
             sql, args = sql + " AND traffic_group = ?", [*args, traffic_group]
         rows = self.db.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()

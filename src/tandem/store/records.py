@@ -98,7 +98,8 @@ class LogRecord:
 
 @dataclass(frozen=True)
 class FailoverEvent:
-    """A failover transition of this device, as recorded (`at`: seconds since the epoch)."""
+    """A failover event of this device, as recorded (`at`: seconds since the epoch): a transition of a traffic
+    group, or (`kind` path, `traffic_group` empty) a heartbeat path from a member lost (`up` to `down`) or back."""
 
     id: int
     at: float
@@ -106,3 +107,4 @@ class FailoverEvent:
     from_state: str
     to_state: str
     reason: str
+    kind: str = "transition"

@@ -70,12 +70,14 @@ CREATE TABLE IF NOT EXISTS domain (
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
 
--- Failover transitions of this device, newest last.
+-- Failover events of this device, newest last: transitions of its traffic groups, heartbeat paths lost
+-- and back (kind 'path', no traffic group). `kind` is added to the table of an older store on opening.
 CREATE TABLE IF NOT EXISTS events (
     id            INTEGER PRIMARY KEY,
     at            REAL NOT NULL,
     traffic_group TEXT NOT NULL,
     from_state    TEXT NOT NULL,
     to_state      TEXT NOT NULL,
-    reason        TEXT NOT NULL
+    reason        TEXT NOT NULL,
+    kind          TEXT NOT NULL DEFAULT 'transition'
 );
