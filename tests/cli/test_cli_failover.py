@@ -260,8 +260,14 @@ def test_trackers_are_parsed_from_the_command_line():
     assert parse_tracker("gateway:198.18.0.1:30") == {"type": "gateway", "target": "198.18.0.1", "weight": 30}
     assert parse_tracker("script:/usr/local/bin/check:20") == {
         "type": "script", "target": "/usr/local/bin/check", "weight": 20}
-    with pytest.raises(CliError, match="TYPE:TARGET"):
-        parse_tracker("ping:198.18.0.1")
+    assert parse_tracker("interface:eth1:30") == {"type": "interface", "target": "eth1", "weight": 30}
+    assert parse_tracker("pool:/Common/web") == {"type": "pool", "target": "/Common/web"}
+    assert parse_tracker("pool:/Common/web:40:75") == {"type": "pool", "target": "/Common/web", "weight": 40,
+                                                       "threshold": 75}
+    for bad in ("ping:198.18.0.1", "gateway:198.18.0.1:30:75", "pool:/Common/web:40:75:1", "interface:eth1:0",
+                "pool::30"):
+        with pytest.raises(CliError, match="TYPE:TARGET"):
+            parse_tracker(bad)
 
 
 def test_followed_events_print_one_line_each(capsys):

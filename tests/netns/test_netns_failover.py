@@ -129,3 +129,44 @@ def test_a_device_that_loses_its_gateway_hands_the_traffic_group_over(tmp_path: 
         wait_until(lambda: lab.a.failover()["trackers"][0]["up"], 5, "a's gateway tracker up again")
         time.sleep(1.0)
         assert lab.b.state() == "active" and lab.a.state() == "standby", "equal scores: the group stays on b"
+
+
+def test_pool_and_interface_trackers_hand_the_traffic_group_to_the_healthier_device(tmp_path: Path) -> None:
+    """A pool tracker (the pool's members as each device probes them: its own backend on 127.0.0.1) and an
+    interface tracker (a veth pair of each host, `up0` and its peer `up0p`): a's backend killed, a's pool is down
+    and b takes the group; a's backend back, the group stays on b; b's `up0` loses carrier (its peer set down),
+    b scores less and a takes the group back, at once (netlink, not a poll), saying why."""
+    with formed(Lab(tmp_path), log_lines=60) as lab:
+        for host in ("a", "b"):
+            ns = lab.ns[host].name
+            sh("ip", "-n", ns, "link", "add", "up0", "type", "veth", "peer", "name", "up0p")
+            sh("ip", "-n", ns, "link", "set", "up0", "up")
+            sh("ip", "-n", ns, "link", "set", "up0p", "up")
+        check(lab.a.api.post("/api/monitors", json={"name": "tcp-fast", "type": "tcp", "interval": 0.2,
+                                                     "timeout": 0.2}), 201)
+        check(lab.a.api.patch("/api/pools/Common/web", json={"monitor": "tcp-fast"}), 200)
+        check(lab.a.api.patch(f"/api/traffic-groups/{TRAFFIC_GROUP}", json={"score_hold": 0.3, "trackers": [
+            {"type": "pool", "target": "/Common/web", "weight": 50, "interval": 0.2, "fall": 1, "rise": 1},
+            {"type": "interface", "target": "up0", "weight": 30}]}), 200)
+        wait_until(lambda: all([t["up"] for t in h.failover()["trackers"]] == [True, True] for h in (lab.a, lab.b)),
+                   10, "both trackers up on a and b", lab.describe)
+
+        lab.a.backend.kill()
+        wait_until(lambda: lab.b.state() == "active" and lab.a.state() == "standby", 5,
+                   "b active once a's pool is down", lab.describe)
+        assert lab.b.events()[-1]["reason"] == "a score 50 < b score 100: pool /Common/web down"
+        pool = next(t for t in lab.a.failover()["trackers"] if t["tracker"] == "pool /Common/web")
+        assert not pool["up"] and pool["why"] == "0 of 1 members up (50% needed)", pool
+        wait_until(lambda: lab.ask(0.5) == "b", 5, "the virtual server answering from b")
+
+        lab.a.start_backend()
+        wait_until(lambda: all(t["up"] for t in lab.a.failover()["trackers"]), 5, "a's pool up again")
+        time.sleep(0.6)
+        assert lab.b.state() == "active", "equal scores: the group stays on b"
+
+        sh("ip", "-n", lab.ns["b"].name, "link", "set", "up0p", "down")
+        wait_until(lambda: lab.a.state() == "active" and lab.b.state() == "standby", 3,
+                   "a active once b's up0 lost carrier", lab.describe)
+        assert lab.a.events()[-1]["reason"] == "b score 70 < a score 100: interface up0 down"
+        interface = next(t for t in lab.b.failover()["trackers"] if t["tracker"] == "interface up0")
+        assert not interface["up"] and interface["why"] == "no carrier", interface

@@ -310,23 +310,31 @@ QuorumOption = Annotated[bool | None, typer.Option(
     help="Serve only on a device that hears a majority of the group's members (three or more devices).")]
 TrackOption = Annotated[list[str] | None, typer.Option(
     "--track", metavar="TYPE:TARGET[:WEIGHT]", show_default=False,
-    help="A tracker: gateway:IPv4 (ICMP echo) or script:/absolute/path (exit 0), weight 1-100 (default 50); a "
-         "device scores 100 less the weights of its trackers down, the group lives on the highest score. "
-         "Repeatable; on update replaces the list.")]
+    help="A tracker: gateway:IPv4 (ICMP echo), script:/absolute/path (exit 0), interface:NAME (up, with carrier) "
+         "or pool:/PARTITION/NAME[:WEIGHT[:PERCENT]] (that share of its members up, default 50), weight 1-100 "
+         "(default 50); a device scores 100 less the weights of its trackers down, the group lives on the highest "
+         "score. Repeatable; on update replaces the list.")]
 ScoreHoldOption = Annotated[float | None, typer.Option(
     "--score-hold", min=0, max=600, show_default=False,
     help="Seconds a device must outscore the active one before it takes the group over. \\[default: 0.5]")]
 
 
 def parse_tracker(text: str) -> dict[str, Any]:
-    """`gateway:198.18.0.1:30` → {"type": "gateway", "target": "198.18.0.1", "weight": 30}; CliError if malformed."""
+    """`gateway:198.18.0.1:30` → {"type": "gateway", "target": "198.18.0.1", "weight": 30}, `pool:/Common/web:40:75`
+    → {..., "weight": 40, "threshold": 75}; CliError if malformed (the device checks each target)."""
     kind, _, rest = text.partition(":")
-    head, _, tail = rest.rpartition(":")
-    target, weight = (head, tail) if tail.isascii() and tail.isdecimal() else (rest, "")
-    if kind not in ("gateway", "script") or not target or (weight and not 1 <= int(weight) <= 100):
-        raise CliError(f"{text!r} is not TYPE:TARGET[:WEIGHT] (gateway:IPv4 or script:/path, weight 1-100)",
-                       target="--track")
-    return {"type": kind, "target": target, **({"weight": int(weight)} if weight else {})}
+    if kind == "script":  # a path may hold colons: only a number after the last one is a weight
+        head, _, tail = rest.rpartition(":")
+        target, weight = (head, tail) if tail.isascii() and tail.isdecimal() else (rest, "")
+        numbers = [weight] if weight else []
+    else:
+        target, *numbers = rest.split(":")
+    most = 2 if kind == "pool" else 1
+    if kind not in ("gateway", "script", "interface", "pool") or not target or len(numbers) > most or not all(
+            n.isascii() and n.isdecimal() and 1 <= int(n) <= 100 for n in numbers):
+        raise CliError(f"{text!r} is not TYPE:TARGET[:WEIGHT] (gateway:IPv4, script:/path, interface:NAME or "
+                       "pool:/PARTITION/NAME[:WEIGHT[:PERCENT]], numbers 1-100)", target="--track")
+    return {"type": kind, "target": target, **dict(zip(("weight", "threshold"), map(int, numbers), strict=False))}
 
 
 def _failover_fields(failback_delay: float | None, quorum: bool | None, track: list[str] | None,

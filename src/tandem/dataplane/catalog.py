@@ -101,6 +101,18 @@ class Catalog:
                 out.append(virtual)
         return out
 
+    def pool(self, key: Key) -> ServedPool | None:
+        """The pool `key` with its monitor, as probed (None: there is none)."""
+        pool = self.objects[Pool.kind].get(key)
+        if pool is None:
+            return None
+        monitor_key = self._monitor_key(key, pool)
+        return served_pool(pool, self.objects[Monitor.kind].get(monitor_key) if monitor_key else None)
+
+    @staticmethod
+    def _monitor_key(pool_key: Key, pool: Mapping[str, Any]) -> Key | None:
+        return resolve_reference(pool_key[0], pool["monitor"]) if pool.get("monitor") else None
+
     def _build(self, virtual: Mapping[str, Any], pools: dict[Key, ServedPool]) -> ServedVirtual | None:
         """`virtual` with what it uses resolved, noting what it was built from; None (with a warning) if its
         configuration cannot be served. A missing pool gives a virtual (or rule) without pool; a missing
@@ -117,7 +129,7 @@ class Catalog:
             pool = self.objects[Pool.kind].get(pool_key)
             if pool is None:
                 return None
-            monitor_key = resolve_reference(pool_key[0], pool["monitor"]) if pool.get("monitor") else None
+            monitor_key = self._monitor_key(pool_key, pool)
             ca_reference = (pool.get("tls") or {}).get("ca")
             ca_key = resolve_reference(pool_key[0], ca_reference) if ca_reference else None
             if monitor_key is not None:

@@ -24,8 +24,9 @@ from typing import Any, Protocol, get_args
 
 from tandem import ipc
 from tandem.dataplane.catalog import Catalog
-from tandem.dataplane.engine import BuiltinEngine, ServedVirtual
+from tandem.dataplane.engine import BuiltinEngine, ServedPool, ServedVirtual
 from tandem.dataplane.engine_events import EngineStatus
+from tandem.dataplane.tracked import TrackedPools
 from tandem.models.api import EngineName
 from tandem.tasks import cancel
 
@@ -81,20 +82,25 @@ class DataPlaneProcess:
         """`changes` messages not yet in the catalog."""
         self._active: set[str] = set()
         self._standalone = False
+        self._tracked_paths: tuple[str, ...] = ()
+        """The pools the failover process's pool trackers name (`/partition/name`)."""
+        self._tracked = TrackedPools()
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         """The traffic groups to serve changed: no pause before serving them."""
         self._credit, self._credit_at = BURST, time.monotonic()
         """CPU seconds applying may still spend at once (`_owed`), as of when."""
 
-    def _served(self, changes: list[ipc.Message], active: set[str], standalone: bool) -> list[ServedVirtual]:
+    def _served(self, changes: list[ipc.Message], active: set[str], standalone: bool,
+                tracked: tuple[str, ...]) -> tuple[list[ServedVirtual], dict[str, ServedPool | None]]:
         """The virtual servers of the `active` traffic groups (those of no known traffic group when `standalone`),
-        `changes` taken first."""
+        and the `tracked` pools by path, `changes` taken first."""
         for message in changes:
             self._catalog.update(message)
         known = self._catalog.traffic_groups
-        return [v for v in self._catalog.served()
-                if (v.traffic_group in active if v.traffic_group in known else standalone)]
+        return ([v for v in self._catalog.served()
+                 if (v.traffic_group in active if v.traffic_group in known else standalone)],
+                {path: self._catalog.pool(tuple(path.split("/")[1:3])) for path in tracked})
 
     async def run(self, control: ipc.Channel) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -107,6 +113,7 @@ class DataPlaneProcess:
         finally:
             server.close()
             await cancel(serving)
+            await self._tracked.stop()
             await self.engine.stop_all(STOP_DRAIN)
 
     async def _serve(self, control: ipc.Channel) -> None:
@@ -117,12 +124,17 @@ class DataPlaneProcess:
             changes, self._changes = self._changes, []
             used = self._cpu_seconds()
             try:  # off the event loop, as rendering: the failover process's pings go on meanwhile
-                served = await asyncio.to_thread(self._served, changes, set(self._active), self._standalone)
+                served, tracked = await asyncio.to_thread(self._served, changes, set(self._active), self._standalone,
+                                                          self._tracked_paths)
             except Exception:  # changes may be lost: everything is asked for again
                 log.exception("taking the configuration's changes failed")
                 self._catalog = Catalog()
                 control.send({"type": "resend"})
                 continue
+            try:
+                await self._tracked.update(tracked)
+            except Exception:  # the pool trackers say "down" rather than the data plane stop serving
+                log.exception("following the tracked pools failed")
             try:
                 await self.engine.apply(served)
             except Exception:  # the data plane must outlive any one failure; the next change retries
@@ -171,13 +183,17 @@ class DataPlaneProcess:
     def _from_failover(self, message: ipc.Message) -> ipc.Message | None:
         kind = message["type"]
         if kind == "ping":
-            return {}
+            return {"pools": self._tracked.availability()}
         if kind == "serve":
             active, standalone = set(message["active"]), bool(message["standalone"])
             if (active, standalone) != (self._active, self._standalone):
                 self._active, self._standalone = active, standalone
                 self._wake.set()
                 self._urgent.set()
+            tracked = tuple(message["pools"])
+            if tracked != self._tracked_paths:
+                self._tracked_paths = tracked
+                self._wake.set()
             return None
         raise ValueError(f"unknown message {kind!r}")
 

@@ -118,7 +118,9 @@ class Failover:
         self._score_rose: dict[str, float] = {}
         """When this device's score of each traffic group last rose (a tracker back up): it takes the group back
         by auto-failback only a score hold later, so that a flapping tracker does not move it back and forth."""
-        self._tracking = Tracking(self._trackers_changed)
+        self._tracking = Tracking(self._trackers_changed, self._pool_availability)
+        self._pools: dict[str, tuple[int, int]] | None = None
+        """What the data plane last said of the tracked pools: members up and enabled, by path (None: nothing)."""
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._transports: list[asyncio.DatagramTransport] = []
         """By path: where this device's heartbeats come and go from."""
@@ -469,10 +471,20 @@ class Failover:
     # -- what this device serves -----------------------------------------------------------------------
 
     def served(self) -> ipc.Message:
-        """The traffic groups the data plane serves now, and whether it serves virtual servers of none."""
+        """The traffic groups the data plane serves now, whether it serves virtual servers of none, and the pools
+        it probes for the pool trackers."""
         config = self.config
         active = sorted(name for name, state in self.states.items() if state == ACTIVE)
-        return {"type": "serve", "active": active, "standalone": bool(config and config.group is None)}
+        tracked = sorted({t.target for group in config.traffic_groups for t in group.trackers if t.type == "pool"}
+                         if config else ())
+        return {"type": "serve", "active": active, "standalone": bool(config and config.group is None),
+                "pools": tracked}
+
+    def _pool_availability(self, path: str) -> tuple[int, int] | str:
+        """A tracked pool's members up and enabled as the data plane last said, or why that is not known."""
+        if self._pools is None or self.dataplane_silence is not None:
+            return "the data plane does not answer"
+        return self._pools.get(path, "no such pool")
 
     def wanted_addresses(self) -> set[str]:
         config = self.config
@@ -599,8 +611,9 @@ class Failover:
             try:
                 while not channel.closed:
                     with contextlib.suppress(TimeoutError, RuntimeError):  # no answer, or an error answer
-                        await channel.request({"type": "ping"}, watchdog(*self._timers()))
+                        answer = await channel.request({"type": "ping"}, watchdog(*self._timers()))
                         self._dataplane_answer = time.monotonic()
+                        self._pools = {path: (up, enabled) for path, (up, enabled) in answer["pools"].items()}
                     self._check_dataplane()
                     await asyncio.sleep(self._timers()[0])
             except ipc.ChannelClosed:

@@ -2,8 +2,11 @@
 
 Each distinct tracker the traffic groups name runs once, every `interval`: `gateway` sends an ICMP echo to its
 address (a raw socket: root or CAP_NET_RAW), `script` runs its executable (no shell, out of the failover
-process's real-time scheduling, killed with its process group past `timeout`). It goes down after `fall` failed
-checks in a row and up again after `rise` passed ones; each change is logged and re-judges the traffic groups.
+process's real-time scheduling, killed with its process group past `timeout`), `pool` reads the share of the
+pool's members up from what the data plane process last said (it probes tracked pools whatever it serves). It
+goes down after `fall` failed checks in a row and up again after `rise` passed ones. `interface` is not polled:
+it follows netlink's link events (`links.py`) and changes at once. Each change is logged and re-judges the
+traffic groups.
 A traffic group's score on this device is `FULL_SCORE` less the weights of its trackers that are down.
 """
 
@@ -22,18 +25,33 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tandem import ipc
+from tandem.failover.links import Links
 from tandem.models.cluster import FULL_SCORE, Tracker
 from tandem.tasks import cancel
 
 log = logging.getLogger("tandem.failover.trackers")
 
 PING_THREADS = 4
-TrackerKey = tuple[str, str, float, float, int, int]
-"""What makes two trackers the same check: type, target, interval, timeout, fall, rise (not the weight)."""
+TrackerKey = tuple[str, str, float, float, int, int, int | None]
+"""What makes two trackers the same check: type, target, interval, timeout, fall, rise, threshold (not the
+weight)."""
+PoolAvailability = Callable[[str], tuple[int, int] | str]
+"""A pool's members up and enabled, by its path; or why that is not known."""
 
 
 def key_of(tracker: Tracker) -> TrackerKey:
-    return tracker.type, tracker.target, tracker.interval, tracker.timeout, tracker.fall, tracker.rise
+    return (tracker.type, tracker.target, tracker.interval, tracker.timeout, tracker.fall, tracker.rise,
+            tracker.threshold)
+
+
+def pool_verdict(availability: tuple[int, int] | str, threshold: int) -> tuple[bool, str]:
+    """Whether a pool with `availability` (members up, enabled) passes `threshold` percent, and why not."""
+    if isinstance(availability, str):
+        return False, availability
+    up, enabled = availability
+    if enabled and up * 100 >= threshold * enabled:
+        return True, ""
+    return False, f"{up} of {enabled} members up ({threshold}% needed)"
 
 
 def internet_checksum(data: bytes) -> int:
@@ -105,8 +123,12 @@ class Tracking:
     """Runs the trackers the traffic groups name and keeps their states; `on_change` is called when one goes up or
     down."""
 
-    def __init__(self, on_change: Callable[[], None]) -> None:
+    def __init__(self, on_change: Callable[[], None], pools: PoolAvailability) -> None:
         self._on_change = on_change
+        self._pools = pools
+        self._links: Links | None = None
+        """The interfaces, watched while an interface tracker is configured."""
+        self._interfaces: dict[TrackerKey, Tracker] = {}
         self._pings = ThreadPoolExecutor(PING_THREADS, thread_name_prefix="ping")
         """Pings wait here, not in the default pool, where the floating addresses are added."""
         self._tasks: dict[TrackerKey, asyncio.Task] = {}
@@ -115,13 +137,25 @@ class Tracking:
     def configure(self, trackers: Iterable[Tracker]) -> None:
         """Run exactly these trackers (a tracker already running keeps its state)."""
         wanted = {key_of(tracker): tracker for tracker in trackers}
-        for key in self._tasks.keys() - wanted.keys():
-            self._tasks.pop(key).cancel()
+        for key in self.states.keys() - wanted.keys():
+            if key in self._tasks:
+                self._tasks.pop(key).cancel()
+            self._interfaces.pop(key, None)
             del self.states[key]
         for key, tracker in wanted.items():
-            if key not in self._tasks:
-                self.states[key] = TrackerState()
+            if key in self.states:
+                continue
+            self.states[key] = TrackerState()
+            if tracker.type == "interface":
+                self._interfaces[key] = tracker
+            else:
                 self._tasks[key] = asyncio.get_running_loop().create_task(self._run(key, tracker))
+        if self._interfaces and self._links is None:
+            self._links = Links(self._links_changed)
+        elif not self._interfaces and self._links is not None:
+            self._links.stop()
+            self._links = None
+        self._links_changed()  # a new interface tracker is judged on what is known
 
     def score(self, trackers: Iterable[Tracker]) -> tuple[int, tuple[str, ...]]:
         """A traffic group's score with these trackers, and those down."""
@@ -135,6 +169,19 @@ class Tracking:
             await cancel(task)
         self._tasks.clear()
         self._pings.shutdown(wait=False, cancel_futures=True)
+        if self._links is not None:
+            self._links.stop()
+
+    def _links_changed(self) -> None:
+        """Judge the interface trackers on what netlink said (at once: no fall, no rise)."""
+        links = self._links
+        if links is None or not links.ready:
+            return
+        for key, tracker in self._interfaces.items():
+            why = links.why_down(tracker.target)
+            state = self.states[key]
+            if state.up is None or state.up != (not why) or (why and why != state.why):
+                self._set(tracker, state, not why, why)
 
     async def _run(self, key: TrackerKey, tracker: Tracker) -> None:
         state = self.states[key]
@@ -155,6 +202,8 @@ class Tracking:
     async def _check(self, tracker: Tracker, ident: int, seq: int) -> tuple[bool, str]:
         if tracker.type == "script":
             return await run_script(tracker.target, tracker.timeout)
+        if tracker.type == "pool":
+            return pool_verdict(self._pools(tracker.target), tracker.threshold or 0)
         try:
             ok = await asyncio.get_running_loop().run_in_executor(self._pings, ping, tracker.target, tracker.timeout,
                                                                   ident, seq)
@@ -166,15 +215,18 @@ class Tracking:
 
     def _checked(self, tracker: Tracker, state: TrackerState, ok: bool, why: str) -> None:
         state.passed, state.failed = (state.passed + 1, 0) if ok else (0, state.failed + 1)
-        if state.up is None:  # the first check decides
-            state.up, state.why, state.changed_at = ok, why, time.time()
-            log.info("tracker %s %s%s", tracker.describe(), "up" if ok else "down: ", why)
-        elif state.up and state.failed >= tracker.fall:
-            state.up, state.why, state.changed_at = False, why, time.time()
-            log.warning("tracker %s down: %s", tracker.describe(), why)
-        elif not state.up and state.passed >= tracker.rise:
-            state.up, state.why, state.changed_at = True, "", time.time()
+        if state.up is None or (state.up and state.failed >= tracker.fall) or (
+                not state.up and state.passed >= tracker.rise):  # the first check decides
+            self._set(tracker, state, ok, why)
+
+    def _set(self, tracker: Tracker, state: TrackerState, ok: bool, why: str) -> None:
+        """The tracker is up (`ok`) or down because `why`: logged, and the traffic groups judged again."""
+        first = state.up is None
+        if state.up != ok:
+            state.changed_at = time.time()
+        state.up, state.why = ok, "" if ok else why
+        if ok:
             log.info("tracker %s up", tracker.describe())
         else:
-            return
+            (log.info if first else log.warning)("tracker %s down: %s", tracker.describe(), why)
         self._on_change()

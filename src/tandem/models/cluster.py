@@ -1,6 +1,7 @@
 """Models of clustering: trusted devices, device groups, and adding a device to trust."""
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -53,7 +54,13 @@ class DeviceGroup(BaseModel):
         return self
 
 
-TrackerType = Literal["gateway", "script"]
+TrackerType = Literal["gateway", "script", "interface", "pool"]
+INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+"""A Linux interface name (IFNAMSIZ less the NUL; no slash, no space, no colon: an alias is no link)."""
+POOL_PATH = re.compile(r"^/([A-Za-z0-9][A-Za-z0-9_.-]{0,62})/([A-Za-z0-9][A-Za-z0-9_.-]{0,62})$")
+"""A pool's full path: /partition/name."""
+POOL_THRESHOLD = 50
+"""A pool tracker's threshold unless told (percent of its members up)."""
 FULL_SCORE = 100
 """A traffic group's score on a device whose trackers are all up."""
 
@@ -66,7 +73,10 @@ class Tracker(BaseModel):
 
     type: TrackerType
     """`gateway`: ICMP echo to `target` (an IPv4 address) answered within `timeout`; `script`: the executable
-    `target` (an absolute path, run without a shell) exits 0 within `timeout`."""
+    `target` (an absolute path, run without a shell) exits 0 within `timeout`; `interface`: the interface `target`
+    is up with carrier (judged at each netlink event, at once: `interval`, `timeout`, `fall` and `rise` do not
+    apply); `pool`: at least `threshold` percent of the enabled members of the pool `target` (`/partition/name`)
+    are up, as this device probes them with the pool's monitor (every device, active or standby)."""
     target: str = Field(min_length=1, max_length=255)
     weight: int = Field(50, ge=1, le=FULL_SCORE)
     interval: float = Field(0.5, ge=0.1, le=60)
@@ -75,6 +85,9 @@ class Tracker(BaseModel):
     """Checks failed in a row before the tracker is down."""
     rise: int = Field(2, ge=1, le=10)
     """Checks passed in a row before it is up again."""
+    threshold: int | None = Field(None, ge=1, le=100, exclude_if=lambda value: value is None)
+    """`pool` only: the percentage of its enabled members that must be up (default 50). Left out of other
+    trackers' records, which a device of the release before reads."""
 
     @model_validator(mode="after")
     def _target(self) -> Self:
@@ -84,8 +97,16 @@ class Tracker(BaseModel):
                     raise ValueError
             except ValueError:
                 raise ValueError(f"target: a gateway tracker checks an IPv4 address, not {self.target!r}") from None
-        elif not self.target.startswith("/") or not self.target.isprintable():
+        elif self.type == "script" and (not self.target.startswith("/") or not self.target.isprintable()):
             raise ValueError("target: a script tracker runs an absolute path (without control characters)")
+        elif self.type == "interface" and (not INTERFACE_NAME.match(self.target) or self.target in (".", "..")):
+            raise ValueError(f"target: {self.target!r} is not an interface name (1-15 letters, digits, _.@-)")
+        elif self.type == "pool" and not POOL_PATH.match(self.target):
+            raise ValueError(f"target: a pool tracker names a pool as /partition/name, not {self.target!r}")
+        if self.type != "pool" and self.threshold is not None:
+            raise ValueError("threshold: only a pool tracker has one")
+        if self.type == "pool" and self.threshold is None:
+            self.threshold = POOL_THRESHOLD
         return self
 
     def describe(self) -> str:
