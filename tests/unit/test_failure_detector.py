@@ -37,11 +37,15 @@ def test_runs_lost_in_a_row_lengthen_the_deadline_until_forgotten() -> None:
     assert abs(detector.deadline(last + MEMORY + 1) - 3.1 * INTERVAL) < 1e-9
 
 
-def test_late_heartbeats_add_their_lateness() -> None:
+def test_late_heartbeats_add_their_lateness_but_one_alone_does_not() -> None:
     detector = Detector(INTERVAL, None)
-    last = beats(detector, list(range(20)), late={7: 0.04})
+    last = beats(detector, list(range(20)), late={7: 0.078})
+    assert abs(detector.deadline(last) - 3.1 * INTERVAL) < 1e-9  # one heartbeat held once: no longer deadline
+    last = beats(detector, list(range(20, 200)), late={30: 0.04, 190: 0.03})  # late again, 30 s later
     assert abs(detector.deadline(last) - (3.1 * INTERVAL + 0.04)) < 1e-9
     assert detector.report(last).latest_ms == 40.0
+    assert abs(detector.deadline(last + 83) - (3.1 * INTERVAL + 0.03)) < 1e-9  # the 78 ms one forgotten
+    assert abs(detector.deadline(last + MEMORY - 5) - 3.1 * INTERVAL) < 1e-9  # 40 ms too: the 30 ms one is alone
 
 
 def test_the_deadline_is_bounded_and_a_restart_starts_a_new_count() -> None:
