@@ -40,7 +40,12 @@ def test_takeover_when_the_active_host_dies(lab: Lab) -> None:
     assert VIP in lab.a.addresses() and VIP not in lab.b.addresses()
     assert dataplane_addresses(lab, "a") == [VIP] and dataplane_addresses(lab, "b") == []
     assert [lab.ask(0.5) for _ in range(5)] == ["a"] * 5
+    # b, standby on a host of its own, listens ahead on the address it does not hold: a takeover only moves it
+    def ready() -> dict:
+        return check(lab.b.api.get("/api/dataplane"), 200).json()["virtuals"].get("/Common/www") or {}
 
+    wait_until(lambda: (ready().get("address"), ready().get("listening")) == (VIP, True), 5, "b listening ahead",
+               detail=ready)
     # The anchor's failure, while the client polls: a's link down, then its daemon killed with -9.
     polling = lab.poll_until("b", deadline_s=TIMEOUT + MARGIN + 5)
     time.sleep(0.3)

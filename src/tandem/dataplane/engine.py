@@ -262,6 +262,7 @@ class BuiltinEngine:
     name: ClassVar[str] = "builtin"
     version: ClassVar[str] = __version__
     stats_off_loop: ClassVar[bool] = False
+    readies_standby: ClassVar[bool] = False
 
     connect_timeout: float = 3.0
     """Seconds to wait for a member to accept a connection before trying the next one."""

@@ -43,6 +43,7 @@ class HaproxyShards:
 
     name = "haproxy"
     stats_off_loop = True
+    readies_standby = True
 
     def __init__(self, runtime_dir: Path, binary: str = "haproxy", shards: int = SHARDS) -> None:
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

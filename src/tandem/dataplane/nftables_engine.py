@@ -88,6 +88,7 @@ class NftablesEngine:
 
     name = "nftables"
     stats_off_loop = False
+    readies_standby = False
 
     def __init__(self, binary: str = "nft") -> None:
         self.binary = binary

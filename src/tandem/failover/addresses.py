@@ -26,6 +26,10 @@ ALL_NODES = "ff02::1"
 class AddressProvider(Protocol):
     """Blocking calls: the failover process runs them in a worker thread."""
 
+    shares_host: bool
+    """The devices share one network stack (the lab on loopback): a standby must not listen on the floating
+    addresses, the active device would share its connections with it."""
+
     def add(self, address: str) -> None: ...
 
     def remove(self, address: str) -> None: ...
@@ -35,6 +39,8 @@ class AddressProvider(Protocol):
 
 class LoopbackAddresses:
     """Addresses in 127.0.0.0/8 (or ::1): local already, nothing to do but check."""
+
+    shares_host = True
 
     def add(self, address: str) -> None:
         if not ipaddress.ip_address(address).is_loopback:
@@ -50,6 +56,8 @@ class LoopbackAddresses:
 class LinuxAddresses:
     """Addresses on a Linux interface (host prefix), announced by gratuitous ARP or unsolicited neighbour
     advertisements. Needs CAP_NET_ADMIN and CAP_NET_RAW."""
+
+    shares_host = False
 
     def __init__(self, interface: str) -> None:
         from pyroute2 import IPRoute  # only where addresses move: it is slow to import

@@ -471,13 +471,16 @@ class Failover:
     # -- what this device serves -----------------------------------------------------------------------
 
     def served(self) -> ipc.Message:
-        """The traffic groups the data plane serves now, whether it serves virtual servers of none, and the pools
-        it probes for the pool trackers."""
+        """The traffic groups the data plane serves now, those it may keep ready to serve (this device is standby for
+        them, on a host of its own), whether it serves virtual servers of none, and the pools it probes for the pool
+        trackers."""
         config = self.config
         active = sorted(name for name, state in self.states.items() if state == ACTIVE)
+        ready = [] if self._addresses.shares_host else sorted(
+            name for name, state in self.states.items() if state == STANDBY)
         tracked = sorted({t.target for group in config.traffic_groups for t in group.trackers if t.type == "pool"}
                          if config else ())
-        return {"type": "serve", "active": active, "standalone": bool(config and config.group is None),
+        return {"type": "serve", "active": active, "ready": ready, "standalone": bool(config and config.group is None),
                 "pools": tracked}
 
     def _pool_availability(self, path: str) -> tuple[int, int] | str:
