@@ -9,11 +9,12 @@ from typing import Any
 
 import uvicorn
 
-from tandem import ipc
+from tandem import ipc, logs
 from tandem.api import create_app
 from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.device import Device, DeviceError, admin_password_from
 from tandem.failover.notify import check_scripts
+from tandem.logs import LogFormat, LogLevel
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
 from tandem.pauses import configure_collections, watch_event_loop
@@ -59,10 +60,11 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
           peer_advertise: str | None = None, log_retention: int = 100_000, addresses: str = "loopback",
           interface: str | None = None, intercluster_listen: str | None = None,
           engine: EngineRequest = DEFAULT_ENGINE, notify: list[Path] | None = None,
-          notify_timeout: float = 10.0, heartbeat_addresses: list[str] | None = None) -> None:
+          notify_timeout: float = 10.0, heartbeat_addresses: list[str] | None = None, log_level: LogLevel = "info",
+          log_format: LogFormat = "text", access_log: bool = False) -> None:
     """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
     and its peer channel on `peer_listen` (default: port + 1), its traffic with `engine`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup(log_level, log_format, device=name)
     configure_collections()
     try:
         host, port = parse_host_port(listen)
@@ -78,8 +80,11 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),
                             ssl_certfile=str(device.identity.cert_path), http=LimitedHttpProtocol,
-                            log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE, lifespan="off",
-                            proxy_headers=False, server_header=False, timeout_graceful_shutdown=1)
+                            log_config=None, log_level="warning", access_log=access_log,
+                            timeout_keep_alive=KEEP_ALIVE, lifespan="off", proxy_headers=False, server_header=False,
+                            timeout_graceful_shutdown=1)
+    if access_log:  # one line per request (client, method, path, status), as the other logs are formatted
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s, data plane engine %s %s", name,
              device.store.device_id, device.management_url, *device.peer_listen, device.identity.fingerprint,
              device.dataplane.engine.name, device.dataplane.engine.version)

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from tandem import logs
 from tandem.pauses import configure_collections
 from tandem.tasks import cancel
 
@@ -317,16 +318,16 @@ def share_priority(pid: int) -> None:
                 os.setpriority(os.PRIO_PROCESS, tid, mine)
 
 
-def child_main(description: str, arguments: Callable[[argparse.ArgumentParser], None],
+def child_main(name: str, description: str, arguments: Callable[[argparse.ArgumentParser], None],
                run: Callable[[argparse.Namespace, Channel], Awaitable[None]], realtime: bool = False) -> None:
-    """The entry point of a child process: its arguments (plus `--fd` of its channel to the parent), logging,
-    its priority (`raise_priority`), an event loop; `run` with the channel until the parent is gone or
-    SIGTERM (which closes the channel)."""
+    """The entry point of child process `name`: its arguments (plus `--fd` of its channel to the parent), logging
+    (as the parent's, `logs.setup_child`), its priority (`raise_priority`), an event loop; `run` with the channel
+    until the parent is gone or SIGTERM (which closes the channel)."""
     parser = argparse.ArgumentParser(description=description)
     arguments(parser)
     parser.add_argument("--fd", type=int, action="append", default=[])
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup_child(name)
     configure_collections()
     log.info("%s: runs at %s", description, raise_priority(realtime))
 

@@ -1,14 +1,17 @@
 """Failover on loopback: real devices, real heartbeats, a client through the virtual server."""
 
 import random
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from cluster_helpers import Cluster, check
+from prometheus_client.parser import text_string_to_metric_families
 
 from backends import Backend, ask
 from tandem.sdk import Failover
@@ -88,6 +91,40 @@ def test_exactly_one_device_serves_and_the_standby_does_not_listen(setup):
     assert status["heartbeat"]["received"] > 0 and status["heartbeat"]["forged"] == 0
     stats = cluster["dev-1"].api.get("/api/virtuals/Common/www/stats").json()
     assert stats["connections_total"] >= 1
+
+
+def test_metrics_show_sync_heartbeats_traffic_groups_the_data_plane_and_request_times(setup):
+    cluster, vip = setup
+    one = cluster["dev-1"]
+    check(one.api.post("/api/users", json={"name": "scraper", "role": "auditor", "password": "scraper-pass-1"}), 201)
+    for _ in range(3):
+        assert ask(*vip) == "backend"
+    assert httpx.get(f"{one.device.url}/metrics", verify=False).status_code == 401
+
+    def scrape() -> dict[tuple[str, tuple], float]:
+        answer = httpx.get(f"{one.device.url}/metrics", verify=False, auth=("scraper", "scraper-pass-1"))
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain"), answer.text
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(answer.text) for sample in family.samples}
+
+    wait_until(lambda: scrape()[("tandem_virtual_connections_total", (("virtual", "/Common/www"),))] >= 3, 5,
+               "the connections counted")
+    seen = scrape()
+    assert seen[("tandem_sync_in_sync", (("group", "dg"), ("member", "dev-2")))] == 1.0
+    assert seen[("tandem_traffic_group_active", (("traffic_group", TG),))] == 1.0
+    assert seen[("tandem_dataplane_up", ())] == 1.0
+    [(path_key, received)] = [(k, v) for k, v in seen.items() if k[0] == "tandem_heartbeat_path_received_total"]
+    assert dict(path_key[1])["peer"] == "dev-2" and dict(path_key[1])["path"] == "0" and received > 0
+    assert seen[("tandem_heartbeats_total", (("kind", "forged"),))] >= 0
+    assert seen[("tandem_failover_transitions_total", (("state", "active"), ("traffic_group", TG)))] >= 1
+    members = [k for k in seen if k[0] == "tandem_member_up"]
+    assert members and all(seen[k] == 1.0 for k in members)
+    logins = [v for k, v in seen.items() if k[0] == "tandem_api_request_seconds_count"
+              and dict(k[1]).get("route") == "/api/users" and dict(k[1]).get("status") == "201"]
+    assert logins == [1.0], [k for k in seen if k[0] == "tandem_api_request_seconds_count"]
+    dashboard = (Path(__file__).resolve().parents[2] / "packaging" / "grafana-dashboard.json").read_text()
+    assert set(re.findall(r"tandem_[a-z_]+", dashboard)) <= {name for name, _ in seen}  # it shows what there is
+    check(one.api.delete("/api/users/scraper"), 204)
 
 
 def test_two_traffic_groups_can_be_active_on_different_devices(setup):

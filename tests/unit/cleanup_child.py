@@ -23,4 +23,4 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    ipc.child_main("A test child.", _arguments, _run)
+    ipc.child_main("test-child", "A test child.", _arguments, _run)

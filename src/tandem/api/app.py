@@ -15,12 +15,14 @@ from tandem.api import (
     routes_device,
     routes_failover,
     routes_leases,
+    routes_metrics,
     routes_peering,
     routes_testing,
     routes_users,
 )
 from tandem.api.durability import DurableWrites
 from tandem.api.limits import JsonBodies
+from tandem.api.metrics import RequestMetrics, RequestTimes
 from tandem.api.responses import JSON
 from tandem.device import Device
 
@@ -30,10 +32,12 @@ def create_app(device: Device) -> FastAPI:
     app = FastAPI(title="Tandem device API", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
                   default_response_class=JSON)
     app.state.device = device
+    app.state.request_metrics = RequestMetrics()
     errors.install(app)
     openapi.install(app)
     app.add_middleware(JsonBodies)
     app.add_middleware(DurableWrites, flush=device.flush)
+    app.add_middleware(RequestTimes, metrics=app.state.request_metrics)
     app.include_router(routes_device.router)
     for router in routes_config.ROUTERS:
         app.include_router(router)
@@ -46,6 +50,7 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_peering.router)
     app.include_router(routes_failover.router)
     app.include_router(routes_dataplane.router)
+    app.include_router(routes_metrics.router)
     if routes_testing.enabled():
         app.include_router(routes_testing.router)
     return app

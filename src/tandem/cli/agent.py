@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tandem import logs
 from tandem.cli.connection import Settings, connect, read_password_file
 from tandem.cli.errors import CliError
 from tandem.cli.output import Column, format_epoch
@@ -152,7 +152,7 @@ def agent_run(
         selection = Selection(load_balancer_class, default_class, tuple(namespace or ()), selector)
     except ValueError as error:
         raise CliError(str(error)) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup(process="agent")
     configure_collections()
     devices = Devices(device, settings.username or os.environ.get("TANDEM_USERNAME") or "admin", _password(settings),
                       verify=not settings.insecure, fingerprint=settings.fingerprint)

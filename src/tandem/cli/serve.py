@@ -7,13 +7,17 @@ from typing import Annotated
 
 import typer
 
+from tandem.cli import config_file
 from tandem.cli.choices import choices
+from tandem.logs import LogFormat, LogLevel
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 DEFAULT_TOKEN_TTL = 3600.0
 EngineOption = choices("EngineOption", EngineRequest)
+LogLevelOption = choices("LogLevelOption", LogLevel)
+LogFormatOption = choices("LogFormatOption", LogFormat)
 
 
 def _check_listen(value: str) -> str:
@@ -29,6 +33,12 @@ def serve(
     data_dir: Annotated[Path, typer.Option(
         "--data-dir", file_okay=False, help="Where the device keeps its store, identity and password file.",
     )],
+    config: Annotated[Path | None, typer.Option(
+        "--config", dir_okay=False, is_eager=True, callback=config_file.load, show_default=False,
+        help="A TOML file of these options (`listen = \"10.0.0.1:8443\"`, `notify = [\"/path\"]`), each key "
+             "an option's name without its dashes; the options given here win. An unknown key is refused with its "
+             "line.",
+    )] = None,
     listen: Annotated[str, typer.Option(
         "--listen", callback=_check_listen, help="Management address ADDR:PORT (IPv6 as [ADDR]:PORT).",
     )] = DEFAULT_LISTEN,
@@ -81,6 +91,13 @@ def serve(
     notify_timeout: Annotated[float, typer.Option(
         "--notify-timeout", min=0.1, help="Seconds a notify script may run before it is killed.",
     )] = 10.0,
+    log_level: Annotated[LogLevelOption, typer.Option("--log-level", help="The least severe messages logged.")
+                         ] = LogLevelOption("info"),
+    log_format: Annotated[LogFormatOption, typer.Option(
+        "--log-format", help="text, or json: one object per line (time, level, logger, message, device, process, "
+        "and the traffic group or peer where a message names one).")] = LogFormatOption("text"),
+    access_log: Annotated[bool, typer.Option(
+        "--access-log", help="Log each API request (client, method, path, status).")] = False,
 ) -> None:
     """Run a device: its HTTPS management API on --listen, its data in --data-dir. Stops on Ctrl-C or SIGTERM."""
     from tandem.daemon import serve as run_daemon  # lazily: keeps `tandem --help` fast
@@ -89,4 +106,5 @@ def serve(
                token_ttl=token_ttl, durable=durable, peer_listen=peer_listen, peer_advertise=peer_advertise,
                log_retention=log_retention, addresses=addresses, interface=interface,
                intercluster_listen=intercluster_listen, engine=engine.value, notify=notify,
-               notify_timeout=notify_timeout, heartbeat_addresses=heartbeat_address)
+               notify_timeout=notify_timeout, heartbeat_addresses=heartbeat_address, log_level=log_level.value,
+               log_format=log_format.value, access_log=access_log)

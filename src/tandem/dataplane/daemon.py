@@ -235,4 +235,4 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    ipc.child_main("The data plane process of a Tandem device (started by it).", _arguments, _run)
+    ipc.child_main("dataplane", "The data plane process of a Tandem device (started by it).", _arguments, _run)

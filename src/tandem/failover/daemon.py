@@ -444,15 +444,17 @@ class Failover:
         where = f"{peer.name}'s heartbeats on path {path} ({host_port(host, port)})"
         reason = (f"{where} came back: {working} of {count} paths up" if up else
                   f"{where} silent for {silence:.2f} s: {working} of {count} paths up")
-        self._record("path", "", "down" if up else "up", "up" if up else "down", reason)
+        self._record("path", "", "down" if up else "up", "up" if up else "down", reason, peer.name)
         self._report_now()
 
-    def _record(self, kind: str, traffic_group: str, before: str, after: str, reason: str) -> dict:
-        """Log an event, send it to the management process (its journal, the event stream); the event."""
+    def _record(self, kind: str, traffic_group: str, before: str, after: str, reason: str,
+                peer: str | None = None) -> dict:
+        """Log an event (of a traffic group, or of heartbeats from `peer`), send it to the management process
+        (its journal, the event stream); the event."""
         event = {"type": "event", "kind": kind, "at": time.time(), "traffic_group": traffic_group,
                  "from_state": before, "to_state": after, "reason": reason}
         log.info("%s%s -> %s (%s)", f"traffic group {traffic_group}: " if traffic_group else "", before, after,
-                 reason)
+                 reason, extra={"traffic_group": traffic_group or None, "peer": peer})
         if self._control is not None:
             self._control.send(event)
         return event
@@ -753,4 +755,5 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    ipc.child_main("The failover process of a Tandem device (started by it).", _arguments, _run, realtime=True)
+    ipc.child_main("failover", "The failover process of a Tandem device (started by it).", _arguments, _run,
+                   realtime=True)

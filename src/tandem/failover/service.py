@@ -250,6 +250,10 @@ class FailoverService:
         """The last `limit` transitions of this device (of one traffic group), oldest first."""
         return self._store.events(limit, traffic_group)
 
+    def transition_counts(self) -> dict[tuple[str, str], int]:
+        """How many transitions this device recorded, by (traffic group, state it went to)."""
+        return self._store.transition_counts()
+
     def may_watch(self) -> None:
         """FailoverUnavailable (503) when `MAX_WATCHERS` event streams are open."""
         if self._watchers >= MAX_WATCHERS:

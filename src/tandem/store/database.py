@@ -683,6 +683,12 @@ class Store(Reader):
         rows = self.db.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
         return [FailoverEvent(*row) for row in rows]
 
+    def transition_counts(self) -> dict[tuple[str, str], int]:
+        """How many transitions this device recorded, by (traffic group, state it went to)."""
+        rows = self.db.execute("SELECT traffic_group, to_state, COUNT(*) FROM events WHERE kind = 'transition' "
+                               "GROUP BY traffic_group, to_state").fetchall()
+        return {(group, state): count for group, state, count in rows}
+
     # -- tokens (local to this device, never replicated) -----------------------------------------
 
     def add_token(self, token_hash: str, username: str, expires_at: float) -> None:

@@ -304,7 +304,7 @@ class SyncEngine:
         if vector is not None:
             view.sent[scope] = dict(vector)
         log.info("sent %s snapshot of %s (%d versions) to %s", "replacing" if replace else "merging", scope,
-                 len(versions), view.link.device.name)
+                 len(versions), view.link.device.name, extra={"peer": view.link.device.name})
         return snapshot_id
 
     def committed(self, commits: list[LogRecord]) -> None:
@@ -344,7 +344,7 @@ class SyncEngine:
                 except ValidationError as error:
                     self.dropped_messages += 1
                     log.warning("dropped a malformed %s message from %s: %s", kind, device.name,
-                                error.errors()[0]["msg"])
+                                error.errors()[0]["msg"], extra={"peer": device.name})
                     continue
                 if isinstance(checked, Commits):
                     await self._receive_commits(connection, checked)
@@ -384,7 +384,7 @@ class SyncEngine:
         if message.replace:
             self.scopes.mark_synced(scope)
         log.info("applied %s snapshot of %s from %s (%d versions)", "replacing" if message.replace else "merging",
-                 scope, connection.device.name, len(versions))
+                 scope, connection.device.name, len(versions), extra={"peer": connection.device.name})
         await connection.send({"type": "ack", "id": message.id})
 
     # -- sync to group --------------------------------------------------------------------------
