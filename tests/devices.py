@@ -37,6 +37,8 @@ class RunningDevice:
     peer_port: int = field(default_factory=free_port)
     admin_password: str = ADMIN_PASSWORD
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables of its process beyond this one's (say test hooks)."""
     process: subprocess.Popen | None = None
 
     @property
@@ -52,7 +54,7 @@ class RunningDevice:
         return certificate_fingerprint((self.data_dir / "identity" / "cert.pem").read_bytes())
 
     def start(self) -> "RunningDevice":
-        env = dict(os.environ, TANDEM_ADMIN_PASSWORD=self.admin_password)
+        env = dict(os.environ, TANDEM_ADMIN_PASSWORD=self.admin_password, **self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tandem", "serve", "--name", self.name, "--data-dir", str(self.data_dir),

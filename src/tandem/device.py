@@ -29,7 +29,7 @@ from tandem.models.api import DEFAULT_ENGINE, EngineInfo, EngineRequest
 from tandem.models.cluster import TrustedDevice
 from tandem.models.fields import host_port
 from tandem.peering.service import PeeringService
-from tandem.store import Store
+from tandem.store import NewerStore, Store
 from tandem.store.database import read_meta
 from tandem.sync.engine import SyncEngine
 from tandem.sync.groups import DeviceGroups
@@ -101,7 +101,7 @@ class Device:
             _private_dir(data_dir)
             store = Store(data_dir / STORE_FILE, durable=durable, index_of=integrity.references)
             upgrade(store)
-        except (OSError, sqlite3.Error) as error:
+        except (OSError, sqlite3.Error, NewerStore) as error:
             raise DeviceError(f"cannot open the store in {data_dir}: {error}") from None
         known = store.meta("device_name")
         if known is not None and known != name:

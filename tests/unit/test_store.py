@@ -9,6 +9,7 @@ import pytest
 
 from tandem.store import GLOBAL, Store
 from tandem.store.clock import COUNTER_BITS, HybridClock
+from tandem.store.database import MIGRATIONS, SCHEMA_VERSION, NewerStore
 from tandem.store.draft import BlockClock, Draft, StaleDraft, commit
 from tandem.store.reader import Reader
 
@@ -89,11 +90,23 @@ def test_a_store_of_the_release_before_keeps_its_failover_events_and_records_the
     store.close()
     with sqlite3.connect(tmp_path / "t.db") as db:  # as the release before made the table: no kind column
         db.execute("ALTER TABLE events DROP COLUMN kind")
+        db.execute("PRAGMA user_version = 1")
     reopened = Store(tmp_path / "t.db")
     reopened.add_event("", "up", "down", "dev-2's heartbeats on path 1 ...", kind="path").result()
     assert [(e.traffic_group, e.reason, e.kind) for e in reopened.events(10)] == [
         ("tg", "first", "transition"), ("", "dev-2's heartbeats on path 1 ...", "path")]
     reopened.close()
+
+
+def test_a_store_of_a_later_layout_is_refused_and_left_as_it_is(tmp_path):
+    Store(tmp_path / "t.db").close()
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(NewerStore, match=rf"later release of Tandem \(store layout {SCHEMA_VERSION + 1}; this"):
+        Store(tmp_path / "t.db")
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    assert len(MIGRATIONS) == SCHEMA_VERSION  # a step to each layout
 
 
 def test_the_clock_never_goes_backwards_and_follows_remote_clocks():

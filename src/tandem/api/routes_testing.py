@@ -1,22 +1,20 @@
 """Hooks for tests, present only when the device starts with TANDEM_TEST_HOOKS=1 (never in production):
 they let a test reproduce a fault of the management process itself."""
 
-import os
 import time
 from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from tandem import hooks
 from tandem.api.deps import PrincipalDep
-
-ENVIRONMENT = "TANDEM_TEST_HOOKS"
 
 router = APIRouter(prefix="/api/testing", tags=["testing"], include_in_schema=False)
 
 
 def enabled() -> bool:
-    return os.environ.get(ENVIRONMENT) == "1"
+    return hooks.enabled()
 
 
 class Block(BaseModel):

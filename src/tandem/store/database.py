@@ -66,6 +66,10 @@ PRIVATE = 0o600
 """The mode of the database and its WAL and shared-memory files."""
 _SQLITE_IOERR, _SQLITE_FULL = 10, 13
 """SQLite's primary result codes of a write the disk refused."""
+SCHEMA_VERSION = 2
+"""The store's layout, kept in SQLite's `user_version`: 0, a store of before it was kept (perhaps with the old
+`commits` table); 1, the log of records; 2, failover events with their kind. A store is brought to it when
+opened (`MIGRATIONS`, in one transaction); one of a later layout is refused."""
 _EVENT_COLUMNS = "id, at, traffic_group, from_state, to_state, reason, kind"
 """The columns of a failover event, in the order of `FailoverEvent`'s fields."""
 
@@ -218,6 +222,29 @@ class Transaction:
             self._store.db.execute("UPDATE log SET changes = ? WHERE id = ?", (_json(record.changes), record.id))
 
 
+class NewerStore(ValueError):
+    """The store was written by a later release, whose layout this one does not know."""
+
+
+def _log_records_from_commits(db: sqlite3.Connection) -> None:
+    """To layout 1: the log had one row per object change (`commits`); each becomes a record of one change, with
+    its sequence number (version vectors stay as they are)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commits'").fetchone():
+        db.execute("INSERT INTO log (id, scope, origin, seq, vv, changes) SELECT id, scope, origin, seq, vv,"
+                   " json_array(json_array(kind, partition, name, hlc, json(body))) FROM commits ORDER BY id")
+        db.execute("DROP TABLE commits")
+
+
+def _event_kinds(db: sqlite3.Connection) -> None:
+    """To layout 2: failover events have a kind (`transition`, or `path` for a heartbeat path)."""
+    if "kind" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+        db.execute("ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'transition'")
+
+
+MIGRATIONS = (_log_records_from_commits, _event_kinds)
+"""The steps from each layout to the next: `MIGRATIONS[n]` takes layout n to n + 1."""
+
+
 class Store(Reader):
     """The single source of truth of one device."""
 
@@ -229,9 +256,8 @@ class Store(Reader):
         make_private(path)
         self._writer_db = self._connect()
         self._writer_db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        self._check_version()
         self._writer_db.executescript(resources.files("tandem.store").joinpath("schema.sql").read_text())
-        if "kind" not in {row[1] for row in self._writer_db.execute("PRAGMA table_info(events)")}:  # an older store
-            self._writer_db.execute("ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'transition'")
         self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
@@ -272,16 +298,22 @@ class Store(Reader):
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path, self._durable)
 
+    def _check_version(self) -> None:
+        version = self._writer_db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise NewerStore(f"{self.path} was written by a later release of Tandem (store layout {version}; this "
+                             f"release reads up to {SCHEMA_VERSION}): run that release, or restore a backup")
+
     def _migrate(self) -> None:
-        """Stores of earlier versions: the log had one row per object change (`commits`); each becomes a
-        record of one change, with its sequence number (version vectors stay as they are)."""
+        """Bring a store of an earlier layout to `SCHEMA_VERSION`, all or nothing."""
         db = self._writer_db
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commits'").fetchone():
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
             return
         db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO log (id, scope, origin, seq, vv, changes) SELECT id, scope, origin, seq, vv,"
-                   " json_array(json_array(kind, partition, name, hlc, json(body))) FROM commits ORDER BY id")
-        db.execute("DROP TABLE commits")
+        for migration in MIGRATIONS[version:]:
+            migration(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
 
     # -- threads ----------------------------------------------------------------------------------

@@ -4,6 +4,11 @@ Each device listens on its peer address and dials every other trusted device. Th
 refuses a client whose certificate is not one of the trusted devices' (checked by fingerprint
 against the current trust list, so a device removed from trust is refused at once), and the
 dialer accepts only the certificate pinned for the device it dials. Messages are JSON objects.
+
+Both sides announce the peer protocols they speak (`Tandem-Protocol: LOWEST-HIGHEST` in the handshake's request
+and answer; a device of before this header speaks 1) and speak the highest both know. A device that shares none
+with this one is refused (close code 4426, saying both ranges) and its link says so: an operator upgrading a
+cluster sees which member to upgrade, rather than messages neither side understands.
 """
 
 import asyncio
@@ -17,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from tandem import hooks
 from tandem.ipc import Message
 from tandem.models.cluster import TrustedDevice
 from tandem.tasks import cancel
@@ -31,15 +37,51 @@ MAX_MESSAGE = 64 << 20
 PING_INTERVAL, PING_TIMEOUT = 1.0, 3.0
 RETRY_MIN, RETRY_MAX = 0.1, 2.0
 REFUSED = 4403
+UNSPOKEN = 4426
+PROTOCOL_HEADER = "Tandem-Protocol"
+PROTOCOLS = (1, 1)
+"""The peer protocols this release speaks, lowest and highest: a release that changes the messages raises the
+highest, and keeps the lowest while it still speaks the previous release's."""
+
+
+def spoken() -> tuple[int, int]:
+    """The protocols this device speaks (a test may pretend to be another release: `TANDEM_TEST_PEER_PROTOCOL`)."""
+    pretended = hooks.value("TANDEM_TEST_PEER_PROTOCOL")
+    return (pretended and parse_protocols(pretended)) or PROTOCOLS
+
+
+def parse_protocols(text: str | None) -> tuple[int, int] | None:
+    """`LOWEST-HIGHEST` as announced (None: malformed); no header at all means protocol 1 only."""
+    if text is None:
+        return 1, 1
+    low, _, high = text.partition("-")
+    if not (low.isdecimal() and high.isdecimal()) or not 0 < int(low) <= int(high) < 1000:
+        return None
+    return int(low), int(high)
+
+
+def common_protocol(mine: tuple[int, int], theirs: tuple[int, int] | None) -> int | None:
+    """The protocol two devices speak together: the highest both know (None: none)."""
+    if theirs is None or max(mine[0], theirs[0]) > min(mine[1], theirs[1]):
+        return None
+    return min(mine[1], theirs[1])
+
+
+def _ranges(me: str, mine: tuple[int, int], them: str, theirs: tuple[int, int] | None, text: str | None) -> str:
+    """Why this device (`me`) and `them` cannot talk."""
+    spoken_there = f"{theirs[0]}-{theirs[1]}" if theirs else repr(text)
+    return f"no common peer protocol: {them} speaks {spoken_there}, {me} {mine[0]}-{mine[1]}; upgrade the older"
 
 
 
 class Connection:
     """One peer connection: JSON messages in and out."""
 
-    def __init__(self, websocket: Any, device: TrustedDevice) -> None:
+    def __init__(self, websocket: Any, device: TrustedDevice, protocol: int = 1) -> None:
         self._ws = websocket
         self.device = device
+        self.protocol = protocol
+        """The peer protocol both ends speak on it."""
         self._sending = asyncio.Lock()
 
     async def send(self, message: Message) -> None:
@@ -80,7 +122,8 @@ class PeerServer:
 
     async def start(self, host: str, port: int) -> None:
         self._server = await serve(self._handle, host, port, ssl=self._context, ping_interval=PING_INTERVAL,
-                                   ping_timeout=PING_TIMEOUT, max_size=MAX_MESSAGE, compression=None)
+                                   ping_timeout=PING_TIMEOUT, max_size=MAX_MESSAGE, compression=None,
+                                   process_response=_announce)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -109,13 +152,31 @@ class PeerServer:
             await websocket.close(REFUSED, "not trusted")
             return
         assert fingerprint is not None
+        mine, announced = spoken(), websocket.request.headers.get(PROTOCOL_HEADER)
+        theirs = parse_protocols(announced)
+        protocol = common_protocol(mine, theirs)
+        if protocol is None:
+            why = _ranges(self._domain.me.name, mine, device.name, theirs, announced)
+            log.warning("refused the peer connection of %s: %s", device.name, why, extra={"peer": device.name})
+            await websocket.close(UNSPOKEN, why[:120])
+            return
         self._connections[websocket] = fingerprint
         try:
-            await self._on_connection(Connection(websocket, device))
+            await self._on_connection(Connection(websocket, device, protocol))
         except ConnectionClosed:
             pass
         finally:
             self._connections.pop(websocket, None)
+
+
+class _Unspoken(Exception):
+    """The device dialed speaks no peer protocol this one does."""
+
+
+def _announce(connection: ServerConnection, request: Any, response: Any) -> None:
+    """The listener's handshake answer says which protocols this device speaks."""
+    low, high = spoken()
+    response.headers[PROTOCOL_HEADER] = f"{low}-{high}"
 
 
 class PeerLink:
@@ -140,22 +201,33 @@ class PeerLink:
         while True:
             try:
                 context = tls.client_context(self._identity, self.device.cert)
+                mine = spoken()
                 async with connect(f"wss://{self.device.peer_url}{PATH}", ssl=context, open_timeout=3,
                                    ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, max_size=MAX_MESSAGE,
-                                   compression=None) as websocket:
+                                   compression=None, additional_headers={PROTOCOL_HEADER: f"{mine[0]}-{mine[1]}"}
+                                   ) as websocket:
                     fingerprint = tls.peer_fingerprint(websocket.transport.get_extra_info("ssl_object"))
                     if fingerprint != self.device.fingerprint:
                         raise ssl.SSLError(f"certificate {fingerprint} is not the one pinned")
+                    announced = websocket.response.headers.get(PROTOCOL_HEADER)
+                    protocol = common_protocol(mine, parse_protocols(announced))
+                    if protocol is None:
+                        raise _Unspoken(_ranges(self._identity.name, mine, self.device.name,
+                                                parse_protocols(announced), announced))
                     self.connected, self.message, delay = True, "", RETRY_MIN
-                    await self._on_connection(Connection(websocket, self.device))
+                    await self._on_connection(Connection(websocket, self.device, protocol))
                     self.message = "connection closed"
             except asyncio.CancelledError:
                 raise
             except ssl.SSLCertVerificationError:
                 self.message = "certificate does not match the one pinned (changed since it was pinned?)"
+            except _Unspoken as unspoken:
+                self.message = str(unspoken)
             except ConnectionClosed as closed:
-                refused = closed.rcvd is not None and closed.rcvd.code == REFUSED
-                self.message = "this device is not trusted by it" if refused else "connection closed"
+                code = closed.rcvd.code if closed.rcvd is not None else None
+                self.message = ("this device is not trusted by it" if code == REFUSED else
+                                closed.rcvd.reason if code == UNSPOKEN and closed.rcvd else
+                                "connection closed")
             except (OSError, InvalidHandshake, TimeoutError, ssl.SSLError) as error:
                 self.message = f"unreachable: {error}"
             except Exception as error:  # the link must outlive any bug in a conversation
