@@ -19,7 +19,7 @@ from tandem.lab.processes import port_in_use
 from tandem.lab.state import LabDevice, LabState, save_lab
 
 CONNECTION_ENV = ("TANDEM_URL", "TANDEM_USERNAME", "TANDEM_PASSWORD", "TANDEM_FINGERPRINT", "TANDEM_DEVICE",
-                  "TANDEM_LAB_DIR", "TANDEM_OUTPUT", "TANDEM_ADMIN_PASSWORD")
+                  "TANDEM_LAB_DIR", "TANDEM_OUTPUT", "TANDEM_ADMIN_PASSWORD", "TANDEM_CONTEXT")
 
 
 def walk_commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:

@@ -19,12 +19,14 @@ def lab_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, lab_dir: Path) -> dict[str, str | None]:
-    """No connection settings inherited from the shell running the tests; the lab dir is empty."""
+def clean_env(monkeypatch: pytest.MonkeyPatch, lab_dir: Path, tmp_path: Path) -> dict[str, str | None]:
+    """No connection settings inherited from the shell running the tests; the lab dir is empty; no contexts (a
+    configuration directory of the test's own)."""
     for name in CONNECTION_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TANDEM_LAB_DIR", str(lab_dir))
-    return {"TANDEM_LAB_DIR": str(lab_dir)}
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return {"TANDEM_LAB_DIR": str(lab_dir), "XDG_CONFIG_HOME": str(tmp_path / "config")}
 
 
 @pytest.fixture

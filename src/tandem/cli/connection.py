@@ -2,19 +2,22 @@
 
 Precedence, first match wins:
 
-- URL: `--url` (or `TANDEM_URL`); else the lab in `--lab-dir` (`TANDEM_LAB_DIR`, default
-  /tmp/tandem-lab): the device named by `--device`, or its first device; else an error.
-- user: `--username` (or `TANDEM_USERNAME`), default `admin`.
-- password: `--password-file FILE`; else `TANDEM_PASSWORD`; else the lab device's admin
-  password file (when the URL is a lab device's); else a hidden prompt on a terminal.
+- URL: `--url` (or `TANDEM_URL`), or `--device URL`; else `--device NAME`: that device of the lab in
+  `--lab-dir` (`TANDEM_LAB_DIR`, default /tmp/tandem-lab); else the context named by `--context` (or
+  `TANDEM_CONTEXT`), else the current context (`tandem context`); else the lab's first device; else an error.
+- user: `--username` (or `TANDEM_USERNAME`); else the context's; default `admin`.
+- password: `--password-file FILE`; else `TANDEM_PASSWORD`; else the context's password file; else the lab
+  device's admin password file (when the URL is a lab device's); else a hidden prompt on a terminal.
   A password is never taken as a command-line argument.
 - certificate: `--insecure` skips verification; else `--fingerprint` (or `TANDEM_FINGERPRINT`)
-  pins the device's certificate; else the lab device's fingerprint; else the system CAs.
+  pins the device's certificate; else the context's fingerprint; else the lab device's fingerprint; else the
+  system CAs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tandem.cli import contexts
 from tandem.cli.errors import CliError
 from tandem.cli.output import Output
 from tandem.lab.secrets import read_password_file
@@ -47,6 +51,7 @@ class Settings:
     device: str | None = None
     lab_dir: Path | None = None
     timeout: float = 30.0
+    context: str | None = None
     _client: Any = field(default=None, repr=False)
 
 
@@ -88,6 +93,20 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
     """Work out the device and credentials of a command (see the module docstring)."""
     env = os.environ if env is None else env
     lab_device: LabDevice | None = None
+    context = None
+    if settings.device and "://" in settings.device:  # --device means a lab device's name or a URL everywhere
+        if settings.url:
+            raise CliError("--device and --url both name a device: give one", target="--device")
+        settings = dataclasses.replace(settings, url=settings.device, device=None)
+    if not settings.url and not settings.device:
+        kept = contexts.load()
+        chosen = settings.context or kept.current
+        if chosen is not None:
+            context = kept.named(chosen)
+            settings = dataclasses.replace(settings, url=context.url, username=settings.username or context.username,
+                                           fingerprint=settings.fingerprint or context.fingerprint,
+                                           password_file=settings.password_file or (
+                                               Path(context.password_file) if context.password_file else None))
 
     if settings.url:
         if settings.device:
@@ -95,7 +114,7 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
         url = settings.url.rstrip("/")
         if "://" not in url:
             raise CliError(f"{settings.url!r} is not a URL (like https://192.0.2.10:8443)", target="--url")
-        source = "--url"
+        source = f"context {settings.context or chosen}" if context is not None else "--url"
         lab = _lab(settings)
         if lab is not None:
             lab_device = next((d for d in lab.devices if _same_url(d.url, url)), None)

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from tandem.cli.global_options import hoist
 from tandem.cli.output import Output
 from tandem.lab.errors import LabError
 
@@ -58,7 +59,11 @@ def report(output: Output, exc: BaseException) -> bool:
 
 
 class TandemGroup(TyperGroup):
-    """The root command group: turns expected exceptions into `error: ...` and exit status 1."""
+    """The root command group: takes its options after the subcommand too (`global_options`), and turns expected
+    exceptions into `error: ...` and exit status 1."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist(self, ctx, args))
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tandem.cli import agent, cluster, failover, identity, lab, objects, peer, serve
+from tandem.cli import agent, cluster, context, failover, identity, lab, objects, peer, serve
 from tandem.cli.connection import Settings, close
 from tandem.cli.errors import TandemGroup
 from tandem.cli.output import Output, OutputFormat
@@ -22,7 +22,7 @@ app = typer.Typer(
          "Without --url, commands talk to the first device of the lab started by `tandem lab up` "
          "(or the one named by --device).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,  # plain tracebacks for bugs: readable in daemon logs and reports
@@ -34,7 +34,7 @@ def main(
     ctx: typer.Context,
     output: Annotated[OutputFormat, typer.Option(
         "--output", "-o", envvar="TANDEM_OUTPUT", case_sensitive=False,
-        help="`table` for people, `json` for scripts (lists as arrays, objects as objects on stdout).",
+        help="`table` for people, `json` or `yaml` for scripts (lists as arrays, objects as objects on stdout).",
     )] = OutputFormat.table,
     url: Annotated[str | None, typer.Option(
         "--url", envvar="TANDEM_URL", rich_help_panel=CONNECTION, show_default=False,
@@ -59,7 +59,11 @@ def main(
     )] = False,
     device: Annotated[str | None, typer.Option(
         "--device", "-d", envvar="TANDEM_DEVICE", rich_help_panel=CONNECTION, show_default=False,
-        help="The lab device to talk to (when no --url). \\[default: the first]",
+        help="The device to talk to: a lab device's name or a URL. \\[default: the context, else the lab's first]",
+    )] = None,
+    context_name: Annotated[str | None, typer.Option(
+        "--context", envvar="TANDEM_CONTEXT", rich_help_panel=CONNECTION, show_default=False,
+        help="The context to use (`tandem context`). \\[default: the current one]",
     )] = None,
     lab_dir: Annotated[Path | None, typer.Option(
         "--lab-dir", envvar="TANDEM_LAB_DIR", rich_help_panel=CONNECTION, show_default=False, file_okay=False,
@@ -72,7 +76,7 @@ def main(
     """Tandem: clustered load-balancer appliances."""
     ctx.obj = Settings(output=Output(output), url=url, username=username, password_file=password_file,
                        fingerprint=fingerprint, insecure=insecure, device=device,
-                       lab_dir=lab_dir or default_lab_dir(), timeout=timeout)
+                       lab_dir=lab_dir or default_lab_dir(), timeout=timeout, context=context_name)
     ctx.call_on_close(lambda: close(ctx.obj))
 
 
@@ -86,3 +90,4 @@ app.add_typer(failover.traffic_group_app, name="traffic-group", rich_help_panel=
 app.command("serve", rich_help_panel="Device")(serve.serve)
 app.add_typer(identity.app, name="identity", rich_help_panel="Device")
 app.add_typer(lab.app, name="lab", rich_help_panel="Lab")
+app.add_typer(context.app, name="context", rich_help_panel=CONNECTION)

@@ -25,6 +25,7 @@ from rich.text import Text
 class OutputFormat(enum.StrEnum):
     table = "table"
     json = "json"
+    yaml = "yaml"
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ class Output:
 
     @property
     def json(self) -> bool:
-        return self.format is OutputFormat.json
+        """Output for scripts (JSON, or the same data as YAML), not tables for people."""
+        return self.format is not OutputFormat.table
 
     @property
     def out(self) -> Console:
@@ -162,6 +164,10 @@ class Output:
 
     def stream(self, record: Mapping[str, Any], columns: Sequence[Column]) -> None:
         """One record of a stream as it comes: a JSON line, or its columns on one line."""
+        if self.format is OutputFormat.yaml:
+            sys.stdout.write("---\n" + _yaml(dict(record)))
+            sys.stdout.flush()
+            return
         if self.json:
             sys.stdout.write(json.dumps(dict(record), separators=(",", ":"), default=str) + "\n")
             sys.stdout.flush()
@@ -189,7 +195,8 @@ class Output:
         self.err.print(Text(message), style="dim" if self.json else None)
 
     def print_json(self, data: Any) -> None:
-        sys.stdout.write(to_json(data) + "\n")
+        """`data` as JSON, or as YAML with `--output yaml`."""
+        sys.stdout.write(_yaml(data) if self.format is OutputFormat.yaml else to_json(data) + "\n")
         sys.stdout.flush()
 
     # -- errors ---------------------------------------------------------------------------
@@ -206,6 +213,13 @@ class Output:
             return
         sys.stderr.write(error_line(message, target) + "\n")
         sys.stderr.flush()
+
+
+def _yaml(data: Any) -> str:
+    """`data` as YAML: the values JSON would give (times as strings, and so on), keys in their order."""
+    import yaml  # lazily: only `--output yaml` needs it
+
+    return yaml.safe_dump(json.loads(to_json(data)), sort_keys=False, allow_unicode=True)
 
 
 def error_line(message: str, target: str | None = None) -> str:
