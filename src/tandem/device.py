@@ -1,5 +1,6 @@
 """One device: the composition root that builds its parts and wires them, and the façade the API uses."""
 
+import ipaddress
 import os
 import secrets
 import sqlite3
@@ -35,6 +36,7 @@ from tandem.sync.engine import SyncEngine
 from tandem.sync.groups import DeviceGroups
 from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity, IdentityError, import_pair, load_or_create, regenerate, write_private
+from tandem.trust.users import Users, carry_over
 
 ADMIN_PASSWORD_FILE = "admin-password"
 STORE_FILE = "tandem.db"
@@ -74,6 +76,7 @@ class Device:
     leases: Leases
     batches: BatchWorker
     sessions: Sessions
+    users: Users
     jobs: Jobs
     peer_listen: tuple[str, int]
 
@@ -134,8 +137,9 @@ class Device:
         groups = DeviceGroups(domain, store, sync)
         peering = PeeringService(store, domain, intercluster_listen, members=members.views,
                                  is_leader=lambda: _leads(domain, sync), adopt_partition=groups.add_partition)
-        config = ConfigService(store, read_only=peering.read_only)
-        sessions = Sessions(store, lambda user: config.stored(User, {"name": user}), token_ttl)
+        config = ConfigService(store, read_only=peering.read_only, managers=lambda partition: users.assigned(partition))
+        sessions = Sessions(store, lambda name: users.lookup(name), token_ttl)
+        users = Users(domain, lambda: {name for _, name in store.keys(Partition.kind)}, sessions.forget_user)
         batches = BatchWorker(store, config, lambda: {name: reason for _, name in store.keys(Partition.kind)
                                                       if (reason := peering.read_only(name))})
 
@@ -146,11 +150,12 @@ class Device:
         store.on_commit.append(sync.committed)
         store.on_keys += [dataplane.keys_changed, peering.mirrors.keys_changed]
         domain.listeners += [sync.domain_changed, failover.config_changed, dataplane.changed,
-                             peering.domain_changed]
+                             peering.domain_changed, users.domain_changed]
+        carry_over(store, domain)  # users a release before kept on this device
 
         device = cls(name, data_dir, management_url, identity, store, domain, sync, failover, dataplane,
                      TrustedDevices(domain, sync), groups, TrafficGroups(domain), members, peering, config,
-                     Leases(store), batches, sessions, Jobs(), peer_listen)
+                     Leases(store), batches, sessions, users, Jobs(), peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)
@@ -165,9 +170,8 @@ class Device:
         try:
             if self.config.stored(Partition, {"name": DEFAULT_PARTITION}) is None:
                 self.config.create(Partition(name=DEFAULT_PARTITION, description="The default partition"))
-            if self.config.stored(User, {"name": "admin"}) is None:
-                admin = User(name="admin", role="admin", password=admin_password)
-                self.config.create(admin, {"password_hash": self.sessions.hash_password_now(admin_password)})
+            if self.users.lookup("admin") is None:
+                self.users.create(User(name="admin", role="admin"), self.sessions.hash_password_now(admin_password))
         except ApiError as error:
             raise DeviceError(f"cannot set up the device: {error.message}") from None
 
@@ -236,6 +240,9 @@ def _check_heartbeat_paths(peer_listen: tuple[str, int], heartbeat_listen: tuple
         raise DeviceError(f"at most {MAX_PATHS - 1} heartbeat addresses, not {len(heartbeat_listen)}")
     seen = {peer_listen}
     for address in heartbeat_listen:
+        if ipaddress.ip_address(address[0]).is_unspecified:
+            raise DeviceError(f"heartbeat address {host_port(*address)}: give the address peers reach (it is "
+                              "advertised to them), not an unspecified one")
         if address in seen:
             raise DeviceError(f"heartbeat address {host_port(*address)} is given twice (the peer address counts)")
         seen.add(address)

@@ -48,14 +48,17 @@ def test_a_script_tracker_goes_down_and_up_and_the_score_follows(tmp_path: Path)
 
 def test_a_pool_tracker_is_up_while_its_share_of_members_up_reaches_the_threshold() -> None:
     tracker = Tracker(type="pool", target="/Common/web", threshold=75, interval=0.1, fall=1, rise=1)
-    availability: dict[str, tuple[int, int] | str] = {"/Common/web": (3, 4)}
+    availability: dict[str, tuple[int, int] | str | None] = {"/Common/web": None}
 
     async def scenario() -> list[tuple[bool | None, str]]:
         seen: list[tuple[bool | None, str]] = []
         tracking = Tracking(lambda: seen.append((state.up, state.why)), lambda path: availability[path])
         tracking.configure([tracker])
         state = next(iter(tracking.states.values()))
-        for value in [(2, 4), (4, 4), (0, 0), (3, 4), "the data plane does not answer"]:
+        await asyncio.sleep(0.35)  # nothing known yet (no answer, or no member probed): nothing judged
+        assert (seen, state.up) == ([], None)
+        availability["/Common/web"] = (3, 4)
+        for value in [(2, 4), (4, 4), (0, 0), (3, 4), "no such pool"]:
             count = len(seen)
             while len(seen) == count:
                 await asyncio.sleep(0.02)
@@ -67,7 +70,7 @@ def test_a_pool_tracker_is_up_while_its_share_of_members_up_reaches_the_threshol
 
     assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [
         (True, ""), (False, "2 of 4 members up (75% needed)"), (True, ""), (False, "0 of 0 members up (75% needed)"),
-        (True, ""), (False, "the data plane does not answer")]
+        (True, ""), (False, "no such pool")]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a veth pair of its own takes root")

@@ -5,6 +5,7 @@ path, traffic groups (`/api/failover/status`), failover transitions (the event j
 counters per virtual server and member (`/api/dataplane`); and the API's own request latency by route, method
 and status (`RequestTimes`)."""
 
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -149,7 +150,8 @@ async def exposition(device: Device, requests: RequestMetrics) -> bytes:
     """The device's metrics, gathered now, in Prometheus's text format."""
     families = sync_metrics([device.groups.status(group.name) for group in device.groups.all()
                              if device.name in group.members])
-    families += failover_metrics(device.failover.status(), device.failover.transition_counts())
+    transitions = await asyncio.to_thread(device.failover.transition_counts)  # a count over the whole journal
+    families += failover_metrics(device.failover.status(), transitions)
     try:
         served = await device.dataplane.status()
     except ApiError:  # the data plane process is being started again: say so, leave its counters out

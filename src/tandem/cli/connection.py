@@ -93,20 +93,18 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
     """Work out the device and credentials of a command (see the module docstring)."""
     env = os.environ if env is None else env
     lab_device: LabDevice | None = None
-    context = None
+    context, context_name = None, None
     if settings.device and "://" in settings.device:  # --device means a lab device's name or a URL everywhere
         if settings.url:
             raise CliError("--device and --url both name a device: give one", target="--device")
         settings = dataclasses.replace(settings, url=settings.device, device=None)
     if not settings.url and not settings.device:
         kept = contexts.load()
-        chosen = settings.context or kept.current
-        if chosen is not None:
-            context = kept.named(chosen)
+        context_name = settings.context or kept.current
+        if context_name is not None:
+            context = kept.named(context_name)
             settings = dataclasses.replace(settings, url=context.url, username=settings.username or context.username,
-                                           fingerprint=settings.fingerprint or context.fingerprint,
-                                           password_file=settings.password_file or (
-                                               Path(context.password_file) if context.password_file else None))
+                                           fingerprint=settings.fingerprint or context.fingerprint)
 
     if settings.url:
         if settings.device:
@@ -114,7 +112,7 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
         url = settings.url.rstrip("/")
         if "://" not in url:
             raise CliError(f"{settings.url!r} is not a URL (like https://192.0.2.10:8443)", target="--url")
-        source = f"context {settings.context or chosen}" if context is not None else "--url"
+        source = f"context {context_name}" if context is not None else "--url"
         lab = _lab(settings)
         if lab is not None:
             lab_device = next((d for d in lab.devices if _same_url(d.url, url)), None)
@@ -141,6 +139,9 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
         password = read_password_file(settings.password_file)
     elif env.get("TANDEM_PASSWORD"):
         password = env["TANDEM_PASSWORD"]
+    elif context is not None and context.password_file:
+        password = read_password_file(Path(context.password_file),
+                                      option=f"the password file of context {context_name}")
     elif lab_device is not None and username == DEFAULT_USERNAME and lab_device.password_file:
         password = read_password_file(Path(lab_device.password_file), option="lab admin password file")
     else:

@@ -64,10 +64,12 @@ def save(contexts: Contexts, directory: Path | None = None) -> Path:
     """Write the contexts (0600, replaced whole); the file."""
     directory = directory or config_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
     path = directory / FILE_NAME
     temporary = path.with_name(FILE_NAME + ".new")
+    temporary.unlink(missing_ok=True)  # a leftover keeps its mode through O_TRUNC
     body = {"current": contexts.current, "contexts": {name: asdict(c) for name, c in sorted(contexts.contexts.items())}}
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(json.dumps(body, indent=2) + "\n")
     os.replace(temporary, path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tandem.errors import Conflict, Invalid
-from tandem.models import DEFAULT_PARTITION, Certificate, Monitor, Partition, Pool, Resource, User, VirtualServer
+from tandem.models import DEFAULT_PARTITION, Certificate, Monitor, Partition, Pool, Resource, VirtualServer
 from tandem.models.cluster import ViolationView
 from tandem.models.fields import resolve_reference
 from tandem.store import GLOBAL, Body, Store, Transaction
@@ -53,10 +53,6 @@ def check_references(txn: Transaction, obj: Resource) -> None:
             if (other_partition, other_name) != (obj.partition, obj.name):
                 raise Conflict(f"destination {obj.address}:{obj.port} ({TRANSPORTS[obj.protocol]}) is already used "
                                f"by virtual server /{other_partition}/{other_name}", target="port")
-    if isinstance(obj, User):
-        for name in obj.partitions:
-            if not txn.exists(Partition.kind, GLOBAL, name):
-                raise Invalid(f"partition {name!r} does not exist", target="partitions")
 
 
 def may_use(partition: str, target_partition: str) -> bool:
@@ -81,9 +77,6 @@ def check_unreferenced(txn: Transaction, kind: str, partition: str, name: str) -
         for child_kind in PARTITIONED_KINDS:
             for _record in txn.records(child_kind, partition=name):
                 raise Conflict(f"partition {name!r} still holds {child_kind}; delete them first", target="name")
-        for user in txn.records(User.kind, partition=GLOBAL):
-            if name in user.body.get("partitions", []):
-                raise Conflict(f"partition {name!r} is assigned to user {user.name!r}", target="name")
     elif kind in USED_AS:
         field = USED_AS[kind]
         users = [user for user in txn.referrers(field, f"/{partition}/{name}") if may_use(user[1], partition)]
@@ -114,13 +107,6 @@ def references(kind: str, partition: str, body: Body) -> list[tuple[str, str]]:
                              for field, reference in uses)
         return out
     return []
-
-
-def check_admin_remains(txn: Transaction, changed_user: str, new_role: str | None) -> None:
-    """Raise `Conflict` if a change would leave the device without an admin."""
-    admins = [u.name for u in txn.records(User.kind, partition=GLOBAL) if u.body["role"] == "admin"]
-    if admins == [changed_user] and new_role != "admin":
-        raise Conflict("the last admin cannot be removed or demoted", target="role")
 
 
 # -- after a merge --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from tandem.config.presentation import HIDDEN_FIELDS, model_fields, present, wit
 from tandem.config.query import Query
 from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
-from tandem.models import Certificate, Partition, Pool, Resource, User
+from tandem.models import Certificate, Partition, Pool, Resource
 from tandem.models.conflict import CONFLICTS
 from tandem.models.fence import FENCES
 from tandem.models.lease import LEASES
@@ -27,8 +27,6 @@ Txn = Transaction | Draft
 """Where writes go: a transaction on the writer, or a draft computed away from it."""
 Source = Transaction | Draft | Store
 """What reads go through."""
-WRITE_ONLY_FIELDS = {"password"}
-"""Accepted but never stored as given."""
 
 
 def store_key(model: type[Resource], identity: ObjectIdentity) -> tuple[str, str]:
@@ -47,7 +45,7 @@ def stored_fields(obj: Resource, exclude: set[str]) -> Body:
 
 def comparable(obj: Resource) -> Body:
     """`obj` as it would be stored (members in their stored order; write-only fields as they are kept)."""
-    shown = stored_fields(obj, WRITE_ONLY_FIELDS)
+    shown = stored_fields(obj, set())
     if isinstance(obj, Pool):
         shown["members"] = units.member_list(obj)
     return shown
@@ -60,7 +58,7 @@ def write_object(txn: Txn, obj: Resource, stored: Body | None, current: Body | N
     partition, name = key_of(obj)
     stamp = txn.stamp()
     kept = {k: v for k, v in (stored or {}).items() if k in HIDDEN_FIELDS}
-    exclude = WRITE_ONLY_FIELDS | ({"members"} if isinstance(obj, Pool) else set())
+    exclude = {"members"} if isinstance(obj, Pool) else set()
     body = stored_fields(obj, exclude) | kept | (extra or {})
     body.setdefault("incarnation", str(stamp))
     if isinstance(obj, Pool):
@@ -159,16 +157,12 @@ class Objects:
         current = model_fields(txn, self.model.kind, stored)
         obj = checked_certificate(validate(self.model, current | patch), stored)
         integrity.check_references(txn, obj)
-        if isinstance(obj, User):
-            integrity.check_admin_remains(txn, obj.name, obj.role)
         write_object(txn, obj, stored, current, extra)
 
     def delete(self, txn: Txn, identity: ObjectIdentity) -> None:
         partition, name = store_key(self.model, identity)
         self.stored(txn, identity)
         integrity.check_unreferenced(txn, self.model.kind, partition, name)
-        if self.model is User:
-            integrity.check_admin_remains(txn, name, None)
         if self.model is Partition:  # what it keeps beside its configuration goes with it
             for kind in (LEASES, CONFLICTS, FENCES):
                 for record in list(txn.records(kind, partition=name)):

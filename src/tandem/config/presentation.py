@@ -9,7 +9,7 @@ from tandem.models import Certificate, Pool
 from tandem.models.pem import chain_info
 from tandem.store import Body, Store, Transaction
 
-HIDDEN_FIELDS = {"password_hash", *units.INTERNAL_FIELDS}
+HIDDEN_FIELDS = set(units.INTERNAL_FIELDS)
 """Stored but never presented."""
 SECRET_FIELDS = {Certificate.kind: {"key"}}
 """Fields of a resource's model stored and replicated (and mirrored) but never presented: write-only."""

@@ -19,7 +19,7 @@ from tandem.config.pool_members import PoolMembers
 from tandem.config.query import Query
 from tandem.config.validation import invalid_from
 from tandem.errors import ApiError, Conflict, Invalid, NotFound
-from tandem.models import CONFIG_RESOURCES, PoolMember, Resource, User
+from tandem.models import CONFIG_RESOURCES, Partition, PoolMember, Resource
 from tandem.models.batch import BatchRequest, Operation
 from tandem.models.partial import changes, patch_model
 from tandem.store import Body, Store
@@ -54,12 +54,14 @@ class ConfigService:
     """Validated, atomic access to the configuration resources of one device. A child resource
     (`PoolMember`) takes its parent's identity as `parent` (`{"partition", "pool"}`)."""
 
-    def __init__(self, store: Store, read_only: Callable[[str], str | None] = lambda partition: None) -> None:
+    def __init__(self, store: Store, read_only: Callable[[str], str | None] = lambda partition: None,
+                 managers: Callable[[str], list[str]] = lambda partition: []) -> None:
         self.store = store
         self.read_only = read_only
         """Why a partition may not be changed here (it is a peer cluster's mirror), or None."""
-        self._collections: dict[type[Resource], Collection] = {
-            model: Objects(model) for model in (*CONFIG_RESOURCES, User)}
+        self.managers = managers
+        """The users a partition is assigned to (it cannot be deleted while it has any)."""
+        self._collections: dict[type[Resource], Collection] = {model: Objects(model) for model in CONFIG_RESOURCES}
         self._collections[PoolMember] = PoolMembers()
 
     def _writable(self, collection: Collection, identity: ObjectIdentity) -> None:
@@ -67,6 +69,13 @@ class ConfigService:
         locked = self.read_only(collection.partition_of(identity))
         if locked:
             raise Conflict(locked, target="partition")
+
+    def _deletable(self, collection: Collection, identity: ObjectIdentity) -> None:
+        """Conflict if the object may not be changed here, or is a partition some user is assigned to."""
+        self._writable(collection, identity)
+        managers = self.managers(identity["name"]) if collection is self._collections[Partition] else []
+        if managers:
+            raise Conflict(f"partition {identity['name']!r} is assigned to user {managers[0]!r}", target="name")
 
     def read(self, model: type[Resource], identity: ObjectIdentity) -> Body:
         """The object as presented; NotFound if there is none."""
@@ -114,7 +123,7 @@ class ConfigService:
 
     def _delete(self, txn: Txn, model: type[Resource], identity: ObjectIdentity) -> None:
         collection = self._collections[model]
-        self._writable(collection, identity)
+        self._deletable(collection, identity)
         collection.delete(txn, identity)
 
     def page(self, model: type[Resource], query: Query,
@@ -135,7 +144,7 @@ class ConfigService:
         collection = self._collections[model]
         with self.store.transaction() as txn:
             return collection.delete_matching(txn, parent or {}, query,
-                                              lambda identity: self._writable(collection, identity))
+                                              lambda identity: self._deletable(collection, identity))
 
     # -- batches --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ the traffic."""
 from dataclasses import dataclass
 
 from tandem.dataplane.engine import ServedPool
-from tandem.dataplane.monitor import UP, PoolMonitor
+from tandem.dataplane.monitor import UNCHECKED, UP, PoolMonitor
 
 
 @dataclass
@@ -38,12 +38,14 @@ class TrackedPools:
                 await tracked.monitor.update(pool.monitor, members)
                 tracked.pool = pool
 
-    def availability(self) -> dict[str, tuple[int, int]]:
-        """Each tracked pool's enabled members up, and enabled, by path."""
+    def availability(self) -> dict[str, tuple[int, int, int]]:
+        """Each tracked pool's enabled members up, those judged (up or down: not those not probed yet), and all
+        of them, by path."""
         out = {}
         for path, tracked in self._pools.items():
-            states = tracked.monitor.states()
-            out[path] = (sum(state == UP for state in states.values()), len(states))
+            states = list(tracked.monitor.states().values())
+            out[path] = (sum(state == UP for state in states), sum(state != UNCHECKED for state in states),
+                         len(states))
         return out
 
     async def stop(self) -> None:

@@ -71,6 +71,8 @@ RETRY = 0.05
 """Seconds before trying again an address that could not be added or removed; doubled at each failure in a
 row, up to `RETRY_MAX`."""
 RETRY_MAX = 5.0
+REBIND_EVERY = 2.0
+"""Seconds between tries to bind a dedicated heartbeat address that could not be bound."""
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -119,11 +121,12 @@ class Failover:
         """When this device's score of each traffic group last rose (a tracker back up): it takes the group back
         by auto-failback only a score hold later, so that a flapping tracker does not move it back and forth."""
         self._tracking = Tracking(self._trackers_changed, self._pool_availability)
-        self._pools: dict[str, tuple[int, int]] | None = None
-        """What the data plane last said of the tracked pools: members up and enabled, by path (None: nothing)."""
+        self._pools: dict[str, tuple[int, int, int]] | None = None
+        """What the data plane last said of the tracked pools: enabled members up, judged, and all, by path (None:
+        nothing yet)."""
         self._expiries: dict[str, asyncio.TimerHandle] = {}
-        self._transports: list[asyncio.DatagramTransport] = []
-        """By path: where this device's heartbeats come and go from."""
+        self._transports: list[asyncio.DatagramTransport | None] = [None] * len(listen)
+        """By path: where this device's heartbeats come and go from (None: that address cannot be bound now)."""
         self._paths = Paths(self._path_changed)
         self._control: ipc.Channel | None = None
         self._dataplane: ipc.Channel | None = None
@@ -151,12 +154,11 @@ class Failover:
         self._control = control
         self._kept = await asyncio.to_thread(replay.load, self._state_path)
         loop = asyncio.get_running_loop()
-        for address in self._listen:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self._datagram),
-                                                               local_addr=address)
-            self._transports.append(transport)
+        self._transports[0], _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self._datagram),
+                                                                     local_addr=self._listen[0])
         self._started = time.monotonic()
-        self._tasks = [loop.create_task(self._beat()), loop.create_task(self._report()),
+        self._tasks = [loop.create_task(self._bind_paths()), loop.create_task(self._beat()),
+                       loop.create_task(self._report()),
                        loop.create_task(self._hold_addresses()), loop.create_task(self._watch_dataplane()),
                        loop.create_task(self._keep_replay_state()), loop.create_task(self._mirror_connections())]
         try:
@@ -170,7 +172,8 @@ class Failover:
             self._evaluate_in(None)
             self._paths.stop()
             for transport in self._transports:
-                transport.close()
+                if transport is not None:
+                    transport.close()
             self._save_replay_state()
             await self._release_all()
             await self._mirror.stop()
@@ -240,6 +243,26 @@ class Failover:
             due = max(due + interval, now)
             await asyncio.sleep(due - now)
 
+    async def _bind_paths(self) -> None:
+        """Bind the dedicated heartbeat addresses; one that cannot be bound (its interface down, its address not
+        there yet) is tried again every `REBIND_EVERY` seconds while the other paths carry the heartbeats."""
+        faults = Faults(log, "heartbeat address")
+        loop = asyncio.get_running_loop()
+        while True:
+            for path, address in enumerate(self._listen):
+                if self._transports[path] is not None:
+                    continue
+                try:
+                    self._transports[path], _ = await loop.create_datagram_endpoint(
+                        lambda: _Endpoint(self._datagram), local_addr=address)
+                except OSError as error:
+                    faults.fail(host_port(*address), f"cannot be bound: {error.strerror or error}")
+                else:
+                    faults.clear(host_port(*address))
+            if all(transport is not None for transport in self._transports):
+                return
+            await asyncio.sleep(REBIND_EVERY)
+
     def _path_count(self, peer: Peer) -> int:
         """The paths heartbeats take between this device and `peer`: the n-th address of each with the n-th of
         the other, as many as the one with fewer has."""
@@ -247,7 +270,7 @@ class Failover:
 
     def _send(self) -> None:
         config = self.config
-        if config is None or config.group is None or not self._transports or self._sender is None:
+        if config is None or config.group is None or self._sender is None:
             return
         assert self._receiver is not None
         trackers = {t.name: t.trackers for t in config.traffic_groups}
@@ -262,8 +285,10 @@ class Failover:
         for peer in config.peers:
             if peer.id != config.device_id:
                 for path in range(self._path_count(peer)):
-                    with contextlib.suppress(OSError):  # that path is down here (no route): the others carry it
-                        self._transports[path].sendto(datagrams[path], peer.paths[path])
+                    transport = self._transports[path]
+                    if transport is not None:
+                        with contextlib.suppress(OSError):  # that path is down here (no route): the others carry it
+                            transport.sendto(datagrams[path], peer.paths[path])
 
     def _datagram(self, data: bytes) -> None:
         if self._receiver is None or self.config is None:
@@ -485,11 +510,15 @@ class Failover:
         return {"type": "serve", "active": active, "ready": ready, "standalone": bool(config and config.group is None),
                 "pools": tracked}
 
-    def _pool_availability(self, path: str) -> tuple[int, int] | str:
-        """A tracked pool's members up and enabled as the data plane last said, or why that is not known."""
+    def _pool_availability(self, path: str) -> tuple[int, int] | str | None:
+        """A tracked pool's members up and judged as the data plane last said; "no such pool"; None when not known
+        (the data plane has not answered, or does not now: the device is then out of service anyway)."""
         if self._pools is None or self.dataplane_silence is not None:
-            return "the data plane does not answer"
-        return self._pools.get(path, "no such pool")
+            return None
+        if path not in self._pools:
+            return "no such pool"
+        up, judged, enabled = self._pools[path]
+        return None if judged == 0 and enabled else (up, judged)
 
     def wanted_addresses(self) -> set[str]:
         config = self.config
@@ -618,7 +647,8 @@ class Failover:
                     with contextlib.suppress(TimeoutError, RuntimeError):  # no answer, or an error answer
                         answer = await channel.request({"type": "ping"}, watchdog(*self._timers()))
                         self._dataplane_answer = time.monotonic()
-                        self._pools = {path: (up, enabled) for path, (up, enabled) in answer["pools"].items()}
+                        self._pools = {path: (up, judged, enabled)
+                                       for path, (up, judged, enabled) in answer["pools"].items()}
                     self._check_dataplane()
                     await asyncio.sleep(self._timers()[0])
             except ipc.ChannelClosed:

@@ -64,8 +64,9 @@ class _WindowMax:
 
 
 class _WindowSecond:
-    """The second-greatest value added within the last `MEMORY` (to `MEMORY + BUCKET`) seconds: the two greatest
-    of each `BUCKET` seconds are kept, and the answer is cached until a value comes or a bucket goes."""
+    """The second-greatest value added within about the last `MEMORY` seconds (whole buckets: a value is kept
+    `MEMORY - BUCKET` to `MEMORY` seconds): the two greatest of each `BUCKET` seconds are kept, and the answer is
+    cached until a value comes or a bucket goes."""
 
     BUCKET = 5.0
 

@@ -53,8 +53,8 @@ class Heartbeat(BaseModel):
     offline: bool
     groups: dict[str, GroupState] = Field(max_length=256)
     path: int = Field(0, ge=0, lt=MAX_PATHS)
-    """The path it was sent on (0: the peer addresses; 1...: the dedicated heartbeat addresses, in order).
-    Signed with the rest, so that a capture replayed on another path is known for one."""
+    """The path it was sent on (0: the peer addresses; 1...: the dedicated heartbeat addresses, in order), signed
+    with the rest: replays are checked per path, and one copy replayed counts for its own path only."""
 
 
 def seal(key: bytes, heartbeat: Heartbeat) -> bytes:
@@ -118,10 +118,10 @@ class Receiver:
             self.counters.replayed += 1
             return None
         self.on_path[path] = stamp
-        self.counters.received += 1
         first = stamp > self.last.get(heartbeat.device, (-1, -1))
         if first:
             self.last[heartbeat.device] = stamp
+            self.counters.received += 1  # once per heartbeat, as `sent` counts (each path's copies: `Paths`)
         return heartbeat, first
 
 

@@ -6,11 +6,15 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("tandem.failover.links")
 
+RETRY = 1.0
+"""Seconds before listening again after the netlink socket failed."""
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 """The driver signals carrier (`ip link`'s LOWER_UP)."""
@@ -42,7 +46,7 @@ class Links:
         self.error: str | None = None
         """Why the interfaces cannot be watched (None: they are)."""
         self._loop = asyncio.get_running_loop()
-        self._netlink = None
+        self._netlink: Any = None
         self._stopped = False
         self._thread = threading.Thread(target=self._watch, name="links", daemon=True)
         self._thread.start()
@@ -63,19 +67,28 @@ class Links:
                 self._netlink.close()  # the thread's read fails and it ends
 
     def _watch(self) -> None:
-        try:
-            from pyroute2 import IPRoute  # slow to import: only where an interface is tracked
-            from pyroute2.netlink.rtnl import RTMGRP_LINK
+        """Listen (again after `RETRY` seconds when the socket fails: say its buffer overflowed), until stopped."""
+        while not self._stopped:
+            try:
+                from pyroute2 import IPRoute  # slow to import: only where an interface is tracked
+                from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-            self._netlink = netlink = IPRoute()
-            netlink.bind(groups=RTMGRP_LINK)  # first: a change during the listing is not lost
-            self._took(netlink.get_links(), listing=True)
-            while not self._stopped:
-                self._took(netlink.get())
-        except Exception as error:  # no netlink here, or closed by stop()
-            if not self._stopped:
-                log.warning("cannot watch the interfaces: %s", error)
+                self._netlink = netlink = IPRoute()
+                if self._stopped:  # stopped while it opened: stop() could not close it
+                    netlink.close()
+                    return
+                netlink.bind(groups=RTMGRP_LINK)  # first: a change during the listing is not lost
+                self._took(netlink.get_links(), listing=True)
+                while not self._stopped:
+                    self._took(netlink.get())
+            except Exception as error:  # no netlink here, a read failed, or closed by stop()
+                if self._stopped:
+                    return
+                log.warning("cannot watch the interfaces: %s (again in %g s)", error, RETRY)
                 self._loop.call_soon_threadsafe(self._failed, str(error))
+                with contextlib.suppress(Exception):
+                    self._netlink.close()
+                time.sleep(RETRY)
 
     def _took(self, messages: object, listing: bool = False) -> None:
         changes = {}
@@ -99,6 +112,8 @@ class Links:
                 else:
                     self.links[name] = link
         self.ready = self.ready or listing
+        if listing:
+            self.error = None  # listening (again)
         if changed:
             self._on_change()
 

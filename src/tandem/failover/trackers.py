@@ -35,8 +35,9 @@ PING_THREADS = 4
 TrackerKey = tuple[str, str, float, float, int, int, int | None]
 """What makes two trackers the same check: type, target, interval, timeout, fall, rise, threshold (not the
 weight)."""
-PoolAvailability = Callable[[str], tuple[int, int] | str]
-"""A pool's members up and enabled, by its path; or why that is not known."""
+PoolAvailability = Callable[[str], tuple[int, int] | str | None]
+"""A pool's enabled members up and judged (probed: up or down), by its path; why it is down (there is no such
+pool); or None: not known yet (the data plane has not answered, or has probed none of its members)."""
 
 
 def key_of(tracker: Tracker) -> TrackerKey:
@@ -44,14 +45,15 @@ def key_of(tracker: Tracker) -> TrackerKey:
             tracker.threshold)
 
 
-def pool_verdict(availability: tuple[int, int] | str, threshold: int) -> tuple[bool, str]:
-    """Whether a pool with `availability` (members up, enabled) passes `threshold` percent, and why not."""
-    if isinstance(availability, str):
-        return False, availability
-    up, enabled = availability
-    if enabled and up * 100 >= threshold * enabled:
+def pool_verdict(availability: tuple[int, int] | str | None, threshold: int) -> tuple[bool, str] | None:
+    """Whether a pool with `availability` (members up, judged) passes `threshold` percent, and why not (None: not
+    known yet)."""
+    if availability is None or isinstance(availability, str):
+        return None if availability is None else (False, availability)
+    up, judged = availability
+    if judged and up * 100 >= threshold * judged:
         return True, ""
-    return False, f"{up} of {enabled} members up ({threshold}% needed)"
+    return False, f"{up} of {judged} members up ({threshold}% needed)"
 
 
 def internet_checksum(data: bytes) -> int:
@@ -189,17 +191,18 @@ class Tracking:
         while True:
             started = time.monotonic()
             try:
-                ok, why = await self._check(tracker, ident, seq := (seq + 1) & 0xFFFF)
+                verdict = await self._check(tracker, ident, seq := (seq + 1) & 0xFFFF)
             except Exception as error:  # a tracker must never stop: a failed check
                 log.exception("tracker %s failed", tracker.describe())
-                ok, why = False, f"check failed: {error}"
+                verdict = False, f"check failed: {error}"
             try:
-                self._checked(tracker, state, ok, why)
+                if verdict is not None:  # None: nothing to judge by yet, the state stays as it is
+                    self._checked(tracker, state, *verdict)
             except Exception:
                 log.exception("judging the traffic groups after tracker %s changed failed", tracker.describe())
             await asyncio.sleep(max(0.0, tracker.interval - (time.monotonic() - started)))
 
-    async def _check(self, tracker: Tracker, ident: int, seq: int) -> tuple[bool, str]:
+    async def _check(self, tracker: Tracker, ident: int, seq: int) -> tuple[bool, str] | None:
         if tracker.type == "script":
             return await run_script(tracker.target, tracker.timeout)
         if tracker.type == "pool":

@@ -23,6 +23,7 @@ from tandem.lab.control import running_processes
 from tandem.lab.demo import LAB_GROUP, PEER_PORT_OFFSET, check_vip, default_vip, setup_demo
 from tandem.lab.errors import REQUEST_ERROR, LabError, Reporter
 from tandem.lab.processes import device_addresses, port_in_use, start_devices
+from tandem.lab.secrets import write_password
 from tandem.lab.state import LabDevice, LabState, load_lab, remove_lab, save_lab
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 
@@ -33,6 +34,8 @@ CLUSTER_TIMEOUT = 60.0
 START_TIMEOUT = 30.0
 DEMO_TIMEOUT = 30.0
 PASSWORD_FILE = "admin-password"
+"""The lab's admin password (mode 0600), given to every device on its first start: once formed, the devices
+share their users."""
 LOG_FILE = "daemon.log"
 
 
@@ -166,13 +169,15 @@ def _start_devices(reporter: Reporter, plan: LabPlan) -> LabState:
     """The lab's state with its devices started and healthy; on failure nothing runs and no lab.json is left."""
     request = plan.request
     request.lab_dir.mkdir(parents=True, exist_ok=True)
+    password_file = request.lab_dir / PASSWORD_FILE
+    write_password(password_file)  # one admin password for every device: users are the trust domain's
     state = LabState(dir=str(request.lab_dir), address_base=request.address_base, port=request.port,
                      created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     for i, address in enumerate(plan.addresses, start=1):
         data_dir = request.lab_dir / f"dev-{i}"
         state.devices.append(LabDevice(
             name=f"dev-{i}", url=f"https://{address}:{request.port}", listen=f"{address}:{request.port}",
-            fingerprint=None, password_file=str(data_dir / PASSWORD_FILE), pid=None, data_dir=str(data_dir),
+            fingerprint=None, password_file=str(password_file), pid=None, data_dir=str(data_dir),
             log=str(data_dir / LOG_FILE), engine=request.engine,
         ))
     try:

@@ -162,7 +162,8 @@ def spawn(device: LabDevice) -> subprocess.Popen[bytes]:
         log.flush()
         return subprocess.Popen(
             [sys.executable, "-m", "tandem", "serve", "--name", device.name, "--data-dir", device.data_dir,
-             "--listen", device.listen, "--engine", device.engine or DEFAULT_ENGINE],
+             "--listen", device.listen, "--engine", device.engine or DEFAULT_ENGINE,
+             "--admin-password-file", device.password_file],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=child_env(), cwd=data_dir,
         )

@@ -1,8 +1,20 @@
 """Secrets the lab and the CLI read from files (never from arguments)."""
 
+import os
+import secrets
 from pathlib import Path
 
 from tandem.lab.errors import LabError
+
+
+def write_password(path: Path) -> None:
+    """A new random password in `path` (mode 0600), unless the file is there already."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_urlsafe(18) + "\n")
 
 
 def read_password_file(path: Path, option: str = "--password-file") -> str:

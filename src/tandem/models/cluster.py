@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from tandem.models.fields import Description, HttpsUrl, IPAddress, Name, parse_host_port
 from tandem.models.peering import PeerRecord
-from tandem.models.resources import DEFAULT_PARTITION
+from tandem.models.resources import DEFAULT_PARTITION, Role
 
 GroupType = Literal["sync-failover", "sync-only"]
 SYNC_FAILOVER, SYNC_ONLY = get_args(GroupType)
@@ -203,10 +203,24 @@ class ClusterSettings(BaseModel):
     name: Name
 
 
+class UserRecord(BaseModel):
+    """A user of the trust domain as its record holds it: created once, valid on every member."""
+
+    name: Name
+    role: Role
+    partitions: list[Name] = Field(default_factory=list, max_length=256)
+    description: Description = ""
+    password_hash: str = Field(min_length=1, max_length=512)
+
+    def public(self) -> dict[str, Any]:
+        """The user as the API shows it (never its password's hash)."""
+        return self.model_dump(exclude={"password_hash"})
+
+
 class DomainRecord(BaseModel):
     """One record of the trust domain's state, as devices exchange them."""
 
-    kind: Literal["device", "group", "traffic-group", "member", "cluster", "peer"]
+    kind: Literal["device", "group", "traffic-group", "member", "cluster", "peer", "user"]
     key: str = Field(min_length=1, max_length=64)
     body: dict
     hlc: int = Field(ge=0)
@@ -221,7 +235,7 @@ class DomainRecord(BaseModel):
 
 RECORD_MODELS: dict[str, type[BaseModel]] = {
     "device": TrustedDevice, "group": GroupRecord, "traffic-group": TrafficGroup, "member": MemberState,
-    "cluster": ClusterSettings, "peer": PeerRecord}
+    "cluster": ClusterSettings, "peer": PeerRecord, "user": UserRecord}
 
 
 class DomainState(BaseModel):

@@ -26,7 +26,7 @@ from tandem.store import LogRecord, Store, Version
 from tandem.sync.messages import COMMITS, MAX_RECORD_CHANGES, SNAPSHOT, STATUS, Commits, ScopeStatus, Snapshot
 from tandem.sync.replica import SNAPSHOT_PART, Replica
 from tandem.sync.scopes import Scopes
-from tandem.trust.channel import Connection, Message, PeerLink, PeerServer
+from tandem.trust.channel import PROTOCOLS, Connection, Message, PeerLink, PeerServer
 from tandem.trust.domain import Domain
 from tandem.trust.identity import Identity
 
@@ -54,6 +54,8 @@ class PeerView:
     status_at: float = 0.0
     sent: dict[str, dict[str, int]] = field(default_factory=dict)
     snapshot_at: dict[str, float] = field(default_factory=dict)
+    protocol: int = PROTOCOLS[1]
+    """The peer protocol of the current link to it (what of the domain it is sent)."""
 
     @property
     def connected(self) -> bool:
@@ -121,9 +123,10 @@ class SyncEngine:
 
     async def _tick(self) -> None:
         for tick in itertools.count():
-            status = self.status_message()
+            protocols = {view.protocol for view in self.peers.values()}
+            status = {protocol: self.status_message(protocol) for protocol in protocols}
             for view in self.peers.values():
-                view.send(status)
+                view.send(status[view.protocol])
             if tick % TRIM_EVERY == 0:
                 self.store.submit(self.store.trim_log, self._log_retention)
             await asyncio.sleep(STATUS_INTERVAL)
@@ -135,9 +138,8 @@ class SyncEngine:
         with contextlib.suppress(RuntimeError):  # no loop yet: start() follows the domain
             asyncio.get_running_loop()
             self._follow_domain()
-            message = self._domain_message()
             for view in self.peers.values():
-                view.send(message)
+                view.send(self._domain_message(view.protocol))
 
     def _follow_domain(self) -> None:
         """Links to every trusted device (new ones dialed, removed ones told and dropped)."""
@@ -162,14 +164,15 @@ class SyncEngine:
         return view
 
     async def _drop(self, view: PeerView, farewell: bool) -> None:
-        if farewell and view.send(self._domain_message()):
+        if farewell and view.send(self._domain_message(view.protocol)):
             await asyncio.sleep(0.3)  # let the removed device hear that it was removed
         await view.link.stop()
 
     # -- status ---------------------------------------------------------------------------------
 
-    def _domain_message(self) -> Message:
-        return {"type": "domain", "domain": self.domain.state().model_dump()}
+    def _domain_message(self, protocol: int) -> Message:
+        """The domain's state as a peer speaking `protocol` reads it."""
+        return {"type": "domain", "domain": self.domain.state(protocol).model_dump()}
 
     def digest(self, scope: str) -> list[int]:
         group = self.scopes.group(scope)
@@ -181,8 +184,9 @@ class SyncEngine:
         return ScopeStatus(vv=vector, buckets=buckets, pending=self.store.pending_count(scope),
                            synced=self.scopes.synced(scope))
 
-    def status_message(self) -> Message:
-        return {"type": "status", "domain_digest": self.domain.digest(),
+    def status_message(self, protocol: int) -> Message:
+        """This device's status, its domain digest as a peer speaking `protocol` computes it."""
+        return {"type": "status", "domain_digest": self.domain.digest(protocol),
                 "scopes": {g.name: self.scope_status(g.name).model_dump() for g in self.scopes.mine()}}
 
     def _peer_status(self, view: PeerView | None, message: Message) -> bool:
@@ -205,8 +209,9 @@ class SyncEngine:
     async def _outbound(self, view: PeerView, connection: Connection) -> None:
         """The conversation on this device's link to one peer (`view` is that peer's, for this link only)."""
         outbox: asyncio.Queue = asyncio.Queue()
-        view.outbox, view.sent, view.snapshot_at = outbox, {}, {}
-        view.send({**self.status_message(), "domain": self.domain.state().model_dump()})
+        view.outbox, view.sent, view.snapshot_at, view.protocol = outbox, {}, {}, connection.protocol
+        view.send({**self.status_message(connection.protocol),
+                   "domain": self.domain.state(connection.protocol).model_dump()})
         writer = self._spawn(self._write(connection, outbox))
         try:
             while True:
@@ -331,9 +336,9 @@ class SyncEngine:
             if kind == "status":
                 if not self._peer_status(view, message):
                     continue
-                reply = self.status_message()
-                if message.get("domain_digest") != self.domain.digest():
-                    reply["domain"] = self.domain.state().model_dump()
+                reply = self.status_message(connection.protocol)
+                if message.get("domain_digest") != self.domain.digest(connection.protocol):
+                    reply["domain"] = self.domain.state(connection.protocol).model_dump()
                 await connection.send(reply)
             elif kind == "domain":
                 self.domain.merge(message["domain"])

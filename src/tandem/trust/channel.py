@@ -39,9 +39,10 @@ RETRY_MIN, RETRY_MAX = 0.1, 2.0
 REFUSED = 4403
 UNSPOKEN = 4426
 PROTOCOL_HEADER = "Tandem-Protocol"
-PROTOCOLS = (1, 1)
+PROTOCOLS = (1, 2)
 """The peer protocols this release speaks, lowest and highest: a release that changes the messages raises the
-highest, and keeps the lowest while it still speaks the previous release's."""
+highest, and keeps the lowest while it still speaks the previous release's. 2: domain states carry the users
+(`trust.domain.USERS_SINCE`); a peer of protocol 1 is sent the other records."""
 
 
 def spoken() -> tuple[int, int]:

@@ -27,6 +27,7 @@ from tandem.models.cluster import (
     MemberState,
     TrafficGroup,
     TrustedDevice,
+    UserRecord,
 )
 from tandem.models.peering import PeerRecord
 from tandem.store import Store
@@ -34,12 +35,27 @@ from tandem.store import Store
 log = logging.getLogger("tandem.domain")
 
 DEVICE, GROUP, TRAFFIC_GROUP = "device", "group", "traffic-group"
-MEMBER, CLUSTER, PEER = "member", "cluster", "peer"
+MEMBER, CLUSTER, PEER, USER = "member", "cluster", "peer", "user"
 """Kinds of record: a member's cluster-wide state (evacuated), the cluster's settings (its name),
-and the relationships with peer clusters."""
+the relationships with peer clusters, and the users (with their password hashes)."""
+USERS_SINCE = 2
+"""The peer protocol from which domain states carry users and traffic groups with `interface` or `pool` trackers:
+a device of the release before (protocol 1) would refuse the whole state for one such record, so it gets the other
+records only (and keeps its own users) until it is upgraded."""
+NEW_TRACKERS = ("interface", "pool")
 
 RecordKey = tuple[str, str]
 M = TypeVar("M", bound=BaseModel)
+
+
+def _read_by(record: DomainRecord, protocol: int) -> bool:
+    """Whether a peer speaking `protocol` reads `record` (see `USERS_SINCE`)."""
+    if protocol >= USERS_SINCE:
+        return True
+    if record.kind == USER:
+        return False
+    return record.kind != TRAFFIC_GROUP or not any(
+        tracker.get("type") in NEW_TRACKERS for tracker in record.body.get("trackers") or ())
 
 
 class Domain:
@@ -155,25 +171,33 @@ class Domain:
     def peer_record(self, uuid: str) -> PeerRecord | None:
         return self._one(PEER, uuid, PeerRecord)
 
-    def state(self) -> DomainState:
-        """Everything a peer needs to merge this state: the domain id and every record."""
-        return DomainState.model_construct(domain_id=self.domain_id, records=list(self._records.values()))
+    def state(self, protocol: int = USERS_SINCE) -> DomainState:
+        """Everything a peer speaking `protocol` needs to merge this state: the domain id and every record it
+        knows the kind of."""
+        return DomainState.model_construct(domain_id=self.domain_id, records=[
+            r for r in self._records.values() if _read_by(r, protocol)])
 
     def join_request(self) -> JoinRequest:
         """What a device being added needs: the state and the domain's secret."""
         return JoinRequest.model_construct(domain_id=self.domain_id, secret=self.secret,
                                            records=list(self._records.values()))
 
-    def digest(self) -> str:
-        """A short hash of the record stamps: equal digests, equal states."""
-        stamps = sorted(f"{k}/{key}/{r.hlc}/{r.origin}" for (k, key), r in self._records.items())
+    def digest(self, protocol: int = USERS_SINCE) -> str:
+        """A short hash of the stamps of the records a peer speaking `protocol` knows: equal digests, equal
+        states."""
+        stamps = sorted(f"{k}/{key}/{r.hlc}/{r.origin}" for (k, key), r in self._records.items()
+                        if _read_by(r, protocol))
         return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
 
     # -- changes --------------------------------------------------------------------------------
 
-    def _write(self, kind: str, key: str, body: BaseModel, deleted: bool = False) -> None:
-        record = DomainRecord.model_construct(kind=kind, key=key, body=body.model_dump(),
-                                              hlc=self._store.clock.now(), origin=self.device_id, deleted=deleted)
+    def _write(self, kind: str, key: str, body: BaseModel, deleted: bool = False,
+               stamp: tuple[int, str] | None = None) -> None:
+        """Write a record, stamped now (or with `stamp`: a record carried over from before, with the stamp of the
+        object it was)."""
+        hlc, origin = stamp or (self._store.clock.now(), self.device_id)
+        record = DomainRecord.model_construct(kind=kind, key=key, body=body.model_dump(), hlc=hlc, origin=origin,
+                                              deleted=deleted)
         self._store.put_domain_record(record)
         self._remember(record)
         self._changed()
@@ -214,6 +238,24 @@ class Domain:
     def delete_traffic_group(self, name: str) -> None:
         self._delete(TRAFFIC_GROUP, name)
 
+    def users(self) -> list[UserRecord]:
+        """The users of the trust domain, by name."""
+        return self._live(USER, UserRecord)
+
+    def user(self, name: str) -> UserRecord | None:
+        return self._one(USER, name, UserRecord)
+
+    def put_user(self, user: UserRecord, stamp: tuple[int, str] | None = None) -> None:
+        self._write(USER, user.name, user, stamp=stamp)
+
+    def user_stamp(self, name: str) -> tuple[int, str] | None:
+        """(hybrid clock, origin) of the user's record (None: there is none)."""
+        record = self._records.get((USER, name))
+        return (record.hlc, record.origin) if record else None
+
+    def delete_user(self, name: str) -> None:
+        self._delete(USER, name)
+
     def put_peer_record(self, record: PeerRecord) -> None:
         self._write(PEER, record.uuid, record)
 
@@ -246,8 +288,10 @@ class Domain:
         return changed
 
     def adopt(self, join: JoinRequest) -> None:
-        """Join the domain of `join`: its id and records replace ours (this device's record stays)."""
+        """Join the domain of `join`: its id and records replace ours (this device's record stays, and its users
+        whose names the domain does not have join it: a name both have is the domain's user)."""
         me = self.me
+        own_users = self.users()
         self._forget_all()
         self._store.set_meta("domain_id", join.domain_id)
         self._store.set_meta("domain_secret", join.secret)
@@ -256,11 +300,17 @@ class Domain:
             self._store.put_domain_record(record)
             self._remember(record)
         self._write(DEVICE, self.device_id, me)
+        for user in own_users:
+            if self.user(user.name) is None:
+                self._write(USER, user.name, user)
 
     def leave(self) -> None:
-        """Start a domain of this device alone (it was removed from its domain)."""
+        """Start a domain of this device alone (it was removed from its domain), keeping the users it had."""
         me = self.me if self.device(self.device_id) else TrustedDevice.model_validate(
             self._records[(DEVICE, self.device_id)].body)
+        users = self.users()
         self._forget_all()
         self._new_domain()
         self._write(DEVICE, self.device_id, me)
+        for user in users:
+            self._write(USER, user.name, user)
