@@ -61,7 +61,7 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
           interface: str | None = None, intercluster_listen: str | None = None,
           engine: EngineRequest = DEFAULT_ENGINE, notify: list[Path] | None = None,
           notify_timeout: float = 10.0, heartbeat_addresses: list[str] | None = None, log_level: LogLevel = "info",
-          log_format: LogFormat = "text", access_log: bool = False) -> None:
+          log_format: LogFormat = "text", access_log: bool = False, audit_retention: float = 90.0) -> None:
     """Open the device kept in `data_dir` (creating it on first start), serve its API on `listen`
     and its peer channel on `peer_listen` (default: port + 1), its traffic with `engine`."""
     logs.setup(log_level, log_format, device=name)
@@ -75,7 +75,8 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
                              addresses=addresses, interface=interface,
                              intercluster_listen=parse_host_port(intercluster_listen) if intercluster_listen else None,
                              engine=engine, notify=(check_scripts(notify or []), notify_timeout),
-                             heartbeat_listen=tuple(parse_host_port(a) for a in heartbeat_addresses or ()))
+                             heartbeat_listen=tuple(parse_host_port(a) for a in heartbeat_addresses or ()),
+                             audit_retention=audit_retention * 86400)
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
     config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from tandem._version import __version__
 from tandem.auth import Sessions
+from tandem.auth.audit import AuditTrail
 from tandem.cluster.devices import TrustedDevices
 from tandem.cluster.members import ClusterMembers
 from tandem.config import ConfigService, integrity
@@ -77,6 +78,7 @@ class Device:
     batches: BatchWorker
     sessions: Sessions
     users: Users
+    audit: AuditTrail
     jobs: Jobs
     peer_listen: tuple[str, int]
 
@@ -87,7 +89,7 @@ class Device:
              addresses: str = "loopback", interface: str | None = None,
              intercluster_listen: tuple[str, int] | None = None, engine: EngineRequest = DEFAULT_ENGINE,
              notify: tuple[list[Path], float] = ([], 10.0),
-             heartbeat_listen: tuple[tuple[str, int], ...] = ()) -> "Device":
+             heartbeat_listen: tuple[tuple[str, int], ...] = (), audit_retention: float = 90 * 86400.0) -> "Device":
         """Open (on first start: create) the device kept in `data_dir`. The peer channel listens on
         `peer_listen` (default: the management address, port + 1) and is dialed at `peer_advertise`;
         peer clusters reach it at `intercluster_listen` (none: this device does not take part in peering).
@@ -155,7 +157,7 @@ class Device:
 
         device = cls(name, data_dir, management_url, identity, store, domain, sync, failover, dataplane,
                      TrustedDevices(domain, sync), groups, TrafficGroups(domain), members, peering, config,
-                     Leases(store), batches, sessions, users, Jobs(), peer_listen)
+                     Leases(store), batches, sessions, users, AuditTrail(store, audit_retention), Jobs(), peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)

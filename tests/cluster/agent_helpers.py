@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cluster_helpers import Cluster, check
 
 from devices import free_port
@@ -25,17 +26,20 @@ AGENT_USER, AGENT_PASSWORD = "agent", "agent-password"
 
 
 def setup_cluster(cluster: Cluster) -> None:
-    """Two devices in a sync-failover group syncing Common and `apps`, a traffic group, and on each
-    device the agent's `manager` user limited to `apps` (users are each device's own)."""
+    """Two devices in a sync-failover group syncing Common and `apps`, a traffic group, and the agent's `manager`
+    user limited to `apps` (made on dev-1: users are the trust domain's), valid on both."""
     cluster.start("dev-1", "dev-2")
     one = cluster.nodes[0]
     check(one.api.post("/api/partitions", json={"name": PARTITION}), 201)
     cluster.form(partitions=["Common", PARTITION], heartbeat_interval=0.2, heartbeat_timeout=1.0)
     check(one.api.post("/api/traffic-groups", json={"name": TG, "device_group": "dg", "ha_order": ["dev-1", "dev-2"]}),
           201)
+    check(one.api.post("/api/users", json={"name": AGENT_USER, "role": "manager", "partitions": [PARTITION],
+                                           "password": AGENT_PASSWORD}), 201)
     for node in cluster:
-        check(node.api.post("/api/users", json={"name": AGENT_USER, "role": "manager", "partitions": [PARTITION],
-                                                "password": AGENT_PASSWORD}), 201)
+        wait_until(lambda node=node: httpx.post(f"{node.device.url}/api/auth/login", verify=False, json={
+            "username": AGENT_USER, "password": AGENT_PASSWORD}).status_code == 200, 10,
+            f"the agent's user valid on {node.name}")
 
 
 def address_pool() -> tuple[str, str]:

@@ -29,9 +29,10 @@ class Devices:
     """Clients of the devices, in the order given; `call` runs a request on the current one."""
 
     def __init__(self, urls: list[str], username: str, password: str, *, verify: bool = True,
-                 fingerprint: str | None = None, timeout: float = 5.0) -> None:
-        self._clients = [Client(url, username, password, verify=verify, fingerprint=fingerprint, timeout=timeout)
-                         for url in urls]
+                 fingerprint: str | None = None, timeout: float = 5.0, host_id: str = "") -> None:
+        """`host_id`: the agent's, sent with each request (`tandem-agent/HOST_ID`) for the devices' audit trails."""
+        self._clients = [Client(url, username, password, verify=verify, fingerprint=fingerprint, timeout=timeout,
+                                user_agent=f"tandem-agent/{host_id}") for url in urls]
         self.index = 0
         self.moves = 0
         """How many times the agent moved to another device (it reads the partition again after each)."""

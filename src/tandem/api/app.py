@@ -7,6 +7,7 @@ from tandem.api import (
     errors,
     jobs,
     openapi,
+    routes_audit,
     routes_batch,
     routes_cluster,
     routes_cluster_members,
@@ -20,6 +21,7 @@ from tandem.api import (
     routes_testing,
     routes_users,
 )
+from tandem.api.audit_trail import AuditWrites
 from tandem.api.durability import DurableWrites
 from tandem.api.limits import JsonBodies
 from tandem.api.metrics import RequestMetrics, RequestTimes
@@ -38,6 +40,7 @@ def create_app(device: Device) -> FastAPI:
     app.add_middleware(JsonBodies)
     app.add_middleware(DurableWrites, flush=device.flush)
     app.add_middleware(RequestTimes, metrics=app.state.request_metrics)
+    app.add_middleware(AuditWrites, trail=device.audit)
     app.include_router(routes_device.router)
     for router in routes_config.ROUTERS:
         app.include_router(router)
@@ -51,6 +54,7 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_failover.router)
     app.include_router(routes_dataplane.router)
     app.include_router(routes_metrics.router)
+    app.include_router(routes_audit.router)
     if routes_testing.enabled():
         app.include_router(routes_testing.router)
     return app

@@ -19,9 +19,11 @@ def source(request: Request) -> str:
 
 async def principal(request: Request) -> Principal:
     """The caller, authenticated from the Authorization header; 401 otherwise (429 while failed Basic
-    logins back off)."""
-    return await request.app.state.device.sessions.authenticate(request.headers.get("authorization"),
-                                                                source(request))
+    logins back off). Kept in the request's state for the audit trail."""
+    caller = await request.app.state.device.sessions.authenticate(request.headers.get("authorization"),
+                                                                  source(request))
+    request.state.principal = caller
+    return caller
 
 
 DeviceDep = Annotated[Device, Depends(device)]

@@ -44,7 +44,8 @@ def install(app: FastAPI) -> None:
     """Register the handlers that shape error responses."""
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, error: ApiError) -> JSON:
+    async def api_error(request: Request, error: ApiError) -> JSON:
+        request.state.refusal = error.message  # the audit trail says why
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)

@@ -20,6 +20,7 @@ async def health(device: DeviceDep) -> JSON:
 @router.post("/auth/login", response_model=Token, responses=errors(401, 429),
              summary="Log in: a token to send as `Authorization: Bearer`")
 async def login(body: LoginRequest, request: Request, device: DeviceDep) -> JSON:
+    request.state.username = body.username  # the audit trail names who tried
     token, expires_at, who = await device.sessions.login(body.username, body.password, source(request))
     return JSON({"token": token, "expires_at": datetime.fromtimestamp(expires_at, UTC), "username": who.username,
                  "role": who.role})

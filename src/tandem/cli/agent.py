@@ -155,7 +155,7 @@ def agent_run(
     logs.setup(process="agent")
     configure_collections()
     devices = Devices(device, settings.username or os.environ.get("TANDEM_USERNAME") or "admin", _password(settings),
-                      verify=not settings.insecure, fingerprint=settings.fingerprint)
+                      verify=not settings.insecure, fingerprint=settings.fingerprint, host_id=host_id)
     metrics = Metrics()
     api = _kubernetes(kubeconfig) if source == "kubernetes" else None
     agent_source = _source(api, path, selection, member_mode, metrics)

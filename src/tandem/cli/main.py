@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tandem.cli import agent, cluster, context, failover, identity, lab, objects, peer, serve
+from tandem.cli import agent, audit, cluster, context, failover, identity, lab, objects, peer, serve
 from tandem.cli.connection import Settings, close
 from tandem.cli.errors import TandemGroup
 from tandem.cli.output import Output, OutputFormat
@@ -89,5 +89,6 @@ app.add_typer(failover.app, name="failover", rich_help_panel="Failover")
 app.add_typer(failover.traffic_group_app, name="traffic-group", rich_help_panel="Failover")
 app.command("serve", rich_help_panel="Device")(serve.serve)
 app.add_typer(identity.app, name="identity", rich_help_panel="Device")
+app.command("audit", rich_help_panel="Device")(audit.audit)
 app.add_typer(lab.app, name="lab", rich_help_panel="Lab")
 app.add_typer(context.app, name="context", rich_help_panel=CONNECTION)

@@ -98,6 +98,9 @@ def serve(
         "and the traffic group or peer where a message names one).")] = LogFormatOption("text"),
     access_log: Annotated[bool, typer.Option(
         "--access-log", help="Log each API request (client, method, path, status).")] = False,
+    audit_retention: Annotated[float, typer.Option(
+        "--audit-retention", min=0.01, max=36500, help="Days the audit trail (GET /api/audit) keeps an entry.",
+    )] = 90.0,
 ) -> None:
     """Run a device: its HTTPS management API on --listen, its data in --data-dir. Stops on Ctrl-C or SIGTERM."""
     from tandem.daemon import serve as run_daemon  # lazily: keeps `tandem --help` fast
@@ -107,4 +110,4 @@ def serve(
                log_retention=log_retention, addresses=addresses, interface=interface,
                intercluster_listen=intercluster_listen, engine=engine.value, notify=notify,
                notify_timeout=notify_timeout, heartbeat_addresses=heartbeat_address, log_level=log_level.value,
-               log_format=log_format.value, access_log=access_log)
+               log_format=log_format.value, access_log=access_log, audit_retention=audit_retention)

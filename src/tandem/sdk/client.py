@@ -46,8 +46,11 @@ class Client:
         verify: bool | str = True,
         fingerprint: str | None = None,
         timeout: float = 30.0,
+        user_agent: str = USER_AGENT,
     ) -> None:
         self.url = url.rstrip("/")
+        self.user_agent = user_agent
+        """What requests say they come from (an agent: `tandem-agent/HOST_ID`, which the audit trail shows)."""
         try:
             parts = urlsplit(self.url)
             port = parts.port
@@ -226,7 +229,7 @@ class Client:
         if self._can_login and (self._token is None or time.monotonic() > self._token_expires):
             self.login()
         pool = self._pool or self._connect()
-        headers = {"accept": "text/event-stream", "user-agent": USER_AGENT}
+        headers = {"accept": "text/event-stream", "user-agent": self.user_agent}
         if self._token is not None:
             headers["authorization"] = f"Bearer {self._token}"
         try:
@@ -253,7 +256,7 @@ class Client:
         self, method: str, path: str, content: bytes | None, timeout: float | None, *, auth: bool
     ) -> Response:
         pool = self._pool or self._connect()
-        headers = {"accept": "application/json", "user-agent": USER_AGENT}
+        headers = {"accept": "application/json", "user-agent": self.user_agent}
         if auth and self._token is not None:
             headers["authorization"] = f"Bearer {self._token}"
         if content is not None:

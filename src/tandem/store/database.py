@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,17 @@ from tandem.models.cluster import DomainRecord
 from tandem.store.clock import HybridClock, Stamp
 from tandem.store.digest import BUCKETS, Digest, bucket_of, combine, home_partition, version_hash
 from tandem.store.reader import LOG_COLUMNS, IndexOf, Reader, Record, connect, log_record
-from tandem.store.records import Body, DraftWrite, FailoverEvent, Key, LogRecord, Vector, Version
+from tandem.store.records import (
+    AuditEntry,
+    AuditQuery,
+    Body,
+    DraftWrite,
+    FailoverEvent,
+    Key,
+    LogRecord,
+    Vector,
+    Version,
+)
 
 log = logging.getLogger("tandem.store")
 
@@ -71,6 +81,8 @@ SCHEMA_VERSION = 2
 `commits` table); 1, the log of records; 2, failover events with their kind. A store is brought to it when
 opened (`MIGRATIONS`, in one transaction); one of a later layout is refused."""
 _EVENT_COLUMNS = "id, at, traffic_group, from_state, to_state, reason, kind"
+_AUDIT_COLUMNS = "id, at, user, role, source, via, action, target, status, detail"
+"""The columns of an audit entry, in the order of `AuditEntry`'s fields."""
 """The columns of a failover event, in the order of `FailoverEvent`'s fields."""
 
 
@@ -689,6 +701,30 @@ class Store(Reader):
     def db_execute(self, sql: str, args: tuple) -> None:
         """One statement on the writer's connection (for the queued writes of the device's own records)."""
         self.db.execute(sql, args)
+
+    # -- the audit trail (local to this device) -------------------------------------------------
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        """Record an audit entry (its `id` is given by the store), queued on the writer."""
+        self._queue(self.db_execute, f"INSERT INTO audit ({_AUDIT_COLUMNS[4:]}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    astuple(entry)[1:])
+
+    def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        """The entries matching `query`, newest first."""
+        sql, args = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE id < ? AND at >= ? AND at <= ?", [
+            query.before if query.before is not None else 2 ** 62, query.since, query.until]
+        for column in ("user", "via", "status"):
+            value = getattr(query, column)
+            if value is not None:
+                sql, args = sql + f" AND {column} = ?", [*args, value]
+        if query.action is not None:
+            sql, args = sql + " AND instr(action, ?) > 0", [*args, query.action]
+        rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, query.limit]).fetchall()
+        return [AuditEntry(*row) for row in rows]
+
+    def prune_audit(self, before: float) -> None:
+        """Forget the entries older than `before` (seconds since the epoch), on the writer."""
+        self._queue(self.db_execute, "DELETE FROM audit WHERE at < ?", (before,))
 
     # -- failover events (local to this device) -------------------------------------------------
 

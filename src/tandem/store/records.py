@@ -97,6 +97,39 @@ class LogRecord:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the audit trail (`at`: seconds since the epoch): who (`user`, `role`, from `source`), how
+    (`via`: api, batch, or agent with its host id), what (`action`: METHOD /route, on `target`: the path asked),
+    with what outcome (`status`: the HTTP status answered) and, for a refusal, why (`detail`)."""
+
+    id: int
+    at: float
+    user: str
+    role: str
+    source: str
+    via: str
+    action: str
+    target: str
+    status: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which audit entries: each field given must match (`action`: a part of it); `before`: entries older than
+    that id (the next page); at most `limit`, newest first."""
+
+    user: str | None = None
+    via: str | None = None
+    action: str | None = None
+    status: int | None = None
+    since: float = 0.0
+    until: float = float("inf")
+    before: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
 class FailoverEvent:
     """A failover event of this device, as recorded (`at`: seconds since the epoch): a transition of a traffic
     group, or (`kind` path, `traffic_group` empty) a heartbeat path from a member lost (`up` to `down`) or back."""

@@ -70,6 +70,21 @@ CREATE TABLE IF NOT EXISTS domain (
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
 
+-- The audit trail of this device, newest last: every write asked of its API, refused logins and refusals.
+CREATE TABLE IF NOT EXISTS audit (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    user    TEXT NOT NULL,
+    role    TEXT NOT NULL,
+    source  TEXT NOT NULL,
+    via     TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    status  INTEGER NOT NULL,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+
 -- Failover events of this device, newest last: transitions of its traffic groups, heartbeat paths lost
 -- and back (kind 'path', no traffic group). `kind` is added to the table of an older store on opening.
 CREATE TABLE IF NOT EXISTS events (
