@@ -1,8 +1,9 @@
 """Into the audit trail (`auth.audit`), once answered: each write asked of the API (POST, PUT, PATCH, DELETE), a
 refused login, and any permission refused (403)."""
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tandem.api.asgi import StatusSeen
 from tandem.api.durability import READS
 from tandem.auth.audit import AuditTrail
 
@@ -22,19 +23,12 @@ class AuditWrites:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        seen = StatusSeen(send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, seen)
         finally:
-            if scope["method"] not in READS or status == 403:
-                self._record(scope, status)
+            if scope["method"] not in READS or seen.status == 403:
+                self._record(scope, seen.status)
 
     def _record(self, scope: Scope, status: int) -> None:
         state = scope.get("state") or {}

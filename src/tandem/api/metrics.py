@@ -12,8 +12,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tandem.api.asgi import StatusSeen
 from tandem.device import Device
 from tandem.errors import ApiError
 from tandem.failover.status import FailoverStatus
@@ -44,19 +45,13 @@ class RequestTimes:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        started, seen = time.perf_counter(), StatusSeen(send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, seen)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.latency.labels(route, scope["method"], str(status)).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route, scope["method"], str(seen.status)).observe(
+                time.perf_counter() - started)
 
 
 def _gauge(name: str, help_text: str, labels: list[str], samples: Iterable[tuple[list[str], float]]) -> Metric:

@@ -415,7 +415,10 @@ class Store(Reader):
         done, all are). A failed one was logged; it does not fail the caller."""
         queued = self._queued
         if queued is not None and not queued.done():
-            await asyncio.wait([asyncio.wrap_future(queued)])
+            waited = asyncio.wrap_future(queued)
+            await asyncio.wait([waited])
+            if not waited.cancelled():
+                waited.exception()  # a failure was logged when it happened: taken here, asyncio says nothing more
 
     def _queue(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run a small write on the writer: at once when already there, else queued (its failure is logged)."""
