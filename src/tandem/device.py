@@ -143,7 +143,7 @@ class Device:
         sessions = Sessions(store, lambda name: users.lookup(name), token_ttl)
         users = Users(domain, lambda: {name for _, name in store.keys(Partition.kind)}, sessions.forget_user)
         batches = BatchWorker(store, config, lambda: {name: reason for _, name in store.keys(Partition.kind)
-                                                      if (reason := peering.read_only(name))})
+                                                      if (reason := peering.read_only(name))}, users.assignments)
 
         # Who hears what, in the order a write travels: a commit replicates (sync), a change of the objects
         # reaches the data plane and the mirrors; a change of the trust domain reaches sync, failover, the
@@ -156,8 +156,9 @@ class Device:
         carry_over(store, domain)  # users a release before kept on this device
 
         device = cls(name, data_dir, management_url, identity, store, domain, sync, failover, dataplane,
-                     TrustedDevices(domain, sync), groups, TrafficGroups(domain), members, peering, config,
-                     Leases(store), batches, sessions, users, AuditTrail(store, audit_retention), Jobs(), peer_listen)
+                     TrustedDevices(domain, sync), groups, TrafficGroups(domain, sync.older_peers), members, peering,
+                     config, Leases(store), batches, sessions, users, AuditTrail(store, audit_retention), Jobs(),
+                     peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)

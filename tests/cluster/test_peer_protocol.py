@@ -25,6 +25,10 @@ def test_the_release_before_syncs_without_the_users_and_one_with_no_common_proto
     check(one.api.post("/api/users", json={"name": "only-new", "role": "auditor", "password": "only-new-pass"}), 201)
     cluster.wait_converged()
     assert two.api.get("/api/users/only-new").status_code == 404  # protocol 1 knows no domain users
+    check(one.api.post("/api/traffic-groups", json={"name": "tg", "device_group": "dg"}), 201)
+    refused = one.api.patch("/api/traffic-groups/tg", json={"trackers": [{"type": "interface", "target": "eth1"}]})
+    assert refused.status_code == 409 and "dev-2 runs a release that knows no interface trackers" in refused.text
+    assert one.api.get("/api/traffic-groups/tg").json()["trackers"] == []
 
     two.device.env["TANDEM_TEST_PEER_PROTOCOL"] = "3-4"  # a release that dropped this one's protocols
     two.device.restart()

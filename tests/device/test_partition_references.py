@@ -83,3 +83,17 @@ def test_own_partition_and_common_objects_can_be_used(tenants):
         {"action": "update", "resource": "virtuals", "partition": "ref-a", "name": "ov",
          "body": {"pool": "/Common/ref-p"}}]})
     assert batch.status_code == 200, batch.text
+
+
+def test_a_partition_assigned_to_a_manager_is_not_deleted_by_a_call_nor_a_batch(shared_device, tenants):
+    admin, _ = tenants
+    assert admin.post("/api/partitions", json={"name": "ref-c"}).status_code == 201
+    assert admin.patch("/api/users/ref-mgr", json={"partitions": ["ref-a", "ref-c"]}).status_code == 200
+    one = admin.delete("/api/partitions/ref-c")
+    assert one.status_code == 409 and "assigned to user 'ref-mgr'" in error_of(one)["message"]
+    batch = admin.post("/api/batch", json={"operations": [{"action": "delete", "resource": "partitions",
+                                                           "name": "ref-c"}]})
+    assert batch.status_code == 409 and "assigned to user 'ref-mgr'" in error_of(batch)["message"], batch.text
+    assert admin.get("/api/partitions/ref-c").status_code == 200
+    assert admin.patch("/api/users/ref-mgr", json={"partitions": ["ref-a"]}).status_code == 200
+    assert admin.delete("/api/partitions/ref-c").status_code == 204

@@ -76,8 +76,8 @@ def parse(body: bytes) -> BatchRequest:
         raise InvalidBatch(error.errors(include_url=False)) from None
 
 
-def _prepare(body: bytes, read_only: dict[str, str], first_stamp: int, stamps: int, device_id: str,
-             generation: int) -> Outcome | InvalidBatch:
+def _prepare(body: bytes, read_only: dict[str, str], managed: dict[str, str], first_stamp: int, stamps: int,
+             device_id: str, generation: int) -> Outcome | InvalidBatch:
     """In the worker: the batch's outcome, or why the body is not a batch."""
     config = _worker_config
     assert config is not None
@@ -87,6 +87,7 @@ def _prepare(body: bytes, read_only: dict[str, str], first_stamp: int, stamps: i
         return invalid
     outcome = Outcome([(op.resource, op.object_identity().get("partition")) for op in request.operations])
     config.read_only = read_only.get
+    config.managers = lambda partition: [managed[partition]] if partition in managed else []
     draft = Draft(config.store, BlockClock(first_stamp, stamps), device_id, generation)
     try:
         config.apply_operations(draft, request)
@@ -102,11 +103,14 @@ def _prepare(body: bytes, read_only: dict[str, str], first_stamp: int, stamps: i
 class BatchWorker:
     """The worker process of one device's batches (started at the first batch, kept)."""
 
-    def __init__(self, store: Store, config: ConfigService, read_only: Callable[[], dict[str, str]]) -> None:
+    def __init__(self, store: Store, config: ConfigService, read_only: Callable[[], dict[str, str]],
+                 managed: Callable[[], dict[str, str]]) -> None:
         self._store = store
         self._config = config
         self._read_only = read_only
         """The partitions that may not be changed here, and why (mirrors of peer clusters)."""
+        self._managed = managed
+        """The partitions assigned to users, with one of them (they may not be deleted)."""
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
 
     def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -128,7 +132,7 @@ class BatchWorker:
         for _ in range(ATTEMPTS):
             count = max(STAMPS, STAMPS_PER_OPERATION * (len(body) // 40 + 1))
             try:
-                result = await loop.run_in_executor(self._pool(), _prepare, body, self._read_only(),
+                result = await loop.run_in_executor(self._pool(), _prepare, body, self._read_only(), self._managed(),
                                                     store.clock.reserve(count), count, store.device_id,
                                                     store.generation)
             except concurrent.futures.process.BrokenProcessPool:

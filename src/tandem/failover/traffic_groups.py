@@ -1,14 +1,15 @@
 """Traffic groups: the rules a traffic group must keep, and changing them in the domain's records."""
 
+from collections.abc import Callable
 from typing import Any
 
 from tandem.config.validation import validate
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.models.cluster import SYNC_FAILOVER, TrafficGroup
-from tandem.trust.domain import Domain
+from tandem.trust.domain import NEW_TRACKERS, Domain
 
 
-def _check(domain: Domain, group: TrafficGroup) -> None:
+def _check(domain: Domain, group: TrafficGroup, older: list[str]) -> None:
     device_group = domain.group(group.device_group)
     if device_group is None:
         raise Invalid(f"device_group: device group {group.device_group!r} does not exist", target="device_group")
@@ -17,6 +18,10 @@ def _check(domain: Domain, group: TrafficGroup) -> None:
     if group.quorum and len(device_group.members) < 3:
         raise Invalid("quorum: a majority needs a device group of three or more devices",
                       target="quorum")
+    new = sorted({t.type for t in group.trackers} & set(NEW_TRACKERS))
+    if new and older:
+        raise Conflict(f"trackers: {older[0]} runs a release that knows no {new[0]} trackers (peer protocol 1): "
+                       "upgrade every member first", target="trackers")
     for name in group.ha_order:
         if name not in device_group.members:
             raise Invalid(f"ha_order: {name} is not a member of {group.device_group}", target="ha_order")
@@ -30,8 +35,11 @@ def _check(domain: Domain, group: TrafficGroup) -> None:
 class TrafficGroups:
     """The traffic groups of the trust domain (every member takes a change)."""
 
-    def __init__(self, domain: Domain) -> None:
+    def __init__(self, domain: Domain, older: Callable[[], list[str]] = list) -> None:
+        """`older`: the members connected now that speak a peer protocol before `USERS_SINCE` (the release
+        before): a traffic group may not use what they cannot read."""
         self._domain = domain
+        self._older = older
 
     def all(self) -> list[TrafficGroup]:
         return self._domain.traffic_groups()
@@ -45,7 +53,7 @@ class TrafficGroups:
     def create(self, group: TrafficGroup) -> TrafficGroup:
         if self._domain.traffic_group(group.name) is not None:
             raise Conflict(f"traffic group {group.name!r} already exists", target="name")
-        _check(self._domain, group)
+        _check(self._domain, group, self._older())
         self._domain.put_traffic_group(group)
         return group
 
@@ -54,7 +62,7 @@ class TrafficGroups:
         if "name" in patch and patch["name"] != name:
             raise Invalid("name cannot be changed", target="name")
         group = validate(TrafficGroup, stored.model_dump() | patch)
-        _check(self._domain, group)
+        _check(self._domain, group, self._older())
         self._domain.put_traffic_group(group)
         return group
 

@@ -27,7 +27,7 @@ from tandem.sync.messages import COMMITS, MAX_RECORD_CHANGES, SNAPSHOT, STATUS, 
 from tandem.sync.replica import SNAPSHOT_PART, Replica
 from tandem.sync.scopes import Scopes
 from tandem.trust.channel import PROTOCOLS, Connection, Message, PeerLink, PeerServer
-from tandem.trust.domain import Domain
+from tandem.trust.domain import USERS_SINCE, Domain
 from tandem.trust.identity import Identity
 
 log = logging.getLogger("tandem.sync")
@@ -169,6 +169,11 @@ class SyncEngine:
         await view.link.stop()
 
     # -- status ---------------------------------------------------------------------------------
+
+    def older_peers(self) -> list[str]:
+        """The names of the peers connected now that speak a peer protocol before `USERS_SINCE`."""
+        return sorted(view.link.device.name for view in self.peers.values()
+                      if view.outbox is not None and view.protocol < USERS_SINCE)
 
     def _domain_message(self, protocol: int) -> Message:
         """The domain's state as a peer speaking `protocol` reads it."""

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -291,7 +291,7 @@ class Domain:
         """Join the domain of `join`: its id and records replace ours (this device's record stays, and its users
         whose names the domain does not have join it: a name both have is the domain's user)."""
         me = self.me
-        own_users = self.users()
+        own_users = self._user_records()
         self._forget_all()
         self._store.set_meta("domain_id", join.domain_id)
         self._store.set_meta("domain_secret", join.secret)
@@ -300,17 +300,26 @@ class Domain:
             self._store.put_domain_record(record)
             self._remember(record)
         self._write(DEVICE, self.device_id, me)
-        for user in own_users:
-            if self.user(user.name) is None:
-                self._write(USER, user.name, user)
+        self._keep(record for record in own_users if (USER, record.key) not in self._records)  # never over a deletion
 
     def leave(self) -> None:
         """Start a domain of this device alone (it was removed from its domain), keeping the users it had."""
         me = self.me if self.device(self.device_id) else TrustedDevice.model_validate(
             self._records[(DEVICE, self.device_id)].body)
-        users = self.users()
+        users = self._user_records()
         self._forget_all()
         self._new_domain()
         self._write(DEVICE, self.device_id, me)
-        for user in users:
-            self._write(USER, user.name, user)
+        self._keep(users)
+
+    def _user_records(self) -> list[DomainRecord]:
+        """The live user records, with their stamps."""
+        return [record for (kind, _), record in self._records.items() if kind == USER and not record.deleted]
+
+    def _keep(self, records: Iterable[DomainRecord]) -> None:
+        """Take `records` as they are (their stamps too: a record carried into a domain does not outrank a later
+        change there)."""
+        for record in records:
+            self._store.put_domain_record(record)
+            self._remember(record)
+        self._changed()

@@ -49,6 +49,14 @@ class Users:
         """The managers of `partition`."""
         return [user.name for user in self._domain.users() if partition in user.partitions]
 
+    def assignments(self) -> dict[str, str]:
+        """Each partition assigned to a user, with the first of them."""
+        out: dict[str, str] = {}
+        for user in self._domain.users():
+            for partition in user.partitions:
+                out.setdefault(partition, user.name)
+        return out
+
     def create(self, user: User, password_hash: str) -> dict:
         if self._domain.user(user.name) is not None:
             raise Conflict(f"user {user.name!r} already exists", target="name")
