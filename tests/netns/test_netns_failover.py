@@ -61,7 +61,11 @@ def test_takeover_when_the_active_host_dies(lab: Lab) -> None:
     group = lab.b.traffic_group()
     assert group["state"] == "active" and group["active_device"] == "b", group
     assert {m["name"]: m["alive"] for m in group["members"]} == {"a": False, "b": True}, group
-    assert VIP in lab.b.addresses() and dataplane_addresses(lab, "b") == [VIP]
+    assert VIP in lab.b.addresses()
+    # The client is served as soon as the address is up (HAProxy listened ahead); the data plane process
+    # learns of the move from the failover process a moment later.
+    wait_until(lambda: dataplane_addresses(lab, "b") == [VIP], 1, "b's data plane holding the address",
+               detail=lambda: dataplane_addresses(lab, "b"))
     last = lab.b.events()[-1]
     assert (last["traffic_group"], last["from_state"], last["to_state"]) == ("traffic-group-1", "standby", "active")
     assert "no active device" in last["reason"], last
