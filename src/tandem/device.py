@@ -1,5 +1,6 @@
 """One device: the composition root that builds its parts and wires them, and the façade the API uses."""
 
+import asyncio
 import ipaddress
 import os
 import secrets
@@ -12,6 +13,8 @@ from typing import Any, TypeVar
 from tandem._version import __version__
 from tandem.auth import Sessions
 from tandem.auth.audit import AuditTrail
+from tandem.backups.archive import BackupError, Manifest
+from tandem.backups.contents import take
 from tandem.cluster.devices import TrustedDevices
 from tandem.cluster.members import ClusterMembers
 from tandem.config import ConfigService, integrity
@@ -19,7 +22,7 @@ from tandem.config.batches import BatchWorker
 from tandem.config.upgrade import upgrade
 from tandem.dataplane.choice import EngineUnavailable, choose
 from tandem.dataplane.service import DataPlane
-from tandem.errors import ApiError
+from tandem.errors import ApiError, InsufficientStorage
 from tandem.failover.addresses import provider
 from tandem.failover.heartbeat import MAX_PATHS
 from tandem.failover.service import FailoverService
@@ -32,16 +35,22 @@ from tandem.models.cluster import TrustedDevice
 from tandem.models.fields import host_port
 from tandem.peering.service import PeeringService
 from tandem.store import NewerStore, Store
-from tandem.store.database import read_meta
+from tandem.store.database import STORE_FILE, read_meta
 from tandem.sync.engine import SyncEngine
 from tandem.sync.groups import DeviceGroups
 from tandem.trust.domain import Domain
-from tandem.trust.identity import Identity, IdentityError, import_pair, load_or_create, regenerate, write_private
+from tandem.trust.identity import (
+    IDENTITY_DIR,
+    Identity,
+    IdentityError,
+    import_pair,
+    load_or_create,
+    regenerate,
+    write_private,
+)
 from tandem.trust.users import Users, carry_over
 
 ADMIN_PASSWORD_FILE = "admin-password"
-STORE_FILE = "tandem.db"
-IDENTITY_DIR = "identity"
 PRIVATE_DIR = 0o700
 """The mode of the data directory and the directories in it, whatever the umask: only the device's user
 enters them (the store holds the trust domain's secret and password hashes)."""
@@ -195,6 +204,15 @@ class Device:
                           management_url=self.management_url, version=__version__,
                           last_commit_id=self.store.last_commit_id(), logins=self.sessions.throttle.stats(),
                           engine=EngineInfo(name=self.dataplane.engine.name, version=self.dataplane.engine.version))
+
+    async def backup(self, passphrase: str) -> tuple[Manifest, bytes]:
+        """This device's backup archive (`tandem.backups`), sealed with `passphrase`: made off the event loop,
+        from a copy of the store at one point in time. 507 when the data directory has no room for the copy."""
+        try:
+            return await asyncio.to_thread(take, self.data_dir, self.name, self.store.device_id,
+                                           self.identity.fingerprint, passphrase)
+        except BackupError as error:
+            raise InsufficientStorage(f"cannot make the backup: {error}") from None
 
     def close(self) -> None:
         self.batches.close()

@@ -8,6 +8,7 @@ from tandem.api import (
     jobs,
     openapi,
     routes_audit,
+    routes_backup,
     routes_batch,
     routes_cluster,
     routes_cluster_members,
@@ -55,6 +56,7 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_dataplane.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_backup.router)
     if routes_testing.enabled():
         app.include_router(routes_testing.router)
     return app

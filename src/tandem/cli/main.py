@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tandem.cli import agent, audit, cluster, context, failover, identity, lab, objects, peer, serve
+from tandem.cli import agent, audit, backup, cluster, context, failover, identity, lab, objects, peer, serve
 from tandem.cli.connection import Settings, close
 from tandem.cli.errors import TandemGroup
 from tandem.cli.output import Output, OutputFormat
@@ -90,5 +90,7 @@ app.add_typer(failover.traffic_group_app, name="traffic-group", rich_help_panel=
 app.command("serve", rich_help_panel="Device")(serve.serve)
 app.add_typer(identity.app, name="identity", rich_help_panel="Device")
 app.command("audit", rich_help_panel="Device")(audit.audit)
+app.command("backup", rich_help_panel="Device")(backup.backup)
+app.command("restore", rich_help_panel="Device")(backup.restore)
 app.add_typer(lab.app, name="lab", rich_help_panel="Lab")
 app.add_typer(context.app, name="context", rich_help_panel=CONNECTION)

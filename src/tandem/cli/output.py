@@ -8,16 +8,18 @@ Errors always go to stderr: `error: MESSAGE (target: FIELD)` or, in json mode,
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -193,6 +195,18 @@ class Output:
     def note(self, message: str) -> None:
         """Progress or advice for people; on stderr so that it never mixes with JSON."""
         self.err.print(Text(message), style="dim" if self.json else None)
+
+    @contextlib.contextmanager
+    def working(self, description: str) -> Iterator[Callable[[str], None]]:
+        """A spinner with the time spent, on stderr, while long work runs; yields a function that names the
+        current step. People on a terminal see it; scripts (JSON, or no terminal) see nothing."""
+        if self.json or not self.err.is_terminal:
+            yield lambda _step: None
+            return
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=self.err, transient=True) as progress:
+            task = progress.add_task(description, total=None)
+            yield lambda step: progress.update(task, description=f"{description}: {step}")
 
     def print_json(self, data: Any) -> None:
         """`data` as JSON, or as YAML with `--output yaml`."""

@@ -15,6 +15,12 @@ class LoginRequest(Strict):
     password: str = Field(min_length=1, max_length=256)
 
 
+class BackupRequest(Strict):
+    """The body of `POST /api/backup`: the passphrase that seals the archive (never kept, never logged)."""
+
+    passphrase: str = Field(min_length=8, max_length=1024)
+
+
 class Token(BaseModel):
     token: str
     expires_at: datetime

@@ -292,6 +292,14 @@ class Client:
         """`GET /api/device`: name, id, fingerprint, management_url, version, last_commit_id."""
         return self.request("GET", "/api/device")
 
+    def backup(self, passphrase: str, timeout: float = 600.0) -> tuple[str, bytes]:
+        """`POST /api/backup` (admins): the device's backup archive, sealed with `passphrase` (8 characters or
+        more), and the file name the device suggests for it. `tandem restore` puts it back on a rebuilt host."""
+        response = self.send("POST", "/api/backup", json={"passphrase": passphrase}, timeout=timeout)
+        disposition = response.headers.get("content-disposition") or ""
+        name = disposition.partition('filename="')[2].rstrip('"') or "tandem.backup"
+        return name, response.content
+
     def whoami(self) -> dict[str, Any]:
         """`GET /api/auth/whoami`: username, role, partitions."""
         return self.request("GET", "/api/auth/whoami")

@@ -76,6 +76,8 @@ PRIVATE = 0o600
 """The mode of the database and its WAL and shared-memory files."""
 _SQLITE_IOERR, _SQLITE_FULL = 10, 13
 """SQLite's primary result codes of a write the disk refused."""
+STORE_FILE = "tandem.db"
+"""The store's file in a device's data directory."""
 SCHEMA_VERSION = 2
 """The store's layout, kept in SQLite's `user_version`: 0, a store of before it was kept (perhaps with the old
 `commits` table); 1, the log of records; 2, failover events with their kind. A store is brought to it when
@@ -122,6 +124,23 @@ def read_meta(path: Path, key: str) -> str | None:
         except sqlite3.OperationalError:  # no meta table: not a device's store yet
             return None
     return row[0] if row else None
+
+
+def copy_store(path: Path, into: Path) -> int:
+    """Write a consistent copy of the store in `path` (a device may be writing it) to the new file `into`,
+    without its login tokens (a copy restored elsewhere lets nobody in on a token of this device); returns
+    how many live objects it holds."""
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        db.execute("VACUUM INTO ?", (str(into),))  # one read transaction: one point in time
+    with contextlib.closing(sqlite3.connect(into, isolation_level=None)) as copy:
+        copy.execute("DELETE FROM tokens")
+        return copy.execute("SELECT count(*) FROM objects WHERE deleted = 0").fetchone()[0]
+
+
+def write_meta(path: Path, key: str, value: str) -> None:
+    """Set a metadata value of the store in `path` (a stopped device's): for tools that prepare a store."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 def storage_error(error: sqlite3.Error) -> InsufficientStorage | None:

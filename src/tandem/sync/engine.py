@@ -129,7 +129,32 @@ class SyncEngine:
                 view.send(status[view.protocol])
             if tick % TRIM_EVERY == 0:
                 self.store.submit(self.store.trim_log, self._log_retention)
+            for scope in self._caught_up_after_restore():
+                await self.store.write(self._release, scope)
             await asyncio.sleep(STATUS_INTERVAL)
+
+    def _caught_up_after_restore(self) -> list[str]:
+        """The held scopes (`Scopes.held`) whose every other member is connected, synced, and has no commit of
+        this device that this device lacks."""
+        me = self.domain.device_id
+        caught_up = []
+        for scope in list(self.scopes.held):
+            group = self.scopes.group(scope)
+            mine = self.store.vector(scope).get(me, 0)
+            views = [self.peers.get(d.id) for d in self.domain.peers() if group and d.name in group.members]
+            if all(view is not None and view.connected and (status := view.status.get(scope)) is not None
+                   and status.synced and status.vv.get(me, 0) <= mine for view in views):
+                caught_up.append(scope)
+        return caught_up
+
+    def _release(self, scope: str) -> None:
+        """On the writer: number this device's changes of `scope` again, those made meanwhile first."""
+        self.scopes.release(scope)
+        group = self.scopes.group(scope)
+        if group is not None and group.auto_sync:
+            self.replica.sequence_pending(scope)
+        log.info("restored from a backup: every member of %s sent what it had of this device's commits;"
+                 " its changes are numbered again", scope)
 
     # -- the domain -----------------------------------------------------------------------------
 

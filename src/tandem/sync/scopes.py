@@ -5,6 +5,8 @@ from tandem.models.cluster import GroupRecord
 from tandem.store import GLOBAL, ScopeRule, Store
 from tandem.trust.domain import Domain
 
+RESTORED = "restored"
+"""The store's metadata key a restore sets (`tandem.backups.contents`), cleared once every scope is released."""
 LOCAL = ScopeRule(sequenced=False)
 """Changes that stay on this device carry no sequence number nor version vector: those of a scope
 mean something only within it, and the object may later join a group's scope."""
@@ -18,6 +20,10 @@ class Scopes:
         self._domain = domain
         self._by_partition: dict[str, GroupRecord] = {}
         self.refresh()
+        self.held: set[str] = {g.name for g in self.mine()} if store.meta(RESTORED) is not None else set()
+        """The scopes in which this device, restored from a backup, numbers no change of its own yet: its members
+        may hold later commits of it, made before it was rebuilt, whose numbers a new change would take again.
+        Changes made meanwhile wait as pending ones; `release` when every member has sent it what it has."""
 
     def refresh(self) -> None:
         """Follow the domain's groups; mark groups this device newly belongs to as awaiting initial sync."""
@@ -42,7 +48,13 @@ class Scopes:
         group = self._by_partition.get(name if kind == Partition.kind else partition)
         if group is None:
             return LOCAL
-        return ScopeRule(group.name, sequenced=group.auto_sync)
+        return ScopeRule(group.name, sequenced=group.auto_sync and group.name not in self.held)
+
+    def release(self, scope: str) -> None:
+        """This device has all its own commits of `scope` that its members have: it numbers its changes again."""
+        self.held.discard(scope)
+        if not self.held:
+            self._store.set_meta(RESTORED, None)
 
     def mine(self) -> list[GroupRecord]:
         """The groups this device is a member of."""

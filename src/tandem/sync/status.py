@@ -50,7 +50,9 @@ def group_status(engine: SyncEngine, group: GroupRecord) -> GroupStatus:
                                             last_commit={}, last_exchange=None, message="not in the trust domain"))
             continue
         if name == me:
-            status, connected, message, age = mine, True, "", 0.0
+            status, connected, age = mine, True, 0.0
+            message = ("restored from a backup: its changes wait until every member has sent what it has of this"
+                       " device's commits" if scope in engine.scopes.held else "")
         else:
             view = engine.peers.get(device.id)
             connected = view is not None and view.connected

@@ -24,6 +24,8 @@ from tandem.models.fingerprints import fingerprint
 
 CERT_VALIDITY = datetime.timedelta(days=3650)
 KEY_FILE, CERT_FILE = "key.pem", "cert.pem"
+IDENTITY_DIR = "identity"
+"""The identity's directory in a device's data directory."""
 
 
 class IdentityError(Exception):
