@@ -1,5 +1,6 @@
 """A certificate authority made by a test (`cryptography`): leaf certificates and their keys as PEM."""
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -47,11 +48,15 @@ class TestCA:
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
             .not_valid_after(now + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .sign(self.key, hashes.SHA256()))
         self.pem = cert_pem(self.certificate)
 
     def issue(self, common_name: str, *dns_names: str, days: float = 365, starts: float = -1,
-              rsa_key: bool = False, private: PrivateKey | None = None) -> Issued:
+              rsa_key: bool = False, private: PrivateKey | None = None, ip_addresses: tuple[str, ...] = ()) -> Issued:
         """A leaf for `common_name` (and `dns_names` as SANs), valid from `starts` days from now until `days`
         days from now (negative: in the past), for `private` (a new key unless given)."""
         key = private or (rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP256R1()))
@@ -60,10 +65,12 @@ class TestCA:
             x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(self.certificate.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now + timedelta(days=starts))
-            .not_valid_after(now + timedelta(days=days)))
-        if dns_names:
-            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]),
-                                            critical=False)
+            .not_valid_after(now + timedelta(days=days))
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False))
+        if dns_names or ip_addresses:
+            names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+            names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         leaf = builder.sign(self.key, hashes.SHA256())
         return Issued(cert_pem(leaf) + self.pem, key_pem(key), cert_pem(leaf),
                       leaf.fingerprint(hashes.SHA256()).hex(":"), leaf.not_valid_after_utc, key)

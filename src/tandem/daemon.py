@@ -18,6 +18,7 @@ from tandem.logs import LogFormat, LogLevel
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
 from tandem.pauses import configure_collections, watch_event_loop
+from tandem.store.lock import Locked, hold
 
 log = logging.getLogger("tandem")
 
@@ -55,6 +56,15 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+def _lock(data_dir: Path) -> bool:
+    """Hold the data directory's lock (`store.lock`), or exit saying who holds it."""
+    try:
+        hold(data_dir)
+    except (OSError, Locked) as error:
+        sys.exit(f"tandem serve: {error}")
+    return True
+
+
 def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | None = None,
           token_ttl: float = 3600.0, durable: bool = False, peer_listen: str | None = None,
           peer_advertise: str | None = None, log_retention: int = 100_000, addresses: str = "loopback",
@@ -66,6 +76,9 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
     and its peer channel on `peer_listen` (default: port + 1), its traffic with `engine`."""
     logs.setup(log_level, log_format, device=name)
     configure_collections()
+    # The data directory's lock, for the life of this process: one device per directory, and no restore under it.
+    # A directory not made yet is locked once the device has made it (a refused first start writes nothing).
+    locked = _lock(data_dir) if data_dir.exists() else False
     try:
         host, port = parse_host_port(listen)
         device = Device.open(name, data_dir, host, port, admin_password=admin_password_from(admin_password_file),
@@ -79,15 +92,23 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
                              audit_retention=audit_retention * 86400)
     except (ValueError, DeviceError) as error:
         sys.exit(f"tandem serve: {error}")
-    config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(device.identity.key_path),
-                            ssl_certfile=str(device.identity.cert_path), http=LimitedHttpProtocol,
+    if not locked:
+        _lock(data_dir)
+    presented = device.management_tls.current
+    config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(presented.key_path),
+                            ssl_certfile=str(presented.cert_path), http=LimitedHttpProtocol,
                             log_config=None, log_level="warning", access_log=access_log,
                             timeout_keep_alive=KEEP_ALIVE, lifespan="off", proxy_headers=False, server_header=False,
                             timeout_graceful_shutdown=1)
+    config.load()  # its TLS context, which hands each connection the certificate of the moment (`ManagementTls`)
+    assert config.ssl is not None
+    device.management_tls.serve_on(config.ssl, lambda cert, key: uvicorn.config.create_ssl_context(
+        str(cert), str(key), None, config.ssl_version, config.ssl_cert_reqs, config.ssl_ca_certs, config.ssl_ciphers))
     if access_log:  # one line per request (client, method, path, status), as the other logs are formatted
         logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-    log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s, data plane engine %s %s", name,
+    log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s%s, data plane engine %s %s", name,
              device.store.device_id, device.management_url, *device.peer_listen, device.identity.fingerprint,
+             f" (the API presents installed {presented.leaf.fingerprint})" if presented.source == "installed" else "",
              device.dataplane.engine.name, device.dataplane.engine.version)
     try:
         _run_loop(_run(device, config))

@@ -16,6 +16,7 @@ from tandem.auth.audit import AuditTrail
 from tandem.backups.archive import BackupError, Manifest
 from tandem.backups.contents import take
 from tandem.cluster.devices import TrustedDevices
+from tandem.cluster.management_tls import ManagementTls
 from tandem.cluster.members import ClusterMembers
 from tandem.config import ConfigService, integrity
 from tandem.config.batches import BatchWorker
@@ -48,6 +49,7 @@ from tandem.trust.identity import (
     regenerate,
     write_private,
 )
+from tandem.trust.management_cert import current as management_certificate
 from tandem.trust.users import Users, carry_over
 
 ADMIN_PASSWORD_FILE = "admin-password"
@@ -89,6 +91,7 @@ class Device:
     users: Users
     audit: AuditTrail
     jobs: Jobs
+    management_tls: ManagementTls
     peer_listen: tuple[str, int]
 
     @classmethod
@@ -127,6 +130,7 @@ class Device:
         try:
             _private_dir(data_dir / "run")
             identity = load_or_create(data_dir / IDENTITY_DIR, name, [host], existing=known is not None)
+            presented = management_certificate(identity)
         except OSError as error:
             raise DeviceError(f"cannot set up {data_dir}: {error}") from None
         except IdentityError as error:
@@ -136,7 +140,8 @@ class Device:
                            cert=identity.cert_path.read_text(), management_url=management_url,
                            peer_url=host_port(*(peer_advertise or peer_listen)),
                            intercluster_url=host_port(*intercluster_listen) if intercluster_listen else "",
-                           heartbeat_urls=[host_port(*address) for address in heartbeat_listen])
+                           heartbeat_urls=[host_port(*address) for address in heartbeat_listen],
+                           management_fingerprint=presented.leaf.fingerprint if presented.source == "installed" else "")
 
         # The parts, each given only what it reads.
         domain = Domain(store, me)
@@ -167,7 +172,7 @@ class Device:
         device = cls(name, data_dir, management_url, identity, store, domain, sync, failover, dataplane,
                      TrustedDevices(domain, sync), groups, TrafficGroups(domain, sync.older_peers), members, peering,
                      config, Leases(store), batches, sessions, users, AuditTrail(store, audit_retention), Jobs(),
-                     peer_listen)
+                     ManagementTls(identity, domain, sync, presented), peer_listen)
         if known is None:
             device._first_start(admin_password)
             store.set_meta("device_name", name)
@@ -200,7 +205,9 @@ class Device:
 
     def info(self) -> DeviceInfo:
         """This device: `GET /api/device`."""
+        presented = self.domain.me.management_fingerprint
         return DeviceInfo(name=self.name, id=self.store.device_id, fingerprint=self.identity.fingerprint,
+                          management_fingerprint=presented,
                           management_url=self.management_url, version=__version__,
                           last_commit_id=self.store.last_commit_id(), logins=self.sessions.throttle.stats(),
                           engine=EngineInfo(name=self.dataplane.engine.name, version=self.dataplane.engine.version))

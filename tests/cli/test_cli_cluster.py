@@ -8,6 +8,7 @@ import pytest
 import typer
 from cli_helpers import record_lab, walk_commands
 
+from tandem.cli import contexts
 from tandem.cli.cluster import Devices, show_status
 from tandem.cli.connection import Settings
 from tandem.cli.errors import CliError
@@ -59,7 +60,7 @@ def test_create_without_devices_or_lab(runner):
     assert result.stderr.startswith("error: no devices: give --device")
     result = runner.invoke(app, ["cluster", "create", "dg", "--device", "dev-1"])
     assert result.exit_code == 1
-    assert "'dev-1' is neither a URL nor a lab device: no lab is up" in result.stderr
+    assert "'dev-1' is neither a URL, a context nor a lab device: no lab is up" in result.stderr
 
 
 def test_create_refuses_a_bad_type(runner):
@@ -87,7 +88,8 @@ def test_sync_needs_from(runner):
 def test_unknown_lab_device(runner, fake_lab):
     result = runner.invoke(app, ["cluster", "create", "dg", "--device", "dev-1", "--device", "dev-9"])
     assert result.exit_code == 1
-    assert "'dev-9' is not a URL and no device 'dev-9' in the lab (devices: dev-1, dev-2)" in result.stderr
+    assert ("'dev-9' is not a URL nor a context, and no device 'dev-9' in the lab (devices: dev-1, dev-2)"
+            in result.stderr)
 
 
 def test_lab_up_refuses_a_cluster_too_big_before_starting_anything(runner, lab_dir):
@@ -136,6 +138,27 @@ def test_a_url_uses_the_global_credentials(fake_lab, lab_dir, tmp_path, monkeypa
     monkeypatch.setenv("TANDEM_PASSWORD", "from-env")
     client = Devices(Settings(lab_dir=lab_dir, insecure=True)).named("https://192.0.2.11:8443")
     assert (client.password, client.fingerprint, client.verify) == ("from-env", None, False)
+
+
+def test_a_context_names_a_device_with_its_own_pin_or_ca_bundle_and_password(fake_lab, lab_dir, tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("TANDEM_PASSWORD", raising=False)
+    (tmp_path / "east-pw").write_text("east-password\n")
+    (tmp_path / "west-pw").write_text("west-password\n")
+    contexts.save(contexts.Contexts({
+        "east": contexts.Context(url="https://192.0.2.30:8443", fingerprint=FP1, username="ops",
+                                 password_file=str(tmp_path / "east-pw")),
+        "west": contexts.Context(url="https://192.0.2.31:8443", ca_file=str(tmp_path / "ca.pem"),
+                                 password_file=str(tmp_path / "west-pw")),
+        "dev-2": contexts.Context(url="https://192.0.2.99:8443")}))
+    devices = Devices(Settings(lab_dir=lab_dir, username="carol", fingerprint=FP2))
+    east, west = devices.named("east"), devices.named("west")
+    assert (east.url, east.username, east.password, east.fingerprint) == (
+        "https://192.0.2.30:8443", "ops", "east-password", FP1.replace(":", ""))
+    assert (west.username, west.password, west.fingerprint, west.verify) == (
+        "admin", "west-password", None, str(tmp_path / "ca.pem"))
+    assert devices.named("dev-2").url == "https://127.0.10.2:8443"  # a lab device's name comes first
 
 
 def test_a_member_outside_the_lab_is_reached_where_its_trust_record_says(fake_lab, lab_dir, monkeypatch):

@@ -52,7 +52,9 @@ def test_a_session_with_contexts_against_a_real_device(runner: CliRunner, shared
     assert runner.invoke(app, ["context", "remove", "elsewhere"]).exit_code == 0
     assert json.loads(runner.invoke(app, ["context", "list", "-o", "json"]).output) == [
         {"current": "", "name": "shared", "url": shared_device.url, "username": "admin",
-         "fingerprint": shared_device.fingerprint, "password_file": str(password)}]
+         "fingerprint": shared_device.fingerprint, "ca_file": "", "password_file": str(password)}]
+    # --device names a context too (no lab device has that name): how `cluster create` reaches each device
+    assert runner.invoke(app, ["partition", "show", "ctx-part", "--device", "shared"]).exit_code == 0
     assert runner.invoke(app, ["partition", "delete", "ctx-part", "--context", "shared"]).exit_code == 0
 
 

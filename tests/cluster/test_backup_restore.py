@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_helpers import run_tandem, subprocess_env
-from cluster_helpers import Cluster, Node, check, error_of, pool_names
+from cluster_helpers import Cluster, Node, check, error_of, pool_names, wait_job
 
-from devices import ADMIN_PASSWORD
+from devices import ADMIN_PASSWORD, free_port
 from waiting import wait_until
 
 PASSPHRASE = "backup passphrase 1"
@@ -63,6 +63,12 @@ def test_a_member_destroyed_and_restored_while_the_other_serves(pair: Cluster, t
     pair.wait_converged()
 
     numbered = last_commits(dev1)["dev-2"]
+    running = restore(str(archive), "--data-dir", str(dev2.device.data_dir), "--passphrase-file", str(secret),
+                      "--force", ok=False)
+    assert "runs on" in running, running
+    second = run_tandem("serve", "--name", "dev-2", "--data-dir", str(dev2.device.data_dir), "--listen",
+                        f"127.0.0.1:{free_port()}", env=subprocess_env(), timeout=30)
+    assert second.returncode != 0 and "a device runs on" in second.stderr, second
 
     # The host is lost: dev-2's data directory is gone. dev-1 goes on serving and taking changes.
     dev2.kill()
@@ -94,6 +100,8 @@ def test_a_member_destroyed_and_restored_while_the_other_serves(pair: Cluster, t
         return me if me["pending_changes"] and "restored from a backup" in me["message"] else {}
 
     wait_until(held, 5, "dev-2's own change held after its restore", detail=dev2.status)
+    job = wait_job(dev2.api, dev2.api.post("/api/device-groups/dg/sync", json={"from": "dev-2"}))
+    assert job["state"] == "failed" and "restored from a backup" in str(job["error"]), job
     pair.heal()
 
     # Once linked again: dev-2 has every change, dev-1 has dev-2's new one; both agree and are In Sync.
@@ -118,5 +126,10 @@ def test_only_admins_take_backups_and_the_passphrase_is_checked(pair: Cluster) -
     answer = check(dev1.api.post("/api/backup", json={"passphrase": PASSPHRASE}), 200)
     assert answer.headers["content-type"] == "application/x-tar"
     assert PASSPHRASE.encode() not in answer.content and b"BEGIN PRIVATE KEY" not in answer.content
-    entries = check(dev1.api.get("/api/audit", params={"action": "/api/backup"}), 200).json()["records"]
-    assert [(e["user"], e["status"]) for e in entries][:3] == [("admin", 200), ("admin", 422), ("watcher", 403)]
+
+    def audited() -> list[tuple[str, int]]:  # the trail is written once the answer is sent
+        entries = check(dev1.api.get("/api/audit", params={"action": "/api/backup"}), 200).json()["records"]
+        return [(e["user"], e["status"]) for e in entries]
+
+    wait_until(lambda: audited()[:3] == [("admin", 200), ("admin", 422), ("watcher", 403)], 3,
+               "the backups in the audit trail", detail=audited)

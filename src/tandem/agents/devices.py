@@ -28,7 +28,7 @@ def _unanswered(error: TandemError) -> bool:
 class Devices:
     """Clients of the devices, in the order given; `call` runs a request on the current one."""
 
-    def __init__(self, urls: list[str], username: str, password: str, *, verify: bool = True,
+    def __init__(self, urls: list[str], username: str, password: str, *, verify: bool | str = True,
                  fingerprint: str | None = None, timeout: float = 5.0, host_id: str = "") -> None:
         """`host_id`: the agent's, sent with each request (`tandem-agent/HOST_ID`) for the devices' audit trails."""
         self._clients = [Client(url, username, password, verify=verify, fingerprint=fingerprint, timeout=timeout,

@@ -145,6 +145,11 @@ async def exposition(device: Device, requests: RequestMetrics) -> bytes:
     """The device's metrics, gathered now, in Prometheus's text format."""
     families = sync_metrics([device.groups.status(group.name) for group in device.groups.all()
                              if device.name in group.members])
+    presented = device.management_tls.current
+    families.append(_gauge("tandem_management_certificate_expiry_timestamp_seconds",
+                           "When the certificate the API presents expires (alert on it to renew in time)",
+                           ["source", "fingerprint"],
+                           [([presented.source, presented.leaf.fingerprint], presented.leaf.not_after.timestamp())]))
     transitions = await asyncio.to_thread(device.failover.transition_counts)  # a count over the whole journal
     families += failover_metrics(device.failover.status(), transitions)
     try:

@@ -8,6 +8,7 @@ from tandem.api.deps import DeviceDep, PrincipalDep, source
 from tandem.api.openapi import errors
 from tandem.api.responses import JSON
 from tandem.models import DeviceInfo, Health, LoginRequest, Token
+from tandem.models.api import ManagementCertificateRequest, ManagementCertificateView
 
 router = APIRouter(prefix="/api", tags=["device"])
 
@@ -41,6 +42,27 @@ async def whoami(principal: PrincipalDep) -> JSON:
 @router.get("/device", response_model=DeviceInfo, summary="This device")
 async def device_info(device: DeviceDep, _: PrincipalDep) -> JSON:
     return JSON(device.info().model_dump())
+
+
+@router.get("/device/certificate", response_model=ManagementCertificateView,
+            summary="The certificate this device's API presents")
+async def management_certificate(device: DeviceDep, _: PrincipalDep) -> JSON:
+    return JSON(device.management_tls.show())
+
+
+@router.put("/device/certificate", response_model=ManagementCertificateView, responses=errors(403, 422),
+            summary="Present a CA-signed certificate from now on (peers told first; their links stay)")
+async def install_management_certificate(body: ManagementCertificateRequest, device: DeviceDep,
+                                         principal: PrincipalDep) -> JSON:
+    principal.require_admin()
+    return JSON(await device.management_tls.install(body.certificate, body.key))
+
+
+@router.delete("/device/certificate", response_model=ManagementCertificateView, responses=errors(403),
+               summary="Present the device's own identity certificate again")
+async def revert_management_certificate(device: DeviceDep, principal: PrincipalDep) -> JSON:
+    principal.require_admin()
+    return JSON(await device.management_tls.revert())
 
 
 @router.get("/openapi.json", include_in_schema=False)

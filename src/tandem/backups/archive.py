@@ -11,6 +11,7 @@ import io
 import os
 import tarfile
 from datetime import datetime
+from typing import Annotated
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,6 +43,9 @@ class Manifest(BaseModel):
     objects: int
     """Live configuration objects in the store."""
     created_at: datetime
+    scrypt: tuple[Annotated[int, Field(ge=2, le=2**20)], Annotated[int, Field(ge=1, le=32)],
+                  Annotated[int, Field(ge=1, le=16)]] = (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    """scrypt's n, r and p for this archive's key (bounded: a manifest cannot ask for gigabytes)."""
     salt: str = Field("", pattern=r"^([0-9a-f]{32})?$")
     """scrypt's salt (hexadecimal), chosen when the archive is sealed."""
     nonce: str = Field("", pattern=r"^([0-9a-f]{24})?$")
@@ -53,8 +57,9 @@ def check_passphrase(passphrase: str) -> None:
         raise BackupError(f"the passphrase needs at least {MIN_PASSPHRASE} characters")
 
 
-def _key(passphrase: str, salt: bytes) -> bytes:
-    return Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase.encode())
+def _key(passphrase: str, salt: bytes, cost: tuple[int, int, int] = (SCRYPT_N, SCRYPT_R, SCRYPT_P)) -> bytes:
+    n, r, p = cost
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
 
 
 def _tar(files: dict[str, bytes], *, compress: bool) -> bytes:
@@ -84,7 +89,8 @@ def seal(manifest: Manifest, files: dict[str, bytes], passphrase: str) -> tuple[
     here."""
     check_passphrase(passphrase)
     salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
-    manifest = manifest.model_copy(update={"salt": salt.hex(), "nonce": nonce.hex()})
+    manifest = manifest.model_copy(update={"salt": salt.hex(), "nonce": nonce.hex(),
+                                           "scrypt": (SCRYPT_N, SCRYPT_R, SCRYPT_P)})
     manifest_json = manifest.model_dump_json(indent=2).encode()
     payload = AESGCM(_key(passphrase, salt)).encrypt(nonce, _tar(files, compress=True), manifest_json)
     return manifest, _tar({MANIFEST: manifest_json, PAYLOAD: payload}, compress=False)
@@ -121,10 +127,12 @@ def unseal(archive: bytes, passphrase: str) -> tuple[Manifest, dict[str, bytes]]
     if not manifest.salt or not manifest.nonce:
         raise BackupError("the archive's manifest has no salt or nonce: it was not sealed")
     try:
-        inner = AESGCM(_key(passphrase, bytes.fromhex(manifest.salt))).decrypt(
+        inner = AESGCM(_key(passphrase, bytes.fromhex(manifest.salt), manifest.scrypt)).decrypt(
             bytes.fromhex(manifest.nonce), payload, manifest_json)
     except InvalidTag:
         raise BackupError("the passphrase is wrong, or the archive was changed or damaged") from None
+    except (ValueError, MemoryError):  # scrypt refuses the manifest's cost
+        raise BackupError(f"the archive's scrypt cost {manifest.scrypt} cannot be used") from None
     try:
         return manifest, _untar(inner, compressed=True)
     except (tarfile.TarError, EOFError, OSError) as error:

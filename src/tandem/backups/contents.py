@@ -17,23 +17,29 @@ from pathlib import Path
 from tandem._version import __version__
 from tandem.backups.archive import BackupError, Manifest, check_passphrase, seal, unseal
 from tandem.store.database import SCHEMA_VERSION, STORE_FILE, copy_store, read_meta, write_meta
+from tandem.store.lock import held
 from tandem.sync.scopes import RESTORED
 from tandem.trust.identity import CERT_FILE, IDENTITY_DIR, KEY_FILE, IdentityError, load
+
+SCRATCH = ".backup-"
+"""The prefix of the directory a backup copies the store into, in the data directory (removed after)."""
 
 
 def take(data_dir: Path, name: str, device_id: str, fingerprint: str, passphrase: str) -> tuple[Manifest, bytes]:
     """The archive of the device kept in `data_dir` (running or not), sealed with `passphrase`."""
     check_passphrase(passphrase)
-    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".backup-") as scratch:
-        copy = Path(scratch) / STORE_FILE
-        try:
+    for leftover in data_dir.glob(f"{SCRATCH}*"):  # of a backup cut short (the copy holds the store in clear)
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=data_dir, prefix=SCRATCH) as scratch:
+            copy = Path(scratch) / STORE_FILE
             objects = copy_store(data_dir / STORE_FILE, copy)
             files = {STORE_FILE: copy.read_bytes()}
             identity = data_dir / IDENTITY_DIR
             files |= {f"{IDENTITY_DIR}/{path.name}": path.read_bytes()
-                      for path in sorted(identity.iterdir()) if path.is_file()}
-        except (OSError, sqlite3.Error) as error:
-            raise BackupError(f"cannot read the device's data: {error}") from None
+                      for path in sorted(identity.iterdir()) if path.is_file() and not path.name.endswith(".new")}
+    except (OSError, sqlite3.Error) as error:
+        raise BackupError(f"cannot copy the device's data: {error}") from None
     return seal(Manifest(device=name, device_id=device_id, fingerprint=fingerprint, release=__version__,
                         schema_version=SCHEMA_VERSION, objects=objects, created_at=datetime.datetime.now(datetime.UTC)),
                 files, passphrase)
@@ -61,6 +67,9 @@ def restore(archive: bytes, data_dir: Path, passphrase: str, *, force: bool = Fa
     if (data_dir / STORE_FILE).exists() and not force:
         raise BackupError(f"{data_dir} holds device {there or '(unnamed)'!r}: restore into an empty directory, or"
                           " stop that device and restore with --force to replace it")
+    if data_dir.exists() and held(data_dir):
+        raise BackupError(f"device {there or '(unnamed)'!r} runs on {data_dir}: stop it first (systemctl stop"
+                          " tandem)")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".restore-") as scratch:
         staged = Path(scratch)
@@ -83,10 +92,12 @@ def restore(archive: bytes, data_dir: Path, passphrase: str, *, force: bool = Fa
 
 
 def _replace(data_dir: Path, staged: Path) -> None:
-    """Move the staged store and identity into `data_dir`, removing what a device there had of them."""
-    for suffix in ("", "-wal", "-shm"):
+    """Move the staged store and identity into `data_dir`; what a device there had of them is moved aside first
+    (into the staging directory, removed with it), by renames only."""
+    aside = staged / "replaced"
+    aside.mkdir()
+    for name in (STORE_FILE + "-wal", STORE_FILE + "-shm", IDENTITY_DIR, STORE_FILE):
         with contextlib.suppress(FileNotFoundError):
-            (data_dir / (STORE_FILE + suffix)).unlink()
-    shutil.rmtree(data_dir / IDENTITY_DIR, ignore_errors=True)
+            (data_dir / name).replace(aside / name)
     (staged / IDENTITY_DIR).replace(data_dir / IDENTITY_DIR)
     (staged / STORE_FILE).replace(data_dir / STORE_FILE)

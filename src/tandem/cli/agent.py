@@ -154,8 +154,9 @@ def agent_run(
         raise CliError(str(error)) from None
     logs.setup(process="agent")
     configure_collections()
+    verify = str(settings.ca_file) if settings.ca_file else not settings.insecure
     devices = Devices(device, settings.username or os.environ.get("TANDEM_USERNAME") or "admin", _password(settings),
-                      verify=not settings.insecure, fingerprint=settings.fingerprint, host_id=host_id)
+                      verify=verify, fingerprint=settings.fingerprint, host_id=host_id)
     metrics = Metrics()
     api = _kubernetes(kubeconfig) if source == "kubernetes" else None
     agent_source = _source(api, path, selection, member_mode, metrics)

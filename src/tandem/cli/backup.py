@@ -38,8 +38,12 @@ def _write_new(path: Path, data: bytes) -> None:
         raise CliError(f"{path} exists: name another file with --file", target="--file") from None
     except OSError as error:
         raise CliError(f"cannot write {path}: {error.strerror}", target="--file") from None
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {error.strerror}", target="--file") from None
 
 
 def backup(

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tandem.cli import contexts
 from tandem.cli.choices import GroupTypeChoice
-from tandem.cli.connection import Settings, connect, resolve_target
+from tandem.cli.connection import Settings, connect, is_context, resolve_target
 from tandem.cli.errors import CliError
 from tandem.cli.output import Column, Output
 from tandem.lab.state import LabState, default_lab_dir, load_lab
@@ -136,11 +138,12 @@ class Devices:
         lab = self.lab
         if lab is None:
             where = self.settings.lab_dir or default_lab_dir()
-            raise CliError(f"{name!r} is neither a URL nor a lab device: no lab is up in {where}", target=name)
+            raise CliError(f"{name!r} is neither a URL, a context nor a lab device: no lab is up in {where}",
+                           target=name)
         try:
             lab.device(name)
         except LookupError as exc:
-            raise CliError(f"{name!r} is not a URL and {exc}", target=name) from None
+            raise CliError(f"{name!r} is not a URL nor a context, and {exc}", target=name) from None
         only_lab = dataclasses.replace(self.settings, url=None, device=name, username=None, password_file=None,
                                        fingerprint=None, insecure=False, _client=None)
         return self._client(only_lab, env={})
@@ -153,9 +156,16 @@ class Devices:
         return self._client(settings)
 
     def named(self, value: str) -> Client:
-        """A device given on the command line: a URL, or a lab device's name."""
+        """A device given on the command line: a URL, a lab device's name, or a context's (its URL, pin or CA
+        bundle, user and password file: how to reach each device of a new cluster outside the lab)."""
         if "://" in value:
             return self.at_url(value)
+        if is_context(self.settings, value):
+            own_password = contexts.load().named(value).password_file is not None
+            env = {k: v for k, v in os.environ.items() if not (own_password and k == "TANDEM_PASSWORD")}
+            return self._client(dataclasses.replace(self.settings, url=None, device=None, context=value,
+                                                    fingerprint=None, ca_file=None, username=None,
+                                                    password_file=None, _client=None), env=env)
         return self.lab_device(value)
 
     def member(self, name: str, trust_record: Mapping[str, Any] | None) -> Client:
@@ -167,7 +177,8 @@ class Devices:
         if not url:
             raise CliError(f"cannot reach member {name}: it is not a lab device and the trust domain gives no "
                            "management URL for it", target=name)
-        return self.at_url(str(url), (trust_record or {}).get("fingerprint"))
+        record = trust_record or {}
+        return self.at_url(str(url), record.get("management_fingerprint") or record.get("fingerprint"))
 
 
 def _devices(ctx: typer.Context) -> Devices:
@@ -176,8 +187,14 @@ def _devices(ctx: typer.Context) -> Devices:
     return devices
 
 
-def _progress(output: Output) -> Callable[[str], None]:
-    return output.note
+@contextlib.contextmanager
+def _progress(output: Output, description: str) -> Iterator[Callable[[str], None]]:
+    """Each step of long work: a line on stderr, and a spinner with the time spent naming the current one."""
+    with output.working(description) as current:
+        def step(message: str) -> None:
+            output.note(message)
+            current(message)
+        yield step
 
 
 def _group_names(client: Client) -> list[str]:
@@ -293,8 +310,9 @@ def cluster_create(
                            "`tandem lab up`", target="--device")
         clients = [devices.lab_device(d.name) for d in lab.devices]
     manager = ClusterManager()
-    cluster = manager.create(devices=clients, device_group_name=name, device_group_type=group_type.value,
-                             device_group_partition=partition, timeout=timeout, progress=_progress(output))
+    with _progress(output, f"creating cluster {name}") as progress:
+        cluster = manager.create(devices=clients, device_group_name=name, device_group_type=group_type.value,
+                                 device_group_partition=partition, timeout=timeout, progress=progress)
     status = _status(cluster.devices[0], name)
     if not output.json:
         output.done(f"created cluster {name} ({group_type.value}, partition {partition}) of "
@@ -323,7 +341,8 @@ def cluster_add_device(ctx: typer.Context, name: NameArgument, device: DeviceArg
     devices = _devices(ctx)
     manager, _clients = _manager(ctx, name, devices)
     new = devices.named(device)
-    cluster = manager.add_devices(new, timeout=timeout, progress=_progress(output))
+    with _progress(output, f"adding {device} to cluster {name}") as progress:
+        cluster = manager.add_devices(new, timeout=timeout, progress=progress)
     if not output.json:
         output.done(f"added {device} to cluster {name}")
     show_status(output, _status(cluster.devices[0], name))
@@ -341,7 +360,8 @@ def cluster_remove_device(ctx: typer.Context, name: NameArgument, device: Annota
     devices = _devices(ctx)
     manager, clients = _manager(ctx, name, devices)
     leaving = clients[device] if device in clients else devices.named(device)
-    cluster = manager.remove_devices(leaving, timeout=timeout, progress=_progress(output))
+    with _progress(output, f"removing {device} from cluster {name}") as progress:
+        cluster = manager.remove_devices(leaving, timeout=timeout, progress=progress)
     if not output.json:
         output.done(f"removed {device} from cluster {name}")
     show_status(output, _status(cluster.devices[0], name))
@@ -361,7 +381,8 @@ def cluster_sync(
 
     output = _output(ctx)
     client = connect(_settings(ctx))
-    job = DeviceGroup(name=name).sync(from_device, poll_timeout=timeout, connection=client)
+    with output.working(f"syncing device group {name} from {from_device}"):
+        job = DeviceGroup(name=name).sync(from_device, poll_timeout=timeout, connection=client)
     if output.json:
         output.print_json(job.to_dict())
         return
@@ -385,7 +406,8 @@ def cluster_teardown(ctx: typer.Context, name: NameArgument, timeout: TimeoutOpt
     output = _output(ctx)
     devices = _devices(ctx)
     manager, clients = _manager(ctx, name, devices)
-    manager.teardown(timeout=timeout, progress=_progress(output))
+    with _progress(output, f"tearing down cluster {name}") as progress:
+        manager.teardown(timeout=timeout, progress=progress)
     output.done(f"tore down cluster {name}", {"name": name, "devices": list(clients), "torn_down": True})
 
 

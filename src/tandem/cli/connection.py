@@ -3,15 +3,16 @@
 Precedence, first match wins:
 
 - URL: `--url` (or `TANDEM_URL`), or `--device URL`; else `--device NAME`: that device of the lab in
-  `--lab-dir` (`TANDEM_LAB_DIR`, default /tmp/tandem-lab); else the context named by `--context` (or
-  `TANDEM_CONTEXT`), else the current context (`tandem context`); else the lab's first device; else an error.
+  `--lab-dir` (`TANDEM_LAB_DIR`, default /tmp/tandem-lab), else the context of that name; else the context
+  named by `--context` (or `TANDEM_CONTEXT`), else the current context (`tandem context`); else the lab's first
+  device; else an error.
 - user: `--username` (or `TANDEM_USERNAME`); else the context's; default `admin`.
 - password: `--password-file FILE`; else `TANDEM_PASSWORD`; else the context's password file; else the lab
   device's admin password file (when the URL is a lab device's); else a hidden prompt on a terminal.
   A password is never taken as a command-line argument.
 - certificate: `--insecure` skips verification; else `--fingerprint` (or `TANDEM_FINGERPRINT`)
-  pins the device's certificate; else the context's fingerprint; else the lab device's fingerprint; else the
-  system CAs.
+  pins the device's certificate; else `--ca-file` (or `TANDEM_CA_FILE`) verifies it and its name by that CA
+  bundle; else the context's fingerprint or CA bundle; else the lab device's fingerprint; else the system CAs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Settings:
     username: str | None = None
     password_file: Path | None = None
     fingerprint: str | None = None
+    ca_file: Path | None = None
     insecure: bool = False
     device: str | None = None
     lab_dir: Path | None = None
@@ -63,7 +65,8 @@ class Target:
     username: str
     password: str | None = field(repr=False)
     fingerprint: str | None
-    verify: bool
+    verify: bool | str
+    """False: no verification; a path: by that CA bundle; True: by the system's CAs."""
     source: str
 
 
@@ -84,6 +87,14 @@ def _lab(settings: Settings) -> LabState | None:
         raise CliError(str(exc)) from None
 
 
+def is_context(settings: Settings, name: str) -> bool:
+    """Whether `--device NAME` names a context: there is one of that name and no lab device of that name."""
+    if name not in contexts.load().contexts:
+        return False
+    lab = _lab(settings)
+    return lab is None or all(device.name != name for device in lab.devices)
+
+
 def _same_url(a: str, b: str) -> bool:
     return a.rstrip("/").lower() == b.rstrip("/").lower()
 
@@ -94,17 +105,24 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     lab_device: LabDevice | None = None
     context, context_name = None, None
+    if settings.fingerprint and settings.ca_file:
+        raise CliError("--fingerprint and --ca-file both say how to verify the device: give one", target="--ca-file")
     if settings.device and "://" in settings.device:  # --device means a lab device's name or a URL everywhere
         if settings.url:
             raise CliError("--device and --url both name a device: give one", target="--device")
         settings = dataclasses.replace(settings, url=settings.device, device=None)
+    if settings.device and not settings.url and is_context(settings, settings.device):
+        settings = dataclasses.replace(settings, context=settings.device, device=None)
     if not settings.url and not settings.device:
         kept = contexts.load()
         context_name = settings.context or kept.current
         if context_name is not None:
             context = kept.named(context_name)
-            settings = dataclasses.replace(settings, url=context.url, username=settings.username or context.username,
-                                           fingerprint=settings.fingerprint or context.fingerprint)
+            pinned = settings.fingerprint or settings.ca_file
+            settings = dataclasses.replace(
+                settings, url=context.url, username=settings.username or context.username,
+                fingerprint=settings.fingerprint or (None if pinned else context.fingerprint),
+                ca_file=settings.ca_file or (None if pinned or not context.ca_file else Path(context.ca_file)))
 
     if settings.url:
         if settings.device:
@@ -156,11 +174,13 @@ def resolve_target(settings: Settings, env: Mapping[str, str] | None = None,
         password = typer.prompt(f"Password for {username} at {url}", hide_input=True, err=True)
 
     fingerprint: str | None = None
-    verify = True
+    verify: bool | str = True
     if settings.insecure:
         verify = False
     elif settings.fingerprint:
         fingerprint = fingerprint_option(settings.fingerprint)
+    elif settings.ca_file is not None:
+        verify = str(settings.ca_file)
     elif lab_device is not None and lab_device.fingerprint:
         fingerprint = lab_device.fingerprint
 

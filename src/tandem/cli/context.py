@@ -16,7 +16,7 @@ app = typer.Typer(help="Named connections to devices (URL, certificate, user, pa
                        "commands without --url or --device use it.", no_args_is_help=True)
 
 COLUMNS = [Column("current", ""), Column("name", no_wrap=True), Column("url", no_wrap=True), Column("username"),
-           Column("fingerprint"), Column("password_file", "password file")]
+           Column("fingerprint"), Column("ca_file", "CA file"), Column("password_file", "password file")]
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -32,6 +32,9 @@ def context_add(
     url: Annotated[str, typer.Option("--url", help="The device's management URL.", show_default=False)],
     fingerprint: Annotated[str | None, typer.Option(
         "--fingerprint", help="Pin the device's certificate (SHA-256, hex pairs).", show_default=False)] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", dir_okay=False, exists=True, show_default=False,
+        help="Verify the device's certificate by this CA bundle (rather than by --fingerprint).")] = None,
     username: Annotated[str | None, typer.Option("--username", "-u", help="The user. \\[default: admin]",
                                                  show_default=False)] = None,
     password_file: Annotated[Path | None, typer.Option(
@@ -46,7 +49,7 @@ def context_add(
     kept = contexts.load()
     kept.contexts[name] = contexts.Context(url=url.rstrip("/"),
                                            fingerprint=fingerprint_option(fingerprint) if fingerprint else None,
-                                           username=username,
+                                           ca_file=str(ca_file.resolve()) if ca_file else None, username=username,
                                            password_file=str(password_file.resolve()) if password_file else None)
     if use or kept.current is None:
         kept.current = name
@@ -70,7 +73,8 @@ def context_list(ctx: typer.Context) -> None:
     kept = contexts.load()
     rows = [{"current": "*" if name == kept.current else "", "name": name, "url": c.url,
              "username": c.username or "admin", "fingerprint": c.fingerprint or "",
-             "password_file": c.password_file or ""} for name, c in sorted(kept.contexts.items())]
+             "ca_file": c.ca_file or "", "password_file": c.password_file or ""}
+            for name, c in sorted(kept.contexts.items())]
     _settings(ctx).output.records(rows, COLUMNS, empty="no contexts: add one with `tandem context add`")
 
 

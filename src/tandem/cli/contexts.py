@@ -26,6 +26,8 @@ class Context:
 
     url: str
     fingerprint: str | None = None
+    ca_file: str | None = None
+    """An absolute path: the CA bundle that verifies the device's certificate (rather than a pin)."""
     username: str | None = None
     password_file: str | None = None
     """An absolute path: the password is read from it at each use."""

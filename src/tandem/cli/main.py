@@ -7,7 +7,20 @@ from typing import Annotated
 
 import typer
 
-from tandem.cli import agent, audit, backup, cluster, context, failover, identity, lab, objects, peer, serve
+from tandem.cli import (
+    agent,
+    audit,
+    backup,
+    cluster,
+    context,
+    device_certificate,
+    failover,
+    identity,
+    lab,
+    objects,
+    peer,
+    serve,
+)
 from tandem.cli.connection import Settings, close
 from tandem.cli.errors import TandemGroup
 from tandem.cli.output import Output, OutputFormat
@@ -53,6 +66,10 @@ def main(
         "--fingerprint", envvar="TANDEM_FINGERPRINT", rich_help_panel=CONNECTION, show_default=False,
         help="Pin the device's certificate by its SHA-256 fingerprint (hex pairs joined by ':').",
     )] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", envvar="TANDEM_CA_FILE", rich_help_panel=CONNECTION, show_default=False, dir_okay=False,
+        help="Verify the device's certificate by this CA bundle (PEM) and its name, rather than by a pin.",
+    )] = None,
     insecure: Annotated[bool, typer.Option(
         "--insecure", "-k", rich_help_panel=CONNECTION,
         help="Do not verify the device's certificate (testing only).",
@@ -75,11 +92,12 @@ def main(
 ) -> None:
     """Tandem: clustered load-balancer appliances."""
     ctx.obj = Settings(output=Output(output), url=url, username=username, password_file=password_file,
-                       fingerprint=fingerprint, insecure=insecure, device=device,
+                       fingerprint=fingerprint, ca_file=ca_file, insecure=insecure, device=device,
                        lab_dir=lab_dir or default_lab_dir(), timeout=timeout, context=context_name)
     ctx.call_on_close(lambda: close(ctx.obj))
 
 
+objects.device_app.add_typer(device_certificate.app, name="certificate")
 for name, group in objects.groups():
     app.add_typer(group, name=name, rich_help_panel="Configuration" if name not in ("device", "job") else "Device")
 app.add_typer(cluster.app, name="cluster", rich_help_panel="Clustering")

@@ -48,5 +48,6 @@ class TrustedDevices:
         connected = None if itself else bool(link and link.connected)
         message = "" if itself else (link.message if link else "no link")
         return TrustedDeviceView(name=record.name, id=record.id, fingerprint=record.fingerprint,
-                                 management_url=record.management_url, peer_url=record.peer_url, self=itself,
-                                 connected=connected, message=message)
+                                 management_url=record.management_url,
+                                 management_fingerprint=record.management_fingerprint, peer_url=record.peer_url,
+                                 self=itself, connected=connected, message=message)

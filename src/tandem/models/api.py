@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tandem.models.pem import MAX_CHAIN, MAX_KEY
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -19,6 +21,31 @@ class BackupRequest(Strict):
     """The body of `POST /api/backup`: the passphrase that seals the archive (never kept, never logged)."""
 
     passphrase: str = Field(min_length=8, max_length=1024)
+
+
+class ManagementCertificateRequest(Strict):
+    """The body of `PUT /api/device/certificate`: a PEM chain (leaf first, then its issuers) and the leaf's
+    unencrypted private key (RSA or ECDSA), which the device keeps and never shows."""
+
+    certificate: str = Field(min_length=1, max_length=MAX_CHAIN)
+    key: str = Field(min_length=1, max_length=MAX_KEY)
+
+
+class ManagementCertificateView(BaseModel):
+    """The certificate the device's API presents: `GET /api/device/certificate`."""
+
+    source: Literal["identity", "installed"]
+    """`identity`: the device's own, self-signed (pinned by its peers); `installed`: one signed by a CA."""
+    fingerprint: str
+    subjects: list[str]
+    issuer: str
+    not_before: str
+    not_after: str
+    expires_in_days: float
+    status: Literal["valid", "expiring", "expired"]
+    chain_length: int
+    peers_not_told: list[str] = []
+    """After a change: the connected peers that had not confirmed this device's new record in time."""
 
 
 class Token(BaseModel):
@@ -85,6 +112,9 @@ class DeviceInfo(BaseModel):
     name: str
     id: str
     fingerprint: str
+    """Its identity certificate's, which its peers pin."""
+    management_fingerprint: str = ""
+    """The certificate its API presents, when it is not the identity's (one installed from a CA); else empty."""
     management_url: str
     version: str
     last_commit_id: int

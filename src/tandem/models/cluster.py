@@ -175,6 +175,18 @@ class TrustedDevice(BaseModel):
     heartbeat_urls: list[Annotated[str, Field(max_length=70), AfterValidator(_checked_host_port)]] = Field(
         default_factory=list, max_length=7)
     """Its dedicated heartbeat addresses (host:port, UDP): heartbeats go on each as well as on `peer_url`."""
+    management_fingerprint: str = Field("", pattern=r"^(([0-9a-f]{2}:){31}[0-9a-f]{2})?$")
+    """The certificate its API presents when it is not the identity's (one installed from a CA), else empty."""
+
+    @property
+    def api_fingerprint(self) -> str:
+        """The fingerprint of the certificate its management API presents."""
+        return self.management_fingerprint or self.fingerprint
+
+    def dialed_alike(self, other: "TrustedDevice") -> bool:
+        """Whether a peer link to `other` is a link to this: same device, certificate and peer address."""
+        return (self.id, self.fingerprint, self.cert, self.peer_url) == (other.id, other.fingerprint, other.cert,
+                                                                         other.peer_url)
 
 
 class GroupRecord(DeviceGroup):
@@ -298,6 +310,8 @@ class TrustedDeviceView(BaseModel):
     id: str
     fingerprint: str
     management_url: str
+    management_fingerprint: str
+    """The certificate its API presents, when it is not its identity's (`fingerprint`); else empty."""
     peer_url: str
     self: bool
     """It is the device asked."""

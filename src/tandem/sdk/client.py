@@ -292,6 +292,21 @@ class Client:
         """`GET /api/device`: name, id, fingerprint, management_url, version, last_commit_id."""
         return self.request("GET", "/api/device")
 
+    def management_certificate(self) -> dict[str, Any]:
+        """`GET /api/device/certificate`: the certificate the device's API presents (`source`: `identity` or
+        `installed`, fingerprint, subjects, issuer, validity)."""
+        return self.request("GET", "/api/device/certificate")
+
+    def install_management_certificate(self, chain: str, key: str) -> dict[str, Any]:
+        """`PUT /api/device/certificate` (admins): present this PEM chain (leaf first) and key from now on. The
+        device tells its peers first; a client pinning the old fingerprint must pin the new one (or verify by
+        the CA: `Client(verify="ca.pem")`)."""
+        return self.request("PUT", "/api/device/certificate", json={"certificate": chain, "key": key})
+
+    def revert_management_certificate(self) -> dict[str, Any]:
+        """`DELETE /api/device/certificate` (admins): present the device's own identity certificate again."""
+        return self.request("DELETE", "/api/device/certificate")
+
     def backup(self, passphrase: str, timeout: float = 600.0) -> tuple[str, bytes]:
         """`POST /api/backup` (admins): the device's backup archive, sealed with `passphrase` (8 characters or
         more), and the file name the device suggests for it. `tandem restore` puts it back on a rebuilt host."""

@@ -345,7 +345,9 @@ class ClusterManager:
 
     def _trust_one(self, root: Client, client: Client, name: str, progress: Progress) -> None:
         """Have the root add the device to its trust domain (pinning the Client's fingerprint)."""
-        fingerprint = client.fingerprint or client.device().get("fingerprint")
+        if not (fingerprint := client.fingerprint):
+            shown = client.device()
+            fingerprint = shown.get("management_fingerprint") or shown.get("fingerprint")
         _say(progress, f"{self._device_name(root)} adds {name} ({client.url}) to its trust domain")
         TrustedDevice.add(
             client.url,

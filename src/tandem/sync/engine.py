@@ -56,6 +56,8 @@ class PeerView:
     snapshot_at: dict[str, float] = field(default_factory=dict)
     protocol: int = PROTOCOLS[1]
     """The peer protocol of the current link to it (what of the domain it is sent)."""
+    domain_digest: str = ""
+    """The digest of the trust domain as its last status gave it."""
 
     @property
     def connected(self) -> bool:
@@ -130,7 +132,10 @@ class SyncEngine:
             if tick % TRIM_EVERY == 0:
                 self.store.submit(self.store.trim_log, self._log_retention)
             for scope in self._caught_up_after_restore():
-                await self.store.write(self._release, scope)
+                try:
+                    await self.store.write(self._release, scope)
+                except Exception:  # a full disk, say: held still, tried again at the next tick
+                    log.exception("cannot number the changes of %s held since the restore", scope)
             await asyncio.sleep(STATUS_INTERVAL)
 
     def _caught_up_after_restore(self) -> list[str]:
@@ -149,10 +154,10 @@ class SyncEngine:
 
     def _release(self, scope: str) -> None:
         """On the writer: number this device's changes of `scope` again, those made meanwhile first."""
-        self.scopes.release(scope)
         group = self.scopes.group(scope)
         if group is not None and group.auto_sync:
             self.replica.sequence_pending(scope)
+        self.scopes.release(scope)
         log.info("restored from a backup: every member of %s sent what it had of this device's commits;"
                  " its changes are numbered again", scope)
 
@@ -173,7 +178,7 @@ class SyncEngine:
         trusted = {d.id: d for d in self.domain.peers()}
         for device_id, view in list(self.peers.items()):
             device = trusted.get(device_id)
-            if device is None or device != view.link.device:
+            if device is None or not device.dialed_alike(view.link.device):
                 del self.peers[device_id]
                 self._spawn(self._drop(view, farewell=device is None))
         for device_id, device in trusted.items():
@@ -232,7 +237,19 @@ class SyncEngine:
         if view is not None:
             view.status = status.scopes
             view.status_at = time.monotonic()
+            view.domain_digest = status.domain_digest
         return True
+
+    async def domain_heard(self, timeout: float) -> list[str]:
+        """Wait (up to `timeout` seconds) until every connected peer has this device's trust domain as it is now;
+        the names of those that have not (a peer not connected learns it when its link comes back)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = sorted(view.link.device.name for view in self.peers.values() if view.connected
+                            and view.domain_digest != self.domain.digest(view.protocol))
+            if not behind or time.monotonic() > deadline:
+                return behind
+            await asyncio.sleep(0.05)
 
     # -- outbound: what this device sends to one peer ---------------------------------------------
 
@@ -465,6 +482,10 @@ class SyncEngine:
 
     async def _sync_from_here(self, group: GroupRecord) -> Message:
         scope = group.name
+        if scope in self.scopes.held:
+            raise Conflict(f"{self.domain.me.name} was restored from a backup and has not yet heard from every member"
+                           " of the group what it has of this device's changes: sync from another member, or once"
+                           " they are all connected", target="from")
         await self.store.write(self.replica.sequence_pending, scope)
         members = [d for d in self.domain.peers() if d.name in group.members]
         by_name = {d.name: self.peers.get(d.id) for d in members}

@@ -19,19 +19,26 @@ class Scopes:
         self._store = store
         self._domain = domain
         self._by_partition: dict[str, GroupRecord] = {}
-        self.refresh()
-        self.held: set[str] = {g.name for g in self.mine()} if store.meta(RESTORED) is not None else set()
+        self.held: set[str] = set()
         """The scopes in which this device, restored from a backup, numbers no change of its own yet: its members
         may hold later commits of it, made before it was rebuilt, whose numbers a new change would take again.
-        Changes made meanwhile wait as pending ones; `release` when every member has sent it what it has."""
+        Changes made meanwhile wait as pending ones; `release` when every member has sent it what it has. A group
+        that becomes this device's while it is restored (its restored domain may be older) is held too."""
+        self._released: set[str] = set()
+        self.refresh()
+        if store.meta(RESTORED) is not None and not self.held:
+            store.set_meta(RESTORED, None)
 
     def refresh(self) -> None:
         """Follow the domain's groups; mark groups this device newly belongs to as awaiting initial sync."""
         me = self._domain.me.name
+        restored = self._store.meta(RESTORED) is not None
         by_partition = {}
         for group in self._domain.groups():
             synced_key = f"synced:{group.name}"
             if me in group.members:
+                if restored and group.name not in self._released:
+                    self.held.add(group.name)
                 for partition in group.partitions:
                     by_partition[partition] = group
                 if self._store.meta(synced_key) is None:
@@ -53,6 +60,7 @@ class Scopes:
     def release(self, scope: str) -> None:
         """This device has all its own commits of `scope` that its members have: it numbers its changes again."""
         self.held.discard(scope)
+        self._released.add(scope)
         if not self.held:
             self._store.set_meta(RESTORED, None)
 

@@ -96,7 +96,7 @@ async def add_device(domain: Domain, request: TrustRequest) -> TrustedDevice:
         record = TrustedDevice.model_validate(answer.json())
     except ValueError:  # not JSON, or not a device record (pydantic.ValidationError)
         raise BadGateway(f"{who.name} answered with a malformed device record", target="url") from None
-    if record.fingerprint != fingerprint or record.id != who.id:
+    if record.api_fingerprint != fingerprint or record.id != who.id:
         raise BadGateway(f"{who.name} answered with another identity", target="url")
     domain.put_device(record)
     return record
@@ -125,9 +125,9 @@ def _device_info(response: httpx.Response, url: str) -> DeviceInfo:
 
 def _check_clashes(domain: Domain, who: DeviceInfo, fingerprint: str) -> None:
     known = domain.device(who.id)
-    if known is not None and known.fingerprint != fingerprint:
+    if known is not None and known.api_fingerprint != fingerprint:
         raise Conflict(f"the certificate of {known.name} changed since it was pinned "
-                       f"({known.fingerprint} then, {fingerprint} now); remove it from trust first",
+                       f"({known.api_fingerprint} then, {fingerprint} now); remove it from trust first",
                        target="fingerprint")
     if known is not None:
         raise Conflict(f"{known.name} is already in the trust domain", target="url")

@@ -56,7 +56,7 @@ def write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def _replace_private(path: Path, data: bytes) -> None:
+def replace_private(path: Path, data: bytes) -> None:
     """Write `data` to `path` (mode 0600) through a new file renamed over it: never half written."""
     new = path.with_name(path.name + ".new")
     write_private(new, data)
@@ -159,8 +159,8 @@ def create(directory: Path, name: str, hosts: list[str]) -> Identity:
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    _replace_private(directory / KEY_FILE, key_pem)
-    _replace_private(directory / CERT_FILE, _self_signed(name, key, hosts).public_bytes(serialization.Encoding.PEM))
+    replace_private(directory / KEY_FILE, key_pem)
+    replace_private(directory / CERT_FILE, _self_signed(name, key, hosts).public_bytes(serialization.Encoding.PEM))
     return load(directory, name)
 
 
@@ -200,6 +200,6 @@ def import_pair(directory: Path, name: str, cert_pem: bytes, key_pem: bytes) -> 
     cert = _parse_cert(cert_pem, "the certificate")
     _check_pair(cert, key, "the certificate and the key given")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _replace_private(directory / KEY_FILE, key_pem)
-    _replace_private(directory / CERT_FILE, cert_pem)
+    replace_private(directory / KEY_FILE, key_pem)
+    replace_private(directory / CERT_FILE, cert_pem)
     return load(directory, name)
