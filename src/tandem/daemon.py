@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import shutil
+import ssl
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -12,13 +14,15 @@ import uvicorn
 from tandem import ipc, logs
 from tandem.api import create_app
 from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
+from tandem.backups.contents import remove_scratch
 from tandem.device import Device, DeviceError, admin_password_from
 from tandem.failover.notify import check_scripts
 from tandem.logs import LogFormat, LogLevel
 from tandem.models.api import DEFAULT_ENGINE, EngineRequest
 from tandem.models.fields import parse_host_port
 from tandem.pauses import configure_collections, watch_event_loop
-from tandem.store.lock import Locked, hold
+from tandem.store.lock import LOCK_FILE, Locked, hold
+from tandem.trust.management_cert import ManagementCertificate
 
 log = logging.getLogger("tandem")
 
@@ -56,13 +60,36 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def _lock(data_dir: Path) -> bool:
+def _listener(device: Device, host: str, port: int, access_log: bool, presented: ManagementCertificate
+              ) -> uvicorn.Config:
+    """The API's server settings, loaded: its TLS context hands each connection the certificate of the moment
+    (`ManagementTls`). An installed certificate the TLS library will not serve gives way to the identity's."""
+    config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(presented.key_path),
+                            ssl_certfile=str(presented.cert_path), http=LimitedHttpProtocol,
+                            log_config=None, log_level="warning", access_log=access_log,
+                            timeout_keep_alive=KEEP_ALIVE, lifespan="off", proxy_headers=False, server_header=False,
+                            timeout_graceful_shutdown=1)
+    try:
+        config.load()
+    except ssl.SSLError as error:
+        if presented.source != "installed":
+            raise
+        log.error("the installed management certificate cannot be served (%s): the API presents the device's own",
+                  error.reason or error)
+        return _listener(device, host, port, access_log, device.management_tls.fall_back())
+    assert config.ssl is not None
+    device.management_tls.serve_on(config.ssl, lambda cert, key: uvicorn.config.create_ssl_context(
+        str(cert), str(key), None, config.ssl_version, config.ssl_cert_reqs, config.ssl_ca_certs, config.ssl_ciphers))
+    return config
+
+
+def _lock(data_dir: Path) -> None:
     """Hold the data directory's lock (`store.lock`), or exit saying who holds it."""
     try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         hold(data_dir)
     except (OSError, Locked) as error:
         sys.exit(f"tandem serve: {error}")
-    return True
 
 
 def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | None = None,
@@ -77,8 +104,10 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
     logs.setup(log_level, log_format, device=name)
     configure_collections()
     # The data directory's lock, for the life of this process: one device per directory, and no restore under it.
-    # A directory not made yet is locked once the device has made it (a refused first start writes nothing).
-    locked = _lock(data_dir) if data_dir.exists() else False
+    # A directory made here for a start that is refused is removed again (it held only the lock).
+    made = not data_dir.exists()
+    _lock(data_dir)
+    remove_scratch(data_dir)
     try:
         host, port = parse_host_port(listen)
         device = Device.open(name, data_dir, host, port, admin_password=admin_password_from(admin_password_file),
@@ -91,19 +120,11 @@ def serve(name: str, data_dir: Path, listen: str, admin_password_file: Path | No
                              heartbeat_listen=tuple(parse_host_port(a) for a in heartbeat_addresses or ()),
                              audit_retention=audit_retention * 86400)
     except (ValueError, DeviceError) as error:
+        if made and {path.name for path in data_dir.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(data_dir, ignore_errors=True)
         sys.exit(f"tandem serve: {error}")
-    if not locked:
-        _lock(data_dir)
+    config = _listener(device, host, port, access_log, device.management_tls.current)
     presented = device.management_tls.current
-    config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(presented.key_path),
-                            ssl_certfile=str(presented.cert_path), http=LimitedHttpProtocol,
-                            log_config=None, log_level="warning", access_log=access_log,
-                            timeout_keep_alive=KEEP_ALIVE, lifespan="off", proxy_headers=False, server_header=False,
-                            timeout_graceful_shutdown=1)
-    config.load()  # its TLS context, which hands each connection the certificate of the moment (`ManagementTls`)
-    assert config.ssl is not None
-    device.management_tls.serve_on(config.ssl, lambda cert, key: uvicorn.config.create_ssl_context(
-        str(cert), str(key), None, config.ssl_version, config.ssl_cert_reqs, config.ssl_ca_certs, config.ssl_ciphers))
     if access_log:  # one line per request (client, method, path, status), as the other logs are formatted
         logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     log.info("device %s (%s) serving %s, peer channel on %s:%d, certificate %s%s, data plane engine %s %s", name,

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from cli_helpers import run_tandem, subprocess_env
 from cluster_helpers import Cluster, Node, check, error_of, pool_names
+from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client.parser import text_string_to_metric_families
 
 from devices import ADMIN_PASSWORD
@@ -106,12 +107,14 @@ def test_a_certificate_that_cannot_serve_is_refused_and_changes_nothing(pair: Cl
     ca = TestCA()
     good, other = ca.issue("dev-2"), ca.issue("dev-2")
     expired = ca.issue("dev-2", days=-1, starts=-30)
+    weak = ca.issue("dev-2", private=rsa.generate_private_key(65537, 1024))  # OpenSSL's level 2 refuses it
     before = check(dev2.api.get("/api/device/certificate"), 200).json()
     cases = [
         ({"certificate": good.chain, "key": other.key}, "key", "does not match"),
         ({"certificate": expired.chain, "key": expired.key}, "certificate", "expired"),
         ({"certificate": good.leaf + TestCA().pem, "key": good.key}, "certificate", "not issued by the next"),
         ({"certificate": "not PEM", "key": good.key}, "certificate", "PEM"),
+        ({"certificate": weak.chain, "key": weak.key}, "certificate", "will not serve"),
     ]
     for body, target, message in cases:
         refused = dev2.api.put("/api/device/certificate", json=body)

@@ -27,8 +27,12 @@ def parse_query(request: Request, known_fields: list[str]) -> Query:
     return Query.parse(request.query_params.multi_items(), known_fields)
 
 
-def page_response(request: Request, records: list[dict], after: tuple[str, str] | None) -> JSON:
-    """`{"records", "num_records", "next"}` where `next` continues after the last record of this page."""
+def page_response(request: Request, records: list[dict], after: tuple[str, str] | None,
+                  matched: int | None = None) -> JSON:
+    """`{"records", "num_records", "next"}` where `next` continues after the last record of this page; with
+    `matched` (the query's count, `return_records=false`), no records and that count."""
+    if matched is not None:
+        return JSON({"records": [], "num_records": matched, "next": None})
     next_link = None
     if after is not None:
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
@@ -50,4 +54,4 @@ def paged(request: Request, records: list[dict[str, Any]], known: list[str], key
     keyed = iter((("", r[key]), r) for r in sorted(records, key=lambda r: r[key])
                   if query.after is None or ("", r[key]) > query.after)
     page, after = query.page(keyed, (key,))
-    return page_response(request, page, after)
+    return page_response(request, page, after, query.matched)

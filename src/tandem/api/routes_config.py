@@ -104,9 +104,9 @@ def config_router(model: type[Resource]) -> APIRouter:
 
     @router.get("", response_model=Page, responses=QUERIED, summary=f"List {model.kind}")
     async def list_collection(request: Request, parent: Parent, device: DeviceDep, _: PrincipalDep) -> JSON:
-        records, after = await asyncio.to_thread(device.config.page, model, parse_query(request, known_fields),
-                                                 parent)
-        return page_response(request, records, after)
+        query = parse_query(request, known_fields)
+        records, after = await asyncio.to_thread(device.config.page, model, query, parent)
+        return page_response(request, records, after, query.matched)
 
     @router.post("", status_code=201, response_model=model, summary=f"Create one of {model.kind}")
     async def create(body: model, parent: Parent, device: DeviceDep,  # type: ignore[valid-type]

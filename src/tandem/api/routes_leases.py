@@ -19,8 +19,9 @@ router = APIRouter(prefix="/api/leases", tags=["leases"])
 @router.get("", response_model=Page, responses=QUERIED,
             summary="List leases (filter with partition=P, holder=H, expired=true...)")
 async def list_leases(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
-    records, after = device.leases.page(parse_query(request, KNOWN_FIELDS))
-    return page_response(request, records, after)
+    query = parse_query(request, KNOWN_FIELDS)
+    records, after = device.leases.page(query)
+    return page_response(request, records, after, query.matched)
 
 
 @router.get("/{partition}/{name}", response_model=Lease, summary="Read a lease")

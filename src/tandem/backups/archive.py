@@ -16,7 +16,7 @@ from typing import Annotated
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 FORMAT = 1
 MANIFEST, PAYLOAD = "manifest.json", "payload"
@@ -24,6 +24,12 @@ MIN_PASSPHRASE = 8
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 """scrypt's cost: about 0.1 s and 32 MiB to derive the key, per guess."""
 SALT_BYTES, NONCE_BYTES = 16, 12
+
+
+def _power_of_two(n: int) -> int:
+    if n & (n - 1):
+        raise ValueError("scrypt's n must be a power of two")
+    return n
 
 
 class BackupError(Exception):
@@ -43,9 +49,9 @@ class Manifest(BaseModel):
     objects: int
     """Live configuration objects in the store."""
     created_at: datetime
-    scrypt: tuple[Annotated[int, Field(ge=2, le=2**20)], Annotated[int, Field(ge=1, le=32)],
-                  Annotated[int, Field(ge=1, le=16)]] = (SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    """scrypt's n, r and p for this archive's key (bounded: a manifest cannot ask for gigabytes)."""
+    scrypt: tuple[Annotated[int, Field(ge=2, le=2**17), AfterValidator(_power_of_two)],
+                  Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=4)]] = (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    """scrypt's n, r and p for this archive's key (bounded: at most 128 MiB and a few seconds to derive it)."""
     salt: str = Field("", pattern=r"^([0-9a-f]{32})?$")
     """scrypt's salt (hexadecimal), chosen when the archive is sealed."""
     nonce: str = Field("", pattern=r"^([0-9a-f]{24})?$")

@@ -9,6 +9,7 @@ given it what it has of this device's later commits (`tandem.sync.scopes`), so n
 
 import contextlib
 import datetime
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 from tandem._version import __version__
 from tandem.backups.archive import BackupError, Manifest, check_passphrase, seal, unseal
 from tandem.store.database import SCHEMA_VERSION, STORE_FILE, copy_store, read_meta, write_meta
-from tandem.store.lock import held
+from tandem.store.lock import Locked, hold
 from tandem.sync.scopes import RESTORED
 from tandem.trust.identity import CERT_FILE, IDENTITY_DIR, KEY_FILE, IdentityError, load
 
@@ -25,11 +26,16 @@ SCRATCH = ".backup-"
 """The prefix of the directory a backup copies the store into, in the data directory (removed after)."""
 
 
+def remove_scratch(data_dir: Path) -> None:
+    """Remove what a backup or a restore cut short left in `data_dir` (a backup's copy holds the store in clear);
+    for the device's start, under its lock."""
+    for leftover in [*data_dir.glob(f"{SCRATCH}*"), *data_dir.glob(".restore-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def take(data_dir: Path, name: str, device_id: str, fingerprint: str, passphrase: str) -> tuple[Manifest, bytes]:
     """The archive of the device kept in `data_dir` (running or not), sealed with `passphrase`."""
     check_passphrase(passphrase)
-    for leftover in data_dir.glob(f"{SCRATCH}*"):  # of a backup cut short (the copy holds the store in clear)
-        shutil.rmtree(leftover, ignore_errors=True)
     try:
         with tempfile.TemporaryDirectory(dir=data_dir, prefix=SCRATCH) as scratch:
             copy = Path(scratch) / STORE_FILE
@@ -67,10 +73,21 @@ def restore(archive: bytes, data_dir: Path, passphrase: str, *, force: bool = Fa
     if (data_dir / STORE_FILE).exists() and not force:
         raise BackupError(f"{data_dir} holds device {there or '(unnamed)'!r}: restore into an empty directory, or"
                           " stop that device and restore with --force to replace it")
-    if data_dir.exists() and held(data_dir):
-        raise BackupError(f"device {there or '(unnamed)'!r} runs on {data_dir}: stop it first (systemctl stop"
-                          " tandem)")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        lock = hold(data_dir)  # no device starts on the directory while it is written
+    except Locked:
+        raise BackupError(f"device {there or '(unnamed)'!r} runs on {data_dir}: stop it first (systemctl stop"
+                          " tandem)") from None
+    try:
+        _write(data_dir, manifest, files)
+    finally:
+        os.close(lock)
+    return manifest
+
+
+def _write(data_dir: Path, manifest: Manifest, files: dict[str, bytes]) -> None:
+    """Stage the archive's files in `data_dir`, check them as a device would open them, then put them in place."""
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".restore-") as scratch:
         staged = Path(scratch)
         (staged / IDENTITY_DIR).mkdir(mode=0o700)
@@ -88,7 +105,6 @@ def restore(archive: bytes, data_dir: Path, passphrase: str, *, force: bool = Fa
         if identity.fingerprint != manifest.fingerprint:
             raise BackupError("the archive's certificate is not the one its manifest names")
         _replace(data_dir, staged)
-    return manifest
 
 
 def _replace(data_dir: Path, staged: Path) -> None:

@@ -131,12 +131,22 @@ class SyncEngine:
                 view.send(status[view.protocol])
             if tick % TRIM_EVERY == 0:
                 self.store.submit(self.store.trim_log, self._log_retention)
-            for scope in self._caught_up_after_restore():
-                try:
-                    await self.store.write(self._release, scope)
-                except Exception:  # a full disk, say: held still, tried again at the next tick
-                    log.exception("cannot number the changes of %s held since the restore", scope)
+            if self.scopes.restoring:
+                await self._catch_up_after_restore()
             await asyncio.sleep(STATUS_INTERVAL)
+
+    async def _catch_up_after_restore(self) -> None:
+        """Release the held scopes whose members have caught this device up; end the restore once nothing is held
+        and every peer is connected with the same trust domain (a group of it not yet known here would be held)."""
+        for scope in self._caught_up_after_restore():
+            try:
+                await self.store.write(self._release, scope)
+            except Exception as error:  # a full disk, say: held still, tried again at the next tick
+                log.error("cannot number the changes of %s held since the restore: %s", scope, error)
+        peers = list(self.peers.values())
+        if not self.scopes.held and all(view.connected and view.domain_digest == self.domain.digest(view.protocol)
+                                        for view in peers):
+            self.scopes.end_restore()
 
     def _caught_up_after_restore(self) -> list[str]:
         """The held scopes (`Scopes.held`) whose every other member is connected, synced, and has no commit of

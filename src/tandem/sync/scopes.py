@@ -26,8 +26,15 @@ class Scopes:
         that becomes this device's while it is restored (its restored domain may be older) is held too."""
         self._released: set[str] = set()
         self.refresh()
-        if store.meta(RESTORED) is not None and not self.held:
-            store.set_meta(RESTORED, None)
+
+    @property
+    def restoring(self) -> bool:
+        """Whether this device was restored from a backup and has not yet caught up (`end_restore`)."""
+        return self._store.meta(RESTORED) is not None
+
+    def end_restore(self) -> None:
+        """Nothing is held and every peer has the same trust domain: no group of the restored domain is to come."""
+        self._store.set_meta(RESTORED, None)
 
     def refresh(self) -> None:
         """Follow the domain's groups; mark groups this device newly belongs to as awaiting initial sync."""
@@ -61,8 +68,6 @@ class Scopes:
         """This device has all its own commits of `scope` that its members have: it numbers its changes again."""
         self.held.discard(scope)
         self._released.add(scope)
-        if not self.held:
-            self._store.set_meta(RESTORED, None)
 
     def mine(self) -> list[GroupRecord]:
         """The groups this device is a member of."""

@@ -12,6 +12,7 @@ installed pair cannot be read: a certificate never keeps a member of the cluster
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +65,8 @@ def _described(source: Source, cert_path: Path, key_path: Path, chain: list[x509
                                  len(chain))
 
 
-def _own(identity: Identity) -> ManagementCertificate:
+def own(identity: Identity) -> ManagementCertificate:
+    """The identity's certificate, as the API presents it."""
     return _described("identity", identity.cert_path, identity.key_path,
                       [x509.load_pem_x509_certificate(identity.cert_path.read_bytes())])
 
@@ -75,13 +77,13 @@ def current(identity: Identity) -> ManagementCertificate:
     directory = identity.cert_path.parent
     cert_path, key_path = directory / CERT_FILE, directory / KEY_FILE
     if not cert_path.exists() and not key_path.exists():
-        return _own(identity)
+        return own(identity)
     try:
         chain = checked(cert_path.read_text(), key_path.read_text(), valid_now=False)
     except (OSError, UnicodeDecodeError, ValueError) as error:
         log.error("the installed management certificate cannot be served (%s): the API presents the device's own;"
                   " install another (`tandem device certificate install`)", error)
-        return _own(identity)
+        return own(identity)
     presented = _described("installed", cert_path, key_path, chain)
     if presented.leaf.status(datetime.now(UTC)) == "expired":
         log.error("the installed management certificate expired on %s: clients refuse it; renew it (`tandem device"
@@ -89,16 +91,24 @@ def current(identity: Identity) -> ManagementCertificate:
     return presented
 
 
-def install(identity: Identity, chain_pem: str, key_pem: str) -> ManagementCertificate:
-    """Check the chain and key, then keep them as the installed management certificate (ValueError: nothing
-    written)."""
+def install(identity: Identity, chain_pem: str, key_pem: str,
+            try_serving: Callable[[Path, Path], None] = lambda _cert, _key: None) -> ManagementCertificate:
+    """Check the chain and key (and `try_serving(cert_path, key_path)` on the files written), then keep them as
+    the installed management certificate (ValueError or OSError: the files in use are untouched)."""
     chain = checked(chain_pem, key_pem)
     directory = identity.cert_path.parent
     staged = {directory / KEY_FILE: key_pem.encode(), directory / CERT_FILE: chain_pem.encode()}
-    for path, data in staged.items():  # OSError (a full disk): the files in use are untouched
-        write_private(path.with_name(path.name + ".new"), data)
+    new = {path: path.with_name(path.name + ".new") for path in staged}
+    try:
+        for path, data in staged.items():
+            write_private(new[path], data)
+        try_serving(new[directory / CERT_FILE], new[directory / KEY_FILE])
+    except BaseException:
+        for staged_file in new.values():
+            staged_file.unlink(missing_ok=True)
+        raise
     for path in staged:
-        path.with_name(path.name + ".new").replace(path)
+        new[path].replace(path)
     return _described("installed", directory / CERT_FILE, directory / KEY_FILE, chain)
 
 
@@ -107,4 +117,4 @@ def remove(identity: Identity) -> ManagementCertificate:
     directory = identity.cert_path.parent
     for name in (CERT_FILE, KEY_FILE):  # a half-removed pair is not served (`current`)
         (directory / name).unlink(missing_ok=True)
-    return _own(identity)
+    return own(identity)
