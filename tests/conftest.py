@@ -7,6 +7,9 @@ import pytest
 
 from devices import RunningDevice
 
+pytest_plugins = ["cluster_fixtures"]
+"""Clusters and peered sites (tests/cluster is on the path), for the cluster and fidelity tests."""
+
 DeviceFactory = Callable[..., RunningDevice]
 
 

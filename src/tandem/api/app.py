@@ -49,6 +49,7 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(routes_batch.router)
     app.include_router(routes_leases.router)
     app.include_router(jobs.router)
+    app.include_router(jobs.ontap_router)
     app.include_router(routes_cluster.router)
     app.include_router(routes_cluster_members.router)
     app.include_router(routes_peering.router)

@@ -4,7 +4,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tandem.api.openapi import errors
 from tandem.api.responses import JSON
@@ -21,6 +21,8 @@ class Page(BaseModel):
     records: list[dict[str, Any]]
     num_records: int
     next: str | None
+    links: dict[str, Any] = Field(default_factory=dict, alias="_links")
+    """`{"next": {"href": ...}}` while there is a next page (where ONTAP's clients look for it)."""
 
 
 def parse_query(request: Request, known_fields: list[str]) -> Query:
@@ -38,7 +40,8 @@ def page_response(request: Request, records: list[dict], after: tuple[str, str] 
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
         params.append(("after", f"{after[0]}/{after[1]}"))
         next_link = f"{request.url.path}?{urlencode(params)}"
-    return JSON({"records": records, "num_records": len(records), "next": next_link})
+    links = {"next": {"href": next_link}} if next_link else {}  # where ONTAP's clients look for the next page
+    return JSON({"records": records, "num_records": len(records), "next": next_link, "_links": links})
 
 
 def require_filter(query: Query) -> None:

@@ -22,15 +22,36 @@ async def counted(device: Device, work: Callable[..., int], *args: Any) -> dict[
     return {"count": await device.write(work, *args)}
 
 
+ONTAP_STATES = {"running": "running", "succeeded": "success", "failed": "failure"}
+"""A job's state as ONTAP names it (`/api/cluster/jobs`)."""
+
+
 def job_response(job: Job) -> JSON:
-    """`202 Accepted` with the job and where to poll it."""
-    return JSON(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+    """`202 Accepted` with the job and where to poll it; `job` is the same as ONTAP gives it (its clients poll
+    `/api/cluster/jobs/{uuid}`)."""
+    ontap = {"uuid": job.id, "_links": {"self": {"href": f"/api/cluster/jobs/{job.id}"}}}
+    return JSON({**job.model_dump(mode="json"), "job": ontap}, status_code=202,
+                headers={"Location": f"/api/jobs/{job.id}"})
 
 
 @router.get("", response_model=Page, summary="List recent jobs")
 async def list_jobs(device: DeviceDep, _: PrincipalDep) -> JSON:
     records = [job.model_dump(mode="json") for job in device.jobs.all()]
     return JSON({"records": records, "num_records": len(records), "next": None})
+
+
+ontap_router = APIRouter(prefix="/api/cluster/jobs", tags=["jobs"])
+
+
+@ontap_router.get("/{job_id}", summary="Read a job as ONTAP shows one (state running, success or failure)")
+async def read_ontap_job(job_id: str, device: DeviceDep, _: PrincipalDep) -> JSON:
+    job = device.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}", target="job")
+    return JSON({"uuid": job.id, "description": job.description, "state": ONTAP_STATES[job.state],
+                 "message": job.error.message if job.error else job.message or job.state,
+                 "start_time": job.created_at, "end_time": job.finished_at,
+                 "_links": {"self": {"href": f"/api/cluster/jobs/{job.id}"}}})
 
 
 @router.get("/{job_id}", response_model=Job, summary="Read a job; wait=S waits up to S seconds for it to end")

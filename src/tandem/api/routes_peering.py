@@ -41,10 +41,13 @@ async def list_peers(request: Request, device: DeviceDep, _: PrincipalDep) -> JS
 @router.post("/", status_code=201, include_in_schema=False)
 @router.post("", status_code=201, responses=errors(502),
              summary="Create a peer relationship, or an offer (generate_passphrase alone)")
-async def create_peer(body: PeerCreate, device: DeviceDep, principal: PrincipalDep) -> JSON:
+async def create_peer(request: Request, body: PeerCreate, device: DeviceDep, principal: PrincipalDep) -> JSON:
     principal.require_admin()
     peer = await device.peering.create(body)
-    return JSON(peer, status_code=201, headers={"Location": f"/api/cluster/peers/{peer['uuid']}"})
+    location = {"Location": f"/api/cluster/peers/{peer['uuid']}"}
+    if request.query_params.get("return_records", "").lower() == "true":  # ONTAP's answer, which netapp_ontap reads
+        return JSON({"num_records": 1, "records": [peer]}, status_code=201, headers=location)
+    return JSON(peer, status_code=201, headers=location)
 
 
 @router.patch("", status_code=202, response_model=Job, summary="Change every matching cluster peer (a job)")
@@ -72,9 +75,10 @@ async def delete_peers(request: Request, device: DeviceDep, principal: Principal
     return job_response(device.jobs.start(f"delete {len(uuids)} cluster peers", work))
 
 
-@router.get("/{key}", summary="Read a cluster peer")
-async def read_peer(key: KeyPath, device: DeviceDep, _: PrincipalDep) -> JSON:
-    return JSON(device.peering.get(device.peering.uuid_of(key)))
+@router.get("/{key}", responses=QUERIED, summary="Read a cluster peer (`fields=` as for the collection)")
+async def read_peer(request: Request, key: KeyPath, device: DeviceDep, _: PrincipalDep) -> JSON:
+    peer = device.peering.get(device.peering.uuid_of(key))
+    return JSON(parse_query(request, PEER_FIELDS).project(peer, ("uuid",)))
 
 
 @router.patch("/{key}", responses=errors(502),

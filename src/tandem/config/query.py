@@ -51,9 +51,9 @@ class Query:
                     raise BadRequest(f"{key} must be an integer from 1 to {MAX_LIMIT}", target=key)
                 query.limit = int(value)
             elif key == "return_records":
-                if value not in ("true", "false"):
+                if value.lower() not in ("true", "false"):
                     raise BadRequest("return_records must be true or false", target=key)
-                query.return_records = value == "true"
+                query.return_records = value.lower() == "true"
             elif key == "return_timeout":
                 if not value.isdigit():
                     raise BadRequest("return_timeout must be a number of seconds", target=key)

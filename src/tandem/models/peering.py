@@ -1,13 +1,25 @@
 """Models of cluster peering (ONTAP style): the request bodies of /api/cluster/peers and the stored record."""
 
+import ipaddress
 import re
-from datetime import timedelta
-from typing import Annotated, Literal, Self
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from tandem.models.fields import Name, parse_host_port
 
+INTERCLUSTER_PORT = 11104
+"""The port of a remote address given without one (ONTAP's intercluster port)."""
 MAX_EXPIRY = timedelta(days=7)
 DEFAULT_EXPIRY = "PT1H"
 Encryption = Literal["none", "tls-psk"]
@@ -25,10 +37,28 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**parts)
 
 
+def expires_in(text: str, now: datetime | None = None) -> timedelta:
+    """How long a passphrase given `expiry_time: text` is valid: an ISO 8601 duration (`PT2H`), or the date-time
+    it expires at (`2026-12-02T10:00:00Z`, or `12/02/2026 10:00:00` as in ONTAP's examples; without a zone, UTC),
+    as later ONTAP releases take; ValueError if neither."""
+    if text.startswith("P"):
+        return parse_duration(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:  # the form of ONTAP's own examples, "05/26/2021 12:34:56" (taken as UTC)
+            moment = datetime.strptime(text, "%m/%d/%Y %H:%M:%S")
+        except ValueError:
+            raise ValueError(f"{text!r} is neither an ISO 8601 duration such as PT2H or P3D nor a date-time such as"
+                             " 2026-12-02T10:00:00Z") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) - (now or datetime.now(UTC))
+
+
 def _expiry(text: str) -> str:
-    duration = parse_duration(text)
+    duration = expires_in(text)
     if duration <= timedelta(0):
-        raise ValueError("expiry_time must be longer than zero")
+        raise ValueError("expiry_time must be later than now" if not text.startswith("P") else
+                         "expiry_time must be longer than zero")
     if duration > MAX_EXPIRY:
         raise ValueError(f"expiry_time {text} is beyond 7 days: a passphrase is valid for at most 7 days")
     return text
@@ -38,7 +68,13 @@ ExpiryTime = Annotated[str, StringConstraints(max_length=40), AfterValidator(_ex
 
 
 def _peer_address(value: str) -> str:
-    host, port = parse_host_port(value)
+    """`ADDR:PORT`, or a plain address (as ONTAP takes them) on the intercluster port."""
+    try:
+        address = ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        host, port = parse_host_port(value)
+    else:
+        host, port = str(address), INTERCLUSTER_PORT
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -75,6 +111,22 @@ class EncryptionProposal(BaseModel):
     proposed: Encryption
 
 
+def _named(value: Any) -> Any:
+    """ONTAP's object form of a reference (`{"name": "Default"}`, `{"name": "svm1", "uuid": ...}`): its name."""
+    if isinstance(value, dict) and set(value) <= {"name", "uuid"} and "name" in value:
+        return value["name"]
+    return value
+
+
+def _named_each(value: Any) -> Any:
+    return [_named(item) for item in value] if isinstance(value, list) else value
+
+
+AllowedPartitions = Annotated[list[Name], BeforeValidator(_named_each), Field(max_length=1000)]
+"""Partitions the peer may mirror: names, or ONTAP's `initial_allowed_svms` objects (`{"name": ...}`)."""
+PARTITIONS_ALIASES = AliasChoices("initial_allowed_partitions", "initial_allowed_svms")
+
+
 class PeerCreate(BaseModel):
     """POST /api/cluster/peers: an address and a passphrase, or an offer (generate_passphrase alone)."""
 
@@ -84,8 +136,9 @@ class PeerCreate(BaseModel):
     remote: Remote | None = None
     authentication: Authentication | None = None
     encryption: EncryptionProposal | None = None
-    ipspace: str | None = Field(None, max_length=64)
-    initial_allowed_partitions: list[Name] = Field(default_factory=list, max_length=1000)
+    ipspace: Annotated[str | None, BeforeValidator(_named), Field(max_length=64)] = None
+    """`Default` (the only one), as a name or ONTAP's `{"name": "Default"}`."""
+    initial_allowed_partitions: AllowedPartitions = Field(default_factory=list, validation_alias=PARTITIONS_ALIASES)
     local_network: dict | None = None
 
 
@@ -98,7 +151,7 @@ class PeerPatch(BaseModel):
     remote: Remote | None = None
     authentication: Authentication | None = None
     encryption: EncryptionProposal | None = None
-    initial_allowed_partitions: list[Name] | None = Field(None, max_length=1000)
+    initial_allowed_partitions: AllowedPartitions | None = Field(None, validation_alias=PARTITIONS_ALIASES)
 
 
 class PeerRecord(BaseModel):

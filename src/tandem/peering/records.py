@@ -1,6 +1,7 @@
 """The peer relationships this cluster keeps in its trust domain, and how the API shows them."""
 
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -123,6 +124,10 @@ def authentication_state(record: PeerRecord, now: float | None = None) -> str:
     return "absent"
 
 
+DEFAULT_IPSPACE = {"name": "Default", "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "tandem:ipspace:Default"))}
+"""The one ipspace, as ONTAP shows a reference."""
+
+
 def view(record: PeerRecord, status: PeerStatus, local_network: list[str]) -> dict[str, Any]:
     """The API's shape of a relationship (ONTAP's field names; the passphrase is never shown here)."""
     return {
@@ -134,8 +139,9 @@ def view(record: PeerRecord, status: PeerStatus, local_network: list[str]) -> di
                            "rekey_pending": bool(record.key and record.passphrase)},
         "encryption": {"proposed": record.encryption_proposed, "state": record.encryption_state},
         "status": {"state": status.state, "update_time": status.update_time, "message": status.message},
-        "ipspace": "Default",
-        "local_network": {"ip_addresses": local_network},
+        "ipspace": DEFAULT_IPSPACE,
+        "local_network": {"ip_addresses": local_network,  # and as ONTAP lists its intercluster interfaces:
+                          "interfaces": [{"ip_address": address} for address in local_network]},
         "initial_allowed_partitions": record.initial_allowed_partitions,
         "mirrors": record.mirrors,
         "mirrored_in": record.mirrored_in,

@@ -12,7 +12,7 @@ from typing import Any
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.models import Partition
 from tandem.models.cluster import ClusterMemberView
-from tandem.models.peering import DEFAULT_EXPIRY, Authentication, PeerCreate, PeerPatch, PeerRecord, parse_duration
+from tandem.models.peering import DEFAULT_EXPIRY, Authentication, PeerCreate, PeerPatch, PeerRecord, expires_in
 from tandem.peering.links import Link, LinkKey, LinkSet
 from tandem.peering.mirror import MirrorSource, MirrorTarget, MirrorView
 from tandem.peering.pairing import ClusterDescription, pair_with, paired_record
@@ -164,7 +164,7 @@ class PeeringService:
     @staticmethod
     def _secret(auth: Authentication) -> tuple[str, float, bool]:
         """The passphrase (given or generated), when it expires, and whether it was generated."""
-        expires_at = time.time() + parse_duration(auth.expiry_time or DEFAULT_EXPIRY).total_seconds()
+        expires_at = time.time() + expires_in(auth.expiry_time or DEFAULT_EXPIRY).total_seconds()
         if auth.generate_passphrase:
             return secrets.token_urlsafe(18), expires_at, True
         assert auth.passphrase is not None
@@ -239,8 +239,12 @@ class PeeringService:
         if body.encryption is not None and not rekey:
             raise Invalid("changing encryption.proposed agrees a new key: give authentication.passphrase or "
                           "generate_passphrase as well", target="encryption.proposed")
-        if auth is not None and auth.expiry_time is not None and not rekey:
-            raise Invalid("authentication.expiry_time applies to a new passphrase: give one", target="authentication")
+        if auth is not None and auth.expiry_time is not None and not rekey:  # ONTAP: extend the passphrase's validity
+            if record.passphrase is None:
+                raise Conflict("authentication.expiry_time: no passphrase of this relationship awaits use (its key is"
+                               " agreed): give a new passphrase to rekey", target="authentication.expiry_time")
+            updated = updated.model_copy(update={
+                "expires_at": time.time() + expires_in(auth.expiry_time).total_seconds()})
         shown = None
         if rekey:
             assert auth is not None
