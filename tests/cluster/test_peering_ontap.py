@@ -74,11 +74,12 @@ def test_create_with_local_interfaces_is_refused_and_says_where_the_cluster_list
 @pytest.mark.parametrize(("body", "rule"), [
     ({"authentication": {"passphrase": "xyz12345", "generate_passphrase": True}}, "not both"),
     ({"authentication": {"passphrase": "short"}, "remote": {"ip_addresses": ["127.0.0.1:9"]}}, "at least 8"),
-    ({"remote": {"ip_addresses": ["1.2.3.4"]}, "authentication": {"passphrase": "xyz12345"}}, "ADDR:PORT"),
+    ({"remote": {"ip_addresses": ["1.2.3.4:70000"]}, "authentication": {"passphrase": "xyz12345"}}, "out of range"),
+    ({"remote": {"ip_addresses": ["not-an-address"]}, "authentication": {"passphrase": "xyz12345"}}, "ADDR:PORT"),
     ({"authentication": {"generate_passphrase": True}, "ipspace": "Cluster"}, "only Default"),
     ({"authentication": {"generate_passphrase": True}, "initial_allowed_partitions": ["nowhere"]}, "nowhere"),
     ({"authentication": {"generate_passphrase": True}, "encryption": {"proposed": "aes"}}, "tls-psk"),
-    ({"authentication": {"generate_passphrase": True}, "initial_allowed_svms": ["vs1"]}, "initial_allowed_svms"),
+    ({"authentication": {"generate_passphrase": True}, "initial_allowed_svms": [{"name": "vs1"}]}, "vs1"),
 ])
 def test_create_with_a_malformed_body_fails(sites: tuple[Site, Site], body: dict, rule: str) -> None:
     a, _ = sites

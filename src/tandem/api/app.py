@@ -17,6 +17,7 @@ from tandem.api import (
     routes_device,
     routes_failover,
     routes_leases,
+    routes_lxd,
     routes_metrics,
     routes_peering,
     routes_testing,
@@ -52,6 +53,7 @@ def create_app(device: Device) -> FastAPI:
     app.include_router(jobs.ontap_router)
     app.include_router(routes_cluster.router)
     app.include_router(routes_cluster_members.router)
+    app.include_router(routes_lxd.router)
     app.include_router(routes_peering.router)
     app.include_router(routes_failover.router)
     app.include_router(routes_dataplane.router)

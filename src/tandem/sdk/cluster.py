@@ -84,6 +84,10 @@ class ClusterManager:
 
     # --- an existing cluster -----------------------------------------------------------
 
+    def manage_extant(self, **kwargs: Any) -> Cluster:
+        """f5-sdk's name of `manage_existing`."""
+        return self.manage_existing(**kwargs)
+
     def manage_existing(self, **kwargs: Any) -> Cluster:
         """Check that the cluster described by `kwargs` exists as described on every device, then manage it.
 

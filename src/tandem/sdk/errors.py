@@ -1,4 +1,5 @@
-"""TandemError: the one exception type the SDK raises."""
+"""TandemError: the one exception type the SDK raises; with pylxd's names for its kinds (`LXDAPIException`, an answer
+of the device, with `.response`; `NotFound`, 404; `Conflict`, 409), so that `except NotFound:` ports."""
 
 from typing import Any, Protocol
 
@@ -52,7 +53,15 @@ class TandemError(Exception):
 
     @classmethod
     def from_response(cls, response: _Answer) -> "TandemError":
-        """Build the error from a 4xx/5xx answer: the API's error body, else whatever it sent."""
+        """Build the error from a 4xx/5xx answer: the API's error body, else whatever it sent. It is a
+        `NotFound` for a 404, a `Conflict` for a 409, else an `LXDAPIException`; `.response` is the answer."""
+        kind = {404: NotFound, 409: Conflict}.get(response.status_code, LXDAPIException)
+        error = kind._parsed(response)
+        error.response = response
+        return error
+
+    @classmethod
+    def _parsed(cls, response: _Answer) -> "TandemError":
         status = response.status_code
         code = _CODES.get(status, "server_error" if status >= 500 else "http_error")
         try:
@@ -75,6 +84,20 @@ class TandemError(Exception):
         text = response.text.strip()[:500] or response.reason_phrase or "no details"
         return cls(status, code, text)
 
+
+
+class LXDAPIException(TandemError):
+    """An error the device answered (pylxd's name): `.response` is the answer (`status_code`, `content`, `text`)."""
+
+    response: _Answer | None = None
+
+
+class NotFound(LXDAPIException):
+    """The device has no such object (404)."""
+
+
+class Conflict(LXDAPIException):
+    """The object exists already, or the change conflicts with the device's state (409)."""
 
 def _from_detail(detail: Any) -> tuple[str, str | None]:
     """Message and target out of a framework-style `{"detail": ...}` body."""

@@ -12,7 +12,10 @@
 import time
 from typing import TYPE_CHECKING, Any, Self
 
+import orjson
+
 from tandem.models import peering
+from tandem.sdk.answers import Answer
 from tandem.sdk.errors import TandemError
 from tandem.sdk.resource import MISSING, Resource, segment
 
@@ -37,10 +40,38 @@ class ClusterPeer(Resource):
                 changes[key] = {k: v for k, v in value.items() if old.get(k, MISSING) != v}
         return changes
 
-    def delete(self, *, connection: "Client | None" = None) -> dict[str, Any]:  # type: ignore[override]
-        """Delete the relationship (on both clusters when the peer is reachable); the device's report:
-        `{"uuid", "name", "remote_removed", "message"}`."""
-        return self._conn(connection).request("DELETE", self._item_path())
+    def post(self, *, hydrate: bool = False, poll: bool = True, poll_interval: float | None = None,  # type: ignore[override]
+             poll_timeout: float | None = None, connection: "Client | None" = None) -> Answer:
+        """Create the relationship (or an offer); the answer is netapp_ontap's shape (`http_response`, `is_job`,
+        `poll()`) and reads through to this object (a generated passphrase is in `authentication`, this once).
+        `poll*` are netapp_ontap's: a create is answered when done."""
+        conn = self._conn(connection)
+        response = conn.send("POST", self._collection_path(self._parent_values), json=self.to_dict())
+        self._remember(orjson.loads(response.content))
+        if hydrate:
+            self.get(connection=conn)
+        return Answer(self, response)
+
+    def patch(self, *, hydrate: bool = False, poll: bool = True, poll_interval: float | None = None,  # type: ignore[override]
+              poll_timeout: float | None = None, connection: "Client | None" = None) -> Answer:
+        """Send the fields changed since the last read or write (within `authentication`, `remote`...: only the
+        sub-fields changed); netapp_ontap's answer, as `post`."""
+        conn = self._conn(connection)
+        changes = self._changes()
+        response = conn.send("PATCH", self._item_path(), json=changes) if changes else None
+        if response is not None:
+            self._remember(orjson.loads(response.content))
+        if hydrate or response is None:
+            response = conn.send("GET", self._item_path())
+            self._remember(orjson.loads(response.content))
+        return Answer(self, response)
+
+    def delete(self, *, poll: bool = True, poll_interval: float | None = None,  # type: ignore[override]
+               poll_timeout: float | None = None, connection: "Client | None" = None) -> Answer:
+        """Delete the relationship (on both clusters when the peer is reachable); the answer reads through to the
+        device's report: `{"uuid", "name", "remote_removed", "message"}`."""
+        response = self._conn(connection).send("DELETE", self._item_path())
+        return Answer(orjson.loads(response.content), response)
 
     def poll(self, state: str = "available", *, timeout: float = 30.0, interval: float = 0.2,
              connection: "Client | None" = None) -> Self:

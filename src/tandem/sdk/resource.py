@@ -15,7 +15,7 @@ from urllib.parse import quote
 import orjson
 
 from tandem.sdk.connection import get_connection
-from tandem.sdk.errors import TandemError
+from tandem.sdk.errors import NotFound, TandemError
 from tandem.sdk.paging import PAGE_LIMIT as PAGE_LIMIT  # still importable from here
 from tandem.sdk.paging import records
 
@@ -256,6 +256,14 @@ class Resource:
         return (cls._from_record(record, parents, conn) for record in found)
 
     @classmethod
+    def count_collection(cls, *parent_keys: Any, connection: "Client | None" = None, **filters: Any) -> int:
+        """How many objects match `filters` (netapp_ontap's name; the device counts them, sending none)."""
+        conn = get_connection(connection)
+        parents = cls._split_parents(parent_keys, filters)
+        params = {**_query(filters), "return_records": "false"}
+        return int(conn.request("GET", cls._collection_path(parents), params=params)["num_records"])
+
+    @classmethod
     def _from_record(cls, record: dict[str, Any], parents: dict[str, Any], conn: "Client | None") -> Self:
         obj = cls.__new__(cls)
         obj._parent_values = parents
@@ -280,7 +288,7 @@ class Resource:
             return found[0]
         what = ", ".join(f"{key}={value!r}" for key, value in filters.items()) or "no filter"
         if not found:
-            raise TandemError(404, "not_found", f"no {cls.__name__} matches {what}", what)
+            raise NotFound(404, "not_found", f"no {cls.__name__} matches {what}", what)
         raise TandemError(None, "ambiguous", f"more than one {cls.__name__} matches {what}", what)
 
     @classmethod
