@@ -78,8 +78,16 @@ def test_netapp_ontap_cluster_peer_examples(sites: tuple[Site, Site]) -> None:
         assert [p.name for p in ClusterPeer.get_collection(fields="*")] == ["to-east"]
         assert ClusterPeer.count_collection() == 1
         assert ClusterPeer.count_collection(**{"status.state": "unavailable"}) == 0
-        # "Updating the name of a cluster peer", then deleting it
+        # "Updating the name of a cluster peer"; "... the passphrase and the proposed encryption" (a rekey, which
+        # the other cluster's admin completes with the same passphrase)
         resource.name = "east"
         assert resource.patch(poll=True).http_response.status_code == 200
+        resource.authentication = {"passphrase": "new passphrase 1"}
+        resource.encryption = {"proposed": "none"}
+        assert resource.patch().authentication["rekey_pending"] is True
+        # "Creating a cluster peer request with a proposed encryption protocol" alone: Tandem asks for a passphrase
+        with pytest.raises(TandemError) as refused:
+            ClusterPeer(encryption={"proposed": "tls-psk"}).post()
+        assert refused.value.status_code == 422 and "generate_passphrase" in refused.value.message
         report = ClusterPeer(uuid=resource.uuid).delete(poll=True)
         assert report["remote_removed"] is True and report.http_response.status_code == 200

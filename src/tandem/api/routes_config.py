@@ -133,9 +133,10 @@ def config_router(model: type[Resource]) -> APIRouter:
                                 lambda: counted(device, device.config.delete_matching, model, query, parent))
         return job_response(job)
 
-    @router.get(item_path, response_model=model, summary=f"Read one of {model.kind}")
-    async def read(identity: Identity, device: DeviceDep, _: PrincipalDep) -> JSON:
-        return JSON(device.config.read(model, identity))
+    @router.get(item_path, response_model=model, responses=QUERIED,
+                summary=f"Read one of {model.kind} (`fields=` as for the collection)")
+    async def read(request: Request, identity: Identity, device: DeviceDep, _: PrincipalDep) -> JSON:
+        return JSON(parse_query(request, known_fields).project(device.config.read(model, identity), model.identity))
 
     @router.patch(item_path, response_model=model, summary=f"Change one of {model.kind}")
     async def update(identity: Identity, body: Patch, device: DeviceDep,  # type: ignore[valid-type]

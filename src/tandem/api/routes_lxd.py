@@ -9,18 +9,31 @@ LXD answers `{"type": "sync", "status": "Success", "status_code": 200, "metadata
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from pydantic import BaseModel
 
 from tandem._version import __version__
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
 from tandem.errors import ApiError
-from tandem.models.fields import NAME_PATTERN
 
-NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
+MemberName = Annotated[str, Path()]
+"""Any text (the request head's limit bounds it): a name no member has is LXD's 404, whatever it holds."""
 EXTENSIONS = ["clustering"]
 """The API extensions of LXD's that these paths provide (pylxd asks for `clustering` before reading a cluster)."""
 
 router = APIRouter(prefix="/1.0", tags=["lxd"])
+
+
+class LxdError(BaseModel):
+    """An error in LXD's envelope."""
+
+    type: str
+    status: str
+    status_code: int
+    operation: str
+    error_code: int
+    error: str
+    metadata: None
 
 
 def _sync(metadata: Any) -> JSON:
@@ -54,8 +67,9 @@ async def members(device: DeviceDep, _: PrincipalDep) -> JSON:
     return _sync([f"/1.0/cluster/members/{view.server_name}" for view in device.members.views()])
 
 
-@router.get("/cluster/members/{name}", summary="One member, as LXD shows it (LXD's envelope; 404 as LXD's)")
-async def member(name: NamePath, device: DeviceDep, _: PrincipalDep) -> JSON:
+@router.get("/cluster/members/{name}", responses={404: {"model": LxdError}},
+            summary="One member, as LXD shows it (LXD's envelope; 404 as LXD's)")
+async def member(name: MemberName, device: DeviceDep, _: PrincipalDep) -> JSON:
     try:
         view = device.members.view(name)
     except ApiError as error:

@@ -159,7 +159,7 @@ def peer_modify(ctx: typer.Context, peer: PeerArgument, address: AddressOption =
 @app.command("delete")
 def peer_delete(ctx: typer.Context, peer: PeerArgument) -> None:
     """Delete a relationship, on both clusters when the other is reachable."""
-    report = _peer(ctx, peer).delete()
+    report = _peer(ctx, peer).delete().resource
     output = _output(ctx)
     output.done(f"deleted cluster peer {report.get('name')}: {report.get('message')}", report)
 

@@ -37,12 +37,13 @@ class Answer:
         return self.resource
 
     def __getattr__(self, name: str) -> Any:
-        if isinstance(self.resource, dict):
+        resource = self.resource
+        if isinstance(resource, dict) and not hasattr(dict, name):  # a report: its keys (and a dict's methods)
             try:
-                return self.resource[name]
+                return resource[name]
             except KeyError:
                 raise AttributeError(name) from None
-        return getattr(self.resource, name)
+        return getattr(resource, name)
 
     def __getitem__(self, key: str) -> Any:
         resource = self.resource
