@@ -13,7 +13,11 @@ from netapp_ontap.resources import ClusterPeer
 from peering_helpers import Site
 
 from devices import ADMIN_PASSWORD
+from tandem.models.peering import INTERCLUSTER_PORT
 from waiting import wait_until
+
+SOUTH = "127.77.0"
+"""A third cluster's intercluster addresses (on the intercluster port: the loopback block is free for it)."""
 
 
 def connection(site: Site) -> HostConnection:
@@ -68,11 +72,17 @@ def test_offer_accept_read_count_find_patch_and_delete(sites: tuple[Site, Site],
         partial.get(fields="name,status.state")
         assert partial.to_dict() == {"uuid": peer.uuid, "name": "to-east", "status": {"state": "available"}}
 
-        # Updating: a new name; new remote addresses (plain ones take the intercluster port)
+        # Updating: a new name; a new passphrase with a new proposed encryption (a rekey, pending until the other
+        # cluster's admin sets the same passphrase)
         peer.name = "east-site"
         assert peer.patch(poll=True, poll_interval=1, poll_timeout=10).http_response.status_code == 200
         peer.get()
         assert peer.name == "east-site"
+        peer.authentication = {"passphrase": "a new passphrase"}
+        peer.encryption = {"proposed": "none"}
+        peer.patch()
+        peer.get()
+        assert peer.authentication.in_use == "ok" and peer.encryption.proposed == "none"
 
     with east:  # the offer, paired now: its remote is west
         wait_until(lambda: ClusterPeer.find(uuid=offer.uuid).status.state == "available", 10, "east sees west")
@@ -92,6 +102,26 @@ def test_offer_accept_read_count_find_patch_and_delete(sites: tuple[Site, Site],
         assert ClusterPeer.count_collection() == 0
     with east:
         wait_until(lambda: ClusterPeer.count_collection() == 0, 10, "east told of the delete")
+
+
+def test_accept_with_plain_addresses(sites: tuple[Site, Site], ontap, cluster_factory) -> None:
+    """ONTAP's admin gives the other cluster's addresses without a port: Tandem takes the intercluster port 11104."""
+    south = cluster_factory()
+    for index in (1, 2):
+        south.start(f"south-{index}", extra_args=["--intercluster-listen", f"{SOUTH}.{index}:{INTERCLUSTER_PORT}"])
+    south.form()
+    south_site = Site("south", south, [])
+    east, _ = ontap
+    with connection(south_site):
+        answer = ClusterPeer(authentication={"generate_passphrase": True}).post(return_records=True)
+        passphrase = answer.http_response.json()["records"][0]["authentication"]["passphrase"]
+    with east:
+        peer = ClusterPeer(remote={"ip_addresses": [f"{SOUTH}.1", f"{SOUTH}.2"]},
+                           authentication={"passphrase": passphrase})
+        peer.post(hydrate=True)
+        assert peer.remote.ip_addresses == [f"{SOUTH}.{i}:{INTERCLUSTER_PORT}" for i in (1, 2)]
+        assert peer.status.state == "available"
+        peer.delete()
 
 
 def test_errors_reach_the_client_as_netapp_rest_errors(sites: tuple[Site, Site], ontap) -> None:
