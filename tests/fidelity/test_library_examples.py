@@ -65,8 +65,10 @@ def test_netapp_ontap_cluster_peer_examples(sites: tuple[Site, Site]) -> None:
         resource.authentication = {"generate_passphrase": True}
         answer = resource.post(hydrate=False, poll=True, poll_interval=1, poll_timeout=10)
         assert answer.http_response.status_code == 201 and not answer.is_job and answer.poll() is answer
-        passphrase = resource.authentication["passphrase"]
-        assert answer.authentication["passphrase"] == passphrase  # what Tandem returned before reads through
+        passphrase = answer.authentication["passphrase"]  # what Tandem returned before reads through
+        assert passphrase and answer.resource is resource and "uuid" in answer
+        answer.name = "cp_renamed"  # and is written through
+        assert resource.name == "cp_renamed" and resource.patch().name == "cp_renamed"
     with client_of(west.nodes[0]):
         # "Creating a cluster peer request with a name, a peer address, and a passphrase"
         resource = ClusterPeer()

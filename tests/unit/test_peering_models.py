@@ -12,10 +12,11 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def test_plain_addresses_take_the_intercluster_port() -> None:
-    body = PeerCreate.model_validate({"remote": {"ip_addresses": ["10.0.0.1", "10.0.0.2:7444", "fd00::1"]}})
+    body = PeerCreate.model_validate({"remote": {"ip_addresses": ["10.0.0.1", "10.0.0.2:7444", "[fd00::1]",
+                                                                  "fd00::1:7444"]}})
     assert body.remote is not None
-    port = INTERCLUSTER_PORT
-    assert body.remote.ip_addresses == [f"10.0.0.1:{port}", "10.0.0.2:7444", f"[fd00::1]:{port}"]
+    port = INTERCLUSTER_PORT  # an IPv6 address alone goes in brackets: without them its last group is a port
+    assert body.remote.ip_addresses == [f"10.0.0.1:{port}", "10.0.0.2:7444", f"[fd00::1]:{port}", "[fd00::1]:7444"]
     with pytest.raises(ValidationError):
         PeerCreate.model_validate({"remote": {"ip_addresses": ["not an address"]}})
 

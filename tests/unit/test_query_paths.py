@@ -3,6 +3,7 @@ alone, `max_records`."""
 
 import pytest
 
+from tandem.api.collections import require_filter
 from tandem.config import Query
 from tandem.errors import BadRequest
 
@@ -26,6 +27,18 @@ def test_dotted_filters_and_fields() -> None:
         {"uuid": "2", "name": "west", "status": {"state": "pending"}}]
     assert page([("fields", "remote.ip_addresses"), ("max_records", "1")])[1] == [
         {"uuid": "1", "remote": {"ip_addresses": ["10.0.0.1:1"]}}]
+
+
+def test_a_path_a_record_lacks_matches_nothing() -> None:
+    assert page([("name.typo", "*")])[1] == [] and page([("status.colour", "")])[1] == []
+    assert len(page([("name", "*")])[1]) == 2
+
+
+def test_bulk_changes_take_no_read_parameter() -> None:
+    require_filter(Query.parse([("name", "east")], KNOWN))
+    for params in ([("name", "east"), ("fields", "name")], [("name", "east"), ("return_records", "false")]):
+        with pytest.raises(BadRequest, match="for reads"):
+            require_filter(Query.parse(params, KNOWN))
 
 
 def test_the_count_alone() -> None:

@@ -45,7 +45,9 @@ def page_response(request: Request, records: list[dict], after: tuple[str, str] 
 
 
 def require_filter(query: Query) -> None:
-    """Bulk changes must name what they change."""
+    """Bulk changes must name what they change, and take no parameter of a read."""
+    if query.fields is not None or not query.return_records:
+        raise BadRequest("fields and return_records are for reads, not for a bulk change", target="query")
     if not query.filters:
         raise BadRequest("give at least one filter (e.g. name=*) to change or delete several records",
                          target="query")

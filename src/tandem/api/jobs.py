@@ -3,9 +3,9 @@
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from tandem.api.collections import Page
+from tandem.api.collections import Page, page_response, parse_query
 from tandem.api.deps import DeviceDep, PrincipalDep
 from tandem.api.responses import JSON
 from tandem.device import Device
@@ -35,9 +35,12 @@ def job_response(job: Job) -> JSON:
 
 
 @router.get("", response_model=Page, summary="List recent jobs")
-async def list_jobs(device: DeviceDep, _: PrincipalDep) -> JSON:
+async def list_jobs(request: Request, device: DeviceDep, _: PrincipalDep) -> JSON:
+    """The recent jobs in the order they started (filters, `fields=`, the count alone; one page: they are few)."""
+    query = parse_query(request, list(Job.model_fields))
     records = [job.model_dump(mode="json") for job in device.jobs.all()]
-    return JSON({"records": records, "num_records": len(records), "next": None})
+    matching, _last = query.page(iter((("", record["id"]), record) for record in records), ("id",))
+    return page_response(request, matching, None, query.matched)
 
 
 ontap_router = APIRouter(prefix="/api/cluster/jobs", tags=["jobs"])

@@ -41,8 +41,10 @@ def audit(
     until: Annotated[str | None, typer.Option("--until", show_default=False, help="Up to this time.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="The latest N entries.")] = 100,
 ) -> None:
-    """The device's audit trail, newest first: who (user, role, source address), how (api, batch, agent), what
-    (method and route, on which path), the status answered, and why a refusal was refused."""
+    """The device's audit trail, newest first: who, how (api, batch, agent), what, the status, why a refusal.
+
+    Each entry: the user, role and source address; via api, batch or `agent HOST_ID`; the method and route, on which
+    path; the status answered; and why a refusal was refused."""
     settings = ctx.find_root().obj
     assert isinstance(settings, Settings)
     params: dict[str, Any] = {"limit": limit, **{k: v for k, v in (

@@ -84,8 +84,8 @@ def restore(
 ) -> None:
     """Put a device back from its archive on a rebuilt host, while it is stopped; then start it with `tandem serve`.
 
-    Its peers know it again at once (same identity). Until every member of its device groups has sent it what it
-    has of this device's later changes, its own new changes wait (sync status: Changes Pending)."""
+    Its peers know it again at once (same identity). Its own new changes wait (sync status: Changes Pending) until
+    every member of its device groups has sent it what it has of this device's later changes."""
     from tandem.backups.archive import BackupError
     from tandem.backups.contents import restore as restore_archive
 

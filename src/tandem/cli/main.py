@@ -76,7 +76,8 @@ def main(
     )] = False,
     device: Annotated[str | None, typer.Option(
         "--device", "-d", envvar="TANDEM_DEVICE", rich_help_panel=CONNECTION, show_default=False,
-        help="The device to talk to: a lab device's name or a URL. \\[default: the context, else the lab's first]",
+        help="The device to talk to: a lab device's name, a context's name or a URL. \\[default: the context, else "
+             "the lab's first]",
     )] = None,
     context_name: Annotated[str | None, typer.Option(
         "--context", envvar="TANDEM_CONTEXT", rich_help_panel=CONNECTION, show_default=False,

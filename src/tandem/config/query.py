@@ -70,8 +70,7 @@ class Query:
         return query
 
     def matches(self, record: Body) -> bool:
-        return all(any(_matches(value, pattern) for value in list(_values(record, name.split("."))) or [None])
-                   for name, pattern in self.filters.items())
+        return all(_field_matches(record, name, pattern) for name, pattern in self.filters.items())
 
     def project(self, record: Body, identity: Iterable[str]) -> Body:
         if self.fields is None:
@@ -100,6 +99,17 @@ class Query:
         return out, None
 
 
+def _field_matches(record: Body, name: str, pattern: str) -> bool:
+    """Whether a value at `name` matches: any element of a list on the way. A top-level field a record lacks is
+    empty (as it always was); a dotted path a record lacks, or an empty list, matches nothing (a mistyped path
+    never widens a bulk change)."""
+    path = name.split(".")
+    values = list(_values(record, path))
+    if values:
+        return any(_matches(value, pattern) for value in values)
+    return len(path) == 1 and name not in record and _matches(None, pattern)
+
+
 def _values(value: Any, path: list[str]) -> Iterator[Any]:
     """The values at `path` in `value`, through lists (each element); none where the path is missing."""
     if isinstance(value, list):
@@ -121,9 +131,13 @@ def _copy_path(source: Any, target: dict[str, Any], path: list[str]) -> None:
     elif isinstance(value, dict):
         _copy_path(value, target.setdefault(path[0], {}), path[1:])
     elif isinstance(value, list):
-        parts = target.setdefault(path[0], [{} for _ in value])
-        for element, part in zip(value, parts, strict=False):
+        parts: list[dict[str, Any]] = [{} for _ in value]
+        for element, part in zip(value, parts, strict=True):
             _copy_path(element, part, path[1:])
+        if any(parts):  # a path no element has adds nothing
+            merged = target.setdefault(path[0], [{} for _ in value])
+            for into, part in zip(merged, parts, strict=False):
+                into.update(part)
 
 
 def _matches(value: Any, pattern: str) -> bool:

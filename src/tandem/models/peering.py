@@ -1,6 +1,5 @@
 """Models of cluster peering (ONTAP style): the request bodies of /api/cluster/peers and the stored record."""
 
-import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
@@ -68,13 +67,11 @@ ExpiryTime = Annotated[str, StringConstraints(max_length=40), AfterValidator(_ex
 
 
 def _peer_address(value: str) -> str:
-    """`ADDR:PORT`, or a plain address (as ONTAP takes them) on the intercluster port."""
-    try:
-        address = ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        host, port = parse_host_port(value)
-    else:
-        host, port = str(address), INTERCLUSTER_PORT
+    """`ADDR:PORT`, or a plain address as ONTAP takes them (IPv4, or IPv6 in brackets: `fd00::1:7444` stays an
+    address and a port) on the intercluster port."""
+    if (value.startswith("[") and value.endswith("]")) or ("." in value and ":" not in value):
+        value = f"{value}:{INTERCLUSTER_PORT}"
+    host, port = parse_host_port(value)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -139,7 +139,7 @@ def view(record: PeerRecord, status: PeerStatus, local_network: list[str]) -> di
                            "rekey_pending": bool(record.key and record.passphrase)},
         "encryption": {"proposed": record.encryption_proposed, "state": record.encryption_state},
         "status": {"state": status.state, "update_time": status.update_time, "message": status.message},
-        "ipspace": DEFAULT_IPSPACE,
+        "ipspace": dict(DEFAULT_IPSPACE),
         "local_network": {"ip_addresses": local_network,  # and as ONTAP lists its intercluster interfaces:
                           "interfaces": [{"ip_address": address} for address in local_network]},
         "initial_allowed_partitions": record.initial_allowed_partitions,

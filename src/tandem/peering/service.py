@@ -240,6 +240,9 @@ class PeeringService:
             raise Invalid("changing encryption.proposed agrees a new key: give authentication.passphrase or "
                           "generate_passphrase as well", target="encryption.proposed")
         if auth is not None and auth.expiry_time is not None and not rekey:  # ONTAP: extend the passphrase's validity
+            if authentication_state(record) == "expired":
+                raise Conflict("authentication.expiry_time: the passphrase expired; give a new one (authentication."
+                               "passphrase or generate_passphrase)", target="authentication.expiry_time")
             if record.passphrase is None:
                 raise Conflict("authentication.expiry_time: no passphrase of this relationship awaits use (its key is"
                                " agreed): give a new passphrase to rekey", target="authentication.expiry_time")

@@ -4,6 +4,7 @@ The object written (or the device's report of a delete) stays reachable: it is `
 keys read through the answer, so `ClusterPeer(...).post().authentication` works as it did.
 """
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from tandem.sdk.transport import Response
@@ -15,9 +16,11 @@ if TYPE_CHECKING:
 class Answer:
     """The answer to a write: the HTTP response, and the object written (`resource`)."""
 
+    _OWN = ("resource", "http_response")
+
     def __init__(self, resource: "ClusterPeer | dict[str, Any]", http_response: Response) -> None:
-        self.resource = resource
-        self.http_response = http_response
+        object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "http_response", http_response)
 
     @property
     def is_job(self) -> bool:
@@ -26,7 +29,8 @@ class Answer:
 
     def poll(self, state: str | None = None, **options: Any) -> "Answer":
         """netapp_ontap's `poll()`: nothing to wait for (no job), so the answer itself. With `state`, the
-        relationship's own `ClusterPeer.poll(state, ...)`: read again until its status is `state`."""
+        relationship's own `ClusterPeer.poll(state, ...)`: read again until its status is `state` (before these
+        answers, `post()` returned the relationship, whose `poll()` waited for `available`: name the state)."""
         if state is not None:
             self._peer().poll(state, **options)
         return self
@@ -37,6 +41,8 @@ class Answer:
         return self.resource
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in self._OWN:  # not set yet (a copy being made): no such attribute
+            raise AttributeError(name)
         resource = self.resource
         if isinstance(resource, dict) and not hasattr(dict, name):  # a report: its keys (and a dict's methods)
             try:
@@ -45,9 +51,25 @@ class Answer:
                 raise AttributeError(name) from None
         return getattr(resource, name)
 
-    def __getitem__(self, key: str) -> Any:
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set a field of the relationship written (`answer.name = "x"; answer.patch()` changes it)."""
+        setattr(self.resource, name, value)
+
+    def _fields(self) -> dict[str, Any]:
         resource = self.resource
-        return resource[key] if isinstance(resource, dict) else resource.to_dict()[key]
+        return resource if isinstance(resource, dict) else resource.to_dict()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._fields()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields())
+
+    def __len__(self) -> int:
+        return len(self._fields())
 
     def __repr__(self) -> str:
         return f"Answer({self.http_response.status_code}, {self.resource!r})"

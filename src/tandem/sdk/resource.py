@@ -299,9 +299,11 @@ class Resource:
         connection: "Client | None" = None,
         poll: bool = True,
         poll_timeout: float = 60,
+        poll_interval: float | None = None,
         **filters: Any,
     ) -> "Job":
-        """Change `body`'s fields on every object matching `filters` (one job, all or none)."""
+        """Change `body`'s fields on every object matching `filters` (one job, all or none). `poll_interval` is
+        netapp_ontap's, accepted: the device is asked to answer when the job ends."""
         return cls._collection_job("PATCH", body, parent_keys, connection, poll, poll_timeout, filters)
 
     @classmethod
@@ -311,9 +313,10 @@ class Resource:
         connection: "Client | None" = None,
         poll: bool = True,
         poll_timeout: float = 60,
+        poll_interval: float | None = None,
         **filters: Any,
     ) -> "Job":
-        """Delete every object matching `filters` (one job, all or none)."""
+        """Delete every object matching `filters` (one job, all or none); `poll_interval` as `patch_collection`."""
         return cls._collection_job("DELETE", None, parent_keys, connection, poll, poll_timeout, filters)
 
     @classmethod
