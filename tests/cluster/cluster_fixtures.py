@@ -50,6 +50,15 @@ def module_cluster_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="module")
+def formed_pair(module_cluster_factory: ClusterFactory) -> Cluster:
+    """Two devices, dev-1 and dev-2, formed into one trust domain and device group, for the tests of one module."""
+    cluster = module_cluster_factory()
+    cluster.start("dev-1", "dev-2")
+    cluster.form()
+    return cluster
+
+
+@pytest.fixture(scope="module")
 def pair_of_sites(module_cluster_factory: ClusterFactory) -> Iterator[tuple[Site, Site]]:
     """Two lab clusters of two devices each (`east` and `west`), for the peering tests of one module."""
     a, b = start_site(module_cluster_factory(), "east"), start_site(module_cluster_factory(), "west")

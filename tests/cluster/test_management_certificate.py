@@ -7,7 +7,6 @@ import ssl
 from pathlib import Path
 
 import httpx
-import pytest
 from cli_helpers import run_tandem, subprocess_env
 from cluster_helpers import Cluster, Node, check, error_of, pool_names
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -34,14 +33,6 @@ def record_of(by: Node, name: str) -> dict:
     return check(by.api.get(f"/api/trust/devices/{name}"), 200).json()
 
 
-@pytest.fixture(scope="module")
-def pair(module_cluster_factory) -> Cluster:
-    cluster = module_cluster_factory()
-    cluster.start("dev-1", "dev-2")
-    cluster.form()
-    return cluster
-
-
 def write(directory: Path, **files: str) -> dict[str, Path]:
     paths = {}
     for name, text in files.items():
@@ -50,8 +41,8 @@ def write(directory: Path, **files: str) -> dict[str, Path]:
     return paths
 
 
-def test_install_renew_and_revert_a_ca_signed_certificate(pair: Cluster, tmp_path: Path) -> None:
-    dev1, dev2 = pair["dev-1"], pair["dev-2"]
+def test_install_renew_and_revert_a_ca_signed_certificate(formed_pair: Cluster, tmp_path: Path) -> None:
+    dev1, dev2 = formed_pair["dev-1"], formed_pair["dev-2"]
     ca = TestCA()
     identity = dev2.device.fingerprint
     first = ca.issue("dev-2", ip_addresses=("127.0.0.1",), rsa_key=True)
@@ -82,15 +73,15 @@ def test_install_renew_and_revert_a_ca_signed_certificate(pair: Cluster, tmp_pat
     renewed = check(dev2.api.put("/api/device/certificate", json={"certificate": second.chain, "key": second.key}))
     assert renewed.json()["fingerprint"] == second.fingerprint
     check(dev1.api.post("/api/pools", json={"name": "after-renewal"}), 201)
-    pair.wait_converged()
-    pair.wait_in_sync()
+    formed_pair.wait_converged()
+    formed_pair.wait_in_sync()
     assert "after-renewal" in pool_names(dev2.config())
     assert links_changed(dev1) + links_changed(dev2) == changed, "a peer link was dropped"
 
     # A restart presents the installed certificate still.
     dev2.close()
     dev2.start()
-    pair.wait_in_sync()
+    formed_pair.wait_in_sync()
     device = json.loads(tandem("--url", url, "--ca-file", str(files["ca"]), "-o", "json", "device", "show"))
     assert device["management_fingerprint"] == second.fingerprint
 
@@ -102,8 +93,8 @@ def test_install_renew_and_revert_a_ca_signed_certificate(pair: Cluster, tmp_pat
         "dev-2"
 
 
-def test_a_certificate_that_cannot_serve_is_refused_and_changes_nothing(pair: Cluster) -> None:
-    dev2 = pair["dev-2"]
+def test_a_certificate_that_cannot_serve_is_refused_and_changes_nothing(formed_pair: Cluster) -> None:
+    dev2 = formed_pair["dev-2"]
     ca = TestCA()
     good, other = ca.issue("dev-2"), ca.issue("dev-2")
     expired = ca.issue("dev-2", days=-1, starts=-30)

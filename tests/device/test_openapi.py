@@ -46,8 +46,10 @@ def test_item_operations_document_404_and_errors_use_the_error_model(api, operat
     assert missing == []
     for method, path, operation in operations:
         for status, response in operation["responses"].items():
-            if int(status) >= 400:
-                assert _json_schema(response) == ERROR_REF, (method, path, status)
+            if int(status) >= 400:  # LXD's paths answer a missing member in LXD's envelope, for pylxd
+                lxd = path.startswith("/1.0/") and status == "404"
+                expected = {"$ref": "#/components/schemas/LxdError"} if lxd else ERROR_REF
+                assert _json_schema(response) == expected, (method, path, status)
     schemas = api.get("/api/openapi.json").json()["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
     assert set(schemas["ErrorBody"]["properties"]) == {"error"}

@@ -11,14 +11,6 @@ from pylxd.models import ClusterMember
 from devices import ADMIN_PASSWORD, RunningDevice
 
 
-@pytest.fixture(scope="module")
-def pair(module_cluster_factory) -> Cluster:
-    cluster = module_cluster_factory()
-    cluster.start("dev-1", "dev-2")
-    cluster.form()
-    return cluster
-
-
 def session(device: RunningDevice, username: str = "admin", password: str = ADMIN_PASSWORD) -> requests.Session:
     """A requests session with Tandem credentials (HTTP Basic) that trusts the device's certificate alone (the
     environment's CA bundle, which requests would prefer, is not consulted)."""
@@ -29,8 +21,8 @@ def session(device: RunningDevice, username: str = "admin", password: str = ADMI
     return made
 
 
-def test_the_cluster_and_its_members_as_pylxd_reads_them(pair: Cluster) -> None:
-    client = Client(endpoint=pair["dev-1"].device.url, session=session(pair["dev-1"].device))
+def test_the_cluster_and_its_members_as_pylxd_reads_them(formed_pair: Cluster) -> None:
+    client = Client(endpoint=formed_pair["dev-1"].device.url, session=session(formed_pair["dev-1"].device))
     assert client.trusted and client.has_api_extension("clustering")
     cluster = client.cluster.get()
     assert (cluster.server_name, cluster.enabled) == ("dev-1", True)
@@ -40,16 +32,17 @@ def test_the_cluster_and_its_members_as_pylxd_reads_them(pair: Cluster) -> None:
     # any request (its manager binds both); the model's classmethod is what it calls.
     member = ClusterMember.get(client, "dev-2")
     assert (member.server_name, member.url, member.status, member.database) == (
-        "dev-2", pair["dev-2"].device.url, "Online", True)
+        "dev-2", formed_pair["dev-2"].device.url, "Online", True)
     assert isinstance(member.message, str) and member.roles is not None
-    assert {m.server_name: m.url for m in members} == {name: pair[name].device.url for name in ("dev-1", "dev-2")}
+    urls = {name: formed_pair[name].device.url for name in ("dev-1", "dev-2")}
+    assert {m.server_name: m.url for m in members} == urls
     with pytest.raises(NotFound) as missing:
         ClusterMember.get(client, "dev-9")
     assert "dev-9" in str(missing.value) and missing.value.response.status_code == 404
 
 
-def test_the_same_authentication_as_the_api(pair: Cluster) -> None:
-    device = pair["dev-1"].device
+def test_the_same_authentication_as_the_api(formed_pair: Cluster) -> None:
+    device = formed_pair["dev-1"].device
     with pytest.raises(LXDAPIException):  # pylxd reads the refusal of its first request
         Client(endpoint=device.url, session=session(device, password="wrong password"))
     anonymous = session(device)
