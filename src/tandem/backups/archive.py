@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError
 FORMAT = 1
 MANIFEST, PAYLOAD = "manifest.json", "payload"
 MIN_PASSPHRASE = 8
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+SCRYPT_COST = (2**15, 8, 1)
 """scrypt's cost: about 0.1 s and 32 MiB to derive the key, per guess."""
 SALT_BYTES, NONCE_BYTES = 16, 12
 
@@ -50,7 +50,7 @@ class Manifest(BaseModel):
     """Live configuration objects in the store."""
     created_at: datetime
     scrypt: tuple[Annotated[int, Field(ge=2, le=2**17), AfterValidator(_power_of_two)],
-                  Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=4)]] = (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+                  Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=4)]] = SCRYPT_COST
     """scrypt's n, r and p for this archive's key (bounded: at most 128 MiB and a few seconds to derive it)."""
     salt: str = Field("", pattern=r"^([0-9a-f]{32})?$")
     """scrypt's salt (hexadecimal), chosen when the archive is sealed."""
@@ -63,7 +63,7 @@ def check_passphrase(passphrase: str) -> None:
         raise BackupError(f"the passphrase needs at least {MIN_PASSPHRASE} characters")
 
 
-def _key(passphrase: str, salt: bytes, cost: tuple[int, int, int] = (SCRYPT_N, SCRYPT_R, SCRYPT_P)) -> bytes:
+def _key(passphrase: str, salt: bytes, cost: tuple[int, int, int]) -> bytes:
     n, r, p = cost
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
 
@@ -95,10 +95,9 @@ def seal(manifest: Manifest, files: dict[str, bytes], passphrase: str) -> tuple[
     here."""
     check_passphrase(passphrase)
     salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
-    manifest = manifest.model_copy(update={"salt": salt.hex(), "nonce": nonce.hex(),
-                                           "scrypt": (SCRYPT_N, SCRYPT_R, SCRYPT_P)})
+    manifest = manifest.model_copy(update={"salt": salt.hex(), "nonce": nonce.hex()})
     manifest_json = manifest.model_dump_json(indent=2).encode()
-    payload = AESGCM(_key(passphrase, salt)).encrypt(nonce, _tar(files, compress=True), manifest_json)
+    payload = AESGCM(_key(passphrase, salt, manifest.scrypt)).encrypt(nonce, _tar(files, compress=True), manifest_json)
     return manifest, _tar({MANIFEST: manifest_json, PAYLOAD: payload}, compress=False)
 
 

@@ -13,8 +13,8 @@ class Locked(Exception):
 
 
 def hold(data_dir: Path) -> int:
-    """Take the data directory's lock for the life of this process (the descriptor returned stays open); `Locked`
-    if another process holds it."""
+    """Take the data directory's lock until the descriptor returned is closed or the process ends; `Locked` if
+    another process holds it."""
     descriptor = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -23,13 +23,3 @@ def hold(data_dir: Path) -> int:
         raise Locked(f"a device runs on {data_dir} (another `tandem serve` holds it)") from None
     return descriptor
 
-
-def held(data_dir: Path) -> bool:
-    """Whether a running device holds the data directory now."""
-    if not (data_dir / LOCK_FILE).exists():
-        return False
-    try:
-        os.close(hold(data_dir))
-    except Locked:
-        return True
-    return False

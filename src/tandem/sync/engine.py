@@ -143,9 +143,7 @@ class SyncEngine:
                 await self.store.write(self._release, scope)
             except Exception as error:  # a full disk, say: held still, tried again at the next tick
                 log.error("cannot number the changes of %s held since the restore: %s", scope, error)
-        peers = list(self.peers.values())
-        if not self.scopes.held and all(view.connected and view.domain_digest == self.domain.digest(view.protocol)
-                                        for view in peers):
+        if not self.scopes.held and all(self._has_our_domain(view) for view in self.peers.values()):
             self.scopes.end_restore()
 
     def _caught_up_after_restore(self) -> list[str]:
@@ -250,13 +248,17 @@ class SyncEngine:
             view.domain_digest = status.domain_digest
         return True
 
+    def _has_our_domain(self, view: PeerView) -> bool:
+        """Whether the peer is connected and its last status gave this device's trust domain as it is now."""
+        return view.connected and view.domain_digest == self.domain.digest(view.protocol)
+
     async def domain_heard(self, timeout: float) -> list[str]:
         """Wait (up to `timeout` seconds) until every connected peer has this device's trust domain as it is now;
         the names of those that have not (a peer not connected learns it when its link comes back)."""
         deadline = time.monotonic() + timeout
         while True:
-            behind = sorted(view.link.device.name for view in self.peers.values() if view.connected
-                            and view.domain_digest != self.domain.digest(view.protocol))
+            behind = sorted(view.link.device.name for view in self.peers.values()
+                            if view.connected and not self._has_our_domain(view))
             if not behind or time.monotonic() > deadline:
                 return behind
             await asyncio.sleep(0.05)
