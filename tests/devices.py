@@ -53,14 +53,24 @@ class RunningDevice:
     def fingerprint(self) -> str:
         return certificate_fingerprint((self.data_dir / "identity" / "cert.pem").read_bytes())
 
-    def start(self) -> "RunningDevice":
+    def start(self, tries: int = 3) -> "RunningDevice":
+        """Start the device and wait until it answers. Its API port was free when chosen; if something took it
+        since (an outbound connection's ephemeral port, say), another is chosen, up to `tries` times."""
         env = dict(os.environ, TANDEM_ADMIN_PASSWORD=self.admin_password, **self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tandem", "serve", "--name", self.name, "--data-dir", str(self.data_dir),
              "--listen", f"{self.host}:{self.port}", *self._peer_args(), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except RuntimeError:
+            taken = f"bind on address ('{self.host}', {self.port}): address already in use"
+            if tries <= 1 or taken not in self.log_tail():
+                raise
+            self.stop()
+            self.port = free_port(self.host)
+            return self.start(tries - 1)
         return self
 
     def _peer_args(self) -> list[str]:
