@@ -15,6 +15,7 @@ from tandem import ipc, logs
 from tandem.api import create_app
 from tandem.api.http_limits import KEEP_ALIVE, LimitedHttpProtocol
 from tandem.backups.contents import remove_scratch
+from tandem.console import Dispatch
 from tandem.device import Device, DeviceError, admin_password_from
 from tandem.failover.notify import check_scripts
 from tandem.logs import LogFormat, LogLevel
@@ -62,9 +63,11 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 def _listener(device: Device, host: str, port: int, access_log: bool, presented: ManagementCertificate
               ) -> uvicorn.Config:
-    """The API's server settings, loaded: its TLS context hands each connection the certificate of the moment
-    (`ManagementTls`). An installed certificate the TLS library will not serve gives way to the identity's."""
-    config = uvicorn.Config(create_app(device), host=host, port=port, ssl_keyfile=str(presented.key_path),
+    """The server settings of the API and the console, loaded: its TLS context hands each connection the
+    certificate of the moment (`ManagementTls`). An installed certificate the TLS library will not serve gives
+    way to the identity's."""
+    config = uvicorn.Config(Dispatch(create_app(device)), host=host, port=port,
+                            ssl_keyfile=str(presented.key_path),
                             ssl_certfile=str(presented.cert_path), http=LimitedHttpProtocol,
                             log_config=None, log_level="warning", access_log=access_log,
                             timeout_keep_alive=KEEP_ALIVE, lifespan="off", proxy_headers=False, server_header=False,

@@ -43,10 +43,11 @@ from tandem.lab.plan import (
     LabStarted,
     start_lab,
 )
+from tandem.lab.secrets import ADMIN_USER
 from tandem.lab.state import LabBackend, LabState, default_lab_dir
 from tandem.lab.status import LabStatus, lab_status, vip_answer
 from tandem.models import DEFAULT_PARTITION
-from tandem.models.api import DEFAULT_ENGINE
+from tandem.models.api import CONSOLE_PATH, DEFAULT_ENGINE
 
 app = typer.Typer(
     help="A local lab: several devices on this host, each on its own loopback address (127.0.10.1, "
@@ -144,8 +145,8 @@ def up(
     two ports, www-http (host app.lab → pool web-app, api.lab → pool web-api) and www-https (certificate lab-tls
     from a lab CA, DIR/lab-ca.pem), which need --engine haproxy (the builtin engine leaves them unserved).
 
-    Prints each device's management URL, certificate fingerprint and admin password file, the group,
-    and how to watch a failover.
+    Prints each device's management URL, certificate fingerprint and admin password file, the web
+    console's address, the group, and how to watch a failover.
     """
     output = _settings(ctx).output
     request = LabRequest(lab_dir=_lab_dir(ctx, directory), devices=devices, address_base=address_base, port=port,
@@ -153,15 +154,30 @@ def up(
                          demo=not no_demo, engine=engine.value)
     started = start_lab(output, request)
     if output.json:
-        output.print_json({**started.state.to_dict(), "cluster": started.cluster, "demo": started.demo})
+        output.print_json({**started.state.to_dict(), "cluster": started.cluster, "demo": started.demo,
+                           "console": [console_url(d.url) for d in started.state.devices]})
         return
     output.records(_lab_rows(started.state), LAB_COLUMNS, title=f"lab in {request.lab_dir}")
     if started.missing_password_files:
         output.note(f"note: no generated admin password file at {', '.join(started.missing_password_files)}")
+    _show_console(output, started.state)
     if started.cluster is not None:
         _show_cluster(output, started.cluster)
     if started.demo is not None:
         _show_demo(output, started, request.lab_dir)
+
+
+def console_url(device_url: str) -> str:
+    return device_url.rstrip("/") + CONSOLE_PATH + "/"
+
+
+def _show_console(output: Output, state: LabState) -> None:
+    first = state.devices[0]
+    output.out.print()
+    output.out.print(f"web console: {console_url(first.url)} (every device serves one on its URL + {CONSOLE_PATH}/); "
+                     f"sign in as {ADMIN_USER} with the password in {first.password_file}. The certificate is the "
+                     f"device's own: check its fingerprint against the table above.", style="bold", highlight=False,
+                     soft_wrap=True)
 
 
 def _show_cluster(output: Output, group_status: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """The trusted devices as the API shows them (with this device's link to each), and adding and removing
 them (`tandem.trust.admission`)."""
 
+from tandem._version import __version__
 from tandem.errors import NotFound
 from tandem.models.cluster import JoinRequest, TrustedDevice, TrustedDeviceView, TrustRequest
 from tandem.sync.engine import SyncEngine
@@ -50,4 +51,5 @@ class TrustedDevices:
         return TrustedDeviceView(name=record.name, id=record.id, fingerprint=record.fingerprint,
                                  management_url=record.management_url,
                                  management_fingerprint=record.management_fingerprint, peer_url=record.peer_url,
-                                 self=itself, connected=connected, message=message)
+                                 self=itself, connected=connected, message=message,
+                                 version=__version__ if itself else (link.link.release if link else None))

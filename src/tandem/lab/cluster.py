@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tandem.lab.demo import LAB_GROUP
 from tandem.lab.errors import LabError, Reporter
-from tandem.lab.secrets import read_password_file
+from tandem.lab.secrets import ADMIN_USER, read_password_file
 from tandem.lab.state import LabDevice, LabState
 from tandem.models import DEFAULT_PARTITION
 from tandem.models.cluster import GROUP_LIMITS, IN_SYNC, SYNC_FAILOVER, SYNC_ONLY
@@ -34,7 +34,7 @@ def admin_client(device: LabDevice, **options: Any) -> Client:
     from tandem.sdk import Client
 
     password = read_password_file(Path(device.password_file), option=PASSWORD_OPTION)
-    return Client(device.url, "admin", password, fingerprint=device.fingerprint, **options)
+    return Client(device.url, ADMIN_USER, password, fingerprint=device.fingerprint, **options)
 
 
 def form_cluster(reporter: Reporter, state: LabState, timeout: float) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from tandem.lab.l7 import (
     make_tls,
 )
 from tandem.lab.processes import child_env, log_tail, port_in_use, process_alive, send_signal
-from tandem.lab.secrets import read_password_file
+from tandem.lab.secrets import ADMIN_USER, read_password_file
 from tandem.lab.state import LabBackend, LabState, default_lab_dir, save_lab
 from tandem.models.fields import host_port
 from tandem.models.resources import DEFAULT_TRAFFIC_GROUP
@@ -255,7 +255,7 @@ def setup_demo(output: Reporter, state: LabState, vip: tuple[str, int], timeout:
             say(f"{backend.name} is up at {backend.url}")
         for device in state.devices:
             password = read_password_file(Path(device.password_file), option="lab admin password file")
-            clients.append(Client(device.url, "admin", password, fingerprint=device.fingerprint))
+            clients.append(Client(device.url, ADMIN_USER, password, fingerprint=device.fingerprint))
         active_device = _configure_demo(say, state, clients, vip, deadline)
         l7_served = _configure_l7(say, state, clients, vip)
     except (TandemError, LabError) as exc:

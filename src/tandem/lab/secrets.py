@@ -6,6 +6,9 @@ from pathlib import Path
 
 from tandem.lab.errors import LabError
 
+ADMIN_USER = "admin"
+"""The lab's user: every device's first admin, whose password the lab writes."""
+
 
 def write_password(path: Path) -> None:
     """A new random password in `path` (mode 0600), unless the file is there already."""

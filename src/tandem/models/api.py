@@ -97,6 +97,8 @@ EngineRequest = Literal["auto", "haproxy", "builtin", "nftables"]
 nftables (the kernel: tcp and udp) only when asked for."""
 DEFAULT_ENGINE: EngineRequest = "auto"
 """The engine a device runs unless told (`tandem serve`, `tandem lab up`)."""
+CONSOLE_PATH = "/ui"
+"""Where every device serves its web console (on its management URL)."""
 
 
 class EngineInfo(BaseModel):

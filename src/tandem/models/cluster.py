@@ -318,6 +318,8 @@ class TrustedDeviceView(BaseModel):
     connected: bool | None
     """Whether the link of the device asked to it is up (None for the device asked itself)."""
     message: str
+    version: str | None = None
+    """Its release, as its peer channel last answered (None: not heard yet, or a release that does not say)."""
 
 
 class MemberSyncStatus(BaseModel):

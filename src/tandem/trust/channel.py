@@ -23,6 +23,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tandem import hooks
+from tandem._version import __version__
 from tandem.ipc import Message
 from tandem.models.cluster import TrustedDevice
 from tandem.tasks import cancel
@@ -39,6 +40,8 @@ RETRY_MIN, RETRY_MAX = 0.1, 2.0
 REFUSED = 4403
 UNSPOKEN = 4426
 PROTOCOL_HEADER = "Tandem-Protocol"
+RELEASE_HEADER = "Tandem-Release"
+"""The release of the device that answers a peer connection (shown with the trusted devices)."""
 PROTOCOLS = (1, 2)
 """The peer protocols this release speaks, lowest and highest: a release that changes the messages raises the
 highest, and keeps the lowest while it still speaks the previous release's. 2: domain states carry the users
@@ -178,6 +181,7 @@ def _announce(connection: ServerConnection, request: Any, response: Any) -> None
     """The listener's handshake answer says which protocols this device speaks."""
     low, high = spoken()
     response.headers[PROTOCOL_HEADER] = f"{low}-{high}"
+    response.headers[RELEASE_HEADER] = __version__
 
 
 class PeerLink:
@@ -189,6 +193,8 @@ class PeerLink:
         self._on_connection = on_connection
         self.connected = False
         self.message = "connecting"
+        self.release: str | None = None
+        """The release the device answered with when last connected (None: not yet, or it does not say)."""
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -216,6 +222,7 @@ class PeerLink:
                         raise _Unspoken(_ranges(self._identity.name, mine, self.device.name,
                                                 parse_protocols(announced), announced))
                     self.connected, self.message, delay = True, "", RETRY_MIN
+                    self.release = websocket.response.headers.get(RELEASE_HEADER)
                     await self._on_connection(Connection(websocket, self.device, protocol))
                     self.message = "connection closed"
             except asyncio.CancelledError:

@@ -1,0 +1,92 @@
+"""The live pages: one server-sent event stream per open page, which reads what the page shows through the
+API, renders each part and sends only the parts that changed (htmx swaps each into the element named by its
+event). The browser never polls; a failover shows within `OVERVIEW_TICK`."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from tandem.console import views
+from tandem.console.rendering import Renderer
+from tandem.console.session import ConsoleUser
+from tandem.console.views import Caller
+
+OVERVIEW_TICK = 0.25
+"""Seconds between reads of the overview (the failover state among them)."""
+TRAFFIC_TICK = 1.0
+"""Seconds between reads of the counters (a sparkline point each)."""
+KEEPALIVE = 15.0
+MAX_STREAMS = 32
+"""Open live pages a device serves at once (each costs a read of the page every tick)."""
+View = TypeVar("View", views.Overview, views.Traffic)
+OVERVIEW_PARTS = ("summary", "devices", "groups", "traffic-groups", "events", "peers", "agents", "problems")
+
+
+class TooManyStreams(Exception):
+    pass
+
+
+class Streams:
+    """Counts the open streams, up to `MAX_STREAMS`."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    @contextmanager
+    def opened(self) -> Iterator[None]:
+        if self.open >= MAX_STREAMS:
+            raise TooManyStreams
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
+
+
+def event(name: str, html: str) -> bytes:
+    """One server-sent event: its name and the part's HTML as its data lines."""
+    lines = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
+    return f"event: {name}\n{lines}\n".encode()
+
+
+def overview_parts(renderer: Renderer, overview: views.Overview, user: ConsoleUser) -> dict[str, str]:
+    return {name: renderer.part(f"part_{name}.html", o=overview, user=user) for name in OVERVIEW_PARTS}
+
+
+def traffic_parts(renderer: Renderer, traffic: views.Traffic, user: ConsoleUser) -> dict[str, str]:
+    return {name: renderer.part(f"part_{name}.html", t=traffic, user=user) for name in ("virtuals", "pools")}
+
+
+async def _changes(read: Callable[[], Awaitable[View]], render: Callable[[View], dict[str, str]],
+                   tick: float) -> AsyncIterator[bytes]:
+    """Each tick: read the page's view, send the parts that changed; end once the session has (the API
+    answered 401), with a `signed-out` event."""
+    sent: dict[str, str] = {}
+    quiet_since = time.monotonic()
+    while True:
+        view = await read()
+        if view.signed_out:
+            yield event("signed-out", "")
+            return
+        for name, html in render(view).items():
+            if sent.get(name) != html:
+                sent[name] = html
+                quiet_since = time.monotonic()
+                yield event(name, html)
+        if time.monotonic() - quiet_since > KEEPALIVE:
+            quiet_since = time.monotonic()
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(tick)
+
+
+def overview_stream(caller: Caller, user: ConsoleUser, renderer: Renderer) -> AsyncIterator[bytes]:
+    return _changes(lambda: views.overview(caller), lambda o: overview_parts(renderer, o, user), OVERVIEW_TICK)
+
+
+def traffic_stream(caller: Caller, user: ConsoleUser, renderer: Renderer, partition: str | None,
+                   after: str | None) -> AsyncIterator[bytes]:
+    rates = views.Rates()
+    return _changes(lambda: views.traffic(caller, partition, after, rates),
+                    lambda t: traffic_parts(renderer, t, user), TRAFFIC_TICK)

@@ -1,0 +1,28 @@
+"""The console's templates (Jinja2, every value escaped): whole pages, the parts the live stream sends, and
+the messages actions answer with."""
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+
+class Renderer:
+    def __init__(self, directory: Path) -> None:
+        self._templates = Jinja2Templates(directory=directory)
+        self._templates.env.trim_blocks = True
+        self._templates.env.lstrip_blocks = True
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return self._templates.TemplateResponse(request, template, context, status_code=status)
+
+    def part(self, template: str, **context: Any) -> str:
+        """A part of a page, as text (what the live stream sends)."""
+        return self._templates.get_template(template).render(context)
+
+    def flash(self, request: Request, message: str, kind: str = "ok", status: int = 200,
+              secret: str | None = None) -> HTMLResponse:
+        """A message for the page's message area: what an action did, or why it was refused."""
+        return self.page(request, "flash.html", status=status, message=message, kind=kind, secret=secret)
