@@ -6,7 +6,9 @@ engine) holding N virtual servers on its traffic group (1,000 by default, all se
   contentful paint) and to live (the first update of the page's server-sent event stream swapped in);
 - R failovers, alternately forced on dev-1 and dev-2 through the API, each timed from the request to the
   moment dev-1's overview shows the other device active (a MutationObserver's clock), and from the new
-  active device's own transition record to that moment.
+  active device's own transition record to that moment;
+- the share of a core dev-1's management process uses with no page open, with the overview open and with
+  the traffic page open (what one open live page costs the device).
 
 Prints progress on stderr and, last, one JSON line of medians (seconds) with the machine.
 
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import machine
+from common import cpu_seconds, machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cli"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "console"))
@@ -30,6 +32,8 @@ from cli_helpers import LabRun
 from console_browser import chromium, pin_of
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tandem.console.views import TRAFFIC_PAGE
 
 TG = "traffic-group-1"
 FIRST_PORT = 20000
@@ -66,7 +70,7 @@ def add_virtuals(lab: LabRun, count: int) -> None:
     raise SystemExit(f"dev-1 did not serve the {count} virtual servers within 120 s")
 
 
-def live(browser: Any) -> str | None:
+def went_live(browser: Any) -> str | None:
     """When the page's first live update landed (ms since its navigation began), once it has."""
     return browser.find_element(By.TAG_NAME, "body").get_attribute("data-live-at")
 
@@ -75,7 +79,7 @@ def page_loads(browser: Any, url: str, rounds: int) -> tuple[list[float], list[f
     first, live = [], []
     for _ in range(rounds):
         browser.get(url)
-        WebDriverWait(browser, 10, poll_frequency=0.02).until(live)
+        WebDriverWait(browser, 10, poll_frequency=0.02).until(went_live)
         painted, lived, _ = browser.execute_script(TIMINGS)
         first.append(painted / 1000)
         live.append(float(lived) / 1000)
@@ -106,10 +110,20 @@ def failovers(browser: Any, lab: LabRun, rounds: int) -> tuple[list[float], list
     return from_request, from_event
 
 
+def cpu_share(browser: Any, url: str, pid: int, seconds: float) -> float:
+    """The share of a core the device's management process used while `url` was open for `seconds`."""
+    browser.get(url)
+    time.sleep(1.0)
+    used, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - used) / (time.monotonic() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--virtuals", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--cpu-seconds", type=float, default=10.0)
     args = parser.parse_args()
     with LabRun.started(Path(tempfile.mkdtemp(prefix="tandem-bench-console-")), "--engine", "builtin",
                         also=((100, 8080),)) as lab:
@@ -128,14 +142,20 @@ def main() -> None:
             overview_first, overview_live = page_loads(browser, console, args.rounds)
             traffic_first, traffic_live = page_loads(browser, console + "traffic", args.rounds)
             browser.get(console)
-            WebDriverWait(browser, 10).until(live)
+            WebDriverWait(browser, 10).until(went_live)
             from_request, from_event = failovers(browser, lab, args.rounds)
+            pid = devices[0]["pid"]
+            idle = cpu_share(browser, "about:blank", pid, args.cpu_seconds)
+            overview_cpu = cpu_share(browser, console, pid, args.cpu_seconds)
+            traffic_cpu = cpu_share(browser, console + "traffic", pid, args.cpu_seconds)
     median = statistics.median
     print(json.dumps({
         "overview_first_render_s": round(median(overview_first), 3), "overview_live_s": round(median(overview_live), 3),
         "traffic_first_render_s": round(median(traffic_first), 3), "traffic_live_s": round(median(traffic_live), 3),
         "failover_to_page_s": round(median(from_request), 3), "failover_to_page_max_s": round(max(from_request), 3),
-        "transition_to_page_s": round(median(from_event), 3), "virtual_servers": args.virtuals + 1,
+        "transition_to_page_s": round(median(from_event), 3), "idle_cpu_share": round(idle, 3),
+        "overview_open_cpu_share": round(overview_cpu, 3), "traffic_open_cpu_share": round(traffic_cpu, 3),
+        "traffic_rows_shown": TRAFFIC_PAGE, "virtual_servers": args.virtuals + 1,
         "rounds": args.rounds, "machine": machine()}))
 
 

@@ -42,18 +42,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import anchor, machine, rss_mb
+from common import anchor, cpu_seconds, machine, rss_mb
 from dataplane_haproxy import IDENTIFIED, RULES, compare
 from traffic import Backend, free_port, start_backend, start_runner, wrk
 
 ANCHOR = anchor("haproxy-ratio")
 VIRTUAL_ADDRESS = "127.0.100.1"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def haproxy_ratio(seconds: int, rounds: int, connections: int) -> dict | None:

@@ -69,6 +69,8 @@ def test_lab_up_sets_up_a_virtual_server_and_says_how_to_watch_it_fail_over(lab:
     assert "failover status --device dev-2" in out
     assert out.index("lab kill dev-1") < out.index("failover status --device dev-2")
     assert "creating traffic group traffic-group-1" in lab.up.stderr
+    first = state["devices"][0]
+    assert f"web console: {first['url']}/ui/" in out and first["password_file"] in out
 
 
 def test_the_virtual_server_answers_from_both_backends(lab: Lab) -> None:

@@ -14,7 +14,9 @@ from tandem.console.session import ConsoleUser
 from tandem.console.views import Caller
 
 OVERVIEW_TICK = 0.25
-"""Seconds between reads of the overview (the failover state among them)."""
+"""Seconds between reads of the overview's failover state (the traffic groups and events)."""
+CLUSTER_EVERY = 1.0
+"""Seconds between reads of the rest of the overview (devices, groups, peers, agents)."""
 TRAFFIC_TICK = 1.0
 """Seconds between reads of the counters (a sparkline point each)."""
 KEEPALIVE = 15.0
@@ -61,16 +63,19 @@ def traffic_parts(renderer: Renderer, traffic: views.Traffic, user: ConsoleUser)
 
 async def _changes(read: Callable[[], Awaitable[View]], render: Callable[[View], dict[str, str]],
                    tick: float) -> AsyncIterator[bytes]:
-    """Each tick: read the page's view, send the parts that changed; end once the session has (the API
-    answered 401), with a `signed-out` event."""
+    """Each tick: read the page's view and, when it differs from the last, render it and send the parts that
+    changed; end once the session has (the API answered 401), with a `signed-out` event."""
     sent: dict[str, str] = {}
+    shown: View | None = None
     quiet_since = time.monotonic()
     while True:
         view = await read()
         if view.signed_out:
             yield event("signed-out", "")
             return
-        for name, html in render(view).items():
+        changed = render(view).items() if view != shown else ()
+        shown = view
+        for name, html in changed:
             if sent.get(name) != html:
                 sent[name] = html
                 quiet_since = time.monotonic()
@@ -81,8 +86,26 @@ async def _changes(read: Callable[[], Awaitable[View]], render: Callable[[View],
         await asyncio.sleep(tick)
 
 
+class OverviewReads:
+    """The overview as one stream reads it: the failover state every tick, the rest every `CLUSTER_EVERY`."""
+
+    def __init__(self, caller: Caller) -> None:
+        self._caller = caller
+        self._cluster: views.ClusterPart | None = None
+        self._cluster_at = 0.0
+
+    async def __call__(self) -> views.Overview:
+        if self._cluster is None or time.monotonic() - self._cluster_at >= CLUSTER_EVERY:
+            self._cluster, failover = await asyncio.gather(views.cluster_part(self._caller),
+                                                           views.failover_part(self._caller))
+            self._cluster_at = time.monotonic()
+        else:
+            failover = await views.failover_part(self._caller)
+        return views.overview_of(self._cluster, failover)
+
+
 def overview_stream(caller: Caller, user: ConsoleUser, renderer: Renderer) -> AsyncIterator[bytes]:
-    return _changes(lambda: views.overview(caller), lambda o: overview_parts(renderer, o, user), OVERVIEW_TICK)
+    return _changes(OverviewReads(caller), lambda o: overview_parts(renderer, o, user), OVERVIEW_TICK)
 
 
 def traffic_stream(caller: Caller, user: ConsoleUser, renderer: Renderer, partition: str | None,

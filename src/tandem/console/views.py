@@ -200,27 +200,72 @@ def agents_of(answer: Answer) -> tuple[AgentRow, ...]:
                           float(r.get("remaining", 0))) for r in _records(answer))
 
 
-async def overview(caller: Caller) -> Overview:
-    """Everything the overview shows, read at once."""
-    info, devices, groups, failover, events, peers, leases, virtuals = await asyncio.gather(
+@dataclass(frozen=True)
+class ClusterPart:
+    """What the overview shows that changes slowly: the device, devices, groups, peers, agents."""
+
+    device: str
+    version: str
+    devices: tuple[DeviceRow, ...]
+    groups: tuple[GroupRow, ...]
+    peers: tuple[PeerRow, ...]
+    agents: tuple[AgentRow, ...]
+    virtual_servers: int
+    problems: tuple[str, ...]
+    signed_out: bool
+
+
+@dataclass(frozen=True)
+class FailoverPart:
+    """What the overview shows of failover: this device's state, the traffic groups, the last events."""
+
+    state: str
+    offline: bool
+    reason: str
+    traffic_groups: tuple[TrafficGroupRow, ...]
+    events: tuple[EventRow, ...]
+    problems: tuple[str, ...]
+    signed_out: bool
+
+
+async def cluster_part(caller: Caller) -> ClusterPart:
+    info, devices, groups, peers, leases, virtuals = await asyncio.gather(
         caller.get("/api/device"), caller.get("/api/trust/devices"), caller.get("/api/device-groups"),
-        caller.get("/api/failover/status"), caller.get("/api/failover/events", limit=EVENTS_SHOWN),
         caller.get("/api/cluster/peers"), caller.get("/api/leases"),
         caller.get("/api/virtuals", return_records="false"))
     problems = [f"{what}: {answer.message}" for what, answer in (
-        ("device", info), ("devices", devices), ("device groups", groups), ("failover", failover),
-        ("events", events), ("peers", peers), ("agents", leases)) if not answer.ok]
+        ("device", info), ("devices", devices), ("device groups", groups), ("peers", peers), ("agents", leases))
+        if not answer.ok]
     statuses = await asyncio.gather(*(caller.get(f"/api/device-groups/{g['name']}/status")
                                       for g in _records(groups)))
-    group_rows = tuple(group_of(s.body) for s in statuses if s.ok)
     problems += [f"device group: {s.message}" for s in statuses if not s.ok]
-    state = failover.body if failover.ok else {}
     device = info.body if info.ok else {}
     count = virtuals.body.get("num_records", 0) if virtuals.ok else 0
-    return Overview(device.get("name", ""), device.get("version", ""), state.get("state", "unknown"),
-                    bool(state.get("offline")), state.get("reason", ""), devices_of(devices), group_rows,
-                    traffic_groups_of(state), events_of(events), peers_of(peers), agents_of(leases), int(count),
-                    tuple(problems), signed_out=info.status == 401)
+    return ClusterPart(device.get("name", ""), device.get("version", ""), devices_of(devices),
+                       tuple(group_of(s.body) for s in statuses if s.ok), peers_of(peers), agents_of(leases),
+                       int(count), tuple(problems), info.status == 401)
+
+
+async def failover_part(caller: Caller) -> FailoverPart:
+    failover, events = await asyncio.gather(caller.get("/api/failover/status"),
+                                            caller.get("/api/failover/events", limit=EVENTS_SHOWN))
+    problems = [f"{what}: {answer.message}" for what, answer in (("failover", failover), ("events", events))
+                if not answer.ok]
+    state = failover.body if failover.ok else {}
+    return FailoverPart(state.get("state", "unknown"), bool(state.get("offline")), state.get("reason", ""),
+                        traffic_groups_of(state), events_of(events), tuple(problems), failover.status == 401)
+
+
+def overview_of(cluster: ClusterPart, failover: FailoverPart) -> Overview:
+    return Overview(cluster.device, cluster.version, failover.state, failover.offline, failover.reason,
+                    cluster.devices, cluster.groups, failover.traffic_groups, failover.events, cluster.peers,
+                    cluster.agents, cluster.virtual_servers, cluster.problems + failover.problems,
+                    signed_out=cluster.signed_out or failover.signed_out)
+
+
+async def overview(caller: Caller) -> Overview:
+    """Everything the overview shows, read at once."""
+    return overview_of(*await asyncio.gather(cluster_part(caller), failover_part(caller)))
 
 
 @dataclass(frozen=True)
@@ -375,10 +420,10 @@ async def traffic(caller: Caller, partition: str | None, after: str | None, rate
     following = virtuals.body.get("next") if virtuals.ok else None
     active = {g.name: g.active_device for g in traffic_groups_of(failover.body if failover.ok else {})}
     return Traffic(tuple(r["name"] for r in _records(partitions)), partition, tuple(rows), tuple(pool_rows),
-                   _after_of(following), active, tuple(problems), signed_out=virtuals.status == 401)
+                   next_cursor(following), active, tuple(problems), signed_out=virtuals.status == 401)
 
 
-def _after_of(following: Any) -> str | None:
+def next_cursor(following: Any) -> str | None:
     """The cursor of the API's next page, from its `next` link (None on the last page)."""
     if not isinstance(following, str):
         return None
