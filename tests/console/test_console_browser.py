@@ -6,9 +6,11 @@ controls and a forged write refused, a wrong password's error, the keyboard alon
 they write the screenshots docs/console.md shows."""
 
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,26 @@ class Backend(http.server.ThreadingHTTPServer):
 
         super().__init__(("127.0.0.1", 0), Answer)
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@contextmanager
+def clients_of(lab: LabRun) -> Iterator[None]:
+    """Requests to the lab's virtual server, several a second, while the block runs."""
+    address = (lab.base.rsplit(".", 1)[0] + ".100", 8080)
+    done = threading.Event()
+
+    def ask() -> None:
+        while not done.wait(0.05):
+            with suppress(OSError):
+                socket.create_connection(address, timeout=1).close()
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    try:
+        yield
+    finally:
+        done.set()
+        asking.join()
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +188,9 @@ def test_a_pool_member_created_is_listed_with_its_health(browser: WebDriver, lab
         row = f"[data-pool='/Common/web'] [data-member='{key}']"
         wait(browser, 15).until(
             lambda b: b.find_element(By.CSS_SELECTOR, f"{row} .badge").text == "up")
+        with clients_of(lab):  # connections to the virtual server: its rate and sparkline move
+            wait(browser, 15).until(lambda b: len(b.find_element(
+                By.CSS_SELECTOR, "[data-virtual='/Common/www'] polyline").get_attribute("points").split()) >= 5)
         assert fits_the_width(browser)
         full_page_screenshot(browser, DOCS / "console-traffic.png")
         browser.find_element(By.CSS_SELECTOR, f"{row} button.danger").click()

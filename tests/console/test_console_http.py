@@ -3,15 +3,17 @@ cookie's attributes, the strict Content-Security-Policy and other headers, CSRF 
 write, an auditor's write refused by the API, the API's validation error at the form's field, and the
 session ended by sign-out and by the user's deletion."""
 
+import html
 import re
-from collections.abc import Iterator
-from contextlib import closing
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, suppress
 
 import httpx
 import pytest
 from api_http import session
 
-from devices import RunningDevice
+from devices import RunningDevice, free_port
 
 CSRF = re.compile(r'"X-CSRF-Token": "([0-9a-f]{64})"')
 
@@ -33,11 +35,15 @@ def signed_in(device: RunningDevice, username: str = "admin", password: str | No
 
 
 @pytest.fixture(scope="module")
-def device(shared_device: RunningDevice) -> Iterator[RunningDevice]:
-    with closing(session(shared_device)) as admin:
+def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevice]:
+    """One device for the module (it takes peering offers), with an auditor."""
+    device = RunningDevice(name="console", data_dir=tmp_path_factory.mktemp("console") / "console",
+                           extra_args=["--intercluster-listen", f"127.0.0.1:{free_port()}"]).start()
+    with closing(session(device)) as admin:
         created = admin.post("/api/users", json={"name": "auditor-1", "role": "auditor", "password": "auditor-pass-1"})
         assert created.status_code == 201, created.text
-    yield shared_device
+    yield device
+    device.stop()
 
 
 def test_pages_and_streams_need_a_session(device: RunningDevice) -> None:
@@ -123,3 +129,115 @@ def test_sign_out_ends_the_session(device: RunningDevice) -> None:
     assert client.get("/ui/").status_code == 303
     api = httpx.get(f"{device.url}/api/auth/whoami", headers={"Authorization": f"Bearer {token}"}, verify=False)
     assert api.status_code == 401
+
+
+def test_virtual_servers_and_pools_are_created_changed_and_deleted(device: RunningDevice) -> None:
+    client, csrf = signed_in(device)
+    write = {"X-CSRF-Token": csrf}
+    made = client.post("/ui/actions/forms/pool", headers=write, data={"partition": "Common", "name": "crud-pool",
+                                                                        "lb_method": "least-connections"})
+    assert made.status_code == 200, made.text
+    virtual = {"partition": "Common", "name": "crud-vs", "address": "127.0.77.1", "port": "8080",
+               "protocol": "tcp", "pool": "crud-pool", "traffic_group": "traffic-group-1", "enabled": "on"}
+    assert client.post("/ui/actions/forms/virtual", headers=write, data=virtual).status_code == 200
+    page = client.get("/ui/virtuals/Common/crud-vs")
+    assert page.status_code == 200 and 'value="127.0.77.1"' in page.text and "Delete virtual server" in page.text
+    changed = client.post("/ui/actions/objects/virtual/Common/crud-vs", headers=write,
+                          data=virtual | {"port": "8081", "description": "moved"})
+    assert changed.status_code == 200 and "saved" in changed.text, changed.text
+    refused = client.post("/ui/actions/objects/virtual/Common/crud-vs", headers=write, data=virtual | {"pool": "nope"})
+    assert refused.status_code in (404, 409, 422) and 'id="virtual-form-pool-error"' in refused.text, refused.text
+    with closing(session(device)) as admin:
+        stored = admin.get("/api/virtuals/Common/crud-vs").json()
+        assert (stored["port"], stored["description"], stored["pool"]) == (8081, "moved", "crud-pool")
+    pool_page = client.get("/ui/pools/Common/crud-pool")
+    assert pool_page.status_code == 200 and "least-connections" in pool_page.text
+    in_use = client.post("/ui/actions/delete/pool/Common/crud-pool", headers=write)
+    assert in_use.status_code == 409 and "crud-vs" in in_use.text  # the API refuses: a virtual server uses it
+    gone = client.post("/ui/actions/delete/virtual/Common/crud-vs", headers=write)
+    assert (gone.status_code, gone.headers.get("HX-Redirect")) == (200, "/ui/traffic")
+    assert client.post("/ui/actions/delete/pool/Common/crud-pool", headers=write).status_code == 200
+    assert client.get("/ui/pools/Common/crud-pool").status_code == 404
+
+
+def test_members_are_added_drained_disabled_and_removed(device: RunningDevice) -> None:
+    client, csrf = signed_in(device)
+    write = {"X-CSRF-Token": csrf}
+    assert client.post("/ui/actions/forms/pool", headers=write,
+                       data={"partition": "Common", "name": "member-pool"}).status_code == 200
+    added = client.post("/ui/actions/forms/member", headers=write,
+                        data={"pool": "Common/member-pool", "address": "10.20.0.1", "port": "80", "state": "enabled"})
+    assert added.status_code == 200 and "created" in added.text, added.text
+    traffic = client.get("/ui/traffic").text
+    assert 'data-member="10.20.0.1:80"' in traffic
+    for state in ("drain", "disabled", "enabled"):
+        answer = client.post("/ui/actions/members/Common/member-pool/10.20.0.1:80", headers=write,
+                             data={"state": state})
+        assert answer.status_code == 200, answer.text
+        with closing(session(device)) as admin:
+            assert admin.get("/api/pools/Common/member-pool/members/10.20.0.1:80").json()["state"] == state
+    assert client.post("/ui/actions/members/Common/member-pool/10.20.0.1:80", headers=write,
+                       data={"state": "sideways"}).status_code == 422
+    removed = client.post("/ui/actions/members/Common/member-pool/10.20.0.1:80", headers=write,
+                          data={"state": "delete"})
+    assert removed.status_code == 200 and "removed" in removed.text
+    with closing(session(device)) as admin:
+        assert admin.get("/api/pools/Common/member-pool").json()["members"] == []
+
+
+def test_the_overview_shows_agents_and_their_problems(device: RunningDevice) -> None:
+    with closing(session(device)) as admin:
+        held = admin.post("/api/leases/Common/tandem-files-agent-host-a/acquire", json={
+            "holder": "host-a", "ttl": 60.0, "data": {"source": "file", "owned": 3, "problem_count": 1,
+                                                       "problems": {"web-svc": "port 80 is taken by <api>"}}})
+        assert held.status_code == 200, held.text
+    client, _ = signed_in(device)
+    page = client.get("/ui/").text
+    assert "host-a" in page and "writes 3 services" in page
+    assert "web-svc: port 80 is taken by &lt;api&gt;" in page  # escaped, as everything written by others
+
+
+def test_a_peering_offer_shows_its_passphrase_once(device: RunningDevice) -> None:
+    client, csrf = signed_in(device)
+    offer = client.post("/ui/actions/peers/offer", headers={"X-CSRF-Token": csrf}, data={"name": "far-cluster"})
+    assert offer.status_code == 200, offer.text
+    passphrase = re.search(r'<code class="secret" id="secret">([^<]+)</code>', offer.text)
+    assert passphrase and len(passphrase.group(1)) >= 20
+    assert passphrase.group(1) not in client.get("/ui/").text
+
+
+def events_within(client: httpx.Client, path: str, seconds: float, during: Callable[[], object] | None = None
+                  ) -> list[str]:
+    """The names of the events a live stream sends within `seconds` (calling `during` once it is open)."""
+    names = []
+    deadline = time.monotonic() + seconds
+    with client.stream("GET", path, timeout=httpx.Timeout(10, read=seconds)) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        if during is not None:
+            during()
+        with suppress(httpx.ReadTimeout):  # a quiet stream: nothing more within the time
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    names.append(line.removeprefix("event: "))
+                if time.monotonic() > deadline:
+                    break
+    return names
+
+
+def test_the_stream_sends_only_what_the_page_does_not_show(device: RunningDevice) -> None:
+    client, csrf = signed_in(device)
+    page = client.get("/ui/").text
+    stream = re.search(r'sse-connect="(/ui/stream/overview\?seen=[^"]+)"', page)
+    assert stream, page[:300]
+    path = html.unescape(stream.group(1))
+    assert events_within(client, path, 0.8) == []  # nothing changed since the page was rendered
+    assert set(events_within(client, "/ui/stream/overview?seen=summary:nothex,bogus:0123456789abcdef", 0.8)
+               ) >= {"summary", "devices", "groups", "events"}  # malformed entries are left out: all is sent
+
+    def offline() -> None:
+        assert client.post("/ui/actions/device/offline", headers={"X-CSRF-Token": csrf}).status_code == 200
+
+    try:
+        assert "summary" in events_within(client, path, 1.5, during=offline)
+    finally:
+        client.post("/ui/actions/device/online", headers={"X-CSRF-Token": csrf})

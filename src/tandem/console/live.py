@@ -3,10 +3,14 @@ API, renders each part and sends only the parts that changed (htmx swaps each in
 event). The browser never polls; a failover shows within `OVERVIEW_TICK`."""
 
 import asyncio
+import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
+
+from markupsafe import Markup
 
 from tandem.console import views
 from tandem.console.rendering import Renderer
@@ -24,6 +28,8 @@ MAX_STREAMS = 32
 """Open live pages a device serves at once (each costs a read of the page every tick)."""
 View = TypeVar("View", views.Overview, views.Traffic)
 OVERVIEW_PARTS = ("summary", "devices", "groups", "traffic-groups", "events", "peers", "agents", "problems")
+TRAFFIC_PARTS = ("virtuals", "pools")
+SEEN_DIGEST = re.compile(r"[0-9a-f]{16}")
 
 
 class TooManyStreams(Exception):
@@ -47,25 +53,46 @@ class Streams:
             self.open -= 1
 
 
+def digest(html: str) -> str:
+    """A short digest of a part, by which a stream knows what the page already shows."""
+    return hashlib.blake2b(html.encode(), digest_size=8).hexdigest()
+
+
+def seen_of(parts: dict[str, Markup]) -> str:
+    """What a page rendered, for its stream's URL (`name:digest,...`): the stream sends only what differs."""
+    return ",".join(f"{name}:{digest(html)}" for name, html in parts.items())
+
+
+def parse_seen(text: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The parts a page says it shows (unknown names and malformed entries are left out)."""
+    seen = {}
+    for entry in text.split(",")[:len(names)]:
+        name, _, value = entry.partition(":")
+        if name in names and SEEN_DIGEST.fullmatch(value):
+            seen[name] = value
+    return seen
+
+
 def event(name: str, html: str) -> bytes:
     """One server-sent event: its name and the part's HTML as its data lines."""
     lines = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
     return f"event: {name}\n{lines}\n".encode()
 
 
-def overview_parts(renderer: Renderer, overview: views.Overview, user: ConsoleUser) -> dict[str, str]:
+def overview_parts(renderer: Renderer, overview: views.Overview, user: ConsoleUser) -> dict[str, Markup]:
     return {name: renderer.part(f"part_{name}.html", o=overview, user=user) for name in OVERVIEW_PARTS}
 
 
-def traffic_parts(renderer: Renderer, traffic: views.Traffic, user: ConsoleUser) -> dict[str, str]:
-    return {name: renderer.part(f"part_{name}.html", t=traffic, user=user) for name in ("virtuals", "pools")}
+def traffic_parts(renderer: Renderer, traffic: views.Traffic, user: ConsoleUser) -> dict[str, Markup]:
+    return {name: renderer.part(f"part_{name}.html", t=traffic, user=user) for name in TRAFFIC_PARTS}
 
 
-async def _changes(read: Callable[[], Awaitable[View]], render: Callable[[View], dict[str, str]],
-                   tick: float) -> AsyncIterator[bytes]:
+async def _changes(read: Callable[[], Awaitable[View]], render: Callable[[View], dict[str, Markup]],
+                   tick: float, seen: dict[str, str]) -> AsyncIterator[bytes]:
     """Each tick: read the page's view and, when it differs from the last, render it and send the parts that
-    changed; end once the session has (the API answered 401), with a `signed-out` event."""
-    sent: dict[str, str] = {}
+    differ from what the page shows (`seen`, then what was sent: digests by part); end once the session has
+    (the API answered 401), with a `signed-out` event."""
+    sent = dict(seen)
     shown: View | None = None
     quiet_since = time.monotonic()
     while True:
@@ -76,8 +103,8 @@ async def _changes(read: Callable[[], Awaitable[View]], render: Callable[[View],
         changed = render(view).items() if view != shown else ()
         shown = view
         for name, html in changed:
-            if sent.get(name) != html:
-                sent[name] = html
+            if sent.get(name) != (shown_digest := digest(html)):
+                sent[name] = shown_digest
                 quiet_since = time.monotonic()
                 yield event(name, html)
         if time.monotonic() - quiet_since > KEEPALIVE:
@@ -104,12 +131,13 @@ class OverviewReads:
         return views.overview_of(self._cluster, failover)
 
 
-def overview_stream(caller: Caller, user: ConsoleUser, renderer: Renderer) -> AsyncIterator[bytes]:
-    return _changes(OverviewReads(caller), lambda o: overview_parts(renderer, o, user), OVERVIEW_TICK)
+def overview_stream(caller: Caller, user: ConsoleUser, renderer: Renderer, seen: str) -> AsyncIterator[bytes]:
+    return _changes(OverviewReads(caller), lambda o: overview_parts(renderer, o, user), OVERVIEW_TICK,
+                    parse_seen(seen, OVERVIEW_PARTS))
 
 
 def traffic_stream(caller: Caller, user: ConsoleUser, renderer: Renderer, partition: str | None,
-                   after: str | None) -> AsyncIterator[bytes]:
+                   after: str | None, seen: str) -> AsyncIterator[bytes]:
     rates = views.Rates()
     return _changes(lambda: views.traffic(caller, partition, after, rates),
-                    lambda t: traffic_parts(renderer, t, user), TRAFFIC_TICK)
+                    lambda t: traffic_parts(renderer, t, user), TRAFFIC_TICK, parse_seen(seen, TRAFFIC_PARTS))

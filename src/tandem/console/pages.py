@@ -28,6 +28,8 @@ from tandem.console.session import (
 router = APIRouter(prefix=PATH, include_in_schema=False)
 Name = Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_.\-]*$")]
 Cursor = Annotated[str, Query(max_length=300)]
+Seen = Annotated[str, Query(max_length=400)]
+"""The parts the page shows, by digest (`live.seen_of`)."""
 
 
 def _api(request: Request) -> DeviceApi:
@@ -52,8 +54,9 @@ async def _signed_in(request: Request) -> tuple[ConsoleUser, views.Caller]:
 async def overview(request: Request) -> Response:
     user, caller = await _signed_in(request)
     shown = await views.overview(caller)
+    parts = live.overview_parts(_renderer(request), shown, user)
     return _renderer(request).page(request, "overview.html", user=user, o=shown, device_name=shown.device,
-                                   page="overview")
+                                   page="overview", parts=parts, seen=live.seen_of(parts))
 
 
 @router.get("/login", response_class=Response)
@@ -93,13 +96,10 @@ async def logout(request: Request) -> Response:
 async def traffic(request: Request, partition: Name = "", after: Cursor = "") -> Response:
     user, caller = await _signed_in(request)
     shown = await views.traffic(caller, partition or None, after or None, None)
+    parts = live.traffic_parts(_renderer(request), shown, user)
+    query = {k: v for k, v in (("partition", partition), ("after", after), ("seen", live.seen_of(parts))) if v}
     return _renderer(request).page(request, "traffic.html", user=user, t=shown, page="traffic", forms=FORMS,
-                                   device_name=await _device_name(request), stream=_stream_query(partition, after))
-
-
-def _stream_query(partition: str, after: str) -> str:
-    query = {k: v for k, v in (("partition", partition), ("after", after)) if v}
-    return f"?{urlencode(query)}" if query else ""
+                                   parts=parts, device_name=await _device_name(request), stream=urlencode(query))
 
 
 @router.get("/pools/{partition}/{name}", response_class=Response)
@@ -129,14 +129,14 @@ async def virtual_page(request: Request, partition: str, name: str) -> Response:
 
 
 @router.get("/stream/overview", response_class=Response)
-async def overview_stream(request: Request) -> Response:
-    return await _stream(request, lambda user, caller: live.overview_stream(caller, user, _renderer(request)))
+async def overview_stream(request: Request, seen: Seen = "") -> Response:
+    return await _stream(request, lambda user, caller: live.overview_stream(caller, user, _renderer(request), seen))
 
 
 @router.get("/stream/traffic", response_class=Response)
-async def traffic_stream(request: Request, partition: Name = "", after: Cursor = "") -> Response:
+async def traffic_stream(request: Request, partition: Name = "", after: Cursor = "", seen: Seen = "") -> Response:
     return await _stream(request, lambda user, caller: live.traffic_stream(
-        caller, user, _renderer(request), partition or None, after or None))
+        caller, user, _renderer(request), partition or None, after or None, seen))
 
 
 async def _stream(request: Request, start) -> Response:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 
 class Renderer:
@@ -18,9 +19,9 @@ class Renderer:
     def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         return self._templates.TemplateResponse(request, template, context, status_code=status)
 
-    def part(self, template: str, **context: Any) -> str:
-        """A part of a page, as text (what the live stream sends)."""
-        return self._templates.get_template(template).render(context)
+    def part(self, template: str, **context: Any) -> Markup:
+        """A part of a page (what the live stream sends, and what the page's template places), rendered."""
+        return Markup(self._templates.get_template(template).render(context))
 
     def flash(self, request: Request, message: str, kind: str = "ok", status: int = 200,
               secret: str | None = None) -> HTMLResponse:

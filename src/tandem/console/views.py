@@ -123,11 +123,18 @@ class PeerRow:
 
 @dataclass(frozen=True)
 class AgentRow:
+    """An agent that holds (or held) a lease of this device, with what it publishes in it: its source, how many
+    services it writes, its last error and a few of its problems."""
+
     partition: str
     name: str
     holder: str
     expired: bool
-    remaining: float
+    source: str = ""
+    owned: int | None = None
+    error: str = ""
+    problem_count: int = 0
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,8 +203,17 @@ def peers_of(answer: Answer) -> tuple[PeerRow, ...]:
 
 
 def agents_of(answer: Answer) -> tuple[AgentRow, ...]:
-    return tuple(AgentRow(r["partition"], r["name"], r.get("holder", ""), bool(r.get("expired")),
-                          float(r.get("remaining", 0))) for r in _records(answer))
+    rows = []
+    for lease in _records(answer):
+        data = lease.get("data") if isinstance(lease.get("data"), dict) else {}
+        problems = {**(data.get("source_errors") or {}), **(data.get("problems") or {})}
+        owned = data.get("owned")
+        rows.append(AgentRow(lease["partition"], lease["name"], lease.get("holder", ""), bool(lease.get("expired")),
+                             str(data.get("source") or ""),
+                             int(owned) if isinstance(owned, int) else None, str(data.get("error") or ""),
+                             int(data.get("problem_count") or 0),
+                             tuple(f"{key}: {text}" for key, text in problems.items())))
+    return tuple(rows)
 
 
 @dataclass(frozen=True)
