@@ -1,7 +1,8 @@
 """The console's protections seen from HTTP, on a real device: every page but sign-in needs a session, the
 cookie's attributes, the strict Content-Security-Policy and other headers, CSRF and origin checks on every
 write, an auditor's write refused by the API, the API's validation error at the form's field, and the
-session ended by sign-out and by the user's deletion."""
+session ended by sign-out and by the user's deletion, the live stream's parts, the traffic page's partition
+filter and pages."""
 
 import html
 import re
@@ -14,12 +15,16 @@ import pytest
 from api_http import session
 
 from devices import RunningDevice, free_port
+from tandem.console.live import OVERVIEW_PARTS
+from tandem.console.views import TRAFFIC_PAGE
 
 CSRF = re.compile(r'"X-CSRF-Token": "([0-9a-f]{64})"')
 
 
 def browser_like(device: RunningDevice) -> httpx.Client:
-    return httpx.Client(base_url=device.url, verify=False, timeout=30, follow_redirects=False)
+    """A client that sends what a browser sends with its POSTs: the page's Origin."""
+    return httpx.Client(base_url=device.url, verify=False, timeout=30, follow_redirects=False,
+                        headers={"Origin": device.url})
 
 
 def signed_in(device: RunningDevice, username: str = "admin", password: str | None = None) -> tuple[httpx.Client, str]:
@@ -51,7 +56,8 @@ def test_pages_and_streams_need_a_session(device: RunningDevice) -> None:
     for path in ("/ui/", "/ui/traffic", "/ui/pools/Common/web", "/ui/virtuals/Common/www"):
         answer = client.get(path)
         assert (answer.status_code, answer.headers.get("location")) == (303, "/ui/login"), path
-    assert client.get("/ui/stream/overview").status_code == 204
+    unsigned = client.get("/ui/stream/overview")
+    assert (unsigned.status_code, unsigned.text) == (200, "event: signed-out\ndata: \n\n")
     assert client.get("/").headers.get("location") == "/ui/"
     htmx = client.post("/ui/actions/device/offline", headers={"HX-Request": "true"})
     assert (htmx.status_code, htmx.headers.get("HX-Redirect")) == (401, "/ui/login")
@@ -63,7 +69,7 @@ def test_the_session_cookie_and_the_headers(device: RunningDevice) -> None:
     client = browser_like(device)
     answer = client.post("/ui/login", data={"username": "admin", "password": device.admin_password})
     cookie = answer.headers["set-cookie"]
-    assert cookie.startswith("tandem_console=")
+    assert cookie.startswith("__Secure-tandem_console=")
     for attribute in ("HttpOnly", "Secure", "SameSite=strict", "Path=/ui"):
         assert attribute.lower() in cookie.lower(), cookie
     page = client.get("/ui/")
@@ -83,6 +89,8 @@ def test_a_write_needs_the_session_csrf_token_and_this_origin(device: RunningDev
     assert client.post("/ui/actions/forms/pool", data=pool | {"_csrf": "0" * 64}).status_code == 403
     other_site = client.post("/ui/actions/forms/pool", data=pool | {"_csrf": csrf},
                              headers={"Origin": "https://elsewhere.example"})
+    del client.headers["Origin"]  # a client that sends none: the CSRF token alone decides
+    assert client.post("/ui/actions/forms/pool", data=pool).status_code == 403
     assert other_site.status_code == 403 and "another site" in other_site.text
     with closing(session(device)) as admin:
         assert admin.get("/api/pools/Common/csrf-pool").status_code == 404
@@ -122,10 +130,10 @@ def test_an_auditor_write_gets_the_api_refusal(device: RunningDevice) -> None:
 
 def test_sign_out_ends_the_session(device: RunningDevice) -> None:
     client, csrf = signed_in(device)
-    token = client.cookies.get("tandem_console")
+    token = client.cookies.get("__Secure-tandem_console")
     answer = client.post("/ui/logout", data={"_csrf": csrf})
     assert (answer.status_code, answer.headers["location"]) == (303, "/ui/login")
-    client.cookies.set("tandem_console", token, path="/ui")
+    client.cookies.set("__Secure-tandem_console", token, path="/ui")
     assert client.get("/ui/").status_code == 303
     api = httpx.get(f"{device.url}/api/auth/whoami", headers={"Authorization": f"Bearer {token}"}, verify=False)
     assert api.status_code == 401
@@ -152,6 +160,15 @@ def test_virtual_servers_and_pools_are_created_changed_and_deleted(device: Runni
         assert (stored["port"], stored["description"], stored["pool"]) == (8081, "moved", "crud-pool")
     pool_page = client.get("/ui/pools/Common/crud-pool")
     assert pool_page.status_code == 200 and "least-connections" in pool_page.text
+    pool = {"lb_method": "round-robin", "persistence": "source", "monitor": "", "description": "first"}
+    assert client.post("/ui/actions/objects/pool/Common/crud-pool", headers=write, data=pool).status_code == 200
+    assert client.post("/ui/actions/objects/pool/Common/crud-pool", headers=write,
+                       data=pool | {"description": ""}).status_code == 200
+    with closing(session(device)) as admin:
+        stored_pool = admin.get("/api/pools/Common/crud-pool").json()
+        assert (stored_pool["lb_method"], stored_pool["persistence"], stored_pool["description"]) == (
+            "round-robin", "source", "")
+    assert client.get("/ui/nothing/Common/crud-pool").status_code == 404
     in_use = client.post("/ui/actions/delete/pool/Common/crud-pool", headers=write)
     assert in_use.status_code == 409 and "crud-vs" in in_use.text  # the API refuses: a virtual server uses it
     gone = client.post("/ui/actions/delete/virtual/Common/crud-vs", headers=write)
@@ -204,6 +221,8 @@ def test_a_peering_offer_shows_its_passphrase_once(device: RunningDevice) -> Non
     passphrase = re.search(r'<code class="secret" id="secret">([^<]+)</code>', offer.text)
     assert passphrase and len(passphrase.group(1)) >= 20
     assert passphrase.group(1) not in client.get("/ui/").text
+    with closing(session(device)) as admin:
+        assert passphrase.group(1) not in admin.get("/api/cluster/peers", params={"fields": "**"}).text
 
 
 def events_within(client: httpx.Client, path: str, seconds: float, during: Callable[[], object] | None = None
@@ -227,12 +246,14 @@ def events_within(client: httpx.Client, path: str, seconds: float, during: Calla
 def test_the_stream_sends_only_what_the_page_does_not_show(device: RunningDevice) -> None:
     client, csrf = signed_in(device)
     page = client.get("/ui/").text
-    stream = re.search(r'sse-connect="(/ui/stream/overview\?seen=[^"]+)"', page)
+    stream = re.search(r'sse-connect="(/ui/stream/overview\?shown=[^"]+)"', page)
     assert stream, page[:300]
     path = html.unescape(stream.group(1))
     assert events_within(client, path, 0.8) == []  # nothing changed since the page was rendered
-    assert set(events_within(client, "/ui/stream/overview?seen=summary:nothex,bogus:0123456789abcdef", 0.8)
-               ) >= {"summary", "devices", "groups", "events"}  # malformed entries are left out: all is sent
+    # the page's token serves once: a stream that reconnects (or an unknown token) gets every part
+    assert set(events_within(client, path, 0.8)) == set(OVERVIEW_PARTS)
+    assert set(events_within(client, "/ui/stream/overview?shown=bogus", 0.8)) == set(OVERVIEW_PARTS)
+    path = html.unescape(re.search(r'sse-connect="([^"]+)"', client.get("/ui/").text).group(1))
 
     def offline() -> None:
         assert client.post("/ui/actions/device/offline", headers={"X-CSRF-Token": csrf}).status_code == 200
@@ -241,3 +262,78 @@ def test_the_stream_sends_only_what_the_page_does_not_show(device: RunningDevice
         assert "summary" in events_within(client, path, 1.5, during=offline)
     finally:
         client.post("/ui/actions/device/online", headers={"X-CSRF-Token": csrf})
+
+
+def test_a_deleted_user_is_signed_out_of_pages_and_streams(device: RunningDevice) -> None:
+    with closing(session(device)) as admin:
+        assert admin.post("/api/users", json={"name": "leaving", "role": "admin",
+                                              "password": "leaving-pass-1"}).status_code == 201
+    client, _ = signed_in(device, "leaving", "leaving-pass-1")
+
+    def delete_the_user() -> None:
+        with closing(session(device)) as admin:
+            assert admin.delete("/api/users/leaving").status_code == 204
+
+    assert events_within(client, "/ui/stream/overview", 3.0, during=delete_the_user)[-1] == "signed-out"
+    assert client.get("/ui/").headers.get("location") == "/ui/login"
+
+
+def test_the_traffic_page_filters_by_partition_and_pages(device: RunningDevice) -> None:
+    with closing(session(device)) as admin:
+        assert admin.post("/api/partitions", json={"name": "paged"}).status_code == 201
+        operations = [{"action": "create", "resource": "virtuals", "partition": "paged", "name": f"vs-{i:03d}",
+                       "body": {"address": "127.0.78.1", "port": 10000 + i, "enabled": False}}
+                      for i in range(TRAFFIC_PAGE + 1)]
+        assert admin.post("/api/batch", json={"operations": operations}).status_code == 200
+    client, _ = signed_in(device)
+    first = client.get("/ui/traffic", params={"partition": "paged"}).text
+    assert first.count('data-virtual="/paged/') == TRAFFIC_PAGE and 'data-virtual="/Common/' not in first
+    following = re.search(r'href="(/ui/traffic\?partition=paged&amp;after=[^"]+)"', first)
+    assert following, "no next page"
+    second = client.get(html.unescape(following.group(1))).text
+    assert second.count('data-virtual="/paged/') == 1 and f"vs-{TRAFFIC_PAGE:03d}" in second
+    assert "Next page" not in second
+    everything = client.get("/ui/traffic").text
+    assert '<option value="paged"' in everything and everything.count("data-virtual=") == TRAFFIC_PAGE
+
+
+def test_what_the_console_refuses_before_reading_it(device: RunningDevice) -> None:
+    client = browser_like(device)
+    no_origin = httpx.post(f"{device.url}/ui/login", data={"username": "admin", "password": device.admin_password},
+                           verify=False)
+    assert no_origin.status_code == 403 and "Origin" in no_origin.text  # signing in from a page, not elsewhere
+    big = client.post("/ui/login", content=b"username=" + b"a" * (65 * 1024),
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413
+    not_a_form = client.post("/ui/login", json={"username": "admin"})
+    assert not_a_form.status_code == 415
+    chunked = client.post("/ui/login", content=iter([b"username=admin"]),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert chunked.status_code == 411
+    signed, csrf = signed_in(device)
+    dotted = signed.post("/ui/actions/members/Common/web/%2E%2E", headers={"X-CSRF-Token": csrf}, data={"state": "delete"})
+    assert dotted.status_code == 422 and "member" in dotted.text, dotted.text
+
+
+def test_an_unticked_box_stays_unticked(device: RunningDevice) -> None:
+    client, csrf = signed_in(device)
+    write = {"X-CSRF-Token": csrf}
+    off = {"partition": "Common", "name": "off-vs", "address": "127.0.79.1", "port": "99999", "protocol": "tcp"}
+    refused = client.post("/ui/actions/forms/virtual", headers=write, data=off)  # no "enabled": unticked
+    assert refused.status_code == 422 and 'name="enabled" checked' not in refused.text
+    assert client.post("/ui/actions/forms/virtual", headers=write, data=off | {"port": "80"}).status_code == 200
+    saved = client.post("/ui/actions/objects/virtual/Common/off-vs", headers=write, data=off | {"port": "81"})
+    assert saved.status_code == 200 and 'name="enabled" checked' not in saved.text and 'value="81"' in saved.text
+    with closing(session(device)) as admin:
+        assert admin.get("/api/virtuals/Common/off-vs").json()["enabled"] is False
+
+
+def test_odd_lease_data_does_not_break_the_overview(device: RunningDevice) -> None:
+    with closing(session(device)) as admin:
+        held = admin.post("/api/leases/Common/odd-agent/acquire", json={
+            "holder": "odd-host", "ttl": 60.0, "data": {"source_errors": ["not", "a", "mapping"],
+                                                         "problems": "nope", "problem_count": "x", "owned": "many"}})
+        assert held.status_code == 200, held.text
+    client, _ = signed_in(device)
+    page = client.get("/ui/")
+    assert page.status_code == 200 and "odd-host" in page.text

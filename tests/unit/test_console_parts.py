@@ -3,13 +3,25 @@ the form values turned into API requests, connection rates and sparklines, and w
 reaches."""
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
 
 import pytest
+from markupsafe import Markup
 
 from tandem.console.api import Answer
 from tandem.console.app import Dispatch
 from tandem.console.forms import FORMS, field_errors
-from tandem.console.live import event
+from tandem.console.live import (
+    MAX_STREAMS,
+    MAX_STREAMS_PER_USER,
+    SHOWN_FOR,
+    UNCLAIMED_FOR,
+    Shown,
+    Streams,
+    digest,
+    event,
+)
 from tandem.console.views import SPARK_POINTS, Rates, next_cursor
 
 
@@ -89,3 +101,38 @@ def test_the_console_gets_ui_and_the_root_and_the_api_gets_the_rest() -> None:
         asyncio.run(dispatch({"type": "http", "path": path}, None, None))  # type: ignore[arg-type]
     assert console_paths == ["/", "/ui", "/ui/", "/ui/traffic"]
     assert reached == ["/uix", "/api/health", "/1.0"]
+
+
+def test_only_the_three_line_ends_of_server_sent_events_split_a_part() -> None:
+    assert event("p", "a\r\nb\rc\u2028d\x0ce") == b"event: p\ndata: a\ndata: b\ndata: c\xe2\x80\xa8d\x0ce\n\n"
+
+
+def test_streams_are_capped_on_the_device_and_per_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    streams = Streams()
+    slots = [streams.take("alice") for _ in range(MAX_STREAMS_PER_USER)]
+    assert None not in slots and streams.take("alice") is None
+    others = [streams.take(f"user-{i}") for i in range(MAX_STREAMS - MAX_STREAMS_PER_USER)]
+    assert None not in others and streams.take("bob") is None
+
+    async def one() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    async def run(slot: int) -> list[bytes]:
+        return [chunk async for chunk in streams.held(slot, one())]
+
+    assert asyncio.run(run(slots[0])) == [b"x"]  # its slot is given back when it ends
+    assert streams.take("alice") is not None
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + UNCLAIMED_FOR + 1)  # bodies that never started
+    assert streams.take("alice") is not None
+
+
+def test_a_page_token_serves_once_and_not_for_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = Shown()
+    token = shown.remember({"devices": Markup("<p>a</p>")})
+    assert shown.take(token) == {"devices": digest(Markup("<p>a</p>"))}
+    assert shown.take(token) == {}
+    late = shown.remember({"devices": Markup("<p>a</p>")})
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + SHOWN_FOR + 1)
+    assert shown.take(late) == {}

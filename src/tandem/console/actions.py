@@ -5,17 +5,19 @@ comes back with the API's error at the field it names; a button's answer is a me
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
-from tandem.console.api import Answer, segment
+from tandem.console.api import Answer, NamePath, segment
 from tandem.console.forms import FORMS, FormSpec, field_errors
 from tandem.console.rendering import Renderer
-from tandem.console.session import PATH, ConsoleUser, checked_write, signed_in, source
+from tandem.console.session import PATH, ConsoleUser, checked_write, form_of, signed_in, source
 from tandem.console.views import Caller
 
 router = APIRouter(prefix=f"{PATH}/actions", include_in_schema=False)
-MEMBER_STATES = ("enabled", "disabled", "drain")
+MEMBER_STATES = FORMS["member"].choices["state"]
+MemberPath = Annotated[str, Path(pattern=r"^(\[[0-9A-Fa-f:.]{2,45}\]|[0-9.]{7,15}):[0-9]{1,5}$")]
+"""A member's key: `address:port`, an IPv6 address in brackets."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def _said(request: Request, acting: Acting, answer: Answer, done: str, secret: s
 
 
 @router.post("/traffic-groups/{name}/force-standby", response_class=Response)
-async def force_standby(request: Request, name: str) -> Response:
+async def force_standby(request: Request, name: NamePath) -> Response:
     acting = await _acting(request)
     answer = await acting.caller.send("POST", f"/api/failover/traffic-groups/{segment(name)}/force-standby")
     return _said(request, acting, answer, f"{name}: this device stands by; the next device takes it")
@@ -54,7 +56,7 @@ async def device_state(request: Request, state: str) -> Response:
 
 
 @router.post("/device-groups/{name}/sync", response_class=Response)
-async def sync(request: Request, name: str) -> Response:
+async def sync(request: Request, name: NamePath) -> Response:
     acting = await _acting(request)
     device = await acting.caller.get("/api/device")
     if not device.ok:
@@ -65,8 +67,9 @@ async def sync(request: Request, name: str) -> Response:
 
 
 @router.post("/peers/offer", response_class=Response)
-async def peering_offer(request: Request, name: Annotated[str, Form(max_length=64)] = "") -> Response:
+async def peering_offer(request: Request) -> Response:
     acting = await _acting(request)
+    name = (await form_of(request)).get("name", "")
     body: dict[str, Any] = {"authentication": {"generate_passphrase": True}}
     if name:
         body["name"] = name
@@ -83,34 +86,44 @@ async def create(request: Request, kind: str) -> Response:
     spec = FORMS.get(kind)
     if spec is None:
         return acting.renderer.flash(request, f"unknown form {kind!r}", "error", status=404)
-    form = await request.form()
-    values = {key: str(value) for key, value in form.items() if key in spec.fields}
+    values = await _values(request, spec)
     body, path = spec.request(values)
     answer = await acting.caller.send("POST", path, body)
     return _form_answer(request, acting, spec, values, answer, created=True)
 
 
 @router.post("/objects/{kind}/{partition}/{name}", response_class=Response)
-async def update(request: Request, kind: str, partition: str, name: str) -> Response:
+async def update(request: Request, kind: str, partition: NamePath, name: NamePath) -> Response:
     """Change a pool or a virtual server from its page's form."""
     acting = await _acting(request)
-    spec = FORMS.get(kind)
-    if spec is None or spec.collection is None:
+    spec = _object_form(kind)
+    if spec is None:
         return acting.renderer.flash(request, f"unknown form {kind!r}", "error", status=404)
-    form = await request.form()
-    values = {key: str(value) for key, value in form.items() if key in spec.fields}
+    values = await _values(request, spec)
     body, _ = spec.request(values | {"partition": partition, "name": name})
     changes = {k: v for k, v in body.items() if k not in ("partition", "name")}
-    answer = await acting.caller.send("PATCH", f"/api/{spec.collection}/{segment(partition)}/{segment(name)}",
-                                      changes)
+    answer = await acting.caller.send("PATCH", spec.item_path(partition, name), changes)
     return _form_answer(request, acting, spec, values | {"partition": partition, "name": name}, answer,
                         created=False)
+
+
+def _object_form(kind: str) -> FormSpec | None:
+    """The form of a kind of object that is changed and deleted by partition and name (pool, virtual)."""
+    spec = FORMS.get(kind)
+    return spec if spec is not None and spec.collection is not None else None
+
+
+async def _values(request: Request, spec: FormSpec) -> dict[str, str]:
+    """The form's values of the spec's fields (anything else sent is left out; a checkbox not sent is off)."""
+    form = await form_of(request)
+    return {key: value for key, value in form.items() if key in spec.fields} | {
+        box: form.get(box, "") for box in spec.checkboxes}
 
 
 def _form_answer(request: Request, acting: Acting, spec: FormSpec, values: dict[str, str], answer: Answer,
                  created: bool) -> Response:
     if answer.ok:
-        shown = {} if created else values
+        shown = {} if created else answer.body  # what the device now holds
         done = f"{spec.title} {spec.described(values)} {'created' if created else 'saved'}"
         return acting.renderer.page(request, spec.template, user=acting.user, values=shown, errors={},
                                     editing=not created, flash=done, flash_kind="ok", choices=spec.choices)
@@ -120,22 +133,22 @@ def _form_answer(request: Request, acting: Acting, spec: FormSpec, values: dict[
 
 
 @router.post("/delete/{kind}/{partition}/{name}", response_class=Response)
-async def delete(request: Request, kind: str, partition: str, name: str) -> Response:
+async def delete(request: Request, kind: str, partition: NamePath, name: NamePath) -> Response:
     acting = await _acting(request)
-    spec = FORMS.get(kind)
-    if spec is None or spec.collection is None:
+    spec = _object_form(kind)
+    if spec is None:
         return acting.renderer.flash(request, f"unknown kind {kind!r}", "error", status=404)
-    answer = await acting.caller.send("DELETE", f"/api/{spec.collection}/{segment(partition)}/{segment(name)}")
+    answer = await acting.caller.send("DELETE", spec.item_path(partition, name))
     if answer.ok:
         return Response(status_code=200, headers={"HX-Redirect": f"{PATH}/traffic"})
     return acting.renderer.flash(request, answer.message, "error", status=answer.status)
 
 
 @router.post("/members/{partition}/{pool}/{member}", response_class=Response)
-async def member(request: Request, partition: str, pool: str, member: str,
-                 state: Annotated[str, Form(max_length=16)]) -> Response:
+async def member(request: Request, partition: NamePath, pool: NamePath, member: MemberPath) -> Response:
     """Enable, disable, drain or remove (`state` delete) a pool member."""
     acting = await _acting(request)
+    state = (await form_of(request)).get("state", "")
     path = f"/api/pools/{segment(partition)}/{segment(pool)}/members/{segment(member)}"
     if state == "delete":
         answer = await acting.caller.send("DELETE", path)

@@ -2,14 +2,17 @@
 validation, refusal and audit record is the API's."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
+from fastapi import Path
 from starlette.types import ASGIApp
 
+from tandem.models.fields import NAME_PATTERN
+
 USER_AGENT = "tandem-console"
-"""What the audit trail names as the client of the console's calls."""
+"""What the console's calls to the API say they are."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,13 @@ class Answer:
         return error.get("target") if isinstance(error, dict) else None
 
 
+NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
+"""A partition's or an object's name in a console path, as the API's names go."""
+
+
 def segment(value: str) -> str:
-    """One path segment, quoted."""
-    return quote(value, safe="")
+    """One path segment, quoted (`.` and `..` too: a client would otherwise take them as steps in the path)."""
+    return value.replace(".", "%2E") if value in (".", "..") else quote(value, safe="")
 
 
 class DeviceApi:

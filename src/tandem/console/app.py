@@ -1,20 +1,23 @@
 """The console's application and where it sits: `Dispatch` hands /ui and / to it and everything else to the
 API, and the console calls the API in process (`DeviceApi`) as the signed-in user."""
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tandem.console import actions, pages
 from tandem.console.api import DeviceApi
-from tandem.console.live import Streams
+from tandem.console.live import Shown, Streams
 from tandem.console.rendering import Renderer
-from tandem.console.session import PATH, NeedsLogin, Refused
+from tandem.console.session import PATH, NeedsLogin, Refused, check_body
 
 HERE = Path(__file__).parent
+log = logging.getLogger("tandem.console")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = {
@@ -33,6 +36,7 @@ def create_console(api: ASGIApp) -> FastAPI:
     console.state.api = DeviceApi(api)
     console.state.renderer = Renderer(HERE / "templates")
     console.state.streams = Streams()
+    console.state.shown = Shown()
     console.mount(f"{PATH}/static", StaticFiles(directory=HERE / "static"), name="static")
     console.include_router(pages.router)
     console.include_router(actions.router)
@@ -44,7 +48,13 @@ def create_console(api: ASGIApp) -> FastAPI:
 
     @console.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
+        """Every answer with the security headers; a body the console does not take refused before it is read."""
+        try:
+            check_body(request)
+        except Refused as refused:
+            response = Response(refused.message, status_code=refused.status)
+        else:
+            response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         if not request.url.path.startswith(f"{PATH}/static/"):
             response.headers["Cache-Control"] = "no-store"
@@ -59,6 +69,17 @@ def create_console(api: ASGIApp) -> FastAPI:
     @console.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> Response:
         return request.app.state.renderer.flash(request, error.message, "error", status=error.status)
+
+    @console.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> Response:
+        where = ".".join(str(part) for part in error.errors()[0].get("loc", ())) if error.errors() else "request"
+        return request.app.state.renderer.flash(request, f"refused: {where} is not valid here", "error", status=422)
+
+    @console.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> Response:
+        log.exception("the console failed on %s %s", request.method, request.url.path, exc_info=error)
+        return request.app.state.renderer.flash(request, "the console failed on this request: see the device's log",
+                                                "error", status=500)
 
     return console
 

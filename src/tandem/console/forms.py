@@ -14,21 +14,26 @@ Body = dict[str, Any]
 
 def _number(text: str) -> int | str:
     """A number as a number; anything else as typed, for the API to refuse at its field."""
-    return int(text) if text.strip().isdigit() else text
+    return int(text) if re.fullmatch(r"[0-9]{1,9}", text.strip()) else text
 
 
 def _given(values: dict[str, str], names: tuple[str, ...]) -> Body:
     return {name: values[name] for name in names if values.get(name, "") != ""}
 
 
+def _described(values: dict[str, str]) -> Body:
+    """A description as given, empty included (emptying it is a change)."""
+    return {"description": values["description"]} if "description" in values else {}
+
+
 def _pool(values: dict[str, str]) -> tuple[Body, str]:
-    body = _given(values, ("partition", "name", "lb_method", "persistence", "description"))
+    body = _given(values, ("partition", "name", "lb_method", "persistence")) | _described(values)
     body["monitor"] = values.get("monitor") or None
     return body, "/api/pools"
 
 
 def _virtual(values: dict[str, str]) -> tuple[Body, str]:
-    body = _given(values, ("partition", "name", "address", "protocol", "traffic_group", "description"))
+    body = _given(values, ("partition", "name", "address", "protocol", "traffic_group")) | _described(values)
     if values.get("port", "") != "":
         body["port"] = _number(values["port"])
     body["pool"] = values.get("pool") or None
@@ -52,12 +57,15 @@ class FormSpec:
     collection: str | None
     """The API collection of its objects, changed and deleted by partition and name (None: a member's form
     only creates)."""
-    build: Callable[[dict[str, str]], tuple[Body, str]]
+    request: Callable[[dict[str, str]], tuple[Body, str]]
+    """The API body and collection path the form's values make."""
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    checkboxes: tuple[str, ...] = ()
+    """Its fields that a browser leaves out when unticked."""
 
-    def request(self, values: dict[str, str]) -> tuple[Body, str]:
-        """The API body and collection path the form's values make."""
-        return self.build(values)
+    def item_path(self, partition: str, name: str) -> str:
+        """The API path of one of its objects."""
+        return f"/api/{self.collection}/{segment(partition)}/{segment(name)}"
 
     def described(self, values: dict[str, str]) -> str:
         if "address" in values and "port" in values and "name" not in values:
@@ -71,7 +79,7 @@ FORMS: dict[str, FormSpec] = {
                      {"lb_method": get_args(LbMethod), "persistence": get_args(Persistence)}),
     "virtual": FormSpec("virtual server", ("partition", "name", "address", "port", "protocol", "pool",
                                            "traffic_group", "enabled", "description"),
-                        "form_virtual.html", "virtuals", _virtual, {"protocol": get_args(Protocol)}),
+                        "form_virtual.html", "virtuals", _virtual, {"protocol": get_args(Protocol)}, ("enabled",)),
     "member": FormSpec("member", ("pool", "address", "port", "state"), "form_member.html", None, _member,
                        {"state": get_args(MemberState)}),
 }

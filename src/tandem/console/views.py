@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tandem.console.api import Answer, DeviceApi
+from tandem.console.api import Answer, DeviceApi, segment
 
 EVENTS_SHOWN = 10
 TRAFFIC_PAGE = 200
@@ -73,10 +73,6 @@ class GroupRow:
     conflicts: tuple[str, ...]
     """The conflicts' and broken rules' messages."""
 
-    @property
-    def pending_changes(self) -> int:
-        return sum(member.pending_changes for member in self.members)
-
 
 @dataclass(frozen=True)
 class TrafficGroupMember:
@@ -96,6 +92,7 @@ class TrafficGroupRow:
     ha_order: tuple[str, ...]
     addresses: tuple[str, ...]
     members: tuple[TrafficGroupMember, ...]
+    """In HA order (members outside it last)."""
 
     @property
     def active_here(self) -> bool:
@@ -118,7 +115,6 @@ class PeerRow:
     name: str
     state: str
     addresses: tuple[str, ...]
-    partitions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -180,8 +176,10 @@ def traffic_groups_of(failover: dict[str, Any]) -> tuple[TrafficGroupRow, ...]:
         members = tuple(TrafficGroupMember(m["name"], m.get("state", ""), bool(m.get("alive")),
                                            bool(m.get("offline")), int(m.get("score", 100)), tuple(m.get("down", ())))
                         for m in group.get("members", []))
-        rows.append(TrafficGroupRow(group["name"], group.get("state", ""), group.get("active_device"),
-                                    tuple(group.get("ha_order", ())), tuple(group.get("addresses", ())), members))
+        order = tuple(group.get("ha_order", ()))
+        ranked = tuple(sorted(members, key=lambda m: order.index(m.name) if m.name in order else len(order)))
+        rows.append(TrafficGroupRow(group["name"], group.get("state", ""), group.get("active_device"), order,
+                                    tuple(group.get("addresses", ())), ranked))
     return tuple(rows)
 
 
@@ -196,24 +194,28 @@ def peers_of(answer: Answer) -> tuple[PeerRow, ...]:
     for peer in _records(answer):
         status = peer.get("status") or {}
         addresses = (peer.get("remote") or {}).get("ip_addresses") or ()
-        partitions = peer.get("initial_allowed_partitions") or ()
-        rows.append(PeerRow(peer.get("name") or peer.get("uuid", ""), status.get("state", ""), tuple(addresses),
-                            tuple(partitions)))
+        rows.append(PeerRow(peer.get("name") or peer.get("uuid", ""), status.get("state", ""), tuple(addresses)))
     return tuple(rows)
 
 
 def agents_of(answer: Answer) -> tuple[AgentRow, ...]:
+    """The leases' holders with what they publish in them (anyone who may take a lease writes its data: what
+    is not of the expected shape is left out)."""
     rows = []
     for lease in _records(answer):
-        data = lease.get("data") if isinstance(lease.get("data"), dict) else {}
-        problems = {**(data.get("source_errors") or {}), **(data.get("problems") or {})}
-        owned = data.get("owned")
-        rows.append(AgentRow(lease["partition"], lease["name"], lease.get("holder", ""), bool(lease.get("expired")),
-                             str(data.get("source") or ""),
-                             int(owned) if isinstance(owned, int) else None, str(data.get("error") or ""),
-                             int(data.get("problem_count") or 0),
+        data = _mapping(lease.get("data"))
+        problems = {**_mapping(data.get("source_errors")), **_mapping(data.get("problems"))}
+        owned, count = data.get("owned"), data.get("problem_count")
+        rows.append(AgentRow(str(lease.get("partition", "")), str(lease.get("name", "")), str(lease.get("holder", "")),
+                             bool(lease.get("expired")), str(data.get("source") or ""),
+                             owned if isinstance(owned, int) else None, str(data.get("error") or ""),
+                             count if isinstance(count, int) else len(problems),
                              tuple(f"{key}: {text}" for key, text in problems.items())))
     return tuple(rows)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ async def cluster_part(caller: Caller) -> ClusterPart:
     problems = [f"{what}: {answer.message}" for what, answer in (
         ("device", info), ("devices", devices), ("device groups", groups), ("peers", peers), ("agents", leases))
         if not answer.ok]
-    statuses = await asyncio.gather(*(caller.get(f"/api/device-groups/{g['name']}/status")
+    statuses = await asyncio.gather(*(caller.get(f"/api/device-groups/{segment(g['name'])}/status")
                                       for g in _records(groups)))
     problems += [f"device group: {s.message}" for s in statuses if not s.ok]
     device = info.body if info.ok else {}
@@ -331,7 +333,6 @@ class VirtualRow:
     """This device serves it now (it is active for its traffic group)."""
     error: str
     connections_current: int
-    connections_total: int
     rate: float | None
     """New connections per second over the last second (None: not known yet)."""
     spark: str
@@ -421,7 +422,7 @@ async def traffic(caller: Caller, partition: str | None, after: str | None, rate
         rows.append(VirtualRow(v["partition"], v["name"], v["address"], int(v["port"]), v.get("protocol", "tcp"),
                                v.get("pool"), v.get("traffic_group", ""), bool(v.get("enabled", True)),
                                stats is not None, str(error), int(stats.get("connections_current", 0)) if stats else 0,
-                               total, rate, rates.spark(key) if rates is not None else ""))
+                               rate, rates.spark(key) if rates is not None else ""))
     pool_stats: dict[str, Any] = dataplane.get("pools", {})
     pool_rows = []
     for p in _records(pools):

@@ -18,11 +18,25 @@
     }
   });
   document.addEventListener("htmx:sseError", function () { state("reconnecting…", false); });
+  // An action the device did not answer: say so where actions answer (every answer of the device, errors
+  // included, is swapped in where it says).
+  document.addEventListener("htmx:sendError", function () {
+    var flash = document.getElementById("flash");
+    if (!flash) { return; }
+    var message = document.createElement("div");
+    message.className = "flash error";
+    message.setAttribute("role", "alert");
+    message.textContent = "The device did not answer: the action may not have been carried out. Check the page before trying again.";
+    flash.replaceChildren(message);
+  });
   document.addEventListener("htmx:sseClose", function (event) {
     if (event.detail && event.detail.type === "message") { window.location.assign("/ui/login"); }
   });
-  // A form's answer replaced it: give the keyboard back to its first field in error, or to the form.
-  document.addEventListener("htmx:afterSwap", function () {
+  // A form's answer replaced it: give the keyboard to its first field in error (only after the user's own
+  // request: a live update never moves the focus).
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var form = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (!form || form.tagName !== "FORM") { return; }
     var invalid = document.querySelector("form [aria-invalid=true]");
     if (invalid) { invalid.focus(); }
   });
