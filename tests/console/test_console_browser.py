@@ -196,7 +196,7 @@ def test_a_pool_member_created_is_listed_with_its_health(browser: WebDriver, lab
             lambda b: b.find_element(By.CSS_SELECTOR, f"{row} .badge").text == "up")
         with clients_of(lab):  # connections to the virtual server: its rate and sparkline move
             wait(browser, 15).until(lambda b: len(b.find_element(
-                By.CSS_SELECTOR, "[data-virtual='/Common/www'] polyline").get_attribute("points").split()) >= 5)
+                By.CSS_SELECTOR, "[data-virtual='/Common/www'] polyline").get_attribute("points").split()) >= 8)
         assert fits_the_width(browser)
         full_page_screenshot(browser, DOCS / "console-traffic.png")
         browser.find_element(By.CSS_SELECTOR, f"{row} button.danger").click()

@@ -311,7 +311,8 @@ def test_what_the_console_refuses_before_reading_it(device: RunningDevice) -> No
                           headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert chunked.status_code == 411
     signed, csrf = signed_in(device)
-    dotted = signed.post("/ui/actions/members/Common/web/%2E%2E", headers={"X-CSRF-Token": csrf}, data={"state": "delete"})
+    dotted = signed.post("/ui/actions/members/Common/web/%2E%2E", headers={"X-CSRF-Token": csrf},
+                         data={"state": "delete"})
     assert dotted.status_code == 422 and "member" in dotted.text, dotted.text
 
 

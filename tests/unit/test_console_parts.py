@@ -72,7 +72,7 @@ def test_rates_and_the_sparkline() -> None:
     assert rates.sample("/Common/www", 150, 11.0) == 50.0
     assert rates.sample("/Common/www", 150, 12.0) == 0.0
     points = rates.spark("/Common/www").split()
-    assert len(points) == 2 and points[0].endswith(",1.0") and points[1] == "60.0,16.0"
+    assert len(points) == 2 and points[0].endswith(",1.0") and points[1] == "90.0,20.0"
     assert rates.sample("/Common/www", 10, 13.0) is None  # the counters started again (a restart)
     for second in range(14, 14 + 2 * SPARK_POINTS):
         rates.sample("/Common/www", 10 + second, float(second))

@@ -16,6 +16,7 @@ TRAFFIC_PAGE = 200
 """Virtual servers on one page of the traffic page (the next page follows the API's cursor)."""
 SPARK_POINTS = 30
 """Samples (one a second) in a virtual server's sparkline."""
+SPARK_WIDTH, SPARK_HEIGHT = 90, 20
 
 
 @dataclass(frozen=True)
@@ -374,14 +375,16 @@ class Rates:
         return rate
 
     def spark(self, key: str) -> str:
-        """SVG polyline points in a box 60 wide and 16 high, scaled to the highest rate shown."""
+        """SVG polyline points in a box `SPARK_WIDTH` by `SPARK_HEIGHT`, the last point at the right, scaled to
+        the highest rate shown."""
         values = self.history.get(key)
         if not values or len(values) < 2:
             return ""
         top = max(values) or 1.0
-        step = 60 / (SPARK_POINTS - 1)
+        step = SPARK_WIDTH / (SPARK_POINTS - 1)
         start = SPARK_POINTS - len(values)
-        return " ".join(f"{(start + i) * step:.1f},{16 - 15 * v / top:.1f}" for i, v in enumerate(values))
+        return " ".join(f"{(start + i) * step:.1f},{SPARK_HEIGHT - (SPARK_HEIGHT - 1) * v / top:.1f}"
+                        for i, v in enumerate(values))
 
 
 def _health(stats: dict[str, Any] | None, member: MemberRow) -> tuple[str, int]:
