@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from tandem.console.api import Answer, NamePath, segment
 from tandem.console.forms import FORMS, FormSpec, field_errors
 from tandem.console.rendering import Renderer
-from tandem.console.session import PATH, ConsoleUser, checked_write, form_of, signed_in, source
+from tandem.console.session import PATH, ConsoleUser, Refused, checked_write, form_of, signed_in, source
 from tandem.console.views import Caller
 
 router = APIRouter(prefix=f"{PATH}/actions", include_in_schema=False)
@@ -50,7 +50,7 @@ async def force_standby(request: Request, name: NamePath) -> Response:
 async def device_state(request: Request, state: str) -> Response:
     acting = await _acting(request)
     if state not in ("offline", "online"):
-        return acting.renderer.flash(request, f"unknown state {state!r}", "error", status=404)
+        raise Refused(404, f"a device is brought offline or online, not {state!r}")
     answer = await acting.caller.send("POST", f"/api/failover/{state}")
     return _said(request, acting, answer, f"this device is now {state}")
 
@@ -85,7 +85,7 @@ async def create(request: Request, kind: str) -> Response:
     acting = await _acting(request)
     spec = FORMS.get(kind)
     if spec is None:
-        return acting.renderer.flash(request, f"unknown form {kind!r}", "error", status=404)
+        raise Refused(404, f"no form {kind!r}")
     values = await _values(request, spec)
     body, path = spec.request(values)
     answer = await acting.caller.send("POST", path, body)
@@ -97,8 +97,6 @@ async def update(request: Request, kind: str, partition: NamePath, name: NamePat
     """Change a pool or a virtual server from its page's form."""
     acting = await _acting(request)
     spec = _object_form(kind)
-    if spec is None:
-        return acting.renderer.flash(request, f"unknown form {kind!r}", "error", status=404)
     values = await _values(request, spec)
     body, _ = spec.request(values | {"partition": partition, "name": name})
     changes = {k: v for k, v in body.items() if k not in ("partition", "name")}
@@ -107,10 +105,12 @@ async def update(request: Request, kind: str, partition: NamePath, name: NamePat
                         created=False)
 
 
-def _object_form(kind: str) -> FormSpec | None:
+def _object_form(kind: str) -> FormSpec:
     """The form of a kind of object that is changed and deleted by partition and name (pool, virtual)."""
     spec = FORMS.get(kind)
-    return spec if spec is not None and spec.collection is not None else None
+    if spec is None or spec.collection is None:
+        raise Refused(404, f"no objects of kind {kind!r} are changed here")
+    return spec
 
 
 async def _values(request: Request, spec: FormSpec) -> dict[str, str]:
@@ -136,8 +136,6 @@ def _form_answer(request: Request, acting: Acting, spec: FormSpec, values: dict[
 async def delete(request: Request, kind: str, partition: NamePath, name: NamePath) -> Response:
     acting = await _acting(request)
     spec = _object_form(kind)
-    if spec is None:
-        return acting.renderer.flash(request, f"unknown kind {kind!r}", "error", status=404)
     answer = await acting.caller.send("DELETE", spec.item_path(partition, name))
     if answer.ok:
         return Response(status_code=200, headers={"HX-Redirect": f"{PATH}/traffic"})
