@@ -10,10 +10,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tandem.console.api import Answer, DeviceApi, segment
+from tandem.models.api import CONSOLE_PATH
 
 EVENTS_SHOWN = 10
 TRAFFIC_PAGE = 200
-"""Virtual servers on one page of the traffic page (the next page follows the API's cursor)."""
+"""Virtual servers on one page of the traffic page (the next page follows the API's cursor), and pools shown
+(the first of the partition: a pool's own page has the rest)."""
 SPARK_POINTS = 30
 """Samples (one a second) in a virtual server's sparkline."""
 SPARK_WIDTH, SPARK_HEIGHT = 90, 20
@@ -53,7 +55,7 @@ class DeviceRow:
 
     @property
     def console_url(self) -> str:
-        return self.management_url.rstrip("/") + "/ui/"
+        return f"{self.management_url.rstrip('/')}{CONSOLE_PATH}/"
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,14 @@ class VirtualRow:
     def key(self) -> str:
         return f"/{self.partition}/{self.name}"
 
+    @property
+    def pool_page(self) -> str | None:
+        """Its pool's page in the console (a pool named without partition is in the virtual server's)."""
+        if not self.pool:
+            return None
+        return f"{CONSOLE_PATH}/pools{self.pool}" if self.pool.startswith("/") else \
+            f"{CONSOLE_PATH}/pools/{self.partition}/{self.pool}"
+
 
 @dataclass(frozen=True)
 class Traffic:
@@ -353,6 +363,8 @@ class Traffic:
     next_after: str | None
     active: dict[str, str | None]
     """The active device of each traffic group."""
+    more_pools: bool
+    """Pools beyond the `TRAFFIC_PAGE` shown."""
     problems: tuple[str, ...]
     signed_out: bool = False
 
@@ -406,7 +418,7 @@ async def traffic(caller: Caller, partition: str | None, after: str | None, rate
     pool_filters = {"partition": partition} if partition else {}
     partitions, virtuals, pools, served, failover = await asyncio.gather(
         caller.get("/api/partitions"), caller.get("/api/virtuals", **filters),
-        caller.get("/api/pools", limit=10_000, **pool_filters), caller.get("/api/dataplane"),
+        caller.get("/api/pools", limit=TRAFFIC_PAGE, **pool_filters), caller.get("/api/dataplane"),
         caller.get("/api/failover/status"))
     problems = [f"{what}: {answer.message}" for what, answer in (
         ("partitions", partitions), ("virtual servers", virtuals), ("pools", pools), ("failover", failover))
@@ -440,7 +452,8 @@ async def traffic(caller: Caller, partition: str | None, after: str | None, rate
     following = virtuals.body.get("next") if virtuals.ok else None
     active = {g.name: g.active_device for g in traffic_groups_of(failover.body if failover.ok else {})}
     return Traffic(tuple(r["name"] for r in _records(partitions)), partition, tuple(rows), tuple(pool_rows),
-                   next_cursor(following), active, tuple(problems), signed_out=virtuals.status == 401)
+                   next_cursor(following), active, bool(pools.ok and pools.body.get("next")), tuple(problems),
+                   signed_out=virtuals.status == 401)
 
 
 def next_cursor(following: Any) -> str | None:
