@@ -1,9 +1,10 @@
 """The nftables engine: tcp and udp virtual servers served by the kernel (no copy through user space).
 
-`apply` renders the table `inet tandem` (`nftables_rules`) and writes it in one nftables transaction (`nft -j -f
-FILE`, JSON: never a moment with half a ruleset, nothing else on the host touched). Pools'
-monitors run here as in the builtin engine; a member's change of health writes the table again. Counters
-(connections per virtual server and member) are the table's named counters, read when asked for.
+`apply` renders the table `inet tandem` (`nftables_rules`) and writes it in two nftables transactions (`nft -j -f
+FILE`, JSON; nothing else on the host touched): the first makes the new chains, the second points the table's
+base chains at them, so packets never meet half a ruleset. Pools' monitors run here as in the builtin engine; a
+member's change of health writes the table again. Counters (connections per virtual server and member) are the
+table's named counters, read when asked for.
 """
 
 import asyncio
@@ -157,9 +158,11 @@ class NftablesEngine:
     async def _write(self) -> None:
         self._dirty = False
         ruleset = render(self._wanted.values(), self._health)
-        if ruleset != self._written or self._refusal is not None:  # (the same table is not written again)
+        # (the same table is not written again, unless what it retired is left to delete)
+        if ruleset != self._written or self._refusal is not None:
             try:
-                await nft(self.binary, commands=ruleset.commands(self._written))
+                for commands in ruleset.transactions(self._written):
+                    await nft(self.binary, commands=commands)
             except NftError as error:
                 message = f"not served: nftables refused the table: {error}"
                 if message != self._refusal:
@@ -169,7 +172,7 @@ class NftablesEngine:
                 return
             if self._refusal is not None:
                 self.events.record("recovered", "the table wanted is written")
-            self._written, self._refusal = ruleset, None
+            self._written, self._refusal = ruleset.written_after(self._written), None
         self.errors = dict(ruleset.errors)
         if not _forwarding():  # looked at again every RETRY seconds until it is on
             self.errors |= {key: NOT_FORWARDING for key in self._wanted

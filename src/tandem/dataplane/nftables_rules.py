@@ -8,16 +8,26 @@ persistence, `source-hash`), each member owning a range as wide as its weight; a
 connection and translates its destination. Members out of service (disabled, draining, weight 0, or down
 by their monitor) have no range: their connections already translated keep going (conntrack holds the
 translation). With `snat` automap a rule of the `postrouting` chain gives the virtual server's
-connections its source address. Chains and counters are named from a hash of what they stand for, so a
-counter keeps its count when the rest of the table changes (`Ruleset.commands` replaces rules, not
-counters).
+connections its source address.
+
+A packet must never meet a map in the transaction that makes or deletes it. The kernel picks a chain's rules
+by the generation current when the packet enters the chain, but a map's elements answer by the generation
+current at the lookup, and a new interval map answers lookups only once its transaction is done: in both
+cases the first packet of a connection can find no member, leave without NAT, and get a reset from the device.
+So chains other than the base chains are named from a hash of their rules and never rewritten: a change of a
+virtual server makes new chains in one transaction, and a second points the base chains at them
+(`Ruleset.transactions`); chains (and counters) no longer used are kept, untouched, until the next change
+deletes them (`Ruleset.retired_chains`). Counters are named from what they count and never replaced, so a count
+survives changes.
 """
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from typing import Any
+
+import orjson
 
 from tandem.dataplane.engine import ServedMember, ServedVirtual
 from tandem.models.resources import LAYER4
@@ -49,42 +59,72 @@ class Counted:
     member: str | None = None
 
 
+Rules = list[list[dict[str, Any]]]
+
+
 @dataclass
 class Ruleset:
     """The table's content for a set of virtual servers: its chains (name → rules) and counters."""
 
-    chains: dict[str, list[list[dict[str, Any]]]] = field(default_factory=lambda: {name: [] for name in BASE_CHAINS})
+    chains: dict[str, Rules] = field(default_factory=lambda: {name: [] for name in BASE_CHAINS})
     counters: dict[str, Counted] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     """Virtual servers (by key) this engine does not serve, and why."""
+    retired_chains: frozenset[str] = frozenset()
+    retired_counters: frozenset[str] = frozenset()
+    """Chains and counters the table still holds, unused since the last transaction (the next deletes them)."""
 
-    def commands(self, previous: "Ruleset | None") -> list[dict[str, Any]]:
-        """One nftables transaction taking the table from `previous` (None: unknown, the table is made anew)
-        to this ruleset: the rules of every chain replaced, counters in use kept, those no longer used
-        deleted."""
-        table = {"family": FAMILY, "name": TABLE}
-        commands: list[dict[str, Any]] = [{"add": {"table": table}}]
+    def add_chain(self, rules: Rules) -> str:
+        """Add a chain of `rules`, named from them (the same rules: the same chain); its name."""
+        name = name_of("chain", orjson.dumps(rules, option=orjson.OPT_SORT_KEYS).decode())
+        self.chains[name] = rules
+        return name
+
+    def written_after(self, previous: "Ruleset | None") -> "Ruleset":
+        """This ruleset as the table holds it once `transactions(previous)` are committed: what `previous` used
+        and this one does not is retired."""
         if previous is None:
-            commands += [{"delete": {"table": table}}, {"add": {"table": table}}]
+            return replace(self, retired_chains=frozenset(), retired_counters=frozenset())
+        return replace(self, retired_chains=frozenset(previous.chains.keys() - self.chains.keys()),
+                       retired_counters=frozenset(previous.counters.keys() - self.counters.keys()))
+
+    def transactions(self, previous: "Ruleset | None") -> list[list[dict[str, Any]]]:
+        """The nftables transactions taking the table from `previous` (as written, with what it retired; None:
+        unknown, the table is made anew) to this ruleset, in order. The first adds the chains not in the table,
+        with their rules, and the counters, and deletes what `previous` retired and this ruleset does not use
+        again; the second replaces the base chains' rules, so the new chains are reached only once made."""
+        table = {"family": FAMILY, "name": TABLE}
+        making: list[dict[str, Any]] = [{"add": {"table": table}}]
+        present: set[str] = set()
+        if previous is None:
+            making += [{"delete": {"table": table}}, {"add": {"table": table}}]
         else:
-            commands.append({"flush": {"table": table}})
-        for name, chain in BASE_CHAINS.items():
-            commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name, **chain}}})
-        for name in self.counters:
-            commands.append({"add": {"counter": {"family": FAMILY, "table": TABLE, "name": name}}})
-        for name in self.chains:
-            if name not in BASE_CHAINS:
-                commands.append({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name}}})
-        for name, rules in self.chains.items():
-            for expressions in rules:
-                commands.append({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": name,
-                                                  "expr": expressions}}})
-        if previous is not None:
-            for name in previous.chains.keys() - self.chains.keys():
-                commands.append({"delete": {"chain": {"family": FAMILY, "table": TABLE, "name": name}}})
-            for name in previous.counters.keys() - self.counters.keys():
-                commands.append({"delete": {"counter": {"family": FAMILY, "table": TABLE, "name": name}}})
-        return commands
+            present = previous.chains.keys() | previous.retired_chains
+            gone = previous.retired_chains - self.chains.keys()
+            making += [{"flush": {"chain": _chain(name)}} for name in gone]  # (their gotos go first)
+            making += [{"delete": {"chain": _chain(name)}} for name in gone]
+            making += [{"delete": {"counter": _counter(name)}}
+                       for name in previous.retired_counters - self.counters.keys()]
+        making += [{"add": {"chain": _chain(name) | chain}} for name, chain in BASE_CHAINS.items()]
+        making += [{"add": {"counter": _counter(name)}} for name in self.counters]
+        added = [name for name in self.chains if name not in BASE_CHAINS and name not in present]
+        making += [{"add": {"chain": _chain(name)}} for name in added]
+        making += _rules(added, self.chains)
+        pointing = [{"flush": {"chain": _chain(name)}} for name in BASE_CHAINS] + _rules(BASE_CHAINS, self.chains)
+        return [making, pointing]
+
+
+def _rules(names: Iterable[str], chains: dict[str, Rules]) -> list[dict[str, Any]]:
+    return [{"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": name, "expr": expressions}}}
+            for name in names for expressions in chains[name]]
+
+
+def _counter(name: str) -> dict[str, Any]:
+    return {"family": FAMILY, "table": TABLE, "name": name}
+
+
+def _chain(name: str) -> dict[str, Any]:
+    return {"family": FAMILY, "table": TABLE, "name": name}
 
 
 def _match(left: dict[str, Any], right: Any) -> dict[str, Any]:
@@ -111,21 +151,21 @@ def render(virtuals: Iterable[ServedVirtual], health: Callable[[str, str], str])
             ruleset.errors[virtual.key] = NOT_LAYER4
             continue
         family = _family(virtual.address)
-        chain = name_of("virtual", virtual.key)
-        ruleset.counters[chain] = Counted(virtual.key)
-        rules: list[list[dict[str, Any]]] = [[{"counter": chain}]]
+        counter = name_of("virtual", virtual.key)
+        ruleset.counters[counter] = Counted(virtual.key)
+        rules: Rules = [[{"counter": counter}]]
         pool = virtual.pool
         ranges: list[tuple[int, int, str]] = []
         total = 0
         for member in pool.members if pool is not None else ():
             if _family(member.address) != family:  # NAT cannot change the family
                 continue
-            member_chain = name_of("member", virtual.key, member.key)  # kept while out of service: its count too
-            ruleset.counters[member_chain] = Counted(virtual.key, member.key)
-            ruleset.chains[member_chain] = [
-                [{"counter": member_chain}],
+            member_counter = name_of("member", virtual.key, member.key)  # kept while out of service: its count too
+            ruleset.counters[member_counter] = Counted(virtual.key, member.key)
+            member_chain = ruleset.add_chain([
+                [{"counter": member_counter}],
                 [_match({"meta": {"key": "l4proto"}}, virtual.protocol),
-                 {"dnat": {"family": family, "addr": member.address, "port": member.port}}]]
+                 {"dnat": {"family": family, "addr": member.address, "port": member.port}}]])
             if pool is not None and _eligible(member, health(pool.key, member.key)):
                 ranges.append((total, total + member.weight - 1, member_chain))
                 total += member.weight
@@ -141,7 +181,7 @@ def render(virtuals: Iterable[ServedVirtual], health: Callable[[str, str], str])
             entries = [[{"range": [low, high]} if high > low else low, {"goto": {"target": target}}]
                        for low, high, target in ranges]
             rules.append([{"vmap": {"key": key, "data": {"set": entries}}}])
-        ruleset.chains[chain] = rules
+        chain = ruleset.add_chain(rules)
         destination = [_match({"payload": {"protocol": family, "field": "daddr"}}, virtual.address),
                        _match({"payload": {"protocol": virtual.protocol, "field": "dport"}}, virtual.port)]
         for hook in ("prerouting", "output"):
