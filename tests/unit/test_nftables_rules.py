@@ -55,6 +55,23 @@ def test_a_change_makes_its_chains_first_and_then_points_the_base_chains_at_them
         {"goto": {"target": new_chain}}] * 2
 
 
+def test_a_change_with_no_new_map_is_one_transaction() -> None:
+    """(a member out of service, leaving one: the virtual server's chain goes to it without a map)"""
+    _, before = write(ruleset((2, 1)), None)
+    (only,), _ = write(ruleset((0, 1)), before)
+    made = touched(only)
+    assert made["flush chain"] == set(BASE_CHAINS) and len(made["add chain"] - set(BASE_CHAINS)) == 1
+
+
+def test_a_table_in_an_unknown_state_is_made_anew_in_one_transaction() -> None:
+    """(the first write, or one after a refusal: never a moment with the base chains empty)"""
+    rules = ruleset((2, 1))
+    (only,) = rules.transactions(None)
+    assert only[1] == {"delete": {"table": {"family": "inet", "name": "tandem"}}}
+    made = touched(only)
+    assert made["add chain"] == rules.chains.keys() and made["rule"] == rules.chains.keys() - {"postrouting"}
+
+
 def test_the_same_rules_are_the_same_chain_and_the_counters_keep_their_names() -> None:
     assert ruleset((2, 1)).chains == ruleset((2, 1)).chains
     assert ruleset((1, 1)).counters == ruleset((2, 1)).counters
@@ -62,7 +79,7 @@ def test_the_same_rules_are_the_same_chain_and_the_counters_keep_their_names() -
     assert write(ruleset((2, 1)), written)[1] == written  # nothing to write again
 
 
-def test_what_a_change_leaves_unused_is_deleted_by_the_next_change_only() -> None:
+def test_what_a_change_leaves_unused_is_deleted_by_the_next_write_only() -> None:
     _, first = write(ruleset((1, 1), udp=True), None)
     (making, _), second = write(ruleset((2, 1)), first)
     assert not any("delete" in command for command in making)
@@ -77,8 +94,8 @@ def test_what_a_change_leaves_unused_is_deleted_by_the_next_change_only() -> Non
             if "counter" in command.get("delete", {})} == second.retired_counters
     assert third.retired_chains == second.chains.keys() - third.chains.keys()
 
-    (making, _), fourth = write(ruleset((2, 1)), third)  # a chain retired comes back: kept as it is
-    made = touched(making)
+    (only,), fourth = write(ruleset((2, 1)), third)  # a chain retired comes back: kept as it is (no new map)
+    made = touched(only)
     back = second.chains.keys() - set(BASE_CHAINS) - third.chains.keys()
     assert back and not back & (made["add chain"] | made["delete chain"] | made["rule"])
     assert fourth.retired_chains == third.chains.keys() - fourth.chains.keys()

@@ -163,6 +163,9 @@ class NftablesEngine:
             try:
                 for commands in ruleset.transactions(self._written):
                     await nft(self.binary, commands=commands)
+            except asyncio.CancelledError:
+                self._written = None  # (perhaps half way: the table is made anew next time)
+                raise
             except NftError as error:
                 message = f"not served: nftables refused the table: {error}"
                 if message != self._refusal:

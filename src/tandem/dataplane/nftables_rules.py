@@ -15,10 +15,10 @@ by the generation current when the packet enters the chain, but a map's elements
 current at the lookup, and a new interval map answers lookups only once its transaction is done: in both
 cases the first packet of a connection can find no member, leave without NAT, and get a reset from the device.
 So chains other than the base chains are named from a hash of their rules and never rewritten: a change of a
-virtual server makes new chains in one transaction, and a second points the base chains at them
-(`Ruleset.transactions`); chains (and counters) no longer used are kept, untouched, until the next change
-deletes them (`Ruleset.retired_chains`). Counters are named from what they count and never replaced, so a count
-survives changes.
+virtual server makes new chains in one transaction, and a second points the base chains at them (one does
+both when no new chain holds a map: `Ruleset.transactions`); chains (and counters) no longer used are kept,
+untouched, until the table's next write deletes them (`Ruleset.retired_chains`). Counters are named from what
+they count and never replaced, so a count survives changes.
 """
 
 import hashlib
@@ -89,10 +89,12 @@ class Ruleset:
                        retired_counters=frozenset(previous.counters.keys() - self.counters.keys()))
 
     def transactions(self, previous: "Ruleset | None") -> list[list[dict[str, Any]]]:
-        """The nftables transactions taking the table from `previous` (as written, with what it retired; None:
-        unknown, the table is made anew) to this ruleset, in order. The first adds the chains not in the table,
-        with their rules, and the counters, and deletes what `previous` retired and this ruleset does not use
-        again; the second replaces the base chains' rules, so the new chains are reached only once made."""
+        """The nftables transactions taking the table from `previous` (as written, with what it retired) to this
+        ruleset, in order. The first adds the chains not in the table, with their rules, and the counters, and
+        deletes what `previous` retired and this ruleset does not use again; the second replaces the base chains'
+        rules, so the new chains are reached only once made. One transaction does both when no new chain looks
+        a packet up in a map, and when `previous` is None (the table's content unknown: the first write, or one
+        after a refusal), where it makes the table anew."""
         table = {"family": FAMILY, "name": TABLE}
         making: list[dict[str, Any]] = [{"add": {"table": table}}]
         present: set[str] = set()
@@ -101,16 +103,18 @@ class Ruleset:
         else:
             present = previous.chains.keys() | previous.retired_chains
             gone = previous.retired_chains - self.chains.keys()
-            making += [{"flush": {"chain": _chain(name)}} for name in gone]  # (their gotos go first)
-            making += [{"delete": {"chain": _chain(name)}} for name in gone]
-            making += [{"delete": {"counter": _counter(name)}}
+            making += [{"flush": {"chain": _named(name)}} for name in gone]  # (their gotos go first)
+            making += [{"delete": {"chain": _named(name)}} for name in gone]
+            making += [{"delete": {"counter": _named(name)}}
                        for name in previous.retired_counters - self.counters.keys()]
-        making += [{"add": {"chain": _chain(name) | chain}} for name, chain in BASE_CHAINS.items()]
-        making += [{"add": {"counter": _counter(name)}} for name in self.counters]
+        making += [{"add": {"chain": _named(name) | chain}} for name, chain in BASE_CHAINS.items()]
+        making += [{"add": {"counter": _named(name)}} for name in self.counters]
         added = [name for name in self.chains if name not in BASE_CHAINS and name not in present]
-        making += [{"add": {"chain": _chain(name)}} for name in added]
+        making += [{"add": {"chain": _named(name)}} for name in added]
         making += _rules(added, self.chains)
-        pointing = [{"flush": {"chain": _chain(name)}} for name in BASE_CHAINS] + _rules(BASE_CHAINS, self.chains)
+        pointing = [{"flush": {"chain": _named(name)}} for name in BASE_CHAINS] + _rules(BASE_CHAINS, self.chains)
+        if previous is None or not any(_looks_up(self.chains[name]) for name in added):
+            return [making + pointing]  # (no new map to reach too early; a table made anew is never without rules)
         return [making, pointing]
 
 
@@ -119,11 +123,13 @@ def _rules(names: Iterable[str], chains: dict[str, Rules]) -> list[dict[str, Any
             for name in names for expressions in chains[name]]
 
 
-def _counter(name: str) -> dict[str, Any]:
-    return {"family": FAMILY, "table": TABLE, "name": name}
+def _looks_up(rules: Rules) -> bool:
+    """Whether a chain of `rules` looks packets up in a map."""
+    return any("vmap" in expression for rule in rules for expression in rule)
 
 
-def _chain(name: str) -> dict[str, Any]:
+def _named(name: str) -> dict[str, Any]:
+    """A chain or counter of the table, by name, as a command names it."""
     return {"family": FAMILY, "table": TABLE, "name": name}
 
 
