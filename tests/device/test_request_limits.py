@@ -1,5 +1,5 @@
 """The management API bounds what a client holds before its request is in (docs/api.md, Limits): the
-request line and headers (431), the time to send them, and the connections open at once (503)."""
+request line and headers (431), the time to send them and the body, and the connections open at once (503)."""
 
 import asyncio
 import ssl
@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from devices import RunningDevice
-from tandem.api.http_limits import HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES
+from tandem.api.http_limits import BODY_TIMEOUT, HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES
 
 BIG = 32 << 20
 """Bytes of the header line the attack sends: buffered whole, two of them would grow the daemon by 64 MB and more."""
@@ -100,36 +100,43 @@ def test_head_limit_holds_for_each_request_of_a_keep_alive_connection(shared_dev
     _is_header_too_large(*second)
 
 
-def test_head_not_complete_in_time_is_closed(shared_device: RunningDevice) -> None:
-    """Slowloris: a connection that sends nothing, and one that sends a header a second, are both closed."""
+def test_head_or_body_not_complete_in_time_is_closed(shared_device: RunningDevice) -> None:
+    """Slowloris: a connection that sends nothing, one that sends a header a second, and one that sends its body a
+    byte a second are all closed."""
 
-    async def closed_after(trickle: bool) -> float:
+    async def closed_after(first: bytes, trickled: bytes, timeout: float) -> float:
         start = time.monotonic()
         reader, writer = await _connect(shared_device)
         try:
-            if trickle:
-                writer.write(b"GET /api/health HTTP/1.1\r\nHost: device\r\n")
+            writer.write(first)
 
             async def send_slowly() -> None:
-                for index in range(int(HEAD_TIMEOUT) + 30):
+                for index in range(int(timeout) + 30):
                     await asyncio.sleep(1)
-                    writer.write(b"X-Slow-%d: x\r\n" % index)
+                    writer.write(trickled.replace(b"%d", b"%d" % index))
 
-            sender = asyncio.create_task(send_slowly()) if trickle else None
+            sender = asyncio.create_task(send_slowly()) if trickled else None
             try:
-                assert await asyncio.wait_for(reader.read(), HEAD_TIMEOUT + 25) == b""
+                assert await asyncio.wait_for(reader.read(), timeout + 25) == b""
             finally:
                 if sender is not None:
                     sender.cancel()
-            return time.monotonic() - start
+            elapsed = time.monotonic() - start
+            assert elapsed >= timeout - 1, elapsed
+            return elapsed
         finally:
             writer.transport.abort()
 
-    async def both() -> list[float]:
-        return await asyncio.gather(closed_after(False), closed_after(True))
+    body_head = (b"POST /api/auth/login HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n{")
 
-    for elapsed in asyncio.run(both()):
-        assert elapsed >= HEAD_TIMEOUT - 1, elapsed
+    async def all_three() -> None:
+        await asyncio.gather(closed_after(b"", b"", HEAD_TIMEOUT),
+                             closed_after(b"GET /api/health HTTP/1.1\r\nHost: device\r\n", b"X-Slow-%d: x\r\n",
+                                          HEAD_TIMEOUT),
+                             closed_after(body_head, b" ", BODY_TIMEOUT))
+
+    asyncio.run(all_three())
 
 
 def test_connections_over_the_bound_are_answered_503(shared_device: RunningDevice) -> None:

@@ -1,9 +1,11 @@
 """Bounds on what a client holds of the management API before its request is in: the size of a request's
-head (request line and headers), the time to send it, and the number of open connections.
+head (request line and headers), the time to send it and its body, and the number of open connections.
 
-uvicorn's httptools protocol buffers a head without limit. `LimitedHttpProtocol` feeds its parser at
-most `MAX_HEAD_BYTES` of each request's head (keep-alive requests included), answers 431 beyond, and
-closes a connection whose head is not complete within `HEAD_TIMEOUT`.
+uvicorn's httptools protocol buffers a head without limit and waits for a body for ever. `LimitedHttpProtocol`
+feeds its parser at most `MAX_HEAD_BYTES` of each request's head (keep-alive requests included), answers 431
+beyond, closes a connection whose head is not complete within `HEAD_TIMEOUT`, and one whose body is not
+complete within `BODY_TIMEOUT` of its headers, one second more for each `BODY_MIN_RATE` bytes received (Apache's
+mod_reqtimeout `body=10,MinRate=500`), not counting time this side holds the body back.
 """
 
 import asyncio
@@ -19,6 +21,10 @@ MAX_HEAD_BYTES = 64 << 10
 """The request line and headers of one request, at most (a body has its own limit, `limits.MAX_BODY_BYTES`)."""
 HEAD_TIMEOUT = 10.0
 """Seconds from a connection's opening, or from a request's first byte, to the end of its headers."""
+BODY_TIMEOUT = 10.0
+BODY_MIN_RATE = 500
+"""A request's body must be complete `BODY_TIMEOUT` seconds after its headers (or after the device last held it
+back), plus a second for each `BODY_MIN_RATE` bytes of it received (a body is at most `limits.MAX_BODY_BYTES`)."""
 MAX_CONNECTIONS = 256
 """Connections open at once; one more is answered 503 and closed."""
 KEEP_ALIVE = 20
@@ -44,6 +50,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes: int | None = 0
         """Bytes of the current request's head given to the parser; None while its body is read."""
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_started = 0.0
+        self._body_bytes = 0
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -55,6 +64,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -81,11 +91,36 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_head_timer()
         self._head_bytes = None
+        self._body_started, self._body_bytes = self.loop.time(), 0
+        self._body_timer = self.loop.call_at(self._body_started + BODY_TIMEOUT, self._body_late)
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self._stop_body_timer()
         super().on_message_complete()
         self._head_bytes = 0
+
+    def _body_late(self) -> None:
+        """The body's time is up unless the bytes received bought more, or this side holds the body back (reading
+        paused: a request pipelined or a body the application has not read yet; `100 Continue` not sent yet),
+        which starts its time again. Closed: the body is not complete."""
+        if self.flow.read_paused or (self.cycle is not None and self.cycle.waiting_for_100_continue):
+            self._body_started = self.loop.time()
+        deadline = self._body_started + BODY_TIMEOUT + self._body_bytes / BODY_MIN_RATE
+        if self.loop.time() < deadline:
+            self._body_timer = self.loop.call_at(deadline, self._body_late)
+        else:
+            self._body_timer = None
+            self.transport.close()
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
