@@ -165,7 +165,7 @@ class OverviewReads:
             self._cluster_at = time.monotonic()
         else:
             failover = await views.failover_part(self._caller)
-        return views.overview_of(self._cluster, failover)
+        return views.Overview(self._cluster, failover)
 
 
 def overview_stream(caller: Caller, user: ConsoleUser, renderer: Renderer, seen: dict[str, str]

@@ -63,7 +63,7 @@ async def overview(request: Request) -> Response:
     user, caller = await _signed_in(request)
     shown = await views.overview(caller)
     parts = live.overview_parts(_renderer(request), shown, user)
-    return _renderer(request).page(request, "overview.html", user=user, o=shown, device_name=shown.device,
+    return _renderer(request).page(request, "overview.html", user=user, o=shown, device_name=shown.cluster.device,
                                    page="overview", parts=parts, shown=_shown(request).remember(parts))
 
 

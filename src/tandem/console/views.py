@@ -136,27 +136,6 @@ class AgentRow:
     problems: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Overview:
-    device: str
-    version: str
-    state: str
-    """This device's failover state (`offline` when it takes no traffic group)."""
-    offline: bool
-    reason: str
-    devices: tuple[DeviceRow, ...]
-    groups: tuple[GroupRow, ...]
-    traffic_groups: tuple[TrafficGroupRow, ...]
-    events: tuple[EventRow, ...]
-    peers: tuple[PeerRow, ...]
-    agents: tuple[AgentRow, ...]
-    virtual_servers: int
-    problems: tuple[str, ...]
-    """What could not be read, with the API's reason."""
-    signed_out: bool = False
-    """The API no longer takes the session's token."""
-
-
 def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(at))
 
@@ -233,7 +212,9 @@ class ClusterPart:
     agents: tuple[AgentRow, ...]
     virtual_servers: int
     problems: tuple[str, ...]
+    """What could not be read, with the API's reason."""
     signed_out: bool
+    """The API no longer takes the session's token."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +222,7 @@ class FailoverPart:
     """What the overview shows of failover: this device's state, the traffic groups, the last events."""
 
     state: str
+    """This device's failover state (`offline` when it takes no traffic group)."""
     offline: bool
     reason: str
     traffic_groups: tuple[TrafficGroupRow, ...]
@@ -277,16 +259,25 @@ async def failover_part(caller: Caller) -> FailoverPart:
                         traffic_groups_of(state), events_of(events), tuple(problems), failover.status == 401)
 
 
-def overview_of(cluster: ClusterPart, failover: FailoverPart) -> Overview:
-    return Overview(cluster.device, cluster.version, failover.state, failover.offline, failover.reason,
-                    cluster.devices, cluster.groups, failover.traffic_groups, failover.events, cluster.peers,
-                    cluster.agents, cluster.virtual_servers, cluster.problems + failover.problems,
-                    signed_out=cluster.signed_out or failover.signed_out)
+@dataclass(frozen=True)
+class Overview:
+    """Everything the overview shows: its two parts, read at their own pace (`live.OverviewReads`)."""
+
+    cluster: ClusterPart
+    failover: FailoverPart
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self.cluster.problems + self.failover.problems
+
+    @property
+    def signed_out(self) -> bool:
+        return self.cluster.signed_out or self.failover.signed_out
 
 
 async def overview(caller: Caller) -> Overview:
     """Everything the overview shows, read at once."""
-    return overview_of(*await asyncio.gather(cluster_part(caller), failover_part(caller)))
+    return Overview(*await asyncio.gather(cluster_part(caller), failover_part(caller)))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The nftables engine: tcp and udp virtual servers served by the kernel (no copy through user space).
 
-`apply` renders the table `inet tandem` (`nftables_rules`) and writes it in two nftables transactions (`nft -j -f
-FILE`, JSON; nothing else on the host touched): the first makes the new chains, the second points the table's
-base chains at them, so packets never meet half a ruleset. Pools' monitors run here as in the builtin engine; a
+`apply` renders the table `inet tandem` (`nftables_rules`) and writes it in one or two nftables transactions
+(`nft -j -f FILE`, JSON; nothing else on the host touched): new chains holding maps are made before the table's
+base chains point at them, so packets never meet half a ruleset. Pools' monitors run here as in the builtin engine; a
 member's change of health writes the table again. Counters (connections per virtual server and member) are the
 table's named counters, read when asked for.
 """

@@ -72,7 +72,7 @@ class Ruleset:
     """Virtual servers (by key) this engine does not serve, and why."""
     retired_chains: frozenset[str] = frozenset()
     retired_counters: frozenset[str] = frozenset()
-    """Chains and counters the table still holds, unused since the last transaction (the next deletes them)."""
+    """Chains and counters the table still holds, unused since its last write (the next write deletes them)."""
 
     def add_chain(self, rules: Rules) -> str:
         """Add a chain of `rules`, named from them (the same rules: the same chain); its name."""
